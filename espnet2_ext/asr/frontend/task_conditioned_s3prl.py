@@ -1,0 +1,152 @@
+"""Task-conditioned S3PRL frontend: where the TokenVerse++ task vector is added to the acoustic embeddings.
+
+``TaskConditionedS3prlFrontend`` is ESPnet's ``S3prlFrontend`` plus ``task_vectors`` (kept outside
+``frontend.upstream``, so freezing or reloading the pretrained upstream never touches them). Injection points:
+
+* ``feature_encoder``: X~ = X + v(c) on the output of the wav2vec2 CNN feature encoder + projection, i.e. the
+  input of the transformer encoder (the paper's best). Done by a forward pre-hook on the upstream's transformer
+  encoder module, so S3PRL's code is used unchanged.
+* ``encoder_output``: added to the frontend output (after the full XLSR encoder and layer featurizer); padding
+  frames are set back to zero.
+* ``both``: two independent tables, one per point.
+
+The per-utterance task mask reaches the frontend through ``conditioned_on(mask)`` (the model wraps ESPnet's
+``encode`` in it); without a mask every task the model was built with is active.
+
+``upstream_skeleton`` (``{task_cfg, model_cfg}``, written into the experiment's config.yaml at training time)
+rebuilds the wav2vec2 architecture without reading or downloading a pretrained checkpoint: the weights then come
+from the trained model file. That is what makes packed models load offline.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import torch
+from espnet2.asr.frontend.s3prl import S3prlFrontend
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+
+from espnet2_ext.layers.task_vectors import STRATEGIES, TaskVectors
+from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
+from espnet2_ext.upstream.xlsr_standin import skeleton_of, write_skeleton_checkpoint
+
+INJECTION_POINTS = ("feature_encoder", "encoder_output", "both")
+DEFAULT_AUX_TASKS = TaskSpec.default(DEFAULT_LANGUAGES).aux_tasks
+
+
+def transformer_encoder_of(upstream) -> torch.nn.Module:
+    """The wav2vec2/XLSR transformer encoder module inside an ``S3PRLUpstream`` (input = CNN features + proj)."""
+    model = getattr(getattr(upstream, "upstream", None), "model", None)
+    encoder = getattr(model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "layers"):
+        raise ValueError(f"task_vector_injection 'feature_encoder' needs a wav2vec2/XLSR-style S3PRL upstream "
+                         f"(got {type(getattr(upstream, 'upstream', upstream)).__name__}); use "
+                         f"task_vector_injection: encoder_output for other upstreams")
+    return encoder
+
+
+class TaskConditionedS3prlFrontend(S3prlFrontend):
+    def __init__(
+        self,
+        fs: Union[int, str] = 16000,
+        frontend_conf: Optional[dict] = None,
+        download_dir: Optional[str] = None,
+        multilayer_feature: bool = False,
+        layer: int = -1,
+        aux_tasks: Sequence[str] = DEFAULT_AUX_TASKS,
+        task_vector_strategy: str = "per_task",
+        task_vector_injection: str = "feature_encoder",
+        task_vector_init_std: float = 0.1,
+        task_vector_seed: int = 0,
+        upstream_skeleton: Optional[Dict] = None,
+    ):
+        if task_vector_strategy not in STRATEGIES + ("none",):
+            raise ValueError(f"frontend_conf.task_vector_strategy '{task_vector_strategy}' is unknown: choose one "
+                             f"of {', '.join(STRATEGIES + ('none',))}")
+        if task_vector_injection not in INJECTION_POINTS:
+            raise ValueError(f"frontend_conf.task_vector_injection '{task_vector_injection}' is unknown: choose "
+                             f"one of {', '.join(INJECTION_POINTS)}")
+        frontend_conf = dict(frontend_conf or {"upstream": "wav2vec2_local"})
+        skeleton_file = None
+        if upstream_skeleton is not None:
+            # Offline rebuild: architecture from the stored config, random weights to be overwritten.
+            skeleton_file = write_skeleton_checkpoint(upstream_skeleton)
+            frontend_conf.update(upstream="wav2vec2_local", path_or_url=skeleton_file)
+            logging.info("Building the S3PRL upstream from upstream_skeleton: its weights must come from a model file")
+        try:
+            super().__init__(fs=fs, frontend_conf=frontend_conf, download_dir=download_dir,
+                             multilayer_feature=multilayer_feature, layer=layer)
+        finally:
+            if skeleton_file is not None:
+                os.unlink(skeleton_file)
+        self.frontend_type = "s3prl_tokenverse"
+        self.aux_tasks: Tuple[str, ...] = tuple(aux_tasks)
+        self.strategy = task_vector_strategy
+        self.injection = task_vector_injection
+        self._skeleton = upstream_skeleton or skeleton_of(self.upstream.upstream)
+
+        self.task_vectors = torch.nn.ModuleDict()
+        if self.strategy != "none":
+            points = ("feature_encoder", "encoder_output") if self.injection == "both" else (self.injection,)
+            for i, point in enumerate(points):
+                if point == "feature_encoder":
+                    encoder = transformer_encoder_of(self.upstream)
+                    dim = self.upstream.hidden_sizes[0]
+                    encoder.register_forward_pre_hook(self._add_feature_encoder_vector, with_kwargs=True)
+                else:
+                    dim = self.output_size()
+                self.task_vectors[point] = TaskVectors(dim, len(self.aux_tasks), self.strategy,
+                                                       task_vector_init_std, task_vector_seed + i)
+        self._task_mask: Optional[torch.Tensor] = None
+        self._pending: Optional[torch.Tensor] = None
+
+    # ---- the task mask ------------------------------------------------------------------------------
+    @property
+    def tasks(self) -> Tuple[str, ...]:
+        return ("asr",) + self.aux_tasks
+
+    def upstream_skeleton(self) -> Optional[Dict]:
+        """What to store in config.yaml so the upstream can be rebuilt without its pretrained checkpoint."""
+        return self._skeleton
+
+    @contextlib.contextmanager
+    def conditioned_on(self, task_mask: Optional[torch.Tensor]) -> Iterator[None]:
+        previous, self._task_mask = self._task_mask, task_mask
+        try:
+            yield
+        finally:
+            self._task_mask = previous
+
+    def _mask_for(self, batch: int, device: torch.device) -> torch.Tensor:
+        mask = self._task_mask
+        if mask is None:
+            return torch.ones(batch, len(self.tasks), dtype=torch.long, device=device)
+        if mask.shape != (batch, len(self.tasks)):
+            raise ValueError(f"task_mask must be (batch={batch}, {len(self.tasks)} tasks {list(self.tasks)}), got "
+                             f"{tuple(mask.shape)}")
+        return mask.to(device)
+
+    # ---- injection ----------------------------------------------------------------------------------
+    def _add_feature_encoder_vector(self, module, args, kwargs):
+        if self._pending is None:  # e.g. S3PRL's own probing forward at construction
+            return None
+        x = args[0]
+        return (x + self._pending.to(x.dtype).unsqueeze(1),) + tuple(args[1:]), kwargs
+
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        mask = self._mask_for(input.size(0), input.device)
+        if "feature_encoder" in self.task_vectors:
+            self._pending = self.task_vectors["feature_encoder"](mask)
+        try:
+            feats, feats_lens = super().forward(input, input_lengths)
+        finally:
+            self._pending = None
+        if "encoder_output" in self.task_vectors:
+            vec = self.task_vectors["encoder_output"](mask).to(feats.dtype)
+            feats = (feats + vec.unsqueeze(1)).masked_fill(make_pad_mask(feats_lens, feats, 1), 0.0)
+        return feats, feats_lens
+
+    def vector_tables(self) -> Dict[str, torch.Tensor]:
+        return {k: v.weight for k, v in self.task_vectors.items()}

@@ -1,0 +1,103 @@
+"""TokenVerse++ ASR model: ESPnet's ``ESPnetASRModel`` with a transducer decoder, a task-conditioned frontend and
+a selectable RNN-T loss backend.
+
+What differs from the parent:
+* ``forward``/``encode`` take the per-utterance ``task_mask`` (from the task-mask collate function) and hand it
+  to the frontend, which adds the task vectors; without a mask every trained task is active.
+* the RNN-T loss comes from ``rnnt_loss_backends`` (torchaudio by default) instead of ``warprnnt_pytorch``, which
+  ESPnet imports for transducers and which is not on PyPI;
+* validation CER/WER use batched greedy search instead of a per-utterance beam search.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Optional, Tuple
+
+import torch
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.transducer.error_calculator import ErrorCalculatorTransducer
+from espnet2.asr_transducer.utils import get_transducer_task_io
+
+from espnet2_ext.asr.rnnt_loss_backends import build_rnnt_loss
+from espnet2_ext.train.collate import TASK_MASK
+
+
+class TokenVerseASRModel(ESPnetASRModel):
+    def __init__(self, vocab_size: int, token_list, frontend, specaug, normalize, preencoder, encoder,
+                 postencoder, decoder, ctc, joint_network, rnnt_loss: str = "torchaudio",
+                 rnnt_loss_conf: Optional[dict] = None, report_cer: bool = True, report_wer: bool = True,
+                 sym_space: str = "<space>", sym_blank: str = "<blank>", **kwargs):
+        if joint_network is None:
+            raise ValueError("model: tokenverse is a transducer: set 'decoder: transducer' (and joint_net_conf)")
+        # Build the parent without the joint network so it does not import warprnnt_pytorch; the transducer
+        # parts are attached below.
+        super().__init__(vocab_size=vocab_size, token_list=token_list, frontend=frontend, specaug=specaug,
+                         normalize=normalize, preencoder=preencoder, encoder=encoder, postencoder=postencoder,
+                         decoder=decoder, ctc=ctc, joint_network=None, report_cer=False, report_wer=False,
+                         sym_space=sym_space, sym_blank=sym_blank, **kwargs)
+        del self.criterion_att  # attention-decoder loss: unused by a transducer
+        self.use_transducer_decoder = True
+        self.joint_network = joint_network
+        self.rnnt_loss_name = rnnt_loss
+        self.criterion_transducer = build_rnnt_loss(rnnt_loss, self.blank_id, encoder.output_size(),
+                                                    decoder.dunits, vocab_size, rnnt_loss_conf)
+        self.error_calculator_trans = None
+        if report_cer or report_wer:
+            # Parent class only for its token->text conversion and CER/WER; decoding is ours (greedy, batched).
+            self.error_calculator_trans = ErrorCalculatorTransducer(decoder, joint_network, token_list, sym_space,
+                                                                    sym_blank, report_cer=report_cer,
+                                                                    report_wer=report_wer)
+
+    # ---- task conditioning --------------------------------------------------------------------------
+    @property
+    def tasks(self) -> Tuple[str, ...]:
+        return getattr(self.frontend, "tasks", ("asr",))
+
+    def _conditioning(self, task_mask: Optional[torch.Tensor]):
+        if task_mask is None or not hasattr(self.frontend, "conditioned_on"):
+            return contextlib.nullcontext()
+        return self.frontend.conditioned_on(task_mask)
+
+    def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor, **kwargs):
+        with self._conditioning(kwargs.pop(TASK_MASK, None)):
+            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+
+    def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+               task_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        # task_mask None keeps an outer conditioning (forward) or falls back to "all tasks" in the frontend.
+        with self._conditioning(task_mask):
+            return super().encode(speech, speech_lengths)
+
+    def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                      text_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
+        with self._conditioning(kwargs.pop(TASK_MASK, None)):
+            return super().collect_feats(speech, speech_lengths, text, text_lengths, **kwargs)
+
+    # ---- loss ---------------------------------------------------------------------------------------
+    def _calc_transducer_loss(self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, labels: torch.Tensor):
+        decoder_in, target, t_len, u_len = get_transducer_task_io(
+            labels, encoder_out_lens, ignore_id=self.ignore_id, blank_id=self.blank_id)
+        self.decoder.set_device(encoder_out.device)
+        decoder_out = self.decoder(decoder_in)
+        if self.rnnt_loss_name == "pruned":
+            loss = self.criterion_transducer(encoder_out, t_len, decoder_out, target, u_len, self.joint_network)
+        else:
+            joint_out = self.joint_network(encoder_out.unsqueeze(2), decoder_out.unsqueeze(1))
+            loss = self.criterion_transducer(joint_out, target, t_len, u_len)
+
+        cer, wer = None, None
+        if not self.training and self.error_calculator_trans is not None:
+            cer, wer = self._greedy_error_rates(encoder_out, encoder_out_lens, target)
+        return loss, cer, wer
+
+    @torch.no_grad()
+    def _greedy_error_rates(self, encoder_out, encoder_out_lens, target):
+        from espnet2_ext.asr.transducer.search import greedy_search_batch
+
+        pred = greedy_search_batch(encoder_out, encoder_out_lens, self.decoder, self.joint_network)
+        calc = self.error_calculator_trans
+        char_pred, char_target = calc.convert_to_char(pred, target)
+        cer = calc.calculate_cer(char_pred, char_target) if calc.report_cer else None
+        wer = calc.calculate_wer(char_pred, char_target) if calc.report_wer else None
+        return cer, wer

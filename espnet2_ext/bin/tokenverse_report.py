@@ -1,0 +1,36 @@
+"""Collect every score.json under experiment directories into markdown result tables (paper Tables II-IV).
+
+    python -m espnet2_ext.bin.tokenverse_report --exp_dir exp --out RESULTS.md [--prepend corpus_stats.md]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.scoring.report import write_report
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp_dir", action="append", required=True,
+                   help="experiment directory searched recursively for score.json (repeatable)")
+    p.add_argument("--out", required=True, help="markdown file to write")
+    p.add_argument("--prepend", action="append", default=[],
+                   help="markdown file copied in before the tables, e.g. corpus statistics (repeatable)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    args = get_parser().parse_args(argv)
+    report = write_report(args.exp_dir, args.out, args.prepend)
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (DataError, ValueError) as e:
+        sys.exit(f"tokenverse_report: error: {e}")

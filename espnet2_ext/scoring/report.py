@@ -1,0 +1,212 @@
+"""Markdown result tables (shaped like the TokenVerse++ paper) from ``score.json`` files.
+
+* Table II: models x metrics, each model at its largest task activation.
+* Table III: the same rows broken down per language.
+* Table IV: per model, every task activation it was decoded with, incl. ITT.
+
+A score file names its model, test set and task activation; missing fields are taken from the path
+``<exp>/<model>/decode_<task+task+...>/<test_set>/score.json``. Also holds the atomic-write helpers.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Sequence, Tuple, Union
+
+from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.task_spec import TaskSpec
+
+PathLike = Union[str, Path]
+METRIC_COLUMNS = (("wer", "WER (%)"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"),
+                  ("lid_acc", "LID acc"))
+ITT_COLUMN = ("itt", "ITT")
+DECODE_PREFIX = "decode_"
+_TASK_ORDER = TaskSpec.default().tasks  # canonical order for display and sorting; unknown tasks go last
+
+
+# ---- atomic writes -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_output(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+# ---- loading -------------------------------------------------------------------------------------------
+def order_tasks(tasks: Sequence[str]) -> Tuple[str, ...]:
+    """Canonical order (asr, scd, endp, ner, lid, then others alphabetically), duplicates removed."""
+    rank = {t: i for i, t in enumerate(_TASK_ORDER)}
+    return tuple(sorted(set(tasks), key=lambda t: (rank.get(t, len(rank)), t)))
+
+
+def activation_tag(tasks: Sequence[str]) -> str:
+    return "+".join(order_tasks(tasks))
+
+
+@dataclass(frozen=True)
+class ScoreEntry:
+    model: str
+    test_set: str
+    activation: Tuple[str, ...]
+    scores: Mapping[str, object]
+    path: Path
+
+
+def load_score(path: PathLike) -> ScoreEntry:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e}); rerun tokenverse_score for it") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object as written by tokenverse_score")
+    decode_dir = path.parent.parent
+    from_path = decode_dir.name.startswith(DECODE_PREFIX)
+    model = data.get("model") or (decode_dir.parent.name if from_path else None)
+    test_set = data.get("test_set") or (path.parent.name if from_path else None)
+    activation = data.get("task_activation")
+    if isinstance(activation, str):
+        activation = activation.replace(",", "+").split("+")
+    if not activation and from_path:
+        activation = decode_dir.name[len(DECODE_PREFIX):].split("+")
+    if not (model and test_set and activation):
+        raise DataError(f"{path}: cannot tell model, test set and task activation; write them into the file "
+                        f"(tokenverse_score --model --test_set) or place it at "
+                        f"<exp>/<model>/{DECODE_PREFIX}<task+task>/<test_set>/score.json")
+    return ScoreEntry(str(model), str(test_set), order_tasks([t for t in activation if t]), data, path)
+
+
+def find_scores(exp_dirs: Sequence[PathLike]) -> List[ScoreEntry]:
+    """Every ``score.json`` under the exp dirs, sorted by model, test set and activation."""
+    entries: Dict[Tuple[str, str, Tuple[str, ...]], ScoreEntry] = {}
+    for exp in exp_dirs:
+        exp = Path(exp)
+        if not exp.is_dir():
+            raise DataError(f"{exp}: no such directory; pass experiment directories with --exp_dir")
+        for path in sorted(exp.rglob("score.json")):
+            e = load_score(path)
+            key = (e.model, e.test_set, e.activation)
+            if key in entries:
+                raise DataError(f"{path} and {entries[key].path} both score model {e.model} on {e.test_set} with "
+                                f"tasks {activation_tag(e.activation)}; remove one or give them different --model")
+            entries[key] = e
+    if not entries:
+        raise DataError(f"no score.json found under {', '.join(map(str, exp_dirs))}; run tokenverse_score first")
+    return sorted(entries.values(), key=_entry_key)
+
+
+def _entry_key(e: ScoreEntry) -> tuple:
+    rank = {t: i for i, t in enumerate(_TASK_ORDER)}
+    return (e.model, len(e.activation), [rank.get(t, len(rank)) for t in e.activation], e.activation, e.test_set)
+
+
+# ---- tables --------------------------------------------------------------------------------------------
+def fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def largest_activation(entries: Sequence[ScoreEntry], model: str) -> Tuple[str, ...]:
+    """The model's largest task activation (ties: the first in canonical order)."""
+    mine = [e for e in entries if e.model == model]
+    most = max(len(e.activation) for e in mine)
+    return min((e for e in mine if len(e.activation) == most), key=_entry_key).activation
+
+
+def _models(entries: Sequence[ScoreEntry]) -> List[str]:
+    return sorted({e.model for e in entries})
+
+
+def _lang_key(lang: str) -> tuple:
+    return (lang == "unk", lang)
+
+
+def table_main(entries: Sequence[ScoreEntry]) -> str:
+    header = ["Model", "Test set", "Tasks"] + [name for _, name in METRIC_COLUMNS]
+    rows = []
+    for model in _models(entries):
+        act = largest_activation(entries, model)
+        for e in entries:
+            if e.model == model and e.activation == act:
+                values = [fmt(e.scores.get(k)) for k, _ in METRIC_COLUMNS]
+                rows.append([model, e.test_set, activation_tag(act)] + values)
+    return md_table(header, rows)
+
+
+def table_per_language(entries: Sequence[ScoreEntry]) -> str:
+    header = ["Model", "Test set", "Language"] + [name for _, name in METRIC_COLUMNS]
+    rows = []
+    for model in _models(entries):
+        act = largest_activation(entries, model)
+        for e in entries:
+            if e.model != model or e.activation != act:
+                continue
+            per_lang = e.scores.get("per_language") or {}
+            for lang in sorted(per_lang, key=_lang_key):
+                vals = per_lang[lang] or {}
+                rows.append([model, e.test_set, lang] + [fmt(vals.get(k)) for k, _ in METRIC_COLUMNS])
+    return md_table(header, rows)
+
+
+def table_activations(entries: Sequence[ScoreEntry], model: str) -> str:
+    cols = list(METRIC_COLUMNS) + [ITT_COLUMN]
+    header = ["Tasks", "Test set"] + [name for _, name in cols]
+    rows = [[activation_tag(e.activation), e.test_set] + [fmt(e.scores.get(k)) for k, _ in cols]
+            for e in entries if e.model == model]
+    return md_table(header, rows)
+
+
+def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = ()) -> str:
+    parts: List[str] = [p.rstrip("\n") for p in prepend]
+    parts.append("## Table II: results with all tasks active\n\n"
+                 "Each model at the largest task activation it was decoded with. WER in %, F1 and accuracy in %; "
+                 "'-' = task not active or not annotated in the test set.\n\n" + table_main(entries))
+    parts.append("## Table III: per-language results\n\nSame task activation as Table II.\n\n"
+                 + table_per_language(entries))
+    per_model = [f"### {model}\n\n{table_activations(entries, model)}" for model in _models(entries)]
+    parts.append("## Table IV: task activation at inference\n\n"
+                 "ITT = hypothesis tokens of tasks that were not active (inactive-task tokens).\n\n"
+                 + "\n\n".join(per_model))
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = ()) -> str:
+    texts = []
+    for p in prepend:
+        p = Path(p)
+        if not p.is_file():
+            raise DataError(f"{p}: no such file (given with --prepend)")
+        texts.append(p.read_text(encoding="utf-8"))
+    report = build_report(find_scores(exp_dirs), texts)
+    atomic_write_text(out, report)
+    return report
