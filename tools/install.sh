@@ -51,7 +51,8 @@ else
 fi
 
 # 4. espnet2_ext itself, editable, without touching the pinned stack.
-if ! "${venv}/bin/python" -c "import espnet2_ext, os, sys; sys.exit(os.path.dirname(os.path.dirname(espnet2_ext.__file__)) != '${root}')" 2>/dev/null; then
+# (checked from / so that the source tree in the current directory does not count as installed)
+if ! (cd / && "${venv}/bin/python" -c "import espnet2_ext, os, sys; sys.exit(os.path.dirname(os.path.dirname(espnet2_ext.__file__)) != '${root}')" 2>/dev/null); then
   log "installing espnet2_ext (editable)"
   "${pip[@]}" --no-deps --no-build-isolation -e "${root}"
 fi

@@ -1,0 +1,98 @@
+"""Builders shared by tests: a tiny XLSR stand-in, a tiny Kaldi data dir with partial labels, a tiny config."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import soundfile as sf
+import yaml
+
+# (utt-id, text, utt2tasks): 2 fully annotated utterances, 2 with ASR + LID only.
+UTTS = [
+    ("spk1-u1", "[EN] hello [NE] maria [/NE] [ENDP] [SCD] fine thanks [ENDP]", "asr scd endp ner lid"),
+    ("spk1-u2", "[DE] guten tag [NE] berlin [/NE] [ENDP]", "asr scd endp ner lid"),
+    ("spk2-u3", "[EN] hello fine", "asr lid"),
+    ("spk2-u4", "[DE] guten thanks", "asr lid"),
+]
+
+
+def write_standin(path: Path) -> Path:
+    from espnet2_ext.upstream.xlsr_standin import model_cfg_for, save_checkpoint
+
+    return save_checkpoint(str(path), model_cfg_for("tiny"))
+
+
+def write_data_dir(root: Path, seconds: float = 0.6, seed: int = 0) -> Path:
+    """Distinct per-utterance tones + noise so a tiny model can fit them."""
+    rng = np.random.default_rng(seed)
+    d = root / "data"
+    (d / "wav").mkdir(parents=True, exist_ok=True)
+    n = int(16000 * seconds)
+    t = np.arange(n) / 16000
+    scp, text, tasks, utt2spk, shape = [], [], [], [], []
+    for i, (utt, txt, tsk) in enumerate(UTTS):
+        wav = 0.3 * np.sin(2 * np.pi * (200 + 150 * i) * t) + 0.01 * rng.standard_normal(n)
+        p = d / "wav" / f"{utt}.wav"
+        sf.write(p, wav.astype(np.float32), 16000, subtype="PCM_16")
+        scp.append(f"{utt} {p}")
+        text.append(f"{utt} {txt}")
+        tasks.append(f"{utt} {tsk}")
+        utt2spk.append(f"{utt} {utt.split('-')[0]}")
+        shape.append(f"{utt} {n}")
+    for name, lines in (("wav.scp", scp), ("text", text), ("utt2tasks", tasks), ("utt2spk", utt2spk),
+                        ("speech_shape", shape)):
+        (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return d
+
+
+def token_list() -> List[str]:
+    words = sorted({w for _, txt, _ in UTTS for w in txt.split()})
+    return ["<blank>", "<unk>"] + words + ["<sos/eos>"]
+
+
+def write_config(root: Path, standin: Path, **overrides) -> Path:
+    conf: Dict = {
+        "frontend": "s3prl_tokenverse",
+        "frontend_conf": {"frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
+                          "multilayer_feature": True, "task_vector_strategy": "per_task",
+                          "task_vector_injection": "feature_encoder"},
+        "normalize": None,
+        "encoder": "identity",
+        "decoder": "transducer",
+        "decoder_conf": {"rnn_type": "lstm", "num_layers": 1, "hidden_size": 32},
+        "joint_net_conf": {"joint_space_size": 32},
+        "model": "tokenverse",
+        "model_conf": {"ctc_weight": 0.0, "report_cer": False, "report_wer": False,
+                       "extract_feats_in_collect_stats": False},
+        "preprocessor": "tokenverse",
+        "tokenverse_conf": {"policy": "sample"},
+        "token_type": "word",
+        "optim": "adam",
+        "optim_conf": {"lr": 0.003},
+        "batch_type": "unsorted",
+        "batch_size": 4,
+        "max_epoch": 2,
+        "num_iters_per_epoch": 4,
+        "num_workers": 0,
+        "seed": 0,
+        "best_model_criterion": [["valid", "loss", "min"]],
+        "keep_nbest_models": 1,
+    }
+    for k, v in overrides.items():
+        conf[k] = v
+    p = root / "train.yaml"
+    p.write_text(yaml.safe_dump(conf), encoding="utf-8")
+    tl = root / "tokens.txt"
+    tl.write_text("\n".join(token_list()) + "\n", encoding="utf-8")
+    return p
+
+
+def train_args(root: Path, data: Path, config: Path, out: Path) -> List[str]:
+    args = ["--config", str(config), "--output_dir", str(out), "--token_list", str(root / "tokens.txt"),
+            "--ngpu", "0", "--use_tensorboard", "false"]
+    for split in ("train", "valid"):
+        for f, name, typ in (("wav.scp", "speech", "sound"), ("text", "text", "text"), ("utt2tasks", "tasks", "text")):
+            args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{typ}"]
+        args += [f"--{split}_shape_file", str(data / "speech_shape")]
+    return args
