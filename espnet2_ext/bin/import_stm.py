@@ -1,0 +1,56 @@
+"""Import STM conversations (+ optional RTTM, entity list) as TokenVerse utterances with segments.
+
+    python -m espnet2_ext.bin.import_stm --src dev.stm --out_dir data/conv_dev --audio_dir wav/
+        [--wav_scp rec.scp] [--rttm dev.rttm] [--entities names.txt] [--lang en]
+        [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", required=True, help="STM file")
+    p.add_argument("--out_dir", required=True, help="Kaldi data dir to write")
+    p.add_argument("--audio_dir", default=None, help="folder with <file>.wav/.flac/.sph/.mp3 per STM file id")
+    p.add_argument("--wav_scp", default=None, help="'<file> <path or pipe>' lines (overrides --audio_dir)")
+    p.add_argument("--rttm", default=None, help="speaker turns; each segment takes the most-overlapping speaker")
+    p.add_argument("--entities", default=None, help="entity names, one per line: tagged [NE] ... [/NE]")
+    p.add_argument("--lang", default=None, help="language code: adds the language token and the lid task")
+    p.add_argument("--languages", default="en,de,es,fr", help="languages of the task spec")
+    p.add_argument("--dump_wav_dir", default=None,
+                   help="decode pipes and cut segments into one 16 kHz wav per utterance here, so ESPnet's "
+                        "'sound' loader can read the dir (what asr.sh's format_wav_scp did)")
+    p.add_argument("--max_turns", type=int, default=4, help="segments per utterance at most")
+    p.add_argument("--max_duration", type=float, default=20.0, help="seconds per utterance at most")
+    p.add_argument("--max_gap", type=float, default=3.0, help="a longer silence between segments starts a new one")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    from espnet2_ext.data.stm_conversations import import_stm
+    from espnet2_ext.data.audio_check import dump_audio
+    from espnet2_ext.data.utt2tasks import DataError
+
+    if not args.audio_dir and not args.wav_scp:
+        print("import_stm: give --audio_dir or --wav_scp to locate the recordings", file=sys.stderr)
+        return 1
+    try:
+        import_stm(args.src, args.out_dir, audio_dir=args.audio_dir, wav_scp=args.wav_scp, rttm=args.rttm,
+                   entity_list=args.entities, lang=args.lang,
+                   languages=[x.strip() for x in args.languages.split(",") if x.strip()],
+                   max_turns=args.max_turns, max_duration=args.max_duration, max_gap=args.max_gap)
+        if args.dump_wav_dir:
+            dump_audio(args.out_dir, args.out_dir, args.dump_wav_dir)
+    except (DataError, OSError) as e:
+        print(f"import_stm: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

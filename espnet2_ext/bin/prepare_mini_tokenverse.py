@@ -1,0 +1,44 @@
+"""Generate the embedded ``mini_tokenverse`` corpus (espeak-ng + sox, seeded, deterministic).
+
+    python -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --seed 0 [--size debug|small|default]
+        [--nj 2] [--no_partial] [--wav_dir DIR]
+
+Writes data/{train,train_full_only,dev,test,test_partial} Kaldi dirs, wavs under
+<out_dir>/../downloads/mini_tokenverse/wav (or --wav_dir) and data/corpus_stats.md. Re-running only
+synthesises wavs whose recipe or content changed.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out_dir", default="data", help="where the Kaldi data dirs go")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=("debug", "small", "default"), default="default",
+                   help="debug: 3 conversations + 2 read utterances per language and split; small: half of default")
+    p.add_argument("--nj", type=int, default=2, help="parallel espeak-ng/sox jobs")
+    p.add_argument("--no_partial", action="store_true",
+                   help="leave out the read-speech subset annotated only for asr+lid")
+    p.add_argument("--wav_dir", default=None, help="default: <out_dir>/../downloads/mini_tokenverse/wav")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    from espnet2_ext.data.mini_tokenverse import prepare
+
+    try:
+        prepare(args.out_dir, seed=args.seed, size=args.size, nj=args.nj, partial=not args.no_partial,
+                wav_dir=args.wav_dir)
+    except (RuntimeError, ValueError) as e:
+        print(f"prepare_mini_tokenverse: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

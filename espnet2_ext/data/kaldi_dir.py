@@ -1,0 +1,480 @@
+"""Kaldi data directories as typed records: write, read, validate, fix, subset.
+
+Replaces the Kaldi ``utils/`` scripts that ESPnet's asr.sh relies on (validate_data_dir.sh, fix_data_dir.sh,
+utt2spk_to_spk2utt.pl, subset_data_dir.sh) so recipes run without a Kaldi checkout. Layout of a dir::
+
+    wav.scp    <utt-id> <path or "cmd |">        (<recording-id> ... when segments exists)
+    segments   <utt-id> <recording-id> <start> <end>   (optional)
+    text       <utt-id> [LANG] words [NE] ... [/NE] ... [ENDP] [SCD] ...
+    utt2spk / spk2utt / utt2lang / utt2tasks / utt2dur (optional)
+
+Every file is sorted in C-locale byte order; utterance ids start with their speaker id so that sorting by
+utterance also groups speakers (what Kaldi checks).
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+import unicodedata
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+from espnet2_ext.data.utt2tasks import DataError
+
+PathLike = Union[str, Path]
+REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "utt2tasks")
+HOW_TO_CREATE = {
+    "wav.scp": "write '<utt-id> <audio path>' per utterance",
+    "text": "write '<utt-id> <transcript>' per utterance",
+    "utt2spk": "write '<utt-id> <speaker-id>' per utterance",
+    "utt2tasks": "write '<utt-id> asr [scd endp ner lid]' per utterance",
+}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One line in each file of a data dir. ``wav`` is a path or a Kaldi pipe (``sox x.mp3 ... |``); with
+    ``recording_id`` set, ``wav`` is the recording's audio and ``start``/``end`` (seconds) cut the utterance."""
+
+    utt_id: str
+    speaker: str
+    text: str
+    lang: Optional[str]
+    tasks: Tuple[str, ...]
+    wav: str
+    start: Optional[float] = None
+    end: Optional[float] = None
+    recording_id: Optional[str] = None
+    duration: Optional[float] = None
+
+    @property
+    def length(self) -> Optional[float]:
+        """Seconds: the segment length, else ``duration`` (None when unknown)."""
+        if self.start is not None and self.end is not None:
+            return self.end - self.start
+        return self.duration
+
+
+def c_sort_key(s: str) -> bytes:
+    """``LC_ALL=C sort`` order."""
+    return s.encode("utf-8")
+
+
+def normalize_words(text: str) -> str:
+    """Lowercase words without punctuation (letters incl. accents, digits and in-word apostrophes kept);
+    ``[NE]``/``[/NE]`` and other bracketed tags pass through in upper case."""
+    out: List[str] = []
+    for tok in unicodedata.normalize("NFC", text).split():
+        if len(tok) > 2 and tok[0] == "[" and tok[-1] == "]" and " " not in tok:
+            out.append(tok.upper())
+            continue
+        chars = [c if (unicodedata.category(c)[0] in "LMN") else ("'" if c in "'’" else " ") for c in tok.lower()]
+        out.extend(w.strip("'") for w in "".join(chars).split() if w.strip("'"))
+    return " ".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def write_text_atomic(path: PathLike, content: str) -> None:
+    """Write a file via a temporary sibling and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(content, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _check_records(utts: Sequence[Utterance]) -> None:
+    seen = set()
+    for u in utts:
+        if not u.utt_id or any(c.isspace() for c in u.utt_id) or not u.speaker or any(c.isspace() for c in u.speaker):
+            raise DataError(f"utterance '{u.utt_id}' (speaker '{u.speaker}'): ids must be non-empty without spaces")
+        if u.utt_id in seen:
+            raise DataError(f"utterance {u.utt_id}: duplicate utterance id; make ids unique")
+        seen.add(u.utt_id)
+        if not u.text.strip():
+            raise DataError(f"utterance {u.utt_id}: empty text; drop the utterance or give its transcript")
+        if not u.tasks:
+            raise DataError(f"utterance {u.utt_id}: no tasks; list at least 'asr'")
+    if any(u.recording_id is not None for u in utts):
+        bad = [u.utt_id for u in utts if u.recording_id is None or u.start is None or u.end is None]
+        if bad:
+            raise DataError(f"utterance {bad[0]}: has no recording_id/start/end while others do; a data dir uses "
+                            f"segments for all utterances or for none")
+        bad = [u.utt_id for u in utts if not (0 <= u.start < u.end)]
+        if bad:
+            raise DataError(f"utterance {bad[0]}: segment needs 0 <= start < end")
+    if any(u.lang is not None for u in utts) and any(u.lang is None for u in utts):
+        raise DataError(f"utterance {next(u.utt_id for u in utts if u.lang is None)}: no language while others "
+                        f"have one; give every utterance a language or none")
+    prev = None
+    for u in utts:  # utts are sorted by id: speakers must come out sorted too (Kaldi's spk2utt invariant)
+        if prev is not None and c_sort_key(u.speaker) < c_sort_key(prev.speaker):
+            raise DataError(f"utterance {u.utt_id} (speaker {u.speaker}) sorts after {prev.utt_id} (speaker "
+                            f"{prev.speaker}); start every utterance id with its speaker id followed by '-'")
+        prev = u
+
+
+def _render(utts: Sequence[Utterance]) -> Dict[str, List[str]]:
+    files: Dict[str, List[str]] = {
+        "text": [f"{u.utt_id} {u.text.strip()}" for u in utts],
+        "utt2spk": [f"{u.utt_id} {u.speaker}" for u in utts],
+        "utt2tasks": [f"{u.utt_id} {' '.join(u.tasks)}" for u in utts],
+    }
+    spk2utt: Dict[str, List[str]] = {}
+    for u in utts:
+        spk2utt.setdefault(u.speaker, []).append(u.utt_id)
+    files["spk2utt"] = [f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt, key=c_sort_key)]
+    if utts and utts[0].lang is not None:
+        files["utt2lang"] = [f"{u.utt_id} {u.lang}" for u in utts]
+    if utts and utts[0].recording_id is not None:
+        files["segments"] = [f"{u.utt_id} {u.recording_id} {u.start:.3f} {u.end:.3f}" for u in utts]
+        rec2wav: Dict[str, str] = {}
+        for u in utts:
+            if rec2wav.setdefault(u.recording_id, u.wav) != u.wav:
+                raise DataError(f"utterance {u.utt_id}: recording {u.recording_id} has two different audio entries")
+        files["wav.scp"] = [f"{r} {rec2wav[r]}" for r in sorted(rec2wav, key=c_sort_key)]
+    else:
+        files["wav.scp"] = [f"{u.utt_id} {u.wav}" for u in utts]
+    if utts and all(u.length is not None for u in utts):
+        files["utt2dur"] = [f"{u.utt_id} {u.length:.3f}" for u in utts]
+    return files
+
+
+def write_data_dir(utts: Iterable[Utterance], out_dir: PathLike) -> Path:
+    """Write a complete, sorted data dir. It is built in a temporary sibling dir and renamed into place, so
+    ``out_dir`` is never half-written; an existing ``out_dir`` is replaced."""
+    utts = sorted(utts, key=lambda u: c_sort_key(u.utt_id))
+    if not utts:
+        raise DataError(f"{out_dir}: no utterances to write")
+    _check_records(utts)
+    files = _render(utts)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for name, lines in files.items():
+            with open(tmp / name, "w", encoding="utf-8", newline="\n") as f:
+                f.writelines(line + "\n" for line in lines)
+        os.chmod(tmp, 0o755)
+        if out_dir.exists():
+            # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
+            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(out_dir, old)
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------- reading
+@dataclass
+class Table:
+    """A Kaldi table file: key -> value with the line number of each key."""
+
+    path: Path
+    values: Dict[str, str]
+    lines: Dict[str, int]
+
+    def where(self, key: str) -> str:
+        return f"{self.path}:{self.lines[key]} ({key})"
+
+
+def read_table(path: PathLike, strict: bool = True) -> Table:
+    """Parse ``<key> <value...>`` lines. ``strict``: blank lines, duplicate keys and unsorted keys raise
+    ``DataError``; otherwise blank lines are skipped and the first of duplicate keys wins."""
+    path = Path(path)
+    values: Dict[str, str] = {}
+    lines: Dict[str, int] = {}
+    prev = None
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.strip().split(maxsplit=1)
+            if not parts:
+                if strict:
+                    raise DataError(f"{path}:{lineno}: empty line; remove it")
+                continue
+            key, value = parts[0], (parts[1] if len(parts) > 1 else "")
+            if key in values:
+                if strict:
+                    raise DataError(f"{path}:{lineno} ({key}): duplicate id (first on line {lines[key]}); keep "
+                                    f"one line per id (fix_data_dir keeps the first)")
+                continue
+            if strict and prev is not None and c_sort_key(key) < c_sort_key(prev):
+                raise DataError(f"{path}:{lineno} ({key}): not sorted (comes after {prev}); sort with "
+                                f"'LC_ALL=C sort' or run fix_data_dir")
+            values[key], lines[key], prev = value, lineno, key
+    return Table(path, values, lines)
+
+
+def _float(table: Table, key: str, field: str) -> float:
+    try:
+        return float(field)
+    except ValueError:
+        raise DataError(f"{table.where(key)}: '{field}' is not a number") from None
+
+
+def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Utterance]:
+    utts = []
+    for utt in ids:
+        kw = dict(utt_id=utt, speaker=tables["utt2spk"].values[utt], text=tables["text"].values[utt],
+                  lang=tables["utt2lang"].values[utt] if "utt2lang" in tables else None,
+                  tasks=tuple(tables["utt2tasks"].values[utt].split()))
+        if "segments" in tables:
+            fields = tables["segments"].values[utt].split()
+            if len(fields) != 3:
+                raise DataError(f"{tables['segments'].where(utt)}: expected '<utt-id> <recording-id> <start> <end>'")
+            rec = fields[0]
+            kw.update(recording_id=rec, wav=tables["wav.scp"].values[rec],
+                      start=_float(tables["segments"], utt, fields[1]), end=_float(tables["segments"], utt, fields[2]))
+        else:
+            kw["wav"] = tables["wav.scp"].values[utt]
+        if "utt2dur" in tables:
+            kw["duration"] = _float(tables["utt2dur"], utt, tables["utt2dur"].values[utt])
+        utts.append(Utterance(**kw))
+    return utts
+
+
+def _utt_files(tables: Dict[str, Table]) -> List[str]:
+    names = ["text", "utt2spk", "utt2tasks", "utt2lang", "utt2dur", "segments"]
+    if "segments" not in tables:
+        names.append("wav.scp")
+    return [n for n in names if n in tables]
+
+
+def read_tables(data_dir: PathLike, strict: bool) -> Dict[str, Table]:
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise DataError(f"{d}: not a directory; create the data dir first")
+    for name in REQUIRED_FILES:
+        if not (d / name).is_file():
+            raise DataError(f"{d / name}: missing required file; {HOW_TO_CREATE[name]}")
+    names = ("wav.scp", "text", "utt2spk", "utt2tasks", "utt2lang", "utt2dur", "segments", "spk2utt")
+    return {n: read_table(d / n, strict) for n in names if (d / n).is_file()}
+
+
+def check_consistent(tables: Dict[str, Table]) -> None:
+    """Every per-utterance file has exactly the utterances of ``text``; segments point at wav.scp."""
+    text = tables["text"]
+    for name in _utt_files(tables):
+        other = tables[name]
+        for key in other.values:
+            if key not in text.values:
+                raise DataError(f"{other.where(key)}: utterance not in {text.path}; remove the line or run "
+                                f"fix_data_dir")
+        for key in text.values:
+            if key not in other.values:
+                raise DataError(f"{text.where(key)}: utterance missing from {other.path}; add it there or run "
+                                f"fix_data_dir (drops it)")
+    if "segments" in tables:
+        seg, wav = tables["segments"], tables["wav.scp"]
+        for key, value in seg.values.items():
+            fields = value.split()
+            if len(fields) != 3 or not 0 <= _float(seg, key, fields[1]) < _float(seg, key, fields[2]):
+                raise DataError(f"{seg.where(key)}: expected '<utt-id> <recording-id> <start> <end>' with "
+                                f"0 <= start < end")
+            rec = fields[0]
+            if rec not in wav.values:
+                raise DataError(f"{seg.where(key)}: recording '{rec}' not in {wav.path}; add its audio there")
+
+
+def read_data_dir(data_dir: PathLike) -> List[Utterance]:
+    """All utterances of a data dir, in file order. Raises ``DataError`` when files disagree."""
+    tables = read_tables(data_dir, strict=False)
+    check_consistent(tables)
+    return _build(Path(data_dir), tables, list(tables["text"].values))
+
+
+def fix_data_dir(src: PathLike, dst: PathLike, verbose: bool = True) -> List[Utterance]:
+    """Like Kaldi's fix_data_dir.sh but into a new dir: keep utterances present in every file with a
+    non-empty text, sort, rebuild spk2utt. ``src`` is not modified."""
+    tables = read_tables(src, strict=False)
+    keep = [k for k in tables["text"].values if tables["text"].values[k].strip()]
+    for name in _utt_files(tables):
+        keep = [k for k in keep if k in tables[name].values]
+    if "segments" in tables:
+        wav = tables["wav.scp"].values
+        keep = [k for k in keep if (tables["segments"].values[k].split() or [""])[0] in wav]
+    dropped = len(set().union(*(set(tables[n].values) for n in _utt_files(tables)))) - len(keep)
+    utts = sorted(_build(Path(src), tables, keep), key=lambda u: c_sort_key(u.utt_id))
+    write_data_dir(utts, dst)
+    if verbose:
+        print(f"fix_data_dir: {src} -> {dst}: kept {len(keep)} utterances, dropped {dropped} (missing from a "
+              f"file or empty text)")
+    return utts
+
+
+# ---------------------------------------------------------------------------------------------- subsets
+def with_durations(utts: Iterable[Utterance]) -> List[Utterance]:
+    """Fill ``duration`` from the audio header where neither segments nor utt2dur give it (plain paths)."""
+    from espnet2_ext.data.audio_check import audio_duration, is_plain_path
+
+    out = []
+    for u in utts:
+        if u.length is None:
+            if not is_plain_path(u.wav):
+                raise DataError(f"utterance {u.utt_id}: duration unknown for pipe entry '{u.wav}'; write utt2dur")
+            u = replace(u, duration=audio_duration(u.wav))
+        out.append(u)
+    return out
+
+
+def filter_by_duration(utts: Iterable[Utterance], min_s: float = 0.0, max_s: float = float("inf")) -> List[Utterance]:
+    """Utterances with ``min_s <= length <= max_s`` (lengths from segments, utt2dur or the audio header)."""
+    return [u for u in with_durations(utts) if min_s <= u.length <= max_s]
+
+
+def subset(utts: Sequence[Utterance], ids: Optional[Iterable[str]] = None, speakers: Optional[Iterable[str]] = None,
+           n: Optional[int] = None, seed: Optional[int] = None) -> List[Utterance]:
+    """Select by utterance ids and/or speakers, then ``n`` of them: the first ``n`` in id order, or ``n``
+    drawn at random with ``seed``."""
+    out = list(utts)
+    if ids is not None:
+        wanted = set(ids)
+        out = [u for u in out if u.utt_id in wanted]
+    if speakers is not None:
+        spk = set(speakers)
+        out = [u for u in out if u.speaker in spk]
+    out.sort(key=lambda u: c_sort_key(u.utt_id))
+    if n is not None and n < len(out):
+        out = sorted(random.Random(seed).sample(out, n), key=lambda u: c_sort_key(u.utt_id)) if seed is not None \
+            else out[:n]
+    return out
+
+
+def split_by_speaker(utts: Sequence[Utterance], n: int) -> List[List[Utterance]]:
+    """``n`` parts with no speaker in two parts, balanced by utterance count (greedy, largest speakers first)."""
+    by_spk: Dict[str, List[Utterance]] = {}
+    for u in utts:
+        by_spk.setdefault(u.speaker, []).append(u)
+    if n < 1 or n > len(by_spk):
+        raise ValueError(f"cannot split {len(by_spk)} speakers into {n} parts")
+    parts: List[List[Utterance]] = [[] for _ in range(n)]
+    for spk in sorted(by_spk, key=lambda s: (-len(by_spk[s]), c_sort_key(s))):
+        min(parts, key=len).extend(by_spk[spk])
+    return [sorted(p, key=lambda u: c_sort_key(u.utt_id)) for p in parts]
+
+
+# ---------------------------------------------------------------------------------------------- validation
+@dataclass
+class DataDirSummary:
+    path: str
+    n_utts: int
+    n_speakers: int
+    task_counts: Dict[str, int]
+    languages: Dict[str, int]
+    hours: Optional[float]
+    n_audio_checked: int = 0
+    n_pipes: int = 0
+
+    def format(self) -> str:
+        tasks = " ".join(f"{t}={n}" for t, n in self.task_counts.items())
+        langs = " ".join(f"{lang}={n}" for lang, n in sorted(self.languages.items())) or "-"
+        hours = f"{self.hours:.3f}" if self.hours is not None else "unknown (no utt2dur; use --check_audio)"
+        return (f"{self.path}: OK: {self.n_utts} utterances, {self.n_speakers} speakers, hours {hours}; "
+                f"tasks: {tasks}; languages: {langs}" +
+                (f"; audio checked: {self.n_audio_checked} files" if self.n_audio_checked else "") +
+                (f"; {self.n_pipes} pipe/ark entries (not checked; ESPnet's 'sound' loader needs files: run "
+                 f"dump_audio / --dump_wav_dir)" if self.n_pipes else ""))
+
+
+def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: Optional[Table]) -> Optional[str]:
+    """The language/annotation problem of one transcript, or None."""
+    import re
+
+    from espnet2_ext.task_spec import NE_OPEN
+    from espnet2_ext.text.strip_tasks import annotation_error
+
+    words = table.values[utt].split()
+    if not words:
+        return "empty transcript; add its words or drop the utterance (fix_data_dir)"
+    for w in words:
+        if re.fullmatch(r"\[[A-Z]{2}\]", w) and not spec.is_task_token(w) and w != NE_OPEN:
+            return (f"language token {w} is not in the task spec (languages: {', '.join(spec.languages)}); add "
+                    f"the language (--languages) or fix the text")
+    err = annotation_error(table.values[utt], spec, tasks)
+    if err:
+        return err
+    lang_pos = [i for i, w in enumerate(words) if spec.task_of(w) == "lid"]
+    if lang_pos and lang_pos[0] != 0:
+        return f"language token {words[lang_pos[0]]} must be the first token"
+    if "lid" in tasks and not lang_pos:
+        return "utt2tasks lists 'lid' but the text has no language token; put e.g. [EN] first"
+    if not any(spec.task_of(w) is None for w in words):
+        return "no words, only task tokens; drop the utterance or add its transcript"
+    if lang_pos and utt2lang is not None and words[0] != f"[{utt2lang.values[utt].upper()}]":
+        return f"language token {words[0]} disagrees with {utt2lang.where(utt)} '{utt2lang.values[utt]}'"
+    return None
+
+
+def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) -> DataDirSummary:
+    """Check a data dir without modifying it; the first problem raises ``DataError`` with a one-line
+    message naming the file, line/utterance and the fix. Returns a summary on success."""
+    from espnet2_ext.data.audio_check import check_wav_table, is_plain_path
+    from espnet2_ext.data.utt2tasks import read_utt2tasks
+    from espnet2_ext.task_spec import TaskSpec
+
+    spec = spec or TaskSpec.default()
+    tables = read_tables(data_dir, strict=True)
+    check_consistent(tables)
+    text, utt2spk = tables["text"], tables["utt2spk"]
+    prev = None
+    for utt, spk in utt2spk.values.items():
+        if not spk or len(spk.split()) != 1:
+            raise DataError(f"{utt2spk.where(utt)}: expected exactly one speaker id")
+        if prev is not None and c_sort_key(spk) < c_sort_key(utt2spk.values[prev]):
+            raise DataError(f"{utt2spk.where(utt)}: speaker {spk} sorts before that of {prev}; start each utterance "
+                            f"id with its speaker id followed by '-'")
+        prev = utt
+    if "spk2utt" in tables:
+        expect: Dict[str, List[str]] = {}
+        for utt, spk in utt2spk.values.items():
+            expect.setdefault(spk, []).append(utt)
+        got = {s: v.split() for s, v in tables["spk2utt"].values.items()}
+        if got != expect:
+            bad = next(iter(s for s in set(got) | set(expect) if got.get(s) != expect.get(s)))
+            raise DataError(f"{tables['spk2utt'].path}: speaker {bad} disagrees with utt2spk; rebuild spk2utt "
+                            f"(fix_data_dir)")
+    utt2tasks = read_utt2tasks(tables["utt2tasks"].path, spec, utt_ids=list(text.values))
+    for utt in text.values:
+        err = _check_text(text, utt, utt2tasks[utt], spec, tables.get("utt2lang"))
+        if err:
+            raise DataError(f"{text.where(utt)}: {err}")
+    if "utt2lang" in tables:
+        for utt, lang in tables["utt2lang"].values.items():
+            if lang not in spec.languages:
+                raise DataError(f"{tables['utt2lang'].where(utt)}: language '{lang}' not in the task spec "
+                                f"({', '.join(spec.languages)}); add it (--languages) or fix the line")
+    hours: Optional[float] = None
+    if "utt2dur" in tables:
+        hours = sum(_float(tables["utt2dur"], k, v) for k, v in tables["utt2dur"].values.items()) / 3600
+    elif "segments" in tables:
+        seg = tables["segments"]
+        hours = sum(_float(seg, k, v.split()[2]) - _float(seg, k, v.split()[1]) for k, v in seg.values.items()
+                    if len(v.split()) == 3) / 3600
+    n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
+    n_checked = 0
+    if check_audio:
+        rec_dur = check_wav_table(tables["wav.scp"], tables.get("segments"))
+        n_checked = len(rec_dur)
+        if hours is None and n_checked == len(tables["wav.scp"].values):
+            hours = sum(rec_dur.values()) / 3600
+    task_counts = {t: sum(t in ts for ts in utt2tasks.values()) for t in spec.tasks}
+    langs: Dict[str, int] = {}
+    for utt in text.values:
+        first = text.values[utt].split()[0]
+        if spec.task_of(first) == "lid":
+            langs[first[1:-1].lower()] = langs.get(first[1:-1].lower(), 0) + 1
+    return DataDirSummary(str(data_dir), len(text.values), len(set(utt2spk.values.values())), task_counts, langs,
+                          hours, n_checked, n_pipes)
