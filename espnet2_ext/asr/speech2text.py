@@ -1,0 +1,192 @@
+"""``TokenVerseSpeech2Text``: ESPnet's ``Speech2Text`` with task activation, our batched transducer searches and
+constrained decoding.
+
+    s2t = TokenVerseSpeech2Text.from_pretrained("exp/asr_tokenverse/model.zip")    # offline, packed or dir
+    text, tokens, token_ids, hyp = s2t(wav, task_activation=["asr", "scd", "lid"])[0]
+
+Search (``transducer_conf.search_type``): ``modified_beam_search`` (default; icefall semantics, batched) or
+``greedy`` (batched) are ours; ESPnet's ``default``/``tsd``/``alsd``/``nsc``/``maes``/``mbg`` still work.
+Constrained decoding (default on): tokens of inactive tasks can never be emitted (ITT = 0 by construction), which is
+what users of "transcribe + only these tags" expect; switch it off to measure what the model itself does (ITT in
+the paper's Table IV).
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransHypothesis
+from espnet2.bin.asr_inference import Speech2Text
+
+from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search, suppress_mask_for,
+                                               to_espnet_hypotheses)
+from espnet2_ext.asr.transducer.search_common import Hypothesis
+from espnet2_ext.tasks.tokenverse_asr import task_spec_of
+
+OUR_SEARCHES = ("modified_beam_search", "greedy")
+ESPNET_SEARCHES = ("default", "tsd", "alsd", "nsc", "maes", "mbg")
+
+
+class _MaskedJoint(torch.nn.Module):
+    """Joint network whose logits of suppressed tokens are pushed to a huge negative value (ESPnet searches)."""
+
+    def __init__(self, joint: torch.nn.Module, suppress: torch.Tensor):
+        super().__init__()
+        self.joint, self.penalty = joint, suppress.float() * -1e9
+
+    def forward(self, *args, **kwargs):
+        out = self.joint(*args, **kwargs)
+        return out + self.penalty.to(out.device, out.dtype)
+
+
+class TokenVerseSpeech2Text(Speech2Text):
+    def __init__(self, asr_train_config=None, asr_model_file=None, transducer_conf: Optional[Dict] = None,
+                 task_activation: Union[str, Sequence[str], None] = None, constrained_decoding: bool = True,
+                 beam_size: int = 4, nbest: int = 1, **kwargs):
+        conf = dict(transducer_conf or {})
+        self.search_type = conf.pop("search_type", "modified_beam_search")
+        if self.search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
+            raise ValueError(f"transducer_conf.search_type '{self.search_type}' is unknown: choose one of "
+                             f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}")
+        espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
+        super().__init__(asr_train_config=asr_train_config, asr_model_file=asr_model_file,
+                         transducer_conf=espnet_conf, beam_size=beam_size, nbest=nbest, **kwargs)
+        if not getattr(self.asr_model, "use_transducer_decoder", False):
+            raise ValueError("TokenVerseSpeech2Text needs a transducer model (decoder: transducer)")
+        self.spec = task_spec_of(self.asr_train_args)
+        self.model_tasks = tuple(getattr(self.asr_model, "tasks", self.spec.tasks))
+        self.beam_size, self.constrained = beam_size, constrained_decoding
+        self.default_active = self.parse_activation(task_activation)
+        self.token_list = list(self.asr_model.token_list)
+
+    # ---- activation ---------------------------------------------------------------------------------
+    def parse_activation(self, activation: Union[str, Sequence[str], None]) -> tuple:
+        """Validate a task set; None means every task the model was trained with."""
+        if activation is None:
+            return self.model_tasks
+        names = activation.replace(",", " ").split() if isinstance(activation, str) else list(activation)
+        if not names:
+            raise ValueError(f"--task_activation is empty: name at least 'asr'; this model's tasks are: "
+                             f"{', '.join(self.model_tasks)}")
+        unknown = [n for n in names if n not in self.model_tasks]
+        if unknown:
+            raise ValueError(f"--task_activation: {', '.join(unknown)} not among this model's tasks; valid tasks "
+                             f"are: {', '.join(self.model_tasks)}")
+        if "asr" not in names:
+            names = ["asr"] + names  # the primary task is always on
+        return tuple(t for t in self.model_tasks if t in names)
+
+    def _masks(self, batch: int, task_mask: Optional[torch.Tensor], activation) -> torch.Tensor:
+        if task_mask is not None:
+            return task_mask.long().view(batch, -1)
+        active = self.parse_activation(activation) if activation is not None else self.default_active
+        return torch.tensor([self.spec.mask(active)] * batch, dtype=torch.long)
+
+    # ---- decoding -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, speech: Union[torch.Tensor, np.ndarray], task_activation=None,
+                 task_mask: Optional[torch.Tensor] = None):
+        """ESPnet's single-utterance call, plus the tasks to activate. Returns [(text, tokens, ids, hyp)]."""
+        speech = torch.as_tensor(speech)
+        mask = self._masks(1, task_mask, task_activation).to(self.device)
+        if self.search_type in OUR_SEARCHES:
+            lengths = torch.tensor([speech.size(-1)])
+            return self.decode_batch(speech.view(1, -1), lengths, mask)[0]
+        with self._espnet_search_constrained(mask[0]), self.asr_model.frontend.conditioned_on(mask):
+            return super().__call__(speech)
+
+    @torch.no_grad()
+    def decode_batch(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                     task_mask: Optional[torch.Tensor] = None, task_activation=None) -> List[list]:
+        """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp)."""
+        batch = speech.size(0)
+        mask = self._masks(batch, task_mask, task_activation).to(self.device)
+        if self.search_type not in OUR_SEARCHES:
+            return [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i:i + 1]) for i in range(batch)]
+        speech = speech.to(self.device, getattr(torch, self.dtype))
+        enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=mask)
+        if isinstance(enc, tuple):
+            enc = enc[0]
+        suppress = self._suppress(mask)
+        decoder, joint = self.asr_model.decoder, self.asr_model.joint_network
+        if self.search_type == "greedy":
+            seqs = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress)
+            nbests = [[Hypothesis(yseq=list(s), score=0.0)] for s in seqs]
+        else:
+            nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
+                                          suppress_mask=suppress, nbest=self.nbest)
+        return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
+
+    def _suppress(self, mask: torch.Tensor) -> Optional[torch.Tensor]:
+        if not self.constrained:
+            return None
+        active = [self.spec.active_from_mask(m.tolist()) for m in mask]
+        return suppress_mask_for(self.token_list, self.spec, active).to(mask.device)
+
+    @contextlib.contextmanager
+    def _espnet_search_constrained(self, mask_row: torch.Tensor):
+        suppress = self._suppress(mask_row.view(1, -1))
+        search = self.beam_search_transducer
+        if suppress is None or search is None:
+            yield
+            return
+        joint = search.joint_network
+        search.joint_network = _MaskedJoint(joint, suppress[0])
+        try:
+            yield
+        finally:
+            search.joint_network = joint
+
+    def _results(self, hyps: List[TransHypothesis]) -> list:
+        out = []
+        for hyp in hyps[: self.nbest]:
+            token_int = [int(t) for t in hyp.yseq[1:] if int(t) != self.asr_model.blank_id]
+            token = self.converter.ids2tokens(token_int)
+            text = self.tokenizer.tokens2text(token) if self.tokenizer is not None else None
+            out.append((text, token, token_int, hyp))
+        return out
+
+    # ---- loading ------------------------------------------------------------------------------------
+    @staticmethod
+    def from_pretrained(model_tag: Optional[str] = None, **kwargs) -> "TokenVerseSpeech2Text":
+        """Build from a packed model (zip made by the recipe's pack stage, or its unpacked dir), offline.
+
+        ``model_tag`` may also be given as ``asr_train_config``/``asr_model_file`` keyword arguments instead.
+        """
+        if model_tag is not None:
+            kwargs.update(unpack_model(model_tag))
+        return TokenVerseSpeech2Text(**kwargs)
+
+
+def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dict[str, str]:
+    """Paths of config/model files of a packed model: a zip/tar from ``espnet2.bin.pack`` or its unpacked dir."""
+    from espnet2.main_funcs.pack_funcs import unpack
+
+    path = Path(path)
+    if path.is_dir():
+        found = _files_from_meta(path)
+        if not found:
+            raise FileNotFoundError(f"{path}: no meta.yaml (or its files are missing); give a zip made by the pack "
+                                    f"stage or the directory it was unpacked into")
+    elif path.exists():
+        found = unpack(str(path), cache_dir or tempfile.mkdtemp(prefix="tokenverse_model_"))
+    else:
+        raise FileNotFoundError(f"{path}: no such packed model (model-hub tags need network; give a local file)")
+    return {k: v for k, v in found.items() if k in ("asr_train_config", "asr_model_file")}
+
+
+def _files_from_meta(root: Path) -> Optional[Dict[str, str]]:
+    """Files listed by the meta.yaml of an unpacked model, resolved against the dir where they exist."""
+    import yaml
+
+    for meta in sorted(root.rglob("meta.yaml")):
+        d = yaml.safe_load(meta.read_text(encoding="utf-8"))
+        entries = {**d.get("yaml_files", {}), **d.get("files", {})}
+        for base in (meta.parent, meta.parent.parent, root):
+            if entries and all((base / v).exists() for v in entries.values()):
+                return {k: str(base / v) for k, v in entries.items()}
+    return None

@@ -1,0 +1,106 @@
+"""Decode with a TokenVerse++ model: ESPnet's ``asr_inference`` options and output layout, plus task activation.
+
+    python -m espnet2_ext.bin.asr_inference --asr_train_config exp/asr/config.yaml \
+        --asr_model_file exp/asr/valid.loss.best.pth --output_dir exp/asr/decode_asr+scd/test \
+        --data_path_and_name_and_type data/test/wav.scp,speech,sound --task_activation asr,scd
+
+Added options: ``--task_activation`` (default: every task the model was trained with), ``--search_type``
+(shortcut for ``transducer_conf.search_type``; default ``modified_beam_search``), ``--constrained_decoding``,
+``--model_file`` (a packed zip or unpacked dir, offline). Per-utterance activation: also pass the data dir's
+``utt2tasks`` as ``--data_path_and_name_and_type data/test/utt2tasks,tasks,text``. Unlike ESPnet's, ``--batch_size``
+> 1 decodes utterances together (batched encoder and search).
+Output: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``, as ESPnet writes them.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import List, Optional
+
+from espnet2.bin import asr_inference as espnet_inference
+from espnet2.fileio.datadir_writer import DatadirWriter
+from espnet2.utils import config_argparse
+from espnet2.utils.types import str2bool
+
+from espnet2_ext.asr.speech2text import ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text, unpack_model
+from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
+from espnet2_ext.train.collate import TASK_MASK
+from espnet2_ext.train.preprocessor import TASKS_NAME
+
+
+def get_parser() -> config_argparse.ArgumentParser:
+    parser = espnet_inference.get_parser()
+    parser.description = __doc__.splitlines()[0]
+    group = parser.add_argument_group("TokenVerse++")
+    group.add_argument("--task_activation", type=str, default=None,
+                       help="comma-separated tasks to switch on, e.g. asr,scd,lid (default: all trained tasks)")
+    group.add_argument("--search_type", type=str, default=None, choices=OUR_SEARCHES + ESPNET_SEARCHES,
+                       help="overrides transducer_conf.search_type (default modified_beam_search)")
+    group.add_argument("--constrained_decoding", type=str2bool, default=True,
+                       help="forbid tokens of inactive tasks (ITT = 0); false: let the model decide")
+    group.add_argument("--model_file", type=str, default=None,
+                       help="packed model (zip from the pack stage, or its unpacked dir): replaces "
+                            "--asr_train_config/--asr_model_file; no network needed")
+    parser.set_defaults(beam_size=4)
+    return parser
+
+
+def inference(args) -> None:
+    if args.ngpu > 1:
+        raise ValueError("--ngpu > 1: only single-device decoding is supported; split the data with --key_file")
+    device = "cuda" if args.ngpu >= 1 else "cpu"
+    paths = unpack_model(args.model_file) if args.model_file else {
+        "asr_train_config": args.asr_train_config, "asr_model_file": args.asr_model_file}
+    transducer_conf = dict(args.transducer_conf or {})
+    if args.search_type:
+        transducer_conf["search_type"] = args.search_type
+    s2t = TokenVerseSpeech2Text(
+        **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
+        constrained_decoding=args.constrained_decoding, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
+        token_type=args.token_type, bpemodel=args.bpemodel, device=device, dtype=args.dtype,
+        beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest)
+
+    data_names = [name for _, name, _ in args.data_path_and_name_and_type]
+    train_args = s2t.asr_train_args
+    loader = TokenVerseASRTask.build_streaming_iterator(
+        args.data_path_and_name_and_type, dtype=args.dtype, batch_size=args.batch_size, key_file=args.key_file,
+        num_workers=args.num_workers,
+        preprocess_fn=TokenVerseASRTask.build_preprocess_fn(train_args, False),
+        collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
+        allow_variable_data_keys=args.allow_variable_data_keys, inference=True)
+
+    with DatadirWriter(args.output_dir) as writer:
+        for keys, batch in loader:
+            # A task mask only when the user gave per-utterance tasks; otherwise --task_activation applies.
+            mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
+            results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask)
+            for key, nbest in zip(keys, results):
+                for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
+                    w = writer[f"{n}best_recog"]
+                    w["token"][key] = " ".join(token)
+                    w["token_int"][key] = " ".join(map(str, token_int))
+                    w["score"][key] = str(float(hyp.score))
+                    if text is not None:
+                        w["text"][key] = text
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    if not args.model_file and not args.asr_train_config and not args.model_tag:
+        parser.error("give --model_file (packed model) or --asr_train_config and --asr_model_file")
+    if args.model_tag and not args.model_file:
+        args.model_file = args.model_tag  # a local packed model; hub tags would need network
+    try:
+        inference(args)
+    except (ValueError, FileNotFoundError) as e:
+        if cmd is not None:  # called from Python: let the caller see the exception
+            raise
+        print(f"asr_inference: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
