@@ -118,7 +118,7 @@ class TokenVerseSpeech2Text(Speech2Text):
             nbests = [[Hypothesis(yseq=list(s), score=0.0)] for s in seqs]
         else:
             nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
-                                          suppress_mask=suppress, nbest=self.nbest)
+                                          suppress_mask=suppress, nbest=self.nbest, length_norm=True)
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
 
     def _suppress(self, mask: torch.Tensor) -> Optional[torch.Tensor]:

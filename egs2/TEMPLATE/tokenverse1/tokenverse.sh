@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# TokenVerse++ recipe stages, shared by every egs2/*/asr1 recipe (ESPnet's TEMPLATE idea).
+# Each stage is a thin call into espnet2_ext's Python CLIs; no ESPnet git checkout or Kaldi needed.
+#
+#  1 data prep (local/data.sh)       2 validate + format into dump/raw    3 tag-aware BPE tokenizer
+#  4 statistics (shape files)        5 training                           6 decoding per task-activation set
+#  7 scoring + RESULTS.md            8 pack the model                     9 model-hub upload (dry-run unless --hub_push true)
+set -euo pipefail
+
+log() { printf '%s (%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}" "$*"; }
+stage_banner() { log "=== Stage $1: $2 ==="; }
+
+# ---- options (override on the command line: --name value) -------------------------------------------------
+stage=1; stop_stage=9
+python=python                    # set by path.sh to the project venv
+nj=2                             # parallel jobs (data prep, decoding)
+ngpu=0
+data_opts=""                     # extra options for local/data.sh
+train_set=train; valid_set=dev; test_sets="test"
+languages="en,de,es,fr"          # language tokens of the task spec
+tasks="asr,scd,endp,ner,lid"
+nbpe=150
+bpe_train_text=""                # default: data/${train_set}/text
+asr_config=conf/train.yaml
+asr_tag=""                       # default: from the config name
+asr_args=""                      # extra options for asr_train
+inference_config=conf/decode.yaml
+inference_args=""
+inference_model=valid.loss.best.pth
+activation_sets="asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid"  # space-separated sets
+decode_batch_size=8
+expdir=exp
+dumpdir=dump
+results_md=RESULTS.md
+hub_repo=""                      # e.g. yourname/tokenverse_mini
+hub_push=false
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
+         printf -v "$name" '%s' "$2"; shift 2 ;;
+    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
+  esac
+done
+
+[ -f path.sh ] && . ./path.sh
+[ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
+asr_exp="${expdir}/asr_${asr_tag}"
+stats_dir="${expdir}/asr_stats_bpe${nbpe}"
+token_dir="data/token_list/bpe${nbpe}"
+bpe_train_text="${bpe_train_text:-data/${train_set}/text}"
+all_sets="${train_set} ${valid_set} ${test_sets}"
+
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+if run_stage 1; then
+  stage_banner 1 "data preparation (local/data.sh ${data_opts})"
+  # shellcheck disable=SC2086
+  local/data.sh ${data_opts}
+fi
+
+if run_stage 2; then
+  stage_banner 2 "validate and format data dirs into ${dumpdir}/raw"
+  for x in ${all_sets}; do
+    log "validating data/${x}"
+    ${python} -m espnet2_ext.bin.validate_data_dir "data/${x}" --check_audio --languages "${languages}" --tasks "${tasks}"
+    ${python} -m espnet2_ext.bin.format_data_dir "data/${x}" "${dumpdir}/raw/${x}"
+  done
+fi
+
+if run_stage 3; then
+  stage_banner 3 "tokenizer: sentencepiece BPE (${nbpe}) with task tokens as atomic symbols"
+  ${python} -m espnet2_ext.bin.train_tokenizer --text "${bpe_train_text}" --out_dir "${token_dir}" \
+    --vocab_size "${nbpe}" --languages "${languages}" --compare_plain
+fi
+
+train_data_opts() {  # $1 = train|valid, $2 = dump dir
+  echo "--${1}_data_path_and_name_and_type $2/wav.scp,speech,sound" \
+       "--${1}_data_path_and_name_and_type $2/text,text,text" \
+       "--${1}_data_path_and_name_and_type $2/utt2tasks,tasks,text"
+}
+common_train_opts="--token_type bpe --bpemodel ${token_dir}/bpe.model --token_list ${token_dir}/tokens.txt
+  --tokenverse_conf tasks=[${tasks}] --tokenverse_conf languages=[${languages}] --ngpu ${ngpu}"
+
+if run_stage 4; then
+  stage_banner 4 "statistics: shape files for length-sorted batching (${stats_dir})"
+  mkdir -p "${expdir}"
+  # shellcheck disable=SC2046,SC2086
+  ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${asr_config}" ${common_train_opts} \
+    --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 \
+    $(train_data_opts train "${dumpdir}/raw/${train_set}") $(train_data_opts valid "${dumpdir}/raw/${valid_set}") \
+    --train_shape_file "${dumpdir}/raw/${train_set}/wav.scp" --valid_shape_file "${dumpdir}/raw/${valid_set}/wav.scp" \
+    --output_dir "${stats_dir}" > "${stats_dir}.log" 2>&1 || { tail -n 20 "${stats_dir}.log"; exit 1; }
+  log "shape files in ${stats_dir}/{train,valid}"
+fi
+
+if run_stage 5; then
+  stage_banner 5 "training ${asr_exp} (config ${asr_config}); log: ${asr_exp}/train.log"
+  mkdir -p "${asr_exp}"
+  # shellcheck disable=SC2046,SC2086
+  ${python} -m espnet2_ext.bin.asr_train --config "${asr_config}" ${common_train_opts} --use_preprocessor true \
+    $(train_data_opts train "${dumpdir}/raw/${train_set}") $(train_data_opts valid "${dumpdir}/raw/${valid_set}") \
+    --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
+    --resume true --output_dir "${asr_exp}" ${asr_args} 2>&1 | tee "${asr_exp}/train.log" \
+    | grep --line-buffered -E "epoch results|started|finished|Error|error" || true
+  [ -f "${asr_exp}/${inference_model}" ] || { log "training did not produce ${asr_exp}/${inference_model}; see ${asr_exp}/train.log"; exit 1; }
+fi
+
+act_tag() { echo "${1//,/+}"; }
+
+if run_stage 6; then
+  stage_banner 6 "decoding ${test_sets} with activation sets: ${activation_sets}"
+  for act in ${activation_sets}; do
+    for dset in ${test_sets}; do
+      out="${asr_exp}/decode_$(act_tag "${act}")/${dset}"
+      if [ -f "${out}/1best_recog/text" ] && [ "${out}/1best_recog/text" -nt "${asr_exp}/${inference_model}" ]; then
+        log "  ${out}: already decoded"; continue
+      fi
+      log "  decoding ${dset} with tasks ${act} -> ${out}"
+      rm -rf "${out}.tmp"
+      # shellcheck disable=SC2086
+      ${python} -m espnet2_ext.bin.asr_inference --config "${inference_config}" --ngpu "${ngpu}" \
+        --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
+        --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
+        --task_activation "${act}" --batch_size "${decode_batch_size}" --output_dir "${out}.tmp" \
+        ${inference_args} > "${out}.log" 2>&1 || { tail -n 20 "${out}.log"; exit 1; }
+      rm -rf "${out}"; mv "${out}.tmp" "${out}"   # a decode dir exists only when complete
+    done
+  done
+fi
+
+if run_stage 7; then
+  stage_banner 7 "scoring (WER, SCD/ENDP/NER F1, LID accuracy, ITT) -> ${results_md}"
+  for act in ${activation_sets}; do
+    for dset in ${test_sets}; do
+      d="${asr_exp}/decode_$(act_tag "${act}")/${dset}"
+      [ -f "${d}/1best_recog/text" ] || { log "  ${d}: not decoded, skipped"; continue; }
+      ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${dset}/text" --hyp "${d}/1best_recog/text" \
+        --task_activation "${act}" --languages "${languages}" --utt2lang "${dumpdir}/raw/${dset}/utt2lang" \
+        --model "${asr_tag}" --test_set "${dset}" --out_json "${d}/score.json" > "${d}/score.txt"
+    done
+  done
+  ${python} -m espnet2_ext.bin.task_vector_analysis --model_file "${asr_exp}/${inference_model}" \
+    --config "${asr_exp}/config.yaml" --out_dir "${asr_exp}/task_vectors" \
+    || log "  (no task-vector analysis for ${asr_tag})"
+  prepend=""; [ -f data/corpus_stats.md ] && prepend="--prepend data/corpus_stats.md"
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend}
+  log "wrote ${results_md}"
+fi
+
+if run_stage 8; then
+  stage_banner 8 "packing ${asr_exp}/model.zip (ESPnet's packer)"
+  ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
+    --asr_model_file "${asr_exp}/${inference_model}" --option "${results_md}" \
+    --option "${asr_exp}/task_vectors" --outpath "${asr_exp}/model.zip"
+  log "packed: ${asr_exp}/model.zip"
+fi
+
+if run_stage 9; then
+  repo="${hub_repo:-espnet2_ext/$(basename "$(cd ../.. && pwd)")_${asr_tag}}"
+  push_opt=""; [ "${hub_push}" = true ] && push_opt="--push"
+  stage_banner 9 "model-hub upload of ${asr_exp}/model.zip to ${repo} (${push_opt:-dry-run})"
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.upload_model --packed_model "${asr_exp}/model.zip" --repo_id "${repo}" \
+    --out_dir "${asr_exp}/hub_upload" --results_md "${results_md}" ${push_opt}
+fi
+log "done (stages ${stage}-${stop_stage})"

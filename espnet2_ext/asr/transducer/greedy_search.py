@@ -1,0 +1,90 @@
+"""Batched frame-synchronous greedy search for an ESPnet RNN-Transducer.
+
+All utterances advance frame by frame together; within a frame an utterance may emit up to
+``max_sym_per_frame`` symbols. The prediction network only runs for the utterances that just emitted a symbol,
+its output being cached per utterance until the next emission.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import torch
+
+from espnet2_ext.asr.transducer.search_common import (
+    JointScorer,
+    PredictionNet,
+    assign_state,
+    check_inputs,
+    index_state,
+    length_sorted,
+    prepare_suppress_mask,
+)
+
+
+@torch.no_grad()
+def greedy_search_batch(
+    encoder_out: torch.Tensor,
+    encoder_lens: torch.Tensor,
+    decoder: torch.nn.Module,
+    joint_network: torch.nn.Module,
+    max_sym_per_frame: int = 1,
+    suppress_mask: Optional[torch.Tensor] = None,
+) -> List[List[int]]:
+    """Greedy transducer decoding of a batch.
+
+    Args:
+        encoder_out: (B, T, D_enc) encoder output.
+        encoder_lens: (B,) valid frames per utterance; frames beyond are ignored.
+        decoder: ESPnet ``TransducerDecoder`` (``embed``, ``rnn_forward``, ``init_state``, ``blank_id``).
+        joint_network: ESPnet ``JointNetwork`` (``forward(enc, dec) -> logits``).
+        max_sym_per_frame: most non-blank symbols one frame may emit (>= 1).
+        suppress_mask: optional (B, V) bool, True = token may not be emitted by that utterance.
+
+    Returns:
+        token ids per utterance, without blanks, in input order.
+    """
+    if max_sym_per_frame < 1:
+        raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
+    lens = check_inputs(encoder_out, encoder_lens)
+    batch = len(lens)
+    device = encoder_out.device
+    hyps: List[List[int]] = [[] for _ in range(batch)]
+    if batch == 0 or max(lens) == 0:
+        return hyps
+
+    pred = PredictionNet(decoder, device)
+    joint = JointScorer(joint_network)
+    enc = joint.enc(encoder_out)
+    dec_out, state = pred.start(batch)
+    dec = joint.dec(dec_out)
+    blank = pred.blank_id
+
+    mask: Optional[torch.Tensor] = None
+    mask_ready = False
+
+    order = length_sorted(lens)
+    order_t = torch.tensor(order, device=device)
+    n_active = batch
+    for t in range(max(lens)):
+        while lens[order[n_active - 1]] <= t:
+            n_active -= 1
+        cur = order_t[:n_active]
+        for _ in range(max_sym_per_frame):
+            logits = joint.logits(enc[cur, t], dec[cur])
+            if not mask_ready:  # the vocabulary size is known only once the joint has run
+                mask = prepare_suppress_mask(suppress_mask, batch, logits.size(-1), blank, device)
+                mask_ready = True
+            if mask is not None:
+                logits = logits.masked_fill(mask[cur], float("-inf"))
+            tokens = logits.argmax(dim=-1)
+            emitted = tokens != blank
+            if not bool(emitted.any()):
+                break
+            cur = cur[emitted]
+            tokens = tokens[emitted]
+            for utt, tok in zip(cur.tolist(), tokens.tolist()):
+                hyps[utt].append(tok)
+            new_out, new_state = pred.step(tokens, index_state(state, cur))
+            dec[cur] = joint.dec(new_out)
+            assign_state(state, cur, new_state)
+    return hyps

@@ -1,0 +1,187 @@
+"""Batched modified beam search (icefall semantics) for an ESPnet RNN-Transducer.
+
+Semantics (as icefall's ``modified_beam_search``): every frame consumes exactly one step, which emits either
+blank or one non-blank symbol, so a frame emits at most one symbol. Per frame, candidate scores are
+``hyp score + log_softmax(joint)`` over (hyps x vocab) of an utterance, the top ``beam`` candidates are kept,
+and candidates with the same token sequence are merged by log-sum-exp of their scores.
+
+Differences from icefall: ESPnet's prediction network is recurrent, so each hypothesis carries its RNN state
+(icefall's stateless decoder only needs the last tokens). A hypothesis extended by blank keeps its parent's
+decoder output; the prediction network runs once, batched over all utterances, for the hypotheses that were
+extended by a symbol. When a blank extension and a symbol extension merge, the blank one's decoder output is
+reused, so nothing is computed twice.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from espnet2_ext.asr.transducer.search_common import (
+    Hypothesis,
+    JointScorer,
+    PredictionNet,
+    assign_state,
+    check_inputs,
+    index_state,
+    log_add,
+    prepare_suppress_mask,
+)
+
+
+def _finalize(ys: List[Tuple[int, ...]], scores: List[float], nbest: int, length_norm: bool) -> List[Hypothesis]:
+    # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1.
+    keyed = [((s / (len(y) + 1)) if length_norm else s, i) for i, (y, s) in enumerate(zip(ys, scores))]
+    keyed.sort(key=lambda k: k[0], reverse=True)
+    return [Hypothesis(yseq=list(ys[i]), score=scores[i]) for _, i in keyed[:nbest]]
+
+
+@torch.no_grad()
+def modified_beam_search(
+    encoder_out: torch.Tensor,
+    encoder_lens: torch.Tensor,
+    decoder: torch.nn.Module,
+    joint_network: torch.nn.Module,
+    beam: int = 4,
+    suppress_mask: Optional[torch.Tensor] = None,
+    nbest: int = 1,
+    length_norm: bool = False,
+) -> List[List[Hypothesis]]:
+    """Modified beam search over a batch of utterances.
+
+    Args:
+        encoder_out: (B, T, D_enc) encoder output.
+        encoder_lens: (B,) valid frames per utterance; each utterance stops at its own length.
+        decoder: ESPnet ``TransducerDecoder``.
+        joint_network: ESPnet ``JointNetwork``.
+        beam: hypotheses kept per utterance after each frame.
+        suppress_mask: optional (B, V) bool; True = token may not be emitted (its log-prob is set to -inf).
+        nbest: hypotheses returned per utterance.
+        length_norm: rank final hypotheses by score / (len(yseq) + 1) (icefall and ESPnet's default rank by
+            normalised score; the returned ``score`` is never normalised).
+
+    Returns:
+        per utterance (input order), up to ``nbest`` hypotheses, best first.
+    """
+    if beam < 1 or nbest < 1:
+        raise ValueError(f"beam and nbest must be >= 1, got beam={beam}, nbest={nbest}")
+    lens = check_inputs(encoder_out, encoder_lens)
+    batch = len(lens)
+    device = encoder_out.device
+    results: List[List[Hypothesis]] = [[] for _ in range(batch)]
+    if batch == 0:
+        return results
+
+    pred = PredictionNet(decoder, device)
+    joint = JointScorer(joint_network)
+    blank = pred.blank_id
+    enc = joint.enc(encoder_out)
+
+    # Working set: the hypotheses of all running utterances, flat and grouped by utterance.
+    utt_of: List[int] = list(range(batch))
+    ys: List[Tuple[int, ...]] = [() for _ in range(batch)]
+    scores: List[float] = [0.0] * batch
+    dec_out, state = pred.start(batch)
+    dec = joint.dec(dec_out)
+
+    mask: Optional[torch.Tensor] = None
+    mask_ready = False
+    for t in range(max(lens) if lens else 0):
+        # Utterances that end here leave the working set with their final hypotheses.
+        if any(lens[u] <= t for u in utt_of):
+            keep = [i for i, u in enumerate(utt_of) if lens[u] > t]
+            _collect_finished(results, utt_of, ys, scores, t, lens, nbest, length_norm)
+            keep_t = torch.tensor(keep, dtype=torch.long, device=device)
+            utt_of = [utt_of[i] for i in keep]
+            ys = [ys[i] for i in keep]
+            scores = [scores[i] for i in keep]
+            dec = dec[keep_t]
+            state = index_state(state, keep_t)
+        if not utt_of:
+            break
+
+        hyp_utt = torch.tensor(utt_of, dtype=torch.long, device=device)
+        logits = joint.logits(enc[hyp_utt, t], dec)
+        vocab = logits.size(-1)
+        if not mask_ready:  # the vocabulary size is known only once the joint has run
+            mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)
+            mask_ready = True
+        # Scores accumulate in float64: long utterances sum thousands of log-probs.
+        logp = torch.log_softmax(logits.float(), dim=-1).double()
+        if mask is not None:
+            logp = logp.masked_fill(mask[hyp_utt], float("-inf"))
+        cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)
+
+        # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.
+        groups: List[Tuple[int, int]] = []  # (first hypothesis, count) per running utterance
+        rows, slots = [], []
+        for i, u in enumerate(utt_of):
+            if i == 0 or u != utt_of[i - 1]:
+                groups.append((i, 0))
+            start, count = groups[-1]
+            groups[-1] = (start, count + 1)
+            rows.append(len(groups) - 1)
+            slots.append(count)
+        width = max(c for _, c in groups)
+        padded = torch.full((len(groups), width, vocab), float("-inf"), dtype=torch.float64, device=device)
+        padded[torch.tensor(rows, device=device), torch.tensor(slots, device=device)] = cand
+        k = min(beam, width * vocab)
+        top_val, top_idx = padded.view(len(groups), -1).topk(k, dim=1)
+        top_val, top_idx = top_val.tolist(), top_idx.tolist()
+
+        new_utt: List[int] = []
+        new_ys: List[Tuple[int, ...]] = []
+        new_scores: List[float] = []
+        parent: List[int] = []
+        token: List[int] = []  # symbol the hypothesis was extended with, -1 for blank (decoder output reused)
+        for g, (start, _) in enumerate(groups):
+            merged: Dict[Tuple[int, ...], int] = {}
+            for val, idx in zip(top_val[g], top_idx[g]):
+                if val == -math.inf:  # fewer allowed candidates than the beam (suppression, tiny vocab)
+                    break
+                slot, tok = divmod(idx, vocab)
+                p = start + slot
+                key = ys[p] if tok == blank else ys[p] + (tok,)
+                j = merged.get(key)
+                if j is None:
+                    merged[key] = len(new_ys)
+                    new_utt.append(utt_of[p])
+                    new_ys.append(key)
+                    new_scores.append(val)
+                    parent.append(p)
+                    token.append(-1 if tok == blank else tok)
+                else:
+                    new_scores[j] = log_add(new_scores[j], val)
+                    if tok == blank and token[j] != -1:  # same sequence, decoder output already computed
+                        parent[j], token[j] = p, -1
+
+        parent_t = torch.tensor(parent, dtype=torch.long, device=device)
+        dec = dec[parent_t]
+        state = index_state(state, parent_t)
+        extended = [i for i, tok in enumerate(token) if tok != -1]
+        if extended:
+            ext_t = torch.tensor(extended, dtype=torch.long, device=device)
+            tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=device)
+            out, new_state = pred.step(tok_t, index_state(state, ext_t))
+            dec[ext_t] = joint.dec(out)
+            assign_state(state, ext_t, new_state)
+        utt_of, ys, scores = new_utt, new_ys, new_scores
+
+    _collect_finished(results, utt_of, ys, scores, None, lens, nbest, length_norm)
+    for u in range(batch):  # zero-length utterances never entered the loop
+        if not results[u]:
+            results[u] = [Hypothesis(yseq=[], score=0.0)]
+    return results
+
+
+def _collect_finished(results: List[List[Hypothesis]], utt_of: List[int], ys: List[Tuple[int, ...]],
+                      scores: List[float], t: Optional[int], lens: List[int], nbest: int,
+                      length_norm: bool) -> None:
+    """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None)."""
+    by_utt: Dict[int, List[int]] = {}
+    for i, u in enumerate(utt_of):
+        if t is None or lens[u] <= t:
+            by_utt.setdefault(u, []).append(i)
+    for u, idx in by_utt.items():
+        results[u] = _finalize([ys[i] for i in idx], [scores[i] for i in idx], nbest, length_norm)

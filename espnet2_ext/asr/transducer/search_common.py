@@ -1,0 +1,129 @@
+"""Pieces shared by the batched transducer searches (greedy and modified beam search).
+
+``PredictionNet`` steps ESPnet's recurrent ``TransducerDecoder`` one label at a time for any subset of a batch of
+hypotheses; ``JointScorer`` splits ESPnet's ``JointNetwork`` so the encoder projection runs once per utterance
+and the decoder projection once per new decoder output, instead of once per (frame, hypothesis) pair.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+# ESPnet decoder state: (h, c) with shapes (num_layers, N, hidden); c is None for a GRU.
+DecState = Tuple[torch.Tensor, Optional[torch.Tensor]]
+
+
+@dataclass
+class Hypothesis:
+    """One search result: ``yseq`` holds the emitted tokens (no leading blank); ``score`` is the log-probability
+    (summed over the merged alignments in modified beam search)."""
+
+    yseq: List[int]
+    score: float
+
+
+def index_state(state: DecState, idx: torch.Tensor) -> DecState:
+    """States of the hypotheses ``idx`` (a copy)."""
+    h, c = state
+    return h[:, idx], (c[:, idx] if c is not None else None)
+
+
+def assign_state(state: DecState, idx: torch.Tensor, new: DecState) -> None:
+    """Write ``new`` into the rows ``idx`` of ``state`` in place."""
+    state[0][:, idx] = new[0]
+    if state[1] is not None:
+        state[1][:, idx] = new[1]
+
+
+class PredictionNet:
+    """Single-label steps of an ESPnet ``TransducerDecoder`` (embedding + stacked RNN) on a batch."""
+
+    def __init__(self, decoder: torch.nn.Module, device: torch.device):
+        self.decoder = decoder
+        # ESPnet's decoder allocates its states on ``decoder.device``; its own search sets it the same way.
+        if hasattr(decoder, "set_device"):
+            decoder.set_device(device)
+        self.blank_id = int(decoder.blank_id)
+        self.device = device
+
+    def start(self, n: int) -> Tuple[torch.Tensor, DecState]:
+        """Decoder output and state after the start symbol (blank) for ``n`` hypotheses."""
+        tokens = torch.full((n,), self.blank_id, dtype=torch.long, device=self.device)
+        return self.step(tokens, self.decoder.init_state(n))
+
+    def step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
+        """Feed one label per hypothesis: tokens (N,) -> output (N, D_dec), new state."""
+        emb = self.decoder.embed(tokens.unsqueeze(1))
+        out, new_state = self.decoder.rnn_forward(emb, state)
+        return out[:, 0], new_state
+
+
+class JointScorer:
+    """Joint network with the encoder/decoder projections hoisted out of the per-frame loop when possible.
+
+    Works with ``espnet2.asr_transducer.joint_network.JointNetwork`` (projections ``lin_enc``/``lin_dec`` and
+    ``forward(..., no_projection=True)``); any other module is called as ``joint(enc, dec)`` each step.
+    """
+
+    def __init__(self, joint_network: torch.nn.Module):
+        self.joint = joint_network
+        self.split = all(hasattr(joint_network, a) for a in ("lin_enc", "lin_dec", "lin_out"))
+
+    def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
+        return self.joint.lin_enc(enc_out) if self.split else enc_out
+
+    def dec(self, dec_out: torch.Tensor) -> torch.Tensor:
+        return self.joint.lin_dec(dec_out) if self.split else dec_out
+
+    def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        if self.split:
+            return self.joint(enc, dec, no_projection=True)
+        return self.joint(enc, dec)
+
+
+def check_inputs(encoder_out: torch.Tensor, encoder_lens: torch.Tensor) -> List[int]:
+    """Validate (B, T, D) encoder output and (B,) lengths; returns the lengths as a list."""
+    if encoder_out.dim() != 3:
+        raise ValueError(f"encoder_out must be (B, T, D), got shape {tuple(encoder_out.shape)}")
+    lens = [int(x) for x in torch.as_tensor(encoder_lens).reshape(-1).tolist()]
+    if len(lens) != encoder_out.size(0):
+        raise ValueError(f"encoder_lens has {len(lens)} entries but encoder_out has batch size "
+                         f"{encoder_out.size(0)}")
+    bad = [(i, n) for i, n in enumerate(lens) if n < 0 or n > encoder_out.size(1)]
+    if bad:
+        i, n = bad[0]
+        raise ValueError(f"encoder_lens[{i}]={n} is outside [0, {encoder_out.size(1)}] (the padded length)")
+    return lens
+
+
+def prepare_suppress_mask(suppress_mask: Optional[torch.Tensor], batch: int, vocab: int, blank_id: int,
+                          device: torch.device) -> Optional[torch.Tensor]:
+    """Validated (B, V) bool mask on ``device`` with the blank column cleared; None when nothing is suppressed."""
+    if suppress_mask is None:
+        return None
+    if suppress_mask.dtype != torch.bool:
+        raise ValueError(f"suppress_mask must be a bool tensor, got {suppress_mask.dtype}")
+    if tuple(suppress_mask.shape) != (batch, vocab):
+        raise ValueError(f"suppress_mask must have shape (batch, vocab)=({batch}, {vocab}), got "
+                         f"{tuple(suppress_mask.shape)}")
+    mask = suppress_mask.to(device=device, copy=True)
+    mask[:, blank_id] = False  # blank must stay available, otherwise a frame could have no way forward
+    return mask if bool(mask.any()) else None
+
+
+def log_add(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow."""
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    hi, lo = (a, b) if a >= b else (b, a)
+    return hi + math.log1p(math.exp(lo - hi))
+
+
+def length_sorted(lens: Sequence[int]) -> List[int]:
+    """Utterance indices by decreasing length, so the utterances still running at frame t form a prefix."""
+    return sorted(range(len(lens)), key=lambda i: -lens[i])

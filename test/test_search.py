@@ -1,0 +1,269 @@
+"""Tests for the batched transducer searches (greedy, modified beam search) and constrained decoding.
+
+Small random ESPnet models (``TransducerDecoder`` + ``JointNetwork``); references are computed with ESPnet's
+own unbatched ``decoder.score`` and the full ``joint_network`` forward, independent of the search code.
+"""
+import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
+
+import math
+import random
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+import torch
+from espnet2.asr.decoder.transducer_decoder import TransducerDecoder
+from espnet2.asr.transducer.beam_search_transducer import BeamSearchTransducer
+from espnet2.asr.transducer.beam_search_transducer import Hypothesis as EspnetHypothesis
+from espnet2.asr_transducer.joint_network import JointNetwork
+
+from espnet2_ext.asr.transducer.search import (
+    greedy_search_batch,
+    modified_beam_search,
+    suppress_mask_for,
+    to_espnet_hypotheses,
+)
+from espnet2_ext.task_spec import TaskSpec
+
+D_ENC = 10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny matrices: intra-op threads only add contention (10x slower on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_model(seed: int, vocab: int = 12, hidden: int = 16, rnn: str = "lstm", layers: int = 1,
+               sharpen: float = 1.0):
+    torch.manual_seed(seed)
+    dec = TransducerDecoder(vocab, rnn_type=rnn, num_layers=layers, hidden_size=hidden).eval()
+    joint = JointNetwork(vocab, D_ENC, hidden, joint_space_size=20).eval()
+    with torch.no_grad():  # sharper distributions make beams differ from greedy
+        joint.lin_out.weight.mul_(sharpen)
+    return dec, joint
+
+
+def make_enc(seed: int, lens: List[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lens), max(lens), D_ENC, generator=g)
+    return x, torch.tensor(lens)
+
+
+@torch.no_grad()
+def ref_dec_out(dec, seq: Tuple[int, ...], cache: Dict) -> torch.Tensor:
+    """Decoder output after label prefix ``seq`` via ESPnet's unbatched ``decoder.score``; ``cache`` maps a
+    prefix to (output, state, yseq) so a prefix extends its parent's state."""
+    if seq not in cache:
+        if seq:
+            ref_dec_out(dec, seq[:-1], cache)
+            _, state, yseq = cache[seq[:-1]]
+            hyp = EspnetHypothesis(score=0.0, yseq=yseq + [seq[-1]], dec_state=state)
+        else:
+            hyp = EspnetHypothesis(score=0.0, yseq=[dec.blank_id], dec_state=dec.init_state(1))
+        out, state, _ = dec.score(hyp, {})
+        cache[seq] = (out, state, hyp.yseq)
+    return cache[seq][0]
+
+
+@torch.no_grad()
+def ref_logp(dec, joint, enc_t: torch.Tensor, seq: Tuple[int, ...], cache: Dict) -> torch.Tensor:
+    """log-softmax of the full joint forward for one frame after label prefix ``seq``."""
+    return torch.log_softmax(joint(enc_t, ref_dec_out(dec, seq, cache)).double(), dim=-1)
+
+
+def log_add(a: float, b: float) -> float:
+    hi, lo = max(a, b), min(a, b)
+    return hi + math.log1p(math.exp(lo - hi)) if lo > -math.inf else hi
+
+
+def exact_sequence_scores(dec, joint, enc: torch.Tensor, mask: Optional[torch.Tensor] = None
+                          ) -> Dict[Tuple[int, ...], float]:
+    """Exhaustive search (one step per frame: blank or one symbol): log P(sequence) summed over alignments."""
+    cache: Dict = {}
+    blank = dec.blank_id
+    hyps = {(): 0.0}
+    for t in range(enc.size(0)):
+        new: Dict[Tuple[int, ...], float] = {}
+        for seq, score in hyps.items():
+            logp = ref_logp(dec, joint, enc[t], seq, cache).tolist()
+            for k in range(len(logp)):
+                if mask is not None and mask[k] and k != blank:
+                    continue
+                key = seq if k == blank else seq + (k,)
+                val = score + logp[k]
+                new[key] = val if key not in new else log_add(new[key], val)
+        hyps = new
+    return hyps
+
+
+def ref_greedy(dec, joint, enc: torch.Tensor, max_sym: int) -> List[int]:
+    """Straightforward unbatched greedy search with up to ``max_sym`` symbols per frame."""
+    cache: Dict = {}
+    seq: Tuple[int, ...] = ()
+    for t in range(enc.size(0)):
+        for _ in range(max_sym):
+            k = int(ref_logp(dec, joint, enc[t], seq, cache).argmax())
+            if k == dec.blank_id:
+                break
+            seq += (k,)
+    return list(seq)
+
+
+LENS = [9, 17, 4, 13, 0, 17]
+
+
+@pytest.mark.parametrize("rnn,layers", [("lstm", 1), ("gru", 2)])
+def test_batched_equals_unbatched(rnn, layers):
+    dec, joint = make_model(1, rnn=rnn, layers=layers, sharpen=2.0)
+    x, lens = make_enc(2, LENS)
+    for max_sym in (1, 3):
+        batched = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=max_sym)
+        for i, n in enumerate(LENS):
+            single = greedy_search_batch(x[i:i + 1, :n], lens[i:i + 1], dec, joint, max_sym_per_frame=max_sym)
+            assert batched[i] == single[0]
+            assert batched[i] == ref_greedy(dec, joint, x[i, :n], max_sym)
+    batched = modified_beam_search(x, lens, dec, joint, beam=4, nbest=3)
+    for i, n in enumerate(LENS):
+        single = modified_beam_search(x[i:i + 1, :n], lens[i:i + 1], dec, joint, beam=4, nbest=3)[0]
+        assert [h.yseq for h in batched[i]] == [h.yseq for h in single]
+        assert [h.score for h in batched[i]] == pytest.approx([h.score for h in single], abs=1e-4)
+        scores = [h.score for h in batched[i]]
+        assert scores == sorted(scores, reverse=True)
+    assert LENS[4] == 0 and [h.yseq for h in batched[4]] == [[]]  # a zero-length utterance emits nothing
+
+
+def test_greedy_matches_espnet_greedy_and_beam1():
+    for seed in range(4):
+        dec, joint = make_model(10 + seed, sharpen=2.0)
+        x, lens = make_enc(20 + seed, [15, 11, 6])
+        ours = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=1)
+        beam1 = modified_beam_search(x, lens, dec, joint, beam=1)
+        espnet = BeamSearchTransducer(decoder=dec, joint_network=joint, beam_size=1)
+        for i, n in enumerate(lens.tolist()):
+            assert ours[i] == espnet(x[i, :n])[0].yseq[1:]
+            assert beam1[i][0].yseq == ours[i]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_wide_beam_equals_exhaustive_search(masked):
+    """With a beam wider than the number of sequences nothing is pruned: the search must return every
+    sequence with its exact probability (sum over its alignments)."""
+    vocab = 5
+    dec, joint = make_model(3, vocab=vocab, sharpen=1.5)
+    lens_l = [4, 2, 3]
+    x, lens = make_enc(4, lens_l)
+    mask = None
+    if masked:
+        mask = torch.zeros(len(lens_l), vocab, dtype=torch.bool)
+        mask[0, [2, 4]] = True
+        mask[2, 1] = True
+    out = modified_beam_search(x, lens, dec, joint, beam=10_000, nbest=10_000, suppress_mask=mask)
+    for i, n in enumerate(lens_l):
+        exact = exact_sequence_scores(dec, joint, x[i, :n], None if mask is None else mask[i])
+        got = {tuple(h.yseq): h.score for h in out[i]}
+        assert set(got) == set(exact)
+        for seq, score in exact.items():
+            assert got[seq] == pytest.approx(score, abs=1e-5)
+        # without suppression the merged sequence probabilities sum to one; suppression removes mass
+        total = sum(math.exp(v) for v in exact.values())
+        if mask is None or not bool(mask[i].any()):
+            assert total == pytest.approx(1.0, abs=1e-6)
+        else:
+            assert total < 1.0 - 1e-3
+
+
+def test_pruned_beam_scores_are_lower_bounds():
+    """With pruning a hypothesis keeps only part of its alignments: its score is at most the exact log P of its
+    sequence, and every returned sequence is reachable."""
+    vocab = 5
+    pruned_somewhere = False
+    for seed in range(3):
+        dec, joint = make_model(30 + seed, vocab=vocab, sharpen=2.0)
+        x, lens = make_enc(40 + seed, [5, 4])
+        out = modified_beam_search(x, lens, dec, joint, beam=4, nbest=4)
+        for i, n in enumerate(lens.tolist()):
+            exact = exact_sequence_scores(dec, joint, x[i, :n])
+            for h in out[i]:
+                assert h.score <= exact[tuple(h.yseq)] + 1e-6
+                pruned_somewhere |= h.score < exact[tuple(h.yseq)] - 1e-4
+    assert pruned_somewhere  # the beam really pruned alignments in these cases
+
+
+def test_suppressed_tokens_never_emitted():
+    rng = random.Random(0)
+    leaks_without_mask = 0
+    for trial in range(20):
+        vocab = rng.randint(6, 14)
+        dec, joint = make_model(100 + trial, vocab=vocab, sharpen=1.5)
+        favoured = rng.sample(range(1, vocab), 3)
+        with torch.no_grad():  # make the tokens we suppress the likely ones, so the mask has to work
+            joint.lin_out.bias[favoured] += 3.0
+        lens_l = [rng.randint(1, 12) for _ in range(4)]
+        x, lens = make_enc(200 + trial, lens_l)
+        mask = torch.zeros(len(lens_l), vocab, dtype=torch.bool)
+        for i in range(len(lens_l)):
+            mask[i, rng.sample(favoured, rng.randint(1, 3))] = True
+        plain = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=2)
+        leaks_without_mask += sum(any(mask[i, k] for k in seq) for i, seq in enumerate(plain))
+        greedy = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=2, suppress_mask=mask)
+        beam = modified_beam_search(x, lens, dec, joint, beam=3, nbest=3, suppress_mask=mask)
+        for i in range(len(lens_l)):
+            assert not any(mask[i, k] for k in greedy[i])
+            for h in beam[i]:
+                assert not any(mask[i, k] for k in h.yseq)
+    assert leaks_without_mask > 0  # the property is not trivially true
+
+
+def test_all_suppressed_leaves_blank_only():
+    dec, joint = make_model(5)
+    x, lens = make_enc(6, [7, 3])
+    mask = torch.ones(2, 12, dtype=torch.bool)  # blank column included: blank must stay allowed
+    assert greedy_search_batch(x, lens, dec, joint, suppress_mask=mask) == [[], []]
+    out = modified_beam_search(x, lens, dec, joint, beam=4, nbest=4, suppress_mask=mask)
+    assert [[h.yseq for h in hs] for hs in out] == [[[]], [[]]]
+    exact = exact_sequence_scores(dec, joint, x[0, :7], mask[0])
+    assert out[0][0].score == pytest.approx(exact[()], abs=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors():
+    dec, joint = make_model(7)
+    x, lens = make_enc(8, [5, 3])
+    with pytest.raises(ValueError, match="shape"):
+        greedy_search_batch(x, lens, dec, joint, suppress_mask=torch.zeros(2, 11, dtype=torch.bool))
+    with pytest.raises(ValueError, match="bool"):
+        modified_beam_search(x, lens, dec, joint, suppress_mask=torch.zeros(2, 12))
+    with pytest.raises(ValueError, match="encoder_lens"):
+        modified_beam_search(x, torch.tensor([6, 3]), dec, joint)
+    with pytest.raises(ValueError, match="batch size"):
+        greedy_search_batch(x, torch.tensor([5]), dec, joint)
+
+
+def test_suppress_mask_for():
+    spec = TaskSpec.default()
+    tokens = ["<blank>", "<unk>", "\u2581hello", "\u2581[NE]", "[/NE]", "\u2581[EN]", "[DE]", "[SCD]",
+              "\u2581[ENDP]", "lo", "NE]", "<sos/eos>"]
+    active = [("asr",), ("asr", "ner"), ("scd", "endp", "lid", "ner")]
+    mask = suppress_mask_for(tokens, spec, active)
+    assert mask.dtype == torch.bool and mask.shape == (3, len(tokens))
+    expected = [
+        {"\u2581[NE]", "[/NE]", "\u2581[EN]", "[DE]", "[SCD]", "\u2581[ENDP]"},
+        {"\u2581[EN]", "[DE]", "[SCD]", "\u2581[ENDP]"},
+        set(),
+    ]
+    for i, exp in enumerate(expected):
+        assert {tokens[k] for k in range(len(tokens)) if mask[i, k]} == exp
+    with pytest.raises(ValueError, match="utterance 1"):
+        suppress_mask_for(tokens, spec, [("asr",), ("asr", "pos")])
+
+
+def test_to_espnet_hypotheses():
+    dec, joint = make_model(9)
+    x, lens = make_enc(10, [8])
+    hyps = modified_beam_search(x, lens, dec, joint, beam=4, nbest=2)[0]
+    esp = to_espnet_hypotheses(hyps, blank_id=dec.blank_id)
+    assert all(isinstance(h, EspnetHypothesis) for h in esp)
+    assert [h.yseq for h in esp] == [[dec.blank_id] + h.yseq for h in hyps]
+    assert [h.score for h in esp] == [h.score for h in hyps]
