@@ -50,9 +50,11 @@ def test_zero_vectors_reproduce_plain_frontend(standin):
     plain.featurizer.load_state_dict(f.featurizer.state_dict())
     x, lens = wavs()
     with torch.no_grad(), f.conditioned_on(MASKS):
-        y, _ = f(x, lens)
-        y0, _ = plain(x, lens)
-    assert torch.equal(y, y0)
+        y, ylens = f(x, lens)
+        y0, y0lens = plain(x, lens)
+    # same frames, except S3PRL's filler frame past the CNN's exact output length, which we leave out
+    assert torch.equal(ylens, y0lens - 1)
+    assert torch.equal(y, y0[:, : y.size(1)])
 
 
 def test_feature_encoder_injection_changes_every_layer_input(standin):
@@ -92,6 +94,21 @@ def test_padding_frames_stay_zero(standin):
         assert n < y.size(1) or i == 0
         assert torch.count_nonzero(y[i, n:]) == 0
         assert torch.count_nonzero(y[i, :n].abs().sum(-1)) == n
+
+
+@pytest.mark.parametrize("injection", ["feature_encoder", "encoder_output", "both"])
+def test_padding_does_not_change_an_utterance(standin, injection):
+    """Ragged batch vs one utterance at a time: identical valid frames (exact padding mask, filler frame dropped)."""
+    f = make(standin, task_vector_injection=injection)
+    x, _ = wavs(n=16000)
+    lens = torch.tensor([16000, 11111, 5003])
+    with torch.no_grad(), f.conditioned_on(MASKS):
+        y, ylens = f(x, lens)
+    for i in range(3):
+        with torch.no_grad(), f.conditioned_on(MASKS[i:i + 1]):
+            yi, yilens = f(x[i:i + 1, : lens[i]], lens[i:i + 1])
+        assert int(yilens) == int(ylens[i])
+        assert torch.allclose(y[i, : ylens[i]], yi[0], atol=1e-5)
 
 
 @pytest.mark.parametrize("injection", ["feature_encoder", "encoder_output", "both"])

@@ -88,19 +88,25 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         self._skeleton = upstream_skeleton or skeleton_of(self.upstream.upstream)
 
         self.task_vectors = torch.nn.ModuleDict()
+        self._wav2vec2 = getattr(getattr(self.upstream, "upstream", None), "model", None)
+        if self._wav2vec2 is not None and hasattr(self._wav2vec2, "_get_feat_extract_output_lengths"):
+            transformer_encoder_of(self.upstream).register_forward_pre_hook(self._encoder_pre_hook, with_kwargs=True)
+        else:
+            self._wav2vec2 = None
         if self.strategy != "none":
             points = ("feature_encoder", "encoder_output") if self.injection == "both" else (self.injection,)
             for i, point in enumerate(points):
                 if point == "feature_encoder":
-                    encoder = transformer_encoder_of(self.upstream)
+                    if self._wav2vec2 is None:
+                        transformer_encoder_of(self.upstream)  # raises the clear error
                     dim = self.upstream.hidden_sizes[0]
-                    encoder.register_forward_pre_hook(self._add_feature_encoder_vector, with_kwargs=True)
                 else:
                     dim = self.output_size()
                 self.task_vectors[point] = TaskVectors(dim, len(self.aux_tasks), self.strategy,
                                                        task_vector_init_std, task_vector_seed + i)
         self._task_mask: Optional[torch.Tensor] = None
         self._pending: Optional[torch.Tensor] = None
+        self._frame_lengths: Optional[torch.Tensor] = None
 
     # ---- the task mask ------------------------------------------------------------------------------
     @property
@@ -129,20 +135,42 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         return mask.to(device)
 
     # ---- injection ----------------------------------------------------------------------------------
-    def _add_feature_encoder_vector(self, module, args, kwargs):
-        if self._pending is None:  # e.g. S3PRL's own probing forward at construction
-            return None
+    def _encoder_pre_hook(self, module, args, kwargs):
+        """Runs on the transformer encoder's input (CNN features + projection).
+
+        1. Padding mask made exact: S3PRL marks a frame as padding only when *all* its samples are padding, so in a
+           padded batch the frame straddling an utterance's end stays visible to attention and the positional
+           convolution, and an utterance's output depends on how much the batch padded it (a model can even learn
+           to use that frame as an end marker). Frames beyond the CNN's exact output length are masked instead,
+           which makes batched output equal to one-utterance output.
+        2. X~ = X + v(c): the TokenVerse++ task vector at the ``feature_encoder`` injection point.
+        """
         x = args[0]
-        return (x + self._pending.to(x.dtype).unsqueeze(1),) + tuple(args[1:]), kwargs
+        if self._frame_lengths is not None and kwargs.get("padding_mask") is not None:
+            frames = torch.arange(x.size(1), device=x.device)
+            kwargs = {**kwargs, "padding_mask": frames[None, :] >= self._frame_lengths.to(x.device)[:, None]}
+        if self._pending is not None:  # None e.g. during S3PRL's own probing forward at construction
+            x = x + self._pending.to(x.dtype).unsqueeze(1)
+        return (x,) + tuple(args[1:]), kwargs
 
     def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         mask = self._mask_for(input.size(0), input.device)
         if "feature_encoder" in self.task_vectors:
             self._pending = self.task_vectors["feature_encoder"](mask)
+        frame_lengths = None
+        if self._wav2vec2 is not None:
+            frame_lengths = self._wav2vec2._get_feat_extract_output_lengths(input_lengths).long()
+            self._frame_lengths = frame_lengths
         try:
             feats, feats_lens = super().forward(input, input_lengths)
         finally:
-            self._pending = None
+            self._pending = self._frame_lengths = None
+        if frame_lengths is not None and self.tile_factor == 1:
+            # S3PRL pads every utterance's output to round(samples / hop) frames; the frame(s) past the CNN's exact
+            # output length are filler that differs between padded and unpadded input: leave them out.
+            feats_lens = torch.minimum(feats_lens, frame_lengths.to(feats_lens.device))
+            feats = feats[:, : int(feats_lens.max())]
+            feats = feats.masked_fill(make_pad_mask(feats_lens, feats, 1), 0.0)
         if "encoder_output" in self.task_vectors:
             vec = self.task_vectors["encoder_output"](mask).to(feats.dtype)
             feats = (feats + vec.unsqueeze(1)).masked_fill(make_pad_mask(feats_lens, feats, 1), 0.0)

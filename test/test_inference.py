@@ -1,0 +1,153 @@
+"""Decoding: CLI layout and options, task activation, batched == unbatched, constrained decoding, offline loading
+of packed models (ours and ESPnet's own loader)."""
+import socket
+import subprocess
+import sys
+
+import jiwer
+import pytest
+import soundfile as sf
+import torch
+
+from espnet2_ext.task_spec import TaskSpec
+from tiny_setup import UTTS
+
+SPEC = TaskSpec.default()
+
+
+@pytest.fixture(scope="module")
+def s2t_factory(tiny_trained):
+    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
+
+    _, _, out = tiny_trained
+
+    def make(**kw):
+        return TokenVerseSpeech2Text(asr_train_config=out / "config.yaml",
+                                     asr_model_file=out / "valid.loss.best.pth", **kw)
+    return make
+
+
+def wav(data, utt):
+    x, sr = sf.read(data / "wav" / f"{utt}.wav", dtype="float32")
+    return torch.from_numpy(x)
+
+
+def batch_of(data):
+    xs = [wav(data, u) for u, _, _ in UTTS]
+    lens = torch.tensor([len(x) for x in xs])
+    return torch.nn.utils.rnn.pad_sequence(xs, batch_first=True), lens
+
+
+def texts(results):
+    return [r[0][0] for r in results]
+
+
+@pytest.mark.parametrize("search", ["modified_beam_search", "greedy"])
+def test_batched_decoding_equals_one_by_one(tiny_trained, s2t_factory, search):
+    _, data, _ = tiny_trained
+    """Same waveforms (zero-extended to one length, so S3PRL's padding of the last CNN frame plays no part),
+    different task masks per utterance: batching must change nothing."""
+    s2t = s2t_factory(transducer_conf={"search_type": search})
+    speech, _ = batch_of(data)
+    lens = torch.full((speech.size(0),), speech.size(1))
+    masks = torch.tensor([SPEC.mask(t.split()) for _, _, t in UTTS])
+    batched = s2t.decode_batch(speech, lens, masks)
+    single = [s2t(speech[i], task_mask=masks[i:i + 1])[0] for i in range(len(UTTS))]
+    assert [r[0][2] for r in batched] == [r[2] for r in single]
+    assert [r[0][3].score for r in batched] == pytest.approx([r[3].score for r in single], abs=1e-4)
+
+
+def test_the_model_learned_and_beam_is_not_worse_than_greedy(tiny_trained, s2t_factory):
+    _, data, _ = tiny_trained
+    refs = [txt for _, txt, _ in UTTS]
+    speech, lens = batch_of(data)
+    # partially annotated utterances were trained without scd/endp/ner: decode each with its own tasks
+    masks = torch.tensor([SPEC.mask(t.split()) for _, _, t in UTTS])
+    wer = {}
+    for search in ("greedy", "modified_beam_search"):
+        hyps = texts(s2t_factory(transducer_conf={"search_type": search}).decode_batch(speech, lens, masks))
+        wer[search] = jiwer.wer(refs, hyps)
+    assert wer["greedy"] < 0.5
+    assert wer["modified_beam_search"] <= wer["greedy"]
+
+
+def test_task_activation_and_constrained_decoding(tiny_trained, s2t_factory):
+    _, data, _ = tiny_trained
+    speech, lens = batch_of(data)
+    s2t = s2t_factory()
+    for act in (["asr"], ["asr", "lid"], ["asr", "scd", "endp"], ["asr", "ner"]):
+        for text in texts(s2t.decode_batch(speech, lens, task_activation=act)):
+            tasks = {SPEC.task_of(w) for w in text.split()} - {None}
+            assert tasks <= set(act), (act, text)
+    with pytest.raises(ValueError, match="sentiment not among this model's tasks; valid tasks are: asr, scd"):
+        s2t.parse_activation("asr,sentiment")
+    with pytest.raises(ValueError, match="empty"):
+        s2t.parse_activation("")
+
+
+def test_espnet_search_types_still_work(tiny_trained, s2t_factory):
+    _, data, _ = tiny_trained
+    s2t = s2t_factory(transducer_conf={"search_type": "default"}, task_activation="asr")
+    text = s2t(wav(data, UTTS[0][0]))[0][0]
+    assert not any(SPEC.is_task_token(w) for w in text.split())  # constrained through the masked joint
+
+
+def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
+    from espnet2_ext.bin.asr_inference import main
+
+    _, data, out = tiny_trained
+    common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
+              "--data_path_and_name_and_type", f"{data}/wav.scp,speech,sound", "--batch_size", "3"]
+    main(common + ["--output_dir", str(tmp_path / "all")])
+    for name in ("text", "token", "token_int", "score"):
+        lines = (tmp_path / "all" / "1best_recog" / name).read_text().splitlines()
+        assert [ln.split()[0] for ln in lines] == [u for u, _, _ in UTTS]
+    # per-utterance activation from an utt2tasks-style file: asr-only for two utterances
+    acts = tmp_path / "utt2tasks"
+    acts.write_text("".join(f"{u} {'asr' if i % 2 else 'asr scd endp ner lid'}\n" for i, (u, _, _) in enumerate(UTTS)))
+    main(common + ["--data_path_and_name_and_type", f"{acts},tasks,text", "--output_dir", str(tmp_path / "per_utt")])
+    lines = (tmp_path / "per_utt" / "1best_recog" / "text").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if i % 2:
+            assert not any(SPEC.is_task_token(w) for w in line.split()[1:]), line
+    with pytest.raises(ValueError, match="valid tasks are: asr, scd, endp, ner, lid"):
+        main(common + ["--task_activation", "asr,topic", "--output_dir", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad" / "1best_recog").exists()
+
+
+@pytest.fixture(scope="module")
+def packed(tiny_trained):
+    root, _, out = tiny_trained
+    zip_path = root / "model.zip"
+    r = subprocess.run([sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config", "exp/config.yaml",
+                        "--asr_model_file", "exp/valid.loss.best.pth", "--outpath", str(zip_path)],
+                       cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return zip_path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[1:2]}")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_from_pretrained_offline(tiny_trained, packed, tmp_path, no_network):
+    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
+
+    _, data, _ = tiny_trained
+    ours = TokenVerseSpeech2Text.from_pretrained(str(packed), task_activation="asr,lid")
+    text = ours(wav(data, UTTS[0][0]))[0][0]
+    assert all(SPEC.task_of(w) in (None, "lid") for w in text.split())
+
+
+def test_espnet_own_loader_reads_the_packed_model(tiny_trained, packed, s2t_factory, no_network):
+    from espnet2.bin.asr_inference import Speech2Text
+
+    _, data, _ = tiny_trained
+    theirs = Speech2Text.from_pretrained(model_tag=str(packed), beam_size=1)  # espnet_model_zoo unpacking
+    ours = s2t_factory(transducer_conf={"search_type": "greedy"})
+    x = wav(data, UTTS[1][0])
+    assert theirs(x)[0][2] == ours(x)[0][2]  # ESPnet's beam-1 search == our greedy, all tasks active
