@@ -74,6 +74,22 @@ class TokenVerseASRModel(ESPnetASRModel):
         with self._conditioning(kwargs.pop(TASK_MASK, None)):
             return super().collect_feats(speech, speech_lengths, text, text_lengths, **kwargs)
 
+    def load_state_dict(self, state_dict, strict: bool = True, *args, **kwargs):
+        """ESPnet loads with strict=False, which would leave mismatched task vectors silently random or fail with
+        a bare size error: check the task-vector tables first and say what differs."""
+        own = self.state_dict()
+        for key, value in state_dict.items():
+            if "task_vectors" in key and key in own and own[key].shape != value.shape:
+                raise ValueError(f"checkpoint task-vector table {key} has shape {tuple(value.shape)} but this config "
+                                 f"builds {tuple(own[key].shape)} (tasks {list(self.tasks)}, strategy "
+                                 f"{getattr(self.frontend, 'strategy', '?')}): the checkpoint was trained with "
+                                 f"another task set or strategy; use its own config.yaml")
+        missing = [k for k in own if "task_vectors" in k and k not in state_dict]
+        if missing and any("task_vectors" not in k for k in state_dict):
+            raise ValueError(f"checkpoint has no {', '.join(missing)}: it was trained without these task vectors "
+                             f"(another strategy/injection point); use its own config.yaml")
+        return super().load_state_dict(state_dict, strict, *args, **kwargs)
+
     # ---- loss ---------------------------------------------------------------------------------------
     def _calc_transducer_loss(self, encoder_out: torch.Tensor, encoder_out_lens: torch.Tensor, labels: torch.Tensor):
         decoder_in, target, t_len, u_len = get_transducer_task_io(

@@ -16,13 +16,16 @@ from espnet2_ext.task_spec import PRIMARY_TASK
 POLICIES = ("label", "sample")
 
 
-def choose_active(available: Sequence[str], policy: str, rng: np.random.Generator) -> Tuple[str, ...]:
-    """Active tasks, in the order of ``available`` (primary always included)."""
+def choose_active(available: Sequence[str], policy: str, rng) -> Tuple[str, ...]:
+    """Active tasks, in the order of ``available`` (primary always included).
+
+    ``rng``: a ``np.random.Generator`` or the legacy ``np.random.RandomState``."""
     if policy == "label":
         return tuple(available)
     if policy == "sample":
         aux = [t for t in available if t != PRIMARY_TASK]
-        keep = rng.integers(0, 2, size=len(aux)).astype(bool) if aux else np.zeros(0, bool)
+        draw = rng.integers if hasattr(rng, "integers") else rng.randint
+        keep = draw(0, 2, size=len(aux)).astype(bool) if aux else np.zeros(0, bool)
         chosen = {t for t, k in zip(aux, keep) if k}
         return tuple(t for t in available if t == PRIMARY_TASK or t in chosen)
     raise ValueError(f"unknown activation policy '{policy}': choose one of {', '.join(POLICIES)}")

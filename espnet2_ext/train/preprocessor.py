@@ -38,7 +38,9 @@ class TokenVersePreprocessor(CommonPreprocessor):
         self.policy = policy if train else "label"
         self.default_active = self.spec.parse_tasks(default_active) if default_active else self.spec.tasks
         self.check_annotation = check_annotation
-        self.rng = np.random.default_rng(seed)
+        # Without an explicit seed, draw from NumPy's global RNG, which ESPnet's trainer re-seeds every epoch
+        # (seed + epoch): the sampled activations are then reproducible, also across --resume.
+        self.rng = np.random.default_rng(seed) if seed is not None else np.random.mtrand._rand
 
     def __call__(self, uid: str, data: Dict) -> Dict[str, np.ndarray]:
         if TASKS_NAME in data:

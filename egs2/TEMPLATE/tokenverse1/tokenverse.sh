@@ -47,7 +47,7 @@ done
 [ -f path.sh ] && . ./path.sh
 [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
 asr_exp="${expdir}/asr_${asr_tag}"
-stats_dir="${expdir}/asr_stats_bpe${nbpe}"
+stats_dir="${expdir}/asr_stats_${train_set}_bpe${nbpe}"
 token_dir="data/token_list/bpe${nbpe}"
 bpe_train_text="${bpe_train_text:-data/${train_set}/text}"
 all_sets="${train_set} ${valid_set} ${test_sets}"
