@@ -45,7 +45,7 @@ def get_parser() -> config_argparse.ArgumentParser:
     return parser
 
 
-def inference(args) -> None:
+def build_speech2text(args) -> TokenVerseSpeech2Text:
     if args.ngpu > 1:
         raise ValueError("--ngpu > 1: only single-device decoding is supported; split the data with --key_file")
     device = "cuda" if args.ngpu >= 1 else "cpu"
@@ -54,12 +54,15 @@ def inference(args) -> None:
     transducer_conf = dict(args.transducer_conf or {})
     if args.search_type:
         transducer_conf["search_type"] = args.search_type
-    s2t = TokenVerseSpeech2Text(
+    return TokenVerseSpeech2Text(
         **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
         constrained_decoding=args.constrained_decoding, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
         token_type=args.token_type, bpemodel=args.bpemodel, device=device, dtype=args.dtype,
         beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest)
 
+
+def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activation=None) -> None:
+    """Decode ``args.data_path_and_name_and_type`` into ESPnet's ``<output_dir>/<n>best_recog`` layout."""
     data_names = [name for _, name, _ in args.data_path_and_name_and_type]
     train_args = s2t.asr_train_args
     loader = TokenVerseASRTask.build_streaming_iterator(
@@ -68,12 +71,12 @@ def inference(args) -> None:
         preprocess_fn=TokenVerseASRTask.build_preprocess_fn(train_args, False),
         collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
         allow_variable_data_keys=args.allow_variable_data_keys, inference=True)
-
-    with DatadirWriter(args.output_dir) as writer:
+    with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
-            # A task mask only when the user gave per-utterance tasks; otherwise --task_activation applies.
+            # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.
             mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
-            results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask)
+            results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,
+                                       task_activation=task_activation)
             for key, nbest in zip(keys, results):
                 for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
                     w = writer[f"{n}best_recog"]
@@ -82,6 +85,10 @@ def inference(args) -> None:
                     w["score"][key] = str(float(hyp.score))
                     if text is not None:
                         w["text"][key] = text
+
+
+def inference(args) -> None:
+    decode_to_dir(build_speech2text(args), args, args.output_dir)
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

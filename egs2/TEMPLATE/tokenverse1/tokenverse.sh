@@ -108,26 +108,16 @@ if run_stage 5; then
 fi
 
 act_tag() { echo "${1//,/+}"; }
-
 if run_stage 6; then
   stage_banner 6 "decoding ${test_sets} with activation sets: ${activation_sets}"
-  for act in ${activation_sets}; do
-    for dset in ${test_sets}; do
-      out="${asr_exp}/decode_$(act_tag "${act}")/${dset}"
-      if [ -f "${out}/1best_recog/text" ] && [ "${out}/1best_recog/text" -nt "${asr_exp}/${inference_model}" ]; then
-        log "  ${out}: already decoded"; continue
-      fi
-      log "  decoding ${dset} with tasks ${act} -> ${out}"
-      rm -rf "${out}.tmp"
-      # shellcheck disable=SC2086
-      ${python} -m espnet2_ext.bin.asr_inference --config "${inference_config}" --ngpu "${ngpu}" \
-        --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
-        --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
-        --task_activation "${act}" --batch_size "${decode_batch_size}" --output_dir "${out}.tmp" \
-        ${inference_args} > "${out}.log" 2>&1 || { tail -n 20 "${out}.log"; exit 1; }
-      rm -rf "${out}"; mv "${out}.tmp" "${out}"   # a decode dir exists only when complete
-    done
-  done
+  test_dirs=""; for dset in ${test_sets}; do test_dirs+=" ${dumpdir}/raw/${dset}"; done
+  # One model load for every (activation set, test set); each decode dir appears only when complete.
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
+    --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
+    --test_dirs ${test_dirs} --activation_sets ${activation_sets} --output_root "${asr_exp}" \
+    --batch_size "${decode_batch_size}" ${inference_args} 2> "${asr_exp}/decode.log" \
+    || { tail -n 20 "${asr_exp}/decode.log"; exit 1; }
 fi
 
 if run_stage 7; then
@@ -153,13 +143,13 @@ fi
 if run_stage 8; then
   stage_banner 8 "packing ${asr_exp}/model.zip (ESPnet's packer)"
   ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
-    --asr_model_file "${asr_exp}/${inference_model}" --option "${results_md}" \
+    --asr_model_file "${asr_exp}/${inference_model}" --option "${token_dir}/bpe.model" --option "${results_md}" \
     --option "${asr_exp}/task_vectors" --outpath "${asr_exp}/model.zip"
   log "packed: ${asr_exp}/model.zip"
 fi
 
 if run_stage 9; then
-  repo="${hub_repo:-espnet2_ext/$(basename "$(cd ../.. && pwd)")_${asr_tag}}"
+  repo="${hub_repo:-espnet2_ext/$(basename "$(cd .. && pwd)")_${asr_tag}}"
   push_opt=""; [ "${hub_push}" = true ] && push_opt="--push"
   stage_banner 9 "model-hub upload of ${asr_exp}/model.zip to ${repo} (${push_opt:-dry-run})"
   # shellcheck disable=SC2086

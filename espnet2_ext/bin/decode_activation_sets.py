@@ -1,0 +1,59 @@
+"""Decode several test sets under several task-activation sets with one model load (the recipe's stage 6).
+
+    python -m espnet2_ext.bin.decode_activation_sets --asr_train_config exp/a/config.yaml \
+        --asr_model_file exp/a/valid.loss.best.pth --test_dirs dump/raw/test dump/raw/test_partial \
+        --activation_sets asr,scd,endp,ner,lid asr asr,lid --output_root exp/a [any asr_inference option]
+
+Writes ``<output_root>/decode_<tasks joined by +>/<test set>/1best_recog/...`` exactly as one
+``asr_inference`` call per (activation set, test set) would; each decode dir is written under a temporary name and
+moved into place when complete, and existing complete dirs newer than the model are kept.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet2_ext.bin.asr_inference import build_speech2text, decode_to_dir, get_parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = get_parser()
+    parser.add_argument("--test_dirs", nargs="+", required=True, help="formatted data dirs with wav.scp")
+    parser.add_argument("--activation_sets", nargs="+", required=True, help="e.g. asr,scd,lid asr")
+    parser.add_argument("--output_root", required=True)
+    for action in parser._actions:  # output_dir and data paths come from --output_root/--test_dirs
+        if action.dest in ("output_dir", "data_path_and_name_and_type"):
+            action.required = False
+    args = parser.parse_args(cmd)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    try:
+        s2t = build_speech2text(args)
+        model_time = Path(args.asr_model_file).stat().st_mtime if args.asr_model_file else 0
+        for act in args.activation_sets:
+            s2t.parse_activation(act)  # fail before decoding anything
+        for act in args.activation_sets:
+            for test_dir in args.test_dirs:
+                out = Path(args.output_root) / f"decode_{act.replace(',', '+')}" / Path(test_dir).name
+                done = out / "1best_recog" / "text"
+                if done.exists() and done.stat().st_mtime > model_time:
+                    print(f"  {out}: already decoded")
+                    continue
+                print(f"  decoding {test_dir} with tasks {act} -> {out}", flush=True)
+                tmp = out.with_name(out.name + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                args.data_path_and_name_and_type = [(f"{test_dir}/wav.scp", "speech", "sound")]
+                decode_to_dir(s2t, args, str(tmp), task_activation=act)
+                shutil.rmtree(out, ignore_errors=True)
+                tmp.rename(out)
+    except (ValueError, FileNotFoundError) as e:
+        if cmd is not None:
+            raise
+        print(f"decode_activation_sets: error: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
