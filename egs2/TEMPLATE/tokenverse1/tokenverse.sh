@@ -134,7 +134,18 @@ if run_stage 7; then
   ${python} -m espnet2_ext.bin.task_vector_analysis --model_file "${asr_exp}/${inference_model}" \
     --config "${asr_exp}/config.yaml" --out_dir "${asr_exp}/task_vectors" \
     || log "  (no task-vector analysis for ${asr_tag})"
-  prepend=""; [ -f data/corpus_stats.md ] && prepend="--prepend data/corpus_stats.md"
+  header="${expdir}/results_header.md"
+  {
+    echo "# RESULTS: $(basename "$(cd .. && pwd)")"
+    echo
+    echo "- made by \`tokenverse.sh\` stages ${stage}-${stop_stage} on $(date '+%Y-%m-%d'), espnet2_ext commit" \
+         "$(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) CPU cores, ngpu ${ngpu}"
+    echo "- training config(s): see \`<exp>/config.yaml\` of each model; this run: \`${asr_config}\`" \
+         "(model \`${asr_tag}\`), decoding: \`${inference_config}\` (model file \`${inference_model}\`)"
+    echo "- reproduce: \`./run.sh --asr_config ${asr_config}\` (all stages) or \`./run.sh --stage 6 --stop_stage 7\` to re-score"
+    echo
+  } > "${header}"
+  prepend="--prepend ${header}"; [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
   # shellcheck disable=SC2086
   ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend}
   log "wrote ${results_md}"
