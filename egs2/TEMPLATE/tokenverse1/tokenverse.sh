@@ -145,7 +145,9 @@ if run_stage 7; then
     echo "- reproduce: \`./run.sh --asr_config ${asr_config}\` (all stages) or \`./run.sh --stage 6 --stop_stage 7\` to re-score"
     echo
   } > "${header}"
-  prepend="--prepend ${header}"; [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
+  prepend="--prepend ${header}"
+  [ -f local/results_notes.md ] && prepend+=" --prepend local/results_notes.md"
+  [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
   # shellcheck disable=SC2086
   ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend}
   log "wrote ${results_md}"
