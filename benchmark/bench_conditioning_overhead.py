@@ -64,7 +64,9 @@ def main(argv=None):
     mask[:, 0] = 1
     times = {s: [] for s in models}
     for step in range(args.steps + 1):
-        for s, m in models.items():
+        order = list(models) if step % 2 else list(models)[::-1]  # alternate, so order effects cancel
+        for s in order:
+            m = models[s]
             t = time.perf_counter()
             loss, _, _ = m(speech, lens, text.clone(), tlens, task_mask=mask)
             opts[s].zero_grad()
