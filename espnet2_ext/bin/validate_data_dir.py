@@ -24,7 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
-    from espnet2_ext.data.kaldi_dir import validate_data_dir
+    from espnet2_ext.data.validate_dir import validate_data_dir
     from espnet2_ext.data.utt2tasks import DataError
     from espnet2_ext.task_spec import TaskSpec
 

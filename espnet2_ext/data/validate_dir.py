@@ -1,0 +1,125 @@
+"""Validating a Kaldi data dir without changing it: files, sorting, utt2tasks, task-token annotation, audio.
+
+``validate_data_dir`` raises ``DataError`` with one line naming the file, line / utt-id and the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from espnet2_ext.data.kaldi_dir import (PathLike, Table, _float, c_sort_key, check_consistent,  # noqa: F401
+                                        read_tables)
+from espnet2_ext.data.utt2tasks import DataError
+
+
+@dataclass
+class DataDirSummary:
+    path: str
+    n_utts: int
+    n_speakers: int
+    task_counts: Dict[str, int]
+    languages: Dict[str, int]
+    hours: Optional[float]
+    n_audio_checked: int = 0
+    n_pipes: int = 0
+
+    def format(self) -> str:
+        tasks = " ".join(f"{t}={n}" for t, n in self.task_counts.items())
+        langs = " ".join(f"{lang}={n}" for lang, n in sorted(self.languages.items())) or "-"
+        hours = f"{self.hours:.3f}" if self.hours is not None else "unknown (no utt2dur; use --check_audio)"
+        return (f"{self.path}: OK: {self.n_utts} utterances, {self.n_speakers} speakers, hours {hours}; "
+                f"tasks: {tasks}; languages: {langs}" +
+                (f"; audio checked: {self.n_audio_checked} files" if self.n_audio_checked else "") +
+                (f"; {self.n_pipes} pipe/ark entries (not checked; ESPnet's 'sound' loader needs files: run "
+                 f"dump_audio / --dump_wav_dir)" if self.n_pipes else ""))
+
+
+def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: Optional[Table]) -> Optional[str]:
+    """The language/annotation problem of one transcript, or None."""
+    import re
+
+    from espnet2_ext.task_spec import NE_OPEN
+    from espnet2_ext.text.strip_tasks import annotation_error
+
+    words = table.values[utt].split()
+    if not words:
+        return "empty transcript; add its words or drop the utterance (fix_data_dir)"
+    for w in words:
+        if re.fullmatch(r"\[[A-Z]{2}\]", w) and not spec.is_task_token(w) and w != NE_OPEN:
+            return (f"language token {w} is not in the task spec (languages: {', '.join(spec.languages)}); add "
+                    f"the language (--languages) or fix the text")
+    err = annotation_error(table.values[utt], spec, tasks)
+    if err:
+        return err
+    lang_pos = [i for i, w in enumerate(words) if spec.task_of(w) == "lid"]
+    if lang_pos and lang_pos[0] != 0:
+        return f"language token {words[lang_pos[0]]} must be the first token"
+    if "lid" in tasks and not lang_pos:
+        return "utt2tasks lists 'lid' but the text has no language token; put e.g. [EN] first"
+    if not any(spec.task_of(w) is None for w in words):
+        return "no words, only task tokens; drop the utterance or add its transcript"
+    if lang_pos and utt2lang is not None and words[0] != f"[{utt2lang.values[utt].upper()}]":
+        return f"language token {words[0]} disagrees with {utt2lang.where(utt)} '{utt2lang.values[utt]}'"
+    return None
+
+
+def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) -> DataDirSummary:
+    """Check a data dir without modifying it; the first problem raises ``DataError`` with a one-line
+    message naming the file, line/utterance and the fix. Returns a summary on success."""
+    from espnet2_ext.data.audio_check import check_wav_table, is_plain_path
+    from espnet2_ext.data.utt2tasks import read_utt2tasks
+    from espnet2_ext.task_spec import TaskSpec
+
+    spec = spec or TaskSpec.default()
+    tables = read_tables(data_dir, strict=True)
+    check_consistent(tables)
+    text, utt2spk = tables["text"], tables["utt2spk"]
+    prev = None
+    for utt, spk in utt2spk.values.items():
+        if not spk or len(spk.split()) != 1:
+            raise DataError(f"{utt2spk.where(utt)}: expected exactly one speaker id")
+        if prev is not None and c_sort_key(spk) < c_sort_key(utt2spk.values[prev]):
+            raise DataError(f"{utt2spk.where(utt)}: speaker {spk} sorts before that of {prev}; start each utterance "
+                            f"id with its speaker id followed by '-'")
+        prev = utt
+    if "spk2utt" in tables:
+        expect: Dict[str, List[str]] = {}
+        for utt, spk in utt2spk.values.items():
+            expect.setdefault(spk, []).append(utt)
+        got = {s: v.split() for s, v in tables["spk2utt"].values.items()}
+        if got != expect:
+            bad = next(iter(s for s in set(got) | set(expect) if got.get(s) != expect.get(s)))
+            raise DataError(f"{tables['spk2utt'].path}: speaker {bad} disagrees with utt2spk; rebuild spk2utt "
+                            f"(fix_data_dir)")
+    utt2tasks = read_utt2tasks(tables["utt2tasks"].path, spec, utt_ids=list(text.values))
+    for utt in text.values:
+        err = _check_text(text, utt, utt2tasks[utt], spec, tables.get("utt2lang"))
+        if err:
+            raise DataError(f"{text.where(utt)}: {err}")
+    if "utt2lang" in tables:
+        for utt, lang in tables["utt2lang"].values.items():
+            if lang not in spec.languages:
+                raise DataError(f"{tables['utt2lang'].where(utt)}: language '{lang}' not in the task spec "
+                                f"({', '.join(spec.languages)}); add it (--languages) or fix the line")
+    hours: Optional[float] = None
+    if "utt2dur" in tables:
+        hours = sum(_float(tables["utt2dur"], k, v) for k, v in tables["utt2dur"].values.items()) / 3600
+    elif "segments" in tables:
+        seg = tables["segments"]
+        hours = sum(_float(seg, k, v.split()[2]) - _float(seg, k, v.split()[1]) for k, v in seg.values.items()
+                    if len(v.split()) == 3) / 3600
+    n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
+    n_checked = 0
+    if check_audio:
+        rec_dur = check_wav_table(tables["wav.scp"], tables.get("segments"))
+        n_checked = len(rec_dur)
+        if hours is None and n_checked == len(tables["wav.scp"].values):
+            hours = sum(rec_dur.values()) / 3600
+    task_counts = {t: sum(t in ts for ts in utt2tasks.values()) for t in spec.tasks}
+    langs: Dict[str, int] = {}
+    for utt in text.values:
+        first = text.values[utt].split()[0]
+        if spec.task_of(first) == "lid":
+            langs[first[1:-1].lower()] = langs.get(first[1:-1].lower(), 0) + 1
+    return DataDirSummary(str(data_dir), len(text.values), len(set(utt2spk.values.values())), task_counts, langs,
+                          hours, n_checked, n_pipes)
