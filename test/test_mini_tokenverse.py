@@ -9,7 +9,8 @@ import soundfile as sf
 import espnet2_ext  # noqa: F401
 from espnet2_ext.data import mini_tokenverse as M
 from espnet2_ext.data import mini_tokenverse_words as W
-from espnet2_ext.data.kaldi_dir import read_data_dir, validate_data_dir
+from espnet2_ext.data.kaldi_dir import read_data_dir
+from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.text.strip_tasks import entities
 

@@ -364,7 +364,3 @@ def split_by_speaker(utts: Sequence[Utterance], n: int) -> List[List[Utterance]]
     for spk in sorted(by_spk, key=lambda s: (-len(by_spk[s]), c_sort_key(s))):
         min(parts, key=len).extend(by_spk[spk])
     return [sorted(p, key=lambda u: c_sort_key(u.utt_id)) for p in parts]
-
-
-# Validation lives in validate_dir.py; re-exported here for existing imports.
-from espnet2_ext.data.validate_dir import DataDirSummary, validate_data_dir  # noqa: E402,F401
