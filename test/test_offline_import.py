@@ -6,10 +6,15 @@ import textwrap
 GUARD = textwrap.dedent("""
     import socket
     attempts = []
+    _connect = socket.socket.connect
     def _refuse(*args, **kwargs):
         attempts.append(args[:2])
         raise OSError("network disabled by test")
-    socket.socket.connect = _refuse
+    def _connect_local_only(self, address, *args):
+        if self.family == getattr(socket, "AF_UNIX", None):  # local IPC (DataLoader workers) is not network
+            return _connect(self, address, *args)
+        return _refuse(self, address)
+    socket.socket.connect = _connect_local_only
     socket.socket.connect_ex = _refuse
     socket.create_connection = _refuse
     socket.getaddrinfo = _refuse
@@ -47,3 +52,28 @@ def test_without_the_guard_espnet_would_try_to_download():
     import re
     n = int(re.search(r"DOWNLOADS (\d+)", r.stdout).group(1))
     assert n > 0
+
+
+def test_training_and_decoding_open_no_connection(tmp_path):
+    """A tiny training run and a decode through the real CLIs, with every socket connection refused."""
+    here = str(__import__("pathlib").Path(__file__).parent)
+    r = run_guarded(f"""
+        import sys
+        sys.path.insert(0, {here!r})
+        from pathlib import Path
+        import tiny_setup as ts
+        import espnet2_ext
+        from espnet2_ext.bin.asr_train import main as train
+        from espnet2_ext.bin.asr_inference import main as decode
+        root = Path({str(tmp_path)!r})
+        standin = ts.write_standin(root / "tiny.pt")
+        data = ts.write_data_dir(root)
+        cfg = ts.write_config(root, standin, max_epoch=1, num_iters_per_epoch=2, num_att_plot=0)
+        train(ts.train_args(root, data, cfg, root / "exp"))
+        decode(["--asr_train_config", str(root / "exp/config.yaml"), "--asr_model_file",
+                str(root / "exp/valid.loss.best.pth"), "--output_dir", str(root / "dec"),
+                "--data_path_and_name_and_type", f"{{data}}/wav.scp,speech,sound"])
+        assert (root / "dec/1best_recog/text").exists()
+    """)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ATTEMPTS []" in r.stdout
