@@ -19,7 +19,7 @@ POLICIES = ("label", "sample")
 def choose_active(available: Sequence[str], policy: str, rng) -> Tuple[str, ...]:
     """Active tasks, in the order of ``available`` (primary always included).
 
-    ``rng``: a ``np.random.Generator`` or the legacy ``np.random.RandomState``."""
+    ``rng``: a ``np.random.Generator``, or the ``np.random`` module (its global state, which ESPnet seeds)."""
     if policy == "label":
         return tuple(available)
     if policy == "sample":

@@ -40,7 +40,7 @@ class TokenVersePreprocessor(CommonPreprocessor):
         self.check_annotation = check_annotation
         # Without an explicit seed, draw from NumPy's global RNG, which ESPnet's trainer re-seeds every epoch
         # (seed + epoch): the sampled activations are then reproducible, also across --resume.
-        self.rng = np.random.default_rng(seed) if seed is not None else np.random.mtrand._rand
+        self.rng = np.random.default_rng(seed) if seed is not None else np.random
 
     def __call__(self, uid: str, data: Dict) -> Dict[str, np.ndarray]:
         if TASKS_NAME in data:
