@@ -146,6 +146,22 @@ def test_vectors_live_outside_upstream_and_get_gradients_only_when_active(standi
     assert rows == ([0, 1, 4] if strategy == "per_task" else [0b1001])
 
 
+def test_every_trainable_parameter_gets_a_gradient_and_is_listed_once(standin):
+    """What PyTorch DDP needs (no 'parameters that were not used in producing loss'): the wav2vec2 pretraining
+    heads are frozen, and the upstream is not registered a second time under another name."""
+    f = make(standin, task_vector_strategy="per_task", task_vector_injection="both").train()
+    sd = f.state_dict()
+    assert len({v.data_ptr() for v in sd.values() if v.numel()}) == len([v for v in sd.values() if v.numel()])
+    frozen = {n.replace("upstream.upstream.model.", "") for n, p in f.named_parameters() if not p.requires_grad}
+    assert frozen == {"mask_emb", "project_q.weight", "project_q.bias", "final_proj.weight", "final_proj.bias"}
+    x, lens = wavs(b=2)
+    with f.conditioned_on(torch.tensor([[1, 0, 1, 0, 1], [1, 1, 1, 1, 1]])):
+        y, _ = f(x, lens)
+    y.pow(2).sum().backward()
+    unused = [n for n, p in f.named_parameters() if p.requires_grad and p.grad is None]
+    assert unused == []
+
+
 def test_skeleton_rebuild_needs_no_checkpoint(tmp_path):
     from espnet2_ext.upstream.xlsr_standin import model_cfg_for, save_checkpoint
 

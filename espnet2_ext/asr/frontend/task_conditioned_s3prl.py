@@ -36,6 +36,24 @@ INJECTION_POINTS = ("feature_encoder", "encoder_output", "both")
 DEFAULT_AUX_TASKS = TaskSpec.default(DEFAULT_LANGUAGES).aux_tasks
 
 
+# wav2vec2/HuBERT self-supervised pretraining heads: never used when the upstream extracts features (S3PRL
+# calls extract_features with mask=False), so they never get a gradient. Left trainable they make PyTorch DDP stop
+# with "parameters that were not used in producing loss"; fairseq's fine-tuning drops them for the same reason.
+PRETRAINING_ONLY = ("mask_emb", "project_q", "final_proj", "quantizer", "input_quantizer", "project_inp",
+                    "target_glu", "label_embs_concat")
+
+
+def freeze_pretraining_heads(model: Optional[torch.nn.Module]) -> List[str]:
+    """Set ``requires_grad=False`` on the pretraining-only parameters of a wav2vec2-style model (they stay in the
+    state dict, so checkpoints load unchanged); returns their names."""
+    frozen = []
+    for name, param in (model.named_parameters() if model is not None else ()):
+        if name.split(".")[0] in PRETRAINING_ONLY and param.requires_grad:
+            param.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 def transformer_encoder_of(upstream) -> torch.nn.Module:
     """The wav2vec2/XLSR transformer encoder module inside an ``S3PRLUpstream`` (input = CNN features + proj)."""
     model = getattr(getattr(upstream, "upstream", None), "model", None)
@@ -88,11 +106,17 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         self._skeleton = upstream_skeleton or skeleton_of(self.upstream.upstream)
 
         self.task_vectors = torch.nn.ModuleDict()
-        self._wav2vec2 = getattr(getattr(self.upstream, "upstream", None), "model", None)
-        if self._wav2vec2 is not None and hasattr(self._wav2vec2, "_get_feat_extract_output_lengths"):
+        ssl_model = getattr(getattr(self.upstream, "upstream", None), "model", None)
+        frozen = freeze_pretraining_heads(ssl_model)
+        if frozen:
+            logging.info(f"Not trained (SSL pretraining heads, unused in fine-tuning): {', '.join(frozen)}")
+        if ssl_model is not None and hasattr(ssl_model, "_get_feat_extract_output_lengths"):
             transformer_encoder_of(self.upstream).register_forward_pre_hook(self._encoder_pre_hook, with_kwargs=True)
         else:
-            self._wav2vec2 = None
+            ssl_model = None
+        # A plain reference, not a registered submodule: registering it would list every upstream weight twice
+        # in the state dict (frontend._wav2vec2.* next to frontend.upstream.*).
+        self.__dict__["_wav2vec2"] = ssl_model
         if self.strategy != "none":
             points = ("feature_encoder", "encoder_output") if self.injection == "both" else (self.injection,)
             for i, point in enumerate(points):
