@@ -3,7 +3,8 @@
 Adds one config group, ``tokenverse_conf`` (``tasks``, ``languages``, ``extra_tokens``, ``policy``), which is
 handed to the preprocessor (stripping + activation policy) and the frontend (task-vector layout), an optional
 data name ``tasks`` (the data dir's ``utt2tasks``), and the task-mask collate function. Everything else —
-options, trainer, samplers, iterators, DDP — is ESPnet's.
+options, training loop, samplers, iterators, DDP — is ESPnet's (the trainer subclass only makes
+checkpoint writes atomic, see ``train/trainer.py``).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from espnet2_ext.registry import register
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 from espnet2_ext.train.collate import TaskMaskCollateFn
 from espnet2_ext.train.preprocessor import TASKS_NAME
+from espnet2_ext.train.trainer import TokenVerseTrainer
 
 register()
 
@@ -40,6 +42,8 @@ def task_spec_of(args: argparse.Namespace) -> TaskSpec:
 
 
 class TokenVerseASRTask(ASRTask):
+    trainer = TokenVerseTrainer  # ESPnet's, with atomic checkpoint writes and repair after a kill
+
     @classmethod
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
