@@ -9,7 +9,7 @@ ESPnet's own default (``warprnnt_pytorch``) is not on PyPI, so it is never requi
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 

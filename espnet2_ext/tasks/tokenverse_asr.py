@@ -9,7 +9,7 @@ checkpoint writes atomic, see ``train/trainer.py``).
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Callable, Collection, Dict, List, Tuple
 
 import numpy as np
 import torch

@@ -14,7 +14,10 @@ stage_banner() { log "=== Stage $1: $2 ==="; }
 stage=1; stop_stage=9
 python=python                    # set by path.sh to the project venv
 nj=2                             # parallel jobs (data prep, decoding)
-ngpu=0
+ngpu=0                           # GPUs per node; > 1 or num_nodes > 1: ESPnet's launcher (needs cuda_cmd)
+num_nodes=1
+cuda_cmd=""                      # Kaldi-style job script for ESPnet's launcher: utils/run.pl, utils/slurm.pl, ...
+cpu_procs=1                      # > 1 (with ngpu 0): CPU DDP, this many gloo processes started by torchrun
 data_opts=""                     # extra options for local/data.sh
 train_set=train; valid_set=dev; test_sets="test"
 languages="en,de,es,fr"          # language tokens of the task spec
@@ -85,10 +88,11 @@ common_train_opts="--token_type bpe --bpemodel ${token_dir}/bpe.model --token_li
 
 if run_stage 4; then
   stage_banner 4 "statistics: shape files for length-sorted batching (${stats_dir})"
+  # Shapes only (extract_feats_in_collect_stats: false): one CPU process is enough, whatever --ngpu says.
   mkdir -p "${expdir}"
   # shellcheck disable=SC2046,SC2086
   ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${asr_config}" ${common_train_opts} \
-    --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 \
+    --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 --ngpu 0 \
     $(train_data_opts train "${dumpdir}/raw/${train_set}") $(train_data_opts valid "${dumpdir}/raw/${valid_set}") \
     --train_shape_file "${dumpdir}/raw/${train_set}/wav.scp" --valid_shape_file "${dumpdir}/raw/${valid_set}/wav.scp" \
     --output_dir "${stats_dir}" > "${stats_dir}.log" 2>&1 || { tail -n 20 "${stats_dir}.log"; exit 1; }
@@ -98,11 +102,27 @@ fi
 if run_stage 5; then
   stage_banner 5 "training ${asr_exp} (config ${asr_config}); log: ${asr_exp}/train.log"
   mkdir -p "${asr_exp}"
+  # The trainer is ESPnet's; these only choose how its processes start (README: "Distributed training").
+  train_exec=("${python}" -m espnet2_ext.bin.asr_train); dist_opts=""; train_log="${asr_exp}/train.log"
+  if [ "${ngpu}" -gt 1 ] || [ "${num_nodes}" -gt 1 ]; then
+    [ -n "${cuda_cmd}" ] || { log "--ngpu ${ngpu} --num_nodes ${num_nodes} trains through ESPnet's launcher: set" \
+      "--cuda_cmd to a Kaldi-style job script (utils/run.pl or utils/slurm.pl from ESPnet's egs2/TEMPLATE/asr1)"; exit 1; }
+    # The launcher writes ${asr_exp}/train.log itself (one process per GPU, per node through cuda_cmd).
+    train_exec=("${python}" -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${asr_exp}/train" --log "${train_log}"
+      --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${asr_exp}/.dist_init_"
+      --multiprocessing_distributed true -- "${train_exec[@]}")
+    train_log="${asr_exp}/launch.log"
+  elif [ "${cpu_procs}" -gt 1 ]; then
+    train_exec=("${python}" -m torch.distributed.run --standalone --nproc_per_node "${cpu_procs}"
+      -m espnet2_ext.bin.asr_train)
+    dist_opts="--multiprocessing_distributed false --dist_backend gloo"
+  fi
+  # --resume true: re-running this stage after a kill continues from ${asr_exp}/checkpoint.pth.
   # shellcheck disable=SC2046,SC2086
-  ${python} -m espnet2_ext.bin.asr_train --config "${asr_config}" ${common_train_opts} --use_preprocessor true \
+  "${train_exec[@]}" --config "${asr_config}" ${common_train_opts} --use_preprocessor true \
     $(train_data_opts train "${dumpdir}/raw/${train_set}") $(train_data_opts valid "${dumpdir}/raw/${valid_set}") \
     --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
-    --resume true --output_dir "${asr_exp}" ${asr_args} 2>&1 | tee "${asr_exp}/train.log" \
+    --resume true --output_dir "${asr_exp}" ${dist_opts} ${asr_args} 2>&1 | tee -a "${train_log}" \
     | grep --line-buffered -E "epoch results|started|finished|Error|error" || true
   [ -f "${asr_exp}/${inference_model}" ] || { log "training did not produce ${asr_exp}/${inference_model}; see ${asr_exp}/train.log"; exit 1; }
 fi
@@ -155,9 +175,11 @@ fi
 
 if run_stage 8; then
   stage_banner 8 "packing ${asr_exp}/model.zip (ESPnet's packer)"
+  # ESPnet's packer writes its zip in place: pack beside it and rename, so a kill never leaves half a model.zip.
   ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
     --asr_model_file "${asr_exp}/${inference_model}" --option "${token_dir}/bpe.model" --option "${results_md}" \
-    --option "${asr_exp}/task_vectors" --outpath "${asr_exp}/model.zip"
+    --option "${asr_exp}/task_vectors" --outpath "${asr_exp}/.model.partial.zip"
+  mv -f "${asr_exp}/.model.partial.zip" "${asr_exp}/model.zip"
   log "packed: ${asr_exp}/model.zip"
 fi
 
