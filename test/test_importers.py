@@ -274,3 +274,32 @@ def test_dump_audio_runs_sox_pipes(cv_release, tmp_path):
     dumped = dump_audio(tmp_path / "two", tmp_path / "two", tmp_path / "w2")  # in place
     assert [u.duration for u in read_data_dir(dumped)] == [pytest.approx(0.5, abs=0.01)] * 2
     assert validate_data_dir(dumped, check_audio=True).n_audio_checked == 2
+
+
+# ------------------------------------------------------------------------------------------------ read-only sources
+def _snapshot(root: Path):
+    return {p.relative_to(root): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_importers_never_write_into_the_source_corpus(cv_release, stm_corpus, tmp_path):
+    """Sources are read-only to data prep (checked by content and mtime, since tests may run as root), also when
+    audio is dumped and when an import fails part-way."""
+    cv_src = cv_release.parent
+    stm_src = tmp_path / "stm_src"
+    stm_src.mkdir()
+    for name in ("audio", "dev.stm", "names.txt"):
+        (stm_corpus / name).rename(stm_src / name)
+    wav(stm_src / "c1.wav", 4.5)
+    write_jsonl(stm_src / "convs.jsonl", [conv()])
+    before = _snapshot(cv_src), _snapshot(stm_src)
+    out = tmp_path / "out"
+    assert cv_cli.main(["--src", str(cv_release), "--out_dir", str(out / "cv"), "--splits", "train"]) == 0
+    assert cv_cli.main(["--src", str(cv_release), "--out_dir", str(out / "cv_dump"), "--splits", "dev",
+                        "--dump_wav_dir", str(out / "wav_cv")]) == 1  # the fake mp3 cannot be decoded
+    assert stm_cli.main(["--src", str(stm_src / "dev.stm"), "--out_dir", str(out / "stm"), "--audio_dir",
+                         str(stm_src / "audio"), "--entities", str(stm_src / "names.txt"), "--lang", "en",
+                         "--dump_wav_dir", str(out / "wav_stm")]) == 0
+    assert jsonl_cli.main(["--src", str(stm_src / "convs.jsonl"), "--out_dir", str(out / "jsonl"),
+                           "--dump_wav_dir", str(out / "wav_jsonl")]) == 0
+    assert (_snapshot(cv_src), _snapshot(stm_src)) == before
+    assert not (out / "cv_dump").exists()  # the failed import left nothing half-written
