@@ -37,6 +37,20 @@ def test_checkpoint_from_another_task_set(tiny_trained, tmp_path):
         TokenVerseASRTask.build_model_from_file(tmp_path / "config.yaml", out / "valid.loss.best.pth", "cpu")
 
 
+def test_checkpoint_listing_the_upstream_twice_still_loads(tiny_trained, tmp_path):
+    """Models trained before the frontend stopped registering its wav2vec2 twice carry frontend._wav2vec2.* copies."""
+    from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
+
+    _, _, out = tiny_trained
+    sd = torch.load(out / "valid.loss.best.pth", map_location="cpu")
+    prefix = "frontend.upstream.upstream.model."
+    old = {**sd, **{"frontend._wav2vec2." + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}}
+    assert len(old) > len(sd)
+    torch.save(old, tmp_path / "old.pth")
+    model, _ = TokenVerseASRTask.build_model_from_file(out / "config.yaml", tmp_path / "old.pth", "cpu")
+    assert model.state_dict().keys() == sd.keys()
+
+
 def _train_cmd(root, out, epochs):
     args = train_args(root, root / "data", root / "train.yaml", out) + ["--max_epoch", str(epochs), "--resume", "true"]
     return [sys.executable, "-m", "espnet2_ext.bin.asr_train"] + args

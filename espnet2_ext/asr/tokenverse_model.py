@@ -77,6 +77,9 @@ class TokenVerseASRModel(ESPnetASRModel):
     def load_state_dict(self, state_dict, strict: bool = True, *args, **kwargs):
         """ESPnet loads with strict=False, which would leave mismatched task vectors silently random or fail with
         a bare size error: check the task-vector tables first and say what differs."""
+        # Models trained before the frontend stopped registering its wav2vec2 twice also carry every upstream
+        # weight under frontend._wav2vec2.*: the same tensors as frontend.upstream.upstream.model.*, dropped here.
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("frontend._wav2vec2.")}
         own = self.state_dict()
         for key, value in state_dict.items():
             if "task_vectors" in key and key in own and own[key].shape != value.shape:
