@@ -131,8 +131,10 @@ def test_rerun_is_idempotent_and_repairs(corpus):
     victim = wav_dir / f"{dirs['train'][0].utt_id}.wav"
     victim.unlink()
     (wav_dir / f"{dirs['dev'][0].utt_id}.wav").write_bytes(b"damaged")
+    (wav_dir / f".{victim.stem}.0badc0de.tmp.wav").write_bytes(b"left by a SIGKILLed run")
     log = []
     M.prepare(root / "data", seed=0, size="debug", log=log.append)
     assert "synthesising 2" in log[0]
     assert _md5s(wav_dir) == before
+    assert not list(wav_dir.glob(".*.tmp.wav"))
     assert (root / "data" / "train" / "text").read_text() == text_before

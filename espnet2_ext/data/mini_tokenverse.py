@@ -266,6 +266,9 @@ def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
     utt_id -> duration (s). ``wav_dir/manifest.json`` records recipe hash, content hash and length."""
     version = check_tools()
     wav_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed with SIGKILL cannot clean up its temporary wavs (synthesize's finally never runs): drop them.
+    for stale in wav_dir.glob(".*.tmp.wav"):
+        stale.unlink()
     manifest_path = wav_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     todo, durations = [], {}
