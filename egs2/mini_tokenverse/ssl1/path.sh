@@ -1,0 +1,1 @@
+../../TEMPLATE/tokenverse1/path.sh

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Pretraining of the mini recipe's XLSR-shaped encoder (the stand-in for a pretrained XLS-R), 2 CPU cores.
+#  1 corpus: espeak-ng read speech from wordfreq word lists, disjoint from mini_tokenverse (texts, entities, voices)
+#  2 pretraining (resumable: run the same command again to continue; progress on the console)
+#  3 export the wav2vec2 weights in S3PRL's wav2vec2_local format (fp16) to pretrained/, with its sha256
+#
+#   ./run.sh                                   everything, the shipped configuration
+#   ./run.sh --stage 2 --stop_stage 2 --max_minutes 30     train for 30 more minutes, then stop (resumable)
+#   ./run.sh --hours 0.05 --max_steps 4 --tag smoke --out pretrained_smoke/x.pt   smoke test (tests use it)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=1; stop_stage=3
+hours=4; seed=0; nj=2
+objective=hubert                 # hubert (masked prediction of MFCC k-means units) | ctc (character CTC)
+preset=mini
+max_steps=6000; max_minutes=0; threads=2; batch_seconds=60
+pretrain_args=""                 # any other pretrain_standin option, e.g. "--lr 1e-3 --n_clusters 50"
+tag=""                           # experiment name, default <objective>_<preset>
+out=pretrained/xlsr_mini_ssl.pt
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
+         printf -v "$name" '%s' "$2"; shift 2 ;;
+    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
+  esac
+done
+. ./path.sh
+tag="${tag:-${objective}_${preset}}"
+data="data/h${hours}-seed${seed}"
+log() { printf '%s (%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "run.sh" "$*"; }
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+if run_stage 1; then
+  log "=== Stage 1: pretraining corpus (${hours} h, seed ${seed}) ==="
+  "${python}" -m espnet2_ext.bin.prepare_ssl_corpus --out_dir "${data}" --hours "${hours}" --seed "${seed}" \
+    --nj "${nj}" --wav_dir downloads/ssl_wav
+fi
+if run_stage 2; then
+  log "=== Stage 2: pretraining (${objective}, ${preset}) -> exp/pretrain_${tag} ==="
+  # shellcheck disable=SC2086
+  "${python}" -m espnet2_ext.bin.pretrain_standin --data_dir "${data}/train" --exp_dir "exp/pretrain_${tag}" \
+    --objective "${objective}" --preset "${preset}" --seed "${seed}" --max_steps "${max_steps}" \
+    --max_minutes "${max_minutes}" --threads "${threads}" --batch_seconds "${batch_seconds}" ${pretrain_args}
+fi
+if run_stage 3; then
+  log "=== Stage 3: export -> ${out} ==="
+  "${python}" -m espnet2_ext.bin.pretrain_standin --exp_dir "exp/pretrain_${tag}" --export "${out}"
+fi

@@ -1,0 +1,56 @@
+"""Pretrain the XLSR-shaped stand-in (HuBERT-style masked prediction or character CTC), resumably, and export it.
+
+    python -m espnet2_ext.bin.pretrain_standin --data_dir data/train --exp_dir exp/pretrain_hubert \\
+        --objective hubert --max_steps 3000 [--max_minutes 60] [--threads 2]
+    python -m espnet2_ext.bin.pretrain_standin --exp_dir exp/pretrain_hubert --export out.pt [--fp32]
+
+Training writes <exp_dir>/checkpoint.pt atomically every --save_every steps; the same command continues it.
+The export is the wav2vec2 weights only, in S3PRL's wav2vec2_local format (what the frontend loads).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import List, Optional
+
+
+def get_parser() -> argparse.ArgumentParser:
+    from espnet2_ext.ssl.pretrain import PretrainConfig
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", help="Kaldi dir with wav.scp and text (training)")
+    p.add_argument("--exp_dir", required=True)
+    p.add_argument("--export", default=None, help="write the wav2vec2 weights of exp_dir/checkpoint.pt here and stop")
+    p.add_argument("--fp32", action="store_true", help="export in fp32 (default fp16 storage)")
+    for f in fields(PretrainConfig):
+        if f.name == "model_overrides":
+            p.add_argument("--model_overrides", type=json.loads, default={},
+                           help="JSON dict of wav2vec2 config overrides on top of the preset")
+            continue
+        p.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    from espnet2_ext.ssl.pretrain import PretrainConfig, export, pretrain
+
+    try:
+        if args.export:
+            info = export(f"{args.exp_dir}/checkpoint.pt", args.export, fp16=not args.fp32)
+            print(json.dumps(info))
+            return 0
+        if not args.data_dir:
+            raise ValueError("--data_dir is required for training")
+        cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
+        pretrain(args.data_dir, args.exp_dir, cfg)
+    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        print(f"pretrain_standin: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""Pretraining of the XLSR-shaped stand-in on the ``ssl_corpus`` (2 CPU cores, hours not days).
+
+Two objectives over the same S3PRL ``Wav2Vec2Model`` (the architecture the frontend loads):
+
+* ``hubert``: HuBERT-style masked prediction (Hsu et al., 2021, iteration 1). Targets are k-means clusters of
+  MFCC frames (39-dim, 20 ms shift = the CNN's 320-sample hop); spans of CNN features are replaced by the
+  model's own ``mask_emb`` and a linear head predicts the cluster of every masked frame (cross-entropy).
+* ``ctc``: supervised multilingual character CTC on the corpus transcripts (a linear head on the last layer),
+  the fallback the issue allows when SSL does not reach the targets in the time available.
+
+Only the wav2vec2 weights leave this module (:func:`export`): the head is pretraining-only, as XLS-R's
+quantiser and projection heads are. Training is resumable: ``<exp>/checkpoint.pt`` is written atomically every
+``save_every`` steps and at the end; running the same command again continues from it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+
+from espnet2_ext.upstream.xlsr_standin import _plain, build_wav2vec2, model_cfg_for
+
+SAMPLE_RATE = 16000
+HOP, WIN = 320, 400  # the stand-in CNN: total stride 320 samples, receptive field 400 (20 ms / 25 ms)
+
+
+@dataclass
+class PretrainConfig:
+    objective: str = "hubert"          # hubert | ctc
+    preset: str = "mini"
+    seed: int = 0
+    max_steps: int = 3000
+    max_minutes: float = 0.0           # > 0: also stop after this much wall time in this run (resume continues)
+    batch_seconds: float = 60.0        # audio per batch
+    max_utt_seconds: float = 8.0
+    lr: float = 2e-3
+    warmup_steps: int = 300
+    grad_clip: float = 5.0
+    threads: int = 2
+    n_clusters: int = 100              # hubert
+    kmeans_frames: int = 150000        # hubert: frames sampled to fit k-means
+    mask_prob: float = 0.65            # hubert: wav2vec2 semantics, ~50 % of frames masked after overlaps
+    mask_length: int = 5
+    ctc_mask_prob: float = 0.05        # ctc: light masking as augmentation
+    save_every: int = 200
+    log_every: int = 20
+    model_overrides: Dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------------ data
+def read_data_dir(data_dir: Path) -> List[Tuple[str, str, str]]:
+    """(utt_id, wav path, text) from a Kaldi dir with ``wav.scp`` and ``text`` (plain wav paths)."""
+    wavs = dict(line.split(maxsplit=1) for line in (data_dir / "wav.scp").read_text().splitlines() if line.strip())
+    texts = {}
+    for line in (data_dir / "text").read_text(encoding="utf-8").splitlines():
+        utt, _, txt = line.partition(" ")
+        texts[utt] = txt.strip()
+    return [(u, wavs[u], texts[u]) for u in sorted(wavs)]
+
+
+def load_audio(items: Sequence[Tuple[str, str, str]], max_seconds: float) -> List[np.ndarray]:
+    out = []
+    for utt, path, _ in items:
+        x, sr = sf.read(path, dtype="int16")
+        if sr != SAMPLE_RATE or x.ndim != 1:
+            raise ValueError(f"{path} ({utt}): expected 16 kHz mono, got {sr} Hz with shape {x.shape}")
+        out.append(x[: int(max_seconds * SAMPLE_RATE)])
+    return out
+
+
+def n_frames(num_samples: int) -> int:
+    return 1 + (num_samples - WIN) // HOP if num_samples >= WIN else 0
+
+
+def mfcc_frames(x_int16: np.ndarray) -> np.ndarray:
+    """39-dim MFCC + deltas, one row per CNN frame (25 ms window, 20 ms shift, snip_edges: same count)."""
+    import torchaudio
+
+    wav = torch.from_numpy(x_int16.astype(np.float32)).unsqueeze(0)
+    m = torchaudio.compliance.kaldi.mfcc(wav, sample_frequency=SAMPLE_RATE, frame_length=25.0, frame_shift=20.0,
+                                         num_ceps=13, dither=0.0, snip_edges=True)  # [T, 13]
+    d1 = torchaudio.functional.compute_deltas(m.T.unsqueeze(0)).squeeze(0).T
+    d2 = torchaudio.functional.compute_deltas(d1.T.unsqueeze(0)).squeeze(0).T
+    feats = torch.cat([m, d1, d2], dim=1)  # [T, 39]
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-5)  # per-utterance CMVN: speaker-independent targets
+    return feats.numpy()
+
+
+def fit_kmeans(audio: Sequence[np.ndarray], n_clusters: int, max_frames: int, seed: int):
+    from sklearn.cluster import MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(audio))
+    feats, total = [], 0
+    for i in order:
+        f = mfcc_frames(audio[i])
+        feats.append(f)
+        total += len(f)
+        if total >= max_frames:
+            break
+    km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, batch_size=4096, n_init=3, max_iter=100)
+    km.fit(np.concatenate(feats))
+    return km
+
+
+def char_vocab(texts: Sequence[str]) -> List[str]:
+    chars = sorted({c for t in texts for c in t.replace(" ", "|")})
+    return ["<blank>"] + chars
+
+
+def make_batches(lengths: Sequence[int], batch_samples: int, seed: int, epoch: int) -> List[List[int]]:
+    """Length-sorted buckets of at most ``batch_samples`` padded samples, shuffled per epoch (seeded)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, cur = [], []
+    for i in order:
+        if cur and lengths[i] * (len(cur) + 1) > batch_samples:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    random.Random(f"{seed}-{epoch}").shuffle(batches)
+    return batches
+
+
+def collate(audio: Sequence[np.ndarray], idx: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-utterance normalised waveforms (S3PRL's ``normalize: True``), zero-padded.
+    Returns wav [B, L] and padding_mask [B, L] (True = padding)."""
+    lens = [len(audio[i]) for i in idx]
+    wav = torch.zeros(len(idx), max(lens))
+    for b, i in enumerate(idx):
+        x = torch.from_numpy(audio[i].astype(np.float32))
+        wav[b, : lens[b]] = F.layer_norm(x, x.shape)
+    pad = torch.arange(wav.shape[1])[None, :] >= torch.tensor(lens)[:, None]
+    return wav, pad
+
+
+def span_mask(shape: Tuple[int, int], frame_lens: Sequence[int], prob: float, length: int,
+              gen: torch.Generator) -> torch.Tensor:
+    """[B, T] bool: spans of ``length`` frames starting at a ``prob`` share of the valid frames."""
+    B, T = shape
+    mask = torch.zeros(B, T, dtype=torch.bool)
+    for b, n in enumerate(frame_lens):
+        if n <= length:
+            continue
+        k = max(1, int(round(prob * n / length)))  # span starts (wav2vec2's mask_prob semantics; spans may overlap)
+        starts = torch.randperm(n - length, generator=gen)[:k]
+        for s in starts.tolist():
+            mask[b, s: s + length] = True
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------ model
+class Pretrainer(torch.nn.Module):
+    """wav2vec2 stand-in + a pretraining head (cluster logits or CTC characters)."""
+
+    def __init__(self, model_cfg: Dict, n_out: int, seed: int):
+        super().__init__()
+        self.model_cfg = dict(model_cfg)
+        self.wav2vec2 = build_wav2vec2(model_cfg, seed)
+        # the quantiser/projection of wav2vec2's own contrastive objective are not used here: freeze them so the
+        # optimiser state stays small and their weights stay as initialised (the frontend freezes them too)
+        used = ("feature_extractor", "layer_norm", "post_extract_proj", "encoder", "mask_emb")
+        for name, p in self.wav2vec2.named_parameters():
+            p.requires_grad_(name.split(".")[0] in used)
+        dim = model_cfg["encoder_embed_dim"]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            self.head = torch.nn.Linear(dim, n_out)
+
+    def forward(self, wav: torch.Tensor, pad: torch.Tensor, mask_indices: Optional[torch.Tensor]):
+        """wav: [B, L], pad: [B, L] (True = padding), mask_indices: [B, T] or None
+        -> logits [B, T, n_out], frame padding [B, T].
+
+        The steps of ``Wav2Vec2Model.forward`` up to the transformer, called one by one because its own masking
+        path gathers the masked targets with ``.view(B, -1, C)``, which needs the same masked count in every row.
+        """
+        w = self.wav2vec2
+        feats = w.feature_extractor(wav).transpose(1, 2)  # [B, T, C]
+        feats = w.layer_norm(feats)
+        T = feats.shape[1]
+        lens = w._get_feat_extract_output_lengths((~pad).sum(-1))  # [B]
+        fpad = torch.arange(T)[None, :] >= lens[:, None]  # [B, T]
+        if w.post_extract_proj is not None:
+            feats = w.post_extract_proj(feats)  # [B, T, D]
+        if mask_indices is not None:
+            feats = torch.where(mask_indices[:, :T, None], w.mask_emb.to(feats.dtype), feats)
+        x, _ = w.encoder(feats, padding_mask=fpad if fpad.any() else None)  # [B, T, D]
+        return self.head(x), fpad
+
+
+def _lr(step: int, cfg: PretrainConfig) -> float:
+    warm = max(1, cfg.warmup_steps)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    # cosine to 5 % of the peak over the remaining steps
+    progress = min(1.0, (step - warm) / max(1, cfg.max_steps - warm))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _save_atomic(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callable[[str], None] = print) -> Path:
+    """Run (or continue) pretraining; returns the path of ``checkpoint.pt``."""
+    torch.set_num_threads(cfg.threads)
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = exp_dir / "checkpoint.pt"
+    cfg_path = exp_dir / "pretrain_config.json"
+    stored = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
+    if stored is not None:
+        changed = {k for k, v in asdict(cfg).items()
+                   if stored.get(k) != v and k not in ("max_steps", "max_minutes", "threads", "log_every")}
+        if changed:
+            raise ValueError(f"{cfg_path}: this experiment was started with other settings ({', '.join(sorted(changed))}); "
+                             f"use the same options to resume, or another --exp_dir")
+    items = read_data_dir(Path(data_dir))
+    log(f"pretrain[{cfg.objective}]: loading {len(items)} utterances from {data_dir}")
+    audio = load_audio(items, cfg.max_utt_seconds)
+    lengths = [len(a) for a in audio]
+    model_cfg = model_cfg_for(cfg.preset, mask_prob=cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob,
+                              mask_length=cfg.mask_length, **cfg.model_overrides)
+
+    aux_path = exp_dir / ("kmeans.json" if cfg.objective == "hubert" else "vocab.json")
+    if cfg.objective == "hubert":
+        if aux_path.is_file():
+            km = json.loads(aux_path.read_text())
+            centers = torch.tensor(km["centers"])
+        else:
+            log(f"pretrain[hubert]: fitting k-means ({cfg.n_clusters} clusters) on MFCC frames")
+            km_model = fit_kmeans(audio, cfg.n_clusters, cfg.kmeans_frames, cfg.seed)
+            centers = torch.tensor(km_model.cluster_centers_, dtype=torch.float32)
+            _write_json(aux_path, {"centers": centers.tolist()})
+        n_out = centers.shape[0]
+        log("pretrain[hubert]: labelling every frame with its cluster")
+        targets = [torch.cdist(torch.from_numpy(mfcc_frames(a)), centers).argmin(1) for a in audio]
+    elif cfg.objective == "ctc":
+        if aux_path.is_file():
+            vocab = json.loads(aux_path.read_text())["vocab"]
+        else:
+            vocab = char_vocab([t for _, _, t in items])
+            _write_json(aux_path, {"vocab": vocab})
+        index = {c: i for i, c in enumerate(vocab)}
+        n_out = len(vocab)
+        targets = [torch.tensor([index[c] for c in t.replace(" ", "|") if c in index]) for _, _, t in items]
+    else:
+        raise ValueError(f"unknown objective '{cfg.objective}': choose hubert or ctc")
+    _write_json(cfg_path, asdict(cfg))
+
+    model = Pretrainer(model_cfg, n_out, cfg.seed)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "seconds": 0.0}
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        log(f"pretrain[{cfg.objective}]: resumed at step {state['step']} (epoch {state['epoch']})")
+
+    def save():
+        _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                      "model_cfg": {k: _plain(v) for k, v in model_cfg.items()}}, ckpt_path)
+
+    batch_samples = int(cfg.batch_seconds * SAMPLE_RATE)
+    gen = torch.Generator()
+    t0, run_t0, run_loss = time.time(), time.time(), []
+    model.train()
+    while state["step"] < cfg.max_steps:
+        batches = make_batches(lengths, batch_samples, cfg.seed, state["epoch"])
+        while state["batch_in_epoch"] < len(batches) and state["step"] < cfg.max_steps:
+            idx = batches[state["batch_in_epoch"]]
+            gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
+            wav, pad = collate(audio, idx)
+            frame_lens = [min(n_frames(lengths[i]), len(targets[i]) if cfg.objective == "hubert" else 10**9)
+                          for i in idx]
+            T = n_frames(wav.shape[1])
+            prob = cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob
+            mask = span_mask((len(idx), T), frame_lens, prob, cfg.mask_length, gen) if prob > 0 else None
+            for g in opt.param_groups:
+                g["lr"] = _lr(state["step"], cfg)
+            logits, fpad = model(wav, pad, mask)  # logits: [B, T, n_out]
+            loss, acc = _loss(cfg.objective, logits, fpad, mask, [targets[i] for i in idx], frame_lens)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            state["step"] += 1
+            state["batch_in_epoch"] += 1
+            run_loss.append((loss.item(), acc))
+            if state["step"] % cfg.log_every == 0:
+                el = time.time() - t0
+                state["seconds"] += el
+                t0 = time.time()
+                ml = float(np.mean([l for l, _ in run_loss]))
+                ma = float(np.mean([a for _, a in run_loss]))
+                state["history"].append({"step": state["step"], "loss": ml, "acc": ma, "seconds": state["seconds"]})
+                run_loss = []
+                rate = cfg.log_every / max(el, 1e-6)
+                eta = (cfg.max_steps - state["step"]) / max(rate, 1e-9)
+                log(f"pretrain[{cfg.objective}] step {state['step']}/{cfg.max_steps} epoch {state['epoch']} "
+                    f"loss {ml:.3f} {'acc' if cfg.objective == 'hubert' else 'frame-err'} {ma:.3f} "
+                    f"lr {_lr(state['step'], cfg):.2e} {rate:.2f} steps/s ETA {eta / 60:.0f} min")
+            if state["step"] % cfg.save_every == 0:
+                save()
+            if cfg.max_minutes > 0 and time.time() - run_t0 > cfg.max_minutes * 60:
+                save()
+                log(f"pretrain[{cfg.objective}]: --max_minutes {cfg.max_minutes} reached at step {state['step']}; "
+                    f"run the same command again to continue")
+                return ckpt_path
+        if state["batch_in_epoch"] >= len(batches):
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    save()
+    log(f"pretrain[{cfg.objective}]: done, {state['step']} steps, {state['seconds'] / 60:.1f} min")
+    return ckpt_path
+
+
+def _loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mask: Optional[torch.Tensor],
+          targets: List[torch.Tensor], frame_lens: List[int]) -> Tuple[torch.Tensor, float]:
+    B, T, V = logits.shape
+    if objective == "hubert":
+        # masked frames only (HuBERT's alpha = 1): predicting unmasked frames is nearly copying MFCC
+        tgt = torch.full((B, T), -100, dtype=torch.long)
+        for b in range(B):
+            n = min(frame_lens[b], T, len(targets[b]))
+            tgt[b, :n] = targets[b][:n]
+        sel = mask & (tgt >= 0) & ~fpad  # [B, T]
+        loss = F.cross_entropy(logits[sel], tgt[sel])
+        acc = (logits[sel].argmax(-1) == tgt[sel]).float().mean().item()
+        return loss, acc
+    logp = logits.log_softmax(-1).transpose(0, 1)  # [T, B, V]
+    in_lens = (~fpad).sum(1)
+    tgt_lens = torch.tensor([len(t) for t in targets])
+    loss = F.ctc_loss(logp, torch.cat(targets), in_lens, tgt_lens, blank=0, zero_infinity=True)
+    # greedy frame-level proxy: share of frames predicted blank (falls as the head learns characters)
+    err = (logits.argmax(-1)[~fpad] == 0).float().mean().item()
+    return loss, err
+
+
+def _write_json(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def export(ckpt_path, out_path, fp16: bool = True) -> Dict[str, str]:
+    """The wav2vec2 weights of a pretraining checkpoint in S3PRL's ``wav2vec2_local`` format (atomic).
+    Returns ``{"path", "sha256", "params"}``."""
+    ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    prefix = "wav2vec2."
+    weights = {k[len(prefix):]: (v.half() if fp16 and v.is_floating_point() else v)
+               for k, v in ck["model"].items() if k.startswith(prefix)}
+    model_cfg = dict(ck["model_cfg"])
+    state = {"task_cfg": {"normalize": True}, "model_cfg": model_cfg, "model_weight": weights}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _save_atomic(state, out_path)
+    sha = hashlib.sha256(out_path.read_bytes()).hexdigest()
+    return {"path": str(out_path), "sha256": sha, "params": str(sum(v.numel() for v in weights.values()))}

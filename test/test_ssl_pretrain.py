@@ -1,0 +1,108 @@
+"""The encoder pretraining recipe (egs2/mini_tokenverse/ssl1): disjoint corpus, both objectives, resume, export."""
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from espnet2_ext.data import mini_tokenverse as M
+from espnet2_ext.data import mini_tokenverse_words as W
+from espnet2_ext.data import ssl_corpus as S
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}
+
+
+def test_plan_is_disjoint_from_mini_tokenverse():
+    plans = S.plan(hours=0.3, seed=0)
+    S.check_disjoint(plans)
+    mini = M.plan_corpus(seed=0, size="default")
+    mini_voices = {t.voice.espeak for ps in mini.values() for p in ps for t in p.turns}
+    ssl_voices = {p.turns[0].voice.espeak for ps in plans.values() for p in ps}
+    assert not mini_voices & ssl_voices
+    entity_words = S.mini_entity_words()
+    assert {"maria", "siemens", "münchen"} <= entity_words
+    for ps in plans.values():
+        for p in ps:
+            assert not entity_words & set(p.turns[0].tokens)
+    # every language, train and dev, dev speakers unseen in train
+    assert {p.lang for p in plans["train"]} == set(W.LANGUAGES)
+    assert not {p.speaker for p in plans["dev"]} & {p.speaker for p in plans["train"]}
+    assert S.plan(hours=0.3, seed=0)["train"][5] == plans["train"][5]  # a function of the seed
+    assert S.plan(hours=0.3, seed=1)["train"][5] != plans["train"][5]
+
+
+def test_check_disjoint_catches_each_rule():
+    base = S.plan(hours=0.05, seed=0)["train"][0]
+    voice = base.turns[0].voice
+
+    def with_turn(tokens, espeak=voice.espeak):
+        v = dataclasses.replace(voice, espeak=espeak)
+        return {"train": [dataclasses.replace(base, turns=(M.Turn(v, tuple(tokens), 0.0),))]}
+
+    assert ("how", "are", "you") in S.template_runs()
+    with pytest.raises(ValueError, match="mini_tokenverse voice"):
+        S.check_disjoint(with_turn(base.turns[0].tokens, espeak="en-us+m3"))
+    with pytest.raises(ValueError, match="entity"):
+        S.check_disjoint(with_turn(["we", "saw", "maria"]))
+    with pytest.raises(ValueError, match="template phrase"):
+        S.check_disjoint(with_turn(["well", "hello", "how", "are", "you", "today"]))
+
+
+def test_span_mask_and_frames():
+    from espnet2_ext.ssl.pretrain import n_frames, span_mask
+
+    assert n_frames(16000) == 49 and n_frames(399) == 0
+    g = torch.Generator().manual_seed(0)
+    m = span_mask((2, 50), [50, 20], prob=0.5, length=5, gen=g)
+    assert m.shape == (2, 50) and not m[1, 20:].any()  # never inside padding
+    assert 0.2 < m[0].float().mean() < 0.6
+
+
+def _recipe(tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(REPO / "egs2", tmp_path / "egs2", symlinks=True,
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS.md", "*.pt"))
+    return tmp_path / "egs2" / "mini_tokenverse" / "ssl1"
+
+
+SMOKE = ["--hours", "0.01", "--tag", "smoke", "--out", "pretrained_smoke/x.pt", "--batch_seconds", "6",
+         "--pretrain_args", "--n_clusters 8 --kmeans_frames 3000 --save_every 2 --log_every 1 --warmup_steps 2"]
+
+
+@pytest.mark.parametrize("objective", ["hubert", "ctc"])
+def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, objective):
+    recipe = _recipe(tmp_path)
+    run = lambda *extra: subprocess.run(["./run.sh", "--objective", objective, *SMOKE, *extra], cwd=recipe,  # noqa
+                                        env=ENV, capture_output=True, text=True, timeout=600)
+    r = run("--max_steps", "3")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"pretrain[{objective}] step 3/3" in r.stdout
+    r = run("--stage", "2", "--max_steps", "5")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "resumed at step 3" in r.stdout and f"step 5/5" in r.stdout
+    ck = torch.load(recipe / "exp/pretrain_smoke/checkpoint.pt", weights_only=True)
+    assert ck["state"]["step"] == 5
+    # other settings than the stored ones: refused with a clear message, nothing changed
+    r = run("--stage", "2", "--stop_stage", "2", "--max_steps", "6", "--seed", "3")
+    assert r.returncode != 0 and "other settings (seed)" in r.stderr
+
+    # the export is what S3PRL's wav2vec2_local upstream loads, through our frontend, with the trained weights
+    from espnet2_ext.asr.frontend.task_conditioned_s3prl import TaskConditionedS3prlFrontend
+
+    path = recipe / "pretrained_smoke/x.pt"
+    exported = torch.load(path, weights_only=True)
+    assert exported["task_cfg"] == {"normalize": True}
+    w = exported["model_weight"]["encoder.layers.0.fc1.weight"]
+    assert w.dtype == torch.float16
+    assert torch.equal(w.float(), ck["model"]["wav2vec2.encoder.layers.0.fc1.weight"].half().float())
+    fe = TaskConditionedS3prlFrontend(frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(path)},
+                                      multilayer_feature=True)
+    loaded = dict(fe.upstream.upstream.model.named_parameters())["encoder.layers.0.fc1.weight"]
+    assert torch.equal(loaded.detach(), w.float())
+    feats, lens = fe(torch.randn(1, 16000), torch.tensor([16000]))
+    assert feats.shape[:2] == (1, 49) and lens.tolist() == [49]
