@@ -28,6 +28,7 @@ import torch
 from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
+from espnet2_ext.layers.chunk_attention import ChunkConfig, EncoderStreamState, chunk_frames_of, chunked_encoder
 from espnet2_ext.layers.task_vectors import STRATEGIES, TaskVectors
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 from espnet2_ext.upstream.xlsr_standin import skeleton_of, write_skeleton_checkpoint
@@ -79,6 +80,11 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         task_vector_init_std: float = 0.1,
         task_vector_seed: int = 0,
         upstream_skeleton: Optional[Dict] = None,
+        chunk_size_ms: Union[int, str, None] = None,
+        left_chunks: int = -1,
+        attention_sink_frames: int = 0,
+        multichunk_sizes_ms: Optional[Sequence[Union[int, str, None]]] = None,
+        wav_normalize: Optional[bool] = None,
     ):
         if task_vector_strategy not in STRATEGIES + ("none",):
             raise ValueError(f"frontend_conf.task_vector_strategy '{task_vector_strategy}' is unknown: choose one "
@@ -128,6 +134,12 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
                     dim = self.output_size()
                 self.task_vectors[point] = TaskVectors(dim, len(self.aux_tasks), self.strategy,
                                                        task_vector_init_std, task_vector_seed + i)
+        # ---- chunked attention (streaming); see espnet2_ext/layers/chunk_attention.py
+        if wav_normalize is not None and hasattr(self.upstream.upstream, "wav_normalize"):
+            self.upstream.upstream.wav_normalize = bool(wav_normalize)
+        self.multichunk: Tuple[Optional[int], ...] = tuple(
+            chunk_frames_of(v, "multichunk_sizes_ms") for v in (multichunk_sizes_ms or ()))
+        self.set_chunking(chunk_size_ms, left_chunks, attention_sink_frames)
         self._task_mask: Optional[torch.Tensor] = None
         self._pending: Optional[torch.Tensor] = None
         self._frame_lengths: Optional[torch.Tensor] = None
@@ -158,6 +170,38 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
                              f"{tuple(mask.shape)}")
         return mask.to(device)
 
+    # ---- chunked attention -------------------------------------------------------------------------
+    def set_chunking(self, chunk_size_ms: Union[int, str, None], left_chunks: int = -1,
+                     attention_sink_frames: int = 0) -> None:
+        """Configure the attention restriction used outside multi-chunk training (validation, decoding)."""
+        self.chunk_cfg = ChunkConfig(chunk_frames_of(chunk_size_ms), int(left_chunks), int(attention_sink_frames))
+        if self.chunk_cfg.chunked or any(c is not None for c in self.multichunk):
+            if self._wav2vec2 is None:
+                raise ValueError("frontend_conf.chunk_size_ms/multichunk_sizes_ms need a wav2vec2/XLSR-style S3PRL "
+                                 "upstream (wav2vec2_local, xls_r_300m, ...)")
+            if getattr(self.upstream.upstream, "wav_normalize", False):
+                raise ValueError(
+                    "chunked attention with an upstream that normalises each waveform over the whole utterance "
+                    "(task_cfg.normalize: true) would look at the entire recording: set frontend_conf.wav_normalize: "
+                    "false (the model then trains and decodes on raw waveforms)")
+
+    def chunk_config_for_call(self) -> ChunkConfig:
+        """Multi-chunk training draws this batch's chunk size from ``multichunk_sizes_ms`` with torch's global
+        generator (seeded by the trainer, so runs and resumes are reproducible); otherwise the configured one."""
+        if self.training and self.multichunk:
+            i = int(torch.randint(len(self.multichunk), (1,)))
+            return ChunkConfig(self.multichunk[i], self.chunk_cfg.left_chunks, self.chunk_cfg.sink_frames)
+        return self.chunk_cfg
+
+    @property
+    def frame_geometry(self) -> Tuple[int, int]:
+        """(receptive field, hop) of the CNN feature encoder in samples (400, 320 for wav2vec2/XLS-R)."""
+        field_, hop = 1, 1
+        for _, kernel, stride in eval(self._wav2vec2.cfg.conv_feature_layers):  # S3PRL stores it as a string
+            field_ += (kernel - 1) * hop
+            hop *= stride
+        return field_, hop
+
     # ---- injection ----------------------------------------------------------------------------------
     def _encoder_pre_hook(self, module, args, kwargs):
         """Runs on the transformer encoder's input (CNN features + projection).
@@ -177,7 +221,13 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             x = x + self._pending.to(x.dtype).unsqueeze(1)
         return (x,) + tuple(args[1:]), kwargs
 
-    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor,
+                stream: Optional[EncoderStreamState] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``stream``: the encoder state of a running utterance (``TokenVerseStreamingSpeech2Text``); ``input`` then
+        holds exactly the samples of its next chunk's frames."""
+        chunk_cfg = self.chunk_config_for_call()
+        if stream is not None and not chunk_cfg.chunked:
+            raise ValueError("streaming needs a chunk size (frontend chunk_size_ms or --chunk_size_ms)")
         mask = self._mask_for(input.size(0), input.device)
         if "feature_encoder" in self.task_vectors:
             self._pending = self.task_vectors["feature_encoder"](mask)
@@ -186,7 +236,11 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             frame_lengths = self._wav2vec2._get_feat_extract_output_lengths(input_lengths).long()
             self._frame_lengths = frame_lengths
         try:
-            feats, feats_lens = super().forward(input, input_lengths)
+            if chunk_cfg.chunked:
+                with chunked_encoder(transformer_encoder_of(self.upstream), chunk_cfg, frame_lengths, stream):
+                    feats, feats_lens = super().forward(input, input_lengths)
+            else:
+                feats, feats_lens = super().forward(input, input_lengths)
         finally:
             self._pending = self._frame_lengths = None
         if frame_lengths is not None and self.tile_factor == 1:
