@@ -1,5 +1,6 @@
 """Real-corpus importers on small fixtures: CommonVoice, STM (+RTTM, entity list), JSON-lines."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +61,12 @@ def test_commonvoice_import(cv_release, tmp_path):
     assert by_clip["common_voice_fr_1"].text == "[FR] bonjour marie ça va"
     assert by_clip["common_voice_fr_2"].text == "[FR] l'homme rit arrive demain"
     assert all(u.tasks == ("asr", "lid") and u.lang == "fr" for u in train.values())
-    assert by_clip["common_voice_fr_1"].wav.endswith("common_voice_fr_1.wav")  # 16 kHz wav: used directly
-    for clip in ("common_voice_fr_2", "common_voice_fr_3"):  # mp3 and 48 kHz wav: decoded by a sox pipe
-        entry = by_clip[clip].wav
-        assert entry.startswith("sox ") and entry.endswith("-t wav -r 16000 -c 1 -b 16 - |")
+    for clip in ("common_voice_fr_1", "common_voice_fr_2", "common_voice_fr_3"):  # the clips themselves
+        assert by_clip[clip].wav == str(cv_release / "clips" / Path(by_clip[clip].wav).name)
     assert by_clip["common_voice_fr_1"].speaker == by_clip["common_voice_fr_3"].speaker
     assert len({u.speaker for u in train.values()}) == 2
-    summary = validate_data_dir(out["train"], check_audio=True)  # pipes are skipped, plain wavs checked
-    assert (summary.n_audio_checked, summary.n_pipes) == (1, 2) and "dump_audio" in summary.format()
+    with pytest.raises(DataError, match=r"wav\.scp:\d \(.*fr_2\): .*fr_2\.mp3: cannot decode audio \(.*no audio "):
+        validate_data_dir(out["train"], check_audio=True)
     assert list(texts(out["dev"]).values()) == ["[FR] oui"]
 
 
@@ -265,15 +264,18 @@ def test_dump_audio_cuts_segments(stm_corpus, tmp_path):
     assert validate_data_dir(dumped, check_audio=True).n_utts == len(utts)
 
 
-def test_dump_audio_runs_sox_pipes(cv_release, tmp_path):
+def test_dump_audio_resamples_and_runs_pipes(cv_release, tmp_path):
     out = import_commonvoice(cv_release, tmp_path / "cv", lang="fr", splits=("train",))["train"]
-    with pytest.raises(DataError, match="could not decode"):  # the fixture's fake mp3
+    with pytest.raises(DataError, match=r"fr_2\.mp3: cannot decode audio.*nothing was written"):  # the fake mp3
         dump_audio(out, tmp_path / "x", tmp_path / "wx")
-    keep = [u for u in read_data_dir(out) if not u.wav.startswith("sox") or "fr_3" in u.wav]
+    assert not (tmp_path / "x").exists() and not (tmp_path / "wx").exists()
+    keep = [u for u in read_data_dir(out) if not u.wav.endswith(".mp3")]
+    keep.append(replace(keep[0], utt_id=keep[0].utt_id + "p", wav=f"cat {keep[1].wav} |"))  # a Kaldi pipe
     write_data_dir(keep, tmp_path / "two")
     dumped = dump_audio(tmp_path / "two", tmp_path / "two", tmp_path / "w2")  # in place
-    assert [u.duration for u in read_data_dir(dumped)] == [pytest.approx(0.5, abs=0.01)] * 2
-    assert validate_data_dir(dumped, check_audio=True).n_audio_checked == 2
+    assert [u.duration for u in read_data_dir(dumped)] == [pytest.approx(0.5, abs=0.01)] * 3
+    assert {sf.info(u.wav).samplerate for u in read_data_dir(dumped)} == {16000}  # the 48 kHz clip resampled
+    assert validate_data_dir(dumped, check_audio=True).n_audio_checked == 3
 
 
 # ------------------------------------------------------------------------------------------------ read-only sources

@@ -2,8 +2,9 @@
 
     python -m espnet2_ext.bin.format_data_dir data/train dump/raw/train
 
-Plain 16 kHz wav files are referenced as they are; pipes (``sox x.mp3 ... |``) and ``segments`` are decoded once
-into ``<dst>/wav/<utt>.wav`` (what ESPnet's asr.sh format stage did). The source dir is never modified and the
+Plain 16 kHz mono wav/flac files are referenced as they are; anything else (mp3/ogg/opus, other rates, several
+channels, pipes, ``segments``) is decoded once (soundfile + soxr) into ``<dst>_wav/<utt>.wav`` (what ESPnet's asr.sh
+format stage did). The source dir is never modified and the
 destination appears only when complete.
 """
 from __future__ import annotations
@@ -13,14 +14,14 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_ext.data.audio_check import dump_audio, is_plain_path
+from espnet2_ext.data.audio_check import dump_audio, loader_ready
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
 from espnet2_ext.data.utt2tasks import DataError
 
 
 def format_data_dir(src: str, dst: str) -> Path:
     utts = read_data_dir(src)
-    if all(u.start is None and is_plain_path(u.wav) for u in utts):
+    if all(u.start is None and loader_ready(u.wav) for u in utts):
         # Absolute paths: the dump dir is read from other working directories (exp/, packing).
         from dataclasses import replace
 

@@ -2,7 +2,7 @@
 
     python -m espnet2_ext.bin.import_stm --src dev.stm --out_dir data/conv_dev --audio_dir wav/
         [--wav_scp rec.scp] [--rttm dev.rttm] [--entities names.txt] [--lang en]
-        [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR]
+        [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR [--skip_bad_audio]]
 """
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", default=None, help="language code: adds the language token and the lid task")
     p.add_argument("--languages", default="en,de,es,fr", help="languages of the task spec")
     p.add_argument("--dump_wav_dir", default=None,
-                   help="decode pipes and cut segments into one 16 kHz wav per utterance here, so ESPnet's "
-                        "'sound' loader can read the dir (what asr.sh's format_wav_scp did)")
+                   help="decode every clip (mp3/flac/ogg/opus/wav, any rate or channel count; pipes; segments) "
+                        "into one 16 kHz mono wav per utterance here, so ESPnet's 'sound' loader can read the dir "
+                        "(what asr.sh's format_wav_scp did); the data dir appears only if all of them decode")
+    p.add_argument("--skip_bad_audio", action="store_true",
+                   help="with --dump_wav_dir: leave clips that cannot be decoded out (counted on stderr) instead of "
+                        "failing; without it one bad clip fails the import and nothing is written")
     p.add_argument("--max_turns", type=int, default=4, help="segments per utterance at most")
     p.add_argument("--max_duration", type=float, default=20.0, help="seconds per utterance at most")
     p.add_argument("--max_gap", type=float, default=3.0, help="a longer silence between segments starts a new one")
@@ -33,19 +37,20 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     from espnet2_ext.data.stm_conversations import import_stm
-    from espnet2_ext.data.audio_check import dump_audio
     from espnet2_ext.data.utt2tasks import DataError
 
     if not args.audio_dir and not args.wav_scp:
         print("import_stm: give --audio_dir or --wav_scp to locate the recordings", file=sys.stderr)
         return 1
+    if args.skip_bad_audio and not args.dump_wav_dir:
+        print("import_stm: --skip_bad_audio needs --dump_wav_dir (clips are decoded only when dumped)", file=sys.stderr)
+        return 1
     try:
         import_stm(args.src, args.out_dir, audio_dir=args.audio_dir, wav_scp=args.wav_scp, rttm=args.rttm,
                    entity_list=args.entities, lang=args.lang,
                    languages=[x.strip() for x in args.languages.split(",") if x.strip()],
-                   max_turns=args.max_turns, max_duration=args.max_duration, max_gap=args.max_gap)
-        if args.dump_wav_dir:
-            dump_audio(args.out_dir, args.out_dir, args.dump_wav_dir)
+                   max_turns=args.max_turns, max_duration=args.max_duration, max_gap=args.max_gap,
+                   dump_wav_dir=args.dump_wav_dir, skip_bad_audio=args.skip_bad_audio)
     except (DataError, OSError) as e:
         print(f"import_stm: {e}", file=sys.stderr)
         return 1

@@ -3,8 +3,9 @@
 A release holds ``clips/*.mp3`` and ``train.tsv``/``dev.tsv``/``test.tsv``/``validated.tsv``. Columns are read
 by name because releases differ (``accent`` vs ``accents``, optional ``sentence_id``/``locale``); only
 ``client_id``, ``path`` and ``sentence`` are required. Each split becomes a Kaldi dir ``<out_dir>/<split>``
-with text ``[DE] normalised words``, utt2tasks ``asr lid`` and one speaker per ``client_id``. mp3 clips are
-decoded on the fly by a sox pipe in wav.scp; 16 kHz mono wav/flac clips are referenced directly.
+with text ``[DE] normalised words``, utt2tasks ``asr lid`` and one speaker per ``client_id``. wav.scp references
+the clips (mp3 and any other format soundfile reads); with ``dump_wav_dir`` every clip is decoded into a 16 kHz
+mono wav first and no split is written unless all of them decode (or ``skip_bad_audio`` leaves bad clips out).
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from espnet2_ext.data.audio_check import wav_scp_entry
-from espnet2_ext.data.kaldi_dir import Utterance, normalize_words, write_data_dir
+from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
+from espnet2_ext.data.kaldi_dir import Utterance, normalize_words
 from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, language_token
 
@@ -89,8 +90,13 @@ def read_cv_tsv(tsv: Path, clips_dir: Path, lang: Optional[str], languages: Sequ
 
 
 def import_commonvoice(src, out_dir, lang: Optional[str] = None, splits: Sequence[str] = ("train", "dev", "test"),
-                       languages: Sequence[str] = DEFAULT_LANGUAGES, max_utts: Optional[int] = None) -> Dict[str, Path]:
-    """Write ``<out_dir>/<split>`` for each ``<split>.tsv`` of the release ``src``; returns split -> dir."""
+                       languages: Sequence[str] = DEFAULT_LANGUAGES, max_utts: Optional[int] = None,
+                       dump_wav_dir=None, skip_bad_audio: bool = False) -> Dict[str, Path]:
+    """Write ``<out_dir>/<split>`` for each ``<split>.tsv`` of the release ``src``; returns split -> dir.
+
+    ``dump_wav_dir``: decode every clip into ``<dump_wav_dir>/<split>/<utt>.wav`` (16 kHz mono) first; nothing is
+    written unless every clip of every split decodes (``skip_bad_audio``: undecodable clips are left out, counted).
+    """
     src, out_dir = Path(src), Path(out_dir)
     clips = src / "clips"
     if not clips.is_dir():
@@ -101,10 +107,11 @@ def import_commonvoice(src, out_dir, lang: Optional[str] = None, splits: Sequenc
     if not todo:
         raise DataError(f"{src}: none of {', '.join(f'{s}.tsv' for s in splits)} found; pick --splits from the "
                         f"tsv files there")
-    out = {}
+    jobs = []
     for split in todo:
         utts = read_cv_tsv(src / f"{split}.tsv", clips, lang, languages, max_utts)
         if not utts:
             raise DataError(f"{src / f'{split}.tsv'}: no usable utterances (clips missing or sentences empty)")
-        out[split] = write_data_dir(utts, out_dir / split)
-    return out
+        jobs.append((utts, out_dir / split, Path(dump_wav_dir) / split if dump_wav_dir else None))
+    write_dirs(jobs, skip_bad_audio, log_name="import_commonvoice")
+    return {split: out_dir / split for split in todo}

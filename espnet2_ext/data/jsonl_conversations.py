@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from espnet2_ext.data.audio_check import wav_scp_entry
-from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words, write_data_dir
+from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
+from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words
 from espnet2_ext.data.stm_conversations import Segment, chunk_segments, chunks_to_utts
 from espnet2_ext.data.utt2tasks import DataError, parse_tasks_field
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
@@ -101,8 +101,10 @@ def _conversation(obj: Any, where: str, base: Path, spec: TaskSpec):
 
 
 def import_jsonl(src, out_dir, languages: Sequence[str] = ("en", "de", "es", "fr"), max_turns: int = 4,
-                 max_duration: float = 20.0, max_gap: float = 3.0) -> List[Utterance]:
-    """JSON-lines conversations -> Kaldi dir ``out_dir`` (segments into the recordings)."""
+                 max_duration: float = 20.0, max_gap: float = 3.0, dump_wav_dir=None,
+                 skip_bad_audio: bool = False) -> List[Utterance]:
+    """JSON-lines conversations -> Kaldi dir ``out_dir`` (segments into the recordings; with ``dump_wav_dir``,
+    16 kHz mono wavs per utterance, all-or-nothing as for ``import_stm``)."""
     src = Path(src)
     spec = TaskSpec.default(languages)
     utts: List[Utterance] = []
@@ -126,6 +128,7 @@ def import_jsonl(src, out_dir, languages: Sequence[str] = ("en", "de", "es", "fr
         raise DataError(f"{src}: no conversations with words")
     if len({u.lang is None for u in utts}) > 1:
         raise DataError(f"{src}: some conversations give 'language' and others do not; give it for all or none")
-    write_data_dir(sorted(utts, key=lambda u: c_sort_key(u.utt_id)), out_dir)
+    utts = write_dirs([(sorted(utts, key=lambda u: c_sort_key(u.utt_id)), out_dir, dump_wav_dir)], skip_bad_audio,
+                      log_name="import_jsonl")[0]
     print(f"import_jsonl: {src}: {len(seen)} conversations -> {len(utts)} utterances in {out_dir}")
     return utts

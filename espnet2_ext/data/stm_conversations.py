@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from espnet2_ext.data.audio_check import wav_scp_entry
-from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words, read_table, write_data_dir
+from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
+from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words, read_table
 from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 
 IGNORE = "ignore_time_segment_in_scoring"
-AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".mp3", ".ogg")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".sph", ".mp3", ".ogg", ".opus")
 
 
 @dataclass
@@ -216,8 +216,11 @@ def audio_entries(recordings: Iterable[str], audio_dir: Optional[Path], wav_scp:
 
 def import_stm(stm, out_dir, audio_dir=None, wav_scp=None, rttm=None, entity_list=None, lang: Optional[str] = None,
                languages: Sequence[str] = ("en", "de", "es", "fr"), max_turns: int = 4, max_duration: float = 20.0,
-               max_gap: float = 3.0) -> List[Utterance]:
-    """STM (+ RTTM, entity list) -> Kaldi dir ``out_dir`` with segments. Returns the utterances written."""
+               max_gap: float = 3.0, dump_wav_dir=None, skip_bad_audio: bool = False) -> List[Utterance]:
+    """STM (+ RTTM, entity list) -> Kaldi dir ``out_dir`` with segments. Returns the utterances written.
+
+    ``dump_wav_dir``: cut every utterance into a 16 kHz mono wav there instead (no segments); nothing is written
+    unless every recording decodes (``skip_bad_audio``: undecodable recordings are left out, counted)."""
     if lang is not None and lang not in languages:
         raise DataError(f"--lang {lang} is not one of {', '.join(languages)}; add it with --languages")
     segs = read_stm(Path(stm))
@@ -240,6 +243,6 @@ def import_stm(stm, out_dir, audio_dir=None, wav_scp=None, rttm=None, entity_lis
     utts = chunks_to_utts(chunks, wav, tasks, lang)
     if not utts:
         raise DataError(f"{stm}: no usable segments (all ignored or empty)")
-    write_data_dir(utts, out_dir)
+    utts = write_dirs([(utts, out_dir, dump_wav_dir)], skip_bad_audio, log_name="import_stm")[0]
     print(f"import_stm: {stm}: {len(segs)} segments -> {len(utts)} utterances in {out_dir} (tasks: {' '.join(tasks)})")
     return utts

@@ -22,6 +22,7 @@ class DataDirSummary:
     hours: Optional[float]
     n_audio_checked: int = 0
     n_pipes: int = 0
+    to_convert: Optional[Dict[str, str]] = None  # wav.scp key -> "44100 Hz stereo mp3" (not yet 16 kHz mono wav)
 
     def format(self) -> str:
         tasks = " ".join(f"{t}={n}" for t, n in self.task_counts.items())
@@ -31,7 +32,10 @@ class DataDirSummary:
                 f"tasks: {tasks}; languages: {langs}" +
                 (f"; audio checked: {self.n_audio_checked} files" if self.n_audio_checked else "") +
                 (f"; {self.n_pipes} pipe/ark entries (not checked; ESPnet's 'sound' loader needs files: run "
-                 f"dump_audio / --dump_wav_dir)" if self.n_pipes else ""))
+                 f"dump_audio / --dump_wav_dir)" if self.n_pipes else "") +
+                (f"; {len(self.to_convert)} files not 16 kHz mono wav/flac (e.g. {next(iter(self.to_convert))}: "
+                 f"{next(iter(self.to_convert.values()))}): format_data_dir (stage 2) / --dump_wav_dir converts "
+                 f"them with soxr" if self.to_convert else ""))
 
 
 def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: Optional[Table]) -> Optional[str]:
@@ -109,9 +113,10 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
         hours = sum(_float(seg, k, v.split()[2]) - _float(seg, k, v.split()[1]) for k, v in seg.values.items()
                     if len(v.split()) == 3) / 3600
     n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
-    n_checked = 0
+    n_checked, to_convert = 0, None
     if check_audio:
-        rec_dur = check_wav_table(tables["wav.scp"], tables.get("segments"))
+        checked = check_wav_table(tables["wav.scp"], tables.get("segments"))
+        rec_dur, to_convert = checked.durations, checked.to_convert
         n_checked = len(rec_dur)
         if hours is None and n_checked == len(tables["wav.scp"].values):
             hours = sum(rec_dur.values()) / 3600
@@ -122,4 +127,4 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
         if spec.task_of(first) == "lid":
             langs[first[1:-1].lower()] = langs.get(first[1:-1].lower(), 0) + 1
     return DataDirSummary(str(data_dir), len(text.values), len(set(utt2spk.values.values())), task_counts, langs,
-                          hours, n_checked, n_pipes)
+                          hours, n_checked, n_pipes, to_convert)
