@@ -41,6 +41,9 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--model_file", type=str, default=None,
                        help="packed model (zip from the pack stage, or its unpacked dir): replaces "
                             "--asr_train_config/--asr_model_file; no network needed")
+    from espnet2_ext.asr.streaming import add_streaming_arguments
+
+    add_streaming_arguments(parser)
     parser.set_defaults(beam_size=4)
     return parser
 
@@ -54,8 +57,10 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
     transducer_conf = dict(args.transducer_conf or {})
     if args.search_type:
         transducer_conf["search_type"] = args.search_type
-    return TokenVerseSpeech2Text(
-        **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
+    from espnet2_ext.asr.streaming import speech2text_for
+
+    return speech2text_for(
+        args, **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
         constrained_decoding=args.constrained_decoding, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
         token_type=args.token_type, bpemodel=args.bpemodel, device=device, dtype=args.dtype,
         beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest)
@@ -71,6 +76,12 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
         preprocess_fn=TokenVerseASRTask.build_preprocess_fn(train_args, False),
         collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
         allow_variable_data_keys=args.allow_variable_data_keys, inference=True)
+    if getattr(args, "streaming", False):  # utterance by utterance, fed in pieces; see asr/streaming.py
+        from espnet2_ext.asr.streaming import decode_streaming_to_dir
+
+        decode_streaming_to_dir(s2t, loader, output_dir, args.sim_chunk_length, TASKS_NAME in data_names,
+                                task_activation)
+        return
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.

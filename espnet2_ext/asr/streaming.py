@@ -1,0 +1,335 @@
+"""Streaming decoding: audio in pieces, the running hypothesis (with its task tokens) after each piece.
+
+    s2t = TokenVerseStreamingSpeech2Text.from_pretrained("exp/asr/model.zip", chunk_size_ms=640, left_chunks=2)
+    for piece in pieces:                                   # any sizes
+        text, tokens, ids, hyp = s2t(piece, is_final=False)[0]
+    text, tokens, ids, hyp = s2t(last_piece, is_final=True)[0]   # then the stream is reset
+
+It is exact: the result equals decoding the whole utterance offline with the same chunk mask (the same object's
+``decode_batch``), because every piece of state the offline computation would use is carried:
+
+* CNN feature encoder (receptive field 400 samples, hop 320): a chunk of C frames is computed from its
+  (C - 1) * 320 + 400 samples as soon as they are there; the buffer then drops C * 320 samples and keeps the
+  80-sample overlap for the next chunk.
+* Transformer: per layer the attention inputs of the frames later chunks may see (left chunks + attention sinks)
+  and the positional convolution's left context (``EncoderStreamState``, see ``layers/chunk_attention.py``).
+* Search: greedy and modified beam search are frame-synchronous; their hypotheses, prediction-network states and
+  outputs are carried between chunks (``GreedyStream`` / ``BeamStream`` follow the batched searches of
+  ``asr/transducer/`` step by step for one utterance).
+
+Not streamable, rejected with a message: utterance-level waveform normalisation (see the frontend's
+``wav_normalize``), ESPnet's ``utterance_mvn``, and encoders other than ``identity`` (they see all frames).
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import time
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from espnet2_ext.asr.speech2text import OUR_SEARCHES, TokenVerseSpeech2Text, unpack_model
+from espnet2_ext.asr.transducer.search import to_espnet_hypotheses
+from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, assign_state,
+                                                      index_state, log_add, prepare_suppress_mask)
+from espnet2_ext.layers.chunk_attention import FRAME_MS, SAMPLE_RATE, EncoderStreamState
+
+
+class GreedyStream:
+    """Greedy transducer search over frames arriving in pieces (one utterance); same steps as
+    ``greedy_search_batch`` with a batch of one."""
+
+    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1):
+        self.pred, self.joint = PredictionNet(decoder, device), JointScorer(joint_network)
+        dec_out, self.state = self.pred.start(1)
+        self.dec = self.joint.dec(dec_out)                            # [1, D_joint]
+        self.suppress, self.mask, self.max_sym = suppress, None, max_sym_per_frame
+        self.tokens: List[int] = []
+
+    def advance(self, encoder_out: torch.Tensor) -> None:
+        """encoder_out: [1, T_new, D_enc], the next frames."""
+        enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
+        blank = self.pred.blank_id
+        for t in range(enc.size(1)):
+            for _ in range(self.max_sym):
+                logits = self.joint.logits(enc[:, t], self.dec)       # [1, V]
+                if self.suppress is not None and self.mask is None:
+                    self.mask = prepare_suppress_mask(self.suppress, 1, logits.size(-1), blank, logits.device)
+                if self.mask is not None:
+                    logits = logits.masked_fill(self.mask, float("-inf"))
+                token = logits.argmax(dim=-1)
+                if int(token) == blank:
+                    break
+                self.tokens.append(int(token))
+                out, self.state = self.pred.step(token, self.state)
+                self.dec = self.joint.dec(out)
+
+    def nbest(self, n: int) -> List[Hypothesis]:
+        return [Hypothesis(yseq=list(self.tokens), score=0.0)]
+
+
+class BeamStream:
+    """Modified beam search (icefall semantics: one symbol per frame at most, equal sequences merged) over frames
+    arriving in pieces (one utterance); same steps as ``modified_beam_search`` with a batch of one."""
+
+    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4):
+        self.pred, self.joint, self.beam, self.device = PredictionNet(decoder, device), JointScorer(joint_network), \
+            beam, device
+        dec_out, self.state = self.pred.start(1)
+        self.dec = self.joint.dec(dec_out)                            # [H, D_joint]
+        self.ys: List[Tuple[int, ...]] = [()]
+        self.scores: List[float] = [0.0]
+        self.suppress, self.mask, self.frames = suppress, None, 0
+
+    def advance(self, encoder_out: torch.Tensor) -> None:
+        enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
+        blank = self.pred.blank_id
+        for t in range(enc.size(1)):
+            self.frames += 1
+            hyp_utt = torch.zeros(len(self.ys), dtype=torch.long, device=self.device)
+            logits = self.joint.logits(enc[hyp_utt, t], self.dec)     # [H, V]
+            vocab = logits.size(-1)
+            if self.suppress is not None and self.mask is None:
+                self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
+            logp = torch.log_softmax(logits.float(), dim=-1).double()
+            if self.mask is not None:
+                logp = logp.masked_fill(self.mask[hyp_utt], float("-inf"))
+            cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
+            top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)
+            merged: Dict[Tuple[int, ...], int] = {}
+            new_ys, new_scores, parent, token = [], [], [], []
+            for val, idx in zip(top_val[0].tolist(), top_idx[0].tolist()):
+                if val == -math.inf:
+                    break
+                p, tok = divmod(idx, vocab)
+                key = self.ys[p] if tok == blank else self.ys[p] + (tok,)
+                j = merged.get(key)
+                if j is None:
+                    merged[key] = len(new_ys)
+                    new_ys.append(key)
+                    new_scores.append(val)
+                    parent.append(p)
+                    token.append(-1 if tok == blank else tok)
+                else:
+                    new_scores[j] = log_add(new_scores[j], val)
+                    if tok == blank and token[j] != -1:  # reuse the decoder output of the blank extension
+                        parent[j], token[j] = p, -1
+            parent_t = torch.tensor(parent, dtype=torch.long, device=self.device)
+            self.dec = self.dec[parent_t]
+            self.state = index_state(self.state, parent_t)
+            extended = [i for i, tok in enumerate(token) if tok != -1]
+            if extended:
+                ext_t = torch.tensor(extended, dtype=torch.long, device=self.device)
+                tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=self.device)
+                out, new_state = self.pred.step(tok_t, index_state(self.state, ext_t))
+                self.dec[ext_t] = self.joint.dec(out)
+                assign_state(self.state, ext_t, new_state)
+            self.ys, self.scores = new_ys, new_scores
+
+    def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
+        if self.frames == 0:
+            return [Hypothesis(yseq=[], score=0.0)]
+        # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1 (as the batch one).
+        order = sorted(range(len(self.ys)), reverse=True,
+                       key=lambda i: self.scores[i] / (len(self.ys[i]) + 1) if length_norm else self.scores[i])
+        return [Hypothesis(yseq=list(self.ys[i]), score=self.scores[i]) for i in order[:n]]
+
+
+def configure_chunking(frontend, chunk_size_ms=None, left_chunks=None, attention_sink_frames=None) -> None:
+    """Override the frontend's chunk options for decoding; None keeps the model's configured value."""
+    cfg = frontend.chunk_cfg
+    frontend.set_chunking(chunk_size_ms if chunk_size_ms is not None else
+                          (cfg.chunk_frames * FRAME_MS if cfg.chunked else None),
+                          cfg.left_chunks if left_chunks is None else left_chunks,
+                          cfg.sink_frames if attention_sink_frames is None else attention_sink_frames)
+
+
+def algorithmic_latency_ms(chunk_size_ms: int, field: int = 400, hop: int = 320) -> float:
+    """Worst-case wait for a frame's output: the whole chunk (its first frame waits for the last) plus the CNN's
+    window reaching (field - hop) samples past the chunk (5 ms for wav2vec2). The positional convolution adds
+    nothing (restricted per chunk); the transducer is frame-synchronous."""
+    return chunk_size_ms + (field - hop) * 1000.0 / SAMPLE_RATE
+
+
+class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
+    """``TokenVerseSpeech2Text`` that decodes audio given in pieces (ESPnet streaming style: ``s2t(piece,
+    is_final)``, ``reset()``). ``chunk_size_ms``/``left_chunks``/``attention_sink_frames`` default to the
+    model's frontend config; ``decode_batch`` (inherited) decodes whole utterances with the same chunk mask."""
+
+    def __init__(self, *args, chunk_size_ms: Union[int, str, None] = None, left_chunks: Optional[int] = None,
+                 attention_sink_frames: Optional[int] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        fe = self.asr_model.frontend
+        if not hasattr(fe, "set_chunking") or getattr(fe, "_wav2vec2", None) is None:
+            raise ValueError("streaming needs the s3prl_tokenverse frontend with a wav2vec2/XLSR upstream")
+        configure_chunking(fe, chunk_size_ms, left_chunks, attention_sink_frames)
+        if not fe.chunk_cfg.chunked:
+            raise ValueError("streaming needs a chunk size: give chunk_size_ms (--chunk_size_ms), e.g. 640; this "
+                             "model's config has none (full context)")
+        if self.search_type not in OUR_SEARCHES:
+            raise ValueError(f"streaming supports the frame-synchronous searches {', '.join(OUR_SEARCHES)}, not "
+                             f"'{self.search_type}'")
+        m = self.asr_model
+        if m.normalize is not None and type(m.normalize).__name__ != "GlobalMVN":
+            raise ValueError(f"normalize: {type(m.normalize).__name__} uses whole-utterance statistics and cannot "
+                             f"stream; train with normalize: null or global_mvn")
+        if m.preencoder is not None or m.postencoder is not None or type(m.encoder).__name__ != "IdentityEncoder":
+            raise ValueError(f"streaming needs encoder: identity without pre/post-encoder (the XLSR frontend is the "
+                             f"chunked encoder); this model has {type(m.encoder).__name__}")
+        self.field, self.hop = fe.frame_geometry
+        self.reset()
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.asr_model.frontend.chunk_cfg.chunk_frames
+
+    @property
+    def chunk_samples(self) -> int:
+        return self.chunk_frames * self.hop
+
+    def latency_ms(self) -> float:
+        return algorithmic_latency_ms(self.chunk_frames * FRAME_MS, self.field, self.hop)
+
+    def reset(self) -> None:
+        """Forget the running utterance."""
+        self._buffer = torch.zeros(0)
+        self._encoder_state: Optional[EncoderStreamState] = None
+        self._search = None
+        self._mask: Optional[torch.Tensor] = None
+
+    def _start(self, task_activation, task_mask) -> None:
+        self._mask = self._masks(1, task_mask, task_activation).to(self.device)
+        suppress = self._suppress(self._mask)
+        m = self.asr_model
+        if self.search_type == "greedy":
+            self._search = GreedyStream(m.decoder, m.joint_network, suppress, self.device)
+        else:
+            self._search = BeamStream(m.decoder, m.joint_network, suppress, self.device, beam=self.beam_size)
+        self._encoder_state = EncoderStreamState()
+
+    @torch.no_grad()
+    def __call__(self, speech: Union[torch.Tensor, np.ndarray], is_final: bool = True, task_activation=None,
+                 task_mask: Optional[torch.Tensor] = None):
+        """Add ``speech`` (1-D, 16 kHz) to the running utterance; returns its n-best so far as
+        [(text, tokens, ids, hyp)]. The tasks are fixed by the first call of an utterance. ``is_final`` decodes the
+        rest and resets the stream."""
+        if self._search is None:
+            self._start(task_activation, task_mask)
+        speech = torch.as_tensor(speech, dtype=torch.float32).reshape(-1)
+        self._buffer = torch.cat([self._buffer, speech])
+        need = (self.chunk_frames - 1) * self.hop + self.field
+        while self._buffer.numel() >= need:
+            self._step(self._buffer[:need], self.chunk_frames)
+            self._buffer = self._buffer[self.chunk_samples:]          # keeps the CNN's overlap (field - hop)
+        if not is_final:
+            return self._results(to_espnet_hypotheses(self._search.nbest(self.nbest), self.asr_model.blank_id))
+        frames = int(self.asr_model.frontend._wav2vec2._get_feat_extract_output_lengths(
+            torch.tensor([self._buffer.numel()]))) if self._buffer.numel() >= self.field else 0
+        if frames > 0:
+            self._step(self._buffer[: (frames - 1) * self.hop + self.field], frames)
+        results = self._results(to_espnet_hypotheses(self._search.nbest(self.nbest), self.asr_model.blank_id))
+        self.reset()
+        return results
+
+    def _step(self, samples: torch.Tensor, frames: int) -> None:
+        """Encode the next ``frames`` frames (from exactly their samples) and advance the search over them."""
+        fe = self.asr_model.frontend
+        wav = samples.view(1, -1).to(self.device, getattr(torch, self.dtype))
+        lengths = torch.tensor([wav.size(1)], device=self.device)
+        if "task_mask" in inspect.signature(fe.forward).parameters:  # per-call task mask (issue #13's interface)
+            feats, feats_lens = fe(wav, lengths, task_mask=self._mask, stream=self._encoder_state)
+        else:
+            with fe.conditioned_on(self._mask):
+                feats, feats_lens = fe(wav, lengths, stream=self._encoder_state)
+        if int(feats_lens[0]) != frames:
+            raise RuntimeError(f"streaming frontend returned {int(feats_lens[0])} frames for a {frames}-frame chunk")
+        if self.asr_model.normalize is not None:
+            feats, feats_lens = self.asr_model.normalize(feats, feats_lens)
+        self._search.advance(feats[:, :frames])                      # identity encoder: frontend output
+
+    @staticmethod
+    def from_pretrained(model_tag: Optional[str] = None, **kwargs) -> "TokenVerseStreamingSpeech2Text":
+        if model_tag is not None:
+            kwargs.update(unpack_model(model_tag))
+        return TokenVerseStreamingSpeech2Text(**kwargs)
+
+
+def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_dir: str,
+                            piece_samples: int = 0, per_utt_masks: bool = False, task_activation=None) -> Dict:
+    """Stream every utterance of ``loader`` (ESPnet streaming iterator, batch size 1) in pieces of
+    ``piece_samples`` (0: one chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes
+    ``<output_dir>/streaming_stats.json`` (audio seconds, wall seconds, real-time factor, latency) and returns it."""
+    from pathlib import Path
+
+    from espnet2.fileio.datadir_writer import DatadirWriter
+
+    from espnet2_ext.scoring.report import atomic_write_text
+    from espnet2_ext.train.collate import TASK_MASK
+
+    piece = piece_samples or s2t.chunk_samples
+    audio_s = wall_s = 0.0
+    n_utt = 0
+    with DatadirWriter(output_dir) as writer:
+        for keys, batch in loader:
+            for i, key in enumerate(keys):
+                wav = batch["speech"][i, : int(batch["speech_lengths"][i])]
+                mask = batch[TASK_MASK][i:i + 1] if per_utt_masks else None
+                start = time.perf_counter()
+                s2t.reset()
+                s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask)
+                for b in range(0, wav.numel(), piece):
+                    s2t(wav[b:b + piece], is_final=False)
+                nbest = s2t(wav[:0], is_final=True)
+                wall_s += time.perf_counter() - start
+                audio_s += wav.numel() / SAMPLE_RATE
+                n_utt += 1
+                for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
+                    w = writer[f"{n}best_recog"]
+                    w["token"][key] = " ".join(token)
+                    w["token_int"][key] = " ".join(map(str, token_int))
+                    w["score"][key] = str(float(hyp.score))
+                    if text is not None:
+                        w["text"][key] = text
+    cfg = s2t.asr_model.frontend.chunk_cfg
+    stats = {"utterances": n_utt, "audio_s": round(audio_s, 3), "wall_s": round(wall_s, 3),
+             "rtf": round(wall_s / audio_s, 4) if audio_s else None, "chunk_size_ms": cfg.chunk_frames * FRAME_MS,
+             "left_chunks": cfg.left_chunks, "attention_sink_frames": cfg.sink_frames,
+             "algorithmic_latency_ms": s2t.latency_ms(), "piece_samples": piece, "search_type": s2t.search_type,
+             "torch_threads": torch.get_num_threads()}
+    atomic_write_text(Path(output_dir) / "streaming_stats.json", json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def add_streaming_arguments(parser) -> None:
+    """``asr_inference`` options (named as in ESPnet's ``asr_inference_streaming`` where they mean the same).
+    ``--streaming true`` is ESPnet's own ``asr_inference`` flag, reused: decode each utterance chunk by chunk."""
+    from espnet2.utils.types import str_or_none
+
+    group = parser.add_argument_group("Streaming (chunked attention)")
+    group.add_argument("--chunk_size_ms", type=str_or_none, default=None,
+                       help="attention chunk in ms (multiple of 20) or 'full'; default: the model's frontend config. "
+                            "Without --streaming: offline decoding with the same chunk mask")
+    group.add_argument("--left_chunks", type=int, default=None,
+                       help="left chunks each frame attends to (-1: all); default: the model's config")
+    group.add_argument("--attention_sink_frames", type=int, default=None,
+                       help="first frames every frame may attend to; default: the model's config")
+    group.add_argument("--sim_chunk_length", type=int, default=0,
+                       help="samples per piece fed to the streaming decoder (as ESPnet's); 0: one chunk's samples")
+
+
+def speech2text_for(args, **kwargs) -> TokenVerseSpeech2Text:
+    """The decoder ``asr_inference`` asks for: streaming, or offline with the chunk options applied (if given)."""
+    chunking = dict(chunk_size_ms=args.chunk_size_ms, left_chunks=args.left_chunks,
+                    attention_sink_frames=args.attention_sink_frames)
+    if args.streaming:
+        return TokenVerseStreamingSpeech2Text(**kwargs, **chunking)
+    s2t = TokenVerseSpeech2Text(**kwargs)
+    if any(v is not None for v in chunking.values()):
+        fe = s2t.asr_model.frontend
+        if not hasattr(fe, "set_chunking"):
+            raise ValueError("--chunk_size_ms/--left_chunks/--attention_sink_frames need the s3prl_tokenverse frontend")
+        configure_chunking(fe, **chunking)
+    return s2t
