@@ -1,10 +1,11 @@
 """Generate the embedded ``mini_tokenverse`` corpus (espeak-ng + sox, seeded, deterministic).
 
     python -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --seed 0 [--size debug|small|default]
-        [--nj 2] [--no_partial] [--wav_dir DIR]
+        [--nj 2] [--no_partial] [--wav_dir DIR] [--train_read N]
 
 Writes data/{train,train_full_only,dev,test,test_partial} Kaldi dirs, wavs under
-<out_dir>/../downloads/mini_tokenverse/wav (or --wav_dir) and data/corpus_stats.md. Re-running only
+<out_dir>/../downloads/mini_tokenverse/wav (or --wav_dir) and data/corpus_stats.md; with --train_read N also
+data/train_read<N> (train's conversations + N read utterances per language; data/train is unchanged). Re-running only
 synthesises wavs whose recipe or content changed.
 """
 from __future__ import annotations
@@ -24,6 +25,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_partial", action="store_true",
                    help="leave out the read-speech subset annotated only for asr+lid")
     p.add_argument("--wav_dir", default=None, help="default: <out_dir>/../downloads/mini_tokenverse/wav")
+    p.add_argument("--train_read", type=int, default=None, metavar="N",
+                   help="also write <out_dir>/train_read<N>: the train conversations + N read (asr+lid only) "
+                        "utterances per language (size default: debug 2, small 20, default 40)")
     return p
 
 
@@ -33,7 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         prepare(args.out_dir, seed=args.seed, size=args.size, nj=args.nj, partial=not args.no_partial,
-                wav_dir=args.wav_dir)
+                wav_dir=args.wav_dir, train_read=args.train_read)
     except (RuntimeError, ValueError) as e:
         print(f"prepare_mini_tokenverse: {e}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -199,11 +199,18 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int) -> Li
 
 
 def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
-                languages: Sequence[str] = W.LANGUAGES) -> Dict[str, List[PlannedUtt]]:
-    """Planned utterances per split: train, dev, test (conversations) and test_partial (read)."""
+                languages: Sequence[str] = W.LANGUAGES,
+                train_read: Optional[int] = None) -> Dict[str, List[PlannedUtt]]:
+    """Planned utterances per split: train, dev, test (conversations) and test_partial (read).
+
+    ``train_read``: read (asr+lid only) utterances per language in train instead of the size's default. Read
+    utterances are drawn after the conversations from the same per-language stream, so a larger value keeps the
+    conversations and the first reads and only appends reads."""
     if size not in SIZES:
         raise ValueError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
-    s = SIZES[size]
+    if train_read is not None and train_read < 0:
+        raise ValueError(f"train_read must be >= 0, got {train_read}")
+    s = dict(SIZES[size], **({} if train_read is None else {"train_read": train_read}))
     out: Dict[str, List[PlannedUtt]] = {"train": [], "dev": [], "test": [], "test_partial": []}
     for lang in languages:
         out["train"] += plan_split(lang, "train", s["train_conv"], s["train_read"] if partial else 0, seed)
@@ -341,9 +348,12 @@ def corpus_stats(splits: Dict[str, List[PlannedUtt]], durations: Dict[str, float
 
 
 def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial: bool = True,
-            wav_dir=None, log: Callable[[str], None] = print) -> Dict[str, list]:
+            wav_dir=None, log: Callable[[str], None] = print, train_read: Optional[int] = None) -> Dict[str, list]:
     """Generate the corpus: wavs, Kaldi dirs ``train``, ``train_full_only``, ``dev``, ``test``
     (+ ``test_partial``) under ``out_dir`` and ``out_dir/corpus_stats.md``. Returns dir name -> utterances.
+
+    ``train_read`` N additionally writes ``train_read<N>``: the conversations of train + N read utterances per
+    language (a larger ASR+LID-only subset); ``train`` and every other dir stay exactly what they are without it.
 
     Wavs go to ``<wav_dir>/<size>-seed<seed>/`` (default ``wav_dir``: ``<out_dir>/../downloads/mini_tokenverse/
     wav``) so corpora of other sizes/seeds never overwrite each other's audio. Paths in wav.scp are written as
@@ -356,7 +366,13 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
                                                                  / "wav"))
     wav_dir = wav_dir / f"{size}-seed{seed}"
     splits = plan_corpus(seed, size, partial)
-    durations = render_all([p for ps in splits.values() for p in ps], wav_dir, nj, log)
+    if train_read is not None and not partial:
+        raise ValueError("train_read sets the size of the read-speech subset: it cannot go with partial=False "
+                         "(--no_partial)")
+    if train_read is not None:  # same utt ids as in train are the same plans (same stream): synthesised once
+        splits[f"train_read{train_read}"] = plan_corpus(seed, size, partial, train_read=train_read)["train"]
+    unique = {p.utt_id: p for ps in splits.values() for p in ps}
+    durations = render_all(list(unique.values()), wav_dir, nj, log)
 
     def utts(plans):
         return [Utterance(p.utt_id, p.speaker, p.reference(), p.lang, p.tasks, str(wav_dir / f"{p.utt_id}.wav"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage 1 for mini_tokenverse: synthesise the corpus (seeded, deterministic) into data/{train,dev,test,...}.
-#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial]
+#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N]
+#   (--train_read N: also data/train_read<N> = train's conversations + N read utterances per language)
 set -euo pipefail
 . ./path.sh
 for tool in espeak-ng sox; do
