@@ -1,0 +1,44 @@
+"""Tables with mean ± std over seeds and one verdict line per paper claim, from the cells of ``run_grid.sh``.
+
+    python -m espnet2_ext.bin.grid_report --exp_dir exp_grid --out RESULTS_grid.md \
+        --full_set train_full_only --mixed_set train_read400 [--prepend data/corpus_stats.md]
+
+See ``espnet2_ext/scoring/grid_report.py`` for the cell layout and the verdict rule.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.scoring.grid_report import Roles, write_grid_report
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp_dir", required=True, help="the grid's experiment dir (cells: asr_<tag>/)")
+    p.add_argument("--out", required=True, help="markdown file to write")
+    p.add_argument("--full_set", default="train_full_only", help="train set of fully annotated conversations only")
+    p.add_argument("--mixed_set", required=True, help="train set of conversations + ASR/LID-only read speech")
+    p.add_argument("--dev_set", default="dev", help="the set the best config is chosen on")
+    p.add_argument("--test_set", default="test")
+    p.add_argument("--partial_test_set", default="test_partial")
+    p.add_argument("--model_file", default="valid.loss.best.pth", help="the checkpoint the cells were decoded with")
+    p.add_argument("--prepend", action="append", default=[], help="markdown copied in first (repeatable)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    args = get_parser().parse_args(argv)
+    roles = Roles(args.full_set, args.mixed_set, args.dev_set, args.test_set, args.partial_test_set)
+    report = write_grid_report(args.exp_dir, args.out, roles, args.model_file, args.prepend)
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (DataError, ValueError) as e:
+        sys.exit(f"grid_report: error: {e}")
