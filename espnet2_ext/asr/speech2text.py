@@ -101,12 +101,17 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     @torch.no_grad()
     def decode_batch(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
-                     task_mask: Optional[torch.Tensor] = None, task_activation=None) -> List[list]:
-        """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp)."""
+                     task_mask: Optional[torch.Tensor] = None, task_activation=None,
+                     with_frames: bool = False) -> List[list]:
+        """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp).
+
+        Our searches always give ``hyp.frames`` (encoder frame of each token; seconds = frame x
+        ``self.frame_shift``). ESPnet's searches keep no frames: ``with_frames`` force-aligns their hypotheses."""
         batch = speech.size(0)
         mask = self._masks(batch, task_mask, task_activation).to(self.device)
         if self.search_type not in OUR_SEARCHES:
-            return [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i:i + 1]) for i in range(batch)]
+            out = [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i:i + 1]) for i in range(batch)]
+            return self._force_aligned(speech, speech_lengths, mask, out) if with_frames else out
         speech = speech.to(self.device, getattr(torch, self.dtype))
         enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=mask)
         if isinstance(enc, tuple):
@@ -114,12 +119,39 @@ class TokenVerseSpeech2Text(Speech2Text):
         suppress = self._suppress(mask)
         decoder, joint = self.asr_model.decoder, self.asr_model.joint_network
         if self.search_type == "greedy":
-            seqs = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress)
-            nbests = [[Hypothesis(yseq=list(s), score=0.0)] for s in seqs]
+            seqs, frames = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress,
+                                               return_frames=True)
+            nbests = [[Hypothesis(yseq=list(s), score=0.0, frames=f)] for s, f in zip(seqs, frames)]
         else:
             nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
                                           suppress_mask=suppress, nbest=self.nbest, length_norm=True)
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
+
+    @property
+    def frame_shift(self) -> float:
+        """Seconds per encoder frame, from the frontend's CNN strides / S3PRL hop and the encoder's subsampling."""
+        from espnet2_ext.asr.timing import frame_shift_seconds
+
+        return frame_shift_seconds(self.asr_model, getattr(self, "sample_rate", 16000))
+
+    def _force_aligned(self, speech, speech_lengths, mask, results: List[list]) -> List[list]:
+        """ESPnet hypotheses with ``frames`` from a forced alignment of their tokens (timing.force_align_frames)."""
+        from espnet2_ext.asr.timing import TimedHypothesis, force_align_frames
+
+        speech = speech.to(self.device, getattr(torch, self.dtype))
+        enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=mask)
+        enc = enc[0] if isinstance(enc, tuple) else enc  # enc: [B, T, D]
+        out = []
+        for i, nbest in enumerate(results):
+            row = []
+            for text, token, token_int, hyp in nbest:
+                frames = force_align_frames(enc[i, : int(enc_lens[i])], self.asr_model.decoder,
+                                            self.asr_model.joint_network, token_int)
+                hyp = TimedHypothesis(score=hyp.score, yseq=hyp.yseq, dec_state=hyp.dec_state,
+                                      lm_state=hyp.lm_state, frames=frames)
+                row.append((text, token, token_int, hyp))
+            out.append(row)
+        return out
 
     def _suppress(self, mask: torch.Tensor) -> Optional[torch.Tensor]:
         if not self.constrained:

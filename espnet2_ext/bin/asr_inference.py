@@ -9,12 +9,15 @@ Added options: ``--task_activation`` (default: every task the model was trained 
 ``--model_file`` (a packed zip or unpacked dir, offline). Per-utterance activation: also pass the data dir's
 ``utt2tasks`` as ``--data_path_and_name_and_type data/test/utt2tasks,tasks,text``. Unlike ESPnet's, ``--batch_size``
 > 1 decodes utterances together (batched encoder and search).
-Output: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``, as ESPnet writes them.
+Output: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``, as ESPnet writes them, plus
+``1best_recog/{ctm,rttm,events.jsonl}`` (word times, segments cut at ``[SCD]``, endpoints and entity spans; see
+docs/data_formats.md; ``--write_times false`` skips them).
 """
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from espnet2.bin import asr_inference as espnet_inference
@@ -41,6 +44,13 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--model_file", type=str, default=None,
                        help="packed model (zip from the pack stage, or its unpacked dir): replaces "
                             "--asr_train_config/--asr_model_file; no network needed")
+    group.add_argument("--write_times", type=str2bool, default=True,
+                       help="also write 1best_recog/{ctm,rttm,events.jsonl}: word times, segments cut at [SCD], "
+                            "endpoints and entity spans (in the recording's clock when the data dir has "
+                            "segments/orig_segments)")
+    group.add_argument("--rttm_labels", type=str, default="alternate", choices=("alternate", "segment"),
+                       help="RTTM segment labels: A/B alternating at each [SCD] (two-party calls) or one label "
+                            "per segment; either way a change detection, not speaker identities")
     from espnet2_ext.asr.streaming import add_streaming_arguments
 
     add_streaming_arguments(parser)
@@ -66,6 +76,38 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
         beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest)
 
 
+class _TimedOutputs:
+    """Collects the 1-best tokens with their emission times and writes ctm/rttm/events.jsonl
+    (``text/time_outputs.py``). Utterances listed in the data dir's ``segments``/``orig_segments`` are placed in
+    their recording's clock."""
+
+    def __init__(self, s2t: TokenVerseSpeech2Text, args):
+        from espnet2_ext.text.time_outputs import read_origins
+
+        self.s2t, self.shift, self.utts = s2t, s2t.frame_shift, []
+        scps = [path for path, _, kind in args.data_path_and_name_and_type if kind == "sound"]
+        self.origins = read_origins(Path(scps[0]).parent) if scps else {}
+        self.subword = getattr(s2t.asr_train_args, "token_type", "bpe") != "word"
+        self.labels = getattr(args, "rttm_labels", "alternate")
+
+    def add(self, key: str, tokens: List[str], hyp, n_samples: int) -> None:
+        from espnet2_ext.asr.timing import frames_to_seconds
+        from espnet2_ext.text.time_outputs import TimedUtterance
+
+        frames = getattr(hyp, "frames", None)
+        if frames is None or len(frames) != len(tokens):
+            raise ValueError(f"utterance {key}: the search returned no emission frames; decode with "
+                             f"--write_times false")
+        rec, off = self.origins.get(key, (key, 0.0))
+        self.utts.append(TimedUtterance(key, list(tokens), frames_to_seconds(frames, self.shift), self.shift,
+                                        n_samples / float(getattr(self.s2t, "sample_rate", 16000)), rec, off))
+
+    def write(self, out_dir: Path) -> None:
+        from espnet2_ext.text.time_outputs import write_time_outputs
+
+        write_time_outputs(out_dir, self.utts, self.s2t.spec, self.subword, self.labels)
+
+
 def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activation=None) -> None:
     """Decode ``args.data_path_and_name_and_type`` into ESPnet's ``<output_dir>/<n>best_recog`` layout."""
     data_names = [name for _, name, _ in args.data_path_and_name_and_type]
@@ -82,13 +124,14 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
         decode_streaming_to_dir(s2t, loader, output_dir, args.sim_chunk_length, TASKS_NAME in data_names,
                                 task_activation)
         return
+    timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.
             mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
             results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,
-                                       task_activation=task_activation)
-            for key, nbest in zip(keys, results):
+                                       task_activation=task_activation, with_frames=timed is not None)
+            for i, (key, nbest) in enumerate(zip(keys, results)):
                 for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
                     w = writer[f"{n}best_recog"]
                     w["token"][key] = " ".join(token)
@@ -96,6 +139,10 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
                     w["score"][key] = str(float(hyp.score))
                     if text is not None:
                         w["text"][key] = text
+                if timed is not None and nbest:
+                    timed.add(key, nbest[0][1], nbest[0][3], int(batch["speech_lengths"][i]))
+    if timed is not None:
+        timed.write(Path(output_dir) / "1best_recog")
 
 
 def inference(args) -> None:

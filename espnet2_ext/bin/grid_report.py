@@ -1,7 +1,7 @@
 """Tables with mean ± std over seeds and one verdict line per paper claim, from the cells of ``run_grid.sh``.
 
     python -m espnet2_ext.bin.grid_report --exp_dir exp_grid --out RESULTS_grid.md \
-        --full_set train_full_only --mixed_set train_read400 [--prepend data/corpus_stats.md]
+        --full_set train_full_only --mixed_set train_read400 [--append data/corpus_stats.md]
 
 See ``espnet2_ext/scoring/grid_report.py`` for the cell layout and the verdict rule.
 """
@@ -25,14 +25,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_set", default="test")
     p.add_argument("--partial_test_set", default="test_partial")
     p.add_argument("--model_file", default="valid.loss.best.pth", help="the checkpoint the cells were decoded with")
-    p.add_argument("--prepend", action="append", default=[], help="markdown copied in first (repeatable)")
+    p.add_argument("--append", action="append", default=[],
+                   help="markdown copied in at the end, e.g. the corpus statistics (repeatable)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
     roles = Roles(args.full_set, args.mixed_set, args.dev_set, args.test_set, args.partial_test_set)
-    report = write_grid_report(args.exp_dir, args.out, roles, args.model_file, args.prepend)
+    report = write_grid_report(args.exp_dir, args.out, roles, args.model_file, args.append)
     print(f"wrote {args.out}")
     return report
 

@@ -121,8 +121,10 @@ class _WavDump:
                     raise DataError(f"utterance {u.utt_id}: no audio in {entry} for {u.start}-{u.end} s; fix the "
                                     f"segment times")
                 sf.write(str(self.tmp / f"{u.utt_id}.wav"), to_pcm16(seg), self.sr, subtype="PCM_16", format="WAV")
+                # origin keeps the recording clock (orig_segments) for timed decoding outputs
                 out.append(replace(u, wav=str(self.wav_dir / f"{u.utt_id}.wav"), start=None, end=None,
-                                   recording_id=None, duration=round(len(seg) / self.sr, 3)))
+                                   recording_id=None, duration=round(len(seg) / self.sr, 3),
+                                   origin=(u.recording_id, u.start, u.end) if u.recording_id else u.origin))
         return out
 
     def commit(self) -> None:

@@ -5,6 +5,8 @@ utt2spk_to_spk2utt.pl, subset_data_dir.sh) so recipes run without a Kaldi checko
 
     wav.scp    <utt-id> <path or "cmd |">        (<recording-id> ... when segments exists)
     segments   <utt-id> <recording-id> <start> <end>   (optional)
+    utt2turns  <utt-id> <start> <end> <speaker> ...    (optional: reference turn times, see ref_turns.py)
+    orig_segments <utt-id> <recording-id> <start> <end> (optional: where a dumped utterance was cut from)
     text       <utt-id> [LANG] words [NE] ... [/NE] ... [ENDP] [SCD] ...
     utt2spk / spk2utt / utt2lang / utt2tasks / utt2dur (optional)
 
@@ -27,6 +29,7 @@ from espnet2_ext.data.utt2tasks import DataError
 
 PathLike = Union[str, Path]
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "utt2tasks")
+TURNS_FILE, ORIGIN_FILE = "utt2turns", "orig_segments"  # optional, may list a subset of the utterances
 HOW_TO_CREATE = {
     "wav.scp": "write '<utt-id> <audio path>' per utterance",
     "text": "write '<utt-id> <transcript>' per utterance",
@@ -50,6 +53,8 @@ class Utterance:
     end: Optional[float] = None
     recording_id: Optional[str] = None
     duration: Optional[float] = None
+    turns: Optional[tuple] = None    # reference turns (ref_turns.RefTurn), in this utterance's clock
+    origin: Optional[Tuple[str, float, float]] = None  # (recording, start, end) it was cut from, once dumped
 
     @property
     def length(self) -> Optional[float]:
@@ -145,6 +150,13 @@ def _render(utts: Sequence[Utterance]) -> Dict[str, List[str]]:
         files["wav.scp"] = [f"{u.utt_id} {u.wav}" for u in utts]
     if utts and all(u.length is not None for u in utts):
         files["utt2dur"] = [f"{u.utt_id} {u.length:.3f}" for u in utts]
+    # Optional per-utterance files that may cover a subset (e.g. conversations with turn times next to read speech).
+    from espnet2_ext.data.ref_turns import FILE_NAME as TURNS_FILE, format_turns
+
+    if any(u.turns for u in utts):
+        files[TURNS_FILE] = [f"{u.utt_id} {format_turns(u.turns)}" for u in utts if u.turns]
+    if any(u.origin for u in utts):
+        files[ORIGIN_FILE] = [f"{u.utt_id} {u.origin[0]} {u.origin[1]:.3f} {u.origin[2]:.3f}" for u in utts if u.origin]
     return files
 
 
@@ -242,6 +254,15 @@ def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Uttera
             kw["wav"] = tables["wav.scp"].values[utt]
         if "utt2dur" in tables:
             kw["duration"] = _float(tables["utt2dur"], utt, tables["utt2dur"].values[utt])
+        if TURNS_FILE in tables and utt in tables[TURNS_FILE].values:
+            from espnet2_ext.data.ref_turns import parse_turns
+
+            kw["turns"] = parse_turns(tables[TURNS_FILE].values[utt], tables[TURNS_FILE].where(utt))
+        if ORIGIN_FILE in tables and utt in tables[ORIGIN_FILE].values:
+            f = tables[ORIGIN_FILE].values[utt].split()
+            if len(f) != 3:
+                raise DataError(f"{tables[ORIGIN_FILE].where(utt)}: expected '<utt-id> <recording-id> <start> <end>'")
+            kw["origin"] = (f[0], _float(tables[ORIGIN_FILE], utt, f[1]), _float(tables[ORIGIN_FILE], utt, f[2]))
         utts.append(Utterance(**kw))
     return utts
 
@@ -260,7 +281,8 @@ def read_tables(data_dir: PathLike, strict: bool) -> Dict[str, Table]:
     for name in REQUIRED_FILES:
         if not (d / name).is_file():
             raise DataError(f"{d / name}: missing required file; {HOW_TO_CREATE[name]}")
-    names = ("wav.scp", "text", "utt2spk", "utt2tasks", "utt2lang", "utt2dur", "segments", "spk2utt")
+    names = ("wav.scp", "text", "utt2spk", "utt2tasks", "utt2lang", "utt2dur", "segments", "spk2utt", TURNS_FILE,
+             ORIGIN_FILE)
     return {n: read_table(d / n, strict) for n in names if (d / n).is_file()}
 
 
@@ -277,6 +299,12 @@ def check_consistent(tables: Dict[str, Table]) -> None:
             if key not in other.values:
                 raise DataError(f"{text.where(key)}: utterance missing from {other.path}; add it there or run "
                                 f"fix_data_dir (drops it)")
+    for name in (TURNS_FILE, ORIGIN_FILE):  # may cover a subset of the utterances, never more
+        if name in tables:
+            for key in tables[name].values:
+                if key not in text.values:
+                    raise DataError(f"{tables[name].where(key)}: utterance not in {text.path}; remove the line or "
+                                    f"run fix_data_dir")
     if "segments" in tables:
         seg, wav = tables["segments"], tables["wav.scp"]
         for key, value in seg.values.items():

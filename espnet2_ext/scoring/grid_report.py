@@ -435,16 +435,15 @@ RULE = ("Numbers are mean ± sample standard deviation (ddof 1) over seeds, n = 
 
 
 def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = (), model_file: str =
-                 "valid.loss.best.pth", prepend: Sequence[str] = ()) -> str:
+                 "valid.loss.best.pth", append: Sequence[str] = ()) -> str:
     if not cells:
         raise DataError("no scored grid cell found; run ./run_grid.sh (its cells write decode_*/*/score.json)")
     groups = _order(make_groups(cells), roles)
     best = dev_best(groups, roles, roles.mixed_set)
-    parts = [p.rstrip("\n") for p in prepend]
-    parts.append("# RESULTS_grid: the paper's comparisons with seeds\n\n"
-                 f"Made by `./run_grid.sh` (`espnet2_ext.bin.grid_report`). Train sets: `{roles.full_set}` = fully "
-                 f"annotated conversations only, `{roles.mixed_set}` = the same conversations + ASR/LID-only read "
-                 f"speech. {RULE}")
+    parts = ["# RESULTS_grid: the paper's comparisons with seeds\n\n"
+             f"Made by `./run_grid.sh` (`espnet2_ext.bin.grid_report`). Train sets: `{roles.full_set}` = fully "
+             f"annotated conversations only, `{roles.mixed_set}` = the same conversations + ASR/LID-only read "
+             f"speech. {RULE}"]
     parts.append("## Verdicts (one line per paper claim)\n\n" + "\n".join(verdicts(groups, roles)))
     if best:
         parts[-1] += (f"\n\nDev-best TokenVerse++ config on `{roles.mixed_set}`: {best.label} (`{best.config}`, "
@@ -461,15 +460,16 @@ def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = 
                  + table_models(groups, model_file))
     if pending:
         parts.append("## Cells not scored yet\n\n" + "\n".join(f"- `{p}`" for p in pending))
+    parts += [p.rstrip("\n") for p in append]
     return "\n\n".join(parts) + "\n"
 
 
 def write_grid_report(exp_dir: PathLike, out: PathLike, roles: Roles, model_file: str = "valid.loss.best.pth",
-                      prepend: Sequence[PathLike] = ()) -> str:
+                      append: Sequence[PathLike] = ()) -> str:
     texts = []
-    for p in prepend:
+    for p in append:
         if not Path(p).is_file():
-            raise DataError(f"{p}: no such file (given with --prepend)")
+            raise DataError(f"{p}: no such file (given with --append)")
         texts.append(Path(p).read_text(encoding="utf-8"))
     cells, pending = find_cells(exp_dir)
     report = build_report(cells, roles, pending, model_file, texts)
