@@ -3,7 +3,11 @@
     python -m espnet2_ext.bin.tokenverse_score --ref data/test/text --hyp exp/.../1best_recog/text \
         --task_activation asr,scd,endp,ner,lid --out_json exp/.../score.json [--utt2lang data/test/utt2lang]
 
-Prints a table and writes JSON (metric values, per-language breakdown, raw counts).
+Prints a table and writes JSON (metric values, per-language breakdown, raw counts). When the data dir has reference
+turn times (``utt2turns`` next to ``--ref``) and the decode dir has ``1best_recog/events.jsonl``, the JSON also gets
+a ``time`` section (``scoring/time_metrics.py``): SCD precision/recall/F1 at each ``--collars`` value, segment
+purity/coverage (pyannote.metrics), endpoint latency EP50/EP90, early-cutoff and missed-endpoint rates, and with
+``--ref_ctm`` the median word start error.
 """
 from __future__ import annotations
 
@@ -30,7 +34,54 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")
     p.add_argument("--test_set", default=None, help="test set name stored in the JSON (for tokenverse_report)")
+    g = p.add_argument_group("time-based scoring")
+    g.add_argument("--ref_turns", default=None, help="reference turn times (default: utt2turns next to --ref, if any)")
+    g.add_argument("--hyp_events", default=None,
+                   help="hypothesis times (default: events.jsonl next to the hypothesis text)")
+    g.add_argument("--utt2tasks", default=None, help="which utterances are annotated for scd/endp (default: "
+                   "utt2tasks next to --ref; without it, those whose reference has the task's tokens)")
+    g.add_argument("--collars", default="0.25,0.5", help="SCD collars in seconds, comma-separated")
+    g.add_argument("--ref_ctm", default=None, help="reference word times (CTM, same file ids as the hypothesis "
+                   "ctm) for the word start error")
     return p
+
+
+def score_time_section(args, ref, hyp_path: Path, spec: TaskSpec, active) -> Optional[Dict[str, object]]:
+    """The ``time`` section, or None when there are no reference times or no hypothesis times."""
+    from espnet2_ext.scoring.time_metrics import read_ctm, read_utt2turns, score_times
+    from espnet2_ext.text.time_outputs import EVENTS_NAME, read_events
+
+    turns_path = Path(args.ref_turns) if args.ref_turns else Path(args.ref).parent / "utt2turns"
+    events_path = Path(args.hyp_events) if args.hyp_events else hyp_path.parent / EVENTS_NAME
+    if not turns_path.is_file():
+        if args.ref_turns:
+            raise DataError(f"{turns_path}: no such file (--ref_turns)")
+        return None
+    if not events_path.is_file():
+        if args.hyp_events:
+            raise DataError(f"{events_path}: no such file (--hyp_events)")
+        print(f"warning: {turns_path} has reference times but {events_path} is missing: no time-based scores "
+              f"(decode again with espnet2_ext.bin.asr_inference)", file=sys.stderr)
+        return None
+    try:
+        collars = [float(c) for c in args.collars.split(",") if c.strip()]
+    except ValueError:
+        raise ValueError(f"--collars '{args.collars}': give seconds, e.g. 0.25,0.5") from None
+    turns, events = read_utt2turns(turns_path), read_events(events_path)
+    tasks_path = Path(args.utt2tasks) if args.utt2tasks else Path(args.ref).parent / "utt2tasks"
+    if tasks_path.is_file():
+        from espnet2_ext.data.utt2tasks import read_utt2tasks
+
+        annotated = read_utt2tasks(tasks_path, spec, utt_ids=list(ref))
+        has = lambda utt, task: task in annotated.get(utt, ())  # noqa: E731
+    else:
+        has = lambda utt, task: any(spec.task_of(w) == task for w in ref[utt])  # noqa: E731
+    chosen = {task: [u for u in ref if u in turns and has(u, task)] if task in active else []
+              for task in ("scd", "endp")}
+    ref_ctm = read_ctm(args.ref_ctm) if args.ref_ctm else None
+    section = score_times(turns, events, chosen["scd"], chosen["endp"], collars, ref_ctm, hyp_name=str(events_path))
+    section["ref_turns"], section["hyp_events"] = str(turns_path), str(events_path)
+    return section
 
 
 def resolve_hyp(path: Path) -> Path:
@@ -71,6 +122,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                   f"(set --languages if these are language tokens)", file=sys.stderr)
     result = score_corpus(ref, hyp, spec, active, utt2lang, ref_name=str(args.ref), hyp_name=str(hyp_path),
                           utt2lang_name=str(args.utt2lang))
+    time_section = score_time_section(args, ref, hyp_path, spec, active)
+    if time_section is not None:
+        result["time"] = time_section
     if args.model:
         result["model"] = args.model
     if args.test_set:
@@ -79,6 +133,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     head = " ".join(x for x in (args.model, args.test_set) if x)
     print(f"{head + ': ' if head else ''}tasks {'+'.join(active)}, {result['counts']['n_utts']} utterances")
     print(format_result(result))
+    if "time" in result:
+        from espnet2_ext.scoring.time_metrics import TIME_COLUMNS, flat_time_scores
+
+        flat = flat_time_scores(result["time"])  # type: ignore[arg-type]
+        print(md_table([name for _, name in TIME_COLUMNS], [[fmt(flat[k]) for k, _ in TIME_COLUMNS]]))
     return result
 
 

@@ -243,12 +243,18 @@ def _tts(args: List[str], text: str) -> np.ndarray:
     return x
 
 
-def synthesize(recipe: dict, out_path: Path) -> int:
-    """Render one utterance to ``out_path`` (written atomically); returns the number of samples."""
+def synthesize(recipe: dict, out_path: Path, turn_bounds: Optional[list] = None) -> int:
+    """Render one utterance to ``out_path`` (written atomically); returns the number of samples. ``turn_bounds``,
+    when given, receives each turn's [start, end] in seconds (where its speech starts and ends in the wav)."""
     zeros = lambda s: np.zeros(int(round(s * SAMPLE_RATE)), dtype=np.int16)  # noqa: E731
     pieces = [zeros(recipe["lead"])]
+    pos = len(pieces[0])
     for turn in recipe["turns"]:
-        pieces += [_tts(turn["args"], turn["text"]), zeros(turn["pause"])]
+        speech = _tts(turn["args"], turn["text"])
+        if turn_bounds is not None:
+            turn_bounds.append([round(pos / SAMPLE_RATE, 3), round((pos + len(speech)) / SAMPLE_RATE, 3)])
+        pieces += [speech, zeros(turn["pause"])]
+        pos += len(speech) + len(pieces[-1])
     pieces.append(zeros(recipe["tail"]))
     x = np.concatenate(pieces).astype(np.float64)
     x += np.random.default_rng(recipe["noise_seed"]).normal(0.0, recipe["noise"], x.shape)
@@ -268,9 +274,10 @@ def _sha1(path: Path) -> str:
 
 
 def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
-               log: Callable[[str], None] = print) -> Dict[str, float]:
+               log: Callable[[str], None] = print, turn_times: Optional[Dict[str, list]] = None) -> Dict[str, float]:
     """Synthesise every planned wav not already present with the same recipe and content; returns
-    utt_id -> duration (s). ``wav_dir/manifest.json`` records recipe hash, content hash and length."""
+    utt_id -> duration (s). ``wav_dir/manifest.json`` records recipe hash, content hash, length and each turn's
+    [start, end] (s), which ``turn_times`` (utt_id -> list) receives when given."""
     version = check_tools()
     wav_dir.mkdir(parents=True, exist_ok=True)
     # A run killed with SIGKILL cannot clean up its temporary wavs (synthesize's finally never runs): drop them.
@@ -283,20 +290,26 @@ def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
         rh = hashlib.sha1(json.dumps([version, p.recipe()], sort_keys=True).encode()).hexdigest()
         path = wav_dir / f"{p.utt_id}.wav"
         m = manifest.get(path.name)
-        if m and m.get("recipe") == rh and path.is_file() and _sha1(path) == m.get("sha1"):
+        # Manifests written before turn times were recorded lack "turns": such wavs are rendered again.
+        if m and m.get("recipe") == rh and "turns" in m and path.is_file() and _sha1(path) == m.get("sha1"):
             durations[p.utt_id] = m["samples"] / SAMPLE_RATE
+            if turn_times is not None:
+                turn_times[p.utt_id] = m["turns"]
         else:
             todo.append((p, rh, path))
     log(f"mini_tokenverse: {len(plans)} wavs, {len(plans) - len(todo)} up to date, synthesising {len(todo)} "
         f"with {nj} jobs")
     step = max(1, len(todo) // 10)
     with ThreadPoolExecutor(max_workers=max(1, nj)) as pool:  # each job drives espeak-ng/sox subprocesses
-        futures = {pool.submit(synthesize, p.recipe(), path): (p, rh, path) for p, rh, path in todo}
+        bounds: Dict[str, list] = {p.utt_id: [] for p, _, _ in todo}
+        futures = {pool.submit(synthesize, p.recipe(), path, bounds[p.utt_id]): (p, rh, path) for p, rh, path in todo}
         for k, fut in enumerate(as_completed(futures), 1):
             p, rh, path = futures[fut]
             n = fut.result()
-            manifest[path.name] = {"recipe": rh, "sha1": _sha1(path), "samples": n}
+            manifest[path.name] = {"recipe": rh, "sha1": _sha1(path), "samples": n, "turns": bounds[p.utt_id]}
             durations[p.utt_id] = n / SAMPLE_RATE
+            if turn_times is not None:
+                turn_times[p.utt_id] = bounds[p.utt_id]
             if k % step == 0 or k == len(todo):  # checkpoint: an interrupted run resumes from here
                 write_text_atomic(manifest_path, json.dumps(manifest, indent=0, sort_keys=True))
                 log(f"mini_tokenverse: synthesised {k}/{len(todo)} ({100 * k // len(todo)}%)")
@@ -347,6 +360,16 @@ def corpus_stats(splits: Dict[str, List[PlannedUtt]], durations: Dict[str, float
     return "\n".join(lines)
 
 
+def ref_turns(plan: PlannedUtt, bounds: Sequence[Sequence[float]]) -> tuple:
+    """The reference turns of a planned utterance (``utt2turns``) from the synthesised turn bounds."""
+    from espnet2_ext.data.ref_turns import RefTurn
+
+    if len(bounds) != len(plan.turns):
+        raise RuntimeError(f"{plan.utt_id}: {len(bounds)} turn times for {len(plan.turns)} turns; delete its wav "
+                           f"and re-run to synthesise it again")
+    return tuple(RefTurn(float(s), float(e), t.voice.speaker_id) for (s, e), t in zip(bounds, plan.turns))
+
+
 def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial: bool = True,
             wav_dir=None, log: Callable[[str], None] = print, train_read: Optional[int] = None) -> Dict[str, list]:
     """Generate the corpus: wavs, Kaldi dirs ``train``, ``train_full_only``, ``dev``, ``test``
@@ -372,11 +395,13 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     if train_read is not None:  # same utt ids as in train are the same plans (same stream): synthesised once
         splits[f"train_read{train_read}"] = plan_corpus(seed, size, partial, train_read=train_read)["train"]
     unique = {p.utt_id: p for ps in splits.values() for p in ps}
-    durations = render_all(list(unique.values()), wav_dir, nj, log)
+    times: Dict[str, list] = {}
+    durations = render_all(list(unique.values()), wav_dir, nj, log, turn_times=times)
 
     def utts(plans):
         return [Utterance(p.utt_id, p.speaker, p.reference(), p.lang, p.tasks, str(wav_dir / f"{p.utt_id}.wav"),
-                          duration=round(durations[p.utt_id], 3)) for p in plans]
+                          duration=round(durations[p.utt_id], 3), turns=ref_turns(p, times[p.utt_id]))
+                for p in plans]
 
     dirs = {name: utts(plans) for name, plans in splits.items()}
     dirs["train_full_only"] = utts([p for p in splits["train"] if p.subset == "conv"])

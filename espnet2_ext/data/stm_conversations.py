@@ -20,6 +20,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
 from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words, read_table
+from espnet2_ext.data.ref_turns import turns_relative
 from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 
@@ -89,8 +90,11 @@ def chunks_to_utts(chunks: Iterable[List[Segment]], wav: Dict[str, str], tasks: 
         start, end = first.start, max(s.end for s in chunk)
         spk = speaker_id(first.recording, first.speaker)
         utt_id = f"{spk}-{first.recording}-{int(round(start * 100)):07d}-{int(round(end * 100)):07d}"
+        # Reference turn times (utt2turns) in the utterance's clock; cross-talk is marked as overlapping.
+        turns = turns_relative([(s.start, s.end, speaker_id(s.recording, s.speaker)) for s in chunk], start)
         utts.append(Utterance(utt_id, spk, chunk_reference(chunk, tasks, lang), lang, tuple(tasks),
-                              wav[first.recording], start=start, end=end, recording_id=first.recording))
+                              wav[first.recording], start=start, end=end, recording_id=first.recording,
+                              turns=turns))
     return utts
 
 

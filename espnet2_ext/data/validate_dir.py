@@ -67,6 +67,29 @@ def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: 
     return None
 
 
+def _check_turns(tables: Dict[str, Table], audio_dur: Dict[str, float]) -> None:
+    """utt2turns: well-formed, sorted, non-overlapping unless marked, within the utterance's audio (its segment,
+    utt2dur, or the decoded audio with --check_audio)."""
+    from espnet2_ext.data.kaldi_dir import TURNS_FILE
+    from espnet2_ext.data.ref_turns import parse_turns, turns_problem
+
+    if TURNS_FILE not in tables:
+        return
+    turns = tables[TURNS_FILE]
+    for utt, value in turns.values.items():
+        duration = None
+        if "segments" in tables:
+            f = tables["segments"].values[utt].split()
+            duration = _float(tables["segments"], utt, f[2]) - _float(tables["segments"], utt, f[1])
+        elif "utt2dur" in tables:
+            duration = _float(tables["utt2dur"], utt, tables["utt2dur"].values[utt])
+        elif utt in audio_dur:
+            duration = audio_dur[utt]
+        err = turns_problem(parse_turns(value, turns.where(utt)), duration)
+        if err:
+            raise DataError(f"{turns.where(utt)}: {err}")
+
+
 def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) -> DataDirSummary:
     """Check a data dir without modifying it; the first problem raises ``DataError`` with a one-line
     message naming the file, line/utterance and the fix. Returns a summary on success."""
@@ -113,13 +136,14 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
         hours = sum(_float(seg, k, v.split()[2]) - _float(seg, k, v.split()[1]) for k, v in seg.values.items()
                     if len(v.split()) == 3) / 3600
     n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
-    n_checked, to_convert = 0, None
+    n_checked, to_convert, rec_dur = 0, None, {}
     if check_audio:
         checked = check_wav_table(tables["wav.scp"], tables.get("segments"))
         rec_dur, to_convert = checked.durations, checked.to_convert
         n_checked = len(rec_dur)
         if hours is None and n_checked == len(tables["wav.scp"].values):
             hours = sum(rec_dur.values()) / 3600
+    _check_turns(tables, rec_dur if check_audio else {})
     task_counts = {t: sum(t in ts for ts in utt2tasks.values()) for t in spec.tasks}
     langs: Dict[str, int] = {}
     for utt in text.values:

@@ -3,6 +3,8 @@
 * Table II: models x metrics, each model at its largest task activation.
 * Table III: the same rows broken down per language.
 * Table IV: per model, every task activation it was decoded with, incl. ITT.
+* Table V: time-based scores (SCD at a collar, purity/coverage, endpoint latency), when the test set has
+  reference turn times (``utt2turns``) and the decode wrote ``events.jsonl``.
 
 A score file names its model, test set and task activation; missing fields are taken from the path
 ``<exp>/<model>/decode_<task+task+...>/<test_set>/score.json``. Also holds the atomic-write helpers.
@@ -186,6 +188,21 @@ def table_activations(entries: Sequence[ScoreEntry], model: str) -> str:
     return md_table(header, rows)
 
 
+def table_time(entries: Sequence[ScoreEntry]) -> str:
+    """Each model at its largest task activation, test sets with a ``time`` section only ('' when none)."""
+    from espnet2_ext.scoring.time_metrics import TIME_COLUMNS, flat_time_scores
+
+    header = ["Model", "Test set", "Tasks"] + [name for _, name in TIME_COLUMNS]
+    rows = []
+    for model in _models(entries):
+        act = largest_activation(entries, model)
+        for e in entries:
+            if e.model == model and e.activation == act and isinstance(e.scores.get("time"), dict):
+                flat = flat_time_scores(e.scores["time"])
+                rows.append([model, e.test_set, activation_tag(act)] + [fmt(flat[k]) for k, _ in TIME_COLUMNS])
+    return md_table(header, rows) if rows else ""
+
+
 def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = ()) -> str:
     parts: List[str] = [p.rstrip("\n") for p in prepend]
     parts.append("## Table II: results with all tasks active\n\n"
@@ -197,6 +214,15 @@ def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = ()) -> 
     parts.append("## Table IV: task activation at inference\n\n"
                  "ITT = hypothesis tokens of tasks that were not active (inactive-task tokens).\n\n"
                  + "\n\n".join(per_model))
+    timed = table_time(entries)
+    if timed:
+        parts.append("## Table V: time-based scores\n\n"
+                     "From the reference turn times of the test set (utt2turns) and the emission times of the 1-best "
+                     "hypothesis (events.jsonl). SCD F1 in % at a collar (pyannote.metrics segmentation "
+                     "precision/recall on change points); purity/coverage in % (pyannote.metrics); EP50/EP90 = "
+                     "median/90th-percentile delay of the first [ENDP] after each reference end of speech (negative: "
+                     "before it); early cutoff = [ENDP] before the end of speech, missed = no [ENDP] for the turn "
+                     "(% of reference endpoints).\n\n" + timed)
     return "\n\n".join(parts) + "\n"
 
 

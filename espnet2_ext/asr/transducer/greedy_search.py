@@ -6,7 +6,7 @@ its output being cached per utterance until the next emission.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Tuple, Union
 
 import torch
 
@@ -29,7 +29,8 @@ def greedy_search_batch(
     joint_network: torch.nn.Module,
     max_sym_per_frame: int = 1,
     suppress_mask: Optional[torch.Tensor] = None,
-) -> List[List[int]]:
+    return_frames: bool = False,
+) -> Union[List[List[int]], Tuple[List[List[int]], List[List[int]]]]:
     """Greedy transducer decoding of a batch.
 
     Args:
@@ -39,9 +40,11 @@ def greedy_search_batch(
         joint_network: ESPnet ``JointNetwork`` (``forward(enc, dec) -> logits``).
         max_sym_per_frame: most non-blank symbols one frame may emit (>= 1).
         suppress_mask: optional (B, V) bool, True = token may not be emitted by that utterance.
+        return_frames: also return, per utterance, the encoder frame at which each token was emitted.
 
     Returns:
-        token ids per utterance, without blanks, in input order.
+        token ids per utterance, without blanks, in input order (and their emission frames when
+        ``return_frames``).
     """
     if max_sym_per_frame < 1:
         raise ValueError(f"max_sym_per_frame must be >= 1, got {max_sym_per_frame}")
@@ -49,8 +52,9 @@ def greedy_search_batch(
     batch = len(lens)
     device = encoder_out.device
     hyps: List[List[int]] = [[] for _ in range(batch)]
+    frames: List[List[int]] = [[] for _ in range(batch)]
     if batch == 0 or max(lens) == 0:
-        return hyps
+        return (hyps, frames) if return_frames else hyps
 
     pred = PredictionNet(decoder, device)
     joint = JointScorer(joint_network)
@@ -84,7 +88,8 @@ def greedy_search_batch(
             tokens = tokens[emitted]
             for utt, tok in zip(cur.tolist(), tokens.tolist()):
                 hyps[utt].append(tok)
+                frames[utt].append(t)
             new_out, new_state = pred.step(tokens, index_state(state, cur))
             dec[cur] = joint.dec(new_out)
             assign_state(state, cur, new_state)
-    return hyps
+    return (hyps, frames) if return_frames else hyps

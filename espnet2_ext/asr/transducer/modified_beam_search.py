@@ -30,11 +30,12 @@ from espnet2_ext.asr.transducer.search_common import (
 )
 
 
-def _finalize(ys: List[Tuple[int, ...]], scores: List[float], nbest: int, length_norm: bool) -> List[Hypothesis]:
+def _finalize(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
+              length_norm: bool) -> List[Hypothesis]:
     # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1.
     keyed = [((s / (len(y) + 1)) if length_norm else s, i) for i, (y, s) in enumerate(zip(ys, scores))]
     keyed.sort(key=lambda k: k[0], reverse=True)
-    return [Hypothesis(yseq=list(ys[i]), score=scores[i]) for _, i in keyed[:nbest]]
+    return [Hypothesis(yseq=list(ys[i]), score=scores[i], frames=list(frames[i])) for _, i in keyed[:nbest]]
 
 
 @torch.no_grad()
@@ -81,6 +82,7 @@ def modified_beam_search(
     # Working set: the hypotheses of all running utterances, flat and grouped by utterance.
     utt_of: List[int] = list(range(batch))
     ys: List[Tuple[int, ...]] = [() for _ in range(batch)]
+    fr: List[Tuple[int, ...]] = [() for _ in range(batch)]  # emission frame of each token of ys
     scores: List[float] = [0.0] * batch
     dec_out, state = pred.start(batch)
     dec = joint.dec(dec_out)
@@ -91,10 +93,11 @@ def modified_beam_search(
         # Utterances that end here leave the working set with their final hypotheses.
         if any(lens[u] <= t for u in utt_of):
             keep = [i for i, u in enumerate(utt_of) if lens[u] > t]
-            _collect_finished(results, utt_of, ys, scores, t, lens, nbest, length_norm)
+            _collect_finished(results, utt_of, ys, scores, fr, t, lens, nbest, length_norm)
             keep_t = torch.tensor(keep, dtype=torch.long, device=device)
             utt_of = [utt_of[i] for i in keep]
             ys = [ys[i] for i in keep]
+            fr = [fr[i] for i in keep]
             scores = [scores[i] for i in keep]
             dec = dec[keep_t]
             state = index_state(state, keep_t)
@@ -132,6 +135,7 @@ def modified_beam_search(
 
         new_utt: List[int] = []
         new_ys: List[Tuple[int, ...]] = []
+        new_fr: List[Tuple[int, ...]] = []
         new_scores: List[float] = []
         parent: List[int] = []
         token: List[int] = []  # symbol the hypothesis was extended with, -1 for blank (decoder output reused)
@@ -148,6 +152,8 @@ def modified_beam_search(
                     merged[key] = len(new_ys)
                     new_utt.append(utt_of[p])
                     new_ys.append(key)
+                    # topk is sorted, so the first alignment reaching a sequence is its best one: keep its frames
+                    new_fr.append(fr[p] if tok == blank else fr[p] + (t,))
                     new_scores.append(val)
                     parent.append(p)
                     token.append(-1 if tok == blank else tok)
@@ -166,9 +172,9 @@ def modified_beam_search(
             out, new_state = pred.step(tok_t, index_state(state, ext_t))
             dec[ext_t] = joint.dec(out)
             assign_state(state, ext_t, new_state)
-        utt_of, ys, scores = new_utt, new_ys, new_scores
+        utt_of, ys, scores, fr = new_utt, new_ys, new_scores, new_fr
 
-    _collect_finished(results, utt_of, ys, scores, None, lens, nbest, length_norm)
+    _collect_finished(results, utt_of, ys, scores, fr, None, lens, nbest, length_norm)
     for u in range(batch):  # zero-length utterances never entered the loop
         if not results[u]:
             results[u] = [Hypothesis(yseq=[], score=0.0)]
@@ -176,12 +182,13 @@ def modified_beam_search(
 
 
 def _collect_finished(results: List[List[Hypothesis]], utt_of: List[int], ys: List[Tuple[int, ...]],
-                      scores: List[float], t: Optional[int], lens: List[int], nbest: int,
-                      length_norm: bool) -> None:
+                      scores: List[float], frames: List[Tuple[int, ...]], t: Optional[int], lens: List[int],
+                      nbest: int, length_norm: bool) -> None:
     """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None)."""
     by_utt: Dict[int, List[int]] = {}
     for i, u in enumerate(utt_of):
         if t is None or lens[u] <= t:
             by_utt.setdefault(u, []).append(i)
     for u, idx in by_utt.items():
-        results[u] = _finalize([ys[i] for i in idx], [scores[i] for i in idx], nbest, length_norm)
+        results[u] = _finalize([ys[i] for i in idx], [scores[i] for i in idx], [frames[i] for i in idx], nbest,
+                               length_norm)

@@ -58,7 +58,9 @@ def suppress_mask_for(token_list: Sequence[str], spec: TaskSpec,
 
 def to_espnet_hypotheses(hyps: List[Hypothesis], blank_id: int = 0) -> list:
     """Convert to ``espnet2.asr.transducer.beam_search_transducer.Hypothesis`` (yseq with the leading blank,
-    as ESPnet's ``Speech2Text`` expects; ``dec_state`` is not kept by the batched search and is None)."""
-    from espnet2.asr.transducer.beam_search_transducer import Hypothesis as EspnetHypothesis
+    as ESPnet's ``Speech2Text`` expects; ``dec_state`` is not kept by the batched search and is None). The result
+    also carries ``frames``: the emission frame of each token of ``yseq[1:]``."""
+    from espnet2_ext.asr.timing import TimedHypothesis
 
-    return [EspnetHypothesis(score=float(h.score), yseq=[blank_id] + list(h.yseq), dec_state=None) for h in hyps]
+    return [TimedHypothesis(score=float(h.score), yseq=[blank_id] + list(h.yseq), dec_state=None,
+                            frames=list(h.frames)) for h in hyps]

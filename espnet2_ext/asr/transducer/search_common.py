@@ -7,7 +7,7 @@ and the decoder projection once per new decoder output, instead of once per (fra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -19,10 +19,12 @@ DecState = Tuple[torch.Tensor, Optional[torch.Tensor]]
 @dataclass
 class Hypothesis:
     """One search result: ``yseq`` holds the emitted tokens (no leading blank); ``score`` is the log-probability
-    (summed over the merged alignments in modified beam search)."""
+    (summed over the merged alignments in modified beam search); ``frames[i]`` is the encoder frame at which
+    ``yseq[i]`` was emitted (on a merge, the frames of the best-scoring alignment are kept)."""
 
     yseq: List[int]
     score: float
+    frames: List[int] = field(default_factory=list)
 
 
 def index_state(state: DecState, idx: torch.Tensor) -> DecState:
