@@ -13,6 +13,7 @@ the paper's Table IV).
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -195,8 +196,12 @@ class TokenVerseSpeech2Text(Speech2Text):
 
 
 def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dict[str, str]:
-    """Paths of config/model files of a packed model: a zip/tar from ``espnet2.bin.pack`` or its unpacked dir."""
-    from espnet2.main_funcs.pack_funcs import unpack
+    """Paths of config/model files of a packed model: a zip/tar from ``espnet2.bin.pack`` or its unpacked dir.
+
+    Archives are checked before anything is written (``utils/safe_load.py``: no member outside ``cache_dir``, no
+    links, bounded size); an unsafe one is an ``UnsafeModelError`` naming the member.
+    """
+    from espnet2_ext.utils.safe_load import safe_unpack
 
     path = Path(path)
     if path.is_dir():
@@ -205,20 +210,29 @@ def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dic
             raise FileNotFoundError(f"{path}: no meta.yaml (or its files are missing); give a zip made by the pack "
                                     f"stage or the directory it was unpacked into")
     elif path.exists():
-        found = unpack(str(path), cache_dir or tempfile.mkdtemp(prefix="tokenverse_model_"))
+        out = cache_dir or tempfile.mkdtemp(prefix="tokenverse_model_")
+        try:
+            found = safe_unpack(str(path), out)
+        except Exception:
+            if cache_dir is None:  # ours: leave no empty temp dir behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
     else:
         raise FileNotFoundError(f"{path}: no such packed model (model-hub tags need network; give a local file)")
     return {k: v for k, v in found.items() if k in ("asr_train_config", "asr_model_file")}
 
 
 def _files_from_meta(root: Path) -> Optional[Dict[str, str]]:
-    """Files listed by the meta.yaml of an unpacked model, resolved against the dir where they exist."""
-    import yaml
+    """Files listed by the meta.yaml of an unpacked model, resolved against the dir (inside ``root``) where they
+    exist; entries that are absolute or climb out with ``..`` are refused."""
+    from espnet2_ext.utils.safe_load import check_meta_entries, load_yaml_bytes
 
+    root = root.absolute()
     for meta in sorted(root.rglob("meta.yaml")):
-        d = yaml.safe_load(meta.read_text(encoding="utf-8"))
-        entries = {**d.get("yaml_files", {}), **d.get("files", {})}
+        entries = check_meta_entries(load_yaml_bytes(meta.read_bytes(), str(meta)), root, str(meta), resolve=False)
         for base in (meta.parent, meta.parent.parent, root):
+            if base != root and root not in base.parents:
+                continue
             if entries and all((base / v).exists() for v in entries.values()):
                 return {k: str(base / v) for k, v in entries.items()}
     return None

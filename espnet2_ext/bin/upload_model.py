@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from espnet2_ext.hub.model_card import build_model_card
+from espnet2_ext.utils.safe_load import MAX_YAML_BYTES, UnsafeModelError, check_archive, load_yaml_bytes
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 MODEL_FILE_PREFERENCE = ("valid.loss.ave.pth", "valid.acc.ave.pth", "valid.loss.best.pth", "valid.acc.best.pth")
@@ -62,7 +63,12 @@ def read_package(path: Path) -> Tuple[List[str], Dict]:
             raise UploadError(f"{path}: unsafe member path {bad[0]}: repack from the recipe dir")
         if "meta.yaml" not in names:
             raise UploadError(f"{path}: no meta.yaml at the top: not made by ESPnet's packer (espnet2.bin.pack)")
-        meta = yaml.safe_load(z.read("meta.yaml"))
+        try:  # bounded: a meta.yaml zip bomb or YAML alias bomb is refused before it is expanded
+            if z.getinfo("meta.yaml").file_size > MAX_YAML_BYTES:
+                raise UnsafeModelError(f"{path}: meta.yaml is larger than {MAX_YAML_BYTES} bytes")
+            meta = load_yaml_bytes(z.read("meta.yaml"), f"{path}: meta.yaml")
+        except UnsafeModelError as e:
+            raise UploadError(str(e)) from None
     if not isinstance(meta, dict) or not isinstance(meta.get("yaml_files"), dict) \
             or not isinstance(meta.get("files"), dict):
         raise UploadError(f"{path}: meta.yaml lacks the yaml_files/files mappings that ESPnet's packer writes")
@@ -121,6 +127,10 @@ def build_upload_folder(packed: Path, repo_id: str, out_dir: Path, results_md: O
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        try:  # members inside tmp, no links, bounded size, sane meta.yaml: only then unzip
+            check_archive(packed, tmp, zip_only=True)
+        except UnsafeModelError as e:
+            raise UploadError(str(e)) from None
         with zipfile.ZipFile(packed) as z:
             z.extractall(tmp)
         config = check_config(tmp, meta)

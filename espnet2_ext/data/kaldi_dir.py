@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.utils.text_io import utf8_errors
 
 PathLike = Union[str, Path]
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "utt2tasks")
@@ -210,7 +211,7 @@ def read_table(path: PathLike, strict: bool = True) -> Table:
     values: Dict[str, str] = {}
     lines: Dict[str, int] = {}
     prev = None
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8") as f, utf8_errors(path):
         for lineno, line in enumerate(f, 1):
             parts = line.strip().split(maxsplit=1)
             if not parts:

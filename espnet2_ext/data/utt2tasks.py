@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Tuple, Union
 
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
+from espnet2_ext.utils.text_io import utf8_errors
 
 
 class DataError(ValueError):
@@ -36,11 +37,11 @@ def read_utt2tasks(path: Union[str, Path], spec: TaskSpec,
         raise DataError(f"{path}: missing; write one line '<utt-id> asr [scd endp ner lid]' per utterance "
                         f"(every utterance in text) to say which tasks it is annotated for")
     out: Dict[str, Tuple[str, ...]] = {}
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8") as f, utf8_errors(path):
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            utt, _, rest = line.strip().partition(" ")
+            utt, rest = (line.split(maxsplit=1) + [""])[:2]  # any whitespace after the id, as read_table
             where = f"{path}:{lineno} ({utt})"
             if utt in out:
                 raise DataError(f"{where}: duplicate utterance id; keep one line per utterance")

@@ -20,6 +20,7 @@ import jiwer
 from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
 from espnet2_ext.text.strip_tasks import entities
+from espnet2_ext.utils.text_io import utf8_errors
 
 METRIC_KEYS = ("wer", "scd_f1", "endp_f1", "ner_f1", "lid_acc", "itt")
 BOUNDARY_TASKS = ("scd", "endp")  # scored by aligned tag matching
@@ -33,7 +34,7 @@ def read_text(path: PathLike) -> Dict[str, List[str]]:
     if not path.is_file():
         raise DataError(f"{path}: no such file; give a Kaldi-style text file ('<utt-id> words ...' per line)")
     out: Dict[str, List[str]] = {}
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8") as f, utf8_errors(path):
         for lineno, line in enumerate(f, 1):
             toks = line.split()
             if not toks:
@@ -50,7 +51,7 @@ def read_utt2lang(path: PathLike) -> Dict[str, str]:
     if not path.is_file():
         raise DataError(f"{path}: no such file; write one line '<utt-id> <lang>' per utterance")
     out: Dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
+    with path.open(encoding="utf-8") as f, utf8_errors(path):
         for lineno, line in enumerate(f, 1):
             toks = line.split()
             if not toks:
@@ -94,20 +95,24 @@ def align_matches(ref: Sequence[str], hyp: Sequence[str],
                   is_tag: Callable[[str], bool]) -> List[Tuple[int, int]]:
     """Matched ``(ref_idx, hyp_idx)`` pairs of a minimum edit-distance alignment.
 
-    Ties among minimum-cost alignments go to the most matched words, then the most matched task tokens:
-    the cost (edits, -words, -tags) is packed into one integer so that one edit outweighs any number of
-    matches and one word any number of tags (both counts are below ``big``).
+    Ties among minimum-cost alignments go to the most matched words, then the most matched task tokens, tag
+    type by tag type in one fixed (sorted) order, so that the matches per type do not depend on which side is
+    the reference: the cost (edits, -words, -tags of each type) is packed into one integer whose digits in base
+    ``big`` are those counts (all below ``big``), so one edit outweighs any number of matches, one word any
+    number of tags, and one tag of a type any number of tags of the types after it.
     """
     n, m = len(ref), len(hyp)
     big = n + m + 1
-    unit = big * big
+    weight = {t: big ** k for k, t in enumerate(sorted({t for t in (*ref, *hyp) if is_tag(t)}, reverse=True))}
+    word = big ** len(weight)
+    unit = word * big
     back = [bytearray(m + 1) for _ in range(n + 1)]  # 0 diagonal, 1 deletion (ref only), 2 insertion (hyp only)
     prev = [j * unit for j in range(m + 1)]
     for j in range(1, m + 1):
         back[0][j] = 2
     for i in range(1, n + 1):
         r = ref[i - 1]
-        bonus = 1 if is_tag(r) else big
+        bonus = weight[r] if r in weight else word
         cur = [i * unit] + [0] * m
         row = back[i]
         row[0] = 1

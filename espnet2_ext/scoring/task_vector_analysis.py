@@ -18,6 +18,7 @@ from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.layers.task_vectors import vector_labels
 from espnet2_ext.scoring.report import atomic_output, atomic_write_text, md_table
 from espnet2_ext.task_spec import PRIMARY_TASK
+from espnet2_ext.utils.safe_load import load_model_file
 
 PathLike = Union[str, Path]
 _TABLE_RE = re.compile(r"(?:^|\.)task_vectors\.([^.]+)\.weight$")
@@ -43,7 +44,7 @@ def load_state_dict(path: PathLike) -> Mapping[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such model file; give a .pth saved by ESPnet (e.g. valid.acc.ave.pth)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_model_file(path, map_location="cpu")  # weights only; checkpoint.pth's numpy scalars allowed
     if isinstance(state, dict) and isinstance(state.get("model"), dict):  # ESPnet checkpoint.pth
         state = state["model"]
     if not isinstance(state, dict):

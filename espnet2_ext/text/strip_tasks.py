@@ -5,9 +5,12 @@ removed as a pair while the entity words stay (they belong to ASR).
 """
 from __future__ import annotations
 
+import unicodedata
 from typing import Iterable, List, Optional, Sequence
 
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
+
+WORD_BOUNDARY = "\u2581"  # sentencepiece reads it as a space
 
 
 def strip_inactive_tokens(text: str, active: Iterable[str], spec: TaskSpec) -> str:
@@ -22,11 +25,24 @@ def strip_all_task_tokens(text: str, spec: TaskSpec) -> str:
     return strip_inactive_tokens(text, (), spec)
 
 
+def hidden_task_token(word: str, spec: TaskSpec) -> Optional[str]:
+    """The task token that ``word`` (not itself one) becomes once sentencepiece normalises it, if any.
+
+    ``［SCD］`` (full-width), ``\u2581[SCD]`` or ``\x01[SCD]`` are words to the stripping code but ``[SCD]`` to the
+    tokenizer: left in, a tag of an inactive task would reach the model's targets.
+    """
+    if word.isascii() and word.isprintable():
+        return None  # NFKC leaves printable ASCII alone
+    norm = "".join(c for c in unicodedata.normalize("NFKC", word) if unicodedata.category(c) not in ("Cc", "Cf"))
+    return next((p for p in norm.replace(WORD_BOUNDARY, " ").split() if spec.is_task_token(p)), None)
+
+
 def annotation_error(text: str, spec: TaskSpec, available: Optional[Sequence[str]] = None) -> Optional[str]:
     """Why ``text`` is not a valid annotation (None when it is).
 
-    Checks: unknown bracketed tags, tokens of tasks that ``available`` says are not annotated, unbalanced or
-    nested ``[NE]``/``[/NE]``, more than one language token.
+    Checks: unknown bracketed tags, words that the tokenizer's normalisation turns into a task token, tokens of
+    tasks that ``available`` says are not annotated, unbalanced or nested ``[NE]``/``[/NE]``, more than one
+    language token.
     """
     words = text.split()
     if not words:
@@ -40,6 +56,11 @@ def annotation_error(text: str, spec: TaskSpec, available: Optional[Sequence[str
             if spec.looks_like_tag(w):
                 return (f"unknown tag {w} (known task tokens: {' '.join(spec.all_tokens)}); add it to the task "
                         f"spec or remove it")
+            hidden = hidden_task_token(w, spec)
+            if hidden:
+                return (f"word {w!r} turns into the task token {hidden} under the tokenizer's Unicode normalisation "
+                        f"(NFKC, control characters dropped, U+2581 read as a space); write {hidden} on its own or "
+                        f"remove it")
             continue
         if avail is not None and task not in avail:
             return f"token {w} belongs to task '{task}', which utt2tasks does not list for this utterance"

@@ -26,6 +26,7 @@ import sentencepiece as spm
 
 from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import TaskSpec
+from espnet2_ext.utils.text_io import utf8_errors
 
 WORD_BOUNDARY = "\u2581"  # sentencepiece's "▁"
 BLANK, OOV, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"  # asr.sh defaults
@@ -69,7 +70,7 @@ def read_texts(source: TextSource, kaldi: bool = True) -> List[str]:
             if not p.is_file():
                 raise DataError(f"{p}: no such text file; give the Kaldi 'text' of the training set "
                                 f"(lines '<utt-id> <transcript>')")
-            with p.open(encoding="utf-8") as f:
+            with p.open(encoding="utf-8") as f, utf8_errors(p):
                 out.extend(read_texts(f, kaldi))
         return out
     out = []

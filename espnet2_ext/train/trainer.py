@@ -8,7 +8,8 @@ loop nor its results:
 
 * every ``torch.save`` to a path during ``run`` goes to a temporary sibling first and is renamed into place;
 * on resume, the epoch files and links of the checkpoint's last epoch are restored when a kill left them missing;
-* an unreadable checkpoint is a one-line error that says what to do.
+* an unreadable checkpoint is a one-line error that says what to do;
+* checkpoints are read with ``torch.load(weights_only=True)`` (``utils/safe_load.py``): resuming never runs code.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from typing import Iterator
 import torch
 from espnet2.train.reporter import Reporter
 from espnet2.train.trainer import Trainer
+
+from espnet2_ext.utils.safe_load import UnsafeModelError, load_model_file, weights_only_loading
 
 
 @contextlib.contextmanager
@@ -54,7 +57,9 @@ def atomic_torch_save() -> Iterator[None]:
 
 def load_checkpoint(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return load_model_file(path, map_location="cpu")  # weights_only: a checkpoint never runs code
+    except UnsafeModelError:
+        raise
     except Exception as e:  # truncated zip, bad pickle, empty file: all mean the same to the user
         raise RuntimeError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): it was cut "
                            f"off while being written; delete it to restart training from epoch 1, or restore a "
@@ -100,7 +105,7 @@ class TokenVerseTrainer(Trainer):
         rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
         if rank0 and trainer_options.resume and (output_dir / "checkpoint.pth").exists():
             repair_last_epoch(output_dir, trainer_options.best_model_criterion)
-        with atomic_torch_save():
+        with atomic_torch_save(), weights_only_loading():  # resume and n-best averaging load model files
             super().run(model=model, optimizers=optimizers, schedulers=schedulers,
                         train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
                         plot_attention_iter_factory=plot_attention_iter_factory, trainer_options=trainer_options,
