@@ -149,6 +149,8 @@ def test_verdicts(tmp_path):
     assert "baseline on train_full_only 22.00 ± 2.00 (n=3)" in a and "difference -10.00" in a
     assert a.endswith("**reproduced**")
     assert "Dev-best TokenVerse++ config on `train_read400`: TokenVerse++ per_combination @ feature_encoder" in text
+    # only per_task@fe was trained on the conversations alone: the report says to rerun with the dev-best one
+    assert "rerun `./run_grid.sh --best conf/tuning/train_per_combination_feature_encoder.yaml`" in text
     # (b) baseline SCD drops 30 > 2 and TokenVerse++ (the config trained on both sets) does not move
     assert verdict(text, "b", "SCD F1").endswith("**reproduced**")
     assert "baseline on train_read400 52.00 ± 2.00 (n=3) vs on train_full_only 82.00 ± 2.00" in \

@@ -448,6 +448,11 @@ def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = 
     if best:
         parts[-1] += (f"\n\nDev-best TokenVerse++ config on `{roles.mixed_set}`: {best.label} (`{best.config}`, "
                       f"dev WER {best.stat(roles.dev_set, 'wer').fmt(True)}).")
+        on_full = sorted({g.config for g in groups if not g.is_baseline and g.train_set == roles.full_set})
+        if on_full and best.config not in on_full:
+            parts[-1] += (f" The TokenVerse++ config trained on `{roles.full_set}` ({', '.join(on_full)}) is not "
+                          f"the dev-best: rerun `./run_grid.sh --best {best.cells[0].config}` for claims "
+                          f"(b) and (d).")
     parts.append(f"## Table II: all tasks active ({roles.dev_set}, {roles.test_set}, {roles.partial_test_set})\n\n"
                  "WER in %, F1 and accuracy in %, '-' = not annotated or not decoded. The baseline has no task "
                  "vectors: it is decoded once with every task token allowed (what it learned to emit).\n\n"
