@@ -23,8 +23,11 @@ from espnet2_ext.text.strip_tasks import (annotation_error, hidden_task_token, s
 
 SPEC = TaskSpec.default()
 TAGS = SPEC.all_tokens
-BOUNDED = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-FEW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Bounded for CI; database=None: no .hypothesis/ example store written into the checkout.
+BOUNDED = settings(max_examples=100, deadline=None, database=None,
+                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                          HealthCheck.filter_too_much])
+FEW = settings(BOUNDED, max_examples=30)
 
 # Words: any Unicode, including bracketed look-alikes of tags, control and separator characters.
 any_word = st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(TAGS),

@@ -262,16 +262,20 @@ def test_model_file_that_runs_code_is_refused(tmp_path, evil_state, monkeypatch)
 # ---- real packed models still load ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def packs(tiny_trained, tmp_path_factory):
-    root, _, out = tiny_trained
+    """The tiny model packed by ESPnet's packer as the recipe does (relative paths: run from the recipe dir)."""
+    from espnet2.main_funcs.pack_funcs import pack
+
+    root, _, _ = tiny_trained
     dst = tmp_path_factory.mktemp("packs")
-    paths = {}
-    for name in ("model.zip", "model.tar.gz"):
-        r = subprocess.run([sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config", "exp/config.yaml",
-                            "--asr_model_file", "exp/valid.loss.best.pth", "--outpath", str(dst / name)],
-                           cwd=root, capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr[-2000:]
-        paths[name] = dst / name
-    return paths
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for name in ("model.zip", "model.tar.gz"):
+            pack(files={"asr_model_file": "exp/valid.loss.best.pth"}, yaml_files={"asr_train_config": "exp/config.yaml"},
+                 outpath=dst / name)
+    finally:
+        os.chdir(cwd)
+    return {name: dst / name for name in ("model.zip", "model.tar.gz")}
 
 
 @pytest.fixture
@@ -299,6 +303,41 @@ def test_real_packed_models_load_with_ours_and_espnets(tiny_trained, packs, tmp_
     theirs = Speech2Text(**paths, beam_size=1)  # = Speech2Text.from_pretrained with a private cache dir
     assert theirs(x)[0][2] == ids
     assert Speech2Text.from_pretrained(model_tag=str(packs["model.tar.gz"]), beam_size=1)(x)[0][2] == ids
+
+
+def test_packed_model_whose_weights_run_code_is_refused_everywhere(tiny_trained, tmp_path, monkeypatch, no_network):
+    """The tiny model's config and weights plus a payload, packed by ESPnet's packer: every loader refuses it."""
+    from espnet2.bin.asr_inference import Speech2Text
+    from espnet2.main_funcs.pack_funcs import pack
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
+    from espnet2_ext.bin import asr_inference
+
+    _, data, out = tiny_trained
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "config.yaml").write_bytes((out / "config.yaml").read_bytes())
+    marker = tmp_path / "CODE_RAN"
+    state = torch.load(out / "valid.loss.best.pth", weights_only=True)
+    state["payload"] = _Payload(marker)
+    torch.save(state, tmp_path / "exp" / "model.pth")
+    monkeypatch.chdir(tmp_path)
+    pack(files={"asr_model_file": "exp/model.pth"}, yaml_files={"asr_train_config": "exp/config.yaml"},
+         outpath="evil.zip")
+    zoo = ModelDownloader(cachedir=tmp_path / "zoo")
+    loaders = {
+        "ours": lambda: TokenVerseSpeech2Text.from_pretrained("evil.zip"),
+        # what Speech2Text.from_pretrained does, with a private cache dir instead of the package's
+        "ESPnet": lambda: Speech2Text(**zoo.download_and_unpack(str(tmp_path / "evil.zip"))),
+        "asr_inference": lambda: asr_inference.main(["--model_file", "evil.zip", "--output_dir", "dec",
+                                                     "--data_path_and_name_and_type",
+                                                     f"{data / 'wav.scp'},speech,sound"]),
+    }
+    for how, load in loaders.items():
+        with pytest.raises(UnsafeModelError, match=r"model\.pth: refused to load: .*GLOBAL io\.open"):
+            load()
+        assert not marker.exists(), how
+    assert not (tmp_path / "dec").exists()
 
 
 def test_espnet_checkpoint_loads_weights_only(tiny_trained):

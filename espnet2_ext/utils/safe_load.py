@@ -234,8 +234,8 @@ def check_archive(archive: PathLike, outpath: PathLike, max_bytes: Optional[int]
                                            f"{max_bytes} bytes (limit {MAX_BYTES_ENV}; a zip bomb?); {fix}")
                 infos.append(info)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-            raise UnsafeModelError(f"{archive}: damaged archive ({type(e).__name__}: {e}); download it again") \
-                from None
+            raise UnsafeModelError(f"{archive}: damaged archive ({type(e).__name__}: "
+                                   f"{(str(e).splitlines() or [''])[0][:150]}); download it again") from None
         meta_info = next((i for i in infos if PurePosixPath(_member(i)[0]).name == "meta.yaml"), None)
         if meta_info is None:
             return None
