@@ -35,7 +35,7 @@ from espnet2_ext.asr.speech2text import OUR_SEARCHES, TokenVerseSpeech2Text, unp
 from espnet2_ext.asr.transducer.search import to_espnet_hypotheses
 from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, assign_state,
                                                       index_state, log_add, prepare_suppress_mask)
-from espnet2_ext.layers.chunk_attention import FRAME_MS, SAMPLE_RATE, EncoderStreamState
+from espnet2_ext.layers.chunk_attention import FRAME_MS, SAMPLE_RATE, EncoderStreamState, chunk_frames_of
 
 
 class GreedyStream:
@@ -259,9 +259,11 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
 
 def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_dir: str,
                             piece_samples: int = 0, per_utt_masks: bool = False, task_activation=None) -> Dict:
-    """Stream every utterance of ``loader`` (ESPnet streaming iterator, batch size 1) in pieces of
-    ``piece_samples`` (0: one chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes
-    ``<output_dir>/streaming_stats.json`` (audio seconds, wall seconds, real-time factor, latency) and returns it."""
+    """Stream every utterance of ``loader`` (ESPnet streaming iterator) in pieces of ``piece_samples`` (0: one
+    chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
+    (audio seconds, decoding wall seconds, real-time factor, latency) and returns it. A non-streaming ``s2t`` (full
+    context) decodes each utterance whole, one at a time, timed the same way: the reference row of a latency table.
+    """
     from pathlib import Path
 
     from espnet2.fileio.datadir_writer import DatadirWriter
@@ -269,7 +271,8 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
     from espnet2_ext.scoring.report import atomic_write_text
     from espnet2_ext.train.collate import TASK_MASK
 
-    piece = piece_samples or s2t.chunk_samples
+    streaming = isinstance(s2t, TokenVerseStreamingSpeech2Text)
+    piece = (piece_samples or s2t.chunk_samples) if streaming else None
     audio_s = wall_s = 0.0
     n_utt = 0
     with DatadirWriter(output_dir) as writer:
@@ -278,11 +281,15 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
                 wav = batch["speech"][i, : int(batch["speech_lengths"][i])]
                 mask = batch[TASK_MASK][i:i + 1] if per_utt_masks else None
                 start = time.perf_counter()
-                s2t.reset()
-                s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask)
-                for b in range(0, wav.numel(), piece):
-                    s2t(wav[b:b + piece], is_final=False)
-                nbest = s2t(wav[:0], is_final=True)
+                if streaming:
+                    s2t.reset()
+                    s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask)
+                    for b in range(0, wav.numel(), piece):
+                        s2t(wav[b:b + piece], is_final=False)
+                    nbest = s2t(wav[:0], is_final=True)
+                else:
+                    nbest = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), task_mask=mask,
+                                             task_activation=task_activation)[0]
                 wall_s += time.perf_counter() - start
                 audio_s += wav.numel() / SAMPLE_RATE
                 n_utt += 1
@@ -293,11 +300,16 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
                     w["score"][key] = str(float(hyp.score))
                     if text is not None:
                         w["text"][key] = text
-    cfg = s2t.asr_model.frontend.chunk_cfg
+    cfg = getattr(s2t.asr_model.frontend, "chunk_cfg", None)
+    chunked = cfg is not None and cfg.chunked
     stats = {"utterances": n_utt, "audio_s": round(audio_s, 3), "wall_s": round(wall_s, 3),
-             "rtf": round(wall_s / audio_s, 4) if audio_s else None, "chunk_size_ms": cfg.chunk_frames * FRAME_MS,
-             "left_chunks": cfg.left_chunks, "attention_sink_frames": cfg.sink_frames,
-             "algorithmic_latency_ms": s2t.latency_ms(), "piece_samples": piece, "search_type": s2t.search_type,
+             "rtf": round(wall_s / audio_s, 4) if audio_s else None,
+             "chunk_size_ms": cfg.chunk_frames * FRAME_MS if chunked else "full",
+             "left_chunks": cfg.left_chunks if chunked else None,
+             "attention_sink_frames": cfg.sink_frames if chunked else None,
+             # full context: a frame's output waits for the end of the utterance
+             "algorithmic_latency_ms": s2t.latency_ms() if streaming else "utterance",
+             "streamed": streaming, "piece_samples": piece, "search_type": s2t.search_type,
              "torch_threads": torch.get_num_threads()}
     atomic_write_text(Path(output_dir) / "streaming_stats.json", json.dumps(stats, indent=1) + "\n")
     return stats
@@ -324,8 +336,9 @@ def speech2text_for(args, **kwargs) -> TokenVerseSpeech2Text:
     """The decoder ``asr_inference`` asks for: streaming, or offline with the chunk options applied (if given)."""
     chunking = dict(chunk_size_ms=args.chunk_size_ms, left_chunks=args.left_chunks,
                     attention_sink_frames=args.attention_sink_frames)
-    if args.streaming:
+    if args.streaming and chunk_frames_of(args.chunk_size_ms) is not None:
         return TokenVerseStreamingSpeech2Text(**kwargs, **chunking)
+    # --streaming with --chunk_size_ms full: the reference row of a latency table (whole utterances, timed alike)
     s2t = TokenVerseSpeech2Text(**kwargs)
     if any(v is not None for v in chunking.values()):
         fe = s2t.asr_model.frontend
@@ -333,3 +346,58 @@ def speech2text_for(args, **kwargs) -> TokenVerseSpeech2Text:
             raise ValueError("--chunk_size_ms/--left_chunks/--attention_sink_frames need the s3prl_tokenverse frontend")
         configure_chunking(fe, **chunking)
     return s2t
+
+
+def latency_table(decode_dirs: Sequence[str]) -> str:
+    """Markdown trade-off table from decode dirs holding ``streaming_stats.json`` (``decode_streaming_to_dir``) and
+    ``score.json`` (``tokenverse_score``): chunk, latency, RTF, WER, task F1s, LID accuracy, EP50/EP90 if scored."""
+    from pathlib import Path
+
+    from espnet2_ext.scoring.report import METRIC_COLUMNS, fmt, md_table
+
+    header = ["Chunk (ms)", "Left chunks", "Sinks", "Algorithmic latency (ms)", "RTF (1 core)"] + \
+        [name for _, name in METRIC_COLUMNS] + ["EP50 (ms)", "EP90 (ms)"]
+    rows = []
+    for d in decode_dirs:
+        d = Path(d)
+        stats_file, score_file = d / "streaming_stats.json", d / "score.json"
+        for f in (stats_file, score_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: missing; decode with asr_inference --streaming true and score with "
+                                        f"tokenverse_score --out_json {score_file} first")
+        stats = json.loads(stats_file.read_text(encoding="utf-8"))
+        score = json.loads(score_file.read_text(encoding="utf-8"))
+        endp = (score.get("time") or {}).get("endp") or {}
+        ep = [None if endp.get(k) is None else 1000.0 * endp[k] for k in ("ep50", "ep90")]
+        rows.append([str(stats["chunk_size_ms"]), fmt(stats["left_chunks"]), fmt(stats["attention_sink_frames"]),
+                     fmt(stats["algorithmic_latency_ms"]),
+                     "-" if stats["rtf"] is None else f"{stats['rtf']:.3f}"]
+                    + [fmt(score.get(k)) for k, _ in METRIC_COLUMNS] + [fmt(x) for x in ep])
+    return md_table(header, rows)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m espnet2_ext.asr.streaming table DIR... [--out FILE]``: print/write the trade-off table."""
+    import argparse
+    import sys
+
+    from espnet2_ext.scoring.report import atomic_write_text
+
+    p = argparse.ArgumentParser(prog="python -m espnet2_ext.asr.streaming", description=main.__doc__)
+    p.add_argument("command", choices=["table"])
+    p.add_argument("decode_dirs", nargs="+")
+    p.add_argument("--out", default=None, help="write the table here (atomically) instead of printing it")
+    args = p.parse_args(argv)
+    try:
+        table = latency_table(args.decode_dirs)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"streaming table: error: {e}", file=sys.stderr)
+        sys.exit(1)
+    if args.out:
+        atomic_write_text(args.out, table + "\n")
+    else:
+        print(table)
+
+
+if __name__ == "__main__":
+    main()
