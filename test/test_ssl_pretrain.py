@@ -104,5 +104,8 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
                                       multilayer_feature=True)
     loaded = dict(fe.upstream.upstream.model.named_parameters())["encoder.layers.0.fc1.weight"]
     assert torch.equal(loaded.detach(), w.float())
+    readme = (recipe / "pretrained_smoke/README.md").read_text()
+    import hashlib
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in readme and f"`{objective}`" in readme
     feats, lens = fe(torch.randn(1, 16000), torch.tensor([16000]))
     assert feats.shape[:2] == (1, 49) and lens.tolist() == [49]

@@ -24,6 +24,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--export", default=None, help="write the wav2vec2 weights of exp_dir/checkpoint.pt here and stop")
     p.add_argument("--fp32", action="store_true", help="export in fp32 (default fp16 storage)")
+    p.add_argument("--readme", default=None, help="with --export: write the provenance README here")
+    p.add_argument("--corpus_stats", default=None, help="with --readme: corpus_stats.md to include")
+    p.add_argument("--commit", default="", help="with --readme: the git commit that made it")
+    p.add_argument("--command", default="", help="with --readme: the command that made it")
     for f in fields(PretrainConfig):
         if f.name == "model_overrides":
             p.add_argument("--model_overrides", type=json.loads, default={},
@@ -40,6 +44,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.export:
             info = export(f"{args.exp_dir}/checkpoint.pt", args.export, fp16=not args.fp32)
+            if args.readme:
+                from pathlib import Path
+
+                from espnet2_ext.scoring.report import atomic_write_text
+                from espnet2_ext.ssl.pretrain import provenance_markdown
+
+                stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
+                atomic_write_text(args.readme, provenance_markdown(args.exp_dir, info, stats, args.commit,
+                                                                   args.command))
             print(json.dumps(info))
             return 0
         if not args.data_dir:

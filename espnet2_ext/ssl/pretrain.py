@@ -379,3 +379,46 @@ def export(ckpt_path, out_path, fp16: bool = True) -> Dict[str, str]:
     _save_atomic(state, out_path)
     sha = hashlib.sha256(out_path.read_bytes()).hexdigest()
     return {"path": str(out_path), "sha256": sha, "params": str(sum(v.numel() for v in weights.values()))}
+
+
+def provenance_markdown(exp_dir, info: Dict[str, str], corpus_stats: str = "", commit: str = "",
+                        command: str = "") -> str:
+    """README text for an exported checkpoint: what made it, from what, how long, and its sha256."""
+    exp_dir = Path(exp_dir)
+    cfg = json.loads((exp_dir / "pretrain_config.json").read_text())
+    state = torch.load(exp_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["state"]
+    hist = state.get("history", [])
+    metric = "masked-frame cluster accuracy" if cfg["objective"] == "hubert" else "share of frames predicted blank"
+    curve = "\n".join(f"| {h['step']} | {h['loss']:.3f} | {h['acc']:.3f} | {h['seconds'] / 60:.1f} |"
+                      for h in hist[:: max(1, len(hist) // 12)] + hist[-1:])
+    return f"""# Pretrained XLSR-shaped stand-in: `{Path(info['path']).name}`
+
+The mini recipe's encoder, pretrained on its own synthetic corpus (no hub, no mini_tokenverse text or voice),
+in S3PRL's `wav2vec2_local` format: the frontend loads it exactly as it loads a converted XLS-R.
+
+| | |
+|---|---|
+| file | `{Path(info['path']).name}` ({Path(info['path']).stat().st_size / 1e6:.2f} MB, fp16 storage) |
+| sha256 | `{info['sha256']}` |
+| parameters | {int(info['params']):,} (wav2vec2 preset `{cfg['preset']}`) |
+| objective | `{cfg['objective']}` |
+| steps / epochs | {state['step']} / {state['epoch']} (+{state['batch_in_epoch']} batches) |
+| training time | {state.get('seconds', 0.0) / 60:.1f} min of wall clock on a shared 2-core CPU machine |
+| made at commit | `{commit or '?'}` |
+
+Command (from `egs2/mini_tokenverse/ssl1`): `{command or './run.sh'}`
+
+Pretraining settings (`exp/pretrain_*/pretrain_config.json`):
+
+```json
+{json.dumps(cfg, indent=1)}
+```
+
+Training curve (loss, {metric}, minutes):
+
+| step | loss | metric | min |
+|---|---|---|---|
+{curve}
+
+{corpus_stats}
+"""

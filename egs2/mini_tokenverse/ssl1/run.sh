@@ -47,5 +47,8 @@ if run_stage 2; then
 fi
 if run_stage 3; then
   log "=== Stage 3: export -> ${out} ==="
-  "${python}" -m espnet2_ext.bin.pretrain_standin --exp_dir "exp/pretrain_${tag}" --export "${out}"
+  commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  "${python}" -m espnet2_ext.bin.pretrain_standin --exp_dir "exp/pretrain_${tag}" --export "${out}" \
+    --readme "$(dirname "${out}")/README.md" --corpus_stats "${data}/corpus_stats.md" --commit "${commit}" \
+    --command "./run.sh --objective ${objective} --preset ${preset} --hours ${hours} --seed ${seed} --max_steps ${max_steps} --batch_seconds ${batch_seconds} ${pretrain_args:+--pretrain_args \"${pretrain_args}\"}"
 fi
