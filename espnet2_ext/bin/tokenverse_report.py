@@ -19,12 +19,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="markdown file to write")
     p.add_argument("--prepend", action="append", default=[],
                    help="markdown file copied in before the tables, e.g. corpus statistics (repeatable)")
+    p.add_argument("--figure", action="append", default=[],
+                   help="PNG shown at the end, e.g. from plot_conversation (repeatable)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
-    report = write_report(args.exp_dir, args.out, args.prepend)
+    report = write_report(args.exp_dir, args.out, args.prepend, args.figure)
     print(f"wrote {args.out}")
     return report
 

@@ -203,7 +203,8 @@ def table_time(entries: Sequence[ScoreEntry]) -> str:
     return md_table(header, rows) if rows else ""
 
 
-def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = ()) -> str:
+def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), figures: Sequence[str] = ()) -> str:
+    """The markdown report; ``figures``: image paths (relative to the report) shown at the end."""
     parts: List[str] = [p.rstrip("\n") for p in prepend]
     parts.append("## Table II: results with all tasks active\n\n"
                  "Each model at the largest task activation it was decoded with. WER in %, F1 and accuracy in %; "
@@ -223,16 +224,27 @@ def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = ()) -> 
                      "median/90th-percentile delay of the first [ENDP] after each reference end of speech (negative: "
                      "before it); early cutoff = [ENDP] before the end of speech, missed = no [ENDP] for the turn "
                      "(% of reference endpoints).\n\n" + timed)
+    if figures:
+        parts.append("## A decoded test conversation\n\n"
+                     "Waveform, reference turns (utt2turns) vs. hypothesis segments cut at [SCD], reference ends of "
+                     "speech vs. hypothesis [ENDP], entity spans and words, on the utterance's clock "
+                     "(`plot_conversation`).\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figures))
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = ()) -> str:
+def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = (),
+                 figures: Sequence[PathLike] = ()) -> str:
     texts = []
     for p in prepend:
         p = Path(p)
         if not p.is_file():
             raise DataError(f"{p}: no such file (given with --prepend)")
         texts.append(p.read_text(encoding="utf-8"))
-    report = build_report(find_scores(exp_dirs), texts)
+    rel = []
+    for f in figures:
+        if not Path(f).is_file():
+            raise DataError(f"{f}: no such file (given with --figure)")
+        rel.append(os.path.relpath(Path(f).resolve(), Path(out).resolve().parent))
+    report = build_report(find_scores(exp_dirs), texts, rel)
     atomic_write_text(out, report)
     return report

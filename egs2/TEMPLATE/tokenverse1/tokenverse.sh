@@ -141,7 +141,7 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-  stage_banner 7 "scoring (WER, SCD/ENDP/NER F1, LID accuracy, ITT) -> ${results_md}"
+  stage_banner 7 "scoring (WER, SCD/ENDP/NER F1, LID accuracy, ITT; time-based where utt2turns exists) -> ${results_md}"
   for act in ${activation_sets}; do
     for dset in ${test_sets}; do
       d="${asr_exp}/decode_$(act_tag "${act}")/${dset}"
@@ -165,11 +165,20 @@ if run_stage 7; then
     echo "- reproduce: \`./run.sh --asr_config ${asr_config}\` (all stages) or \`./run.sh --stage 6 --stop_stage 7\` to re-score"
     echo
   } > "${header}"
+  # One test conversation drawn (first activation set, first test set), when that set has reference turn times.
+  figure=""
+  first_act="${activation_sets%% *}"; first_set="${test_sets%% *}"
+  d="${asr_exp}/decode_$(act_tag "${first_act}")/${first_set}"
+  if [ -f "${dumpdir}/raw/${first_set}/utt2turns" ] && [ -f "${d}/1best_recog/events.jsonl" ]; then
+    fig="$(dirname "${results_md}")/images/conversation_${asr_tag}.png"
+    ${python} -m espnet2_ext.bin.plot_conversation --data_dir "${dumpdir}/raw/${first_set}" --decode_dir "${d}" \
+      --out "${fig}" && figure="--figure ${fig}"
+  fi
   prepend="--prepend ${header}"
   [ -f local/results_notes.md ] && prepend+=" --prepend local/results_notes.md"
   [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend}
+  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend} ${figure}
   log "wrote ${results_md}"
 fi
 
