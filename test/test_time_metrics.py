@@ -120,3 +120,25 @@ def test_no_reference_times_means_no_time_section(tmp_path):
     result = score(["--ref", str(data / "text"), "--hyp", str(hyp / "text"), "--task_activation", "asr,endp",
                     "--out_json", str(tmp_path / "s.json")])
     assert "time" not in result
+
+
+@pytest.mark.skipif(not all(__import__("shutil").which(t) for t in ("espeak-ng", "sox")), reason="needs espeak-ng and sox")
+def test_generator_turn_times_are_where_the_speech_is(tmp_path):
+    """The synthetic corpus writes each turn's speech interval: loud inside, only the noise floor in the pauses."""
+    import numpy as np
+    import soundfile as sf
+
+    from espnet2_ext.data import mini_tokenverse as M
+
+    plan = next(p for p in M.plan_corpus(0, "debug")["test"] if len(p.turns) >= 2)
+    bounds: list = []
+    n = M.synthesize(plan.recipe(), tmp_path / "c.wav", bounds)
+    x = sf.read(tmp_path / "c.wav", dtype="float64")[0] * 32768
+    assert len(bounds) == len(plan.turns) and bounds[0][0] == pytest.approx(M.LEAD_S, abs=1e-3)
+    assert bounds[-1][1] == pytest.approx(n / M.SAMPLE_RATE - M.TAIL_S, abs=1e-3)
+    rms = lambda a, b: float(np.sqrt(np.mean(x[int(a * 16000): int(b * 16000)] ** 2)))  # noqa: E731
+    for (s, e), (s2, _) in zip(bounds, bounds[1:]):
+        assert rms(s, e) > 20 * M.NOISE_STD and rms(e + 0.005, s2 - 0.005) < 2 * M.NOISE_STD  # speech vs. pause
+    turns = M.ref_turns(plan, bounds)
+    assert [t.speaker for t in turns] == [t.voice.speaker_id for t in plan.turns]
+    assert turns_problem(turns, n / M.SAMPLE_RATE) is None
