@@ -44,7 +44,7 @@ def frontend_hop_samples(frontend: torch.nn.Module) -> float:
         hop = frontend.hop_length  # S3PRL: featurizer.downsample_rate; DefaultFrontend: STFT hop
     else:
         raise ValueError(f"cannot tell the frame shift of frontend {type(frontend).__name__}: it has neither a "
-                         f"wav2vec2 CNN nor a hop_length")
+                         f"wav2vec2 CNN nor a hop_length; decode with --write_times false to skip token times")
     return float(hop) / float(getattr(frontend, "tile_factor", 1) or 1)
 
 
