@@ -6,7 +6,8 @@ What differs from the parent:
   to the frontend, which adds the task vectors; without a mask every trained task is active.
 * the RNN-T loss comes from ``rnnt_loss_backends`` (torchaudio by default) instead of ``warprnnt_pytorch``, which
   ESPnet imports for transducers and which is not on PyPI;
-* validation CER/WER use batched greedy search instead of a per-utterance beam search.
+* validation CER/WER use batched greedy search instead of a per-utterance beam search;
+* ``model_conf.freeze_old`` (written by ``bin/extend_model``) trains only the rows a model extension added.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class TokenVerseASRModel(ESPnetASRModel):
     def __init__(self, vocab_size: int, token_list, frontend, specaug, normalize, preencoder, encoder,
                  postencoder, decoder, ctc, joint_network, rnnt_loss: str = "torchaudio",
                  rnnt_loss_conf: Optional[dict] = None, report_cer: bool = True, report_wer: bool = True,
-                 sym_space: str = "<space>", sym_blank: str = "<blank>", **kwargs):
+                 sym_space: str = "<space>", sym_blank: str = "<blank>", freeze_old: Optional[dict] = None,
+                 **kwargs):
         if joint_network is None:
             raise ValueError("model: tokenverse is a transducer: set 'decoder: transducer' (and joint_net_conf)")
         # Build the parent without the joint network so it does not import warprnnt_pytorch; the transducer
@@ -47,6 +49,11 @@ class TokenVerseASRModel(ESPnetASRModel):
             self.error_calculator_trans = ErrorCalculatorTransducer(decoder, joint_network, token_list, sym_space,
                                                                     sym_blank, report_cer=report_cer,
                                                                     report_wer=report_wer)
+        if freeze_old:
+            # An extended model (bin/extend_model --freeze_old): only the new token / task-vector rows train.
+            from espnet2_ext.asr.extend import freeze_old_rows
+
+            freeze_old_rows(self, freeze_old)
 
     # ---- task conditioning --------------------------------------------------------------------------
     @property

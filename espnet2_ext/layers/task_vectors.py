@@ -12,6 +12,7 @@ from typing import List, Sequence
 import torch
 
 STRATEGIES = ("per_combination", "per_task")
+VECTOR_INITS = ("mean", "zero", "random")  # a new per_task row (grow_task_vectors)
 
 
 def num_vectors(strategy: str, n_aux: int) -> int:
@@ -60,3 +61,41 @@ class TaskVectors(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"strategy={self.strategy}, n_aux={self.n_aux}, vectors={tuple(self.weight.shape)}"
+
+
+# ---- growing a trained table by new tasks (bin/extend_model) ---------------------------------------------
+def grow_task_vectors(weight: torch.Tensor, strategy: str, n_old: int, n_new: int, init: str = "mean",
+                      seed: int = 0) -> torch.Tensor:
+    """(rows, D) table for ``n_old`` auxiliary tasks -> the table for ``n_new`` (new tasks appended).
+
+    per_task: rows 0..n_old are kept, one new row per new task (mean of the old auxiliary rows, zero, or random
+    with their std). per_combination: row r = sum_i 2^i c_i, the new tasks are the high bits: row r < 2^n_old is
+    the old row r, row r >= 2^n_old starts as row ``r mod 2^n_old`` (same combination without the new tasks).
+    """
+    if strategy == "per_combination":
+        if weight.size(0) != 2 ** n_old:
+            raise ValueError(f"per_combination table has {weight.size(0)} rows, expected {2 ** n_old}")
+        return weight[torch.arange(2 ** n_new) % (2 ** n_old)].clone()  # [2^n_new, D]
+    if strategy != "per_task":
+        raise ValueError(f"unknown task-vector strategy '{strategy}'")
+    if weight.size(0) != n_old + 1:
+        raise ValueError(f"per_task table has {weight.size(0)} rows, expected {n_old + 1}")
+    if init not in VECTOR_INITS:
+        raise ValueError(f"unknown vector init '{init}': choose one of {', '.join(VECTOR_INITS)}")
+    k = n_new - n_old
+    aux = weight[1:] if n_old else weight
+    if init == "mean":
+        extra = aux.mean(dim=0, keepdim=True).expand(k, -1)
+    elif init == "zero":
+        extra = weight.new_zeros(k, weight.size(1))
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        extra = torch.randn(k, weight.size(1), generator=gen).to(weight.dtype) * aux.float().std().to(weight.dtype)
+    return torch.cat([weight, extra], dim=0)  # [n_new + 1, D]
+
+
+def new_vector_rows(strategy: str, n_old: int, n_new: int) -> List[int]:
+    """Rows of the grown table that did not exist before (what ``freeze_old`` leaves trainable)."""
+    if strategy == "per_combination":
+        return list(range(2 ** n_old, 2 ** n_new))
+    return list(range(n_old + 1, n_new + 1))

@@ -209,3 +209,22 @@ def tag_piece_stats(model: Union[str, os.PathLike, spm.SentencePieceProcessor], 
     return {"utterances": len(texts), "pieces": n_pieces, "tags": n_tags, "tag_pieces": n_tag_pieces,
             "split_tags": max(n_tags - n_tag_pieces, 0), "lone_boundary_before_tag": n_lone,
             "pieces_per_utt": n_pieces / len(texts) if texts else 0.0}
+
+
+def append_tag_symbols(model: Union[str, os.PathLike, bytes], tags: Sequence[str]) -> bytes:
+    """A trained model with ``tags`` appended as word-boundary symbols (``[Q]`` -> ``▁[Q]``, type ``USER_DEFINED``),
+    as ``train_tag_aware_bpe`` declares them: existing piece ids and the encoding of text without the new tags are
+    unchanged, each new tag is one piece with its space. Returns the serialized model (bin/extend_model)."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    m = pb.ModelProto()
+    m.ParseFromString(model if isinstance(model, bytes) else Path(model).read_bytes())
+    have = {p.piece for p in m.pieces}
+    for tag in tags:
+        piece = WORD_BOUNDARY + tag
+        if piece in have or tag in have:
+            raise DataError(f"the sentencepiece model already has the piece {piece if piece in have else tag}: "
+                            f"{tag} cannot be added as a new tag")
+        m.pieces.add(piece=piece, type=pb.ModelProto.SentencePiece.USER_DEFINED, score=0.0)
+        have.add(piece)
+    return m.SerializeToString()
