@@ -142,3 +142,27 @@ def test_generator_turn_times_are_where_the_speech_is(tmp_path):
     turns = M.ref_turns(plan, bounds)
     assert [t.speaker for t in turns] == [t.voice.speaker_id for t in plan.turns]
     assert turns_problem(turns, n / M.SAMPLE_RATE) is None
+
+
+def test_rttm_and_ctm_load_with_standard_readers(tmp_path):
+    """pyannote.database's RTTM loader reads our RTTM as it is; the CTM is the 5-column NIST layout (read here the way
+    pyannote's loaders read their text formats: whitespace-separated columns with pandas)."""
+    import pandas as pd
+    from pyannote.core import Segment
+    from pyannote.database.util import load_rttm
+
+    tokens = ["▁hel", "lo", "▁ma", "ria", "[ENDP]", "[SCD]", "▁fine", "[ENDP]", "[SCD]", "▁bye", "[ENDP]"]
+    times = [0.20, 0.26, 0.50, 0.58, 0.90, 1.40, 1.46, 1.80, 2.40, 2.46, 2.90]
+    utts = [TimedUtterance("c1-0001", tokens, times, 0.02, 3.0, "call", 10.0),
+            TimedUtterance("c1-0002", ["▁again"], [0.3], 0.02, 1.0, "call", 20.0)]  # next chunk: same speaker
+    write_time_outputs(tmp_path, utts, SPEC, subword=True, labels="alternate")
+    ann = load_rttm(str(tmp_path / "rttm"))["call"]
+    got = [(round(s.start, 3), round(s.end, 3), label) for s, _, label in ann.itertracks(yield_label=True)]
+    assert got == [(10.2, 10.6, "A"), (11.46, 11.48, "B"), (12.46, 12.48, "A"), (20.3, 20.32, "A")]
+    assert ann.get_timeline().extent() == Segment(10.2, 20.32)
+    ctm = pd.read_csv(tmp_path / "ctm", sep=r"\s+", header=None, names=["uri", "channel", "start", "duration", "word"])
+    assert list(ctm.word) == ["hello", "maria", "fine", "bye", "again"]
+    assert list(ctm.start) == [10.2, 10.5, 11.46, 12.46, 20.3]
+    assert list(ctm.duration) == pytest.approx([0.08, 0.1, 0.02, 0.02, 0.02])
+    write_time_outputs(tmp_path / "seg", utts, SPEC, subword=True, labels="segment")
+    assert sorted(load_rttm(str(tmp_path / "seg" / "rttm"))["call"].labels()) == ["seg000", "seg001", "seg002"]
