@@ -244,3 +244,30 @@ def test_cli_refuses_bad_extensions_with_one_line(extended, tmp_path, capsys):
         assert not (tmp_path / "o").exists()
     assert main(["--base", str(tmp_path), "--out_dir", str(tmp_path / "o"), "--add_language", "it"]) == 1
     assert "no config.yaml" in capsys.readouterr().err
+
+
+# ---- extension data of the mini corpus -----------------------------------------------------------------
+def test_extension_data_plans():
+    from espnet2_ext.data import mini_tokenverse_words as W
+    from espnet2_ext.data.mini_tokenverse import plan_extension
+
+    qst = plan_extension("qst", seed=0, size="debug")
+    assert sorted(qst) == ["qst_dev", "qst_test", "qst_train"]
+    n_q = 0
+    for p in qst["qst_train"]:
+        assert p.tasks == ("asr", "qst") and p.subset == "qst"
+        ref = p.reference().split()
+        assert not any(w.startswith("[") and w != "[Q]" for w in ref)  # nothing but words and [Q]
+        pieces = " ".join(ref).split("[Q]")
+        questions = [t for t in p.turns if t.question]
+        assert len(pieces) - 1 == len(questions)
+        for piece, turn in zip(pieces, questions):  # each [Q] closes a question turn
+            assert piece.strip().endswith(turn.spoken)
+        n_q += len(questions)
+    assert n_q > 0
+    it = plan_extension("it", seed=0, size="debug")
+    refs = [p.reference() for ps in it.values() for p in ps]
+    assert all(r.startswith("[IT] ") for r in refs) and all(p.tasks == ("asr", "lid") for ps in it.values() for p in ps)
+    assert {c for r in refs for c in r} <= set("abcdefghijklmnopqrstuvwxyz àèéù[]IT")
+    assert plan_extension("qst", seed=0, size="debug")["qst_train"] == qst["qst_train"]  # deterministic
+    assert W.LANGUAGES == ("en", "de", "es", "fr")  # the default corpus's languages are untouched

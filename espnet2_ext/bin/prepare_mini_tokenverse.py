@@ -1,12 +1,14 @@
 """Generate the embedded ``mini_tokenverse`` corpus (espeak-ng + sox, seeded, deterministic).
 
     python -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --seed 0 [--size debug|small|default]
-        [--nj 2] [--no_partial] [--wav_dir DIR] [--train_read N]
+        [--nj 2] [--no_partial] [--wav_dir DIR] [--train_read N] [--extension qst|it]
 
 Writes data/{train,train_full_only,dev,test,test_partial} Kaldi dirs, wavs under
 <out_dir>/../downloads/mini_tokenverse/wav (or --wav_dir) and data/corpus_stats.md; with --train_read N also
 data/train_read<N> (train's conversations + N read utterances per language; data/train is unchanged). Re-running only
-synthesises wavs whose recipe or content changed.
+synthesises wavs whose recipe or content changed. --extension writes only the data for extending a trained model
+(data/qst_{train,dev,test}: asr + questions [Q]; data/it_{train,dev,test}: Italian, asr + lid), never the default
+corpus (README "Adding a task or a language").
 """
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_read", type=int, default=None, metavar="N",
                    help="also write <out_dir>/train_read<N>: the train conversations + N read (asr+lid only) "
                         "utterances per language (size default: debug 2, small 20, default 40)")
+    p.add_argument("--extension", choices=("qst", "it"), default=None,
+                   help="write only the extension data: qst (conversations annotated asr + [Q] after questions) or "
+                        "it (Italian read speech, asr + lid)")
     return p
 
 
@@ -36,6 +41,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from espnet2_ext.data.mini_tokenverse import prepare
 
     try:
+        if args.extension:
+            from espnet2_ext.data.mini_tokenverse import prepare_extension
+
+            prepare_extension(args.out_dir, args.extension, seed=args.seed, size=args.size, nj=args.nj,
+                              wav_dir=args.wav_dir)
+            return 0
         prepare(args.out_dir, seed=args.seed, size=args.size, nj=args.nj, partial=not args.no_partial,
                 wav_dir=args.wav_dir, train_read=args.train_read)
     except (RuntimeError, ValueError) as e:

@@ -36,6 +36,9 @@ from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 SAMPLE_RATE = 16000
 CONV_TASKS = ("asr", "scd", "endp", "ner", "lid")
 READ_TASKS = ("asr", "lid")
+QST_TASKS = ("asr", "qst")  # extension task: questions
+QUESTION = "[Q]"
+EXTENSIONS = ("qst", "it")  # prepare_extension: a new task, a new language
 SIZES: Dict[str, Dict[str, int]] = {  # per language
     "debug": dict(train_conv=3, train_read=2, dev_conv=3, test_conv=3, test_read=2),
     "small": dict(train_conv=35, train_read=20, dev_conv=4, test_conv=8, test_read=4),
@@ -65,6 +68,7 @@ class Turn:
     voice: Voice
     tokens: Tuple[str, ...]   # words, with [NE] ... [/NE] around entities
     pause_after: float
+    question: bool = False    # its template is a question (W.QUESTIONS): [Q] of the extension task qst
 
     @property
     def spoken(self) -> str:
@@ -75,8 +79,8 @@ class Turn:
 class PlannedUtt:
     utt_id: str
     lang: str
-    split: str        # train | dev | test | test_partial
-    subset: str       # conv | read
+    split: str        # train | dev | test | test_partial (extension data: qst_train, ...)
+    subset: str       # conv | read | qst (conversations annotated asr + qst only)
     turns: Tuple[Turn, ...]
     noise_seed: int
 
@@ -86,9 +90,11 @@ class PlannedUtt:
 
     @property
     def tasks(self) -> Tuple[str, ...]:
-        return CONV_TASKS if self.subset == "conv" else READ_TASKS
+        return CONV_TASKS if self.subset == "conv" else QST_TASKS if self.subset == "qst" else READ_TASKS
 
     def reference(self) -> str:
+        if self.subset == "qst":  # words + [Q] at the end of each question turn, nothing else annotated
+            return " ".join(w for t in self.turns for w in [*t.spoken.split(), *([QUESTION] if t.question else [])])
         out = [language_token(self.lang)]
         for i, turn in enumerate(self.turns):
             if self.subset == "read":
@@ -160,12 +166,14 @@ def _noise_seed(seed: int, utt_id: str) -> int:
     return int(hashlib.sha1(f"{seed}:{utt_id}".encode()).hexdigest()[:8], 16)
 
 
-def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int) -> List[PlannedUtt]:
+def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind: str = "") -> List[PlannedUtt]:
+    """``kind`` "qst": conversations annotated asr + qst only, from their own RNG stream (split ``qst_<split>``)."""
     voices = make_voices(lang, seed)
     seen, unseen = split_entities(lang, seed)
     p_unseen = 0.0 if split == "train" else P_UNSEEN_ENTITY
 
-    rng = _rng(seed, lang, split)
+    rng = _rng(seed, lang, f"{kind}-{split}" if kind else split)
+    name = f"{kind}_{split}" if kind else split
 
     def pick_entity(typ: str) -> str:
         return rng.choice(unseen[typ] if rng.random() < p_unseen else seen[typ])
@@ -184,17 +192,21 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int) -> Li
                 seq.append(rng.choice([v for v in pool if v != seq[-1]]))
         if len(set(seq)) < 2:  # a conversation has at least one speaker change
             seq[1] = next(v for v in pool if v != seq[0])
-        turns = tuple(Turn(v, tuple(fill_template(rng.choice(W.TEMPLATES[lang]), lang, rng, pick_entity)),
-                           round(rng.uniform(0.2, 0.5), 2) if k < n_turns - 1 else 0.0)
-                      for k, v in enumerate(seq))
-        utt_id = f"{seq[0].speaker_id}-{split}-c{i:04d}"
-        plans.append(PlannedUtt(utt_id, lang, split, "conv", turns, _noise_seed(seed, utt_id)))
+        turns = []
+        for k, v in enumerate(seq):  # draws in the order of the original one-expression form: same stream
+            template = rng.choice(W.TEMPLATES[lang])
+            tokens = tuple(fill_template(template, lang, rng, pick_entity))
+            turns.append(Turn(v, tokens, round(rng.uniform(0.2, 0.5), 2) if k < n_turns - 1 else 0.0,
+                              template in W.QUESTIONS.get(lang, ())))
+        utt_id = f"{seq[0].speaker_id}-{name}-c{i:04d}"
+        plans.append(PlannedUtt(utt_id, lang, name, "qst" if kind == "qst" else "conv", tuple(turns),
+                                _noise_seed(seed, utt_id)))
     read_pool = voices["read"] + (voices["read_unseen"] if split != "train" else [])
     for i in range(n_read):
         v = rng.choice(read_pool)
         tokens = tuple(fill_template(rng.choice(W.TEMPLATES[lang]), lang, rng, pick_entity))
-        utt_id = f"{v.speaker_id}-{split}-r{i:04d}"
-        plans.append(PlannedUtt(utt_id, lang, split, "read", (Turn(v, tokens, 0.0),), _noise_seed(seed, utt_id)))
+        utt_id = f"{v.speaker_id}-{name}-r{i:04d}"
+        plans.append(PlannedUtt(utt_id, lang, name, "read", (Turn(v, tokens, 0.0),), _noise_seed(seed, utt_id)))
     return plans
 
 
@@ -409,4 +421,47 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
         write_data_dir(records, out_dir / name)
     write_text_atomic(out_dir / "corpus_stats.md", corpus_stats(splits, durations, seed, size))
     log(f"mini_tokenverse: wrote {', '.join(str(out_dir / n) for n in dirs)} and {out_dir / 'corpus_stats.md'}")
+    return dirs
+
+
+# ------------------------------------------------------------------------------------------------ extension data
+def plan_extension(extension: str, seed: int = 0, size: str = "default") -> Dict[str, List[PlannedUtt]]:
+    """Data for extending a trained model (bin/extend_model), from RNG streams of its own (the default corpus is
+    unchanged): ``qst`` = conversations of the default languages annotated asr + qst ([Q] after each question
+    turn); ``it`` = Italian read speech annotated asr + lid. Splits ``<extension>_{train,dev,test}``."""
+    if extension not in EXTENSIONS:
+        raise ValueError(f"unknown extension '{extension}'; choose one of {', '.join(EXTENSIONS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
+    s = SIZES[size]
+    out: Dict[str, List[PlannedUtt]] = {}
+    for split, n_conv, n_read in (("train", s["train_conv"], s["train_conv"] + s["train_read"]),
+                                  ("dev", s["dev_conv"], s["dev_conv"]), ("test", s["test_conv"],
+                                                                          s["test_conv"] + s["test_read"])):
+        if extension == "qst":
+            out[f"qst_{split}"] = [p for lang in W.LANGUAGES for p in plan_split(lang, split, n_conv, 0, seed, "qst")]
+        else:
+            out[f"{extension}_{split}"] = plan_split(extension, split, 0, n_read, seed)
+    return out
+
+
+def prepare_extension(out_dir, extension: str, seed: int = 0, size: str = "default", nj: int = 2, wav_dir=None,
+                      log: Callable[[str], None] = print) -> Dict[str, list]:
+    """Write the Kaldi dirs of ``plan_extension`` under ``out_dir`` (wavs beside the default corpus's, same
+    ``<wav_dir>/<size>-seed<seed>/``; their utt ids never collide). Returns dir name -> utterances."""
+    from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
+
+    out_dir = Path(out_dir)
+    wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "mini_tokenverse"
+                                                                 / "wav"))
+    wav_dir = wav_dir / f"{size}-seed{seed}"
+    splits = plan_extension(extension, seed, size)
+    times: Dict[str, list] = {}
+    durations = render_all([p for ps in splits.values() for p in ps], wav_dir, nj, log, turn_times=times)
+    dirs = {name: [Utterance(p.utt_id, p.speaker, p.reference(), p.lang, p.tasks, str(wav_dir / f"{p.utt_id}.wav"),
+                             duration=round(durations[p.utt_id], 3), turns=ref_turns(p, times[p.utt_id]))
+                   for p in plans] for name, plans in splits.items()}
+    for name, records in dirs.items():
+        write_data_dir(records, out_dir / name)
+    log(f"mini_tokenverse: wrote {', '.join(str(out_dir / n) for n in dirs)} (extension {extension})")
     return dirs

@@ -107,3 +107,40 @@ ENTITIES: Dict[str, Dict[str, Tuple[str, ...]]] = {
         "ORG": ("renault", "peugeot", "danone", "airbus", "michelin", "carrefour", "decathlon", "chanel", "orange"),
     },
 }
+
+# ---- extension material (bin/prepare_mini_tokenverse --extension; README "Adding a task or a language") ------
+# Not part of the default corpus: LANGUAGES above stays as it is, so the default corpus and its RNG streams are
+# unchanged. Italian avoids letters the default corpus never has (ì, ò), which a tokenizer trained on it lacks.
+EXTENSION_LANGUAGES: Tuple[str, ...] = ("it",)
+BASE_VOICES["it"] = ("it",)
+TEMPLATES["it"] = (
+    "ciao {PER} come stai", "buongiorno {PER}", "sto bene grazie", "vai a {CITY} {day}", "certo vado a {CITY} {day}",
+    "no resto a casa", "{PER} lavora per {ORG} adesso", "conosci {PER}", "ho visto {PER} a {CITY}",
+    "la riunione con {ORG} è {day}", "dobbiamo chiamare {PER} {day}", "mi sembra una buona idea",
+    "scusa non ti sento bene", "ci vediamo a {CITY}", "mio fratello abita a {CITY}", "ho un nuovo lavoro da {ORG}",
+    "a che ora parte il treno", "il treno parte alle {hour}", "a {day} allora", "grazie mille per tutto",
+    "dove è {PER} {day}", "{PER} è a {CITY} questa settimana", "per favore manda il rapporto a {PER}",
+    "penso che {ORG} sia una buona azienda",
+)
+SLOTS["it"] = {"day": ("oggi", "domani", "stasera", "sabato", "domenica"), "hour": ("nove", "dieci", "undici")}
+ENTITIES["it"] = {
+    "PER": ("marco", "giulia", "luca", "francesca", "paolo", "chiara", "matteo", "sara", "andrea", "elena",
+            "marco rossi", "anna bianchi"),
+    "CITY": ("roma", "milano", "napoli", "torino", "firenze", "venezia", "bologna", "genova"),
+    "ORG": ("fiat", "enel", "barilla", "ferrari", "pirelli", "benetton", "luxottica"),
+}
+
+# The sentence templates that are questions: the new auxiliary task "qst" tags such a turn with [Q] at its end.
+QUESTIONS: Dict[str, Tuple[str, ...]] = {
+    "en": ("hello {PER} how are you", "are you going to {CITY} {day}", "do you know {PER}", "what time is the train",
+           "where is {PER} {day}"),
+    "de": ("hallo {PER} wie geht es dir", "fährst du {day} nach {CITY}", "kennst du {PER}", "wann fährt der zug",
+           "wo ist {PER} {day}"),
+    "es": ("hola {PER} cómo estás", "vas a {CITY} {day}", "conoces a {PER}", "a qué hora sale el tren",
+           "dónde está {PER} {day}"),
+    "fr": ("bonjour {PER} comment vas tu", "salut {PER} ça va", "tu vas à {CITY} {day}", "tu connais {PER}",
+           "à quelle heure part le train", "où est {PER} {day}"),
+    "it": ("ciao {PER} come stai", "vai a {CITY} {day}", "conosci {PER}", "a che ora parte il treno",
+           "dove è {PER} {day}"),
+}
+assert all(q in TEMPLATES[lang] for lang, qs in QUESTIONS.items() for q in qs)
