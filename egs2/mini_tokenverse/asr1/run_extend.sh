@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Grow the trained mini model (./run.sh) by (a) a new auxiliary task, questions ("qst", [Q] after a question
+# turn, data annotated asr + qst only) and (b) a new language, Italian (asr + lid only); train only what is new
+# (--freeze_old true, the default) or everything (--freeze_old false), then decode and score old and new test sets.
+#   ./run_extend.sh                                            after ./run.sh (base: exp/asr_train)
+#   ./run_extend.sh --data_opts "--size debug" --asr_config conf/train_debug.yaml   smoke test
+#
+#  1 extension data (local/data.sh --extension qst|it)   2 format + combine (ext_train, ext_dev)
+#  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring
+set -euo pipefail
+cd "$(dirname "$0")"
+log() { printf '%s (%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "run_extend.sh" "$*"; }
+
+stage=1; stop_stage=7
+data_opts=""                 # as given to ./run.sh (the extension data uses the same size and seed)
+asr_config=conf/train.yaml   # the base model's config (names the base exp dir)
+base_model=valid.loss.best.pth
+freeze_old=true              # train only the new token rows and task-vector rows
+also_train=""                # with freeze_old: modules trained in full, e.g. joint_network,decoder
+ext_tag=""                   # default: <base tag>_ext (or _ext_all with --freeze_old false)
+asr_args=""                  # extra options for asr_train (e.g. --max_epoch 10)
+inference_config=conf/decode.yaml
+decode_batch_size=8
+ngpu=0
+expdir=exp; dumpdir=dump
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
+         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
+         printf -v "$name" '%s' "$2"; shift 2 ;;
+    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
+  esac
+done
+. ./path.sh
+
+base_tag="$(basename "${asr_config}" .yaml)"
+base_exp="${expdir}/asr_${base_tag}"
+[ -n "${ext_tag}" ] || { ext_tag="${base_tag}_ext"; [ "${freeze_old}" = true ] || ext_tag="${base_tag}_ext_all"; }
+ext_exp="${expdir}/asr_${ext_tag}"
+languages="en,de,es,fr,it"; tasks="asr,scd,endp,ner,lid,qst"
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+if run_stage 1; then
+  log "=== Stage 1: extension data (qst, it) ==="
+  # shellcheck disable=SC2086
+  local/data.sh ${data_opts} --extension qst
+  # shellcheck disable=SC2086
+  local/data.sh ${data_opts} --extension it
+fi
+
+if run_stage 2; then
+  log "=== Stage 2: format into ${dumpdir}/raw; ext_train = qst_train + it_train, ext_dev = qst_dev + it_dev ==="
+  for x in qst_train qst_dev qst_test it_train it_dev it_test; do
+    ${python} -m espnet2_ext.bin.format_data_dir "data/${x}" "${dumpdir}/raw/${x}"
+  done
+  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_train" "${dumpdir}/raw/qst_train" "${dumpdir}/raw/it_train"
+  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_dev" "${dumpdir}/raw/qst_dev" "${dumpdir}/raw/it_dev"
+fi
+
+if run_stage 3; then
+  log "=== Stage 3: extend ${base_exp}/${base_model} -> ${ext_exp} (+qst [Q], +it; freeze_old ${freeze_old}) ==="
+  [ -f "${base_exp}/${base_model}" ] || { log "no base model ${base_exp}/${base_model}: run ./run.sh first"; exit 1; }
+  ${python} -m espnet2_ext.bin.extend_model --base "${base_exp}" --model_file "${base_exp}/${base_model}" \
+    --out_dir "${ext_exp}" --overwrite true --add_task 'qst=[Q]' --add_language it \
+    --freeze_old "${freeze_old}" --also_train "${also_train}"
+fi
+
+train_data_opts() {  # $1 = train|valid, $2 = dump dir
+  echo "--${1}_data_path_and_name_and_type $2/wav.scp,speech,sound" \
+       "--${1}_data_path_and_name_and_type $2/text,text,text" \
+       "--${1}_data_path_and_name_and_type $2/utt2tasks,tasks,text"
+}
+stats_dir="${ext_exp}/stats"
+if run_stage 4; then
+  log "=== Stage 4: statistics (${stats_dir}) ==="
+  # shellcheck disable=SC2046
+  ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${ext_exp}/config.yaml" --init_param \
+    --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 --ngpu 0 \
+    $(train_data_opts train "${dumpdir}/raw/ext_train") $(train_data_opts valid "${dumpdir}/raw/ext_dev") \
+    --train_shape_file "${dumpdir}/raw/ext_train/wav.scp" --valid_shape_file "${dumpdir}/raw/ext_dev/wav.scp" \
+    --output_dir "${stats_dir}" > "${stats_dir}.log" 2>&1 || { tail -n 20 "${stats_dir}.log"; exit 1; }
+fi
+
+if run_stage 5; then
+  log "=== Stage 5: training ${ext_exp} from ${ext_exp}/extended.pth; log: ${ext_exp}/train.log ==="
+  # The ordinary trainer; --init_param is ESPnet's way to start from weights (also set in the written config).
+  # shellcheck disable=SC2046,SC2086
+  ${python} -m espnet2_ext.bin.asr_train --config "${ext_exp}/config.yaml" --init_param "${ext_exp}/extended.pth" \
+    --use_preprocessor true --ngpu "${ngpu}" \
+    $(train_data_opts train "${dumpdir}/raw/ext_train") $(train_data_opts valid "${dumpdir}/raw/ext_dev") \
+    --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
+    --resume true --output_dir "${ext_exp}" ${asr_args} > "${ext_exp}/train.log" 2>&1 \
+    || { tail -n 20 "${ext_exp}/train.log"; exit 1; }
+  [ -f "${ext_exp}/valid.loss.best.pth" ] || { log "training did not produce ${ext_exp}/valid.loss.best.pth"; exit 1; }
+fi
+
+if run_stage 6; then
+  log "=== Stage 6: decoding (old tasks on test; asr,lid on it_test; asr,qst on qst_test) ==="
+  for exp_model in "${base_exp}:${base_model}" "${ext_exp}:extended.pth" "${ext_exp}:valid.loss.best.pth"; do
+    exp="${exp_model%%:*}"; model="${exp_model##*:}"; out="${ext_exp}/decode_of_${exp##*/}_${model%.pth}"
+    sets="asr,scd,endp,ner,lid"; dirs="${dumpdir}/raw/test"
+    [ "${exp}" = "${base_exp}" ] || { sets+=" asr,lid asr,qst"; dirs+=" ${dumpdir}/raw/it_test ${dumpdir}/raw/qst_test"; }
+    # shellcheck disable=SC2086
+    ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
+      --asr_train_config "${exp}/config.yaml" --asr_model_file "${exp}/${model}" --test_dirs ${dirs} \
+      --activation_sets ${sets} --output_root "${out}" --batch_size "${decode_batch_size}" 2> "${out}.log" \
+      || { tail -n 20 "${out}.log"; exit 1; }
+  done
+fi
+
+if run_stage 7; then
+  log "=== Stage 7: scoring (old tasks before/after on test, WER + LID on it_test) ==="
+  for d in "${ext_exp}"/decode_of_*/decode_asr+scd+endp+ner+lid/test "${ext_exp}"/decode_of_*/decode_asr+lid/it_test; do
+    [ -f "${d}/1best_recog/text" ] || continue
+    act="$(basename "$(dirname "${d}")")"; act="${act#decode_}"; act="${act//+/,}"
+    set_name="$(basename "${d}")"
+    ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${set_name}/text" --hyp "${d}/1best_recog/text" \
+      --task_activation "${act}" --languages "${languages}" --utt2lang "${dumpdir}/raw/${set_name}/utt2lang" \
+      --out_json "${d}/score.json" > "${d}/score.txt"
+    log "${d}: $(head -n 3 "${d}/score.txt" | tr '\n' ' ')"
+  done
+  # qst_test: [Q] F1 needs a scorer that knows the new task (tokenverse_score scores scd/endp/ner/lid); the
+  # hypotheses are in ${ext_exp}/decode_of_*/decode_asr+qst/qst_test/1best_recog/text.
+fi
+log "done (stages ${stage}-${stop_stage}); tasks ${tasks}, languages ${languages}"
