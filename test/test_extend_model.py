@@ -229,6 +229,14 @@ def test_packed_extended_model_loads_offline_with_espnet(tiny_trained, extended,
     x = _wav(data, UTTS[1][0])
     assert theirs(x)[0][2] == ours(x)[0][2]  # ESPnet's beam-1 search == our greedy, all tasks active
 
+    from espnet2_ext.asr.extend import extend_experiment  # a packed model is a valid base too
+
+    again = extend_experiment(zip_path, tmp_path / "again", {"tone": ["[HAPPY]", "[SAD]"]})
+    conf = yaml.safe_load((again / "config.yaml").read_text())
+    assert conf["tokenverse_conf"]["tasks"] == OLD_TASKS + ["qst", "tone"]
+    assert conf["token_list"][-4:] == ["[Q]", "[HAPPY]", "[SAD]", "<sos/eos>"]
+    assert "freeze_old" not in conf["model_conf"]
+
 
 def test_cli_refuses_bad_extensions_with_one_line(extended, tmp_path, capsys):
     from espnet2_ext.bin.extend_model import main
