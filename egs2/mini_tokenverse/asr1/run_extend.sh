@@ -23,6 +23,7 @@ inference_config=conf/decode.yaml
 decode_batch_size=8
 ngpu=0
 expdir=exp; dumpdir=dump
+results_md=RESULTS_extend.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
@@ -98,13 +99,14 @@ if run_stage 6; then
   log "=== Stage 6: decoding (old tasks on test; asr,lid on it_test; asr,qst on qst_test) ==="
   for exp_model in "${base_exp}:${base_model}" "${ext_exp}:extended.pth" "${ext_exp}:valid.loss.best.pth"; do
     exp="${exp_model%%:*}"; model="${exp_model##*:}"; out="${ext_exp}/decode_of_${exp##*/}_${model%.pth}"
-    sets="asr,scd,endp,ner,lid"; dirs="${dumpdir}/raw/test"
-    [ "${exp}" = "${base_exp}" ] || { sets+=" asr,lid asr,qst"; dirs+=" ${dumpdir}/raw/it_test ${dumpdir}/raw/qst_test"; }
-    # shellcheck disable=SC2086
-    ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
-      --asr_train_config "${exp}/config.yaml" --asr_model_file "${exp}/${model}" --test_dirs ${dirs} \
-      --activation_sets ${sets} --output_root "${out}" --batch_size "${decode_batch_size}" 2> "${out}.log" \
-      || { tail -n 20 "${out}.log"; exit 1; }
+    pairs="test:asr,scd,endp,ner,lid"  # (test set, activation set): the base model only knows the old ones
+    [ "${exp}" = "${base_exp}" ] || pairs+=" it_test:asr,lid qst_test:asr,qst"
+    for pair in ${pairs}; do
+      ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
+        --asr_train_config "${exp}/config.yaml" --asr_model_file "${exp}/${model}" \
+        --test_dirs "${dumpdir}/raw/${pair%%:*}" --activation_sets "${pair##*:}" --output_root "${out}" \
+        --batch_size "${decode_batch_size}" 2> "${out}.log" || { tail -n 20 "${out}.log"; exit 1; }
+    done
   done
 fi
 
@@ -113,12 +115,15 @@ if run_stage 7; then
   for d in "${ext_exp}"/decode_of_*/decode_asr+scd+endp+ner+lid/test "${ext_exp}"/decode_of_*/decode_asr+lid/it_test; do
     [ -f "${d}/1best_recog/text" ] || continue
     act="$(basename "$(dirname "${d}")")"; act="${act#decode_}"; act="${act//+/,}"
-    set_name="$(basename "${d}")"
+    set_name="$(basename "${d}")"; model_name="$(basename "$(dirname "$(dirname "${d}")")")"
     ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${set_name}/text" --hyp "${d}/1best_recog/text" \
       --task_activation "${act}" --languages "${languages}" --utt2lang "${dumpdir}/raw/${set_name}/utt2lang" \
-      --out_json "${d}/score.json" > "${d}/score.txt"
+      --model "${model_name#decode_of_}" --test_set "${set_name}" --out_json "${d}/score.json" > "${d}/score.txt"
     log "${d}: $(head -n 3 "${d}/score.txt" | tr '\n' ' ')"
   done
+  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${ext_exp}" --out "${results_md}"
+  log "wrote ${results_md} (before = asr_${base_tag}_valid.loss.best, untrained = asr_${ext_tag}_extended," \
+      "after = asr_${ext_tag}_valid.loss.best)"
   # qst_test: [Q] F1 needs a scorer that knows the new task (tokenverse_score scores scd/endp/ner/lid); the
   # hypotheses are in ${ext_exp}/decode_of_*/decode_asr+qst/qst_test/1best_recog/text.
 fi
