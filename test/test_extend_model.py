@@ -129,18 +129,37 @@ def test_extended_model_decodes_like_the_base_while_new_tasks_are_inactive(tiny_
     tokens keep some probability mass there and its scores differ slightly (see README)."""
     _, data, _ = tiny_trained
     base_dir, ext_dir = extended
-    for act in ("asr,scd,endp,ner", "asr"):  # lid off: the new language's token is suppressed too
-        for search in ("modified_beam_search", "greedy", "default"):
-            base = _s2t(base_dir / "config.yaml", base_dir / "valid.loss.best.pth", task_activation=act,
-                        transducer_conf={"search_type": search})
-            ext = _s2t(ext_dir / "config.yaml", ext_dir / "extended.pth", task_activation=act,
-                       transducer_conf={"search_type": search})
-            assert ext.model_tasks == tuple(OLD_TASKS) + ("qst",)
-            for utt, _, _ in UTTS:
-                (b_text, b_tok, _, b_hyp), (e_text, e_tok, _, e_hyp) = base(_wav(data, utt))[0], ext(_wav(data, utt))[0]
+    wavs = {utt: _wav(data, utt) for utt, _, _ in UTTS}
+    for search in ("modified_beam_search", "greedy", "default"):
+        base = _s2t(base_dir / "config.yaml", base_dir / "valid.loss.best.pth", transducer_conf={"search_type": search})
+        ext = _s2t(ext_dir / "config.yaml", ext_dir / "extended.pth", transducer_conf={"search_type": search})
+        assert ext.model_tasks == tuple(OLD_TASKS) + ("qst",)
+        for act in ("asr,scd,endp,ner", "asr"):  # lid off: the new language's token is suppressed too
+            for utt, x in wavs.items():
+                (b_text, b_tok, _, b_hyp), (e_text, e_tok, _, e_hyp) = (base(x, task_activation=act)[0],
+                                                                        ext(x, task_activation=act)[0])
                 assert (e_text, e_tok) == (b_text, b_tok), (act, search, utt)
                 if search == "default":
                     assert e_hyp.score == pytest.approx(b_hyp.score, rel=1e-6, abs=1e-6), (act, search, utt)
+
+
+def test_new_task_only_with_every_old_task_active(tiny_trained, tmp_path):
+    """The issue's case: a new task, inactive; all old tasks (lid included) active."""
+    from espnet2_ext.asr.extend import extend_experiment
+
+    _, data, base_dir = tiny_trained
+    ext_dir = extend_experiment(base_dir, tmp_path / "ext", {"qst": ["[Q]"]}, vector_init="random")
+    act = ",".join(OLD_TASKS)
+    for search in ("default", "modified_beam_search"):
+        base = _s2t(base_dir / "config.yaml", base_dir / "valid.loss.best.pth", task_activation=act,
+                    transducer_conf={"search_type": search})
+        ext = _s2t(ext_dir / "config.yaml", ext_dir / "extended.pth", task_activation=act,
+                   transducer_conf={"search_type": search})
+        for utt, _, _ in UTTS:
+            b, e = base(_wav(data, utt))[0], ext(_wav(data, utt))[0]
+            assert e[:2] == b[:2], (search, utt)
+            if search == "default":
+                assert e[3].score == pytest.approx(b[3].score, rel=1e-6, abs=1e-6), utt
 
 
 def test_extended_weights_keep_old_rows(extended):
