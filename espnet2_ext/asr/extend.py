@@ -358,6 +358,9 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
                 "new_vector_rows": new_vector_rows(strategy, growth.n_old_aux, growth.n_new_aux),
                 "also_train": list(also_train)}
         config["model_conf"] = model_conf
+        if freeze_old and float((config.get("optim_conf") or {}).get("weight_decay", 0) or 0) > 0:
+            log.warning("optim_conf.weight_decay > 0: the optimizer decays the old rows too (their gradient is zero, "
+                        "the decay is not); set weight_decay: 0 in %s to keep them exactly", out_dir / "config.yaml")
 
         # ---- weights: the extended model's own layout, filled from the base model
         build_conf = dict(config, model_conf={k: v for k, v in model_conf.items() if k != "freeze_old"})
