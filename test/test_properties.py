@@ -7,7 +7,6 @@ text with every task token intact; the scorer's counts are symmetric where they 
 from __future__ import annotations
 
 import tempfile
-import unicodedata
 from pathlib import Path
 
 import pytest
@@ -217,7 +216,8 @@ def test_score_corpus_any_tokens(ref, hyp, active):
 
 
 # ---- the tag-aware tokenizer ------------------------------------------------------------------------------
-CORPUS_WORDS = "hello how are you fine thanks the weather is nice today guten tag wie geht es danke maria berlin".split()
+CORPUS_WORDS = ("hello how are you fine thanks the weather is nice today guten tag wie geht es danke maria "
+                "berlin").split()
 
 
 @pytest.fixture(scope="module")

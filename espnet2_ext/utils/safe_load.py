@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import pickle
 import re
 import stat
-import sys
 import tarfile
 import warnings
 import zipfile
@@ -45,7 +43,6 @@ MAX_YAML_BYTES = 16 * 1024 ** 2
 MAX_YAML_NODES = 1_000_000  # a 50k-token token_list is 50k nodes
 TRUST_PICKLE_ENV = "TOKENVERSE_TRUST_PICKLE"
 MAX_BYTES_ENV, MAX_MEMBERS_ENV = "TOKENVERSE_UNPACK_MAX_BYTES", "TOKENVERSE_UNPACK_MAX_MEMBERS"
-log = logging.getLogger(__name__)
 
 
 class UnsafeModelError(DataError):
