@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paper's comparisons with seeds (issue #12): every cell = one config x train set x seed, its own exp dir
 # ${grid_expdir}/asr_<config>_<train set>_seed<k>, trained, decoded (dev, test, test_partial) and scored by run.sh;
-# RESULTS_grid.md (Tables II-IV, mean ± std over seeds, one verdict line per claim) is rewritten after each cell.
+# RESULTS_grid.md (Tables II-IV, mean ± std over seeds, one verdict line per claim) is rewritten after each seed.
 #   TokenVerse baseline (no task vectors)        on train_full_only (conversations) and on train_read<N> (mixed)
 #   TokenVerse++ conf/tuning/train_per_*.yaml    on train_read<N>
 #   the --best TokenVerse++ config               on train_full_only (does the ASR+LID-only data lower WER?)
@@ -86,7 +86,6 @@ cell() {  # $1 config, $2 train set, $3 seed, $4 activation sets
     log "${tag}: ${cmd}"
     "${args[@]}"
   done
-  report
 }
 report() {
   local stats=(); [ -f data/corpus_stats.md ] && stats=(--append data/corpus_stats.md)
@@ -104,6 +103,7 @@ if run_stage 2; then
     cell "${baseline}" "${mixed_set}" "${seed}" "${all_acts}"
     for cfg in ${tv_configs}; do cell "${cfg}" "${mixed_set}" "${seed}" "${tv_acts}"; done
     cell "${best}" "${full_set}" "${seed}" "${tv_acts}"
+    report  # after every seed round (./run_grid.sh --stage 3 makes it from whatever is scored)
   done
 fi
 
