@@ -3,6 +3,7 @@ constrained decoding.
 
     s2t = TokenVerseSpeech2Text.from_pretrained("exp/asr_tokenverse/model.zip")    # offline, packed or dir
     text, tokens, token_ids, hyp = s2t(wav, task_activation=["asr", "scd", "lid"])[0]
+    s2t(stereo_44k, sample_rate=44100)   # or s2t("clip.mp3"): resampled + downmixed to the model's rate, logged
 
 Search (``transducer_conf.search_type``): ``modified_beam_search`` (default; icefall semantics, batched) or
 ``greedy`` (batched) are ours; ESPnet's ``default``/``tsd``/``alsd``/``nsc``/``maes``/``mbg`` still work.
@@ -13,6 +14,7 @@ the paper's Table IV).
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,6 +32,18 @@ from espnet2_ext.tasks.tokenverse_asr import task_spec_of
 
 OUR_SEARCHES = ("modified_beam_search", "greedy")
 ESPNET_SEARCHES = ("default", "tsd", "alsd", "nsc", "maes", "mbg")
+AUDIO_MISMATCH = ("resample", "error")  # what to do with audio at another rate / with several channels
+_MAX_CHANNELS = 16  # a 2-D array whose smaller side is at most this is (samples, channels) or (channels, samples)
+
+
+def model_sample_rate(train_args) -> int:
+    """The rate the model was trained on: ``frontend_conf.fs`` (ESPnet also accepts ``16k``), default 16 kHz."""
+    fs = (getattr(train_args, "frontend_conf", None) or {}).get("fs", 16000)
+    if isinstance(fs, str):
+        import humanfriendly
+
+        fs = humanfriendly.parse_size(fs)
+    return int(fs)
 
 
 class _MaskedJoint(torch.nn.Module):
@@ -47,7 +61,9 @@ class _MaskedJoint(torch.nn.Module):
 class TokenVerseSpeech2Text(Speech2Text):
     def __init__(self, asr_train_config=None, asr_model_file=None, transducer_conf: Optional[Dict] = None,
                  task_activation: Union[str, Sequence[str], None] = None, constrained_decoding: bool = True,
-                 beam_size: int = 4, nbest: int = 1, **kwargs):
+                 beam_size: int = 4, nbest: int = 1, audio_mismatch: str = "resample", **kwargs):
+        if audio_mismatch not in AUDIO_MISMATCH:
+            raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
         conf = dict(transducer_conf or {})
         self.search_type = conf.pop("search_type", "modified_beam_search")
         if self.search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
@@ -63,6 +79,36 @@ class TokenVerseSpeech2Text(Speech2Text):
         self.beam_size, self.constrained = beam_size, constrained_decoding
         self.default_active = self.parse_activation(task_activation)
         self.token_list = list(self.asr_model.token_list)
+        self.sample_rate, self.audio_mismatch = model_sample_rate(self.asr_train_args), audio_mismatch
+        self._formats_logged: set = set()
+
+    # ---- audio input --------------------------------------------------------------------------------
+    def prepare_audio(self, speech, sample_rate: Optional[int] = None, name: str = "input"):
+        """Audio at any rate and channel count -> mono at the model's rate (soxr), one log line per new input
+        format; with ``audio_mismatch='error'`` a ``ValueError`` instead. ``sample_rate=None`` means the model's
+        rate. 2-D input is ``(samples, channels)`` as soundfile returns it, or ``(channels, samples)`` as
+        torchaudio does (the smaller side is the channels)."""
+        from espnet2_ext.data.audio_io import conform, describe
+
+        x = speech.detach().cpu().numpy() if isinstance(speech, torch.Tensor) else np.asarray(speech)
+        rate = int(sample_rate) if sample_rate is not None else self.sample_rate
+        if x.ndim == 2 and min(x.shape) <= _MAX_CHANNELS and x.shape[0] != x.shape[1]:
+            x = x if x.shape[1] < x.shape[0] else x.T  # x: [T, C]
+        elif x.ndim != 1:
+            raise ValueError(f"{name}: audio of shape {tuple(x.shape)}: give a 1-D array of samples, or 2-D "
+                             f"(samples, channels)")
+        channels = 1 if x.ndim == 1 else x.shape[1]
+        if rate == self.sample_rate and channels == 1:
+            return x.reshape(-1)  # x: [T]
+        got, want = describe(rate, channels), describe(self.sample_rate, 1)
+        if self.audio_mismatch == "error":
+            raise ValueError(f"{name}: audio is {got} but the model expects {want}; convert it (sox in.wav -r "
+                             f"{self.sample_rate} -c 1 out.wav) or decode with --audio_mismatch resample")
+        if (rate, channels) not in self._formats_logged:
+            self._formats_logged.add((rate, channels))
+            logging.warning(f"{name}: audio is {got}; converting to {want}, the model's rate (soxr; "
+                            f"--audio_mismatch error refuses such input instead)")
+        return conform(x.astype(np.float32, copy=False), rate, self.sample_rate)
 
     # ---- activation ---------------------------------------------------------------------------------
     def parse_activation(self, activation: Union[str, Sequence[str], None]) -> tuple:
@@ -89,10 +135,17 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     # ---- decoding -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, speech: Union[torch.Tensor, np.ndarray], task_activation=None,
-                 task_mask: Optional[torch.Tensor] = None):
-        """ESPnet's single-utterance call, plus the tasks to activate. Returns [(text, tokens, ids, hyp)]."""
-        speech = torch.as_tensor(speech)
+    def __call__(self, speech: Union[torch.Tensor, np.ndarray, str, Path], task_activation=None,
+                 task_mask: Optional[torch.Tensor] = None, sample_rate: Optional[int] = None):
+        """ESPnet's single-utterance call, plus the tasks to activate. Returns [(text, tokens, ids, hyp)].
+
+        ``speech``: samples (``sample_rate``: their rate, default the model's; several channels are averaged) or an
+        audio file path (any format soundfile reads). Other rates are resampled, see ``prepare_audio``."""
+        if isinstance(speech, (str, Path)):
+            from espnet2_ext.data.audio_io import load_audio
+
+            speech, sample_rate = load_audio(str(speech))
+        speech = torch.as_tensor(self.prepare_audio(speech, sample_rate))
         mask = self._masks(1, task_mask, task_activation).to(self.device)
         if self.search_type in OUR_SEARCHES:
             lengths = torch.tensor([speech.size(-1)])

@@ -6,8 +6,10 @@
 
 Added options: ``--task_activation`` (default: every task the model was trained with), ``--search_type``
 (shortcut for ``transducer_conf.search_type``; default ``modified_beam_search``), ``--constrained_decoding``,
-``--model_file`` (a packed zip or unpacked dir, offline). Per-utterance activation: also pass the data dir's
-``utt2tasks`` as ``--data_path_and_name_and_type data/test/utt2tasks,tasks,text``. Unlike ESPnet's, ``--batch_size``
+``--model_file`` (a packed zip or unpacked dir, offline), ``--audio_mismatch`` (audio at another rate or with
+several channels: ``resample`` to the model's rate and mono, logged once per input format (default), or ``error``).
+``sound`` inputs are read with soundfile (wav/flac/ogg/opus/mp3) and keep their rate. Per-utterance activation:
+also pass the data dir's ``utt2tasks`` as ``--data_path_and_name_and_type data/test/utt2tasks,tasks,text``. Unlike ESPnet's, ``--batch_size``
 > 1 decodes utterances together (batched encoder and search).
 Output: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``, as ESPnet writes them, plus
 ``1best_recog/{ctm,rttm,events.jsonl}`` (word times, segments cut at ``[SCD]``, endpoints and entity spans; see
@@ -18,14 +20,16 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from espnet2.bin import asr_inference as espnet_inference
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
 
-from espnet2_ext.asr.speech2text import ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text, unpack_model
+from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
+                                         unpack_model)
+from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 from espnet2_ext.train.collate import TASK_MASK
 from espnet2_ext.train.preprocessor import TASKS_NAME
@@ -44,6 +48,9 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--model_file", type=str, default=None,
                        help="packed model (zip from the pack stage, or its unpacked dir): replaces "
                             "--asr_train_config/--asr_model_file; no network needed")
+    group.add_argument("--audio_mismatch", type=str, default="resample", choices=AUDIO_MISMATCH,
+                       help="audio whose rate or channel count differs from the model's: resample/downmix it "
+                            "(one log line per input format) or stop with an error")
     group.add_argument("--write_times", type=str2bool, default=True,
                        help="also write 1best_recog/{ctm,rttm,events.jsonl}: word times, segments cut at [SCD], "
                             "endpoints and entity spans (in the recording's clock when the data dir has "
@@ -73,7 +80,41 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
         args, **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
         constrained_decoding=args.constrained_decoding, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
         token_type=args.token_type, bpemodel=args.bpemodel, device=device, dtype=args.dtype,
-        beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest)
+        beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest, audio_mismatch=args.audio_mismatch)
+
+
+class _AudioAtModelRate:
+    """Preprocess step that reads the ``sound`` inputs itself: ESPnet's streaming loader keeps only the samples of
+    ``soundfile.read`` (the rate is dropped, so 44.1 kHz audio would pass as 16 kHz, and stereo reaches the model
+    as [T, 2]). The loader hands over the wav.scp entry; this decodes it (``audio_io``) and converts it to the
+    model's rate and mono (``TokenVerseSpeech2Text.prepare_audio``)."""
+
+    def __init__(self, s2t: TokenVerseSpeech2Text, sound: Dict[str, str], preprocess):
+        self.s2t, self.sound, self.preprocess = s2t, sound, preprocess  # sound: data name -> wav.scp path
+
+    def __call__(self, uid: str, data: Dict):
+        from espnet2_ext.data.audio_io import load_audio
+
+        for name, scp in self.sound.items():
+            try:
+                x, rate = load_audio(data[name])  # x: [T, C]
+                data[name] = self.s2t.prepare_audio(x, rate, name=f"{scp} ({uid})")
+            except DataError as e:
+                raise DataError(f"{scp} ({uid}): {e}") from None
+        return self.preprocess(uid, data) if self.preprocess is not None else data
+
+
+def _batches(loader):
+    """The loader's batches; an input error raised in a DataLoader worker comes back as its own one-line message
+    (PyTorch re-raises it with the worker's traceback folded into the text)."""
+    try:
+        yield from loader
+    except ValueError as e:
+        text = str(e)
+        if "Original Traceback" not in text:
+            raise
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        raise type(e)(last.split(": ", 1)[1] if ": " in last else last) from None
 
 
 class _TimedOutputs:
@@ -112,21 +153,24 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
     """Decode ``args.data_path_and_name_and_type`` into ESPnet's ``<output_dir>/<n>best_recog`` layout."""
     data_names = [name for _, name, _ in args.data_path_and_name_and_type]
     train_args = s2t.asr_train_args
+    # 'sound' entries reach _AudioAtModelRate as text (the wav.scp value), so their rate is not lost.
+    sound = {name: path for path, name, kind in args.data_path_and_name_and_type if kind == "sound"}
+    triplets = [(p, n, "text" if n in sound else k) for p, n, k in args.data_path_and_name_and_type]
     loader = TokenVerseASRTask.build_streaming_iterator(
-        args.data_path_and_name_and_type, dtype=args.dtype, batch_size=args.batch_size, key_file=args.key_file,
+        triplets, dtype=args.dtype, batch_size=args.batch_size, key_file=args.key_file,
         num_workers=args.num_workers,
-        preprocess_fn=TokenVerseASRTask.build_preprocess_fn(train_args, False),
+        preprocess_fn=_AudioAtModelRate(s2t, sound, TokenVerseASRTask.build_preprocess_fn(train_args, False)),
         collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
         allow_variable_data_keys=args.allow_variable_data_keys, inference=True)
     if getattr(args, "streaming", False):  # utterance by utterance, fed in pieces; see asr/streaming.py
         from espnet2_ext.asr.streaming import decode_streaming_to_dir
 
-        decode_streaming_to_dir(s2t, loader, output_dir, args.sim_chunk_length, TASKS_NAME in data_names,
-                                task_activation)
+        decode_streaming_to_dir(s2t, _batches(loader), output_dir, args.sim_chunk_length,
+                                TASKS_NAME in data_names, task_activation)
         return
     timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     with DatadirWriter(output_dir) as writer:
-        for keys, batch in loader:
+        for keys, batch in _batches(loader):
             # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.
             mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
             results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,

@@ -97,6 +97,7 @@ class _WavDump:
 
     def __init__(self, wav_dir, expected_sr: int):
         self.wav_dir, self.sr = Path(wav_dir), expected_sr
+        self.made = [d for d in [self.wav_dir.parent, *self.wav_dir.parent.parents] if not d.exists()]
         self.wav_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.wav_dir.name}.tmp-", dir=self.wav_dir.parent))
 
@@ -139,6 +140,11 @@ class _WavDump:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        for d in self.made:  # parents this dump created, innermost first
+            try:
+                d.rmdir()
+            except OSError:  # not empty (another split's dump) or gone
+                pass
 
 
 def write_dirs(jobs: Sequence[Tuple[Sequence, Union[str, Path], Optional[Union[str, Path]]]],
