@@ -144,7 +144,6 @@ def test_validate_reports_file_line_and_fix_without_modifying(tmp_path, utts, na
 
 @pytest.mark.parametrize("problem,expected", [
     ("missing", "not found"), ("empty", "empty"), ("corrupt", "corrupt"),
-    ("rate", "8000 Hz"), ("stereo", "2 channels"),
 ])
 def test_validate_check_audio(tmp_path, utts, problem, expected):
     d = write_data_dir(utts, tmp_path / "data")
@@ -153,16 +152,29 @@ def test_validate_check_audio(tmp_path, utts, problem, expected):
         target.unlink()
     elif problem == "empty":
         target.write_bytes(b"")
-    elif problem == "corrupt":
-        target.write_bytes(b"RIFF\x00\x00junk" + bytes(range(200)))
-    elif problem == "rate":
-        make_wav(target, 0.5, sr=8000)
     else:
-        make_wav(target, 0.5, channels=2)
+        target.write_bytes(b"RIFF\x00\x00junk" + bytes(range(200)))
     validate_data_dir(d)  # without audio checks it passes
     with pytest.raises(DataError, match=expected) as err:
         validate_data_dir(d, check_audio=True)
     assert "wav.scp:1 (spkB-1)" in str(err.value)
+
+
+@pytest.mark.parametrize("problem,expected", [("rate", "8000 Hz mono wav"), ("stereo", "16000 Hz stereo wav")])
+def test_validate_check_audio_lists_files_to_convert(tmp_path, utts, problem, expected):
+    # Any rate / channel count decodes (issue #18): validation passes and names what stage 2 will convert.
+    d = write_data_dir(utts, tmp_path / "data")
+    target = Path(utts[1].wav)
+    if problem == "rate":
+        make_wav(target, 0.5, sr=8000)
+    else:
+        make_wav(target, 0.5, channels=2)
+    summary = validate_data_dir(d, check_audio=True)
+    users = [u.utt_id for u in utts if u.wav == str(target)]  # every recording reading the changed file
+    assert summary.to_convert == {u: expected for u in users}
+    assert f"{len(users)} files not 16 kHz mono" in summary.format() and expected in summary.format()
+    clean = validate_data_dir(write_data_dir(utts[:1], tmp_path / "clean"), check_audio=True)
+    assert not clean.to_convert
 
 
 def test_validate_cli(tmp_path, utts, capsys):
