@@ -110,10 +110,13 @@ def modified_beam_search(
         if not mask_ready:  # the vocabulary size is known only once the joint has run
             mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)
             mask_ready = True
-        # Scores accumulate in float64: long utterances sum thousands of log-probs.
-        logp = torch.log_softmax(logits.float(), dim=-1).double()
+        # Suppressed tokens leave the softmax (as ESPnet's searches see them through the masked joint): the
+        # scores are then those of a model without those outputs, e.g. an extended model with its new task off.
+        logits = logits.float()
         if mask is not None:
-            logp = logp.masked_fill(mask[hyp_utt], float("-inf"))
+            logits = logits.masked_fill(mask[hyp_utt], float("-inf"))
+        # Scores accumulate in float64: long utterances sum thousands of log-probs.
+        logp = torch.log_softmax(logits, dim=-1).double()
         cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)
 
         # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.
