@@ -95,6 +95,7 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
     from espnet2_ext.asr.frontend.task_conditioned_s3prl import TaskConditionedS3prlFrontend
 
     path = recipe / "pretrained_smoke/x.pt"
+    exported_bytes = path.read_bytes()
     exported = torch.load(path, weights_only=True)
     assert exported["task_cfg"] == {"normalize": True}
     w = exported["model_weight"]["encoder.layers.0.fc1.weight"]
@@ -109,3 +110,11 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
     assert hashlib.sha256(path.read_bytes()).hexdigest() in readme and f"`{objective}`" in readme
     feats, lens = fe(torch.randn(1, 16000), torch.tensor([16000]))
     assert feats.shape[:2] == (1, 49) and lens.tolist() == [49]
+    # exporting again gives the same bytes (the README's sha256 stays true); notes are appended to the README
+    (recipe / "local").mkdir(exist_ok=True)
+    (recipe / "local" / "notes_smoke.md").write_text("## History\nmade by the smoke test\n")
+    r = run("--stage", "3", "--max_steps", "5")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert path.read_bytes() == exported_bytes
+    readme = (recipe / "pretrained_smoke/README.md").read_text()
+    assert readme.rstrip().endswith("made by the smoke test") and hashlib.sha256(exported_bytes).hexdigest() in readme

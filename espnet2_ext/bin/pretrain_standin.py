@@ -28,6 +28,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus_stats", default=None, help="with --readme: corpus_stats.md to include")
     p.add_argument("--commit", default="", help="with --readme: the git commit that made it")
     p.add_argument("--command", default="", help="with --readme: the command that made it")
+    p.add_argument("--notes", default=None, help="with --readme: a markdown file appended as it is (history, choices)")
     for f in fields(PretrainConfig):
         if f.name == "model_overrides":
             p.add_argument("--model_overrides", type=json.loads, default={},
@@ -51,8 +52,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 from espnet2_ext.ssl.pretrain import provenance_markdown
 
                 stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
+                notes = Path(args.notes).read_text() if args.notes else ""
                 atomic_write_text(args.readme, provenance_markdown(args.exp_dir, info, stats, args.commit,
-                                                                   args.command))
+                                                                   args.command) + (f"\n{notes}" if notes else ""))
             print(json.dumps(info))
             return 0
         if not args.data_dir:

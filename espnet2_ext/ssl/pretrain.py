@@ -15,6 +15,7 @@ quantiser and projection heads are. Training is resumable: ``<exp>/checkpoint.pt
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -214,7 +215,11 @@ def _save_atomic(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        # Serialised in memory: torch.save names the archive after the file, so saving to the random temp name
+        # would make every export's bytes (and sha256) different.
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        Path(tmp).write_bytes(buf.getvalue())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

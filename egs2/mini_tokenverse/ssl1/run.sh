@@ -14,7 +14,7 @@ stage=1; stop_stage=3
 hours=4; seed=0; nj=2
 objective=hubert                 # hubert (masked prediction of MFCC k-means units) | ctc (character CTC)
 preset=mini
-max_steps=6000; max_minutes=0; threads=2; batch_seconds=60
+max_steps=2800; max_minutes=0; threads=2; batch_seconds=60   # 2800 steps: ~45 min alone on 2 cores
 pretrain_args=""                 # any other pretrain_standin option, e.g. "--lr 1e-3 --n_clusters 50"
 tag=""                           # experiment name, default <objective>_<preset>
 out=pretrained/xlsr_mini_ssl.pt
@@ -48,7 +48,8 @@ fi
 if run_stage 3; then
   log "=== Stage 3: export -> ${out} ==="
   commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  notes=(); [ -f "local/notes_${tag}.md" ] && notes=(--notes "local/notes_${tag}.md")  # history, choices
   "${python}" -m espnet2_ext.bin.pretrain_standin --exp_dir "exp/pretrain_${tag}" --export "${out}" \
-    --readme "$(dirname "${out}")/README.md" --corpus_stats "${data}/corpus_stats.md" --commit "${commit}" \
+    --readme "$(dirname "${out}")/README.md" --corpus_stats "${data}/corpus_stats.md" --commit "${commit}" "${notes[@]}" \
     --command "./run.sh --objective ${objective} --preset ${preset} --hours ${hours} --seed ${seed} --max_steps ${max_steps} --batch_seconds ${batch_seconds} ${pretrain_args:+--pretrain_args \"${pretrain_args}\"}"
 fi
