@@ -55,6 +55,21 @@ def freeze_pretraining_heads(model: Optional[torch.nn.Module]) -> List[str]:
     return frozen
 
 
+def time_mask_spans(frame_lengths: torch.Tensor, n_frames: int, prob: float, length: int) -> torch.Tensor:
+    """wav2vec2's span masking: per utterance, ``round(prob * frames / length)`` span starts drawn (without
+    replacement) among its valid frames, each masking ``length`` frames (spans may overlap, so a little less than
+    ``prob`` of the frames ends up masked); torch's global generator, seeded by the trainer. Returns [B, T] bool."""
+    spans = torch.zeros(len(frame_lengths), n_frames, dtype=torch.bool)
+    for b, n in enumerate(frame_lengths.tolist()):
+        n_starts = int(round(prob * n / length))
+        if n_starts == 0 or n <= length:
+            continue
+        starts = torch.randperm(n - length + 1)[:n_starts]  # starts: [S]
+        idx = (starts[:, None] + torch.arange(length)[None, :]).reshape(-1)  # idx: [S * length]
+        spans[b, idx] = True
+    return spans
+
+
 def transformer_encoder_of(upstream) -> torch.nn.Module:
     """The wav2vec2/XLSR transformer encoder module inside an ``S3PRLUpstream`` (input = CNN features + proj)."""
     model = getattr(getattr(upstream, "upstream", None), "model", None)
@@ -85,6 +100,8 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         attention_sink_frames: int = 0,
         multichunk_sizes_ms: Optional[Sequence[Union[int, str, None]]] = None,
         wav_normalize: Optional[bool] = None,
+        mask_time_prob: float = 0.0,
+        mask_time_length: int = 5,
     ):
         if task_vector_strategy not in STRATEGIES + ("none",):
             raise ValueError(f"frontend_conf.task_vector_strategy '{task_vector_strategy}' is unknown: choose one "
@@ -140,6 +157,14 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         self.multichunk: Tuple[Optional[int], ...] = tuple(
             chunk_frames_of(v, "multichunk_sizes_ms") for v in (multichunk_sizes_ms or ()))
         self.set_chunking(chunk_size_ms, left_chunks, attention_sink_frames)
+        # ---- wav2vec2-style time masking while fine-tuning (training only)
+        self.mask_time_prob, self.mask_time_length = float(mask_time_prob), int(mask_time_length)
+        if self.mask_time_prob > 0 and getattr(self._wav2vec2, "mask_emb", None) is None:
+            raise ValueError("frontend_conf.mask_time_prob needs a wav2vec2/XLSR-style S3PRL upstream with a mask_emb "
+                             "(wav2vec2_local, xls_r_300m, ...); set it to 0 for other upstreams")
+        if not 0 <= self.mask_time_prob < 1 or self.mask_time_length < 1:
+            raise ValueError(f"frontend_conf.mask_time_prob must be in [0, 1) and mask_time_length >= 1 (got "
+                             f"{mask_time_prob}, {mask_time_length})")
         self._task_mask: Optional[torch.Tensor] = None
         self._pending: Optional[torch.Tensor] = None
         self._frame_lengths: Optional[torch.Tensor] = None
@@ -211,12 +236,17 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
            convolution, and an utterance's output depends on how much the batch padded it (a model can even learn
            to use that frame as an end marker). Frames beyond the CNN's exact output length are masked instead,
            which makes batched output equal to one-utterance output.
-        2. X~ = X + v(c): the TokenVerse++ task vector at the ``feature_encoder`` injection point.
+        2. Training only, with ``mask_time_prob``: spans of frames replaced by wav2vec2's ``mask_emb``, where
+           wav2vec2 masks (after the projection, before the positional convolution), as XLS-R is fine-tuned.
+        3. X~ = X + v(c): the TokenVerse++ task vector at the ``feature_encoder`` injection point.
         """
-        x = args[0]
+        x = args[0]  # x: [B, T, D]
         if self._frame_lengths is not None and kwargs.get("padding_mask") is not None:
             frames = torch.arange(x.size(1), device=x.device)
             kwargs = {**kwargs, "padding_mask": frames[None, :] >= self._frame_lengths.to(x.device)[:, None]}
+        if self.training and self.mask_time_prob > 0 and self._frame_lengths is not None:
+            spans = time_mask_spans(self._frame_lengths, x.size(1), self.mask_time_prob, self.mask_time_length)
+            x = torch.where(spans.to(x.device).unsqueeze(-1), self._wav2vec2.mask_emb.to(x.dtype), x)  # [B, T, D]
         if self._pending is not None:  # None e.g. during S3PRL's own probing forward at construction
             x = x + self._pending.to(x.dtype).unsqueeze(1)
         return (x,) + tuple(args[1:]), kwargs
