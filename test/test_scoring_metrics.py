@@ -233,3 +233,26 @@ def test_cli_errors(tmp_path):
     with pytest.raises(DataError, match="dup:2: duplicate utterance id u1"):
         tokenverse_score.main(["--ref", str(dup), "--hyp", str(ref), "--task_activation", "asr",
                                "--out_json", str(out)])
+
+
+def test_added_point_task_is_scored_like_scd(tmp_path, capsys):
+    """A task added with extend_model (qst = [Q] after a question) gets aligned-tag F1 as qst_f1."""
+    from espnet2_ext.asr.extend import grow_spec
+
+    spec = grow_spec(SPEC, {"qst": ("[Q]",)}, [])
+    # ref: two questions; hyp: one [Q] in place, one a word late (fp + fn), one inserted (fp)
+    ref = {"u1": "[EN] how are you [Q] [ENDP] fine", "u2": "[EN] is it [Q] yes it is"}
+    hyp = {"u1": "[EN] how are you [Q] [ENDP] fine [Q]", "u2": "[EN] is it yes [Q] it is"}
+    res = corpus(ref, hyp, active=("asr", "qst", "endp"), spec=spec)
+    assert res["counts"]["qst"] == {"tp": 1, "fp": 2, "fn": 1}
+    assert res["qst_f1"] == pytest.approx(100 * 2 / (2 + 2 + 1))
+    assert res["wer"] == 0.0 and res["endp_f1"] == 100.0 and res["scd_f1"] is None
+    off = corpus(ref, hyp, active=("asr",), spec=spec)
+    assert off["qst_f1"] is None and off["itt"] == 6  # 3 [Q], 1 [ENDP], 2 [EN] from inactive tasks
+    # the CLI: --extra_tasks, and the printed table gets a QST F1 column
+    r = _write(tmp_path / "ref", [f"{u} {t}" for u, t in ref.items()])
+    h = _write(tmp_path / "hyp", [f"{u} {t}" for u, t in hyp.items()])
+    data = tokenverse_score.main(["--ref", str(r), "--hyp", str(h), "--task_activation", "asr,qst",
+                                  "--extra_tasks", "qst=[Q]", "--out_json", str(tmp_path / "s.json")])
+    assert data["qst_f1"] == pytest.approx(40.0)
+    assert "QST F1" in capsys.readouterr().out

@@ -31,6 +31,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--task_activation", required=True, help="tasks active at inference, comma-separated")
     p.add_argument("--utt2lang", default=None, help="'<utt-id> <lang>' per line for the per-language breakdown")
     p.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES), help="languages of the LID task tokens")
+    p.add_argument("--extra_tasks", action="append", default=[], metavar="NAME=TOKEN",
+                   help="a task added to the model (extend_model --add_task), e.g. 'qst=[Q]': scored by aligned tag "
+                        "matching like scd/endp (F1 as <name>_f1)")
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")
     p.add_argument("--test_set", default=None, help="test set name stored in the JSON (for tokenverse_report)")
@@ -95,10 +98,12 @@ def resolve_hyp(path: Path) -> Path:
 
 
 def format_result(result: Dict[str, object]) -> str:
-    names = ["WER", "SCD F1", "ENDP F1", "NER F1", "LID acc", "ITT"]
-    rows = [["all"] + [fmt(result[k]) for k in METRIC_KEYS]]
+    extra = [k for k in result if k.endswith("_f1") and k not in METRIC_KEYS]  # added tasks, e.g. qst_f1
+    keys = list(METRIC_KEYS[:-1]) + extra + [METRIC_KEYS[-1]]
+    names = ["WER", "SCD F1", "ENDP F1", "NER F1", "LID acc"] + [f"{k[:-3].upper()} F1" for k in extra] + ["ITT"]
+    rows = [["all"] + [fmt(result[k]) for k in keys]]
     per_lang = result["per_language"]
-    rows += [[lang] + [fmt(vals[k]) for k in METRIC_KEYS] for lang, vals in per_lang.items()]  # type: ignore
+    rows += [[lang] + [fmt(vals[k]) for k in keys] for lang, vals in per_lang.items()]  # type: ignore
     return md_table(["Language"] + names, rows)
 
 
@@ -108,6 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     if not languages:
         raise ValueError("--languages is empty; give e.g. en,de,es,fr")
     spec = TaskSpec.default(languages)
+    if args.extra_tasks:
+        from espnet2_ext.asr.extend import grow_spec, parse_task_arg
+
+        spec = grow_spec(spec, dict(parse_task_arg(v) for v in args.extra_tasks), [])
     active = spec.parse_tasks(args.task_activation.split(","), where="--task_activation")
     if not active:
         raise ValueError("--task_activation is empty; give e.g. asr,scd,endp,ner,lid")

@@ -23,7 +23,7 @@ from espnet2_ext.text.strip_tasks import entities
 from espnet2_ext.utils.text_io import utf8_errors
 
 METRIC_KEYS = ("wer", "scd_f1", "endp_f1", "ner_f1", "lid_acc", "itt")
-BOUNDARY_TASKS = ("scd", "endp")  # scored by aligned tag matching
+BOUNDARY_TASKS = ("scd", "endp")  # scored by aligned tag matching (and any other one-token task, e.g. qst)
 PathLike = Union[str, Path]
 
 
@@ -164,6 +164,17 @@ class Counts:
         self.carried |= other.carried
 
 
+def point_tasks(spec: TaskSpec) -> Tuple[str, ...]:
+    """Tasks whose one tag marks a position (scd, endp, and e.g. an added qst): F1 by aligned tag matching."""
+    return tuple(t for t, toks in spec.aux_tokens.items() if t not in ("ner", "lid") and len(toks) == 1)
+
+
+def _point_tasks_counted(c: Counter) -> List[str]:
+    """scd, endp, then any other point task that has counts (in the order they were counted)."""
+    extra = [k[:-3] for k in c if k.endswith("_tp") and k != "ner_tp" and k[:-3] not in BOUNDARY_TASKS]
+    return list(BOUNDARY_TASKS) + extra
+
+
 def _first_of_task(tokens: Sequence[str], task: str, spec: TaskSpec) -> Optional[str]:
     return next((w for w in tokens if spec.task_of(w) == task), None)
 
@@ -182,7 +193,7 @@ def score_utterance(ref: Sequence[str], hyp: Sequence[str], spec: TaskSpec, acti
     c["S"], c["D"], c["I"] = word_errors(ref_words, hyp_words)
 
     # Boundary tags: a hyp tag counts only where the alignment matches it to the same ref tag.
-    boundary = [t for t in BOUNDARY_TASKS if t in spec.aux_tokens]
+    boundary = point_tasks(spec)
     n_ref = Counter(spec.task_of(w) for w in ref if spec.task_of(w) in boundary)
     n_hyp = Counter(spec.task_of(w) for w in hyp if spec.task_of(w) in boundary)
     tp: Counter = Counter()
@@ -227,7 +238,7 @@ def summarize(counts: Counts, active: Iterable[str]) -> Dict[str, Optional[float
     out: Dict[str, Optional[float]] = {
         "wer": _pct(c["S"] + c["D"] + c["I"], c["n_ref_words"]) if on(PRIMARY_TASK) else None,
     }
-    for task in BOUNDARY_TASKS:
+    for task in _point_tasks_counted(c):
         tp, fp, fn = c[f"{task}_tp"], c[f"{task}_fp"], c[f"{task}_fn"]
         out[f"{task}_f1"] = _pct(2 * tp, 2 * tp + fp + fn) if on(task) else None
     # 2PR/(P+R) with P = tp/hyp, R = tp/ref reduces to 2tp/(hyp+ref).
@@ -244,7 +255,7 @@ def counts_json(counts: Counts) -> Dict[str, object]:
         "n_ref_words": c["n_ref_words"],
         "wer": {"S": c["S"], "D": c["D"], "I": c["I"]},
     }
-    for task in BOUNDARY_TASKS:
+    for task in _point_tasks_counted(c):
         out[task] = {"tp": c[f"{task}_tp"], "fp": c[f"{task}_fp"], "fn": c[f"{task}_fn"]}
     out["ner"] = {"tp": c["ner_tp"], "hyp": c["ner_hyp"], "ref": c["ner_ref"]}
     out["lid"] = {"correct": c["lid_correct"], "total": c["lid_total"]}

@@ -153,20 +153,31 @@ def _lang_key(lang: str) -> tuple:
     return (lang == "unk", lang)
 
 
+def metric_columns(entries: Sequence[ScoreEntry]) -> List[Tuple[str, str]]:
+    """The standard columns, plus an F1 column for each task added to a model (e.g. ``qst_f1`` -> 'QST F1')."""
+    known = {k for k, _ in METRIC_COLUMNS}
+    extra: List[str] = []
+    for e in entries:
+        extra += [k for k in e.scores if k.endswith("_f1") and k not in known and k not in extra]
+    return list(METRIC_COLUMNS) + [(k, f"{k[:-3].upper()} F1") for k in extra]
+
+
 def table_main(entries: Sequence[ScoreEntry]) -> str:
-    header = ["Model", "Test set", "Tasks"] + [name for _, name in METRIC_COLUMNS]
+    cols = metric_columns(entries)
+    header = ["Model", "Test set", "Tasks"] + [name for _, name in cols]
     rows = []
     for model in _models(entries):
         act = largest_activation(entries, model)
         for e in entries:
             if e.model == model and e.activation == act:
-                values = [fmt(e.scores.get(k)) for k, _ in METRIC_COLUMNS]
+                values = [fmt(e.scores.get(k)) for k, _ in cols]
                 rows.append([model, e.test_set, activation_tag(act)] + values)
     return md_table(header, rows)
 
 
 def table_per_language(entries: Sequence[ScoreEntry]) -> str:
-    header = ["Model", "Test set", "Language"] + [name for _, name in METRIC_COLUMNS]
+    cols = metric_columns(entries)
+    header = ["Model", "Test set", "Language"] + [name for _, name in cols]
     rows = []
     for model in _models(entries):
         act = largest_activation(entries, model)
@@ -176,12 +187,12 @@ def table_per_language(entries: Sequence[ScoreEntry]) -> str:
             per_lang = e.scores.get("per_language") or {}
             for lang in sorted(per_lang, key=_lang_key):
                 vals = per_lang[lang] or {}
-                rows.append([model, e.test_set, lang] + [fmt(vals.get(k)) for k, _ in METRIC_COLUMNS])
+                rows.append([model, e.test_set, lang] + [fmt(vals.get(k)) for k, _ in cols])
     return md_table(header, rows)
 
 
 def table_activations(entries: Sequence[ScoreEntry], model: str) -> str:
-    cols = list(METRIC_COLUMNS) + [ITT_COLUMN]
+    cols = metric_columns([e for e in entries if e.model == model]) + [ITT_COLUMN]
     header = ["Tasks", "Test set"] + [name for _, name in cols]
     rows = [[activation_tag(e.activation), e.test_set] + [fmt(e.scores.get(k)) for k, _ in cols]
             for e in entries if e.model == model]

@@ -111,20 +111,19 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-  log "=== Stage 7: scoring (old tasks before/after on test, WER + LID on it_test) ==="
-  for d in "${ext_exp}"/decode_of_*/decode_asr+scd+endp+ner+lid/test "${ext_exp}"/decode_of_*/decode_asr+lid/it_test; do
+  log "=== Stage 7: scoring (old tasks before/after on test, WER + LID on it_test, WER + QST F1 on qst_test) ==="
+  for d in "${ext_exp}"/decode_of_*/decode_asr+scd+endp+ner+lid/test "${ext_exp}"/decode_of_*/decode_asr+lid/it_test \
+           "${ext_exp}"/decode_of_*/decode_asr+qst/qst_test; do
     [ -f "${d}/1best_recog/text" ] || continue
     act="$(basename "$(dirname "${d}")")"; act="${act#decode_}"; act="${act//+/,}"
     set_name="$(basename "${d}")"; model_name="$(basename "$(dirname "$(dirname "${d}")")")"
     ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${set_name}/text" --hyp "${d}/1best_recog/text" \
-      --task_activation "${act}" --languages "${languages}" --utt2lang "${dumpdir}/raw/${set_name}/utt2lang" \
+      --task_activation "${act}" --languages "${languages}" --extra_tasks 'qst=[Q]' --utt2lang "${dumpdir}/raw/${set_name}/utt2lang" \
       --model "${model_name#decode_of_}" --test_set "${set_name}" --out_json "${d}/score.json" > "${d}/score.txt"
     log "${d}: $(head -n 3 "${d}/score.txt" | tr '\n' ' ')"
   done
   ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${ext_exp}" --out "${results_md}"
   log "wrote ${results_md} (before = asr_${base_tag}_valid.loss.best, untrained = asr_${ext_tag}_extended," \
       "after = asr_${ext_tag}_valid.loss.best)"
-  # qst_test: [Q] F1 needs a scorer that knows the new task (tokenverse_score scores scd/endp/ner/lid); the
-  # hypotheses are in ${ext_exp}/decode_of_*/decode_asr+qst/qst_test/1best_recog/text.
 fi
 log "done (stages ${stage}-${stop_stage}); tasks ${tasks}, languages ${languages}"
