@@ -172,7 +172,7 @@ def test_streamed_equals_chunk_masked_offline(multichunk, search, size):
     emitted = 0
     s2t = load(out, transducer_conf={"search_type": search}, chunk_size_ms=size, nbest=2)
     for i, (utt, wav) in enumerate(wavs(data)):
-        offline = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]))[0]
+        offline = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), with_frames=True)[0]
         for piece in ((1111, 6400) if i == 0 else (2345,)):
             running = []
             for b in range(0, wav.numel(), piece):
@@ -182,6 +182,7 @@ def test_streamed_equals_chunk_masked_offline(multichunk, search, size):
             assert [r[1] for r in final] == [r[1] for r in offline]
             for a, b in zip(final, offline):
                 assert a[3].score == pytest.approx(b[3].score, rel=1e-6, abs=1e-6)
+                assert a[3].frames == b[3].frames and len(a[3].frames) == len(a[2])  # same emission times
             if search == "greedy":  # the running greedy hypothesis only grows
                 assert all(running[i] == running[i + 1][: len(running[i])] for i in range(len(running) - 1))
         emitted += len(offline[0][2])
@@ -237,7 +238,7 @@ def test_asr_inference_streaming_cli(multichunk, tmp_path):
               "--chunk_size_ms", "80", "--left_chunks", "1"]
     main(common + ["--output_dir", str(tmp_path / "offline")])
     main(common + ["--output_dir", str(tmp_path / "stream"), "--streaming", "true", "--sim_chunk_length", "1000"])
-    for f in ("token_int", "text"):
+    for f in ("token_int", "text", "ctm", "events.jsonl"):  # token times too (EP50/EP90 of the streaming table)
         assert (tmp_path / "stream/1best_recog" / f).read_text() == (tmp_path / "offline/1best_recog" / f).read_text()
     stats = json.loads((tmp_path / "stream/streaming_stats.json").read_text())
     assert stats["utterances"] == 4 and stats["chunk_size_ms"] == 80 and stats["algorithmic_latency_ms"] == 85.0

@@ -48,6 +48,8 @@ class GreedyStream:
         self.dec = self.joint.dec(dec_out)                            # [1, D_joint]
         self.suppress, self.mask, self.max_sym = suppress, None, max_sym_per_frame
         self.tokens: List[int] = []
+        self.token_frames: List[int] = []  # encoder frame of each emitted token (utterance clock)
+        self.t0 = 0  # frames consumed by earlier calls
 
     def advance(self, encoder_out: torch.Tensor) -> None:
         """encoder_out: [1, T_new, D_enc], the next frames."""
@@ -64,11 +66,13 @@ class GreedyStream:
                 if int(token) == blank:
                     break
                 self.tokens.append(int(token))
+                self.token_frames.append(self.t0 + t)
                 out, self.state = self.pred.step(token, self.state)
                 self.dec = self.joint.dec(out)
+        self.t0 += enc.size(1)
 
     def nbest(self, n: int) -> List[Hypothesis]:
-        return [Hypothesis(yseq=list(self.tokens), score=0.0)]
+        return [Hypothesis(yseq=list(self.tokens), score=0.0, frames=list(self.token_frames))]
 
 
 class BeamStream:
@@ -81,6 +85,7 @@ class BeamStream:
         dec_out, self.state = self.pred.start(1)
         self.dec = self.joint.dec(dec_out)                            # [H, D_joint]
         self.ys: List[Tuple[int, ...]] = [()]
+        self.fr: List[Tuple[int, ...]] = [()]  # emission frame of each token of ys
         self.scores: List[float] = [0.0]
         self.suppress, self.mask, self.frames = suppress, None, 0
 
@@ -94,13 +99,14 @@ class BeamStream:
             vocab = logits.size(-1)
             if self.suppress is not None and self.mask is None:
                 self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
-            logp = torch.log_softmax(logits.float(), dim=-1).double()
+            logits = logits.float()  # suppressed tokens leave the softmax, as in the batch search
             if self.mask is not None:
-                logp = logp.masked_fill(self.mask[hyp_utt], float("-inf"))
+                logits = logits.masked_fill(self.mask[hyp_utt], float("-inf"))
+            logp = torch.log_softmax(logits, dim=-1).double()          # [H, V]
             cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
             top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)
             merged: Dict[Tuple[int, ...], int] = {}
-            new_ys, new_scores, parent, token = [], [], [], []
+            new_ys, new_fr, new_scores, parent, token = [], [], [], [], []
             for val, idx in zip(top_val[0].tolist(), top_idx[0].tolist()):
                 if val == -math.inf:
                     break
@@ -110,6 +116,8 @@ class BeamStream:
                 if j is None:
                     merged[key] = len(new_ys)
                     new_ys.append(key)
+                    # topk is sorted: the first alignment reaching a sequence is its best one, keep its frames
+                    new_fr.append(self.fr[p] if tok == blank else self.fr[p] + (self.frames - 1,))
                     new_scores.append(val)
                     parent.append(p)
                     token.append(-1 if tok == blank else tok)
@@ -127,7 +135,7 @@ class BeamStream:
                 out, new_state = self.pred.step(tok_t, index_state(self.state, ext_t))
                 self.dec[ext_t] = self.joint.dec(out)
                 assign_state(self.state, ext_t, new_state)
-            self.ys, self.scores = new_ys, new_scores
+            self.ys, self.fr, self.scores = new_ys, new_fr, new_scores
 
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
@@ -135,7 +143,7 @@ class BeamStream:
         # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1 (as the batch one).
         order = sorted(range(len(self.ys)), reverse=True,
                        key=lambda i: self.scores[i] / (len(self.ys[i]) + 1) if length_norm else self.scores[i])
-        return [Hypothesis(yseq=list(self.ys[i]), score=self.scores[i]) for i in order[:n]]
+        return [Hypothesis(yseq=list(self.ys[i]), score=self.scores[i], frames=list(self.fr[i])) for i in order[:n]]
 
 
 def configure_chunking(frontend, chunk_size_ms=None, left_chunks=None, attention_sink_frames=None) -> None:
@@ -258,7 +266,8 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
 
 
 def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_dir: str,
-                            piece_samples: int = 0, per_utt_masks: bool = False, task_activation=None) -> Dict:
+                            piece_samples: int = 0, per_utt_masks: bool = False, task_activation=None,
+                            timed=None) -> Dict:
     """Stream every utterance of ``loader`` (ESPnet streaming iterator) in pieces of ``piece_samples`` (0: one
     chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
     (audio seconds, decoding wall seconds, real-time factor, latency) and returns it. A non-streaming ``s2t`` (full
@@ -289,7 +298,7 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
                     nbest = s2t(wav[:0], is_final=True)
                 else:
                     nbest = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), task_mask=mask,
-                                             task_activation=task_activation)[0]
+                                             task_activation=task_activation, with_frames=timed is not None)[0]
                 wall_s += time.perf_counter() - start
                 audio_s += wav.numel() / SAMPLE_RATE
                 n_utt += 1
@@ -300,6 +309,10 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
                     w["score"][key] = str(float(hyp.score))
                     if text is not None:
                         w["text"][key] = text
+                if timed is not None and nbest:  # token times -> ctm/rttm/events.jsonl (asr_inference)
+                    timed.add(key, nbest[0][1], nbest[0][3], wav.numel())
+    if timed is not None:
+        timed.write(Path(output_dir) / "1best_recog")
     cfg = getattr(s2t.asr_model.frontend, "chunk_cfg", None)
     chunked = cfg is not None and cfg.chunked
     stats = {"utterances": n_utt, "audio_s": round(audio_s, 3), "wall_s": round(wall_s, 3),

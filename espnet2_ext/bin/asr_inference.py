@@ -166,7 +166,8 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
         from espnet2_ext.asr.streaming import decode_streaming_to_dir
 
         decode_streaming_to_dir(s2t, _batches(loader), output_dir, args.sim_chunk_length,
-                                TASKS_NAME in data_names, task_activation)
+                                TASKS_NAME in data_names, task_activation,
+                                _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None)
         return
     timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     with DatadirWriter(output_dir) as writer:
