@@ -64,7 +64,11 @@ if run_stage 3; then
   ${python} -m espnet2_ext.bin.extend_model --base "${base_exp}" --model_file "${base_exp}/${base_model}" \
     --out_dir "${ext_exp}" --overwrite true --add_task 'qst=[Q]' --add_language it \
     --freeze_old "${freeze_old}" --also_train "${also_train}"
+  # ESPnet's trainer rewrites <exp>/config.yaml with its full dump (which --config does not take back): train from
+  # a copy, so stage 5 can be re-run after a kill.
+  cp "${ext_exp}/config.yaml" "${ext_exp}/extend_config.yaml"
 fi
+ext_config="${ext_exp}/extend_config.yaml"
 
 train_data_opts() {  # $1 = train|valid, $2 = dump dir
   echo "--${1}_data_path_and_name_and_type $2/wav.scp,speech,sound" \
@@ -75,7 +79,7 @@ stats_dir="${ext_exp}/stats"
 if run_stage 4; then
   log "=== Stage 4: statistics (${stats_dir}) ==="
   # shellcheck disable=SC2046
-  ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${ext_exp}/config.yaml" --init_param \
+  ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${ext_config}" --init_param \
     --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 --ngpu 0 \
     $(train_data_opts train "${dumpdir}/raw/ext_train") $(train_data_opts valid "${dumpdir}/raw/ext_dev") \
     --train_shape_file "${dumpdir}/raw/ext_train/wav.scp" --valid_shape_file "${dumpdir}/raw/ext_dev/wav.scp" \
@@ -86,7 +90,7 @@ if run_stage 5; then
   log "=== Stage 5: training ${ext_exp} from ${ext_exp}/extended.pth; log: ${ext_exp}/train.log ==="
   # The ordinary trainer; --init_param is ESPnet's way to start from weights (also set in the written config).
   # shellcheck disable=SC2046,SC2086
-  ${python} -m espnet2_ext.bin.asr_train --config "${ext_exp}/config.yaml" --init_param "${ext_exp}/extended.pth" \
+  ${python} -m espnet2_ext.bin.asr_train --config "${ext_config}" --init_param "${ext_exp}/extended.pth" \
     --use_preprocessor true --ngpu "${ngpu}" \
     $(train_data_opts train "${dumpdir}/raw/ext_train") $(train_data_opts valid "${dumpdir}/raw/ext_dev") \
     --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
