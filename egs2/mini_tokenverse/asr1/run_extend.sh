@@ -126,7 +126,9 @@ if run_stage 7; then
       --model "${model_name#decode_of_}" --test_set "${set_name}" --out_json "${d}/score.json" > "${d}/score.txt"
     log "${d}: $(head -n 3 "${d}/score.txt" | tr '\n' ' ')"
   done
-  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${ext_exp}" --out "${results_md}"
+  prepend=""; [ -f local/results_extend_notes.md ] && prepend="--prepend local/results_extend_notes.md"
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${ext_exp}" --out "${results_md}" ${prepend}
   log "wrote ${results_md} (before = asr_${base_tag}_valid.loss.best, untrained = asr_${ext_tag}_extended," \
       "after = asr_${ext_tag}_valid.loss.best)"
 fi
