@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     cfg = model_cfg_for(args.preset, **overrides)
     path = save_checkpoint(args.out, cfg, seed=args.seed)
     import torch
-    n = sum(v.numel() for v in torch.load(path, map_location="cpu")["model_weight"].values())
+    n = sum(v.numel() for v in torch.load(path, map_location="cpu", weights_only=True)["model_weight"].values())
     print(f"wrote {path} (preset {args.preset}, {n / 1e6:.2f}M parameters)")
 
 
