@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence
 
 from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.scoring.metrics import METRIC_KEYS, read_text, read_utt2lang, score_corpus, unknown_tags
-from espnet2_ext.scoring.report import atomic_write_text, fmt, md_table
+from espnet2_ext.scoring.report import added_f1_columns, atomic_write_text, fmt, md_table
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 
 
@@ -98,9 +98,9 @@ def resolve_hyp(path: Path) -> Path:
 
 
 def format_result(result: Dict[str, object]) -> str:
-    extra = [k for k in result if k.endswith("_f1") and k not in METRIC_KEYS]  # added tasks, e.g. qst_f1
-    keys = list(METRIC_KEYS[:-1]) + extra + [METRIC_KEYS[-1]]
-    names = ["WER", "SCD F1", "ENDP F1", "NER F1", "LID acc"] + [f"{k[:-3].upper()} F1" for k in extra] + ["ITT"]
+    extra = added_f1_columns([result])  # added tasks, e.g. qst_f1
+    keys = list(METRIC_KEYS[:-1]) + [k for k, _ in extra] + [METRIC_KEYS[-1]]
+    names = ["WER", "SCD F1", "ENDP F1", "NER F1", "LID acc"] + [name for _, name in extra] + ["ITT"]
     rows = [["all"] + [fmt(result[k]) for k in keys]]
     per_lang = result["per_language"]
     rows += [[lang] + [fmt(vals[k]) for k in keys] for lang, vals in per_lang.items()]  # type: ignore

@@ -153,13 +153,18 @@ def _lang_key(lang: str) -> tuple:
     return (lang == "unk", lang)
 
 
-def metric_columns(entries: Sequence[ScoreEntry]) -> List[Tuple[str, str]]:
-    """The standard columns, plus an F1 column for each task added to a model (e.g. ``qst_f1`` -> 'QST F1')."""
+def added_f1_columns(scores: Sequence[Mapping[str, object]]) -> List[Tuple[str, str]]:
+    """An F1 column for each task added to a model that the score dicts hold (e.g. ``qst_f1`` -> 'QST F1')."""
     known = {k for k, _ in METRIC_COLUMNS}
     extra: List[str] = []
-    for e in entries:
-        extra += [k for k in e.scores if k.endswith("_f1") and k not in known and k not in extra]
-    return list(METRIC_COLUMNS) + [(k, f"{k[:-3].upper()} F1") for k in extra]
+    for score in scores:
+        extra += [k for k in score if k.endswith("_f1") and k not in known and k not in extra]
+    return [(k, f"{k[:-3].upper()} F1") for k in extra]
+
+
+def metric_columns(entries: Sequence[ScoreEntry]) -> List[Tuple[str, str]]:
+    """The standard columns, plus those of added tasks."""
+    return list(METRIC_COLUMNS) + added_f1_columns([e.scores for e in entries])
 
 
 def table_main(entries: Sequence[ScoreEntry]) -> str:
