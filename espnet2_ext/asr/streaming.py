@@ -34,7 +34,8 @@ import torch
 from espnet2_ext.asr.speech2text import OUR_SEARCHES, TokenVerseSpeech2Text, unpack_model
 from espnet2_ext.asr.transducer.search import to_espnet_hypotheses
 from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, assign_state,
-                                                      index_state, log_add, prepare_suppress_mask)
+                                                      index_state, log_add, masked_log_probs,
+                                                      prepare_suppress_mask)
 from espnet2_ext.layers.chunk_attention import FRAME_MS, SAMPLE_RATE, EncoderStreamState, chunk_frames_of
 
 
@@ -99,10 +100,7 @@ class BeamStream:
             vocab = logits.size(-1)
             if self.suppress is not None and self.mask is None:
                 self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
-            logits = logits.float()  # suppressed tokens leave the softmax, as in the batch search
-            if self.mask is not None:
-                logits = logits.masked_fill(self.mask[hyp_utt], float("-inf"))
-            logp = torch.log_softmax(logits, dim=-1).double()          # [H, V]
+            logp = masked_log_probs(logits, None if self.mask is None else self.mask[hyp_utt])  # [H, V]
             cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
             top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)
             merged: Dict[Tuple[int, ...], int] = {}

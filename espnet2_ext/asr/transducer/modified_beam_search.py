@@ -26,6 +26,7 @@ from espnet2_ext.asr.transducer.search_common import (
     check_inputs,
     index_state,
     log_add,
+    masked_log_probs,
     prepare_suppress_mask,
 )
 
@@ -110,13 +111,7 @@ def modified_beam_search(
         if not mask_ready:  # the vocabulary size is known only once the joint has run
             mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)
             mask_ready = True
-        # Suppressed tokens leave the softmax (as ESPnet's searches see them through the masked joint): the
-        # scores are then those of a model without those outputs, e.g. an extended model with its new task off.
-        logits = logits.float()
-        if mask is not None:
-            logits = logits.masked_fill(mask[hyp_utt], float("-inf"))
-        # Scores accumulate in float64: long utterances sum thousands of log-probs.
-        logp = torch.log_softmax(logits, dim=-1).double()
+        logp = masked_log_probs(logits, None if mask is None else mask[hyp_utt])  # [H, V]
         cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)
 
         # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.

@@ -116,6 +116,16 @@ def prepare_suppress_mask(suppress_mask: Optional[torch.Tensor], batch: int, voc
     return mask if bool(mask.any()) else None
 
 
+def masked_log_probs(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """log_softmax over the allowed tokens only, in float64 (scores sum thousands of these): suppressed tokens
+    (``mask`` True) leave the softmax, as ESPnet's searches see them through the masked joint, so an extended
+    model with its new tasks off scores exactly like its base. logits: [H, V], mask: [H, V] or None."""
+    logits = logits.float()
+    if mask is not None:
+        logits = logits.masked_fill(mask, float("-inf"))
+    return torch.log_softmax(logits, dim=-1).double()
+
+
 def log_add(a: float, b: float) -> float:
     """log(exp(a) + exp(b)) without overflow."""
     if a == -math.inf:
