@@ -8,12 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, Tuple, Union
 
+from espnet2_ext.common import DataError  # noqa: F401  (re-exported until every importer uses common)
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
 from espnet2_ext.utils.text_io import utf8_errors
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file/line or utterance and says how to fix it."""
 
 
 def parse_tasks_field(value: str, spec: TaskSpec, where: str) -> Tuple[str, ...]:
