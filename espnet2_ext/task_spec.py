@@ -7,7 +7,7 @@ words and is always active; every other task owns a set of tag tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 PRIMARY_TASK = "asr"
 DEFAULT_LANGUAGES = ("en", "de", "es", "fr")
@@ -115,6 +115,17 @@ class TaskSpec:
         wanted = set(names)
         return tuple(t for t in self.tasks if t in wanted)
 
+    def active_tasks(self, names: Union[str, Iterable[str], None] = None, where: str = "") -> Tuple[str, ...]:
+        """The one definition of an activation: None = every task; otherwise the named tasks (a list or a
+        comma/space-separated string) validated against the spec, the primary task added, in spec order."""
+        if names is None:
+            return self.tasks
+        names = names.replace(",", " ").split() if isinstance(names, str) else [str(n) for n in names]
+        if not [n for n in names if n.strip()]:
+            loc = f"{where}: " if where else ""
+            raise ValueError(f"{loc}empty: name at least '{PRIMARY_TASK}'; valid tasks are: {', '.join(self.tasks)}")
+        return self.parse_tasks(list(names) + [PRIMARY_TASK], where)
+
     def mask(self, active: Iterable[str]) -> List[int]:
         """0/1 list over ``self.tasks``."""
         active = set(active)
@@ -122,3 +133,29 @@ class TaskSpec:
 
     def active_from_mask(self, mask: Sequence) -> Tuple[str, ...]:
         return tuple(t for t, m in zip(self.tasks, mask) if int(m))
+
+
+DEFAULT_AUX_TASKS: Tuple[str, ...] = TaskSpec.default().aux_tasks
+DEFAULT_TASKS: Tuple[str, ...] = (PRIMARY_TASK,) + DEFAULT_AUX_TASKS
+
+# ``tokenverse_conf`` of a training config: the task set (and the training activation policy). Everything that
+# needs the task set (preprocessor, frontend layout, model, searches, scorer, CLIs) derives it from this through
+# ``task_spec_of``.
+TOKENVERSE_DEFAULTS: Dict[str, Any] = {"tasks": list(DEFAULT_TASKS), "languages": list(DEFAULT_LANGUAGES),
+                                       "extra_tokens": None, "policy": "sample"}
+
+
+def tokenverse_conf_of(args: Any) -> Dict[str, Any]:
+    """``args.tokenverse_conf`` (an argparse Namespace or a loaded config) completed with the defaults."""
+    given = getattr(args, "tokenverse_conf", None) if not isinstance(args, Mapping) else args.get("tokenverse_conf")
+    conf = {**TOKENVERSE_DEFAULTS, **(given or {})}
+    unknown = set(conf) - set(TOKENVERSE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"tokenverse_conf: unknown key(s) {sorted(unknown)}; valid keys: {sorted(TOKENVERSE_DEFAULTS)}")
+    return conf
+
+
+def task_spec_of(args: Any) -> TaskSpec:
+    """The model's one ``TaskSpec``, from its config's ``tokenverse_conf``."""
+    conf = tokenverse_conf_of(args)
+    return TaskSpec.build(conf["tasks"], conf["languages"], conf["extra_tokens"])

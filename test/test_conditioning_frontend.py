@@ -29,14 +29,16 @@ MASKS = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 1, 0, 1]])
 
 
 def hidden_states(frontend, x, lens, mask):
-    """Upstream hidden states with the feature-encoder vector of ``mask`` (None: no vector at all)."""
-    with torch.no_grad():
-        frontend._pending = None if mask is None else frontend.task_vectors["feature_encoder"](mask)
-        try:
-            hs, _ = frontend.upstream(x, lens)
-        finally:
-            frontend._pending = None
-    return hs
+    """Upstream hidden states (the inputs of every transformer layer + the encoder output) of one frontend call
+    with ``mask``, caught by a forward hook on the upstream; ``mask`` None with the vectors zeroed = no vector."""
+    got = []
+    handle = frontend.upstream.register_forward_hook(lambda m, i, o: got.append([h.clone() for h in o[0]]))
+    try:
+        with torch.no_grad():
+            frontend(x, lens, task_mask=mask)
+    finally:
+        handle.remove()
+    return got[0]
 
 
 def test_zero_vectors_reproduce_plain_frontend(standin):
@@ -49,8 +51,8 @@ def test_zero_vectors_reproduce_plain_frontend(standin):
                           multilayer_feature=True).eval()
     plain.featurizer.load_state_dict(f.featurizer.state_dict())
     x, lens = wavs()
-    with torch.no_grad(), f.conditioned_on(MASKS):
-        y, ylens = f(x, lens)
+    with torch.no_grad():
+        y, ylens = f(x, lens, task_mask=MASKS)
         y0, y0lens = plain(x, lens)
     # same frames, except S3PRL's filler frame past the CNN's exact output length, which we leave out
     assert torch.equal(ylens, y0lens - 1)
@@ -60,8 +62,13 @@ def test_zero_vectors_reproduce_plain_frontend(standin):
 def test_feature_encoder_injection_changes_every_layer_input(standin):
     f = make(standin, task_vector_injection="feature_encoder")
     x, lens = wavs()
-    base = hidden_states(f, x, lens, None)
     cond = hidden_states(f, x, lens, MASKS)
+    saved = f.task_vectors["feature_encoder"].weight.detach().clone()
+    with torch.no_grad():
+        f.task_vectors["feature_encoder"].weight.zero_()
+    base = hidden_states(f, x, lens, MASKS)
+    with torch.no_grad():
+        f.task_vectors["feature_encoder"].weight.copy_(saved)
     # S3PRL's hidden states are the inputs of every transformer layer (+ the encoder output): all must change
     assert len(base) == 3
     for h0, h1 in zip(base, cond):
@@ -72,11 +79,9 @@ def test_encoder_output_injection_changes_only_the_output(standin):
     f = make(standin, task_vector_injection="encoder_output")
     x, lens = wavs()
     with torch.no_grad():
-        hs_plain, _ = f.upstream(x, lens)
         y_plain, _ = f(x, lens)  # no mask: all tasks active
-        with f.conditioned_on(MASKS):
-            y, ylens = f(x, lens)
-            hs_cond, _ = f.upstream(x, lens)
+        y, ylens = f(x, lens, task_mask=MASKS)
+    hs_plain, hs_cond = hidden_states(f, x, lens, None), hidden_states(f, x, lens, MASKS)
     for a, b in zip(hs_plain, hs_cond):
         assert torch.equal(a, b)
     v = f.task_vectors["encoder_output"](MASKS)
@@ -88,8 +93,8 @@ def test_padding_frames_stay_zero(standin):
     f = make(standin, task_vector_injection="encoder_output")
     x, _ = wavs(n=16000)
     lens = torch.tensor([16000, 9000, 4000])
-    with torch.no_grad(), f.conditioned_on(MASKS):
-        y, ylens = f(x, lens)
+    with torch.no_grad():
+        y, ylens = f(x, lens, task_mask=MASKS)
     for i, n in enumerate(ylens.tolist()):
         assert n < y.size(1) or i == 0
         assert torch.count_nonzero(y[i, n:]) == 0
@@ -102,11 +107,11 @@ def test_padding_does_not_change_an_utterance(standin, injection):
     f = make(standin, task_vector_injection=injection)
     x, _ = wavs(n=16000)
     lens = torch.tensor([16000, 11111, 5003])
-    with torch.no_grad(), f.conditioned_on(MASKS):
-        y, ylens = f(x, lens)
+    with torch.no_grad():
+        y, ylens = f(x, lens, task_mask=MASKS)
     for i in range(3):
-        with torch.no_grad(), f.conditioned_on(MASKS[i:i + 1]):
-            yi, yilens = f(x[i:i + 1, : lens[i]], lens[i:i + 1])
+        with torch.no_grad():
+            yi, yilens = f(x[i:i + 1, : lens[i]], lens[i:i + 1], task_mask=MASKS[i:i + 1])
         assert int(yilens) == int(ylens[i])
         assert torch.allclose(y[i, : ylens[i]], yi[0], atol=1e-5)
 
@@ -116,14 +121,11 @@ def test_batch_independence(standin, injection):
     f = make(standin, task_vector_injection=injection)
     x, lens = wavs()
     with torch.no_grad():
-        with f.conditioned_on(MASKS):
-            y, _ = f(x, lens)
-        with f.conditioned_on(MASKS[:1]):
-            y_alone, _ = f(x[:1], lens[:1])
+        y, _ = f(x, lens, task_mask=MASKS)
+        y_alone, _ = f(x[:1], lens[:1], task_mask=MASKS[:1])
         other = MASKS.clone()
         other[1:] = torch.tensor([1, 1, 0, 0, 0])
-        with f.conditioned_on(other):
-            y_other, _ = f(x, lens)
+        y_other, _ = f(x, lens, task_mask=other)
     assert torch.allclose(y[0], y_alone[0], atol=1e-5)
     assert torch.allclose(y[0], y_other[0], atol=1e-5)
     assert not torch.allclose(y[1], y_other[1], atol=1e-5)
@@ -138,8 +140,7 @@ def test_vectors_live_outside_upstream_and_get_gradients_only_when_active(standi
         p.requires_grad_(False)
     x, lens = wavs(b=1)
     mask = torch.tensor([[1, 1, 0, 0, 1]])
-    with f.conditioned_on(mask):
-        y, _ = f(x, lens)
+    y, _ = f(x, lens, task_mask=mask)
     y.pow(2).sum().backward()
     grad = f.task_vectors["feature_encoder"].weight.grad
     rows = (grad.abs().sum(1) > 0).nonzero().flatten().tolist()
@@ -155,8 +156,7 @@ def test_every_trainable_parameter_gets_a_gradient_and_is_listed_once(standin):
     frozen = {n.replace("upstream.upstream.model.", "") for n, p in f.named_parameters() if not p.requires_grad}
     assert frozen == {"mask_emb", "project_q.weight", "project_q.bias", "final_proj.weight", "final_proj.bias"}
     x, lens = wavs(b=2)
-    with f.conditioned_on(torch.tensor([[1, 0, 1, 0, 1], [1, 1, 1, 1, 1]])):
-        y, _ = f(x, lens)
+    y, _ = f(x, lens, task_mask=torch.tensor([[1, 0, 1, 0, 1], [1, 1, 1, 1, 1]]))
     y.pow(2).sum().backward()
     unused = [n for n, p in f.named_parameters() if p.requires_grad and p.grad is None]
     assert unused == []
@@ -184,5 +184,4 @@ def test_bad_options(standin):
     f = make(standin)
     x, lens = wavs()
     with pytest.raises(ValueError, match="task_mask must be"):
-        with f.conditioned_on(torch.ones(3, 2, dtype=torch.long)):
-            f(x, lens)
+        f(x, lens, task_mask=torch.ones(3, 2, dtype=torch.long))

@@ -76,7 +76,8 @@ def test_training_trace_unchanged(tmp_path, strategy, injection):
     stored = json.loads(TRACE.read_text())[_key(strategy, injection)]
     got = run_trace(tmp_path, strategy, injection)
     assert got["greedy"] == stored["greedy"]
-    assert got["enc_sums"] == pytest.approx(stored["enc_sums"], rel=1e-4, abs=1e-2)
+    for got_sums, stored_sums in zip(got["enc_sums"], stored["enc_sums"]):
+        assert got_sums == pytest.approx(stored_sums, rel=1e-4, abs=1e-2)
     if strategy != "none":  # the partial masks condition the encoder
         assert got["enc_sums"][0] != pytest.approx(got["enc_sums"][1], rel=1e-4)
     assert len(got["steps"]) == len(stored["steps"]) == STEPS

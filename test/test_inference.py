@@ -79,7 +79,7 @@ def test_task_activation_and_constrained_decoding(tiny_trained, s2t_factory):
         for text in texts(s2t.decode_batch(speech, lens, task_activation=act)):
             tasks = {SPEC.task_of(w) for w in text.split()} - {None}
             assert tasks <= set(act), (act, text)
-    with pytest.raises(ValueError, match="sentiment not among this model's tasks; valid tasks are: asr, scd"):
+    with pytest.raises(ValueError, match="--task_activation: unknown task.s. sentiment; valid tasks are: asr, scd"):
         s2t.parse_activation("asr,sentiment")
     with pytest.raises(ValueError, match="empty"):
         s2t.parse_activation("")

@@ -25,10 +25,10 @@ import torch
 from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransHypothesis
 from espnet2.bin.asr_inference import Speech2Text
 
-from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search, suppress_mask_for,
-                                               to_espnet_hypotheses)
+from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search,
+                                               suppress_mask_from_task_mask, to_espnet_hypotheses)
 from espnet2_ext.asr.transducer.search_common import Hypothesis
-from espnet2_ext.tasks.tokenverse_asr import task_spec_of
+from espnet2_ext.task_spec import task_spec_of
 
 OUR_SEARCHES = ("modified_beam_search", "greedy")
 ESPNET_SEARCHES = ("default", "tsd", "alsd", "nsc", "maes", "mbg")
@@ -74,8 +74,11 @@ class TokenVerseSpeech2Text(Speech2Text):
                          transducer_conf=espnet_conf, beam_size=beam_size, nbest=nbest, **kwargs)
         if not getattr(self.asr_model, "use_transducer_decoder", False):
             raise ValueError("TokenVerseSpeech2Text needs a transducer model (decoder: transducer)")
-        self.spec = task_spec_of(self.asr_train_args)
-        self.model_tasks = tuple(getattr(self.asr_model, "tasks", self.spec.tasks))
+        self.spec = task_spec_of(self.asr_train_args)  # the model's one TaskSpec: searches, masks, suppression
+        if tuple(self.asr_model.tasks) != self.spec.tasks:
+            raise ValueError(f"{asr_train_config}: the model's task mask columns {list(self.asr_model.tasks)} "
+                             f"differ from tokenverse_conf.tasks {list(self.spec.tasks)}; use the config.yaml "
+                             f"the model was trained with")
         self.beam_size, self.constrained = beam_size, constrained_decoding
         self.default_active = self.parse_activation(task_activation)
         self.token_list = list(self.asr_model.token_list)
@@ -112,20 +115,8 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     # ---- activation ---------------------------------------------------------------------------------
     def parse_activation(self, activation: Union[str, Sequence[str], None]) -> tuple:
-        """Validate a task set; None means every task the model was trained with."""
-        if activation is None:
-            return self.model_tasks
-        names = activation.replace(",", " ").split() if isinstance(activation, str) else list(activation)
-        if not names:
-            raise ValueError(f"--task_activation is empty: name at least 'asr'; this model's tasks are: "
-                             f"{', '.join(self.model_tasks)}")
-        unknown = [n for n in names if n not in self.model_tasks]
-        if unknown:
-            raise ValueError(f"--task_activation: {', '.join(unknown)} not among this model's tasks; valid tasks "
-                             f"are: {', '.join(self.model_tasks)}")
-        if "asr" not in names:
-            names = ["asr"] + names  # the primary task is always on
-        return tuple(t for t in self.model_tasks if t in names)
+        """Validate a task set (``TaskSpec.active_tasks``); None means every task the model was trained with."""
+        return self.spec.active_tasks(activation, "--task_activation")
 
     def _masks(self, batch: int, task_mask: Optional[torch.Tensor], activation) -> torch.Tensor:
         if task_mask is not None:
@@ -147,11 +138,14 @@ class TokenVerseSpeech2Text(Speech2Text):
             speech, sample_rate = load_audio(str(speech))
         speech = torch.as_tensor(self.prepare_audio(speech, sample_rate))
         mask = self._masks(1, task_mask, task_activation).to(self.device)
+        lengths = torch.tensor([speech.size(-1)])
         if self.search_type in OUR_SEARCHES:
-            lengths = torch.tensor([speech.size(-1)])
             return self.decode_batch(speech.view(1, -1), lengths, mask)[0]
-        with self._espnet_search_constrained(mask[0]), self.asr_model.frontend.conditioned_on(mask):
-            return super().__call__(speech)
+        # ESPnet's search on our encoder output: ESPnet's __call__ minus its encode (which takes no mask).
+        speech = speech.view(1, -1).to(self.device, getattr(torch, self.dtype))  # speech: [1, S]
+        enc, _ = self.asr_model.encode(speech, lengths.to(self.device), task_mask=mask)  # enc: [1, T, D]
+        with self._espnet_search_constrained(mask[0]):
+            return self._decode_single_sample(enc[0])
 
     @torch.no_grad()
     def decode_batch(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
@@ -210,8 +204,7 @@ class TokenVerseSpeech2Text(Speech2Text):
     def _suppress(self, mask: torch.Tensor) -> Optional[torch.Tensor]:
         if not self.constrained:
             return None
-        active = [self.spec.active_from_mask(m.tolist()) for m in mask]
-        return suppress_mask_for(self.token_list, self.spec, active).to(mask.device)
+        return suppress_mask_from_task_mask(self.token_list, self.spec, mask).to(mask.device)
 
     @contextlib.contextmanager
     def _espnet_search_constrained(self, mask_row: torch.Tensor):

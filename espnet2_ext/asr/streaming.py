@@ -22,7 +22,6 @@ Not streamable, rejected with a message: utterance-level waveform normalisation 
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import time
@@ -245,11 +244,7 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         fe = self.asr_model.frontend
         wav = samples.view(1, -1).to(self.device, getattr(torch, self.dtype))
         lengths = torch.tensor([wav.size(1)], device=self.device)
-        if "task_mask" in inspect.signature(fe.forward).parameters:  # per-call task mask (issue #13's interface)
-            feats, feats_lens = fe(wav, lengths, task_mask=self._mask, stream=self._encoder_state)
-        else:
-            with fe.conditioned_on(self._mask):
-                feats, feats_lens = fe(wav, lengths, stream=self._encoder_state)
+        feats, feats_lens = fe(wav, lengths, task_mask=self._mask, stream=self._encoder_state)  # [1, C, D]
         if int(feats_lens[0]) != frames:
             raise RuntimeError(f"streaming frontend returned {int(feats_lens[0])} frames for a {frames}-frame chunk")
         if self.asr_model.normalize is not None:
@@ -276,7 +271,7 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
     from espnet2.fileio.datadir_writer import DatadirWriter
 
     from espnet2_ext.scoring.report import atomic_write_text
-    from espnet2_ext.train.collate import TASK_MASK
+    from espnet2_ext.common import TASK_MASK
 
     streaming = isinstance(s2t, TokenVerseStreamingSpeech2Text)
     piece = (piece_samples or s2t.chunk_samples) if streaming else None

@@ -2,8 +2,12 @@
 a selectable RNN-T loss backend.
 
 What differs from the parent:
-* ``forward``/``encode`` take the per-utterance ``task_mask`` (from the task-mask collate function) and hand it
-  to the frontend, which adds the task vectors; without a mask every trained task is active.
+* the per-utterance ``task_mask`` [B, 1 + K] (from the task-mask collate function) is an argument all the way
+  down: ``forward(..., task_mask)`` -> ``encode(speech, lengths, task_mask)`` -> ``_extract_feats`` ->
+  ``frontend(speech, lengths, task_mask=...)``, which adds the task vectors; None = every trained task active.
+  ``forward`` and ``encode`` are therefore ours (the parent's take no mask): ``forward`` is the parent's
+  transducer branch (+ CTC), ``encode`` its frontend -> specaug -> normalize -> pre-encoder -> encoder ->
+  post-encoder chain;
 * the RNN-T loss comes from ``rnnt_loss_backends`` (torchaudio by default) instead of ``warprnnt_pytorch``, which
   ESPnet imports for transducers and which is not on PyPI;
 * validation CER/WER use batched greedy search instead of a per-utterance beam search;
@@ -11,16 +15,17 @@ What differs from the parent:
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, Optional, Tuple
 
 import torch
-from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.espnet_model import ESPnetASRModel, autocast, autocast_type
 from espnet2.asr.transducer.error_calculator import ErrorCalculatorTransducer
 from espnet2.asr_transducer.utils import get_transducer_task_io
+from espnet2.torch_utils.device_funcs import force_gatherable
 
+from espnet2_ext.asr.frontend.task_conditioned_s3prl import TaskConditionedS3prlFrontend
 from espnet2_ext.asr.rnnt_loss_backends import build_rnnt_loss
-from espnet2_ext.train.collate import TASK_MASK
+from espnet2_ext.task_spec import PRIMARY_TASK
 
 
 class TokenVerseASRModel(ESPnetASRModel):
@@ -55,31 +60,74 @@ class TokenVerseASRModel(ESPnetASRModel):
 
             freeze_old_rows(self, freeze_old)
 
-    # ---- task conditioning --------------------------------------------------------------------------
+        if getattr(self, "interctc_weight", 0.0) != 0.0:
+            raise ValueError("model: tokenverse does not support intermediate CTC (model_conf.interctc_weight)")
+
+    # ---- task conditioning: the mask as an argument -------------------------------------------------
     @property
     def tasks(self) -> Tuple[str, ...]:
-        return getattr(self.frontend, "tasks", ("asr",))
-
-    def _conditioning(self, task_mask: Optional[torch.Tensor]):
-        if task_mask is None or not hasattr(self.frontend, "conditioned_on"):
-            return contextlib.nullcontext()
-        return self.frontend.conditioned_on(task_mask)
+        """The task mask's columns (primary first)."""
+        return getattr(self.frontend, "tasks", (PRIMARY_TASK,))
 
     def forward(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                text_lengths: torch.Tensor, **kwargs):
-        with self._conditioning(kwargs.pop(TASK_MASK, None)):
-            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+                text_lengths: torch.Tensor, task_mask: Optional[torch.Tensor] = None,
+                **kwargs) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """speech: [B, S], speech_lengths: [B], text: [B, U] (inactive tasks' tokens already stripped by the
+        preprocessor), text_lengths: [B], task_mask: [B, 1 + K]. Returns (loss, stats, batch size)."""
+        assert text_lengths.dim() == 1, text_lengths.shape
+        batch_size = speech.shape[0]
+        text[text == -1] = self.ignore_id
+        text = text[:, : text_lengths.max()]  # for data-parallel: text [B, U_max]
+
+        encoder_out, encoder_out_lens = self.encode(speech, speech_lengths, task_mask)  # [B, T, D], [B]
+        stats: Dict[str, Optional[torch.Tensor]] = {}
+        loss_ctc = None
+        if self.ctc_weight != 0.0:
+            loss_ctc, cer_ctc = self._calc_ctc_loss(encoder_out, encoder_out_lens, text, text_lengths)
+            stats["loss_ctc"], stats["cer_ctc"] = loss_ctc.detach(), cer_ctc
+        loss_transducer, cer_transducer, wer_transducer = self._calc_transducer_loss(
+            encoder_out, encoder_out_lens, text)
+        loss = loss_transducer if loss_ctc is None else loss_transducer + self.ctc_weight * loss_ctc
+        stats["loss_transducer"] = loss_transducer.detach()
+        stats["cer_transducer"], stats["wer_transducer"] = cer_transducer, wer_transducer
+        stats["loss"] = loss.detach()
+        # force_gatherable: to-device and to-tensor if scalar for DataParallel
+        return force_gatherable((loss, stats, batch_size), loss.device)
 
     def encode(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
                task_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        # task_mask None keeps an outer conditioning (forward) or falls back to "all tasks" in the frontend.
-        with self._conditioning(task_mask):
-            return super().encode(speech, speech_lengths)
+        """speech: [B, S], speech_lengths: [B], task_mask: [B, 1 + K] or None (every task). Returns
+        encoder_out [B, T, D], encoder_out_lens [B]. Also what ESPnet's ``asr_inference`` calls (without a mask)."""
+        with autocast(self.autocast_frontend, dtype=autocast_type):
+            feats, feats_lengths = self._extract_feats(speech, speech_lengths, task_mask)  # feats: [B, T, F]
+            if self.specaug is not None and self.training:
+                feats, feats_lengths = self.specaug(feats, feats_lengths)
+            if self.normalize is not None:
+                feats, feats_lengths = self.normalize(feats, feats_lengths)
+        if self.preencoder is not None:
+            feats, feats_lengths = self.preencoder(feats, feats_lengths)
+        encoder_out, encoder_out_lens, _ = self.encoder(feats, feats_lengths)  # encoder_out: [B, T', D]
+        if isinstance(encoder_out, tuple):  # intermediate outputs: only for interctc, refused at construction
+            encoder_out = encoder_out[0]
+        if self.postencoder is not None:
+            encoder_out, encoder_out_lens = self.postencoder(encoder_out, encoder_out_lens)
+        return encoder_out, encoder_out_lens
+
+    def _extract_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                       task_mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        speech = speech[:, : speech_lengths.max()]  # for data-parallel: speech [B, S_max]
+        if isinstance(self.frontend, TaskConditionedS3prlFrontend):
+            return self.frontend(speech, speech_lengths, task_mask=task_mask)
+        if task_mask is not None and not bool(task_mask.bool().all()):
+            raise ValueError(f"frontend {type(self.frontend).__name__} cannot be conditioned on tasks: use frontend "
+                             f"s3prl_tokenverse, or activate every task")
+        return self.frontend(speech, speech_lengths) if self.frontend is not None else (speech, speech_lengths)
 
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                      text_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
-        with self._conditioning(kwargs.pop(TASK_MASK, None)):
-            return super().collect_feats(speech, speech_lengths, text, text_lengths, **kwargs)
+                      text_lengths: torch.Tensor, task_mask: Optional[torch.Tensor] = None,
+                      **kwargs) -> Dict[str, torch.Tensor]:
+        feats, feats_lengths = self._extract_feats(speech, speech_lengths, task_mask)
+        return {"feats": feats, "feats_lengths": feats_lengths}
 
     def load_state_dict(self, state_dict, strict: bool = True, *args, **kwargs):
         """ESPnet loads with strict=False, which would leave mismatched task vectors silently random or fail with

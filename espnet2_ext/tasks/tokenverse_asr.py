@@ -16,29 +16,15 @@ import torch
 from espnet2.tasks.asr import ASRTask
 from espnet2.utils.nested_dict_action import NestedDictAction
 
+from espnet2_ext.common import TASKS_NAME
 from espnet2_ext.registry import register
-from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
+from espnet2_ext.task_spec import TOKENVERSE_DEFAULTS, task_spec_of, tokenverse_conf_of
 from espnet2_ext.train.collate import TaskMaskCollateFn
-from espnet2_ext.train.preprocessor import TASKS_NAME
 from espnet2_ext.train.trainer import TokenVerseTrainer
 
 register()
 
-TOKENVERSE_DEFAULTS = {"tasks": ["asr", "scd", "endp", "ner", "lid"], "languages": list(DEFAULT_LANGUAGES),
-                       "extra_tokens": None, "policy": "sample"}
-
-
-def tokenverse_conf_of(args: argparse.Namespace) -> Dict:
-    conf = {**TOKENVERSE_DEFAULTS, **(getattr(args, "tokenverse_conf", None) or {})}
-    unknown = set(conf) - set(TOKENVERSE_DEFAULTS)
-    if unknown:
-        raise ValueError(f"tokenverse_conf: unknown key(s) {sorted(unknown)}; valid keys: {sorted(TOKENVERSE_DEFAULTS)}")
-    return conf
-
-
-def task_spec_of(args: argparse.Namespace) -> TaskSpec:
-    conf = tokenverse_conf_of(args)
-    return TaskSpec.build(conf["tasks"], conf["languages"], conf["extra_tokens"])
+__all__ = ["TokenVerseASRTask", "TOKENVERSE_DEFAULTS", "task_spec_of", "tokenverse_conf_of"]
 
 
 class TokenVerseASRTask(ASRTask):
@@ -74,8 +60,15 @@ class TokenVerseASRTask(ASRTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):
+        spec = task_spec_of(args)
         if getattr(args, "frontend", None) == "s3prl_tokenverse":
-            spec = task_spec_of(args)
+            # The frontend's mask columns are the spec's tasks; written into config.yaml (frontend_conf) so that
+            # ESPnet's own ASRTask, which knows no tokenverse_conf, rebuilds the same layout from it.
+            given = (args.frontend_conf or {}).get("aux_tasks")
+            if given is not None and list(given) != list(spec.aux_tasks):
+                raise ValueError(f"frontend_conf.aux_tasks {list(given)} differs from tokenverse_conf.tasks "
+                                 f"{list(spec.tasks)}: remove frontend_conf.aux_tasks (it is derived from "
+                                 f"tokenverse_conf)")
             args.frontend_conf = {**(args.frontend_conf or {}), "aux_tasks": list(spec.aux_tasks)}
         model = super().build_model(args)
         skeleton = getattr(model.frontend, "upstream_skeleton", lambda: None)()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from espnet2.train.collate_fn import CommonCollateFn
 
-TASK_MASK = "task_mask"
+from espnet2_ext.common import TASK_MASK
 
 
 class TaskMaskCollateFn(CommonCollateFn):
@@ -20,6 +20,8 @@ class TaskMaskCollateFn(CommonCollateFn):
                          not_sequence=tuple(not_sequence) + (TASK_MASK,))
 
     def __call__(self, data: Collection[Tuple[str, Dict[str, np.ndarray]]]) -> Tuple[List[str], Dict[str, torch.Tensor]]:
+        """Per utterance ``task_mask`` [1 + K] -> batch ``task_mask`` [B, 1 + K] (int64), next to ESPnet's padded
+        ``speech`` [B, S] / ``speech_lengths`` [B] and ``text`` [B, U] / ``text_lengths`` [B]."""
         have = [TASK_MASK in d for _, d in data]
         if any(have) and not all(have):
             missing = [u for (u, d) in data if TASK_MASK not in d]

@@ -6,8 +6,8 @@ Registered in ESPnet's ``ASRTask`` preprocessor choices as ``tokenverse``. Per u
 3. removes the tokens of inactive tasks from the text (``espnet2_ext.text.strip_tasks``),
 4. lets ESPnet's ``CommonPreprocessor`` tokenize text and process speech as usual,
 5. emits ``task_mask`` (0/1 over ``asr, aux_1..aux_K``) for the task-mask collate function.
-Without a ``tasks`` field (e.g. plain inference data), every task of the spec is active when ``default_active``
-is None.
+Without a ``tasks`` field (e.g. plain inference data) the utterance is taken as annotated for ``default_active``
+(``TaskSpec.active_tasks``: None = every task of the spec).
 """
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 from espnet2.train.preprocessor import CommonPreprocessor
 
-from espnet2_ext.data.utt2tasks import DataError, parse_tasks_field
+from espnet2_ext.common import TASK_MASK, TASKS_NAME, DataError
+from espnet2_ext.data.utt2tasks import parse_tasks_field
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 from espnet2_ext.text.strip_tasks import annotation_error, strip_inactive_tokens
 from espnet2_ext.train.activation_policy import POLICIES, choose_active
-from espnet2_ext.train.collate import TASK_MASK
-
-TASKS_NAME = "tasks"
 
 
 class TokenVersePreprocessor(CommonPreprocessor):
@@ -36,7 +34,7 @@ class TokenVersePreprocessor(CommonPreprocessor):
         self.spec = TaskSpec.build(tasks, languages, extra_tokens)
         # Policies only apply in training; validation/inference uses the labels as given.
         self.policy = policy if train else "label"
-        self.default_active = self.spec.parse_tasks(default_active) if default_active else self.spec.tasks
+        self.default_active = self.spec.active_tasks(default_active or None, "preprocessor_conf.default_active")
         self.check_annotation = check_annotation
         # Without an explicit seed, draw from NumPy's global RNG, which ESPnet's trainer re-seeds every epoch
         # (seed + epoch): the sampled activations are then reproducible, also across --resume.

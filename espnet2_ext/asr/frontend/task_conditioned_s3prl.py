@@ -10,8 +10,11 @@
   frames are set back to zero.
 * ``both``: two independent tables, one per point.
 
-The per-utterance task mask reaches the frontend through ``conditioned_on(mask)`` (the model wraps ESPnet's
-``encode`` in it); without a mask every task the model was built with is active.
+The per-utterance task mask is an argument: ``frontend(speech, lengths, task_mask)`` (the model's ``encode``
+passes it down); ``None`` means every task the model was built with. The feature-encoder injection is a forward
+pre-hook on S3PRL's transformer encoder that is registered for one call and removed at its end, bound to that
+call's vectors and frame lengths: no per-batch tensor is left on the module between calls (which is also what
+keeps replicas, e.g. ``torch.nn.DataParallel``'s, independent).
 
 ``upstream_skeleton`` (``{task_cfg, model_cfg}``, written into the experiment's config.yaml at training time)
 rebuilds the wav2vec2 architecture without reading or downloading a pretrained checkpoint: the weights then come
@@ -19,10 +22,10 @@ from the trained model file. That is what makes packed models load offline.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.frontend.s3prl import S3prlFrontend
@@ -30,11 +33,10 @@ from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
 from espnet2_ext.layers.chunk_attention import ChunkConfig, EncoderStreamState, chunk_frames_of, chunked_encoder
 from espnet2_ext.layers.task_vectors import STRATEGIES, TaskVectors
-from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
+from espnet2_ext.task_spec import DEFAULT_AUX_TASKS, PRIMARY_TASK
 from espnet2_ext.upstream.xlsr_standin import skeleton_of, write_skeleton_checkpoint
 
 INJECTION_POINTS = ("feature_encoder", "encoder_output", "both")
-DEFAULT_AUX_TASKS = TaskSpec.default(DEFAULT_LANGUAGES).aux_tasks
 
 
 # wav2vec2/HuBERT self-supervised pretraining heads: never used when the upstream extracts features (S3PRL
@@ -133,10 +135,8 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         frozen = freeze_pretraining_heads(ssl_model)
         if frozen:
             logging.info(f"Not trained (SSL pretraining heads, unused in fine-tuning): {', '.join(frozen)}")
-        if ssl_model is not None and hasattr(ssl_model, "_get_feat_extract_output_lengths"):
-            transformer_encoder_of(self.upstream).register_forward_pre_hook(self._encoder_pre_hook, with_kwargs=True)
-        else:
-            ssl_model = None
+        if ssl_model is None or not hasattr(ssl_model, "_get_feat_extract_output_lengths"):
+            ssl_model = None  # not wav2vec2-style: no pre-hook, only encoder_output injection
         # A plain reference, not a registered submodule: registering it would list every upstream weight twice
         # in the state dict (frontend._wav2vec2.* next to frontend.upstream.*).
         self.__dict__["_wav2vec2"] = ssl_model
@@ -165,35 +165,25 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         if not 0 <= self.mask_time_prob < 1 or self.mask_time_length < 1:
             raise ValueError(f"frontend_conf.mask_time_prob must be in [0, 1) and mask_time_length >= 1 (got "
                              f"{mask_time_prob}, {mask_time_length})")
-        self._task_mask: Optional[torch.Tensor] = None
-        self._pending: Optional[torch.Tensor] = None
-        self._frame_lengths: Optional[torch.Tensor] = None
 
     # ---- the task mask ------------------------------------------------------------------------------
     @property
     def tasks(self) -> Tuple[str, ...]:
-        return ("asr",) + self.aux_tasks
+        """The task mask's columns: the primary task, then ``aux_tasks`` (``TaskSpec.tasks`` of the config)."""
+        return (PRIMARY_TASK,) + self.aux_tasks
 
     def upstream_skeleton(self) -> Optional[Dict]:
         """What to store in config.yaml so the upstream can be rebuilt without its pretrained checkpoint."""
         return self._skeleton
 
-    @contextlib.contextmanager
-    def conditioned_on(self, task_mask: Optional[torch.Tensor]) -> Iterator[None]:
-        previous, self._task_mask = self._task_mask, task_mask
-        try:
-            yield
-        finally:
-            self._task_mask = previous
-
-    def _mask_for(self, batch: int, device: torch.device) -> torch.Tensor:
-        mask = self._task_mask
-        if mask is None:
+    def _checked_mask(self, task_mask: Optional[torch.Tensor], batch: int, device: torch.device) -> torch.Tensor:
+        """``task_mask`` [B, 1 + K] on ``device``; None = every task active (``TaskSpec.active_tasks(None)``)."""
+        if task_mask is None:
             return torch.ones(batch, len(self.tasks), dtype=torch.long, device=device)
-        if mask.shape != (batch, len(self.tasks)):
+        if task_mask.shape != (batch, len(self.tasks)):
             raise ValueError(f"task_mask must be (batch={batch}, {len(self.tasks)} tasks {list(self.tasks)}), got "
-                             f"{tuple(mask.shape)}")
-        return mask.to(device)
+                             f"{tuple(task_mask.shape)}")
+        return task_mask.to(device)
 
     # ---- chunked attention -------------------------------------------------------------------------
     def set_chunking(self, chunk_size_ms: Union[int, str, None], left_chunks: int = -1,
@@ -228,7 +218,8 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         return field_, hop
 
     # ---- injection ----------------------------------------------------------------------------------
-    def _encoder_pre_hook(self, module, args, kwargs):
+    def _encoder_pre_hook(self, module, args, kwargs, *, frame_lengths: Optional[torch.Tensor],
+                          task_vector: Optional[torch.Tensor]):
         """Runs on the transformer encoder's input (CNN features + projection).
 
         1. Padding mask made exact: S3PRL marks a frame as padding only when *all* its samples are padding, so in a
@@ -241,38 +232,41 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         3. X~ = X + v(c): the TokenVerse++ task vector at the ``feature_encoder`` injection point.
         """
         x = args[0]  # x: [B, T, D]
-        if self._frame_lengths is not None and kwargs.get("padding_mask") is not None:
-            frames = torch.arange(x.size(1), device=x.device)
-            kwargs = {**kwargs, "padding_mask": frames[None, :] >= self._frame_lengths.to(x.device)[:, None]}
-        if self.training and self.mask_time_prob > 0 and self._frame_lengths is not None:
-            spans = time_mask_spans(self._frame_lengths, x.size(1), self.mask_time_prob, self.mask_time_length)
+        if kwargs.get("padding_mask") is not None:
+            frames = torch.arange(x.size(1), device=x.device)  # frames: [T]
+            kwargs = {**kwargs, "padding_mask": frames[None, :] >= frame_lengths.to(x.device)[:, None]}  # [B, T]
+        if self.training and self.mask_time_prob > 0:
+            spans = time_mask_spans(frame_lengths, x.size(1), self.mask_time_prob, self.mask_time_length)  # [B, T]
             x = torch.where(spans.to(x.device).unsqueeze(-1), self._wav2vec2.mask_emb.to(x.dtype), x)  # [B, T, D]
-        if self._pending is not None:  # None e.g. during S3PRL's own probing forward at construction
-            x = x + self._pending.to(x.dtype).unsqueeze(1)
+        if task_vector is not None:  # task_vector: [B, D]
+            x = x + task_vector.to(x.dtype).unsqueeze(1)  # X~ = X + v(c); x: [B, T, D]
         return (x,) + tuple(args[1:]), kwargs
 
-    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor,
+    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor, task_mask: Optional[torch.Tensor] = None,
                 stream: Optional[EncoderStreamState] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``stream``: the encoder state of a running utterance (``TokenVerseStreamingSpeech2Text``); ``input`` then
-        holds exactly the samples of its next chunk's frames."""
+        """input: [B, S] samples, input_lengths: [B]; task_mask: [B, 1 + K] 0/1 over ``self.tasks`` (None: every
+        task). ``stream``: the encoder state of a running utterance (``TokenVerseStreamingSpeech2Text``); ``input``
+        then holds exactly the samples of its next chunk's frames. Returns feats [B, T, D_out], feats_lens [B]."""
         chunk_cfg = self.chunk_config_for_call()
         if stream is not None and not chunk_cfg.chunked:
             raise ValueError("streaming needs a chunk size (frontend chunk_size_ms or --chunk_size_ms)")
-        mask = self._mask_for(input.size(0), input.device)
-        if "feature_encoder" in self.task_vectors:
-            self._pending = self.task_vectors["feature_encoder"](mask)
-        frame_lengths = None
+        mask = self._checked_mask(task_mask, input.size(0), input.device)  # mask: [B, 1 + K]
+        handle, frame_lengths = None, None
         if self._wav2vec2 is not None:
-            frame_lengths = self._wav2vec2._get_feat_extract_output_lengths(input_lengths).long()
-            self._frame_lengths = frame_lengths
+            frame_lengths = self._wav2vec2._get_feat_extract_output_lengths(input_lengths).long()  # [B]
+            fe_vector = self.task_vectors["feature_encoder"](mask) if "feature_encoder" in self.task_vectors else None
+            # Scoped to this call: bound to this batch's frame lengths and v(c) [B, D], removed in `finally`.
+            hook = functools.partial(self._encoder_pre_hook, frame_lengths=frame_lengths, task_vector=fe_vector)
+            handle = transformer_encoder_of(self.upstream).register_forward_pre_hook(hook, with_kwargs=True)
         try:
             if chunk_cfg.chunked:
                 with chunked_encoder(transformer_encoder_of(self.upstream), chunk_cfg, frame_lengths, stream):
                     feats, feats_lens = super().forward(input, input_lengths)
             else:
-                feats, feats_lens = super().forward(input, input_lengths)
+                feats, feats_lens = super().forward(input, input_lengths)  # feats: [B, T', D_out]
         finally:
-            self._pending = self._frame_lengths = None
+            if handle is not None:
+                handle.remove()
         if frame_lengths is not None and self.tile_factor == 1:
             # S3PRL pads every utterance's output to round(samples / hop) frames; the frame(s) past the CNN's exact
             # output length are filler that differs between padded and unpadded input: leave them out.
@@ -280,7 +274,8 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             feats = feats[:, : int(feats_lens.max())]
             feats = feats.masked_fill(make_pad_mask(feats_lens, feats, 1), 0.0)
         if "encoder_output" in self.task_vectors:
-            vec = self.task_vectors["encoder_output"](mask).to(feats.dtype)
+            vec = self.task_vectors["encoder_output"](mask).to(feats.dtype)  # vec: [B, D_out]
+            # X~ = X + v(c) after the full encoder; padding frames back to zero. feats: [B, T, D_out]
             feats = (feats + vec.unsqueeze(1)).masked_fill(make_pad_mask(feats_lens, feats, 1), 0.0)
         return feats, feats_lens
 

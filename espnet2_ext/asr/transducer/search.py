@@ -18,6 +18,7 @@ from espnet2_ext.asr.transducer.search_common import Hypothesis
 from espnet2_ext.task_spec import TaskSpec
 
 __all__ = ["Hypothesis", "greedy_search_batch", "modified_beam_search", "suppress_mask_for",
+           "suppress_mask_from_task_mask",
            "to_espnet_hypotheses", "token_surface"]
 
 SPM_SPACE = "\u2581"  # sentencepiece's word-boundary marker
@@ -41,19 +42,21 @@ def suppress_mask_for(token_list: Sequence[str], spec: TaskSpec,
     Raises:
         ValueError: an unknown task name (the message names the utterance index).
     """
+    masks = [spec.mask(spec.parse_tasks(list(active), where=f"utterance {i}")) for i, active in enumerate(active_per_utt)]
+    return suppress_mask_from_task_mask(token_list, spec, torch.tensor(masks, dtype=torch.long).view(-1, len(spec.tasks)))
+
+
+def suppress_mask_from_task_mask(token_list: Sequence[str], spec: TaskSpec, task_mask: torch.Tensor) -> torch.Tensor:
+    """The same from the batch's task mask [B, 1 + K] (columns = ``spec.tasks``): suppress [B, V] bool."""
+    if task_mask.dim() != 2 or task_mask.size(1) != len(spec.tasks):
+        raise ValueError(f"task_mask must be (batch, {len(spec.tasks)}) over {list(spec.tasks)}, got "
+                         f"{tuple(task_mask.shape)}")
     owner = [spec.task_of(token_surface(tok)) for tok in token_list]
     task_ids = {t: i for i, t in enumerate(spec.tasks)}
-    # token -> task column; -1 for words and special symbols, which are never suppressed
+    # col: [V] token -> task column; -1 for words and special symbols, which are never suppressed
     col = torch.tensor([task_ids[o] if o is not None else -1 for o in owner], dtype=torch.long)
-    is_task_tok = col >= 0
-    rows = []
-    for i, active in enumerate(active_per_utt):
-        names = spec.parse_tasks(list(active), where=f"utterance {i}")
-        active_vec = torch.tensor(spec.mask(names), dtype=torch.bool)
-        rows.append(is_task_tok & ~active_vec[col.clamp(min=0)])
-    if not rows:
-        return torch.zeros((0, len(token_list)), dtype=torch.bool)
-    return torch.stack(rows)
+    active = task_mask.detach().cpu().bool()  # active: [B, 1 + K]
+    return (col >= 0)[None, :] & ~active[:, col.clamp(min=0)]  # [B, V]
 
 
 def to_espnet_hypotheses(hyps: List[Hypothesis], blank_id: int = 0) -> list:
