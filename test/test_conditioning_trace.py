@@ -9,9 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 TRACE = Path(__file__).parent / "data" / "conditioning_trace.json"
@@ -27,27 +25,10 @@ def _key(strategy, injection):
 
 def run_trace(root: Path, strategy: str, injection: str) -> dict:
     """Per step: loss and its parts; after the steps: the greedy decode of every utterance (all tasks active)."""
-    from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
-    from tiny_setup import UTTS, train_args, write_config, write_data_dir, write_standin
+    from tiny_setup import build_tiny_model
 
-    root.mkdir(parents=True, exist_ok=True)
-    standin = write_standin(root / "tiny.pt")
-    data = write_data_dir(root)
-    fconf = {"frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
-             "multilayer_feature": True, "task_vector_strategy": strategy, "task_vector_injection": injection}
-    config = write_config(root, standin, frontend_conf=fconf, tokenverse_conf={"policy": "sample"})
-    parser = TokenVerseASRTask.get_parser()
-    args = parser.parse_args(train_args(root, data, config, root / "exp"))
-    torch.manual_seed(0)
-    np.random.seed(0)
-    model = TokenVerseASRTask.build_model(args)
-    preprocess = TokenVerseASRTask.build_preprocess_fn(args, train=True)
-    collate = TokenVerseASRTask.build_collate_fn(args, train=True)
+    model, preprocess, collate, items = build_tiny_model(root, strategy, injection, seed=0, policy="sample")
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.01)
-    items = []
-    for utt, text, tasks in UTTS:
-        wav, _ = sf.read(data / "wav" / f"{utt}.wav", dtype="float32")
-        items.append((utt, {"speech": wav, "text": text, "tasks": tasks}))
     steps = []
     model.train()
     for _ in range(STEPS):

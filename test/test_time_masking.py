@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import espnet2_ext  # noqa: F401  (offline import guard + registration hook)
-from espnet2_ext.asr.frontend.task_conditioned_s3prl import (TaskConditionedS3prlFrontend, time_mask_spans,
-                                                             transformer_encoder_of)
+from espnet2_ext.asr.frontend.s3prl_upstream import time_mask_spans, transformer_encoder_of
+from espnet2_ext.asr.frontend.task_conditioned_s3prl import TaskConditionedS3prlFrontend
 from tiny_setup import write_standin
 
 

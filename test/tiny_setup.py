@@ -101,3 +101,34 @@ def train_args(root: Path, data: Path, config: Path, out: Path) -> List[str]:
             args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{typ}"]
         args += [f"--{split}_shape_file", str(data / "speech_shape")]
     return args
+
+
+def build_tiny_model(root: Path, strategy: str = "per_task", injection: str = "feature_encoder", seed: int = 0,
+                     policy: str = "sample"):
+    """A tiny TokenVerse model built by the task's own builders, with its preprocessor, collate function and the
+    four utterances (id, {speech, text, tasks}) of ``UTTS``; torch and NumPy seeded with ``seed`` first."""
+    import numpy as np
+    import soundfile as sf
+    import torch
+
+    from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
+
+    root.mkdir(parents=True, exist_ok=True)
+    standin = root / "tiny.pt"
+    if not standin.exists():
+        write_standin(standin)
+    data = write_data_dir(root)
+    fconf = {"frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
+             "multilayer_feature": True, "task_vector_strategy": strategy, "task_vector_injection": injection}
+    config = write_config(root, standin, frontend_conf=fconf, tokenverse_conf={"policy": policy})
+    args = TokenVerseASRTask.get_parser().parse_args(train_args(root, data, config, root / "exp"))
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    model = TokenVerseASRTask.build_model(args)
+    preprocess = TokenVerseASRTask.build_preprocess_fn(args, train=True)
+    collate = TokenVerseASRTask.build_collate_fn(args, train=True)
+    items = []
+    for utt, text, tasks in UTTS:
+        wav, _ = sf.read(data / "wav" / f"{utt}.wav", dtype="float32")
+        items.append((utt, {"speech": wav, "text": text, "tasks": tasks}))
+    return model, preprocess, collate, items

@@ -41,8 +41,14 @@ class FullRNNTLoss(torch.nn.Module):
         if backend not in ("torchaudio", "warp_rnnt", "k2"):
             raise ValueError(f"unknown full RNN-T loss backend '{backend}'")
         self.backend, self.blank_id = backend, blank_id
-        self._mod = _require({"torchaudio": "torchaudio.functional", "warp_rnnt": "warp_rnnt", "k2": "k2"}[backend],
-                             backend)
+        # The backend module's name, not the module: a module object on an nn.Module cannot be deep-copied
+        # (replicas) or pickled. Imported once here to fail early; importlib caches it for forward.
+        self._module_name = {"torchaudio": "torchaudio.functional", "warp_rnnt": "warp_rnnt", "k2": "k2"}[backend]
+        _require(self._module_name, backend)
+
+    @property
+    def _mod(self):
+        return importlib.import_module(self._module_name)
 
     def forward(self, joint_out: torch.Tensor, target: torch.Tensor, t_len: torch.Tensor,
                 u_len: torch.Tensor) -> torch.Tensor:

@@ -22,65 +22,24 @@ from the trained model file. That is what makes packed models load offline.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
+from espnet2_ext.asr.frontend.s3prl_upstream import (exact_padding_mask, freeze_pretraining_heads,
+                                                     rebind_s3prl_hooks, time_mask_spans, transformer_encoder_of)
 from espnet2_ext.layers.chunk_attention import ChunkConfig, EncoderStreamState, chunk_frames_of, chunked_encoder
 from espnet2_ext.layers.task_vectors import STRATEGIES, TaskVectors
 from espnet2_ext.task_spec import DEFAULT_AUX_TASKS, PRIMARY_TASK
 from espnet2_ext.upstream.xlsr_standin import skeleton_of, write_skeleton_checkpoint
 
 INJECTION_POINTS = ("feature_encoder", "encoder_output", "both")
-
-
-# wav2vec2/HuBERT self-supervised pretraining heads: never used when the upstream extracts features (S3PRL
-# calls extract_features with mask=False), so they never get a gradient. Left trainable they make PyTorch DDP stop
-# with "parameters that were not used in producing loss"; fairseq's fine-tuning drops them for the same reason.
-PRETRAINING_ONLY = ("mask_emb", "project_q", "final_proj", "quantizer", "input_quantizer", "project_inp",
-                    "target_glu", "label_embs_concat")
-
-
-def freeze_pretraining_heads(model: Optional[torch.nn.Module]) -> List[str]:
-    """Set ``requires_grad=False`` on the pretraining-only parameters of a wav2vec2-style model (they stay in the
-    state dict, so checkpoints load unchanged); returns their names."""
-    frozen = []
-    for name, param in (model.named_parameters() if model is not None else ()):
-        if name.split(".")[0] in PRETRAINING_ONLY and param.requires_grad:
-            param.requires_grad_(False)
-            frozen.append(name)
-    return frozen
-
-
-def time_mask_spans(frame_lengths: torch.Tensor, n_frames: int, prob: float, length: int) -> torch.Tensor:
-    """wav2vec2's span masking: per utterance, ``round(prob * frames / length)`` span starts drawn (without
-    replacement) among its valid frames, each masking ``length`` frames (spans may overlap, so a little less than
-    ``prob`` of the frames ends up masked); torch's global generator, seeded by the trainer. Returns [B, T] bool."""
-    spans = torch.zeros(len(frame_lengths), n_frames, dtype=torch.bool)
-    for b, n in enumerate(frame_lengths.tolist()):
-        n_starts = int(round(prob * n / length))
-        if n_starts == 0 or n <= length:
-            continue
-        starts = torch.randperm(n - length + 1)[:n_starts]  # starts: [S]
-        idx = (starts[:, None] + torch.arange(length)[None, :]).reshape(-1)  # idx: [S * length]
-        spans[b, idx] = True
-    return spans
-
-
-def transformer_encoder_of(upstream) -> torch.nn.Module:
-    """The wav2vec2/XLSR transformer encoder module inside an ``S3PRLUpstream`` (input = CNN features + proj)."""
-    model = getattr(getattr(upstream, "upstream", None), "model", None)
-    encoder = getattr(model, "encoder", None)
-    if encoder is None or not hasattr(encoder, "layers"):
-        raise ValueError(f"task_vector_injection 'feature_encoder' needs a wav2vec2/XLSR-style S3PRL upstream "
-                         f"(got {type(getattr(upstream, 'upstream', upstream)).__name__}); use "
-                         f"task_vector_injection: encoder_output for other upstreams")
-    return encoder
 
 
 class TaskConditionedS3prlFrontend(S3prlFrontend):
@@ -233,8 +192,7 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         """
         x = args[0]  # x: [B, T, D]
         if kwargs.get("padding_mask") is not None:
-            frames = torch.arange(x.size(1), device=x.device)  # frames: [T]
-            kwargs = {**kwargs, "padding_mask": frames[None, :] >= frame_lengths.to(x.device)[:, None]}  # [B, T]
+            kwargs = {**kwargs, "padding_mask": exact_padding_mask(frame_lengths, x.size(1), x.device)}  # [B, T]
         if self.training and self.mask_time_prob > 0:
             spans = time_mask_spans(frame_lengths, x.size(1), self.mask_time_prob, self.mask_time_length)  # [B, T]
             x = torch.where(spans.to(x.device).unsqueeze(-1), self._wav2vec2.mask_emb.to(x.dtype), x)  # [B, T, D]
@@ -255,9 +213,11 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         if self._wav2vec2 is not None:
             frame_lengths = self._wav2vec2._get_feat_extract_output_lengths(input_lengths).long()  # [B]
             fe_vector = self.task_vectors["feature_encoder"](mask) if "feature_encoder" in self.task_vectors else None
-            # Scoped to this call: bound to this batch's frame lengths and v(c) [B, D], removed in `finally`.
+            # Scoped to this call: bound to this batch's frame lengths and v(c) [B, D], removed in `finally`;
+            # prepended, so that other pre-hooks on the encoder see its input as the encoder does.
             hook = functools.partial(self._encoder_pre_hook, frame_lengths=frame_lengths, task_vector=fe_vector)
-            handle = transformer_encoder_of(self.upstream).register_forward_pre_hook(hook, with_kwargs=True)
+            handle = transformer_encoder_of(self.upstream).register_forward_pre_hook(hook, with_kwargs=True,
+                                                                                     prepend=True)
         try:
             if chunk_cfg.chunked:
                 with chunked_encoder(transformer_encoder_of(self.upstream), chunk_cfg, frame_lengths, stream):
@@ -278,6 +238,16 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             # X~ = X + v(c) after the full encoder; padding frames back to zero. feats: [B, T, D_out]
             feats = (feats + vec.unsqueeze(1)).masked_fill(make_pad_mask(feats_lens, feats, 1), 0.0)
         return feats, feats_lens
+
+    def __deepcopy__(self, memo):
+        """A replica (``copy.deepcopy``, as DataParallel-style replication): the default copy, then S3PRL's
+        hidden-state hooks bound to the copy (the copied ones close over the original's list)."""
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            clone.__dict__[key] = copy.deepcopy(value, memo)
+        rebind_s3prl_hooks(clone.upstream.upstream)
+        return clone
 
     def vector_tables(self) -> Dict[str, torch.Tensor]:
         return {k: v.weight for k, v in self.task_vectors.items()}
