@@ -58,38 +58,39 @@ def greedy_search_batch(
 
     pred = PredictionNet(decoder, device)
     joint = JointScorer(joint_network)
-    enc = joint.enc(encoder_out)
-    dec_out, state = pred.start(batch)
-    dec = joint.dec(dec_out)
+    enc = joint.enc(encoder_out)  # [B, T, D_joint]
+    dec_out, state = pred.start(batch)  # dec_out: [B, D_dec]
+    dec = joint.dec(dec_out)  # [B, D_joint], cached until the next emission
     blank = pred.blank_id
 
     mask: Optional[torch.Tensor] = None
     mask_ready = False
 
     order = length_sorted(lens)
-    order_t = torch.tensor(order, device=device)
+    order_t = torch.tensor(order, device=device)  # [B]
     n_active = batch
     for t in range(max(lens)):
         while lens[order[n_active - 1]] <= t:
             n_active -= 1
-        cur = order_t[:n_active]
+        cur = order_t[:n_active]  # [n_active], utterances still running at frame t
         for _ in range(max_sym_per_frame):
-            logits = joint.logits(enc[cur, t], dec[cur])
+            logits = joint.logits(enc[cur, t], dec[cur])  # [len(cur), V]
             if not mask_ready:  # the vocabulary size is known only once the joint has run
+                # mask: [B, V] bool, or None
                 mask = prepare_suppress_mask(suppress_mask, batch, logits.size(-1), blank, device)
                 mask_ready = True
             if mask is not None:
                 logits = logits.masked_fill(mask[cur], float("-inf"))
-            tokens = logits.argmax(dim=-1)
-            emitted = tokens != blank
+            tokens = logits.argmax(dim=-1)  # [len(cur)]
+            emitted = tokens != blank  # [len(cur)] bool
             if not bool(emitted.any()):
                 break
-            cur = cur[emitted]
-            tokens = tokens[emitted]
+            cur = cur[emitted]  # [n_emit], the utterances that emitted
+            tokens = tokens[emitted]  # [n_emit]
             for utt, tok in zip(cur.tolist(), tokens.tolist()):
                 hyps[utt].append(tok)
                 frames[utt].append(t)
-            new_out, new_state = pred.step(tokens, index_state(state, cur))
-            dec[cur] = joint.dec(new_out)
+            new_out, new_state = pred.step(tokens, index_state(state, cur))  # new_out: [n_emit, D_dec]
+            dec[cur] = joint.dec(new_out)  # [n_emit, D_joint]
             assign_state(state, cur, new_state)
     return (hyps, frames) if return_frames else hyps

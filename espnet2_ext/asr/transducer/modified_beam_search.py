@@ -78,15 +78,15 @@ def modified_beam_search(
     pred = PredictionNet(decoder, device)
     joint = JointScorer(joint_network)
     blank = pred.blank_id
-    enc = joint.enc(encoder_out)
+    enc = joint.enc(encoder_out)  # [B, T, D_joint]
 
     # Working set: the hypotheses of all running utterances, flat and grouped by utterance.
     utt_of: List[int] = list(range(batch))
     ys: List[Tuple[int, ...]] = [() for _ in range(batch)]
     fr: List[Tuple[int, ...]] = [() for _ in range(batch)]  # emission frame of each token of ys
     scores: List[float] = [0.0] * batch
-    dec_out, state = pred.start(batch)
-    dec = joint.dec(dec_out)
+    dec_out, state = pred.start(batch)  # dec_out: [B, D_dec], one hyp per utterance
+    dec = joint.dec(dec_out)  # [H, D_joint], H = hyps in the working set
 
     mask: Optional[torch.Tensor] = None
     mask_ready = False
@@ -95,24 +95,24 @@ def modified_beam_search(
         if any(lens[u] <= t for u in utt_of):
             keep = [i for i, u in enumerate(utt_of) if lens[u] > t]
             _collect_finished(results, utt_of, ys, scores, fr, t, lens, nbest, length_norm)
-            keep_t = torch.tensor(keep, dtype=torch.long, device=device)
+            keep_t = torch.tensor(keep, dtype=torch.long, device=device)  # [H_keep]
             utt_of = [utt_of[i] for i in keep]
             ys = [ys[i] for i in keep]
             fr = [fr[i] for i in keep]
             scores = [scores[i] for i in keep]
-            dec = dec[keep_t]
+            dec = dec[keep_t]  # [H_keep, D_joint]
             state = index_state(state, keep_t)
         if not utt_of:
             break
 
-        hyp_utt = torch.tensor(utt_of, dtype=torch.long, device=device)
-        logits = joint.logits(enc[hyp_utt, t], dec)
+        hyp_utt = torch.tensor(utt_of, dtype=torch.long, device=device)  # [H], utterance of each hyp
+        logits = joint.logits(enc[hyp_utt, t], dec)  # [H, V]
         vocab = logits.size(-1)
         if not mask_ready:  # the vocabulary size is known only once the joint has run
-            mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)
+            mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)  # [B, V] bool, or None
             mask_ready = True
         logp = masked_log_probs(logits, None if mask is None else mask[hyp_utt])  # [H, V]
-        cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)
+        cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)  # [H, V]
 
         # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.
         groups: List[Tuple[int, int]] = []  # (first hypothesis, count) per running utterance
@@ -125,10 +125,11 @@ def modified_beam_search(
             rows.append(len(groups) - 1)
             slots.append(count)
         width = max(c for _, c in groups)
+        # padded: [G, width, V], G = len(groups); empty slots stay -inf
         padded = torch.full((len(groups), width, vocab), float("-inf"), dtype=torch.float64, device=device)
         padded[torch.tensor(rows, device=device), torch.tensor(slots, device=device)] = cand
         k = min(beam, width * vocab)
-        top_val, top_idx = padded.view(len(groups), -1).topk(k, dim=1)
+        top_val, top_idx = padded.view(len(groups), -1).topk(k, dim=1)  # [G, k] each; idx = slot * V + tok
         top_val, top_idx = top_val.tolist(), top_idx.tolist()
 
         new_utt: List[int] = []
@@ -160,15 +161,15 @@ def modified_beam_search(
                     if tok == blank and token[j] != -1:  # same sequence, decoder output already computed
                         parent[j], token[j] = p, -1
 
-        parent_t = torch.tensor(parent, dtype=torch.long, device=device)
-        dec = dec[parent_t]
-        state = index_state(state, parent_t)
+        parent_t = torch.tensor(parent, dtype=torch.long, device=device)  # [H_new]
+        dec = dec[parent_t]  # [H_new, D_joint]
+        state = index_state(state, parent_t)  # [num_layers, H_new, hidden] each
         extended = [i for i, tok in enumerate(token) if tok != -1]
         if extended:
-            ext_t = torch.tensor(extended, dtype=torch.long, device=device)
-            tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=device)
-            out, new_state = pred.step(tok_t, index_state(state, ext_t))
-            dec[ext_t] = joint.dec(out)
+            ext_t = torch.tensor(extended, dtype=torch.long, device=device)  # [E], hyps extended by a symbol
+            tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=device)  # [E]
+            out, new_state = pred.step(tok_t, index_state(state, ext_t))  # out: [E, D_dec]
+            dec[ext_t] = joint.dec(out)  # [E, D_joint]
             assign_state(state, ext_t, new_state)
         utt_of, ys, scores, fr = new_utt, new_ys, new_scores, new_fr
 

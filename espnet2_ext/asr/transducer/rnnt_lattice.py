@@ -35,31 +35,31 @@ def _skew_masked(x: torch.Tensor, t_lens: torch.Tensor, u_lens: torch.Tensor, em
     """
     B, T, U1 = x.shape
     D = T + U1 - 1
-    d = torch.arange(D, device=x.device).view(D, 1, 1)
-    u = torch.arange(U1, device=x.device).view(1, 1, U1)
+    d = torch.arange(D, device=x.device).view(D, 1, 1)  # [D, 1, 1]
+    u = torch.arange(U1, device=x.device).view(1, 1, U1)  # [1, 1, U1]
     t = d - u  # (D, 1, U1)
-    out = x.reshape(B, T * U1)[:, (t.clamp(0, T - 1) * U1 + u).view(-1)].view(B, D, U1)
-    u_max = u_lens.view(1, B, 1) - (1 if emit else 0)
+    out = x.reshape(B, T * U1)[:, (t.clamp(0, T - 1) * U1 + u).view(-1)].view(B, D, U1)  # [B, D, U1]
+    u_max = u_lens.view(1, B, 1) - (1 if emit else 0)  # [1, B, 1]
     valid = (t >= 0) & (t < t_lens.view(1, B, 1)) & (u <= u_max)  # (D, B, U1)
-    return out.permute(1, 0, 2).masked_fill(~valid, NEG_INF).contiguous()
+    return out.permute(1, 0, 2).masked_fill(~valid, NEG_INF).contiguous()  # [D, B, U1]
 
 
 def _unskew(xs: torch.Tensor, T: int) -> torch.Tensor:
     """(D, B, U1) -> (B, T, U1) with out[b, t, u] = xs[t+u, b, u]."""
     D, B, U1 = xs.shape
-    t = torch.arange(T, device=xs.device).view(T, 1)
-    u = torch.arange(U1, device=xs.device).view(1, U1)
-    idx = ((t + u) * U1 + u).view(-1)
-    return xs.permute(1, 0, 2).reshape(B, D * U1)[:, idx].view(B, T, U1)
+    t = torch.arange(T, device=xs.device).view(T, 1)  # [T, 1]
+    u = torch.arange(U1, device=xs.device).view(1, U1)  # [1, U1]
+    idx = ((t + u) * U1 + u).view(-1)  # [T*U1], flat index of (d=t+u, u)
+    return xs.permute(1, 0, 2).reshape(B, D * U1)[:, idx].view(B, T, U1)  # [B, T, U1]
 
 
 def _forward_alpha(pxs: torch.Tensor, pys: torch.Tensor) -> torch.Tensor:
     """alpha[d, b, u] = log-prob of all partial paths from (0,0) to (d-u, u)."""
     D, B, U1 = pxs.shape
-    alpha = pxs.new_full((D, B, U1), NEG_INF)
+    alpha = pxs.new_full((D, B, U1), NEG_INF)  # [D, B, U1]
     alpha[0, :, 0] = 0.0
     for d in range(1, D):
-        prev, cur = alpha[d - 1], alpha[d]
+        prev, cur = alpha[d - 1], alpha[d]  # [B, U1] each; cur is a view into alpha
         torch.add(prev, pys[d - 1], out=cur)  # blank from (t-1, u)
         if U1 > 1:
             emit = prev[:, :-1] + pxs[d - 1, :, :-1]  # label from (t, u-1)
@@ -77,7 +77,7 @@ def _backward_beta(
     right after its diagonal has been computed.
     """
     D, B, U1 = pxs.shape
-    beta = pxs.new_full((D + 1, B, U1), NEG_INF)
+    beta = pxs.new_full((D + 1, B, U1), NEG_INF)  # [D+1, B, U1]
     inject: Dict[int, Tuple[List[int], List[int]]] = {}
     for b, (e, u) in enumerate(zip(end_diag, u_lens)):
         inject.setdefault(e, ([], []))
@@ -91,7 +91,7 @@ def _backward_beta(
 
     _set_end(D)
     for d in range(D - 1, -1, -1):
-        nxt, cur = beta[d + 1], beta[d]
+        nxt, cur = beta[d + 1], beta[d]  # [B, U1] each; cur is a view into beta
         torch.add(nxt, pys[d], out=cur)  # blank to (t+1, u)
         if U1 > 1:
             emit = nxt[:, 1:] + pxs[d, :, :-1]  # label to (t, u+1)
@@ -105,31 +105,31 @@ class _LatticeLogLik(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, px, py, t_lens, u_lens, with_occupancy: bool):  # type: ignore[override]
-        B, T, U1 = px.shape
-        pxs = _skew_masked(px.detach(), t_lens, u_lens, emit=True)
-        pys = _skew_masked(py.detach(), t_lens, u_lens, emit=False)
-        alpha = _forward_alpha(pxs, pys)
+        B, T, U1 = px.shape  # px, py: [B, T, U1]
+        pxs = _skew_masked(px.detach(), t_lens, u_lens, emit=True)  # [D, B, U1], D = T+U1-1
+        pys = _skew_masked(py.detach(), t_lens, u_lens, emit=False)  # [D, B, U1]
+        alpha = _forward_alpha(pxs, pys)  # [D, B, U1]
 
         # The final blank leaves (T_b-1, U_b), which lies on diagonal T_b-1+U_b.
-        end_d, bidx = t_lens - 1 + u_lens, torch.arange(B, device=px.device)
-        loglik = alpha[end_d, bidx, u_lens] + pys[end_d, bidx, u_lens]
+        end_d, bidx = t_lens - 1 + u_lens, torch.arange(B, device=px.device)  # [B] each
+        loglik = alpha[end_d, bidx, u_lens] + pys[end_d, bidx, u_lens]  # [B]
 
         if with_occupancy:
-            beta = _backward_beta(pxs, pys, (end_d + 1).tolist(), u_lens.tolist())
+            beta = _backward_beta(pxs, pys, (end_d + 1).tolist(), u_lens.tolist())  # [D+1, B, U1]
             # Arc posterior = alpha(source) * arc * beta(target) / total; both
             # targets, (t+1, u) and (t, u+1), lie on the next diagonal.
-            fwd = alpha - loglik.view(1, B, 1)
-            occ_py = torch.exp(fwd + pys + beta[1:])
-            occ_px = torch.zeros_like(occ_py)
+            fwd = alpha - loglik.view(1, B, 1)  # [D, B, U1]
+            occ_py = torch.exp(fwd + pys + beta[1:])  # [D, B, U1]
+            occ_px = torch.zeros_like(occ_py)  # [D, B, U1]; last column (u = U1-1) has no label arc
             if U1 > 1:
-                occ_px[:, :, :-1] = torch.exp(fwd[:, :, :-1] + pxs[:, :, :-1] + beta[1:, :, 1:])
-            occ_px, occ_py = _unskew(occ_px, T), _unskew(occ_py, T)
+                occ_px[:, :, :-1] = torch.exp(fwd[:, :, :-1] + pxs[:, :, :-1] + beta[1:, :, 1:])  # [D, B, U1-1]
+            occ_px, occ_py = _unskew(occ_px, T), _unskew(occ_py, T)  # [B, T, U1] each
             # An unreachable end (loglik = -inf) would give nan: no gradient there.
-            dead = ~torch.isfinite(loglik).view(B, 1, 1)
+            dead = ~torch.isfinite(loglik).view(B, 1, 1)  # [B, 1, 1]
             occ_px = occ_px.masked_fill(dead, 0.0)
             occ_py = occ_py.masked_fill(dead, 0.0)
         else:
-            occ_px = occ_py = px.new_zeros(0)
+            occ_px = occ_py = px.new_zeros(0)  # [0]: no occupancy computed
         ctx.save_for_backward(occ_px, occ_py)
         ctx.mark_non_differentiable(occ_px, occ_py)
         return loglik, occ_px, occ_py
@@ -139,8 +139,8 @@ class _LatticeLogLik(torch.autograd.Function):
         occ_px, occ_py = ctx.saved_tensors
         if occ_px.numel() == 0:
             raise RuntimeError("rnnt_lattice_loglik was run without occupancy; cannot backprop")
-        g = g_loglik.view(-1, 1, 1)
-        return g * occ_px, g * occ_py, None, None, None
+        g = g_loglik.view(-1, 1, 1)  # [B, 1, 1]
+        return g * occ_px, g * occ_py, None, None, None  # grads of px, py: [B, T, U1] each
 
 
 def rnnt_lattice_loglik(
@@ -181,7 +181,7 @@ def rnnt_lattice_loglik(
     if px.dtype in (torch.float16, torch.bfloat16):
         px, py = px.float(), py.float()
     needs_grad = torch.is_grad_enabled() and (px.requires_grad or py.requires_grad)
-    loglik, occ_px, occ_py = _LatticeLogLik.apply(
+    loglik, occ_px, occ_py = _LatticeLogLik.apply(  # [B]; occ_px, occ_py: [B, T, U1] or [0]
         px, py, t_lens, u_lens, bool(return_occupancy or needs_grad)
     )
     if return_occupancy:
@@ -215,34 +215,35 @@ def prune_bounds(
     """
     if prune_range < 2:
         raise ValueError(f"prune_range must be >= 2 (a window of 1 can emit no label); got {prune_range}")
-    B, T, U1 = occ_px.shape
+    B, T, U1 = occ_px.shape  # occ_px, occ_py: [B, T, U1]
     device = occ_px.device
     t_lens = t_lens.to(device=device, dtype=torch.long)
     u_lens = u_lens.to(device=device, dtype=torch.long)
-    upper = (u_lens - prune_range + 1).clamp(min=0).view(B, 1)
+    upper = (u_lens - prune_range + 1).clamp(min=0).view(B, 1)  # [B, 1]
+    # node: [B, T, U1]
     node = (occ_px + occ_py).detach()  # prob. that a path passes node (t, u)
     n_start = max(U1 - prune_range + 1, 1)
     if U1 > prune_range:
-        csum = torch.nn.functional.pad(node.cumsum(dim=2), (1, 0))
+        csum = torch.nn.functional.pad(node.cumsum(dim=2), (1, 0))  # [B, T, U1+1]
         window = csum[:, :, prune_range:] - csum[:, :, :-prune_range]  # (B, T, n_start)
-        starts = torch.arange(n_start, device=device).view(1, 1, n_start)
-        window = window.masked_fill(starts > upper.unsqueeze(2), NEG_INF)
-        s = window.argmax(dim=2)
+        starts = torch.arange(n_start, device=device).view(1, 1, n_start)  # [1, 1, n_start]
+        window = window.masked_fill(starts > upper.unsqueeze(2), NEG_INF)  # [B, T, n_start]
+        s = window.argmax(dim=2)  # [B, T]
     else:
-        s = torch.zeros(B, T, dtype=torch.long, device=device)
+        s = torch.zeros(B, T, dtype=torch.long, device=device)  # [B, T]
     # Clamp to the nodes a path can use: at most t*(R-1) labels by frame t, and
     # enough by frame t to still reach U_b at frame T_b-1.  Both limits rise
     # with t, so the cummax below keeps them; frames t >= T_b end up at `upper`.
-    t = torch.arange(T, device=device).view(1, T)
-    step = (prune_range - 1) * t
-    hi = torch.minimum(step, upper)
-    lo = (upper - (prune_range - 1) * (t_lens.view(B, 1) - 1) + step).clamp(min=0)
+    t = torch.arange(T, device=device).view(1, T)  # [1, T]
+    step = (prune_range - 1) * t  # [1, T]
+    hi = torch.minimum(step, upper)  # [B, T]
+    lo = (upper - (prune_range - 1) * (t_lens.view(B, 1) - 1) + step).clamp(min=0)  # [B, T]
     lo = torch.minimum(lo, upper)
-    s = torch.maximum(torch.minimum(s, hi), lo)
+    s = torch.maximum(torch.minimum(s, hi), lo)  # [B, T]
     s = torch.cummax(s, dim=1).values  # monotone non-decreasing
     # s_t >= s_{t'} - (t'-t)(R-1) for all t' > t (no gap between windows): a
     # reverse running max of s_t - t(R-1), mapped back.  Raising s_t this way
     # keeps it monotone and below both t(R-1) and `upper`.
-    shifted = s - step
-    s = torch.flip(torch.cummax(torch.flip(shifted, [1]), dim=1).values, [1]) + step
+    shifted = s - step  # [B, T]
+    s = torch.flip(torch.cummax(torch.flip(shifted, [1]), dim=1).values, [1]) + step  # [B, T]
     return s

@@ -29,13 +29,13 @@ class Hypothesis:
 
 def index_state(state: DecState, idx: torch.Tensor) -> DecState:
     """States of the hypotheses ``idx`` (a copy)."""
-    h, c = state
-    return h[:, idx], (c[:, idx] if c is not None else None)
+    h, c = state  # [num_layers, N, hidden] each (c may be None)
+    return h[:, idx], (c[:, idx] if c is not None else None)  # [num_layers, len(idx), hidden] each
 
 
 def assign_state(state: DecState, idx: torch.Tensor, new: DecState) -> None:
     """Write ``new`` into the rows ``idx`` of ``state`` in place."""
-    state[0][:, idx] = new[0]
+    state[0][:, idx] = new[0]  # new[0]: [num_layers, len(idx), hidden]
     if state[1] is not None:
         state[1][:, idx] = new[1]
 
@@ -53,14 +53,14 @@ class PredictionNet:
 
     def start(self, n: int) -> Tuple[torch.Tensor, DecState]:
         """Decoder output and state after the start symbol (blank) for ``n`` hypotheses."""
-        tokens = torch.full((n,), self.blank_id, dtype=torch.long, device=self.device)
-        return self.step(tokens, self.decoder.init_state(n))
+        tokens = torch.full((n,), self.blank_id, dtype=torch.long, device=self.device)  # [n]
+        return self.step(tokens, self.decoder.init_state(n))  # output: [n, D_dec]
 
     def step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
         """Feed one label per hypothesis: tokens (N,) -> output (N, D_dec), new state."""
-        emb = self.decoder.embed(tokens.unsqueeze(1))
-        out, new_state = self.decoder.rnn_forward(emb, state)
-        return out[:, 0], new_state
+        emb = self.decoder.embed(tokens.unsqueeze(1))  # [N, 1, D_emb]
+        out, new_state = self.decoder.rnn_forward(emb, state)  # out: [N, 1, D_dec]
+        return out[:, 0], new_state  # [N, D_dec]
 
 
 class JointScorer:
@@ -75,15 +75,15 @@ class JointScorer:
         self.split = all(hasattr(joint_network, a) for a in ("lin_enc", "lin_dec", "lin_out"))
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
-        return self.joint.lin_enc(enc_out) if self.split else enc_out
+        return self.joint.lin_enc(enc_out) if self.split else enc_out  # [B, T, D_enc] -> [B, T, D_joint] if split
 
     def dec(self, dec_out: torch.Tensor) -> torch.Tensor:
-        return self.joint.lin_dec(dec_out) if self.split else dec_out
+        return self.joint.lin_dec(dec_out) if self.split else dec_out  # [N, D_dec] -> [N, D_joint] if split
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
         if self.split:
-            return self.joint(enc, dec, no_projection=True)
-        return self.joint(enc, dec)
+            return self.joint(enc, dec, no_projection=True)  # [N, D_joint] x 2 -> [N, V]
+        return self.joint(enc, dec)  # [N, V]
 
 
 def check_inputs(encoder_out: torch.Tensor, encoder_lens: torch.Tensor) -> List[int]:
@@ -111,7 +111,7 @@ def prepare_suppress_mask(suppress_mask: Optional[torch.Tensor], batch: int, voc
     if tuple(suppress_mask.shape) != (batch, vocab):
         raise ValueError(f"suppress_mask must have shape (batch, vocab)=({batch}, {vocab}), got "
                          f"{tuple(suppress_mask.shape)}")
-    mask = suppress_mask.to(device=device, copy=True)
+    mask = suppress_mask.to(device=device, copy=True)  # [B, V] bool
     mask[:, blank_id] = False  # blank must stay available, otherwise a frame could have no way forward
     return mask if bool(mask.any()) else None
 
@@ -122,8 +122,8 @@ def masked_log_probs(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torc
     model with its new tasks off scores exactly like its base. logits: [H, V], mask: [H, V] or None."""
     logits = logits.float()
     if mask is not None:
-        logits = logits.masked_fill(mask, float("-inf"))
-    return torch.log_softmax(logits, dim=-1).double()
+        logits = logits.masked_fill(mask, float("-inf"))  # [H, V]
+    return torch.log_softmax(logits, dim=-1).double()  # [H, V] float64
 
 
 def log_add(a: float, b: float) -> float:
