@@ -114,6 +114,11 @@ class TokenVerseSpeech2Text(Speech2Text):
         return conform(x.astype(np.float32, copy=False), rate, self.sample_rate)
 
     # ---- activation ---------------------------------------------------------------------------------
+    @property
+    def model_tasks(self) -> tuple:
+        """Every task the model was trained with, primary first (the task mask's columns)."""
+        return self.spec.tasks
+
     def parse_activation(self, activation: Union[str, Sequence[str], None]) -> tuple:
         """Validate a task set (``TaskSpec.active_tasks``); None means every task the model was trained with."""
         return self.spec.active_tasks(activation, "--task_activation")
