@@ -13,9 +13,9 @@ import soundfile as sf
 import soxr
 
 from espnet2_ext.bin import import_commonvoice as cv_cli
+from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_io import read_audio
 from espnet2_ext.data.kaldi_dir import read_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.data.validate_dir import validate_data_dir
 
 REPO = Path(__file__).resolve().parents[1]

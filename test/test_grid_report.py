@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from espnet2_ext.bin import grid_report as cli
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring import grid_report as G
 
 ALL = "asr+scd+endp+ner+lid"

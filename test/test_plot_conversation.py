@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
 from espnet2_ext.data.ref_turns import RefTurn
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.text.time_outputs import TimedUtterance, write_time_outputs
 

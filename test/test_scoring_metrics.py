@@ -5,7 +5,7 @@ import pytest
 
 import espnet2_ext  # noqa: F401  (offline guard before anything else)
 from espnet2_ext.bin import tokenverse_score
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring.metrics import align_matches, score_corpus, score_utterance, summarize
 from espnet2_ext.task_spec import TaskSpec
 

@@ -5,7 +5,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from espnet2_ext.data.utt2tasks import DataError, read_utt2tasks
+from espnet2_ext.common import DataError
+from espnet2_ext.data.utt2tasks import read_utt2tasks
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.text.strip_tasks import annotation_error, entities, strip_all_task_tokens, strip_inactive_tokens
 from espnet2_ext.train.activation_policy import choose_active

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import Utterance, read_data_dir, write_data_dir
 from espnet2_ext.data.ref_turns import RefTurn, parse_turns, turns_problem
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.scoring.time_metrics import endpoint_stats, score_times, word_timing_errors
 from espnet2_ext.task_spec import TaskSpec

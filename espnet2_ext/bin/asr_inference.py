@@ -29,7 +29,7 @@ from espnet2.utils.types import str2bool
 
 from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
                                          unpack_model)
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 from espnet2_ext.train.collate import TASK_MASK
 from espnet2_ext.train.preprocessor import TASKS_NAME

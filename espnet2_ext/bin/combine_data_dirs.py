@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 
 
 def combine(dst: str, srcs: List[str]):

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_check import dump_audio, loader_ready
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 
 
 def format_data_dir(src: str, dst: str) -> Path:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 
 
 def _events_record(decode_dir: Path, utt: str) -> dict:

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring.metrics import METRIC_KEYS, read_text, read_utt2lang, score_corpus, unknown_tags
 from espnet2_ext.scoring.report import added_f1_columns, atomic_write_text, fmt, md_table
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec

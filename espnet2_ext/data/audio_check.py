@@ -18,9 +18,9 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import soundfile as sf
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_io import (TARGET_SAMPLE_RATE, conform, describe, is_ark, is_pipe,  # noqa: F401
                                        is_plain_path, load_audio, to_pcm16)
-from espnet2_ext.data.utt2tasks import DataError
 
 EXPECTED_SAMPLE_RATE = TARGET_SAMPLE_RATE
 # What ESPnet's ``sound`` loader can take as it is (no decoding of compressed formats in every epoch).

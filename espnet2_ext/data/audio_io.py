@@ -14,7 +14,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 
 TARGET_SAMPLE_RATE = 16000
 _ARK_ENTRY = re.compile(r"\.ark:\d+$")

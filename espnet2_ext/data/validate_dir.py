@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import (PathLike, Table, _float, c_sort_key, check_consistent,  # noqa: F401
                                         read_tables)
-from espnet2_ext.data.utt2tasks import DataError
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring.report import PathLike, activation_tag, atomic_write_text, load_score, md_table
 
 ALL_TASKS = ("asr", "scd", "endp", "ner", "lid")

@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import sentencepiece as spm
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.utils.text_io import utf8_errors
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import c_sort_key, write_text_atomic
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
 
 SPM_SPACE = "\u2581"
