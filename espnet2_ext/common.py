@@ -63,19 +63,26 @@ def atomic_dir(out_dir: PathLike, mode: Optional[int] = 0o755) -> Iterator[Path]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
-        if out_dir.exists():
-            # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
-            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        move_dir_into_place(tmp, out_dir, mode)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_dir_into_place(tmp: PathLike, out_dir: PathLike, mode: Optional[int] = 0o755) -> None:
+    """Rename the finished directory ``tmp`` (a sibling of ``out_dir``) to ``out_dir``, replacing an existing one;
+    for writers that cannot hold an ``atomic_dir`` block open (several dirs committed together)."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    if mode is not None:
+        os.chmod(tmp, mode)  # mkdtemp makes it 0700
+    if out_dir.exists():
+        # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
+        old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out_dir)
 
 
 # ---- options ------------------------------------------------------------------------------------------

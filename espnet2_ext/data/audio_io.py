@@ -37,6 +37,14 @@ def is_plain_path(entry: str) -> bool:
     return not is_pipe(entry) and not is_ark(entry)
 
 
+def audio_duration(path: Union[str, Path]) -> float:
+    """Duration in seconds from the header."""
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return info.frames / float(info.samplerate)
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 

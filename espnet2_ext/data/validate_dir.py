@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from espnet2_ext.common import DataError
-from espnet2_ext.data.kaldi_dir import (PathLike, Table, _float, c_sort_key, check_consistent,  # noqa: F401
-                                        read_tables)
+from espnet2_ext.data.kaldi_dir import PathLike, Table, c_sort_key, check_consistent, read_tables
 
 
 @dataclass
@@ -80,9 +79,9 @@ def _check_turns(tables: Dict[str, Table], audio_dur: Dict[str, float]) -> None:
         duration = None
         if "segments" in tables:
             f = tables["segments"].values[utt].split()
-            duration = _float(tables["segments"], utt, f[2]) - _float(tables["segments"], utt, f[1])
+            duration = tables["segments"].number(utt, f[2]) - tables["segments"].number(utt, f[1])
         elif "utt2dur" in tables:
-            duration = _float(tables["utt2dur"], utt, tables["utt2dur"].values[utt])
+            duration = tables["utt2dur"].number(utt, tables["utt2dur"].values[utt])
         elif utt in audio_dur:
             duration = audio_dur[utt]
         err = turns_problem(parse_turns(value, turns.where(utt)), duration)
@@ -130,10 +129,10 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
                                 f"({', '.join(spec.languages)}); add it (--languages) or fix the line")
     hours: Optional[float] = None
     if "utt2dur" in tables:
-        hours = sum(_float(tables["utt2dur"], k, v) for k, v in tables["utt2dur"].values.items()) / 3600
+        hours = sum(tables["utt2dur"].number(k, v) for k, v in tables["utt2dur"].values.items()) / 3600
     elif "segments" in tables:
         seg = tables["segments"]
-        hours = sum(_float(seg, k, v.split()[2]) - _float(seg, k, v.split()[1]) for k, v in seg.values.items()
+        hours = sum(seg.number(k, v.split()[2]) - seg.number(k, v.split()[1]) for k, v in seg.values.items()
                     if len(v.split()) == 3) / 3600
     n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
     n_checked, to_convert, rec_dur = 0, None, {}
