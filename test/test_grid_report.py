@@ -88,7 +88,7 @@ def grid(tmp_path, seeds=(0, 1, 2), drop_seed=None):
 
 def report(exp, tmp_path):
     out = tmp_path / "RESULTS_grid.md"
-    text = cli.main(["--exp_dir", str(exp), "--out", str(out), "--full_set", FULL, "--mixed_set", MIXED])
+    text = cli.run(["--exp_dir", str(exp), "--out", str(out), "--full_set", FULL, "--mixed_set", MIXED])
     assert out.read_text() == text
     return text
 

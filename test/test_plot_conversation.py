@@ -41,7 +41,7 @@ def test_events_hold_what_the_plot_draws(tmp_path):
 def test_plot_writes_a_png_and_the_report_embeds_it(tmp_path):
     import matplotlib.image
 
-    from espnet2_ext.bin.plot_conversation import main as plot
+    from espnet2_ext.bin.plot_conversation import run as plot
     from espnet2_ext.scoring.report import write_report
 
     data, hyp = _conversation(tmp_path)

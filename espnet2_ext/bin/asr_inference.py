@@ -29,6 +29,7 @@ from espnet2.utils.types import str2bool
 
 from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
                                          unpack_model)
+from espnet2_ext.bin._cli import run_cli
 from espnet2_ext.common import DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 from espnet2_ext.train.collate import TASK_MASK
@@ -194,7 +195,7 @@ def inference(args) -> None:
     decode_to_dir(build_speech2text(args), args, args.output_dir)
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
+def run(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
     logging.basicConfig(level=args.log_level,
@@ -203,14 +204,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         parser.error("give --model_file (packed model) or --asr_train_config and --asr_model_file")
     if args.model_tag and not args.model_file:
         args.model_file = args.model_tag  # a local packed model; hub tags would need network
-    try:
-        inference(args)
-    except (ValueError, FileNotFoundError) as e:
-        if cmd is not None:  # called from Python: let the caller see the exception
-            raise
-        print(f"asr_inference: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    inference(args)
+
+
+def main(cmd: Optional[List[str]] = None) -> int:
+    return run_cli(run, cmd, prog="asr_inference: error", errors=(ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.common import DataError
+from espnet2_ext.bin._cli import run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
+def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     args = get_parser().parse_args(argv)
     # Imported here so --help stays fast (torch).
     from espnet2_ext.scoring.task_vector_analysis import run_analysis
@@ -30,8 +30,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     return results
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_cli(run, argv, prog="task_vector_analysis: error", errors=(ValueError,))  # DataError is a ValueError
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"task_vector_analysis: error: {e}")
+    sys.exit(main())

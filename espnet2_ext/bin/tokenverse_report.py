@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet2_ext.common import DataError
+from espnet2_ext.bin._cli import run_cli
 from espnet2_ext.scoring.report import write_report
 
 
@@ -24,15 +24,16 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
+def run(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
     report = write_report(args.exp_dir, args.out, args.prepend, args.figure)
     print(f"wrote {args.out}")
     return report
 
 
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_cli(run, argv, prog="tokenverse_report: error", errors=(ValueError,))  # DataError is a ValueError
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"tokenverse_report: error: {e}")
+    sys.exit(main())
