@@ -39,31 +39,10 @@ class DataDirSummary:
 
 def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: Optional[Table]) -> Optional[str]:
     """The language/annotation problem of one transcript, or None."""
-    import re
+    from espnet2_ext.text.annotation import transcript_error
 
-    from espnet2_ext.task_spec import NE_OPEN
-    from espnet2_ext.text.strip_tasks import annotation_error
-
-    words = table.values[utt].split()
-    if not words:
-        return "empty transcript; add its words or drop the utterance (fix_data_dir)"
-    for w in words:
-        if re.fullmatch(r"\[[A-Z]{2}\]", w) and not spec.is_task_token(w) and w != NE_OPEN:
-            return (f"language token {w} is not in the task spec (languages: {', '.join(spec.languages)}); add "
-                    f"the language (--languages) or fix the text")
-    err = annotation_error(table.values[utt], spec, tasks)
-    if err:
-        return err
-    lang_pos = [i for i, w in enumerate(words) if spec.task_of(w) == "lid"]
-    if lang_pos and lang_pos[0] != 0:
-        return f"language token {words[lang_pos[0]]} must be the first token"
-    if "lid" in tasks and not lang_pos:
-        return "utt2tasks lists 'lid' but the text has no language token; put e.g. [EN] first"
-    if not any(spec.task_of(w) is None for w in words):
-        return "no words, only task tokens; drop the utterance or add its transcript"
-    if lang_pos and utt2lang is not None and words[0] != f"[{utt2lang.values[utt].upper()}]":
-        return f"language token {words[0]} disagrees with {utt2lang.where(utt)} '{utt2lang.values[utt]}'"
-    return None
+    lang = utt2lang.values[utt] if utt2lang is not None else None
+    return transcript_error(table.values[utt], spec, tasks, lang, utt2lang.where(utt) if utt2lang is not None else "")
 
 
 def _check_turns(tables: Dict[str, Table], audio_dur: Dict[str, float]) -> None:
