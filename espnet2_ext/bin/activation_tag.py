@@ -10,7 +10,7 @@ import argparse
 from typing import Optional, Sequence
 
 from espnet2_ext.activation import activation_tag
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 
 
 def run(argv: Optional[Sequence[str]] = None) -> None:
@@ -22,9 +22,7 @@ def run(argv: Optional[Sequence[str]] = None) -> None:
     print(tag)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(run, argv, prog="activation_tag", errors=(ValueError,))
-
+main = cli_main(run, prog="activation_tag", errors=(ValueError,))
 
 if __name__ == "__main__":
     raise SystemExit(main())

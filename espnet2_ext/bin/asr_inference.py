@@ -27,9 +27,10 @@ from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
 
+from espnet2_ext.asr.nbest_output import write_nbest
 from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
                                          unpack_model)
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 from espnet2_ext.train.collate import TASK_MASK
@@ -178,13 +179,7 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
             results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,
                                        task_activation=task_activation, with_frames=timed is not None)
             for i, (key, nbest) in enumerate(zip(keys, results)):
-                for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
-                    w = writer[f"{n}best_recog"]
-                    w["token"][key] = " ".join(token)
-                    w["token_int"][key] = " ".join(map(str, token_int))
-                    w["score"][key] = str(float(hyp.score))
-                    if text is not None:
-                        w["text"][key] = text
+                write_nbest(writer, key, nbest)
                 if timed is not None and nbest:
                     timed.add(key, nbest[0][1], nbest[0][3], int(batch["speech_lengths"][i]))
     if timed is not None:
@@ -207,9 +202,7 @@ def run(cmd: Optional[List[str]] = None) -> None:
     inference(args)
 
 
-def main(cmd: Optional[List[str]] = None) -> int:
-    return run_cli(run, cmd, prog="asr_inference: error", errors=(ValueError, FileNotFoundError))
-
+main = cli_main(run, prog="asr_inference: error", errors=(ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
 
@@ -39,9 +39,7 @@ def run(argv: Optional[List[str]] = None) -> Path:
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="combine_data_dirs")
-
+main = cli_main(run, prog="combine_data_dirs")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet2_ext.activation import activation_tag
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.bin.asr_inference import build_speech2text, decode_to_dir, get_parser
 from espnet2_ext.common import atomic_dir
 
@@ -48,9 +48,7 @@ def run(cmd: Optional[List[str]] = None) -> None:
                 decode_to_dir(s2t, args, str(tmp), task_activation=act)
 
 
-def main(cmd: Optional[List[str]] = None) -> int:
-    return run_cli(run, cmd, prog="decode_activation_sets: error", errors=(ValueError, FileNotFoundError))
-
+main = cli_main(run, prog="decode_activation_sets: error", errors=(ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     sys.exit(main())

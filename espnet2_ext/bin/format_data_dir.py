@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.data.audio_check import dump_audio, loader_ready
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
 
@@ -29,19 +29,15 @@ def format_data_dir(src: str, dst: str) -> Path:
     return dump_audio(src, dst, Path(dst).with_name(Path(dst).name + "_wav"))
 
 
-def run(argv: Optional[List[str]] = None) -> Path:
+def run(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src")
     p.add_argument("dst")
     args = p.parse_args(argv)
-    out = format_data_dir(args.src, args.dst)
-    print(f"format_data_dir: {args.src} -> {out}")
-    return out
+    print(f"format_data_dir: {args.src} -> {format_data_dir(args.src, args.dst)}")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="format_data_dir")
-
+main = cli_main(run, prog="format_data_dir")
 
 if __name__ == "__main__":
     sys.exit(main())

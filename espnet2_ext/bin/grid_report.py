@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.scoring.grid_report import Roles, write_grid_report
 
 
@@ -38,9 +38,7 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     return report
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(run, argv, prog="grid_report: error", errors=(ValueError,))  # DataError is a ValueError
-
+main = cli_main(run, prog="grid_report: error", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

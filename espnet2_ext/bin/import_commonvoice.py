@@ -12,24 +12,21 @@ import argparse
 import sys
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import add_import_args, check_import_args, run_cli
-from espnet2_ext.common import DataError, comma_list
+from espnet2_ext.bin._cli import IMPORT_ERRORS, cli_main, importer_parser, parse_import_args
+from espnet2_ext.common import comma_list
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", required=True, help="release folder with clips/ and <split>.tsv")
-    p.add_argument("--out_dir", required=True, help="Kaldi dirs are written to <out_dir>/<split>")
+    p = importer_parser(__doc__, src="release folder with clips/ and <split>.tsv",
+                        out_dir="Kaldi dirs are written to <out_dir>/<split>")
     p.add_argument("--lang", default=None, help="language code; default: the tsv 'locale' column")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated tsv names (e.g. validated)")
     p.add_argument("--max_utts", type=int, default=None, help="keep the first N usable rows per split")
-    add_import_args(p)
     return p
 
 
 def run(argv: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(argv)
-    check_import_args(args)
+    args = parse_import_args(get_parser(), argv)
     from espnet2_ext.data.commonvoice import import_commonvoice
 
     import_commonvoice(args.src, args.out_dir, lang=args.lang, splits=comma_list(args.splits),
@@ -37,9 +34,7 @@ def run(argv: Optional[List[str]] = None) -> None:
                        dump_wav_dir=args.dump_wav_dir, skip_bad_audio=args.skip_bad_audio)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="import_commonvoice", errors=(DataError, OSError))
-
+main = cli_main(run, prog="import_commonvoice", errors=IMPORT_ERRORS)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,22 +10,18 @@ import argparse
 import sys
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import add_chunking_args, add_import_args, check_import_args, run_cli
-from espnet2_ext.common import DataError, comma_list
+from espnet2_ext.bin._cli import IMPORT_ERRORS, add_chunking_args, cli_main, importer_parser, parse_import_args
+from espnet2_ext.common import comma_list
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", required=True, help="JSON-lines file, one conversation per line")
-    p.add_argument("--out_dir", required=True, help="Kaldi data dir to write")
-    add_import_args(p)
+    p = importer_parser(__doc__, src="JSON-lines file, one conversation per line", out_dir="Kaldi data dir to write")
     add_chunking_args(p, "turns")
     return p
 
 
 def run(argv: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(argv)
-    check_import_args(args)
+    args = parse_import_args(get_parser(), argv)
     from espnet2_ext.data.jsonl_conversations import import_jsonl
 
     import_jsonl(args.src, args.out_dir, languages=comma_list(args.languages), max_turns=args.max_turns,
@@ -33,9 +29,7 @@ def run(argv: Optional[List[str]] = None) -> None:
                  skip_bad_audio=args.skip_bad_audio)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="import_jsonl", errors=(DataError, OSError))
-
+main = cli_main(run, prog="import_jsonl", errors=IMPORT_ERRORS)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,29 +10,25 @@ import argparse
 import sys
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import add_chunking_args, add_import_args, check_import_args, run_cli
+from espnet2_ext.bin._cli import IMPORT_ERRORS, add_chunking_args, cli_main, importer_parser, parse_import_args
 from espnet2_ext.common import DataError, comma_list
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", required=True, help="STM file")
-    p.add_argument("--out_dir", required=True, help="Kaldi data dir to write")
+    p = importer_parser(__doc__, src="STM file", out_dir="Kaldi data dir to write")
     p.add_argument("--audio_dir", default=None, help="folder with <file>.wav/.flac/.sph/.mp3 per STM file id")
     p.add_argument("--wav_scp", default=None, help="'<file> <path or pipe>' lines (overrides --audio_dir)")
     p.add_argument("--rttm", default=None, help="speaker turns; each segment takes the most-overlapping speaker")
     p.add_argument("--entities", default=None, help="entity names, one per line: tagged [NE] ... [/NE]")
     p.add_argument("--lang", default=None, help="language code: adds the language token and the lid task")
-    add_import_args(p)
     add_chunking_args(p, "segments")
     return p
 
 
 def run(argv: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(argv)
+    args = parse_import_args(get_parser(), argv)
     if not args.audio_dir and not args.wav_scp:
         raise DataError("give --audio_dir or --wav_scp to locate the recordings")
-    check_import_args(args)
     from espnet2_ext.data.stm_conversations import import_stm
 
     import_stm(args.src, args.out_dir, audio_dir=args.audio_dir, wav_scp=args.wav_scp, rttm=args.rttm,
@@ -41,9 +37,7 @@ def run(argv: Optional[List[str]] = None) -> None:
                dump_wav_dir=args.dump_wav_dir, skip_bad_audio=args.skip_bad_audio)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="import_stm", errors=(DataError, OSError))
-
+main = cli_main(run, prog="import_stm", errors=IMPORT_ERRORS)
 
 if __name__ == "__main__":
     sys.exit(main())

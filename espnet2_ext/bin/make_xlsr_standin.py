@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.upstream.xlsr_standin import PRESETS, model_cfg_for, save_checkpoint
 
 
@@ -31,9 +31,7 @@ def run(argv=None) -> Path:
     return path
 
 
-def main(argv=None) -> int:
-    return run_cli(run, argv, prog="make_xlsr_standin", errors=(ValueError,))
-
+main = cli_main(run, prog="make_xlsr_standin", errors=(ValueError,))
 
 if __name__ == "__main__":
     sys.exit(main())

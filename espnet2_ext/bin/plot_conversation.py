@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError
 
 
@@ -126,9 +126,7 @@ def run(argv: Optional[List[str]] = None) -> Path:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(run, argv, prog="plot_conversation: error", errors=(ValueError,))  # DataError is a ValueError
-
+main = cli_main(run, prog="plot_conversation: error", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

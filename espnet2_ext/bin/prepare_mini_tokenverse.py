@@ -16,7 +16,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,9 +50,7 @@ def run(argv: Optional[List[str]] = None) -> None:
                 wav_dir=args.wav_dir, train_read=args.train_read)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="prepare_mini_tokenverse", errors=(RuntimeError, ValueError))
-
+main = cli_main(run, prog="prepare_mini_tokenverse", errors=(RuntimeError, ValueError))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,9 +30,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     prepare(args.out_dir, hours=args.hours, seed=args.seed, nj=args.nj, wav_dir=args.wav_dir)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="prepare_ssl_corpus", errors=(RuntimeError, ValueError))
-
+main = cli_main(run, prog="prepare_ssl_corpus", errors=(RuntimeError, ValueError))
 
 if __name__ == "__main__":
     sys.exit(main())

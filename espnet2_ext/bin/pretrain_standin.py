@@ -15,7 +15,7 @@ import sys
 from dataclasses import fields
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -64,9 +64,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     pretrain(args.data_dir, args.exp_dir, cfg)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="pretrain_standin", errors=(RuntimeError, ValueError, FileNotFoundError))
-
+main = cli_main(run, prog="pretrain_standin", errors=(RuntimeError, ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     sys.exit(main())

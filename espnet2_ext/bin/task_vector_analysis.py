@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,9 +30,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     return results
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(run, argv, prog="task_vector_analysis: error", errors=(ValueError,))  # DataError is a ValueError
-
+main = cli_main(run, prog="task_vector_analysis: error", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.scoring.report import write_report
 
 
@@ -31,9 +31,7 @@ def run(argv: Optional[Sequence[str]] = None) -> str:
     return report
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(run, argv, prog="tokenverse_report: error", errors=(ValueError,))  # DataError is a ValueError
-
+main = cli_main(run, prog="tokenverse_report: error", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

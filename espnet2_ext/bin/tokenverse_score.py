@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, atomic_write_text, comma_list
 from espnet2_ext.scoring.metrics import METRIC_KEYS, read_text, read_utt2lang, score_corpus, unknown_tags
 from espnet2_ext.scoring.report import added_f1_columns, fmt, md_table
@@ -151,9 +151,7 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     return result
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(run, argv, prog="tokenverse_score: error", errors=(ValueError,))  # DataError is a ValueError
-
+main = cli_main(run, prog="tokenverse_score: error", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

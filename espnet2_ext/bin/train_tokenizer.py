@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import comma_list
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 from espnet2_ext.text.tag_aware_bpe import (DEFAULT_INPUT_SENTENCE_SIZE, MODEL_TYPES, VocabSizeError,
@@ -89,9 +89,7 @@ def run(argv: Optional[List[str]] = None) -> None:
         print(f"pieces saved by prefixed tags: {saved} ({100.0 * saved / max(plain['pieces'], 1):.1f}% of plain)")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="train_tokenizer", errors=(ValueError,))  # DataError, VocabSizeError: ValueErrors
-
+main = cli_main(run, prog="train_tokenizer", errors=(ValueError,))  # DataError, VocabSizeError: ValueErrors
 
 if __name__ == "__main__":
     sys.exit(main())

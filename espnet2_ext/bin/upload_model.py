@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.hub.model_card import build_model_card
 from espnet2_ext.utils.safe_load import MAX_YAML_BYTES, UnsafeModelError, check_archive, load_yaml_bytes
@@ -224,10 +224,8 @@ def run(argv: Optional[List[str]] = None) -> Path:
     return args.out_dir
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    # UnsafeModelError (a refused package member) is a DataError
-    return run_cli(run, argv, prog="upload_model", errors=(UploadError, DataError))
-
+# UnsafeModelError (a refused package member) is a DataError
+main = cli_main(run, prog="upload_model", errors=(UploadError, DataError))
 
 if __name__ == "__main__":
     sys.exit(main())

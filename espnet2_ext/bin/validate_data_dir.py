@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import run_cli
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import comma_list
 
 
@@ -37,9 +37,7 @@ def run(argv: Optional[List[str]] = None):
     return summary
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    return run_cli(run, argv, prog="validate_data_dir", errors=(ValueError,))  # DataError is a ValueError
-
+main = cli_main(run, prog="validate_data_dir", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())
