@@ -1,6 +1,7 @@
 """bin/_cli.run_cli (one exit convention for every CLI) and the one activation tag (issue #13)."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,36 @@ def test_activation_tag_cli_imports_neither_torch_nor_espnet2():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["asr+lid", "heavy: []"]
+
+
+def test_decode_activation_sets_names_dirs_by_the_tag_and_writes_them_whole(tmp_path, monkeypatch, capsys):
+    from espnet2_ext.bin import decode_activation_sets as das
+
+    decoded = []
+
+    def decode(s2t, args, out_dir, task_activation):
+        decoded.append(task_activation)
+        (Path(out_dir) / "1best_recog").mkdir()
+        (Path(out_dir) / "1best_recog" / "text").write_text("u1 hi\n")
+        if task_activation == "asr,scd":
+            raise ValueError("data/test/wav.scp (u1): cannot decode audio")
+
+    class Model:
+        def parse_activation(self, act):
+            if "topic" in act:
+                raise ValueError("--task_activation: topic not among this model's tasks")
+
+    monkeypatch.setattr(das, "build_speech2text", lambda args: Model())
+    monkeypatch.setattr(das, "decode_to_dir", decode)
+    exp = tmp_path / "exp"
+    argv = ["--test_dirs", str(tmp_path / "test"), "--output_root", str(exp), "--activation_sets"]
+    das.run(argv + ["lid,asr", "asr"])
+    assert decoded == ["lid,asr", "asr"]
+    assert sorted(p.name for p in exp.iterdir()) == ["decode_asr", "decode_asr+lid"]  # the tag, as the shell's
+    assert [p.name for p in (exp / "decode_asr+lid").iterdir()] == ["test"]  # no temporary dir left
+    das.run(argv + ["asr"])  # complete and newer than the model: kept
+    assert decoded == ["lid,asr", "asr"] and "already decoded" in capsys.readouterr().out
+    assert das.main(argv + ["asr,scd"]) == 1  # the decode fails half-way: nothing appears
+    assert not (exp / "decode_asr+scd" / "test").exists() and not list((exp / "decode_asr+scd").iterdir())
+    assert capsys.readouterr().err == "decode_activation_sets: error: data/test/wav.scp (u1): cannot decode audio\n"
+    assert das.main(argv + ["asr,ner", "asr,topic"]) == 1 and decoded[-1] == "asr,scd"  # all checked before decoding
