@@ -1,9 +1,9 @@
 """How every command-line tool in ``bin/`` ends, and the options the data importers share.
 
 A CLI module has ``run(argv)``: it parses ``argv`` and does the work, returning what it made where Python callers
-and tests want it (a report, scores); bad input is an exception. ``main = cli_main(run, prog=...)`` gives ``main(argv) -> int``, the exit status:
-an expected error is printed as one line ``<prog>: <message>`` on stderr (no traceback) and gives 1; ``python -m``
-runs ``sys.exit(main())``.
+and tests want it (a report, scores); bad input is an exception. ``main = cli_main(run, prog=...)`` gives
+``main(argv) -> int``, the exit status: an expected error is printed as one line ``<prog>: <message>`` on stderr
+(no traceback) and gives 1. ``python -m`` runs ``sys.exit(main())``.
 """
 from __future__ import annotations
 
