@@ -31,10 +31,8 @@ from espnet2_ext.asr.nbest_output import write_nbest
 from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
                                          unpack_model)
 from espnet2_ext.bin._cli import cli_main
-from espnet2_ext.common import DataError
+from espnet2_ext.common import TASK_MASK, TASKS_NAME, DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
-from espnet2_ext.train.collate import TASK_MASK
-from espnet2_ext.train.preprocessor import TASKS_NAME
 
 
 def get_parser() -> config_argparse.ArgumentParser:
