@@ -21,6 +21,8 @@ TASKS_NAME = "tasks"
 # (B, 1 + K) 0/1 tensor over the task spec's tasks (primary first): made by the preprocessor, stacked by the
 # task-mask collate function, passed as an argument down to the frontend that adds v(c).
 TASK_MASK = "task_mask"
+# sentencepiece's "▁": it reads it as a space, and tag-aware pieces start with it
+WORD_BOUNDARY = "\u2581"
 
 
 class DataError(ValueError):
@@ -29,12 +31,14 @@ class DataError(ValueError):
 
 # ---- atomic writes ------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def atomic_output(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffix); it replaces ``path`` only if the block succeeds,
-    otherwise it is removed. Parent directories are created."""
+def atomic_output(path: PathLike, suffix: Optional[str] = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds, otherwise it is
+    removed. Parent directories are created. The temporary name ends in ``suffix`` (default ``.tmp`` + the
+    suffix of ``path``, for writers that pick the format by the name, e.g. matplotlib)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    suffix = ".tmp" + path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -63,19 +67,26 @@ def atomic_dir(out_dir: PathLike, mode: Optional[int] = 0o755) -> Iterator[Path]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
-        if out_dir.exists():
-            # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
-            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        move_dir_into_place(tmp, out_dir, mode)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_dir_into_place(tmp: PathLike, out_dir: PathLike, mode: Optional[int] = 0o755) -> None:
+    """Rename the finished directory ``tmp`` (a sibling of ``out_dir``) to ``out_dir``, replacing an existing one;
+    for writers that cannot hold an ``atomic_dir`` block open (several dirs committed together)."""
+    tmp, out_dir = Path(tmp), Path(out_dir)
+    if mode is not None:
+        os.chmod(tmp, mode)  # mkdtemp makes it 0700
+    if out_dir.exists():
+        # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
+        old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(out_dir, old)
+        os.rename(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out_dir)
 
 
 # ---- options ------------------------------------------------------------------------------------------

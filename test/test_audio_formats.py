@@ -13,9 +13,9 @@ import soundfile as sf
 import soxr
 
 from espnet2_ext.bin import import_commonvoice as cv_cli
+from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_io import read_audio
 from espnet2_ext.data.kaldi_dir import read_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.data.validate_dir import validate_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,7 +186,7 @@ def variants(tiny_trained, tmp_path_factory):
 
 
 def test_any_rate_and_channel_count_decodes_to_the_same_text(tiny_trained, variants, tmp_path, caplog):
-    from espnet2_ext.bin.asr_inference import main
+    from espnet2_ext.bin.asr_inference import run
 
     _, _, out = tiny_trained
     scp = tmp_path / "wav.scp"
@@ -194,7 +194,7 @@ def test_any_rate_and_channel_count_decodes_to_the_same_text(tiny_trained, varia
     common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
               "--data_path_and_name_and_type", f"{scp},speech,sound", "--num_workers", "0"]
     with caplog.at_level("WARNING"):
-        main(common + ["--output_dir", str(tmp_path / "dec")])
+        run(common + ["--output_dir", str(tmp_path / "dec")])
     text = dict(line.split(" ", 1) for line in (tmp_path / "dec/1best_recog/text").read_text().splitlines())
     assert text["orig"].split()[:3] == ["[EN]", "hello", "[NE]"]  # the model recognises the original
     assert text["44k"] == text["orig"] and text["44k_stereo"] == text["orig"]
@@ -203,7 +203,7 @@ def test_any_rate_and_channel_count_decodes_to_the_same_text(tiny_trained, varia
 
     with pytest.raises(ValueError, match=r"wav\.scp \(44k\): audio is 44100 Hz mono but the model expects 16000 Hz "
                                          r"mono; .*--audio_mismatch resample"):
-        main(common + ["--output_dir", str(tmp_path / "strict"), "--audio_mismatch", "error"])
+        run(common + ["--output_dir", str(tmp_path / "strict"), "--audio_mismatch", "error"])
     assert not (tmp_path / "strict" / "1best_recog" / "text").exists() or \
         "44k" not in (tmp_path / "strict" / "1best_recog" / "text").read_text()
 

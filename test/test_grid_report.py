@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from espnet2_ext.bin import grid_report as cli
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring import grid_report as G
 
 ALL = "asr+scd+endp+ner+lid"
@@ -88,7 +88,7 @@ def grid(tmp_path, seeds=(0, 1, 2), drop_seed=None):
 
 def report(exp, tmp_path):
     out = tmp_path / "RESULTS_grid.md"
-    text = cli.main(["--exp_dir", str(exp), "--out", str(out), "--full_set", FULL, "--mixed_set", MIXED])
+    text = cli.run(["--exp_dir", str(exp), "--out", str(out), "--full_set", FULL, "--mixed_set", MIXED])
     assert out.read_text() == text
     return text
 

@@ -93,25 +93,25 @@ def test_espnet_search_types_still_work(tiny_trained, s2t_factory):
 
 
 def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
-    from espnet2_ext.bin.asr_inference import main
+    from espnet2_ext.bin.asr_inference import run
 
     _, data, out = tiny_trained
     common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
               "--data_path_and_name_and_type", f"{data}/wav.scp,speech,sound", "--batch_size", "3"]
-    main(common + ["--output_dir", str(tmp_path / "all")])
+    run(common + ["--output_dir", str(tmp_path / "all")])
     for name in ("text", "token", "token_int", "score"):
         lines = (tmp_path / "all" / "1best_recog" / name).read_text().splitlines()
         assert [ln.split()[0] for ln in lines] == [u for u, _, _ in UTTS]
     # per-utterance activation from an utt2tasks-style file: asr-only for two utterances
     acts = tmp_path / "utt2tasks"
     acts.write_text("".join(f"{u} {'asr' if i % 2 else 'asr scd endp ner lid'}\n" for i, (u, _, _) in enumerate(UTTS)))
-    main(common + ["--data_path_and_name_and_type", f"{acts},tasks,text", "--output_dir", str(tmp_path / "per_utt")])
+    run(common + ["--data_path_and_name_and_type", f"{acts},tasks,text", "--output_dir", str(tmp_path / "per_utt")])
     lines = (tmp_path / "per_utt" / "1best_recog" / "text").read_text().splitlines()
     for i, line in enumerate(lines):
         if i % 2:
             assert not any(SPEC.is_task_token(w) for w in line.split()[1:]), line
     with pytest.raises(ValueError, match="valid tasks are: asr, scd, endp, ner, lid"):
-        main(common + ["--task_activation", "asr,topic", "--output_dir", str(tmp_path / "bad")])
+        run(common + ["--task_activation", "asr,topic", "--output_dir", str(tmp_path / "bad")])
     assert not (tmp_path / "bad" / "1best_recog").exists()
 
 

@@ -7,10 +7,10 @@ import soundfile as sf
 
 import espnet2_ext  # noqa: F401  (offline guard first)
 from espnet2_ext.bin import validate_data_dir as validate_cli
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import (Utterance, filter_by_duration, fix_data_dir, normalize_words, read_data_dir,
                                         split_by_speaker, subset, write_data_dir)
 from espnet2_ext.data.validate_dir import validate_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import TaskSpec
 
 FULL = ("asr", "scd", "endp", "ner", "lid")

@@ -64,7 +64,7 @@ def test_training_and_decoding_open_no_connection(tmp_path):
         import tiny_setup as ts
         import espnet2_ext
         from espnet2_ext.bin.asr_train import main as train
-        from espnet2_ext.bin.asr_inference import main as decode
+        from espnet2_ext.bin.asr_inference import run as decode
         root = Path({str(tmp_path)!r})
         standin = ts.write_standin(root / "tiny.pt")
         data = ts.write_data_dir(root)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
 from espnet2_ext.data.ref_turns import RefTurn
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.text.time_outputs import TimedUtterance, write_time_outputs
 
@@ -41,7 +41,7 @@ def test_events_hold_what_the_plot_draws(tmp_path):
 def test_plot_writes_a_png_and_the_report_embeds_it(tmp_path):
     import matplotlib.image
 
-    from espnet2_ext.bin.plot_conversation import main as plot
+    from espnet2_ext.bin.plot_conversation import run as plot
     from espnet2_ext.scoring.report import write_report
 
     data, hyp = _conversation(tmp_path)

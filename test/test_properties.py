@@ -13,12 +13,13 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from espnet2_ext.data.utt2tasks import DataError, read_utt2tasks
+from espnet2_ext.common import DataError
+from espnet2_ext.data.utt2tasks import read_utt2tasks
 from espnet2_ext.scoring.metrics import (BOUNDARY_TASKS, align_matches, read_text, read_utt2lang, score_corpus,
                                          score_utterance)
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
-from espnet2_ext.text.strip_tasks import (annotation_error, hidden_task_token, strip_all_task_tokens,
-                                         strip_inactive_tokens)
+from espnet2_ext.text.annotation import annotation_error, hidden_task_token
+from espnet2_ext.text.strip_tasks import strip_all_task_tokens, strip_inactive_tokens
 
 SPEC = TaskSpec.default()
 TAGS = SPEC.all_tokens

@@ -325,9 +325,9 @@ def test_packed_model_whose_weights_run_code_is_refused_everywhere(tiny_trained,
         "ours": lambda: TokenVerseSpeech2Text.from_pretrained("evil.zip"),
         # what Speech2Text.from_pretrained does, with a private cache dir instead of the package's
         "ESPnet": lambda: Speech2Text(**zoo.download_and_unpack(str(tmp_path / "evil.zip"))),
-        "asr_inference": lambda: asr_inference.main(["--model_file", "evil.zip", "--output_dir", "dec",
-                                                     "--data_path_and_name_and_type",
-                                                     f"{data / 'wav.scp'},speech,sound"]),
+        "asr_inference": lambda: asr_inference.run(["--model_file", "evil.zip", "--output_dir", "dec",
+                                                    "--data_path_and_name_and_type",
+                                                    f"{data / 'wav.scp'},speech,sound"]),
     }
     for how, load in loaders.items():
         with pytest.raises(UnsafeModelError, match=r"model\.pth: refused to load: .*GLOBAL io\.open"):

@@ -5,7 +5,7 @@ import pytest
 
 import espnet2_ext  # noqa: F401  (offline guard before anything else)
 from espnet2_ext.bin import tokenverse_score
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring.metrics import align_matches, score_corpus, score_utterance, summarize
 from espnet2_ext.task_spec import TaskSpec
 
@@ -204,8 +204,8 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
     decode.mkdir(parents=True)
     _write(decode / "text", ["u2 [DE] ja nein [SCD] [ENDP]", "u1 [EN] hello [NE] maria [/NE] [ENDP]"])
     out = tmp_path / "res" / "score.json"
-    tokenverse_score.main(["--ref", str(ref), "--hyp", str(tmp_path / "decode"), "--task_activation",
-                           "asr,scd,endp,ner,lid", "--out_json", str(out), "--model", "m1", "--test_set", "t1"])
+    tokenverse_score.run(["--ref", str(ref), "--hyp", str(tmp_path / "decode"), "--task_activation",
+                          "asr,scd,endp,ner,lid", "--out_json", str(out), "--model", "m1", "--test_set", "t1"])
     data = json.loads(out.read_text())
     assert {"wer", "scd_f1", "endp_f1", "ner_f1", "lid_acc", "itt", "per_language", "counts",
             "task_activation", "model", "test_set"} <= set(data)
@@ -223,16 +223,16 @@ def test_cli_errors(tmp_path):
     hyp = _write(tmp_path / "hyp", ["u1 a"])
     out = tmp_path / "score.json"
     with pytest.raises(DataError, match=r"in .*ref but missing from .*hyp: u2"):
-        tokenverse_score.main(["--ref", str(ref), "--hyp", str(hyp), "--task_activation", "asr",
-                               "--out_json", str(out)])
+        tokenverse_score.run(["--ref", str(ref), "--hyp", str(hyp), "--task_activation", "asr",
+                              "--out_json", str(out)])
     assert not out.exists()
     with pytest.raises(ValueError, match="unknown task.*xyz"):
-        tokenverse_score.main(["--ref", str(ref), "--hyp", str(ref), "--task_activation", "asr,xyz",
-                               "--out_json", str(out)])
+        tokenverse_score.run(["--ref", str(ref), "--hyp", str(ref), "--task_activation", "asr,xyz",
+                              "--out_json", str(out)])
     dup = _write(tmp_path / "dup", ["u1 a", "u1 b"])
     with pytest.raises(DataError, match="dup:2: duplicate utterance id u1"):
-        tokenverse_score.main(["--ref", str(dup), "--hyp", str(ref), "--task_activation", "asr",
-                               "--out_json", str(out)])
+        tokenverse_score.run(["--ref", str(dup), "--hyp", str(ref), "--task_activation", "asr",
+                              "--out_json", str(out)])
 
 
 def test_added_point_task_is_scored_like_scd(tmp_path, capsys):
@@ -252,7 +252,7 @@ def test_added_point_task_is_scored_like_scd(tmp_path, capsys):
     # the CLI: --extra_tasks, and the printed table gets a QST F1 column
     r = _write(tmp_path / "ref", [f"{u} {t}" for u, t in ref.items()])
     h = _write(tmp_path / "hyp", [f"{u} {t}" for u, t in hyp.items()])
-    data = tokenverse_score.main(["--ref", str(r), "--hyp", str(h), "--task_activation", "asr,qst",
-                                  "--extra_tasks", "qst=[Q]", "--out_json", str(tmp_path / "s.json")])
+    data = tokenverse_score.run(["--ref", str(r), "--hyp", str(h), "--task_activation", "asr,qst",
+                                 "--extra_tasks", "qst=[Q]", "--out_json", str(tmp_path / "s.json")])
     assert data["qst_f1"] == pytest.approx(40.0)
     assert "QST F1" in capsys.readouterr().out

@@ -8,7 +8,7 @@ import yaml
 import espnet2_ext  # noqa: F401  (offline guard before anything else)
 from espnet2_ext.bin import task_vector_analysis as tva_cli
 from espnet2_ext.bin import tokenverse_report
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.scoring.task_vector_analysis import analyze
 
 ALL = "asr+scd+endp+ner+lid"
@@ -45,7 +45,7 @@ def exp_tree(tmp_path):
 
 def run_report(tmp_path, exp, exp2, *extra):
     out = tmp_path / "out" / "RESULTS.md"
-    tokenverse_report.main(["--exp_dir", str(exp), "--exp_dir", str(exp2), "--out", str(out), *extra])
+    tokenverse_report.run(["--exp_dir", str(exp), "--exp_dir", str(exp2), "--out", str(out), *extra])
     return out, out.read_text(encoding="utf-8")
 
 
@@ -98,7 +98,7 @@ def test_report_errors(tmp_path, exp_tree):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="no score.json found"):
-        tokenverse_report.main(["--exp_dir", str(empty), "--out", str(tmp_path / "r.md")])
+        tokenverse_report.run(["--exp_dir", str(empty), "--out", str(tmp_path / "r.md")])
     # The same model/test set/activation twice.
     put(exp2 / "again" / "score.json", score(1.0, model="baseline", test_set="test_a",
                                              task_activation=["asr", "scd", "endp"]))
@@ -107,7 +107,7 @@ def test_report_errors(tmp_path, exp_tree):
     # Nothing to tell the model from.
     put(empty / "odd" / "score.json", score(1.0))
     with pytest.raises(DataError, match=r"odd.score\.json: cannot tell model"):
-        tokenverse_report.main(["--exp_dir", str(empty), "--out", str(tmp_path / "r.md")])
+        tokenverse_report.run(["--exp_dir", str(empty), "--out", str(tmp_path / "r.md")])
     assert not (tmp_path / "r.md").exists()
 
 
@@ -145,7 +145,7 @@ def test_analysis_cli_writes_markdown_json_png(tmp_path):
              "encoder.task_vectors.encoder_output.weight": enc, "decoder.embed.weight": torch.zeros(5, 4)}
     model, config = _model(tmp_path, state)
     out = tmp_path / "analysis"
-    tva_cli.main(["--model_file", str(model), "--config", str(config), "--out_dir", str(out)])
+    tva_cli.run(["--model_file", str(model), "--config", str(config), "--out_dir", str(out)])
 
     data = json.loads((out / "task_vectors.json").read_text())
     assert data["strategy"] == "per_task"
@@ -174,9 +174,9 @@ def test_analysis_cli_writes_markdown_json_png(tmp_path):
 def test_analysis_errors(tmp_path):
     model, config = _model(tmp_path, {"encoder.layer.weight": torch.zeros(2, 2)})
     with pytest.raises(DataError, match=r"no task vectors \(trained without conditioning\?\)"):
-        tva_cli.main(["--model_file", str(model), "--config", str(config), "--out_dir", str(tmp_path / "o")])
+        tva_cli.run(["--model_file", str(model), "--config", str(config), "--out_dir", str(tmp_path / "o")])
     # per_combination over 2 aux tasks needs 4 rows; the table has 3.
     model, config = _model(tmp_path, {"task_vectors.feature_encoder.weight": TABLE}, strategy="per_combination")
     with pytest.raises(DataError, match="3 rows but 4 labels"):
-        tva_cli.main(["--model_file", str(model), "--config", str(config), "--out_dir", str(tmp_path / "o")])
+        tva_cli.run(["--model_file", str(model), "--config", str(config), "--out_dir", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()

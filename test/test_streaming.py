@@ -230,22 +230,22 @@ def test_packing_and_offline_loading_keep_streaming_options(multichunk):
 
 
 def test_asr_inference_streaming_cli(multichunk, tmp_path):
-    from espnet2_ext.bin.asr_inference import main
+    from espnet2_ext.bin.asr_inference import run
 
     _, data, out = multichunk
     common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
               "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--search_type", "greedy",
               "--chunk_size_ms", "80", "--left_chunks", "1"]
-    main(common + ["--output_dir", str(tmp_path / "offline")])
-    main(common + ["--output_dir", str(tmp_path / "stream"), "--streaming", "true", "--sim_chunk_length", "1000"])
+    run(common + ["--output_dir", str(tmp_path / "offline")])
+    run(common + ["--output_dir", str(tmp_path / "stream"), "--streaming", "true", "--sim_chunk_length", "1000"])
     for f in ("token_int", "text", "ctm", "events.jsonl"):  # token times too (EP50/EP90 of the streaming table)
         assert (tmp_path / "stream/1best_recog" / f).read_text() == (tmp_path / "offline/1best_recog" / f).read_text()
     stats = json.loads((tmp_path / "stream/streaming_stats.json").read_text())
     assert stats["utterances"] == 4 and stats["chunk_size_ms"] == 80 and stats["algorithmic_latency_ms"] == 85.0
     assert stats["rtf"] > 0
     # full context: the reference row, whole utterances timed the same way; equal to plain offline decoding
-    main(common[:-4] + ["--chunk_size_ms", "full", "--output_dir", str(tmp_path / "full")])
-    main(common[:-4] + ["--chunk_size_ms", "full", "--streaming", "true", "--output_dir", str(tmp_path / "full_t")])
+    run(common[:-4] + ["--chunk_size_ms", "full", "--output_dir", str(tmp_path / "full")])
+    run(common[:-4] + ["--chunk_size_ms", "full", "--streaming", "true", "--output_dir", str(tmp_path / "full_t")])
     assert (tmp_path / "full_t/1best_recog/text").read_text() == (tmp_path / "full/1best_recog/text").read_text()
     stats = json.loads((tmp_path / "full_t/streaming_stats.json").read_text())
     assert stats["chunk_size_ms"] == "full" and stats["algorithmic_latency_ms"] == "utterance"

@@ -9,7 +9,7 @@ import pytest
 import sentencepiece as spm
 
 from espnet2_ext.bin import train_tokenizer
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.text.tag_aware_bpe import (WORD_BOUNDARY, VocabSizeError, espnet_token_list, prefixed_tag_symbols,
                                             read_texts, tag_piece_stats, train_tag_aware_bpe)

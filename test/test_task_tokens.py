@@ -5,9 +5,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from espnet2_ext.data.utt2tasks import DataError, read_utt2tasks
+from espnet2_ext.common import DataError
+from espnet2_ext.data.utt2tasks import read_utt2tasks
 from espnet2_ext.task_spec import TaskSpec
-from espnet2_ext.text.strip_tasks import annotation_error, entities, strip_all_task_tokens, strip_inactive_tokens
+from espnet2_ext.text.annotation import annotation_error, transcript_error
+from espnet2_ext.text.strip_tasks import entities, strip_all_task_tokens, strip_inactive_tokens
 from espnet2_ext.train.activation_policy import choose_active
 
 SPEC = TaskSpec.default()
@@ -64,6 +66,22 @@ def test_strip_all_and_spacing():
 def test_annotation_errors(text, available, message):
     import re
     assert re.search(message, annotation_error(text, SPEC, available))
+
+
+@pytest.mark.parametrize("text,tasks,lang,message", [
+    ("[IT] ciao", ("asr", "lid"), None, r"language token \[IT\] is not in the task spec \(languages: en, de, es, fr\)"),
+    ("[EN] hi [FOO]", ("asr", "lid"), None, r"unknown tag \[FOO\]"),  # the annotation rules apply too
+    ("hi [EN]", ("asr", "lid"), None, r"\[EN\] must be the first token"),
+    ("hi there", ("asr", "lid"), None, "lists 'lid' but the text has no language token"),
+    ("[EN] [SCD]", ("asr", "lid", "scd"), None, "no words, only task tokens"),
+    ("[EN] hi", ("asr", "lid"), "de", r"\[EN\] disagrees with utt2lang 'de'"),
+    ("[DE] hallo", ("asr", "lid"), "de", None),
+    ("hi", ("asr",), None, None),
+])
+def test_transcript_errors(text, tasks, lang, message):
+    import re
+    err = transcript_error(text, SPEC, tasks, lang)
+    assert err is None if message is None else re.search(message, err), err
 
 
 def test_entities():

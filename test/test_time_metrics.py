@@ -3,9 +3,9 @@ import json
 
 import pytest
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import Utterance, read_data_dir, write_data_dir
 from espnet2_ext.data.ref_turns import RefTurn, parse_turns, turns_problem
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.scoring.time_metrics import endpoint_stats, score_times, word_timing_errors
 from espnet2_ext.task_spec import TaskSpec
@@ -84,7 +84,7 @@ def _decode_dir(tmp_path, ref_lines, tokens, times, offset=0.0, recording=None):
 
 
 def test_scorer_and_report_from_files(tmp_path):
-    from espnet2_ext.bin.tokenverse_score import main as score
+    from espnet2_ext.bin.tokenverse_score import run as score
     from espnet2_ext.scoring.report import write_report
 
     tokens = ["hi", "[ENDP]", "[ENDP]", "[SCD]", "yo", "[ENDP]", "[SCD]", "ok", "[ENDP]", "[SCD]", "bye", "[ENDP]"]
@@ -113,7 +113,7 @@ def test_scorer_and_report_from_files(tmp_path):
 
 
 def test_no_reference_times_means_no_time_section(tmp_path):
-    from espnet2_ext.bin.tokenverse_score import main as score
+    from espnet2_ext.bin.tokenverse_score import run as score
 
     data, hyp = _decode_dir(tmp_path, "u1 hi [ENDP]\n", ["hi", "[ENDP]"], [0.2, 1.1])
     (data / "utt2turns").unlink()

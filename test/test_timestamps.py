@@ -120,12 +120,12 @@ def test_batched_and_single_decoding_give_the_same_frames(tiny_trained, s2t_fact
 
 
 def _decode(out_dir, tiny_trained, data_dir, *extra):
-    from espnet2_ext.bin.asr_inference import main
+    from espnet2_ext.bin.asr_inference import run
 
     _, _, out = tiny_trained
-    main(["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
-          "--data_path_and_name_and_type", f"{data_dir}/wav.scp,speech,sound", "--batch_size", "2",
-          "--output_dir", str(out_dir), *extra])
+    run(["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
+         "--data_path_and_name_and_type", f"{data_dir}/wav.scp,speech,sound", "--batch_size", "2",
+         "--output_dir", str(out_dir), *extra])
     return Path(out_dir) / "1best_recog"
 
 
@@ -179,8 +179,8 @@ def test_stm_rttm_conversation_decodes_in_the_recording_clock_and_is_scored(tiny
     from pyannote.database.util import load_rttm
 
     from espnet2_ext.bin.format_data_dir import format_data_dir
-    from espnet2_ext.bin.plot_conversation import main as plot
-    from espnet2_ext.bin.tokenverse_score import main as score
+    from espnet2_ext.bin.plot_conversation import run as plot
+    from espnet2_ext.bin.tokenverse_score import run as score
     from espnet2_ext.data.kaldi_dir import read_data_dir
     from espnet2_ext.data.stm_conversations import import_stm
     from espnet2_ext.data.validate_dir import validate_data_dir

@@ -71,8 +71,8 @@ def no_token(monkeypatch, tmp_path):
 
 def run(tmp_path, *extra, zip_name="model.zip") -> Path:
     out = tmp_path / "hub_upload"
-    upload_model.main(["--packed_model", str(tmp_path / zip_name), "--repo_id", "someone/tokenverse_xlsr",
-                       "--out_dir", str(out), *extra])
+    upload_model.run(["--packed_model", str(tmp_path / zip_name), "--repo_id", "someone/tokenverse_xlsr",
+                      "--out_dir", str(out), *extra])
     return out
 
 
@@ -148,8 +148,8 @@ def test_bad_packages_fail_clearly(tmp_path, no_network, case, match):
 def test_bad_repo_id(tmp_path):
     make_packed_zip(tmp_path / "model.zip")
     with pytest.raises(UploadError, match="user/name"):
-        upload_model.main(["--packed_model", str(tmp_path / "model.zip"), "--repo_id", "no-slash",
-                           "--out_dir", str(tmp_path / "o")])
+        upload_model.run(["--packed_model", str(tmp_path / "model.zip"), "--repo_id", "no-slash",
+                          "--out_dir", str(tmp_path / "o")])
 
 
 def test_push_without_token_fails_before_any_work(tmp_path, no_network, no_token):
@@ -209,7 +209,7 @@ def test_exp_dir_is_packed_with_espnets_packer(tmp_path, monkeypatch, no_network
     (exp / "images" / "loss.png").write_bytes(b"png")
     Path(BPE).parent.mkdir(parents=True)
     Path(BPE).write_bytes(b"spm")
-    upload_model.main(["--exp_dir", EXP, "--repo_id", "someone/tv", "--out_dir", "exp/hub_upload"])
+    upload_model.run(["--exp_dir", EXP, "--repo_id", "someone/tv", "--out_dir", "exp/hub_upload"])
     out = Path("exp/hub_upload")
     meta = yaml.safe_load((out / "meta.yaml").read_text())
     assert meta["files"] == {"asr_model_file": f"{EXP}/2epoch.pth"}  # ESPnet's packer resolves the symlink

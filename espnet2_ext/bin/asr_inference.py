@@ -27,12 +27,12 @@ from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
 
+from espnet2_ext.asr.nbest_output import write_nbest
 from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
                                          unpack_model)
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import TASK_MASK, TASKS_NAME, DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
-from espnet2_ext.train.collate import TASK_MASK
-from espnet2_ext.train.preprocessor import TASKS_NAME
 
 
 def get_parser() -> config_argparse.ArgumentParser:
@@ -177,13 +177,7 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
             results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,
                                        task_activation=task_activation, with_frames=timed is not None)
             for i, (key, nbest) in enumerate(zip(keys, results)):
-                for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
-                    w = writer[f"{n}best_recog"]
-                    w["token"][key] = " ".join(token)
-                    w["token_int"][key] = " ".join(map(str, token_int))
-                    w["score"][key] = str(float(hyp.score))
-                    if text is not None:
-                        w["text"][key] = text
+                write_nbest(writer, key, nbest)
                 if timed is not None and nbest:
                     timed.add(key, nbest[0][1], nbest[0][3], int(batch["speech_lengths"][i]))
     if timed is not None:
@@ -194,7 +188,7 @@ def inference(args) -> None:
     decode_to_dir(build_speech2text(args), args, args.output_dir)
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
+def run(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
     logging.basicConfig(level=args.log_level,
@@ -203,14 +197,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
         parser.error("give --model_file (packed model) or --asr_train_config and --asr_model_file")
     if args.model_tag and not args.model_file:
         args.model_file = args.model_tag  # a local packed model; hub tags would need network
-    try:
-        inference(args)
-    except (ValueError, FileNotFoundError) as e:
-        if cmd is not None:  # called from Python: let the caller see the exception
-            raise
-        print(f"asr_inference: error: {e}", file=sys.stderr)
-        sys.exit(1)
+    inference(args)
 
+
+main = cli_main(run, prog="asr_inference: error", errors=(ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 
 
-def combine(dst: str, srcs: List[str]):
+def combine(dst: str, srcs: List[str]) -> Path:
     seen, utts = {}, []
     for src in srcs:
         for u in read_data_dir(src):
@@ -27,19 +29,17 @@ def combine(dst: str, srcs: List[str]):
     return write_data_dir(utts, dst)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dst")
     p.add_argument("srcs", nargs="+")
     args = p.parse_args(argv)
-    try:
-        out = combine(args.dst, args.srcs)
-    except DataError as e:
-        print(f"combine_data_dirs: {e}", file=sys.stderr)
-        return 1
+    out = combine(args.dst, args.srcs)
     print(f"combine_data_dirs: {len(args.srcs)} dirs -> {out}")
-    return 0
+    return out
 
+
+main = cli_main(run, prog="combine_data_dirs")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,15 +11,17 @@ moved into place when complete, and existing complete dirs newer than the model 
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_ext.activation import activation_tag
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.bin.asr_inference import build_speech2text, decode_to_dir, get_parser
+from espnet2_ext.common import atomic_dir
 
 
-def main(cmd: Optional[List[str]] = None) -> None:
+def run(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     parser.add_argument("--test_dirs", nargs="+", required=True, help="formatted data dirs with wav.scp")
     parser.add_argument("--activation_sets", nargs="+", required=True, help="e.g. asr,scd,lid asr")
@@ -29,31 +31,24 @@ def main(cmd: Optional[List[str]] = None) -> None:
             action.required = False
     args = parser.parse_args(cmd)
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
-        s2t = build_speech2text(args)
-        model_time = Path(args.asr_model_file).stat().st_mtime if args.asr_model_file else 0
-        for act in args.activation_sets:
-            s2t.parse_activation(act)  # fail before decoding anything
-        for act in args.activation_sets:
-            for test_dir in args.test_dirs:
-                out = Path(args.output_root) / f"decode_{act.replace(',', '+')}" / Path(test_dir).name
-                done = out / "1best_recog" / "text"
-                if done.exists() and done.stat().st_mtime > model_time:
-                    print(f"  {out}: already decoded")
-                    continue
-                print(f"  decoding {test_dir} with tasks {act} -> {out}", flush=True)
-                tmp = out.with_name(out.name + ".tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                args.data_path_and_name_and_type = [(f"{test_dir}/wav.scp", "speech", "sound")]
+    s2t = build_speech2text(args)
+    model_time = Path(args.asr_model_file).stat().st_mtime if args.asr_model_file else 0
+    for act in args.activation_sets:
+        s2t.parse_activation(act)  # fail before decoding anything
+    for act in args.activation_sets:
+        for test_dir in args.test_dirs:
+            out = Path(args.output_root) / f"decode_{activation_tag(act)}" / Path(test_dir).name
+            done = out / "1best_recog" / "text"
+            if done.exists() and done.stat().st_mtime > model_time:
+                print(f"  {out}: already decoded")
+                continue
+            print(f"  decoding {test_dir} with tasks {act} -> {out}", flush=True)
+            args.data_path_and_name_and_type = [(f"{test_dir}/wav.scp", "speech", "sound")]
+            with atomic_dir(out) as tmp:
                 decode_to_dir(s2t, args, str(tmp), task_activation=act)
-                shutil.rmtree(out, ignore_errors=True)
-                tmp.rename(out)
-    except (ValueError, FileNotFoundError) as e:
-        if cmd is not None:
-            raise
-        print(f"decode_activation_sets: error: {e}", file=sys.stderr)
-        sys.exit(1)
 
+
+main = cli_main(run, prog="decode_activation_sets: error", errors=(ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.data.audio_check import dump_audio, loader_ready
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
-from espnet2_ext.data.utt2tasks import DataError
 
 
 def format_data_dir(src: str, dst: str) -> Path:
@@ -29,19 +29,15 @@ def format_data_dir(src: str, dst: str) -> Path:
     return dump_audio(src, dst, Path(dst).with_name(Path(dst).name + "_wav"))
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("src")
     p.add_argument("dst")
     args = p.parse_args(argv)
-    try:
-        out = format_data_dir(args.src, args.dst)
-    except DataError as e:
-        print(f"format_data_dir: {e}", file=sys.stderr)
-        return 1
-    print(f"format_data_dir: {args.src} -> {out}")
-    return 0
+    print(f"format_data_dir: {args.src} -> {format_data_dir(args.src, args.dst)}")
 
+
+main = cli_main(run, prog="format_data_dir")
 
 if __name__ == "__main__":
     sys.exit(main())

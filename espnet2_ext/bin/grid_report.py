@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.scoring.grid_report import Roles, write_grid_report
 
 
@@ -30,7 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
+def run(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
     roles = Roles(args.full_set, args.mixed_set, args.dev_set, args.test_set, args.partial_test_set)
     report = write_grid_report(args.exp_dir, args.out, roles, args.model_file, args.append)
@@ -38,8 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     return report
 
 
+main = cli_main(run, prog="grid_report: error", errors=(ValueError,))  # DataError is a ValueError
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"grid_report: error: {e}")
+    sys.exit(main())

@@ -12,45 +12,29 @@ import argparse
 import sys
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import IMPORT_ERRORS, cli_main, importer_parser, parse_import_args
+from espnet2_ext.common import comma_list
+
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--src", required=True, help="release folder with clips/ and <split>.tsv")
-    p.add_argument("--out_dir", required=True, help="Kaldi dirs are written to <out_dir>/<split>")
+    p = importer_parser(__doc__, src="release folder with clips/ and <split>.tsv",
+                        out_dir="Kaldi dirs are written to <out_dir>/<split>")
     p.add_argument("--lang", default=None, help="language code; default: the tsv 'locale' column")
     p.add_argument("--splits", default="train,dev,test", help="comma-separated tsv names (e.g. validated)")
     p.add_argument("--max_utts", type=int, default=None, help="keep the first N usable rows per split")
-    p.add_argument("--languages", default="en,de,es,fr", help="languages of the task spec")
-    p.add_argument("--dump_wav_dir", default=None,
-                   help="decode every clip (mp3/flac/ogg/opus/wav, any rate or channel count; pipes; segments) "
-                        "into one 16 kHz mono wav per utterance here, so ESPnet's 'sound' loader can read the dir "
-                        "(what asr.sh's format_wav_scp did); the data dir appears only if all of them decode")
-    p.add_argument("--skip_bad_audio", action="store_true",
-                   help="with --dump_wav_dir: leave clips that cannot be decoded out (counted on stderr) instead of "
-                        "failing; without it one bad clip fails the import and nothing is written")
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+def run(argv: Optional[List[str]] = None) -> None:
+    args = parse_import_args(get_parser(), argv)
     from espnet2_ext.data.commonvoice import import_commonvoice
-    from espnet2_ext.data.utt2tasks import DataError
 
-    if args.skip_bad_audio and not args.dump_wav_dir:
-        print("import_commonvoice: --skip_bad_audio needs --dump_wav_dir (clips are decoded only when dumped)",
-              file=sys.stderr)
-        return 1
-    try:
-        import_commonvoice(args.src, args.out_dir, lang=args.lang,
-                           splits=[s.strip() for s in args.splits.split(",") if s.strip()],
-                           languages=[x.strip() for x in args.languages.split(",") if x.strip()],
-                           max_utts=args.max_utts, dump_wav_dir=args.dump_wav_dir,
-                           skip_bad_audio=args.skip_bad_audio)
-    except (DataError, OSError) as e:
-        print(f"import_commonvoice: {e}", file=sys.stderr)
-        return 1
-    return 0
+    import_commonvoice(args.src, args.out_dir, lang=args.lang, splits=comma_list(args.splits),
+                       languages=comma_list(args.languages), max_utts=args.max_utts,
+                       dump_wav_dir=args.dump_wav_dir, skip_bad_audio=args.skip_bad_audio)
 
+
+main = cli_main(run, prog="import_commonvoice", errors=IMPORT_ERRORS)
 
 if __name__ == "__main__":
     sys.exit(main())

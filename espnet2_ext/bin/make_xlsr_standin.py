@@ -7,11 +7,14 @@ Use it with ``frontend_conf: {frontend_conf: {upstream: wav2vec2_local, path_or_
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.upstream.xlsr_standin import PRESETS, model_cfg_for, save_checkpoint
 
 
-def main(argv=None) -> None:
+def run(argv=None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output .pt path")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS))
@@ -25,7 +28,10 @@ def main(argv=None) -> None:
     import torch
     n = sum(v.numel() for v in torch.load(path, map_location="cpu", weights_only=True)["model_weight"].values())
     print(f"wrote {path} (preset {args.preset}, {n / 1e6:.2f}M parameters)")
+    return path
 
+
+main = cli_main(run, prog="make_xlsr_standin", errors=(ValueError,))
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import DataError
 
 
 def _events_record(decode_dir: Path, utt: str) -> dict:
@@ -52,7 +53,7 @@ def plot(out: Path, audio, rate: int, turns: Sequence, record: Optional[dict], t
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from espnet2_ext.scoring.report import atomic_output
+    from espnet2_ext.common import atomic_output
 
     off = float(record.get("offset", 0.0)) if record else 0.0
     lanes = ["waveform", "reference turns", "hypothesis segments", "endpoints", "entities", "words"]
@@ -100,7 +101,7 @@ def plot(out: Path, audio, rate: int, turns: Sequence, record: Optional[dict], t
     return out
 
 
-def main(argv: Optional[List[str]] = None) -> Path:
+def run(argv: Optional[List[str]] = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", required=True, help="data dir with wav.scp (plain files) and utt2turns")
     p.add_argument("--decode_dir", default=None, help="decode dir (or its 1best_recog) holding events.jsonl")
@@ -125,8 +126,7 @@ def main(argv: Optional[List[str]] = None) -> Path:
     return out
 
 
+main = cli_main(run, prog="plot_conversation: error", errors=(ValueError,))  # DataError is a ValueError
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"plot_conversation: error: {e}")
+    sys.exit(main())

@@ -16,6 +16,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import cli_main
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -36,24 +38,19 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    from espnet2_ext.data.mini_tokenverse import prepare
+    from espnet2_ext.data.mini_tokenverse import prepare, prepare_extension
 
-    try:
-        if args.extension:
-            from espnet2_ext.data.mini_tokenverse import prepare_extension
-
-            prepare_extension(args.out_dir, args.extension, seed=args.seed, size=args.size, nj=args.nj,
-                              wav_dir=args.wav_dir)
-            return 0
+    if args.extension:
+        prepare_extension(args.out_dir, args.extension, seed=args.seed, size=args.size, nj=args.nj,
+                          wav_dir=args.wav_dir)
+    else:
         prepare(args.out_dir, seed=args.seed, size=args.size, nj=args.nj, partial=not args.no_partial,
                 wav_dir=args.wav_dir, train_read=args.train_read)
-    except (RuntimeError, ValueError) as e:
-        print(f"prepare_mini_tokenverse: {e}", file=sys.stderr)
-        return 1
-    return 0
 
+
+main = cli_main(run, prog="prepare_mini_tokenverse", errors=(RuntimeError, ValueError))
 
 if __name__ == "__main__":
     sys.exit(main())

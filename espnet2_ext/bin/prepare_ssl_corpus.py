@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import cli_main
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -21,17 +23,14 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     from espnet2_ext.data.ssl_corpus import prepare
 
-    try:
-        prepare(args.out_dir, hours=args.hours, seed=args.seed, nj=args.nj, wav_dir=args.wav_dir)
-    except (RuntimeError, ValueError) as e:
-        print(f"prepare_ssl_corpus: {e}", file=sys.stderr)
-        return 1
-    return 0
+    prepare(args.out_dir, hours=args.hours, seed=args.seed, nj=args.nj, wav_dir=args.wav_dir)
 
+
+main = cli_main(run, prog="prepare_ssl_corpus", errors=(RuntimeError, ValueError))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,8 @@ import sys
 from dataclasses import fields
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import cli_main
+
 
 def get_parser() -> argparse.ArgumentParser:
     from espnet2_ext.ssl.pretrain import PretrainConfig
@@ -38,34 +40,31 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     from espnet2_ext.ssl.pretrain import PretrainConfig, export, pretrain
 
-    try:
-        if args.export:
-            info = export(f"{args.exp_dir}/checkpoint.pt", args.export, fp16=not args.fp32)
-            if args.readme:
-                from pathlib import Path
+    if args.export:
+        info = export(f"{args.exp_dir}/checkpoint.pt", args.export, fp16=not args.fp32)
+        if args.readme:
+            from pathlib import Path
 
-                from espnet2_ext.scoring.report import atomic_write_text
-                from espnet2_ext.ssl.pretrain import provenance_markdown
+            from espnet2_ext.common import atomic_write_text
+            from espnet2_ext.ssl.pretrain import provenance_markdown
 
-                stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
-                notes = Path(args.notes).read_text() if args.notes else ""
-                atomic_write_text(args.readme, provenance_markdown(args.exp_dir, info, stats, args.commit,
-                                                                   args.command) + (f"\n{notes}" if notes else ""))
-            print(json.dumps(info))
-            return 0
-        if not args.data_dir:
-            raise ValueError("--data_dir is required for training")
-        cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
-        pretrain(args.data_dir, args.exp_dir, cfg)
-    except (RuntimeError, ValueError, FileNotFoundError) as e:
-        print(f"pretrain_standin: {e}", file=sys.stderr)
-        return 1
-    return 0
+            stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
+            notes = Path(args.notes).read_text() if args.notes else ""
+            atomic_write_text(args.readme, provenance_markdown(args.exp_dir, info, stats, args.commit,
+                                                               args.command) + (f"\n{notes}" if notes else ""))
+        print(json.dumps(info))
+        return
+    if not args.data_dir:
+        raise ValueError("--data_dir is required for training")
+    cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
+    pretrain(args.data_dir, args.exp_dir, cfg)
 
+
+main = cli_main(run, prog="pretrain_standin", errors=(RuntimeError, ValueError, FileNotFoundError))
 
 if __name__ == "__main__":
     sys.exit(main())

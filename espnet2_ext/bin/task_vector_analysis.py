@@ -9,7 +9,7 @@ import argparse
 import sys
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
+def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     args = get_parser().parse_args(argv)
     # Imported here so --help stays fast (torch).
     from espnet2_ext.scoring.task_vector_analysis import run_analysis
@@ -30,8 +30,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     return results
 
 
+main = cli_main(run, prog="task_vector_analysis: error", errors=(ValueError,))  # DataError is a ValueError
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"task_vector_analysis: error: {e}")
+    sys.exit(main())

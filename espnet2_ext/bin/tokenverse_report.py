@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.scoring.report import write_report
 
 
@@ -24,15 +24,14 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
+def run(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
     report = write_report(args.exp_dir, args.out, args.prepend, args.figure)
     print(f"wrote {args.out}")
     return report
 
 
+main = cli_main(run, prog="tokenverse_report: error", errors=(ValueError,))  # DataError is a ValueError
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"tokenverse_report: error: {e}")
+    sys.exit(main())

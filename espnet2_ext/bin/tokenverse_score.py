@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import DataError, atomic_write_text, comma_list
 from espnet2_ext.scoring.metrics import METRIC_KEYS, read_text, read_utt2lang, score_corpus, unknown_tags
-from espnet2_ext.scoring.report import added_f1_columns, atomic_write_text, fmt, md_table
+from espnet2_ext.scoring.report import added_f1_columns, fmt, md_table
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 
 
@@ -67,7 +68,7 @@ def score_time_section(args, ref, hyp_path: Path, spec: TaskSpec, active) -> Opt
               f"(decode again with espnet2_ext.bin.asr_inference)", file=sys.stderr)
         return None
     try:
-        collars = [float(c) for c in args.collars.split(",") if c.strip()]
+        collars = [float(c) for c in comma_list(args.collars)]
     except ValueError:
         raise ValueError(f"--collars '{args.collars}': give seconds, e.g. 0.25,0.5") from None
     turns, events = read_utt2turns(turns_path), read_events(events_path)
@@ -107,9 +108,9 @@ def format_result(result: Dict[str, object]) -> str:
     return md_table(["Language"] + names, rows)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
+def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     args = get_parser().parse_args(argv)
-    languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+    languages = comma_list(args.languages)
     if not languages:
         raise ValueError("--languages is empty; give e.g. en,de,es,fr")
     spec = TaskSpec.default(languages)
@@ -117,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         from espnet2_ext.asr.extend import grow_spec, parse_task_arg
 
         spec = grow_spec(spec, dict(parse_task_arg(v) for v in args.extra_tasks), [])
-    active = spec.parse_tasks(args.task_activation.split(","), where="--task_activation")
+    active = spec.parse_tasks(comma_list(args.task_activation), where="--task_activation")
     if not active:
         raise ValueError("--task_activation is empty; give e.g. asr,scd,endp,ner,lid")
     hyp_path = resolve_hyp(Path(args.hyp))
@@ -150,8 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
     return result
 
 
+main = cli_main(run, prog="tokenverse_score: error", errors=(ValueError,))  # DataError is a ValueError
+
 if __name__ == "__main__":
-    try:
-        main()
-    except (DataError, ValueError) as e:
-        sys.exit(f"tokenverse_score: error: {e}")
+    sys.exit(main())

@@ -11,10 +11,13 @@ its numbers next to ours.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import comma_list
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 from espnet2_ext.text.tag_aware_bpe import (DEFAULT_INPUT_SENTENCE_SIZE, MODEL_TYPES, VocabSizeError,
                                             read_texts, tag_piece_stats, train_tag_aware_bpe)
@@ -38,11 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _spec(args: argparse.Namespace) -> TaskSpec:
-    languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+    languages = comma_list(args.languages)
     if not languages:
         raise ValueError("--languages is empty; give e.g. en,de,es,fr")
-    tasks = [x.strip() for x in args.tasks.split(",") if x.strip()] if args.tasks else None
-    return TaskSpec.build(tasks, languages)
+    return TaskSpec.build(comma_list(args.tasks) if args.tasks else None, languages)
 
 
 def _train_plain(texts: List[str], spec: TaskSpec, args: argparse.Namespace) -> Tuple[Dict, int]:
@@ -68,7 +70,7 @@ def format_table(rows: List[Tuple[str, int, Dict]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
 
 
-def main(argv: Optional[List[str]] = None) -> None:
+def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     spec = _spec(args)
     texts = read_texts([Path(t) for t in args.text])
@@ -87,5 +89,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"pieces saved by prefixed tags: {saved} ({100.0 * saved / max(plain['pieces'], 1):.1f}% of plain)")
 
 
+main = cli_main(run, prog="train_tokenizer", errors=(ValueError,))  # DataError, VocabSizeError: ValueErrors
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

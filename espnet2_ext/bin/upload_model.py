@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
+import sys
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.hub.model_card import build_model_card
 from espnet2_ext.utils.safe_load import MAX_YAML_BYTES, UnsafeModelError, check_archive, load_yaml_bytes
 
@@ -104,19 +106,6 @@ def check_config(root: Path, meta: Dict) -> Dict:
     return config
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        if not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / "meta.yaml").is_file()):
-            raise UploadError(f"{out_dir}: exists and is not an upload folder from this tool; choose another "
-                              f"--out_dir")
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.rename(out_dir, old)
-        os.rename(tmp, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, out_dir)
-
-
 def build_upload_folder(packed: Path, repo_id: str, out_dir: Path, results_md: Optional[str] = None) -> List[str]:
     """Unzip ``packed`` and add the model card; ``out_dir`` is replaced only once all of it is written.
 
@@ -124,9 +113,10 @@ def build_upload_folder(packed: Path, repo_id: str, out_dir: Path, results_md: O
     to ``out_dir``.
     """
     names, meta = read_package(packed)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    ours = out_dir.is_dir() and (not any(out_dir.iterdir()) or (out_dir / "meta.yaml").is_file())
+    if out_dir.exists() and not ours:  # checked first: an existing folder is replaced only by a new upload folder
+        raise UploadError(f"{out_dir}: exists and is not an upload folder from this tool; choose another --out_dir")
+    with atomic_dir(out_dir) as tmp:
         try:  # members inside tmp, no links, bounded size, sane meta.yaml: only then unzip
             check_archive(packed, tmp, zip_only=True)
         except UnsafeModelError as e:
@@ -141,10 +131,6 @@ def build_upload_folder(packed: Path, repo_id: str, out_dir: Path, results_md: O
         card = build_model_card(repo_id, config, files, results_md, meta, config_path=meta["yaml_files"][CONFIG_KEY],
                                 model_path=meta["files"][MODEL_KEY])
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        _replace_dir(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return files
 
 
@@ -205,7 +191,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def main(argv: Optional[List[str]] = None) -> Path:
+def run(argv: Optional[List[str]] = None) -> Path:
     args = get_parser().parse_args(argv)
     if not REPO_ID.match(args.repo_id):
         raise UploadError(f"--repo_id '{args.repo_id}' is not of the form user/name")
@@ -238,5 +224,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
     return args.out_dir
 
 
+# UnsafeModelError (a refused package member) is a DataError
+main = cli_main(run, prog="upload_model", errors=(UploadError, DataError))
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

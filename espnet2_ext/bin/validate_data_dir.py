@@ -10,6 +10,9 @@ import argparse
 import sys
 from typing import List, Optional
 
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import comma_list
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,27 +26,18 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None):
     args = get_parser().parse_args(argv)
     from espnet2_ext.data.validate_dir import validate_data_dir
-    from espnet2_ext.data.utt2tasks import DataError
     from espnet2_ext.task_spec import TaskSpec
 
-    languages = [x.strip() for x in args.languages.split(",") if x.strip()]
-    try:
-        tasks = [x.strip() for x in args.tasks.split(",")] if args.tasks else None
-        spec = TaskSpec.build(tasks=tasks, languages=languages)
-    except ValueError as e:
-        print(f"validate_data_dir: {e}", file=sys.stderr)
-        return 1
-    try:
-        summary = validate_data_dir(args.data_dir, spec, check_audio=args.check_audio)
-    except DataError as e:
-        print(f"validate_data_dir: {e}", file=sys.stderr)
-        return 1
+    spec = TaskSpec.build(tasks=comma_list(args.tasks) if args.tasks else None, languages=comma_list(args.languages))
+    summary = validate_data_dir(args.data_dir, spec, check_audio=args.check_audio)
     print(summary.format())
-    return 0
+    return summary
 
+
+main = cli_main(run, prog="validate_data_dir", errors=(ValueError,))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,20 +7,19 @@ paths are taken relative to the current directory, as Kaldi does (run from the r
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import soundfile as sf
 
+from espnet2_ext.common import DataError, move_dir_into_place
 from espnet2_ext.data.audio_io import (TARGET_SAMPLE_RATE, conform, describe, is_ark, is_pipe,  # noqa: F401
                                        is_plain_path, load_audio, to_pcm16)
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
 
 EXPECTED_SAMPLE_RATE = TARGET_SAMPLE_RATE
 # What ESPnet's ``sound`` loader can take as it is (no decoding of compressed formats in every epoch).
@@ -78,12 +77,6 @@ def check_wav_table(wav, segments=None, expected_sr: int = EXPECTED_SAMPLE_RATE)
     return out
 
 
-def audio_duration(path: Union[str, Path]) -> float:
-    """Duration in seconds from the header."""
-    info = sf.info(str(path))
-    return info.frames / float(info.samplerate)
-
-
 def wav_scp_entry(path: Union[str, Path]) -> str:
     """The ``wav.scp`` value for an audio file: its path, whatever its format, rate or channel count (soundfile
     decodes it; ``format_data_dir`` / ``--dump_wav_dir`` convert it to 16 kHz mono for ESPnet's loader)."""
@@ -129,14 +122,7 @@ class _WavDump:
         return out
 
     def commit(self) -> None:
-        os.chmod(self.tmp, 0o755)
-        if self.wav_dir.exists():  # POSIX cannot swap two directories in one call
-            old = self.wav_dir.with_name(f".{self.wav_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(self.wav_dir, old)
-            os.rename(self.tmp, self.wav_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(self.tmp, self.wav_dir)
+        move_dir_into_place(self.tmp, self.wav_dir)
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -153,8 +139,6 @@ def write_dirs(jobs: Sequence[Tuple[Sequence, Union[str, Path], Optional[Union[s
     audio of every job is decoded into 16 kHz mono wavs first, and no data dir or wav dir appears unless all of it
     decodes (with ``skip_bad_audio``: undecodable clips are left out and counted). Returns the written dirs'
     utterance lists in job order."""
-    from espnet2_ext.data.kaldi_dir import write_data_dir
-
     dumps: List[Optional[_WavDump]] = []
     bad: List[Tuple[str, str]] = []
     results = []
@@ -190,7 +174,5 @@ def dump_audio(src_dir, dst_dir, wav_dir, expected_sr: int = EXPECTED_SAMPLE_RAT
     segments) into one with a 16 kHz mono PCM wav per utterance (what asr.sh's format_wav_scp did; ESPnet's
     ``sound`` loader reads files as they are). Each recording is decoded once; ``dst_dir`` may equal ``src_dir``
     (replaced atomically); nothing is written when a recording cannot be decoded."""
-    from espnet2_ext.data.kaldi_dir import read_data_dir
-
     write_dirs([(read_data_dir(src_dir), dst_dir, wav_dir)], skip_bad_audio, expected_sr, log_name=str(src_dir))
     return Path(dst_dir)

@@ -14,7 +14,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 
 TARGET_SAMPLE_RATE = 16000
 _ARK_ENTRY = re.compile(r"\.ark:\d+$")
@@ -35,6 +35,14 @@ def is_ark(entry: str) -> bool:
 
 def is_plain_path(entry: str) -> bool:
     return not is_pipe(entry) and not is_ark(entry)
+
+
+def audio_duration(path: Union[str, Path]) -> float:
+    """Duration in seconds from the header."""
+    import soundfile as sf
+
+    info = sf.info(str(path))
+    return info.frames / float(info.samplerate)
 
 
 def _first_line(e: BaseException) -> str:

@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
 from espnet2_ext.data.kaldi_dir import Utterance, normalize_words
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, language_token
 
 REQUIRED_COLUMNS = ("client_id", "path", "sentence")

@@ -15,17 +15,13 @@ utterance also groups speakers (what Kaldi checks).
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 import unicodedata
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError, atomic_dir, atomic_write_text
 from espnet2_ext.utils.text_io import utf8_errors
 
 PathLike = Union[str, Path]
@@ -84,17 +80,8 @@ def normalize_words(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def write_text_atomic(path: PathLike, content: str) -> None:
-    """Write a file via a temporary sibling and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+# Kept for data/mini_tokenverse.py; new code imports common.atomic_write_text.
+write_text_atomic = atomic_write_text
 
 
 def _check_records(utts: Sequence[Utterance]) -> None:
@@ -169,26 +156,11 @@ def write_data_dir(utts: Iterable[Utterance], out_dir: PathLike) -> Path:
         raise DataError(f"{out_dir}: no utterances to write")
     _check_records(utts)
     files = _render(utts)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for name, lines in files.items():
             with open(tmp / name, "w", encoding="utf-8", newline="\n") as f:
                 f.writelines(line + "\n" for line in lines)
-        os.chmod(tmp, 0o755)
-        if out_dir.exists():
-            # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
-            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -202,6 +174,13 @@ class Table:
 
     def where(self, key: str) -> str:
         return f"{self.path}:{self.lines[key]} ({key})"
+
+    def number(self, key: str, field: str) -> float:
+        """``field`` (a column of ``key``'s line) as a float; a DataError naming the line otherwise."""
+        try:
+            return float(field)
+        except ValueError:
+            raise DataError(f"{self.where(key)}: '{field}' is not a number") from None
 
 
 def read_table(path: PathLike, strict: bool = True) -> Table:
@@ -231,13 +210,6 @@ def read_table(path: PathLike, strict: bool = True) -> Table:
     return Table(path, values, lines)
 
 
-def _float(table: Table, key: str, field: str) -> float:
-    try:
-        return float(field)
-    except ValueError:
-        raise DataError(f"{table.where(key)}: '{field}' is not a number") from None
-
-
 def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Utterance]:
     utts = []
     for utt in ids:
@@ -250,11 +222,11 @@ def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Uttera
                 raise DataError(f"{tables['segments'].where(utt)}: expected '<utt-id> <recording-id> <start> <end>'")
             rec = fields[0]
             kw.update(recording_id=rec, wav=tables["wav.scp"].values[rec],
-                      start=_float(tables["segments"], utt, fields[1]), end=_float(tables["segments"], utt, fields[2]))
+                      start=tables["segments"].number(utt, fields[1]), end=tables["segments"].number(utt, fields[2]))
         else:
             kw["wav"] = tables["wav.scp"].values[utt]
         if "utt2dur" in tables:
-            kw["duration"] = _float(tables["utt2dur"], utt, tables["utt2dur"].values[utt])
+            kw["duration"] = tables["utt2dur"].number(utt, tables["utt2dur"].values[utt])
         if TURNS_FILE in tables and utt in tables[TURNS_FILE].values:
             from espnet2_ext.data.ref_turns import parse_turns
 
@@ -263,7 +235,7 @@ def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Uttera
             f = tables[ORIGIN_FILE].values[utt].split()
             if len(f) != 3:
                 raise DataError(f"{tables[ORIGIN_FILE].where(utt)}: expected '<utt-id> <recording-id> <start> <end>'")
-            kw["origin"] = (f[0], _float(tables[ORIGIN_FILE], utt, f[1]), _float(tables[ORIGIN_FILE], utt, f[2]))
+            kw["origin"] = (f[0], tables[ORIGIN_FILE].number(utt, f[1]), tables[ORIGIN_FILE].number(utt, f[2]))
         utts.append(Utterance(**kw))
     return utts
 
@@ -310,7 +282,7 @@ def check_consistent(tables: Dict[str, Table]) -> None:
         seg, wav = tables["segments"], tables["wav.scp"]
         for key, value in seg.values.items():
             fields = value.split()
-            if len(fields) != 3 or not 0 <= _float(seg, key, fields[1]) < _float(seg, key, fields[2]):
+            if len(fields) != 3 or not 0 <= seg.number(key, fields[1]) < seg.number(key, fields[2]):
                 raise DataError(f"{seg.where(key)}: expected '<utt-id> <recording-id> <start> <end>' with "
                                 f"0 <= start < end")
             rec = fields[0]
@@ -347,7 +319,7 @@ def fix_data_dir(src: PathLike, dst: PathLike, verbose: bool = True) -> List[Utt
 # ---------------------------------------------------------------------------------------------- subsets
 def with_durations(utts: Iterable[Utterance]) -> List[Utterance]:
     """Fill ``duration`` from the audio header where neither segments nor utt2dur give it (plain paths)."""
-    from espnet2_ext.data.audio_check import audio_duration, is_plain_path
+    from espnet2_ext.data.audio_io import audio_duration, is_plain_path  # here: audio_io imports numpy
 
     out = []
     for u in utts:

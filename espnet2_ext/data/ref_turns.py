@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 
 FILE_NAME = "utt2turns"
 OVERLAP_MARK = "+"

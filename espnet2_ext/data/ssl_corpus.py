@@ -134,7 +134,8 @@ def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=Non
             log: Callable[[str], None] = print) -> Dict[str, list]:
     """Synthesise the corpus into Kaldi dirs ``out_dir/{train,dev}`` (text = plain words, no tags) and
     ``out_dir/corpus_stats.md``. Wavs under ``wav_dir/h<hours>-seed<seed>`` (resumable)."""
-    from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir, write_text_atomic
+    from espnet2_ext.common import atomic_write_text
+    from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
 
     out_dir = Path(out_dir)
     wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "ssl_wav"))
@@ -162,7 +163,7 @@ def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=Non
                              f"{len({w for p in part for w in p.turns[0].tokens})} |")
     total = sum(durations[p.utt_id] for p in plans["train"]) / 3600
     lines += ["", f"train total: {len(plans['train'])} utterances, {total:.2f} h", ""]
-    write_text_atomic(out_dir / "corpus_stats.md", "\n".join(lines))
+    atomic_write_text(out_dir / "corpus_stats.md", "\n".join(lines))
     log(f"ssl_corpus: wrote {out_dir / 'train'}, {out_dir / 'dev'} ({total:.2f} h of training speech)")
     return dirs
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
 from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words, read_table
 from espnet2_ext.data.ref_turns import turns_relative
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 
 IGNORE = "ignore_time_segment_in_scoring"

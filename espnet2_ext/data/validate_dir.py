@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from espnet2_ext.data.kaldi_dir import (PathLike, Table, _float, c_sort_key, check_consistent,  # noqa: F401
-                                        read_tables)
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
+from espnet2_ext.data.kaldi_dir import PathLike, Table, c_sort_key, check_consistent, read_tables
 
 
 @dataclass
@@ -40,31 +39,10 @@ class DataDirSummary:
 
 def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: Optional[Table]) -> Optional[str]:
     """The language/annotation problem of one transcript, or None."""
-    import re
+    from espnet2_ext.text.annotation import transcript_error
 
-    from espnet2_ext.task_spec import NE_OPEN
-    from espnet2_ext.text.strip_tasks import annotation_error
-
-    words = table.values[utt].split()
-    if not words:
-        return "empty transcript; add its words or drop the utterance (fix_data_dir)"
-    for w in words:
-        if re.fullmatch(r"\[[A-Z]{2}\]", w) and not spec.is_task_token(w) and w != NE_OPEN:
-            return (f"language token {w} is not in the task spec (languages: {', '.join(spec.languages)}); add "
-                    f"the language (--languages) or fix the text")
-    err = annotation_error(table.values[utt], spec, tasks)
-    if err:
-        return err
-    lang_pos = [i for i, w in enumerate(words) if spec.task_of(w) == "lid"]
-    if lang_pos and lang_pos[0] != 0:
-        return f"language token {words[lang_pos[0]]} must be the first token"
-    if "lid" in tasks and not lang_pos:
-        return "utt2tasks lists 'lid' but the text has no language token; put e.g. [EN] first"
-    if not any(spec.task_of(w) is None for w in words):
-        return "no words, only task tokens; drop the utterance or add its transcript"
-    if lang_pos and utt2lang is not None and words[0] != f"[{utt2lang.values[utt].upper()}]":
-        return f"language token {words[0]} disagrees with {utt2lang.where(utt)} '{utt2lang.values[utt]}'"
-    return None
+    lang = utt2lang.values[utt] if utt2lang is not None else None
+    return transcript_error(table.values[utt], spec, tasks, lang, utt2lang.where(utt) if utt2lang is not None else "")
 
 
 def _check_turns(tables: Dict[str, Table], audio_dur: Dict[str, float]) -> None:
@@ -80,9 +58,9 @@ def _check_turns(tables: Dict[str, Table], audio_dur: Dict[str, float]) -> None:
         duration = None
         if "segments" in tables:
             f = tables["segments"].values[utt].split()
-            duration = _float(tables["segments"], utt, f[2]) - _float(tables["segments"], utt, f[1])
+            duration = tables["segments"].number(utt, f[2]) - tables["segments"].number(utt, f[1])
         elif "utt2dur" in tables:
-            duration = _float(tables["utt2dur"], utt, tables["utt2dur"].values[utt])
+            duration = tables["utt2dur"].number(utt, tables["utt2dur"].values[utt])
         elif utt in audio_dur:
             duration = audio_dur[utt]
         err = turns_problem(parse_turns(value, turns.where(utt)), duration)
@@ -130,10 +108,10 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
                                 f"({', '.join(spec.languages)}); add it (--languages) or fix the line")
     hours: Optional[float] = None
     if "utt2dur" in tables:
-        hours = sum(_float(tables["utt2dur"], k, v) for k, v in tables["utt2dur"].values.items()) / 3600
+        hours = sum(tables["utt2dur"].number(k, v) for k, v in tables["utt2dur"].values.items()) / 3600
     elif "segments" in tables:
         seg = tables["segments"]
-        hours = sum(_float(seg, k, v.split()[2]) - _float(seg, k, v.split()[1]) for k, v in seg.values.items()
+        hours = sum(seg.number(k, v.split()[2]) - seg.number(k, v.split()[1]) for k, v in seg.values.items()
                     if len(v.split()) == 3) / 3600
     n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
     n_checked, to_convert, rec_dur = 0, None, {}

@@ -23,8 +23,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from espnet2_ext.data.utt2tasks import DataError
-from espnet2_ext.scoring.report import PathLike, activation_tag, atomic_write_text, load_score, md_table
+from espnet2_ext.activation import activation_tag
+from espnet2_ext.common import DataError, atomic_write_text
+from espnet2_ext.scoring.report import PathLike, load_score, md_table
 
 ALL_TASKS = ("asr", "scd", "endp", "ner", "lid")
 METRICS = (("wer", "WER"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"),

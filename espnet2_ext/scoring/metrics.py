@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import jiwer
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
 from espnet2_ext.text.strip_tasks import entities
 from espnet2_ext.utils.text_io import utf8_errors

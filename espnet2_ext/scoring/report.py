@@ -7,61 +7,27 @@
   reference turn times (``utt2turns``) and the decode wrote ``events.jsonl``.
 
 A score file names its model, test set and task activation; missing fields are taken from the path
-``<exp>/<model>/decode_<task+task+...>/<test_set>/score.json``. Also holds the atomic-write helpers.
+``<exp>/<model>/decode_<task+task+...>/<test_set>/score.json``.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
-from espnet2_ext.data.utt2tasks import DataError
-from espnet2_ext.task_spec import TaskSpec
+from espnet2_ext.activation import activation_tag, order_tasks, task_rank
+from espnet2_ext.common import DataError, atomic_write_text
 
 PathLike = Union[str, Path]
 METRIC_COLUMNS = (("wer", "WER (%)"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"),
                   ("lid_acc", "LID acc"))
 ITT_COLUMN = ("itt", "ITT")
 DECODE_PREFIX = "decode_"
-_TASK_ORDER = TaskSpec.default().tasks  # canonical order for display and sorting; unknown tasks go last
-
-
-# ---- atomic writes -------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_output(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; it replaces ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 # ---- loading -------------------------------------------------------------------------------------------
-def order_tasks(tasks: Sequence[str]) -> Tuple[str, ...]:
-    """Canonical order (asr, scd, endp, ner, lid, then others alphabetically), duplicates removed."""
-    rank = {t: i for i, t in enumerate(_TASK_ORDER)}
-    return tuple(sorted(set(tasks), key=lambda t: (rank.get(t, len(rank)), t)))
-
-
-def activation_tag(tasks: Sequence[str]) -> str:
-    return "+".join(order_tasks(tasks))
-
-
 @dataclass(frozen=True)
 class ScoreEntry:
     model: str
@@ -115,8 +81,7 @@ def find_scores(exp_dirs: Sequence[PathLike]) -> List[ScoreEntry]:
 
 
 def _entry_key(e: ScoreEntry) -> tuple:
-    rank = {t: i for i, t in enumerate(_TASK_ORDER)}
-    return (e.model, len(e.activation), [rank.get(t, len(rank)) for t in e.activation], e.activation, e.test_set)
+    return (e.model, len(e.activation), [task_rank(t) for t in e.activation], e.activation, e.test_set)
 
 
 # ---- tables --------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 import torch
 import yaml
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError, atomic_output, atomic_write_text
 from espnet2_ext.layers.task_vectors import vector_labels
-from espnet2_ext.scoring.report import atomic_output, atomic_write_text, md_table
+from espnet2_ext.scoring.report import md_table
 from espnet2_ext.task_spec import PRIMARY_TASK
 from espnet2_ext.utils.safe_load import load_model_file
 

@@ -28,8 +28,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from espnet2_ext.common import DataError
 from espnet2_ext.data.ref_turns import RefTurn, parse_turns
-from espnet2_ext.data.utt2tasks import DataError
 from espnet2_ext.text.time_outputs import UttEvents
 
 DEFAULT_COLLARS = (0.25, 0.5)

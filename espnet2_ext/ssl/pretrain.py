@@ -18,9 +18,7 @@ import hashlib
 import io
 import json
 import math
-import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 
+from espnet2_ext.common import atomic_write_bytes, atomic_write_text
 from espnet2_ext.upstream.xlsr_standin import _plain, build_wav2vec2, model_cfg_for
 
 SAMPLE_RATE = 16000
@@ -212,18 +211,11 @@ def _lr(step: int, cfg: PretrainConfig) -> float:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        # Serialised in memory: torch.save names the archive after the file, so saving to the random temp name
-        # would make every export's bytes (and sha256) different.
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        Path(tmp).write_bytes(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # Serialised in memory: torch.save names the archive after the file, so saving to the random temp name
+    # would make every export's bytes (and sha256) different.
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callable[[str], None] = print) -> Path:
@@ -364,10 +356,7 @@ def _loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mask: Option
 
 
 def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj))
 
 
 def export(ckpt_path, out_path, fp16: bool = True) -> Dict[str, str]:

@@ -16,19 +16,16 @@ import io
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import sentencepiece as spm
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import WORD_BOUNDARY, DataError, atomic_output
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.utils.text_io import utf8_errors
 
-WORD_BOUNDARY = "\u2581"  # sentencepiece's "▁"
 BLANK, OOV, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"  # asr.sh defaults
 MODEL_TYPES = ("bpe", "unigram")
 DEFAULT_INPUT_SENTENCE_SIZE = 100_000_000  # asr.sh's bpe_input_sentence_size
@@ -149,23 +146,19 @@ def train_tag_aware_bpe(texts: TextSource, spec: TaskSpec, vocab_size: int, out_
     _warn_unknown_tags(lines, spec)
     symbols = prefixed_tag_symbols(spec) if prefix_tags else list(spec.all_tokens)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp_spm_", dir=out_dir))
-    try:
+    # Blocks end innermost first: the token list is moved into place last, as it marks a finished stage.
+    with atomic_output(out_dir / "tokens.txt") as tokens_tmp, atomic_output(out_dir / "bpe.vocab") as vocab_tmp, \
+            atomic_output(out_dir / "bpe.model") as model_tmp:
         proto = _train_spm(lines, vocab_size, model_type, symbols, character_coverage, input_sentence_size,
                            num_threads, seed)
-        (tmp / "bpe.model").write_bytes(proto)
+        model_tmp.write_bytes(proto)
         sp = spm.SentencePieceProcessor(model_proto=proto)
-        (tmp / "bpe.vocab").write_text(vocab_file_text(sp), encoding="utf-8")
+        vocab_tmp.write_text(vocab_file_text(sp), encoding="utf-8")
         tokens = espnet_token_list(sp)
         dup = sorted(t for t, n in Counter(tokens).items() if n > 1)
         if dup:  # e.g. a literal "<blank>" in the text became a piece
             raise DataError(f"token list would hold duplicates {dup}: remove them from the training text")
-        (tmp / "tokens.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
-        for name in ("bpe.model", "bpe.vocab", "tokens.txt"):  # token list last: it marks a finished stage
-            os.replace(tmp / name, out_dir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        tokens_tmp.write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
     return out_dir / "bpe.model"
 
 

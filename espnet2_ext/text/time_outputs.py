@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from espnet2_ext.data.kaldi_dir import c_sort_key, write_text_atomic
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError, atomic_write_text
+from espnet2_ext.data.kaldi_dir import c_sort_key
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
 
 SPM_SPACE = "\u2581"
@@ -171,9 +171,9 @@ def write_time_outputs(out_dir: Union[str, Path], utts: Iterable[TimedUtterance]
     ctm, rttm, records = build(utts, spec, subword, labels)
     out_dir = Path(out_dir)
     paths = {CTM_NAME: out_dir / CTM_NAME, RTTM_NAME: out_dir / RTTM_NAME, EVENTS_NAME: out_dir / EVENTS_NAME}
-    write_text_atomic(paths[CTM_NAME], "".join(line + "\n" for line in ctm))
-    write_text_atomic(paths[RTTM_NAME], "".join(line + "\n" for line in rttm))
-    write_text_atomic(paths[EVENTS_NAME], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(paths[CTM_NAME], "".join(line + "\n" for line in ctm))
+    atomic_write_text(paths[RTTM_NAME], "".join(line + "\n" for line in rttm))
+    atomic_write_text(paths[EVENTS_NAME], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return paths
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +23,7 @@ import torch
 from espnet2.train.reporter import Reporter
 from espnet2.train.trainer import Trainer
 
+from espnet2_ext.common import atomic_output
 from espnet2_ext.utils.safe_load import UnsafeModelError, load_model_file, weights_only_loading
 
 
@@ -38,15 +38,9 @@ def atomic_torch_save() -> Iterator[None]:
     def save(obj, f, *args, **kwargs):
         if not isinstance(f, (str, os.PathLike)):
             return original(obj, f, *args, **kwargs)
-        path = Path(f)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        # ".tmp", not ".tmp.pth": a temp file left by a kill must not look like a model file
+        with atomic_output(f, suffix=".tmp") as tmp:
             original(obj, tmp, *args, **kwargs)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     torch.save = save
     try:

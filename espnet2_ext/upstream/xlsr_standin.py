@@ -17,6 +17,8 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from espnet2_ext.common import atomic_output
+
 # Architecture presets. "tiny" is for tests (~100k params); "mini" is what the mini recipe trains from
 # scratch; "base" matches wav2vec2-base (95M) and "xlsr_300m" XLS-R 300M (317M), for benchmarks.
 _CONV_STANDARD = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
@@ -68,13 +70,9 @@ def save_checkpoint(path: str, model_cfg: Dict[str, Any], normalize: bool = True
     model = build_wav2vec2(model_cfg, seed)
     state = {"task_cfg": {"normalize": normalize}, "model_cfg": {k: _plain(v) for k, v in model_cfg.items()},
              "model_weight": model.state_dict()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_output(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
 
 
 def skeleton_of(upstream_expert: torch.nn.Module) -> Optional[Dict[str, Any]]:

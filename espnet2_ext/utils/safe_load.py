@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import yaml
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 
 PathLike = Union[str, os.PathLike]
 MAX_UNPACK_BYTES = 32 * 1024 ** 3  # a 1B-parameter fp32 model is 4 GiB; far above any real packed model

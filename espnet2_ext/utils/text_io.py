@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 from typing import Iterator, Union
 
+from espnet2_ext.common import DataError
+
 
 def not_utf8_error(path: Union[str, os.PathLike]):
     """The ``DataError`` for a file that does not decode as UTF-8, naming the line and the first bad byte."""
-    from espnet2_ext.data.utt2tasks import DataError  # here: utt2tasks itself reads through this module
-
     data = Path(path).read_bytes()
     try:
         data.decode("utf-8")

@@ -127,7 +127,8 @@ if run_stage 5; then
   [ -f "${asr_exp}/${inference_model}" ] || { log "training did not produce ${asr_exp}/${inference_model}; see ${asr_exp}/train.log"; exit 1; }
 fi
 
-act_tag() { echo "${1//,/+}"; }
+# decode_<tag> as decode_activation_sets names it (canonical task order): one definition, in Python
+act_tag() { ${python} -m espnet2_ext.bin.activation_tag "$1"; }
 if run_stage 6; then
   stage_banner 6 "decoding ${test_sets} with activation sets: ${activation_sets}"
   test_dirs=""; for dset in ${test_sets}; do test_dirs+=" ${dumpdir}/raw/${dset}"; done

@@ -61,11 +61,13 @@ if run_stage 1; then
   done
 fi
 
+act_tag() { "${python}" -m espnet2_ext.bin.activation_tag "$1"; }  # decode_<tag>, as decode_activation_sets names it
 scored() {  # $1 exp dir, $2 activation sets: every score.json there
-  local act t
-  for act in $2; do for t in ${test_sets}; do
-    [ -f "$1/decode_${act//,/+}/${t}/score.json" ] || return 1
-  done; done
+  local act tag t
+  for act in $2; do
+    tag="$(act_tag "${act}")"
+    for t in ${test_sets}; do [ -f "$1/decode_${tag}/${t}/score.json" ] || return 1; done
+  done
 }
 cell() {  # $1 config, $2 train set, $3 seed, $4 activation sets
   local tag exp epochs="" cmd; local -a common args
