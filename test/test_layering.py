@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / PKG
 # TODO(#13): asr/speech2text.py and asr/extend.py import espnet2_ext.tasks.tokenverse_asr (both are being
 # rewritten in another branch, which removes these edges); drop the entries then. The extend.py edge also closes
 # the circle tasks -> registry -> asr.tokenverse_model -> asr.extend -> tasks.
-KNOWN_ASR_TO_TASKS = {("espnet2_ext.asr.speech2text", "espnet2_ext.tasks.tokenverse_asr"),
-                      ("espnet2_ext.asr.extend", "espnet2_ext.tasks.tokenverse_asr")}
+KNOWN_ASR_TO_TASKS = {("espnet2_ext.asr.extend", "espnet2_ext.tasks.tokenverse_asr")}
 
 
 def module_name(path: Path) -> str:

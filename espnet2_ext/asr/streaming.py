@@ -270,8 +270,8 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
 
     from espnet2.fileio.datadir_writer import DatadirWriter
 
-    from espnet2_ext.scoring.report import atomic_write_text
-    from espnet2_ext.common import TASK_MASK
+    from espnet2_ext.asr.nbest_output import write_nbest
+    from espnet2_ext.common import TASK_MASK, atomic_write_text
 
     streaming = isinstance(s2t, TokenVerseStreamingSpeech2Text)
     piece = (piece_samples or s2t.chunk_samples) if streaming else None
@@ -295,13 +295,7 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
                 wall_s += time.perf_counter() - start
                 audio_s += wav.numel() / SAMPLE_RATE
                 n_utt += 1
-                for n, (text, token, token_int, hyp) in enumerate(nbest, 1):
-                    w = writer[f"{n}best_recog"]
-                    w["token"][key] = " ".join(token)
-                    w["token_int"][key] = " ".join(map(str, token_int))
-                    w["score"][key] = str(float(hyp.score))
-                    if text is not None:
-                        w["text"][key] = text
+                write_nbest(writer, key, nbest)
                 if timed is not None and nbest:  # token times -> ctm/rttm/events.jsonl (asr_inference)
                     timed.add(key, nbest[0][1], nbest[0][3], wav.numel())
     if timed is not None:
@@ -387,7 +381,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import argparse
     import sys
 
-    from espnet2_ext.scoring.report import atomic_write_text
+    from espnet2_ext.common import atomic_write_text
 
     p = argparse.ArgumentParser(prog="python -m espnet2_ext.asr.streaming", description=main.__doc__)
     p.add_argument("command", choices=["table"])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from espnet2_ext.common import DataError, atomic_dir, atomic_write_text
+from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.utils.text_io import utf8_errors
 
 PathLike = Union[str, Path]
@@ -80,9 +80,6 @@ def normalize_words(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-# Kept for data/mini_tokenverse.py; new code imports common.atomic_write_text.
-write_text_atomic = atomic_write_text
-
 
 def _check_records(utts: Sequence[Utterance]) -> None:
     seen = set()

@@ -29,8 +29,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
+from espnet2_ext.common import atomic_write_text
 from espnet2_ext.data import mini_tokenverse_words as W
-from espnet2_ext.data.kaldi_dir import write_text_atomic
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 
 SAMPLE_RATE = 16000
@@ -323,9 +323,9 @@ def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
             if turn_times is not None:
                 turn_times[p.utt_id] = bounds[p.utt_id]
             if k % step == 0 or k == len(todo):  # checkpoint: an interrupted run resumes from here
-                write_text_atomic(manifest_path, json.dumps(manifest, indent=0, sort_keys=True))
+                atomic_write_text(manifest_path, json.dumps(manifest, indent=0, sort_keys=True))
                 log(f"mini_tokenverse: synthesised {k}/{len(todo)} ({100 * k // len(todo)}%)")
-    write_text_atomic(manifest_path, json.dumps(manifest, indent=0, sort_keys=True))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=0, sort_keys=True))
     return durations
 
 
@@ -419,7 +419,7 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     dirs["train_full_only"] = utts([p for p in splits["train"] if p.subset == "conv"])
     for name, records in dirs.items():
         write_data_dir(records, out_dir / name)
-    write_text_atomic(out_dir / "corpus_stats.md", corpus_stats(splits, durations, seed, size))
+    atomic_write_text(out_dir / "corpus_stats.md", corpus_stats(splits, durations, seed, size))
     log(f"mini_tokenverse: wrote {', '.join(str(out_dir / n) for n in dirs)} and {out_dir / 'corpus_stats.md'}")
     return dirs
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Iterable, List, Optional, Sequence
 
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
-# The annotation rules live in text/annotation.py; kept importable here for train/preprocessor.py.
-from espnet2_ext.text.annotation import annotation_error  # noqa: F401
 
 
 def strip_inactive_tokens(text: str, active: Iterable[str], spec: TaskSpec) -> str:

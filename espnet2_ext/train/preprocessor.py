@@ -19,7 +19,8 @@ from espnet2.train.preprocessor import CommonPreprocessor
 from espnet2_ext.common import TASK_MASK, TASKS_NAME, DataError
 from espnet2_ext.data.utt2tasks import parse_tasks_field
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
-from espnet2_ext.text.strip_tasks import annotation_error, strip_inactive_tokens
+from espnet2_ext.text.annotation import annotation_error
+from espnet2_ext.text.strip_tasks import strip_inactive_tokens
 from espnet2_ext.train.activation_policy import POLICIES, choose_active
 
 
