@@ -20,7 +20,6 @@ import os
 import random
 import shutil
 import subprocess
-import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-from espnet2_ext.common import atomic_write_text
+from espnet2_ext.common import atomic_output, atomic_write_text
 from espnet2_ext.data import mini_tokenverse_words as W
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 
@@ -271,13 +270,8 @@ def synthesize(recipe: dict, out_path: Path, turn_bounds: Optional[list] = None)
     x = np.concatenate(pieces).astype(np.float64)
     x += np.random.default_rng(recipe["noise_seed"]).normal(0.0, recipe["noise"], x.shape)
     x = np.clip(np.round(x), -32768, 32767).astype(np.int16)
-    tmp = out_path.with_name(f".{out_path.stem}.{uuid.uuid4().hex[:8]}.tmp.wav")
-    try:
+    with atomic_output(out_path) as tmp:
         sf.write(str(tmp), x, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, out_path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return len(x)
 
 
