@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.common import DataError
 from espnet2_ext.layers.task_vectors import grow_task_vectors, new_vector_rows
 from espnet2_ext.task_spec import TaskSpec
 from espnet2_ext.text.tag_aware_bpe import WORD_BOUNDARY, append_tag_symbols, espnet_token_list, train_tag_aware_bpe
@@ -105,7 +105,7 @@ def test_tokenizer_that_is_not_tag_aware_is_refused(tmp_path):
 @pytest.fixture(scope="module")
 def extended(tiny_trained, tmp_path_factory):
     """tiny_trained + task qst ([Q]) + language it, with freeze_old (only the new rows train)."""
-    from espnet2_ext.asr.extend import extend_experiment
+    from espnet2_ext.tasks.extend_experiment import extend_experiment
 
     root, _, out = tiny_trained
     dst = tmp_path_factory.mktemp("extend") / "exp_ext"
@@ -144,7 +144,7 @@ def test_extended_model_decodes_like_the_base_while_new_tasks_are_inactive(tiny_
 
 def test_new_task_only_with_every_old_task_active(tiny_trained, tmp_path):
     """The issue's case: a new task, inactive; all old tasks (lid included) active."""
-    from espnet2_ext.asr.extend import extend_experiment
+    from espnet2_ext.tasks.extend_experiment import extend_experiment
 
     _, data, base_dir = tiny_trained
     ext_dir = extend_experiment(base_dir, tmp_path / "ext", {"qst": ["[Q]"]}, vector_init="random")
@@ -247,7 +247,7 @@ def test_packed_extended_model_loads_offline_with_espnet(tiny_trained, extended,
     x = _wav(data, UTTS[1][0])
     assert theirs(x)[0][2] == ours(x)[0][2]  # ESPnet's beam-1 search == our greedy, all tasks active
 
-    from espnet2_ext.asr.extend import extend_experiment  # a packed model is a valid base too
+    from espnet2_ext.tasks.extend_experiment import extend_experiment  # a packed model is a valid base too
 
     again = extend_experiment(zip_path, tmp_path / "again", {"tone": ["[HAPPY]", "[SAD]"]})
     conf = yaml.safe_load((again / "config.yaml").read_text())

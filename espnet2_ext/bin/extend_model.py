@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import List, Optional
 
-from espnet2_ext.data.utt2tasks import DataError
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import DataError, comma_list
 
 
 def _bool(value: str) -> bool:
@@ -29,7 +31,8 @@ def _bool(value: str) -> bool:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    from espnet2_ext.asr.extend import ROW_INITS, VECTOR_INITS
+    from espnet2_ext.asr.extend import ROW_INITS
+    from espnet2_ext.layers.task_vectors import VECTOR_INITS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="trained experiment dir, its config.yaml, or a packed model zip")
@@ -53,27 +56,24 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> Path:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    from espnet2_ext.asr.extend import extend_experiment, parse_task_arg
+    from espnet2_ext.asr.extend import parse_task_arg
+    from espnet2_ext.tasks.extend_experiment import extend_experiment
 
-    try:
-        tasks = dict(parse_task_arg(v) for v in args.add_task)
-        if len(tasks) != len(args.add_task):
-            raise DataError("the same task is given twice with --add_task")
-        langs = [x for v in args.add_language for x in v.split(",") if x.strip()]
-        out = extend_experiment(args.base, args.out_dir, tasks, langs, model_file=args.model_file,
-                                freeze_old=args.freeze_old,
-                                also_train=[x.strip() for x in args.also_train.split(",") if x.strip()],
-                                row_init=args.row_init, vector_init=args.vector_init, seed=args.seed,
-                                overwrite=args.overwrite)
-    except DataError as e:
-        print(f"extend_model: {e}", file=sys.stderr)
-        return 1
+    tasks = dict(parse_task_arg(v) for v in args.add_task)
+    if len(tasks) != len(args.add_task):
+        raise DataError("the same task is given twice with --add_task")
+    out = extend_experiment(args.base, args.out_dir, tasks, [x for v in args.add_language for x in comma_list(v)],
+                            model_file=args.model_file, freeze_old=args.freeze_old,
+                            also_train=comma_list(args.also_train), row_init=args.row_init,
+                            vector_init=args.vector_init, seed=args.seed, overwrite=args.overwrite)
     print(out)
-    return 0
+    return out
 
+
+main = cli_main(run, prog="extend_model")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Iterable, Tuple, Union
 
-from espnet2_ext.common import DataError  # noqa: F401  (re-exported until every importer uses common)
+from espnet2_ext.common import DataError
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
 from espnet2_ext.utils.text_io import utf8_errors
 
