@@ -60,11 +60,17 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(out_dir: PathLike, mode: Optional[int] = 0o755) -> Iterator[Path]:
-    """Yield a temporary sibling directory; if the block succeeds it becomes ``out_dir`` (an existing
-    ``out_dir`` is replaced), otherwise it is removed, so ``out_dir`` is never half-written."""
+    """Yield a temporary sibling directory ``.<name>.tmp``; if the block succeeds it becomes ``out_dir`` (an
+    existing ``out_dir`` is replaced), otherwise it is removed, so ``out_dir`` is never half-written.
+
+    The name is fixed (one writer per ``out_dir``), so what a killed writer left is cleared by the next run
+    instead of piling up next to the result."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
     try:
         yield tmp
         move_dir_into_place(tmp, out_dir, mode)
@@ -78,7 +84,7 @@ def move_dir_into_place(tmp: PathLike, out_dir: PathLike, mode: Optional[int] = 
     for writers that cannot hold an ``atomic_dir`` block open (several dirs committed together)."""
     tmp, out_dir = Path(tmp), Path(out_dir)
     if mode is not None:
-        os.chmod(tmp, mode)  # mkdtemp makes it 0700
+        os.chmod(tmp, mode)  # mkdtemp would make it 0700; umask may too
     if out_dir.exists():
         # POSIX cannot swap two directories in one call: move the old one aside, then the new one in.
         old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
