@@ -30,7 +30,7 @@ replay_seed=0                # which utterances are drawn
 train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
 decode_base=true             # stage 6 also decodes the base and the untrained extended model (false: only the
                              # trained one, e.g. for further seeds of the same base)
-decode_dev=false             # stage 6 also decodes the dev sets with the trained model (dev, it_dev, qst_dev: for
+decode_dev=false             # stage 6 also decodes the new dev sets with the trained model (it_dev, qst_dev: for
                              # choosing settings without looking at test)
 report_exp_dirs=""           # stage 7: further experiment dirs in the same report (space-separated), e.g. seeds
 inference_config=conf/decode.yaml
@@ -134,8 +134,9 @@ if run_stage 6; then
     exp="${exp_model%%:*}"; model="${exp_model##*:}"; out="${ext_exp}/decode_of_${exp##*/}_${model%.pth}"
     pairs="test:asr,scd,endp,ner,lid"  # (test set, activation set): the base model only knows the old ones
     [ "${exp}" = "${base_exp}" ] || pairs+=" it_test:asr,lid qst_test:asr,qst"
-    [ "${decode_dev}" != true ] || [ "${model}" != valid.loss.best.pth ] \
-      || pairs+=" ${valid_set}:asr,scd,endp,ner,lid it_dev:asr,lid qst_dev:asr,qst"
+    if [ "${decode_dev}" = true ] && [ "${exp}" = "${ext_exp}" ] && [ "${model}" = valid.loss.best.pth ]; then
+      pairs+=" it_dev:asr,lid qst_dev:asr,qst"
+    fi
     for pair in ${pairs}; do
       ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
         --asr_train_config "${exp}/config.yaml" --asr_model_file "${exp}/${model}" \
