@@ -7,7 +7,7 @@
 #   ./run_extend.sh --stage 3 --ext_tag train_ext_s1 --asr_args "--seed 1" --decode_base false   another seed
 #
 # Replay (against forgetting): --replay_per_lang N old training utterances per language (and --replay_dev_per_lang
-# of the old dev set), relabelled asr + lid (espnet2_ext.bin.make_replay_subset), are mixed into ext_train/ext_dev,
+# of the old dev set), relabelled --replay_tasks (default asr,lid; espnet2_ext.bin.make_replay_subset), are mixed into ext_train/ext_dev,
 # so the new language token also sees the old languages; 0 = none.
 #
 #  1 extension data (local/data.sh --extension qst|it)   2 format + replay + combine (ext_train, ext_dev)
@@ -27,6 +27,8 @@ asr_args=""                  # extra options for asr_train (e.g. --max_epoch 10 
 replay_per_lang=40           # old training utterances per language replayed as asr + lid (0: none)
 replay_dev_per_lang=4        # the same from the old dev set into ext_dev
 replay_seed=0                # which utterances are drawn
+replay_tasks=asr,lid         # tasks the replayed utterances keep (asr,scd,endp,ner,lid: conversations only, for
+                             # --freeze_old false, where old tasks without annotated data are forgotten)
 train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
 decode_base=true             # stage 6 also decodes the base and the untrained extended model (false: only the
                              # trained one, e.g. for further seeds of the same base)
@@ -71,12 +73,12 @@ if run_stage 2; then
   replay_train=""; replay_dev=""
   if [ "${replay_per_lang}" -gt 0 ]; then
     ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/replay_train" \
-      --per_lang "${replay_per_lang}" --tasks asr,lid --seed "${replay_seed}"
+      --per_lang "${replay_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
     replay_train="${dumpdir}/raw/replay_train"
   fi
   if [ "${replay_dev_per_lang}" -gt 0 ]; then
     ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${valid_set}" "${dumpdir}/raw/replay_dev" \
-      --per_lang "${replay_dev_per_lang}" --tasks asr,lid --seed "${replay_seed}"
+      --per_lang "${replay_dev_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
     replay_dev="${dumpdir}/raw/replay_dev"
   fi
   # shellcheck disable=SC2086
