@@ -4,8 +4,13 @@
 # (--freeze_old true, the default) or everything (--freeze_old false), then decode and score old and new test sets.
 #   ./run_extend.sh                                            after ./run.sh (base: exp/asr_train)
 #   ./run_extend.sh --data_opts "--size debug" --asr_config conf/train_debug.yaml   smoke test
+#   ./run_extend.sh --stage 3 --ext_tag train_ext_s1 --asr_args "--seed 1" --decode_base false   another seed
 #
-#  1 extension data (local/data.sh --extension qst|it)   2 format + combine (ext_train, ext_dev)
+# Replay (against forgetting): --replay_per_lang N old training utterances per language (and --replay_dev_per_lang
+# of the old dev set), relabelled --replay_tasks (default asr,lid; espnet2_ext.bin.make_replay_subset), are mixed into ext_train/ext_dev,
+# so the new language token also sees the old languages; 0 = none.
+#
+#  1 extension data (local/data.sh --extension qst|it)   2 format + replay + combine (ext_train, ext_dev)
 #  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,7 +23,18 @@ base_model=valid.loss.best.pth
 freeze_old=true              # train only the new token rows and task-vector rows
 also_train=""                # with freeze_old: modules trained in full, e.g. joint_network,decoder
 ext_tag=""                   # default: <base tag>_ext (or _ext_all with --freeze_old false)
-asr_args=""                  # extra options for asr_train (e.g. --max_epoch 10)
+asr_args=""                  # extra options for asr_train (e.g. --max_epoch 10 --seed 1)
+replay_per_lang=40           # old training utterances per language replayed as asr + lid (0: none)
+replay_dev_per_lang=4        # the same from the old dev set into ext_dev
+replay_seed=0                # which utterances are drawn
+replay_tasks=asr,lid         # tasks the replayed utterances keep (asr,scd,endp,ner,lid: conversations only, for
+                             # --freeze_old false, where old tasks without annotated data are forgotten)
+train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
+decode_base=true             # stage 6 also decodes the base and the untrained extended model (false: only the
+                             # trained one, e.g. for further seeds of the same base)
+decode_dev=false             # stage 6 also decodes the new dev sets with the trained model (it_dev, qst_dev: for
+                             # choosing settings without looking at test)
+report_exp_dirs=""           # stage 7: further experiment dirs in the same report (space-separated), e.g. seeds
 inference_config=conf/decode.yaml
 decode_batch_size=8
 ngpu=0
@@ -50,12 +66,25 @@ if run_stage 1; then
 fi
 
 if run_stage 2; then
-  log "=== Stage 2: format into ${dumpdir}/raw; ext_train = qst_train + it_train, ext_dev = qst_dev + it_dev ==="
+  log "=== Stage 2: format into ${dumpdir}/raw; ext_train = qst_train + it_train [+ replay_train], ext_dev = qst_dev + it_dev [+ replay_dev] ==="
   for x in qst_train qst_dev qst_test it_train it_dev it_test; do
     ${python} -m espnet2_ext.bin.format_data_dir "data/${x}" "${dumpdir}/raw/${x}"
   done
-  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_train" "${dumpdir}/raw/qst_train" "${dumpdir}/raw/it_train"
-  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_dev" "${dumpdir}/raw/qst_dev" "${dumpdir}/raw/it_dev"
+  replay_train=""; replay_dev=""
+  if [ "${replay_per_lang}" -gt 0 ]; then
+    ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/replay_train" \
+      --per_lang "${replay_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
+    replay_train="${dumpdir}/raw/replay_train"
+  fi
+  if [ "${replay_dev_per_lang}" -gt 0 ]; then
+    ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${valid_set}" "${dumpdir}/raw/replay_dev" \
+      --per_lang "${replay_dev_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
+    replay_dev="${dumpdir}/raw/replay_dev"
+  fi
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_train" "${dumpdir}/raw/qst_train" "${dumpdir}/raw/it_train" ${replay_train}
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_dev" "${dumpdir}/raw/qst_dev" "${dumpdir}/raw/it_dev" ${replay_dev}
 fi
 
 if run_stage 3; then
@@ -101,10 +130,15 @@ fi
 
 if run_stage 6; then
   log "=== Stage 6: decoding (old tasks on test; asr,lid on it_test; asr,qst on qst_test) ==="
-  for exp_model in "${base_exp}:${base_model}" "${ext_exp}:extended.pth" "${ext_exp}:valid.loss.best.pth"; do
+  models="${ext_exp}:valid.loss.best.pth"
+  [ "${decode_base}" = true ] && models="${base_exp}:${base_model} ${ext_exp}:extended.pth ${models}"
+  for exp_model in ${models}; do
     exp="${exp_model%%:*}"; model="${exp_model##*:}"; out="${ext_exp}/decode_of_${exp##*/}_${model%.pth}"
     pairs="test:asr,scd,endp,ner,lid"  # (test set, activation set): the base model only knows the old ones
     [ "${exp}" = "${base_exp}" ] || pairs+=" it_test:asr,lid qst_test:asr,qst"
+    if [ "${decode_dev}" = true ] && [ "${exp}" = "${ext_exp}" ] && [ "${model}" = valid.loss.best.pth ]; then
+      pairs+=" it_dev:asr,lid qst_dev:asr,qst"
+    fi
     for pair in ${pairs}; do
       ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
         --asr_train_config "${exp}/config.yaml" --asr_model_file "${exp}/${model}" \
@@ -115,10 +149,10 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-  log "=== Stage 7: scoring (old tasks before/after on test, WER + LID on it_test, WER + QST F1 on qst_test) ==="
-  for d in "${ext_exp}"/decode_of_*/decode_asr+scd+endp+ner+lid/test "${ext_exp}"/decode_of_*/decode_asr+lid/it_test \
-           "${ext_exp}"/decode_of_*/decode_asr+qst/qst_test; do
-    [ -f "${d}/1best_recog/text" ] || continue
+  log "=== Stage 7: scoring (old tasks before/after on test, WER + LID on it_test, WER + QST F1 on qst_test; dev sets if decoded) ==="
+  for hyp in "${ext_exp}"/decode_of_*/decode_*/*/1best_recog/text; do
+    [ -f "${hyp}" ] || continue
+    d="$(dirname "$(dirname "${hyp}")")"
     act="$(basename "$(dirname "${d}")")"; act="${act#decode_}"; act="${act//+/,}"
     set_name="$(basename "${d}")"; model_name="$(basename "$(dirname "$(dirname "${d}")")")"
     ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${set_name}/text" --hyp "${d}/1best_recog/text" \
@@ -128,7 +162,9 @@ if run_stage 7; then
   done
   prepend=""; [ -f local/results_extend_notes.md ] && prepend="--prepend local/results_extend_notes.md"
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${ext_exp}" --out "${results_md}" ${prepend}
+  report_dirs="--exp_dir ${ext_exp}"; for d in ${report_exp_dirs}; do report_dirs+=" --exp_dir ${d}"; done
+  # shellcheck disable=SC2086
+  ${python} -m espnet2_ext.bin.tokenverse_report ${report_dirs} --out "${results_md}" ${prepend}
   log "wrote ${results_md} (before = asr_${base_tag}_valid.loss.best, untrained = asr_${ext_tag}_extended," \
       "after = asr_${ext_tag}_valid.loss.best)"
 fi

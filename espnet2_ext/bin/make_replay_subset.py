@@ -1,0 +1,51 @@
+"""Write a replay subset of an old training set: N utterances per language, relabelled to fewer tasks.
+
+    python -m espnet2_ext.bin.make_replay_subset dump/raw/train dump/raw/replay_train --per_lang 40 \\
+        [--tasks asr,lid] [--languages en,de] [--seed 0]
+
+Only utterances annotated for every task in --tasks are drawn; their utt2tasks becomes exactly --tasks and the
+tokens of the other tasks are removed from text (see espnet2_ext/data/replay.py). The source dir is never
+modified; the output appears only when complete.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from espnet2_ext.common import DataError, comma_list
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("src", help="Kaldi data dir to draw from (e.g. the base model's training set)")
+    p.add_argument("dst", help="output data dir")
+    p.add_argument("--per_lang", type=int, required=True, help="utterances per language (all there are if fewer)")
+    p.add_argument("--tasks", default="asr,lid", help="tasks the replayed utterances keep (comma-separated)")
+    p.add_argument("--languages", default="", help="languages to draw (default: all of src)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    from espnet2_ext.data.replay import make_replay_subset
+
+    try:
+        if args.per_lang < 1:
+            raise DataError(f"--per_lang {args.per_lang}: give at least 1 (to replay nothing, do not run this)")
+        counts = make_replay_subset(args.src, args.dst, args.per_lang, comma_list(args.tasks),
+                                    comma_list(args.languages) or None, args.seed)
+    except DataError as e:
+        print(f"make_replay_subset: {e}", file=sys.stderr)
+        return 1
+    per = ", ".join(f"{lang} {n}" for lang, n in counts.items())
+    short = [lang for lang, n in counts.items() if n < args.per_lang]
+    note = f" (fewer than {args.per_lang} available: {', '.join(short)})" if short else ""
+    print(f"make_replay_subset: {args.src} -> {args.dst}: {sum(counts.values())} utterances ({per}), tasks "
+          f"{args.tasks}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
