@@ -14,7 +14,7 @@ from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import read_data_dir
 from espnet2_ext.data.replay import make_replay_subset, select_replay
 from espnet2_ext.task_spec import TaskSpec
-from espnet2_ext.text.strip_tasks import annotation_error
+from espnet2_ext.text.annotation import annotation_error
 from tiny_setup import UTTS, write_data_dir
 
 

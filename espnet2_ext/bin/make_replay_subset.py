@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
+from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, comma_list
 
 
@@ -27,25 +28,23 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: Optional[List[str]] = None) -> Dict[str, int]:
     args = get_parser().parse_args(argv)
     from espnet2_ext.data.replay import make_replay_subset
 
-    try:
-        if args.per_lang < 1:
-            raise DataError(f"--per_lang {args.per_lang}: give at least 1 (to replay nothing, do not run this)")
-        counts = make_replay_subset(args.src, args.dst, args.per_lang, comma_list(args.tasks),
-                                    comma_list(args.languages) or None, args.seed)
-    except DataError as e:
-        print(f"make_replay_subset: {e}", file=sys.stderr)
-        return 1
+    if args.per_lang < 1:
+        raise DataError(f"--per_lang {args.per_lang}: give at least 1 (to replay nothing, do not run this)")
+    counts = make_replay_subset(args.src, args.dst, args.per_lang, comma_list(args.tasks),
+                                comma_list(args.languages) or None, args.seed)
     per = ", ".join(f"{lang} {n}" for lang, n in counts.items())
     short = [lang for lang, n in counts.items() if n < args.per_lang]
     note = f" (fewer than {args.per_lang} available: {', '.join(short)})" if short else ""
     print(f"make_replay_subset: {args.src} -> {args.dst}: {sum(counts.values())} utterances ({per}), tasks "
           f"{args.tasks}{note}")
-    return 0
+    return counts
 
+
+main = cli_main(run, prog="make_replay_subset")
 
 if __name__ == "__main__":
     sys.exit(main())

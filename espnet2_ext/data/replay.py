@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from espnet2_ext.common import DataError
 from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, read_data_dir, subset, write_data_dir
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
-from espnet2_ext.text.strip_tasks import annotation_error, strip_inactive_tokens
+from espnet2_ext.text.annotation import annotation_error
+from espnet2_ext.text.strip_tasks import strip_inactive_tokens
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_TASKS = ("asr", "lid")
