@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,3 +170,31 @@ def test_multi_gpu_training_without_a_job_script_is_a_clear_error(recipe_run):
                        env=ENV, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "set --cuda_cmd to a Kaldi-style job script" in r.stdout + r.stderr
+
+
+def test_extending_the_trained_model_runs_from_the_recipe(recipe_run, tmp_path):
+    """run_extend.sh (#15) on the debug model: extension data + replay, extend_model, training, decoding of old and
+    new test sets, scoring, RESULTS_extend.md; in a copy, so the other tests' exp/ stays as the main run left it."""
+    recipe, r = recipe_run
+    assert r.returncode == 0
+    shutil.copytree(recipe.parents[1], tmp_path / "egs2", symlinks=True)  # relative links (path.sh, ...) kept
+    ext = tmp_path / "egs2" / "mini_tokenverse" / "asr1"
+    train_tasks = (ext / "dump/raw/train/utt2tasks").read_text()
+    r = subprocess.run(["./run_extend.sh", "--data_opts", "--size debug", "--asr_config", "conf/train_debug.yaml",
+                        "--replay_per_lang", "2", "--replay_dev_per_lang", "1"],
+                       cwd=ext, env=ENV, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    replay = (ext / "dump/raw/replay_train/utt2tasks").read_text().splitlines()
+    assert len(replay) == 2 * 4 and all(line.split()[1:] == ["asr", "lid"] for line in replay)
+    assert (ext / "dump/raw/train/utt2tasks").read_text() == train_tasks  # the replay's source is not modified
+    exp = ext / "exp/asr_train_debug_ext"
+    conf = yaml.safe_load((exp / "extend_config.yaml").read_text())
+    assert conf["tokenverse_conf"]["tasks"][-1] == "qst" and conf["tokenverse_conf"]["languages"][-1] == "it"
+    assert (exp / "valid.loss.best.pth").exists()
+    qst = json.loads((exp / "decode_of_asr_train_debug_ext_valid.loss.best/decode_asr+qst/qst_test/score.json")
+                     .read_text())
+    assert "qst_f1" in qst
+    results = (ext / "RESULTS_extend.md").read_text()
+    for model in ("asr_train_debug_valid.loss.best", "asr_train_debug_ext_extended",
+                  "asr_train_debug_ext_valid.loss.best"):
+        assert f"| {model} |" in results
