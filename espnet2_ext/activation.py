@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Sequence, Tuple, Union
 
 from espnet2_ext.common import comma_list
-from espnet2_ext.task_spec import TaskSpec
+from espnet2_ext.task_spec import DEFAULT_TASKS
 
-TASK_ORDER = TaskSpec.default().tasks  # canonical order for display and sorting; unknown tasks go last
+TASK_ORDER = DEFAULT_TASKS  # canonical order for display and sorting; unknown tasks go last
 
 
 def task_rank(task: str) -> Tuple[int, str]:

@@ -60,8 +60,8 @@ class TokenVerseASRTask(ASRTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace):
-        spec = task_spec_of(args)
         if getattr(args, "frontend", None) == "s3prl_tokenverse":
+            spec = task_spec_of(args)
             # The frontend's mask columns are the spec's tasks; written into config.yaml (frontend_conf) so that
             # ESPnet's own ASRTask, which knows no tokenverse_conf, rebuilds the same layout from it.
             given = (args.frontend_conf or {}).get("aux_tasks")
