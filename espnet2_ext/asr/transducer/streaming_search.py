@@ -1,0 +1,119 @@
+"""Frame-synchronous transducer searches over encoder frames that arrive in pieces (one utterance at a time):
+``GreedyStream`` and ``BeamStream`` follow ``greedy_search_batch`` / ``modified_beam_search`` step by step and
+carry their hypotheses, prediction-network states and outputs between chunks (``asr/streaming.py`` drives them).
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, assign_state,
+                                                      index_state, log_add, masked_log_probs,
+                                                      prepare_suppress_mask)
+
+
+class GreedyStream:
+    """Greedy transducer search over frames arriving in pieces (one utterance); same steps as
+    ``greedy_search_batch`` with a batch of one."""
+
+    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1):
+        self.pred, self.joint = PredictionNet(decoder, device), JointScorer(joint_network)
+        dec_out, self.state = self.pred.start(1)
+        self.dec = self.joint.dec(dec_out)                            # [1, D_joint]
+        self.suppress, self.mask, self.max_sym = suppress, None, max_sym_per_frame
+        self.tokens: List[int] = []
+        self.token_frames: List[int] = []  # encoder frame of each emitted token (utterance clock)
+        self.t0 = 0  # frames consumed by earlier calls
+
+    def advance(self, encoder_out: torch.Tensor) -> None:
+        """encoder_out: [1, T_new, D_enc], the next frames."""
+        enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
+        blank = self.pred.blank_id
+        for t in range(enc.size(1)):
+            for _ in range(self.max_sym):
+                logits = self.joint.logits(enc[:, t], self.dec)       # [1, V]
+                if self.suppress is not None and self.mask is None:
+                    self.mask = prepare_suppress_mask(self.suppress, 1, logits.size(-1), blank, logits.device)
+                if self.mask is not None:
+                    logits = logits.masked_fill(self.mask, float("-inf"))
+                token = logits.argmax(dim=-1)
+                if int(token) == blank:
+                    break
+                self.tokens.append(int(token))
+                self.token_frames.append(self.t0 + t)
+                out, self.state = self.pred.step(token, self.state)
+                self.dec = self.joint.dec(out)
+        self.t0 += enc.size(1)
+
+    def nbest(self, n: int) -> List[Hypothesis]:
+        return [Hypothesis(yseq=list(self.tokens), score=0.0, frames=list(self.token_frames))]
+
+
+class BeamStream:
+    """Modified beam search (icefall semantics: one symbol per frame at most, equal sequences merged) over frames
+    arriving in pieces (one utterance); same steps as ``modified_beam_search`` with a batch of one."""
+
+    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4):
+        self.pred, self.joint, self.beam, self.device = PredictionNet(decoder, device), JointScorer(joint_network), \
+            beam, device
+        dec_out, self.state = self.pred.start(1)
+        self.dec = self.joint.dec(dec_out)                            # [H, D_joint]
+        self.ys: List[Tuple[int, ...]] = [()]
+        self.fr: List[Tuple[int, ...]] = [()]  # emission frame of each token of ys
+        self.scores: List[float] = [0.0]
+        self.suppress, self.mask, self.frames = suppress, None, 0
+
+    def advance(self, encoder_out: torch.Tensor) -> None:
+        enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
+        blank = self.pred.blank_id
+        for t in range(enc.size(1)):
+            self.frames += 1
+            hyp_utt = torch.zeros(len(self.ys), dtype=torch.long, device=self.device)
+            logits = self.joint.logits(enc[hyp_utt, t], self.dec)     # [H, V]
+            vocab = logits.size(-1)
+            if self.suppress is not None and self.mask is None:
+                self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
+            logp = masked_log_probs(logits, None if self.mask is None else self.mask[hyp_utt])  # [H, V]
+            cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
+            top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)
+            merged: Dict[Tuple[int, ...], int] = {}
+            new_ys, new_fr, new_scores, parent, token = [], [], [], [], []
+            for val, idx in zip(top_val[0].tolist(), top_idx[0].tolist()):
+                if val == -math.inf:
+                    break
+                p, tok = divmod(idx, vocab)
+                key = self.ys[p] if tok == blank else self.ys[p] + (tok,)
+                j = merged.get(key)
+                if j is None:
+                    merged[key] = len(new_ys)
+                    new_ys.append(key)
+                    # topk is sorted: the first alignment reaching a sequence is its best one, keep its frames
+                    new_fr.append(self.fr[p] if tok == blank else self.fr[p] + (self.frames - 1,))
+                    new_scores.append(val)
+                    parent.append(p)
+                    token.append(-1 if tok == blank else tok)
+                else:
+                    new_scores[j] = log_add(new_scores[j], val)
+                    if tok == blank and token[j] != -1:  # reuse the decoder output of the blank extension
+                        parent[j], token[j] = p, -1
+            parent_t = torch.tensor(parent, dtype=torch.long, device=self.device)
+            self.dec = self.dec[parent_t]
+            self.state = index_state(self.state, parent_t)
+            extended = [i for i, tok in enumerate(token) if tok != -1]
+            if extended:
+                ext_t = torch.tensor(extended, dtype=torch.long, device=self.device)
+                tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=self.device)
+                out, new_state = self.pred.step(tok_t, index_state(self.state, ext_t))
+                self.dec[ext_t] = self.joint.dec(out)
+                assign_state(self.state, ext_t, new_state)
+            self.ys, self.fr, self.scores = new_ys, new_fr, new_scores
+
+    def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
+        if self.frames == 0:
+            return [Hypothesis(yseq=[], score=0.0)]
+        # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1 (as the batch one).
+        order = sorted(range(len(self.ys)), reverse=True,
+                       key=lambda i: self.scores[i] / (len(self.ys[i]) + 1) if length_norm else self.scores[i])
+        return [Hypothesis(yseq=list(self.ys[i]), score=self.scores[i], frames=list(self.fr[i])) for i in order[:n]]
