@@ -5,6 +5,7 @@
 #   ./run_extend.sh                                            after ./run.sh (base: exp/asr_train)
 #   ./run_extend.sh --data_opts "--size debug" --asr_config conf/train_debug.yaml   smoke test
 #   ./run_extend.sh --stage 3 --ext_tag train_ext_s1 --asr_args "--seed 1" --decode_base false   another seed
+#   ./run_extend.sh --stage 2 --replay_per_lang 110 --ext_sets_suffix _r110 --ext_tag train_ext_r110 ...  other replay
 #
 # Replay (against forgetting): --replay_per_lang N old training utterances per language (and --replay_dev_per_lang
 # of the old dev set), relabelled --replay_tasks (default asr,lid; espnet2_ext.bin.make_replay_subset), are mixed into ext_train/ext_dev,
@@ -30,10 +31,12 @@ replay_seed=0                # which utterances are drawn
 replay_tasks=asr,lid         # tasks the replayed utterances keep (asr,scd,endp,ner,lid: conversations only, for
                              # --freeze_old false, where old tasks without annotated data are forgotten)
 train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
+ext_sets_suffix=""           # ext_train<suffix>, ext_dev<suffix>, replay_*<suffix>: runs with different replay
+                             # settings side by side (e.g. _r110), instead of overwriting each other's data
 decode_base=true             # stage 6 also decodes the base and the untrained extended model (false: only the
                              # trained one, e.g. for further seeds of the same base)
-decode_dev=false             # stage 6 also decodes the new dev sets with the trained model (it_dev, qst_dev: for
-                             # choosing settings without looking at test)
+decode_dev=false             # stage 6 also decodes the dev sets with the trained model (it_dev, qst_dev and the old
+                             # ${valid_set} with every old task: for choosing settings without looking at test)
 report_exp_dirs=""           # stage 7: further experiment dirs in the same report (space-separated), e.g. seeds
 inference_config=conf/decode.yaml
 decode_batch_size=8
@@ -72,19 +75,19 @@ if run_stage 2; then
   done
   replay_train=""; replay_dev=""
   if [ "${replay_per_lang}" -gt 0 ]; then
-    ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/replay_train" \
+    ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/replay_train${ext_sets_suffix}" \
       --per_lang "${replay_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
-    replay_train="${dumpdir}/raw/replay_train"
+    replay_train="${dumpdir}/raw/replay_train${ext_sets_suffix}"
   fi
   if [ "${replay_dev_per_lang}" -gt 0 ]; then
-    ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${valid_set}" "${dumpdir}/raw/replay_dev" \
+    ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${valid_set}" "${dumpdir}/raw/replay_dev${ext_sets_suffix}" \
       --per_lang "${replay_dev_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
-    replay_dev="${dumpdir}/raw/replay_dev"
+    replay_dev="${dumpdir}/raw/replay_dev${ext_sets_suffix}"
   fi
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_train" "${dumpdir}/raw/qst_train" "${dumpdir}/raw/it_train" ${replay_train}
+  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_train${ext_sets_suffix}" "${dumpdir}/raw/qst_train" "${dumpdir}/raw/it_train" ${replay_train}
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_dev" "${dumpdir}/raw/qst_dev" "${dumpdir}/raw/it_dev" ${replay_dev}
+  ${python} -m espnet2_ext.bin.combine_data_dirs "${dumpdir}/raw/ext_dev${ext_sets_suffix}" "${dumpdir}/raw/qst_dev" "${dumpdir}/raw/it_dev" ${replay_dev}
 fi
 
 if run_stage 3; then
@@ -110,8 +113,9 @@ if run_stage 4; then
   # shellcheck disable=SC2046
   ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${ext_config}" --init_param \
     --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 --ngpu 0 \
-    $(train_data_opts train "${dumpdir}/raw/ext_train") $(train_data_opts valid "${dumpdir}/raw/ext_dev") \
-    --train_shape_file "${dumpdir}/raw/ext_train/wav.scp" --valid_shape_file "${dumpdir}/raw/ext_dev/wav.scp" \
+    $(train_data_opts train "${dumpdir}/raw/ext_train${ext_sets_suffix}") $(train_data_opts valid "${dumpdir}/raw/ext_dev${ext_sets_suffix}") \
+    --train_shape_file "${dumpdir}/raw/ext_train${ext_sets_suffix}/wav.scp" \
+    --valid_shape_file "${dumpdir}/raw/ext_dev${ext_sets_suffix}/wav.scp" \
     --output_dir "${stats_dir}" > "${stats_dir}.log" 2>&1 || { tail -n 20 "${stats_dir}.log"; exit 1; }
 fi
 
@@ -121,7 +125,7 @@ if run_stage 5; then
   # shellcheck disable=SC2046,SC2086
   ${python} -m espnet2_ext.bin.asr_train --config "${ext_config}" --init_param "${ext_exp}/extended.pth" \
     --use_preprocessor true --ngpu "${ngpu}" \
-    $(train_data_opts train "${dumpdir}/raw/ext_train") $(train_data_opts valid "${dumpdir}/raw/ext_dev") \
+    $(train_data_opts train "${dumpdir}/raw/ext_train${ext_sets_suffix}") $(train_data_opts valid "${dumpdir}/raw/ext_dev${ext_sets_suffix}") \
     --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
     --resume true --output_dir "${ext_exp}" ${asr_args} > "${ext_exp}/train.log" 2>&1 \
     || { tail -n 20 "${ext_exp}/train.log"; exit 1; }
@@ -137,7 +141,7 @@ if run_stage 6; then
     pairs="test:asr,scd,endp,ner,lid"  # (test set, activation set): the base model only knows the old ones
     [ "${exp}" = "${base_exp}" ] || pairs+=" it_test:asr,lid qst_test:asr,qst"
     if [ "${decode_dev}" = true ] && [ "${exp}" = "${ext_exp}" ] && [ "${model}" = valid.loss.best.pth ]; then
-      pairs+=" it_dev:asr,lid qst_dev:asr,qst"
+      pairs+=" it_dev:asr,lid qst_dev:asr,qst ${valid_set}:asr,scd,endp,ner,lid"
     fi
     for pair in ${pairs}; do
       ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \

@@ -6,6 +6,8 @@
 #   TokenVerse++ conf/tuning/train_per_*.yaml    on train_read<N>
 #   the --best TokenVerse++ config               on train_full_only (does the ASR+LID-only data lower WER?)
 # Resumable: a scored cell is skipped, a killed one resumes from its checkpoint (tokenverse.sh --resume true).
+# Two cores or GPUs: one instance per seed side by side, the second started with --stage 2 once the first has
+# finished stage 1 (e.g. OMP_NUM_THREADS=1 ./run_grid.sh --seeds 0 & ... OMP_NUM_THREADS=1 ./run_grid.sh --stage 2 --seeds 1).
 #   ./run_grid.sh [--seeds "0 1 2"] [--train_read 400] [--max_epoch N] [--best conf/tuning/<cfg>.yaml]
 #   ./run_grid.sh --stage 3        only rewrite RESULTS_grid.md from the cells scored so far
 # --best must be chosen on dev, never on test (RESULTS_grid.md names the dev-best config of the mixed runs).
@@ -101,10 +103,13 @@ if run_stage 2; then
     log "=== seed ${seed} ==="
     # The baseline has no task vectors, so it cannot be told which tasks to do: decoded once with every task
     # token allowed; trained on mixed data it has learned to leave tokens out (the paper's point).
+    # The four cells of the main claims first (baseline on full / mixed data, --best on mixed / full), then the
+    # remaining strategy x injection cells: a round cut short still answers the claims that need the fewest cells.
     cell "${baseline}" "${full_set}" "${seed}" "${all_acts}"
     cell "${baseline}" "${mixed_set}" "${seed}" "${all_acts}"
-    for cfg in ${tv_configs}; do cell "${cfg}" "${mixed_set}" "${seed}" "${tv_acts}"; done
+    cell "${best}" "${mixed_set}" "${seed}" "${tv_acts}"
     cell "${best}" "${full_set}" "${seed}" "${tv_acts}"
+    for cfg in ${tv_configs}; do [ "${cfg}" = "${best}" ] || cell "${cfg}" "${mixed_set}" "${seed}" "${tv_acts}"; done
     report  # after every seed round (./run_grid.sh --stage 3 makes it from whatever is scored)
   done
 fi
