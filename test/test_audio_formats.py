@@ -115,7 +115,11 @@ def test_corrupt_clip_fails_the_whole_import_or_is_skipped_on_request(tmp_path, 
     assert "common_voice_de_bad.mp3: audio is truncated" in err[0] and "--skip_bad_audio" in err[0]
     assert _listing(out) == []  # no data dir, no partial wav dir, no temporary leftovers
 
+    (out / "wav" / ".train.tmp").mkdir(parents=True)  # what a dump killed mid-way leaves: cleared, not piled up
+    (out / "wav" / ".train.tmp" / "stale.wav").write_bytes(b"x")
     assert cv_cli.main(args + ["--skip_bad_audio"]) == 0
+    assert sorted(p.name for p in (out / "wav").iterdir()) == ["dev", "train"]
+    assert not (out / "wav" / "train" / "stale.wav").exists()
     err = capsys.readouterr().err
     assert "skipped 1 undecodable clip(s)" in err and "common_voice_de_bad.mp3" in err
     train = read_data_dir(out / "data" / "train")

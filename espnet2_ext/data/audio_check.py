@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -92,7 +91,11 @@ class _WavDump:
         self.wav_dir, self.sr = Path(wav_dir), expected_sr
         self.made = [d for d in [self.wav_dir.parent, *self.wav_dir.parent.parents] if not d.exists()]
         self.wav_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.wav_dir.name}.tmp-", dir=self.wav_dir.parent))
+        # fixed name, as common.atomic_dir: what a killed dump left is cleared here instead of piling up
+        self.tmp = self.wav_dir.with_name(f".{self.wav_dir.name}.tmp")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir()
 
     def run(self, utts: Sequence, skip_bad: bool, bad: List[Tuple[str, str]]) -> list:
         by_audio: Dict[str, list] = {}
