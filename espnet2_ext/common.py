@@ -97,8 +97,10 @@ def move_dir_into_place(tmp: PathLike, out_dir: PathLike, mode: Optional[int] = 
 
 # ---- options ------------------------------------------------------------------------------------------
 def comma_list(value: Union[str, Sequence[str], None]) -> List[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]``; a sequence is stripped the same way; None or "" -> ``[]``."""
+    """``"a, b,,c"`` or ``"a b"`` -> ``["a", "b", "c"]``: names separated by commas and/or whitespace (no task,
+    language, split, metric or module name has either; shell users write both); a sequence is stripped the same
+    way; None or "" -> ``[]``. The one list parser of the CLIs and of ``TaskSpec.active_tasks``."""
     if value is None:
         return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [s.strip() for s in items if str(s).strip()]
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    return [str(s).strip() for s in items if str(s).strip()]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from espnet2_ext.common import comma_list
+
 PRIMARY_TASK = "asr"
 DEFAULT_LANGUAGES = ("en", "de", "es", "fr")
 NE_OPEN, NE_CLOSE = "[NE]", "[/NE]"
@@ -120,8 +122,8 @@ class TaskSpec:
         comma/space-separated string) validated against the spec, the primary task added, in spec order."""
         if names is None:
             return self.tasks
-        names = names.replace(",", " ").split() if isinstance(names, str) else [str(n) for n in names]
-        if not [n for n in names if n.strip()]:
+        names = comma_list(names)
+        if not names:
             loc = f"{where}: " if where else ""
             raise ValueError(f"{loc}empty: name at least '{PRIMARY_TASK}'; valid tasks are: {', '.join(self.tasks)}")
         return self.parse_tasks(list(names) + [PRIMARY_TASK], where)

@@ -9,7 +9,8 @@ from espnet2_ext.activation import activation_tag, order_tasks
 from espnet2_ext.bin import activation_tag as tag_cli
 from espnet2_ext.bin import tokenverse_report
 from espnet2_ext.bin._cli import run_cli
-from espnet2_ext.common import DataError
+from espnet2_ext.common import DataError, comma_list
+from espnet2_ext.task_spec import TaskSpec
 
 
 def test_run_cli_exit_status_and_one_line_message(capsys):
@@ -36,6 +37,18 @@ def test_activation_tag_is_canonical():
     assert activation_tag("asr,qst,endp,asr") == "asr+endp+qst"  # added tasks after the known ones, once each
     assert order_tasks(["zz", "lid", "aa"]) == ("lid", "aa", "zz")
     assert activation_tag("") == ""
+
+
+def test_one_list_parser_for_clis_and_activations():
+    """Commas and/or spaces, as shell users write them; the same parse for --task_activation, --languages, ..."""
+    assert comma_list("a, b,,c") == comma_list("a b  c") == comma_list(" a,b c ") == ["a", "b", "c"]
+    assert comma_list([" a ", "", "b"]) == ["a", "b"] and comma_list(None) == comma_list(" , ") == []
+    spec = TaskSpec.default()
+    assert spec.active_tasks("lid ner") == spec.active_tasks("ner,lid") == spec.active_tasks([" lid", "ner "]) \
+        == ("asr", "ner", "lid")
+    with pytest.raises(ValueError, match="empty"):
+        spec.active_tasks(" , ")
+    assert activation_tag("lid asr") == activation_tag("asr,lid") == "asr+lid"
 
 
 def test_activation_tag_cli(capsys):
