@@ -39,6 +39,61 @@ def _finalize(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple
     return [Hypothesis(yseq=list(ys[i]), score=scores[i], frames=list(frames[i])) for _, i in keyed[:nbest]]
 
 
+class NextBeams:
+    """The hypotheses one frame step keeps, built candidate by candidate (best first) by ``add_candidates``."""
+
+    def __init__(self) -> None:
+        self.utt: List[int] = []
+        self.ys: List[Tuple[int, ...]] = []
+        self.fr: List[Tuple[int, ...]] = []
+        self.scores: List[float] = []
+        self.parent: List[int] = []
+        self.token: List[int] = []  # symbol the hypothesis was extended with, -1 for blank (decoder output reused)
+
+
+def add_candidates(nxt: NextBeams, top_val: List[float], top_idx: List[int], start: int, vocab: int, blank: int,
+                   t: int, ys: List[Tuple[int, ...]], fr: List[Tuple[int, ...]], utt_of: List[int]) -> None:
+    """One utterance's top-k candidates of frame ``t`` (``idx = slot * V + tok`` over its hypotheses from
+    ``start``, sorted best first) into ``nxt``, equal token sequences merged by log-sum-exp."""
+    merged: Dict[Tuple[int, ...], int] = {}
+    for val, idx in zip(top_val, top_idx):
+        if val == -math.inf:  # fewer allowed candidates than the beam (suppression, tiny vocab)
+            break
+        slot, tok = divmod(idx, vocab)
+        p = start + slot
+        key = ys[p] if tok == blank else ys[p] + (tok,)
+        j = merged.get(key)
+        if j is None:
+            merged[key] = len(nxt.ys)
+            nxt.utt.append(utt_of[p])
+            nxt.ys.append(key)
+            # topk is sorted, so the first alignment reaching a sequence is its best one: keep its frames
+            nxt.fr.append(fr[p] if tok == blank else fr[p] + (t,))
+            nxt.scores.append(val)
+            nxt.parent.append(p)
+            nxt.token.append(-1 if tok == blank else tok)
+        else:
+            nxt.scores[j] = log_add(nxt.scores[j], val)
+            if tok == blank and nxt.token[j] != -1:  # same sequence, decoder output already computed
+                nxt.parent[j], nxt.token[j] = p, -1
+
+
+def advance_decoder(pred: PredictionNet, joint: JointScorer, dec: torch.Tensor, state, nxt: NextBeams, device):
+    """Decoder outputs and states of the kept hypotheses: the parent's for a blank extension, one batched
+    prediction-network step for the hypotheses extended by a symbol. Returns ``(dec, state)``."""
+    parent_t = torch.tensor(nxt.parent, dtype=torch.long, device=device)  # [H_new]
+    dec = dec[parent_t]  # [H_new, D_joint]
+    state = index_state(state, parent_t)  # [num_layers, H_new, hidden] each
+    extended = [i for i, tok in enumerate(nxt.token) if tok != -1]
+    if extended:
+        ext_t = torch.tensor(extended, dtype=torch.long, device=device)  # [E], hyps extended by a symbol
+        tok_t = torch.tensor([nxt.token[i] for i in extended], dtype=torch.long, device=device)  # [E]
+        out, new_state = pred.step(tok_t, index_state(state, ext_t))  # out: [E, D_dec]
+        dec[ext_t] = joint.dec(out)  # [E, D_joint]
+        assign_state(state, ext_t, new_state)
+    return dec, state
+
+
 @torch.no_grad()
 def modified_beam_search(
     encoder_out: torch.Tensor,
@@ -132,46 +187,11 @@ def modified_beam_search(
         top_val, top_idx = padded.view(len(groups), -1).topk(k, dim=1)  # [G, k] each; idx = slot * V + tok
         top_val, top_idx = top_val.tolist(), top_idx.tolist()
 
-        new_utt: List[int] = []
-        new_ys: List[Tuple[int, ...]] = []
-        new_fr: List[Tuple[int, ...]] = []
-        new_scores: List[float] = []
-        parent: List[int] = []
-        token: List[int] = []  # symbol the hypothesis was extended with, -1 for blank (decoder output reused)
+        nxt = NextBeams()
         for g, (start, _) in enumerate(groups):
-            merged: Dict[Tuple[int, ...], int] = {}
-            for val, idx in zip(top_val[g], top_idx[g]):
-                if val == -math.inf:  # fewer allowed candidates than the beam (suppression, tiny vocab)
-                    break
-                slot, tok = divmod(idx, vocab)
-                p = start + slot
-                key = ys[p] if tok == blank else ys[p] + (tok,)
-                j = merged.get(key)
-                if j is None:
-                    merged[key] = len(new_ys)
-                    new_utt.append(utt_of[p])
-                    new_ys.append(key)
-                    # topk is sorted, so the first alignment reaching a sequence is its best one: keep its frames
-                    new_fr.append(fr[p] if tok == blank else fr[p] + (t,))
-                    new_scores.append(val)
-                    parent.append(p)
-                    token.append(-1 if tok == blank else tok)
-                else:
-                    new_scores[j] = log_add(new_scores[j], val)
-                    if tok == blank and token[j] != -1:  # same sequence, decoder output already computed
-                        parent[j], token[j] = p, -1
-
-        parent_t = torch.tensor(parent, dtype=torch.long, device=device)  # [H_new]
-        dec = dec[parent_t]  # [H_new, D_joint]
-        state = index_state(state, parent_t)  # [num_layers, H_new, hidden] each
-        extended = [i for i, tok in enumerate(token) if tok != -1]
-        if extended:
-            ext_t = torch.tensor(extended, dtype=torch.long, device=device)  # [E], hyps extended by a symbol
-            tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=device)  # [E]
-            out, new_state = pred.step(tok_t, index_state(state, ext_t))  # out: [E, D_dec]
-            dec[ext_t] = joint.dec(out)  # [E, D_joint]
-            assign_state(state, ext_t, new_state)
-        utt_of, ys, scores, fr = new_utt, new_ys, new_scores, new_fr
+            add_candidates(nxt, top_val[g], top_idx[g], start, vocab, blank, t, ys, fr, utt_of)
+        dec, state = advance_decoder(pred, joint, dec, state, nxt, device)
+        utt_of, ys, scores, fr = nxt.utt, nxt.ys, nxt.scores, nxt.fr
 
     _collect_finished(results, utt_of, ys, scores, fr, None, lens, nbest, length_norm)
     for u in range(batch):  # zero-length utterances never entered the loop

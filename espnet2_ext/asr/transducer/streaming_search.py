@@ -4,13 +4,12 @@ carry their hypotheses, prediction-network states and outputs between chunks (``
 """
 from __future__ import annotations
 
-import math
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
-from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, assign_state,
-                                                      index_state, log_add, masked_log_probs,
+from espnet2_ext.asr.transducer.modified_beam_search import NextBeams, add_candidates, advance_decoder
+from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, masked_log_probs,
                                                       prepare_suppress_mask)
 
 
@@ -53,7 +52,8 @@ class GreedyStream:
 
 class BeamStream:
     """Modified beam search (icefall semantics: one symbol per frame at most, equal sequences merged) over frames
-    arriving in pieces (one utterance); same steps as ``modified_beam_search`` with a batch of one."""
+    arriving in pieces (one utterance): the per-frame step of ``modified_beam_search`` (``add_candidates``,
+    ``advance_decoder``) with a batch of one."""
 
     def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4):
         self.pred, self.joint, self.beam, self.device = PredictionNet(decoder, device), JointScorer(joint_network), \
@@ -77,38 +77,12 @@ class BeamStream:
                 self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
             logp = masked_log_probs(logits, None if self.mask is None else self.mask[hyp_utt])  # [H, V]
             cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
-            top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)
-            merged: Dict[Tuple[int, ...], int] = {}
-            new_ys, new_fr, new_scores, parent, token = [], [], [], [], []
-            for val, idx in zip(top_val[0].tolist(), top_idx[0].tolist()):
-                if val == -math.inf:
-                    break
-                p, tok = divmod(idx, vocab)
-                key = self.ys[p] if tok == blank else self.ys[p] + (tok,)
-                j = merged.get(key)
-                if j is None:
-                    merged[key] = len(new_ys)
-                    new_ys.append(key)
-                    # topk is sorted: the first alignment reaching a sequence is its best one, keep its frames
-                    new_fr.append(self.fr[p] if tok == blank else self.fr[p] + (self.frames - 1,))
-                    new_scores.append(val)
-                    parent.append(p)
-                    token.append(-1 if tok == blank else tok)
-                else:
-                    new_scores[j] = log_add(new_scores[j], val)
-                    if tok == blank and token[j] != -1:  # reuse the decoder output of the blank extension
-                        parent[j], token[j] = p, -1
-            parent_t = torch.tensor(parent, dtype=torch.long, device=self.device)
-            self.dec = self.dec[parent_t]
-            self.state = index_state(self.state, parent_t)
-            extended = [i for i, tok in enumerate(token) if tok != -1]
-            if extended:
-                ext_t = torch.tensor(extended, dtype=torch.long, device=self.device)
-                tok_t = torch.tensor([token[i] for i in extended], dtype=torch.long, device=self.device)
-                out, new_state = self.pred.step(tok_t, index_state(self.state, ext_t))
-                self.dec[ext_t] = self.joint.dec(out)
-                assign_state(self.state, ext_t, new_state)
-            self.ys, self.fr, self.scores = new_ys, new_fr, new_scores
+            top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)  # [1, k] each
+            nxt = NextBeams()
+            add_candidates(nxt, top_val[0].tolist(), top_idx[0].tolist(), 0, vocab, blank, self.frames - 1,
+                           self.ys, self.fr, [0] * len(self.ys))
+            self.dec, self.state = advance_decoder(self.pred, self.joint, self.dec, self.state, nxt, self.device)
+            self.ys, self.fr, self.scores = nxt.ys, nxt.fr, nxt.scores
 
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
