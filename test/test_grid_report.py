@@ -8,6 +8,7 @@ import yaml
 
 from espnet2_ext.bin import grid_report as cli
 from espnet2_ext.common import DataError
+from espnet2_ext.scoring import grid_cells as C
 from espnet2_ext.scoring import grid_report as G
 
 ALL = "asr+scd+endp+ner+lid"
@@ -38,7 +39,7 @@ def make_cell(exp, cfg, train_set, seed, scores, n_params=17):
     import torch
     torch.save({"w": torch.zeros(n_params - 2), "b": torch.zeros(2)}, d / "7epoch.pth")
     os.symlink("7epoch.pth", d / "valid.loss.best.pth")
-    (d / G.CMD_FILE).write_text(f"2026-11-22T19:00:00Z\tabc1234\ttrain\t./run.sh --asr_tag {tag} --asr_args "
+    (d / C.CMD_FILE).write_text(f"2026-11-22T19:00:00Z\tabc1234\ttrain\t./run.sh --asr_tag {tag} --asr_args "
                                 f"--seed\\ {seed}\n")
     return d
 
@@ -111,15 +112,15 @@ def verdict(text, claim, contains=""):
 
 
 def test_stat_is_mean_and_sample_std():
-    s = G.Stat((20.0, 22.0, 24.0))
+    s = C.Stat((20.0, 22.0, 24.0))
     assert (s.n, s.mean, s.std) == (3, 22.0, 2.0) and s.fmt(True) == "22.00 ± 2.00 (n=3)"
-    assert G.Stat((5.0,)).fmt(True) == "5.00 (n=1)" and G.Stat((5.0,)).std is None
-    assert G.Stat(()).fmt() == "-"
-    assert G.compare(G.Stat((10, 11, 12)), G.Stat((20, 22, 24)), True) == "reproduced"
-    assert G.compare(G.Stat((10, 11, 12)), G.Stat((20, 22, 24)), False) == "not reproduced"
+    assert C.Stat((5.0,)).fmt(True) == "5.00 (n=1)" and C.Stat((5.0,)).std is None
+    assert C.Stat(()).fmt() == "-"
+    assert C.compare(C.Stat((10, 11, 12)), C.Stat((20, 22, 24)), True) == "reproduced"
+    assert C.compare(C.Stat((10, 11, 12)), C.Stat((20, 22, 24)), False) == "not reproduced"
     # |diff| == spread is not a finding (strictly greater is required)
-    assert G.compare(G.Stat((10, 11, 12)), G.Stat((11, 12, 13)), True) == "within seed noise"
-    assert G.compare(G.Stat((10,)), G.Stat((20, 22)), True).startswith("not enough seeds")
+    assert C.compare(C.Stat((10, 11, 12)), C.Stat((11, 12, 13)), True) == "within seed noise"
+    assert C.compare(C.Stat((10,)), C.Stat((20, 22)), True).startswith("not enough seeds")
 
 
 def test_tables_have_exact_means_and_stds(tmp_path):
@@ -209,7 +210,7 @@ def test_single_seed_gives_no_verdict_and_pending_cells_are_listed(tmp_path):
 def test_bad_inputs_are_clear_errors(tmp_path):
     exp = grid(tmp_path, seeds=(0,))
     with pytest.raises(DataError, match="no such directory"):
-        G.find_cells(tmp_path / "nope")
+        C.find_cells(tmp_path / "nope")
     dup = exp / "asr_copy_of_seed0"
     dup.mkdir()
     src = exp / "asr_train_tokenverse_baseline_train_full_only_seed0"
@@ -218,12 +219,12 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     (dup / f"decode_{ALL}" / "test" / "score.json").write_text((src / f"decode_{ALL}" / "test" / "score.json")
                                                                 .read_text())
     with pytest.raises(DataError, match="both train_tokenverse_baseline on train_full_only with seed 0"):
-        G.find_cells(exp)
+        C.find_cells(exp)
     (dup / "config.yaml").write_text("seed: [1\n")
     with pytest.raises(DataError, match=r"asr_copy_of_seed0/config.yaml: not valid YAML"):
-        G.find_cells(exp)
+        C.find_cells(exp)
     (dup / "config.yaml").write_text("seed: 3\n")
     with pytest.raises(DataError, match=r"config.yaml: no config, train_data_path_and_name_and_type"):
-        G.find_cells(exp)
+        C.find_cells(exp)
     with pytest.raises(DataError, match="no scored grid cell"):
-        G.build_report([], G.Roles(FULL, MIXED))
+        G.build_report([], C.Roles(FULL, MIXED))

@@ -3,7 +3,7 @@
     python -m espnet2_ext.bin.grid_report --exp_dir exp_grid --out RESULTS_grid.md \
         --full_set train_full_only --mixed_set train_read400 [--append data/corpus_stats.md]
 
-See ``espnet2_ext/scoring/grid_report.py`` for the cell layout and the verdict rule.
+See ``espnet2_ext/scoring/grid_cells.py`` for the cell layout and the verdict rule.
 """
 from __future__ import annotations
 
