@@ -136,12 +136,20 @@ def welch_p(a: Stat, b: Stat) -> Optional[float]:
     return None if math.isnan(p) else p  # nan: both groups without any spread
 
 
+def within_noise(a: Stat, b: Stat) -> Optional[bool]:
+    """The rule in the module doc: ``|mean_a - mean_b| <= max(std_a, std_b)``; None when either has n < 2."""
+    if a.n < 2 or b.n < 2:
+        return None
+    return abs(a.mean - b.mean) <= max(a.std, b.std)
+
+
 def compare(a: Stat, b: Stat, lower_is_claimed: bool) -> str:
     """Verdict for the claim "a < b" (``lower_is_claimed``) or "a > b" under the rule in the module doc."""
-    if a.n < 2 or b.n < 2:
+    noise = within_noise(a, b)
+    if noise is None:
         return "not enough seeds (n < 2)"
     diff = a.mean - b.mean
-    if abs(diff) <= max(a.std, b.std):
+    if noise:
         return "within seed noise"
     return "reproduced" if (diff < 0) == lower_is_claimed else "not reproduced"
 

@@ -1,6 +1,8 @@
 """Before/after over seeds: per metric the runs before a change, their mean ± std and range (the seed spread), the
-runs after it, their mean ± std, and a verdict — whether the after mean lies within the before range, else by
-how much it lies outside (RESULTS_extend.md's tables; ``bin/seed_table`` is the CLI).
+runs after it, their mean ± std, and two verdicts (RESULTS_extend.md's tables; ``bin/seed_table`` is the CLI):
+- range: whether the after mean lies within [min, max] of the before runs, else by how much it lies outside;
+- seed noise: the grid's rule (``grid_cells.within_noise``): a before/after difference is a finding only when
+  ``|mean_after - mean_before| > max(std_before, std_after)``, with n >= 2 on both sides.
 
 A column is ``NAME=path/score.json`` (tokenverse_score's output) or ``NAME=metric:value,...`` (numbers quoted from
 elsewhere, e.g. RESULTS.md). std is the sample standard deviation (n - 1); '-' where a metric is missing.
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_ext.common import DataError
+from espnet2_ext.scoring.grid_cells import Stat, within_noise
 from espnet2_ext.scoring.report import fmt, md_table
 
 Column = Tuple[str, Dict[str, float]]
@@ -62,6 +65,17 @@ def verdict(before: Sequence[float], after_mean: Optional[float]) -> str:
     return f"outside: below by {fmt(lo - after_mean)}" if after_mean < lo else f"outside: above by {fmt(after_mean - hi)}"
 
 
+def noise_verdict(before: Sequence[float], after: Sequence[float]) -> str:
+    """'within seed noise', or 'differs by X (> max std Y)' with X = after mean - before mean; '-' if n < 2."""
+    a, b = Stat(tuple(after)), Stat(tuple(before))
+    noise = within_noise(a, b)
+    if noise is None:
+        return "-"
+    if noise:
+        return "within seed noise"
+    return f"differs by {a.mean - b.mean:+.2f} (> max std {fmt(max(a.std, b.std))})"
+
+
 def seed_table(metrics: Sequence[str], before: Sequence[Column], after: Sequence[Column],
                show: Sequence[Column] = (), delta: Optional[Column] = None, with_verdict: bool = True) -> str:
     """The markdown table; ``show`` columns are printed after the before columns but take no part in the
@@ -73,7 +87,7 @@ def seed_table(metrics: Sequence[str], before: Sequence[Column], after: Sequence
     if delta:
         header.append(f"after mean − {delta[0]}")
     if with_verdict:
-        header.append("verdict (after mean vs before range)")
+        header += ["verdict (after mean vs before range)", "verdict (seed noise)"]
     rows = []
     for metric in metrics:
         bv = [d.get(metric) for _, d in before]
@@ -88,6 +102,6 @@ def seed_table(metrics: Sequence[str], before: Sequence[Column], after: Sequence
             ref = delta[1].get(metric)
             row.append("-" if after_mean is None or ref is None else f"{after_mean - ref:+.2f}")
         if with_verdict:
-            row.append(verdict(bx, after_mean))
+            row += [verdict(bx, after_mean), noise_verdict(bx, ax)]
         rows.append(row)
     return md_table(header, rows)
