@@ -9,7 +9,8 @@ Names added to ``espnet2.tasks.asr``:
 ``import espnet2_ext`` arranges for this to run as soon as ``espnet2.tasks.asr`` is imported (by us, by ESPnet's
 own ``asr_inference``/``Speech2Text.from_pretrained``, or in a spawned DDP worker), without paying ESPnet's import
 cost when only the light parts of the package (scoring, data prep) are used. It also routes ESPnet's unpacking
-of packed models and its ``torch.load`` of model files through ``utils/safe_load.py`` (issue 16).
+of packed models and its ``torch.load`` of model files through ``utils/safe_archive.py`` and ``utils/safe_load.py``
+(issue 16).
 """
 from __future__ import annotations
 

@@ -16,8 +16,8 @@ import pytest
 import torch
 import yaml
 
-from espnet2_ext.utils.safe_load import (MAX_BYTES_ENV, MAX_MEMBERS_ENV, TRUST_PICKLE_ENV, UnsafeLoadWarning,
-                                         UnsafeModelError, check_archive, load_model_file, load_yaml_bytes)
+from espnet2_ext.utils.safe_archive import MAX_BYTES_ENV, MAX_MEMBERS_ENV, UnsafeModelError, check_archive, load_yaml_bytes
+from espnet2_ext.utils.safe_load import TRUST_PICKLE_ENV, UnsafeLoadWarning, load_model_file
 from tiny_setup import UTTS
 
 CONFIG, MODEL = "exp/config.yaml", "exp/model.pth"

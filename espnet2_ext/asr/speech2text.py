@@ -249,10 +249,10 @@ class TokenVerseSpeech2Text(Speech2Text):
 def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dict[str, str]:
     """Paths of config/model files of a packed model: a zip/tar from ``espnet2.bin.pack`` or its unpacked dir.
 
-    Archives are checked before anything is written (``utils/safe_load.py``: no member outside ``cache_dir``, no
+    Archives are checked before anything is written (``utils/safe_archive.py``: no member outside ``cache_dir``, no
     links, bounded size); an unsafe one is an ``UnsafeModelError`` naming the member.
     """
-    from espnet2_ext.utils.safe_load import safe_unpack
+    from espnet2_ext.utils.safe_archive import safe_unpack
 
     path = Path(path)
     if path.is_dir():
@@ -276,7 +276,7 @@ def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dic
 def _files_from_meta(root: Path) -> Optional[Dict[str, str]]:
     """Files listed by the meta.yaml of an unpacked model, resolved against the dir (inside ``root``) where they
     exist; entries that are absolute or climb out with ``..`` are refused."""
-    from espnet2_ext.utils.safe_load import check_meta_entries, load_yaml_bytes
+    from espnet2_ext.utils.safe_archive import check_meta_entries, load_yaml_bytes
 
     root = root.absolute()
     for meta in sorted(root.rglob("meta.yaml")):

@@ -27,7 +27,7 @@ import yaml
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.hub.model_card import build_model_card
-from espnet2_ext.utils.safe_load import MAX_YAML_BYTES, UnsafeModelError, check_archive, load_yaml_bytes
+from espnet2_ext.utils.safe_archive import MAX_YAML_BYTES, UnsafeModelError, check_archive, load_yaml_bytes
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 MODEL_FILE_PREFERENCE = ("valid.loss.ave.pth", "valid.acc.ave.pth", "valid.loss.best.pth", "valid.acc.best.pth")

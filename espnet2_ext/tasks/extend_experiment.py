@@ -30,7 +30,7 @@ def _resolve_source(src: PathLike, model_file: Optional[PathLike], work: Path) -
     """(config.yaml, model file, extra files by key) of an experiment dir, a config.yaml, or a packed zip."""
     src = Path(src)
     if src.is_file() and src.suffix in (".zip", ".tgz", ".gz", ".tar"):
-        from espnet2_ext.utils.safe_load import safe_unpack
+        from espnet2_ext.utils.safe_archive import safe_unpack
 
         files = safe_unpack(src, work / "unpacked", use_cache=False)
         if "asr_train_config" not in files or "asr_model_file" not in files:
