@@ -25,8 +25,9 @@ freeze_old=true              # train only the new token rows and task-vector row
 also_train=""                # with freeze_old: modules trained in full, e.g. joint_network,decoder
 ext_tag=""                   # default: <base tag>_ext (or _ext_all with --freeze_old false)
 asr_args=""                  # extra options for asr_train (e.g. --max_epoch 10 --seed 1)
-replay_per_lang=40           # old training utterances per language replayed as asr + lid (0: none)
-replay_dev_per_lang=4        # the same from the old dev set into ext_dev
+replay_per_lang=110          # old training utterances per language replayed as asr + lid (0: none); 110 = every
+                             # one of the base train set, as many per old language as Italian has (chosen on dev)
+replay_dev_per_lang=8        # the same from the old dev set into ext_dev (8 = all of it)
 replay_seed=0                # which utterances are drawn
 replay_tasks=asr,lid         # tasks the replayed utterances keep (asr,scd,endp,ner,lid: conversations only, for
                              # --freeze_old false, where old tasks without annotated data are forgotten)
