@@ -185,7 +185,7 @@ def test_extending_the_trained_model_runs_from_the_recipe(recipe_run, tmp_path):
                        cwd=ext, env=ENV, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     replay = (ext / "dump/raw/replay_train/utt2tasks").read_text().splitlines()
-    assert len(replay) == 2 * 4 and all(line.split()[1:] == ["asr", "lid"] for line in replay)
+    assert len(replay) == 2 * 4 and all(line.split()[1:] == ["asr", "scd", "endp", "ner", "lid"] for line in replay)
     assert (ext / "dump/raw/train/utt2tasks").read_text() == train_tasks  # the replay's source is not modified
     exp = ext / "exp/asr_train_debug_ext"
     conf = yaml.safe_load((exp / "extend_config.yaml").read_text())

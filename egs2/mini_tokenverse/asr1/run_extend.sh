@@ -8,8 +8,8 @@
 #   ./run_extend.sh --stage 2 --replay_per_lang 110 --ext_sets_suffix _r110 --ext_tag train_ext_r110 ...  other replay
 #
 # Replay (against forgetting): --replay_per_lang N old training utterances per language (and --replay_dev_per_lang
-# of the old dev set), relabelled --replay_tasks (default asr,lid; espnet2_ext.bin.make_replay_subset), are mixed into ext_train/ext_dev,
-# so the new language token also sees the old languages; 0 = none.
+# of the old dev set), annotated for --replay_tasks (default: every old task; espnet2_ext.bin.make_replay_subset),
+# are mixed into ext_train/ext_dev, so the new rows also see the old languages and tasks; 0 = none.
 #
 #  1 extension data (local/data.sh --extension qst|it)   2 format + replay + combine (ext_train, ext_dev)
 #  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring
@@ -25,12 +25,13 @@ freeze_old=true              # train only the new token rows and task-vector row
 also_train=""                # with freeze_old: modules trained in full, e.g. joint_network,decoder
 ext_tag=""                   # default: <base tag>_ext (or _ext_all with --freeze_old false)
 asr_args=""                  # extra options for asr_train (e.g. --max_epoch 10 --seed 1)
-replay_per_lang=110          # old training utterances per language replayed as asr + lid (0: none); 110 = every
-                             # one of the base train set, as many per old language as Italian has (chosen on dev)
+replay_per_lang=70           # old training utterances per language replayed (0: none); 70 = every conversation of
+                             # the base train set (chosen on dev, RESULTS_extend.md)
 replay_dev_per_lang=8        # the same from the old dev set into ext_dev (8 = all of it)
 replay_seed=0                # which utterances are drawn
-replay_tasks=asr,lid         # tasks the replayed utterances keep (asr,scd,endp,ner,lid: conversations only, for
-                             # --freeze_old false, where old tasks without annotated data are forgotten)
+replay_tasks=asr,scd,endp,ner,lid  # tasks the replayed utterances keep (only utterances annotated for all of them
+                             # are drawn): every old task, so the new rows also see the old tasks' conditioning;
+                             # asr,lid also draws read speech (the choice of the runs before, worse for old LID on dev)
 train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
 ext_sets_suffix=""           # ext_train<suffix>, ext_dev<suffix>, replay_*<suffix>: runs with different replay
                              # settings side by side (e.g. _r110), instead of overwriting each other's data
