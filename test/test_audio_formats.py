@@ -151,7 +151,7 @@ def test_commonvoice_import_then_recipe_stages_1_to_4(tmp_path):
 
     cv_release(tmp_path / "cv")
     shutil.copytree(REPO / "egs2", tmp_path / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS.md"))
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md"))
     recipe = tmp_path / "egs2" / "tokenverse" / "asr1"
     shutil.copy(REPO / "egs2/mini_tokenverse/asr1/conf/train_debug.yaml", recipe / "conf")
     (recipe / "downloads").mkdir()

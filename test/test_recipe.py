@@ -23,7 +23,7 @@ ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # the venv is this interpr
 def copy_recipe(root: Path) -> Path:
     """A copy of egs2/ without outputs (the recipe writes data/, dump/, exp/, downloads/ into its own dir)."""
     shutil.copytree(REPO / "egs2", root / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS.md"))
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md"))
     return root / "egs2" / "mini_tokenverse" / "asr1"
 
 
