@@ -66,7 +66,7 @@ def _recipe(tmp_path: Path) -> Path:
     import shutil
 
     shutil.copytree(REPO / "egs2", tmp_path / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads", "RESULTS.md", "*.pt"))
+                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md", "*.pt"))
     return tmp_path / "egs2" / "mini_tokenverse" / "ssl1"
 
 
