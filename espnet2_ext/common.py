@@ -67,16 +67,24 @@ def atomic_dir(out_dir: PathLike, mode: Optional[int] = 0o755) -> Iterator[Path]
     instead of piling up next to the result."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = fresh_temp_sibling(out_dir)
     try:
         yield tmp
         move_dir_into_place(tmp, out_dir, mode)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fresh_temp_sibling(out_dir: PathLike) -> Path:
+    """An empty directory ``.<name>.tmp`` beside ``out_dir`` (what a killed writer left there is removed first);
+    for writers that commit it with ``move_dir_into_place``."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
 
 
 def move_dir_into_place(tmp: PathLike, out_dir: PathLike, mode: Optional[int] = 0o755) -> None:

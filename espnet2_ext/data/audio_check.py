@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import soundfile as sf
 
-from espnet2_ext.common import DataError, move_dir_into_place
+from espnet2_ext.common import DataError, fresh_temp_sibling, move_dir_into_place
 from espnet2_ext.data.audio_io import (TARGET_SAMPLE_RATE, conform, describe, is_ark, is_pipe,  # noqa: F401
                                        is_plain_path, load_audio, to_pcm16)
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
@@ -91,11 +91,7 @@ class _WavDump:
         self.wav_dir, self.sr = Path(wav_dir), expected_sr
         self.made = [d for d in [self.wav_dir.parent, *self.wav_dir.parent.parents] if not d.exists()]
         self.wav_dir.parent.mkdir(parents=True, exist_ok=True)
-        # fixed name, as common.atomic_dir: what a killed dump left is cleared here instead of piling up
-        self.tmp = self.wav_dir.with_name(f".{self.wav_dir.name}.tmp")
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
+        self.tmp = fresh_temp_sibling(self.wav_dir)  # as atomic_dir: a killed dump's leftovers are cleared
 
     def run(self, utts: Sequence, skip_bad: bool, bad: List[Tuple[str, str]]) -> list:
         by_audio: Dict[str, list] = {}
