@@ -31,7 +31,7 @@ from espnet2_ext.asr.transducer.search_common import (
 )
 
 
-def _finalize(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
+def finalize_nbest(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
               length_norm: bool) -> List[Hypothesis]:
     # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1.
     keyed = [((s / (len(y) + 1)) if length_norm else s, i) for i, (y, s) in enumerate(zip(ys, scores))]
@@ -209,5 +209,5 @@ def _collect_finished(results: List[List[Hypothesis]], utt_of: List[int], ys: Li
         if t is None or lens[u] <= t:
             by_utt.setdefault(u, []).append(i)
     for u, idx in by_utt.items():
-        results[u] = _finalize([ys[i] for i in idx], [scores[i] for i in idx], [frames[i] for i in idx], nbest,
-                               length_norm)
+        results[u] = finalize_nbest([ys[i] for i in idx], [scores[i] for i in idx], [frames[i] for i in idx], nbest,
+                                    length_norm)

@@ -8,7 +8,8 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from espnet2_ext.asr.transducer.modified_beam_search import NextBeams, add_candidates, advance_decoder
+from espnet2_ext.asr.transducer.modified_beam_search import (NextBeams, add_candidates, advance_decoder,
+                                                              finalize_nbest)
 from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, masked_log_probs,
                                                       prepare_suppress_mask)
 
@@ -87,7 +88,4 @@ class BeamStream:
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
             return [Hypothesis(yseq=[], score=0.0)]
-        # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1 (as the batch one).
-        order = sorted(range(len(self.ys)), reverse=True,
-                       key=lambda i: self.scores[i] / (len(self.ys[i]) + 1) if length_norm else self.scores[i])
-        return [Hypothesis(yseq=list(self.ys[i]), score=self.scores[i], frames=list(self.fr[i])) for i in order[:n]]
+        return finalize_nbest(self.ys, self.scores, self.fr, n, length_norm)
