@@ -29,9 +29,9 @@ replay_per_lang=70           # old training utterances per language replayed (0:
                              # the base train set (chosen on dev, RESULTS_extend.md)
 replay_dev_per_lang=8        # the same from the old dev set into ext_dev (8 = all of it)
 replay_seed=0                # which utterances are drawn
-replay_tasks=asr,scd,endp,ner,lid  # tasks the replayed utterances keep (only utterances annotated for all of them
-                             # are drawn): every old task, so the new rows also see the old tasks' conditioning;
-                             # asr,lid also draws read speech (the choice of the runs before, worse for old LID on dev)
+replay_tasks=""              # tasks the replayed utterances keep (only utterances annotated for all of them are
+                             # drawn); "" = every task of the base model, so the new rows also see the old tasks'
+                             # conditioning; asr,lid also draws read speech (the runs before; worse for old LID on dev)
 train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
 ext_sets_suffix=""           # ext_train<suffix>, ext_dev<suffix>, replay_*<suffix>: runs with different replay
                              # settings side by side (e.g. _r110), instead of overwriting each other's data
@@ -76,6 +76,11 @@ if run_stage 2; then
     ${python} -m espnet2_ext.bin.format_data_dir "data/${x}" "${dumpdir}/raw/${x}"
   done
   replay_train=""; replay_dev=""
+  if [ -z "${replay_tasks}" ]; then  # every task of the base model (its config's tokenverse_conf)
+    [ -f "${base_exp}/config.yaml" ] || { log "no ${base_exp}/config.yaml: run ./run.sh first, or pass --replay_tasks"; exit 1; }
+    replay_tasks="$(${python} -c 'import sys, yaml; from espnet2_ext.task_spec import task_spec_of
+print(",".join(task_spec_of(yaml.safe_load(open(sys.argv[1], encoding="utf-8"))).tasks))' "${base_exp}/config.yaml")"
+  fi
   if [ "${replay_per_lang}" -gt 0 ]; then
     ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/replay_train${ext_sets_suffix}" \
       --per_lang "${replay_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
