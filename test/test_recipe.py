@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-DEBUG_OPTS = ["--data_opts", "--size debug", "--asr_config", "conf/train_debug.yaml",
+DEBUG_OPTS = ["--data_opts", "--size debug", "--train_set", "train", "--asr_config", "conf/train_debug.yaml",
               "--activation_sets", "asr,scd,endp,ner,lid asr,lid", "--nbpe", "60"]
 ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # the venv is this interpreter's
 
@@ -180,7 +180,8 @@ def test_extending_the_trained_model_runs_from_the_recipe(recipe_run, tmp_path):
     shutil.copytree(recipe.parents[1], tmp_path / "egs2", symlinks=True)  # relative links (path.sh, ...) kept
     ext = tmp_path / "egs2" / "mini_tokenverse" / "asr1"
     train_tasks = (ext / "dump/raw/train/utt2tasks").read_text()
-    r = subprocess.run(["./run_extend.sh", "--data_opts", "--size debug", "--asr_config", "conf/train_debug.yaml",
+    r = subprocess.run(["./run_extend.sh", "--data_opts", "--size debug", "--train_set", "train", "--asr_config",
+                        "conf/train_debug.yaml",
                         "--replay_per_lang", "2", "--replay_dev_per_lang", "1"],
                        cwd=ext, env=ENV, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])

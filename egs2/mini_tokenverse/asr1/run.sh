@@ -3,12 +3,18 @@
 #   ./run.sh                                   all stages (data prep .. hub dry-run), ~15 min
 #   ./run.sh --stage 6 --stop_stage 7          decode + score only
 #   ./run.sh --asr_config conf/tuning/train_per_combination_both.yaml   one cell of the ablation grid
-#   ./run.sh --data_opts "--size debug" --asr_config conf/train_debug.yaml   smoke test (~2 min)
+#   ./run.sh --data_opts "--size debug" --train_set train --asr_config conf/train_debug.yaml   smoke test (~2 min)
+# Train set: the fully annotated conversations + 400 read (ASR+LID-only) utterances per language
+# (data/train_read400, written by local/data.sh --train_read 400): the partially labelled read speech is what the
+# task vectors let the model learn from, and it lowers test WER (RESULTS.md). data/train (the same
+# conversations + 40 read utterances per language) trains the tokenizer, the one every model here shares;
+# --train_set train trains on it (the main command before 2026-12-01, and the only train set of --size debug).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 ./tokenverse.sh \
-  --train_set train --valid_set dev --test_sets "test test_partial" \
+  --data_opts "--train_read 400" --train_set train_read400 --bpe_train_text data/train/text \
+  --valid_set dev --test_sets "test test_partial" \
   --languages en,de,es,fr --tasks asr,scd,endp,ner,lid \
   --nbpe 150 \
   --asr_config conf/train.yaml --inference_config conf/decode.yaml \

@@ -3,7 +3,7 @@
 # turn, data annotated asr + qst only) and (b) a new language, Italian (asr + lid only); train only what is new
 # (--freeze_old true, the default) or everything (--freeze_old false), then decode and score old and new test sets.
 #   ./run_extend.sh                                            after ./run.sh (base: exp/asr_train)
-#   ./run_extend.sh --data_opts "--size debug" --asr_config conf/train_debug.yaml   smoke test
+#   ./run_extend.sh --data_opts "--size debug" --train_set train --asr_config conf/train_debug.yaml   smoke test
 #   ./run_extend.sh --stage 3 --ext_tag train_ext_s1 --asr_args "--seed 1" --decode_base false   another seed
 #   ./run_extend.sh --stage 2 --replay_per_lang 110 --ext_sets_suffix _r110 --ext_tag train_ext_r110 ...  other replay
 #
@@ -32,7 +32,9 @@ replay_seed=0                # which utterances are drawn
 replay_tasks=""              # tasks the replayed utterances keep (only utterances annotated for all of them are
                              # drawn); "" = every task of the base model, so the new rows also see the old tasks'
                              # conditioning; asr,lid also draws read speech (the runs before; worse for old LID on dev)
-train_set=train; valid_set=dev   # the base model's data in ${dumpdir}/raw (replay sources)
+train_set=train_read400; valid_set=dev  # the base model's data in ${dumpdir}/raw (replay sources): ./run.sh's;
+                             # --train_set train for a base trained on data/train (RESULTS_extend.md's, the
+                             # main command before 2026-12-01; the conversations, hence the default replay, are the same)
 ext_sets_suffix=""           # ext_train<suffix>, ext_dev<suffix>, replay_*<suffix>: runs with different replay
                              # settings side by side (e.g. _r110), instead of overwriting each other's data
 decode_base=true             # stage 6 also decodes the base and the untrained extended model (false: only the
