@@ -204,6 +204,7 @@ def test_single_seed_gives_no_verdict_and_pending_cells_are_listed(tmp_path):
         .replace("seed: 0", "seed: 1"))
     text = report(exp, tmp_path)
     assert verdict(text, "a").endswith("**not enough seeds (n < 2)**")
+    assert all(line.count("not enough seeds") == 1 for line in text.splitlines() if line.startswith("- **(b)**"))
     assert "## Cells not scored yet" in text and "train_per_task_feature_encoder_train_read400_seed1`" in text
 
 

@@ -97,3 +97,12 @@ def test_grid_cells_order_skip_and_report(recipe):
     assert [c.split("--asr_tag ")[1].split()[0] for c in calls if "--stage 5" in c] == [exp.name[4:]]
     assert out.count("scored, skipped") == 2 * len(per_seed) - 1
     assert json.loads((exp / "decode_asr+ner" / "dev" / "score.json").read_text())["wer"] == 11
+
+
+def test_best_given_as_another_spelling_of_a_tuning_path_is_one_cell(recipe):
+    calls, out = run_grid(recipe, "--seeds", "0", "--train_read", "5",
+                          "--best", "./conf/tuning/train_per_task_both.yaml")
+    tags = [c.split("--asr_tag ")[1].split()[0] for c in calls if "--stage 5 --stop_stage 5" in c]
+    assert tags.count("train_per_task_both_train_read5_seed0") == 1
+    assert tags[2:4] == ["train_per_task_both_train_read5_seed0", "train_per_task_both_train_full_only_seed0"]
+    assert "scored, skipped" not in out  # not reached a second time through the tuning configs

@@ -93,6 +93,16 @@ def test_report_tables(tmp_path, exp_tree):
     assert [p.name for p in out.parent.iterdir()] == ["RESULTS.md"]
 
 
+def test_report_keeps_only_the_given_test_sets(tmp_path, exp_tree):
+    put(exp_tree[0] / "tvpp" / f"decode_{ALL}" / "dev" / "score.json", score(55.5))  # a dev decode for tuning
+    _, every = run_report(tmp_path, *exp_tree)
+    assert "55.50" in every
+    _, text = run_report(tmp_path, *exp_tree, "--test_sets", "test_a test_b")
+    assert "55.50" not in text and "10.00" in text and "11.00" in text
+    with pytest.raises(DataError, match="no score.json found .* for test sets nope"):
+        run_report(tmp_path, *exp_tree, "--test_sets", "nope")
+
+
 def test_report_errors(tmp_path, exp_tree):
     exp, exp2 = exp_tree
     empty = tmp_path / "empty"

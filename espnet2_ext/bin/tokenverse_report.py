@@ -1,6 +1,7 @@
 """Collect every score.json under experiment directories into markdown result tables (paper Tables II-IV).
 
     python -m espnet2_ext.bin.tokenverse_report --exp_dir exp --out RESULTS.md [--prepend corpus_stats.md]
+        [--test_sets "test test_partial"]
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from typing import Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import comma_list
 from espnet2_ext.scoring.report import write_report
 
 
@@ -19,6 +21,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="markdown file to write")
     p.add_argument("--prepend", action="append", default=[],
                    help="markdown file copied in before the tables, e.g. corpus statistics (repeatable)")
+    p.add_argument("--test_sets", default="",
+                   help="only these test sets (commas or spaces; default: every score.json found)")
     p.add_argument("--figure", action="append", default=[],
                    help="PNG shown at the end, e.g. from plot_conversation (repeatable)")
     return p
@@ -26,7 +30,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
-    report = write_report(args.exp_dir, args.out, args.prepend, args.figure)
+    report = write_report(args.exp_dir, args.out, args.prepend, args.figure, comma_list(args.test_sets))
     print(f"wrote {args.out}")
     return report
 

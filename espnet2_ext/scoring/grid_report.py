@@ -177,7 +177,8 @@ def verdicts(groups: Sequence[Group], roles: Roles) -> List[str]:
             verdict = "within seed noise"
         else:
             verdict = "not reproduced"
-        moved = {"reproduced": "drops", "not reproduced": "rises"}  # compare() says whether "mixed < full"
+        # compare() says whether "mixed < full"; a half without seeds says so once, in the line's verdict
+        moved = {"reproduced": "drops", "not reproduced": "rises", "not enough seeds (n < 2)": "n < 2"}
         tv_text = _comparison(f"on {roles.mixed_set}", tm, f"on {roles.full_set}", tf, moved.get(tv_v, tv_v))
         base_text = _comparison(f"baseline on {roles.mixed_set}", bm, f"on {roles.full_set}", bf,
                                 moved.get(base_v, base_v))

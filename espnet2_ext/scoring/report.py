@@ -61,8 +61,9 @@ def load_score(path: PathLike) -> ScoreEntry:
     return ScoreEntry(str(model), str(test_set), order_tasks([t for t in activation if t]), data, path)
 
 
-def find_scores(exp_dirs: Sequence[PathLike]) -> List[ScoreEntry]:
-    """Every ``score.json`` under the exp dirs, sorted by model, test set and activation."""
+def find_scores(exp_dirs: Sequence[PathLike], test_sets: Sequence[str] = ()) -> List[ScoreEntry]:
+    """Every ``score.json`` under the exp dirs, sorted by model, test set and activation; ``test_sets``: only
+    these (e.g. the recipe's test sets, so a dev decode made for choosing a setting stays out of RESULTS.md)."""
     entries: Dict[Tuple[str, str, Tuple[str, ...]], ScoreEntry] = {}
     for exp in exp_dirs:
         exp = Path(exp)
@@ -70,13 +71,16 @@ def find_scores(exp_dirs: Sequence[PathLike]) -> List[ScoreEntry]:
             raise DataError(f"{exp}: no such directory; pass experiment directories with --exp_dir")
         for path in sorted(exp.rglob("score.json")):
             e = load_score(path)
+            if test_sets and e.test_set not in test_sets:
+                continue
             key = (e.model, e.test_set, e.activation)
             if key in entries:
                 raise DataError(f"{path} and {entries[key].path} both score model {e.model} on {e.test_set} with "
                                 f"tasks {activation_tag(e.activation)}; remove one or give them different --model")
             entries[key] = e
     if not entries:
-        raise DataError(f"no score.json found under {', '.join(map(str, exp_dirs))}; run tokenverse_score first")
+        only = f" for test sets {', '.join(test_sets)}" if test_sets else ""
+        raise DataError(f"no score.json found under {', '.join(map(str, exp_dirs))}{only}; run tokenverse_score first")
     return sorted(entries.values(), key=_entry_key)
 
 
@@ -214,7 +218,7 @@ def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), fig
 
 
 def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = (),
-                 figures: Sequence[PathLike] = ()) -> str:
+                 figures: Sequence[PathLike] = (), test_sets: Sequence[str] = ()) -> str:
     texts = []
     for p in prepend:
         p = Path(p)
@@ -226,6 +230,6 @@ def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[
         if not Path(f).is_file():
             raise DataError(f"{f}: no such file (given with --figure)")
         rel.append(os.path.relpath(Path(f).resolve(), Path(out).resolve().parent))
-    report = build_report(find_scores(exp_dirs), texts, rel)
+    report = build_report(find_scores(exp_dirs, test_sets), texts, rel)
     atomic_write_text(out, report)
     return report

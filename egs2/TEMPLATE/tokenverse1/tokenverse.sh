@@ -179,7 +179,9 @@ if run_stage 7; then
   [ -f local/results_notes.md ] && prepend+=" --prepend local/results_notes.md"
   [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend} ${figure}
+  # only the recipe's test sets: a dev decode (made to choose a setting) under ${expdir} stays out of the tables
+  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend} ${figure} \
+    --test_sets "${test_sets}"
   log "wrote ${results_md}"
 fi
 

@@ -109,7 +109,9 @@ if run_stage 2; then
     cell "${baseline}" "${mixed_set}" "${seed}" "${all_acts}"
     cell "${best}" "${mixed_set}" "${seed}" "${tv_acts}"
     cell "${best}" "${full_set}" "${seed}" "${tv_acts}"
-    for cfg in ${tv_configs}; do [ "${cfg}" = "${best}" ] || cell "${cfg}" "${mixed_set}" "${seed}" "${tv_acts}"; done
+    for cfg in ${tv_configs}; do  # --best is trained above; compared as files (./conf/x.yaml = conf/x.yaml)
+      [ "$(realpath -m "${cfg}")" = "$(realpath -m "${best}")" ] || cell "${cfg}" "${mixed_set}" "${seed}" "${tv_acts}"
+    done
     report  # after every seed round (./run_grid.sh --stage 3 makes it from whatever is scored)
   done
 fi
