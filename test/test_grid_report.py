@@ -208,6 +208,25 @@ def test_single_seed_gives_no_verdict_and_pending_cells_are_listed(tmp_path):
     assert "## Cells not scored yet" in text and "train_per_task_feature_encoder_train_read400_seed1`" in text
 
 
+def test_model_info_keeps_the_model_table_whole_without_weights(tmp_path):
+    exp = grid(tmp_path, seeds=(0,))
+    out = tmp_path / "RESULTS_grid.md"
+    args = ["--exp_dir", str(exp), "--out", str(out), "--full_set", FULL, "--mixed_set", MIXED]
+    with_weights = cli.run(args + ["--save_model_info"])
+    for cell in exp.glob("asr_*"):  # a clone of the committed grid: logs and scores, no weights
+        info = json.loads((cell / C.MODEL_INFO_FILE).read_text())
+        assert info == {"model_file": "valid.loss.best.pth", "decoded": "7epoch.pth", "parameters": 17}
+        (cell / "valid.loss.best.pth").unlink()
+        (cell / "7epoch.pth").unlink()
+    assert cli.run(args) == with_weights and "parameters: 17;" in with_weights
+    cell = next(exp.glob("asr_*"))
+    (cell / C.MODEL_INFO_FILE).write_text('{"model_file": "valid.loss.best.pth", "parameters": "17"}')
+    with pytest.raises(DataError, match=f"{C.MODEL_INFO_FILE}: expected .*delete it, or re-run"):
+        cli.run(args)
+    (cell / C.MODEL_INFO_FILE).unlink()
+    assert "unknown (no model file)" in cli.run(args) and "= `missing`" in cli.run(args)
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     exp = grid(tmp_path, seeds=(0,))
     with pytest.raises(DataError, match="no such directory"):

@@ -13,6 +13,7 @@ WER (``dev_best``), never on test.
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import warnings
@@ -24,7 +25,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from espnet2_ext.activation import activation_tag
-from espnet2_ext.common import DataError
+from espnet2_ext.common import DataError, atomic_write_text
 from espnet2_ext.scoring.report import PathLike, load_score
 
 ALL_TASKS = ("asr", "scd", "endp", "ner", "lid")
@@ -33,6 +34,9 @@ METRICS = (("wer", "WER"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f
 AUX_METRICS = (("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"))
 BEST_STRATEGY, BEST_INJECTION = "per_task", "feature_encoder"  # the paper's best config (claim c)
 CMD_FILE = "grid_cmd.txt"  # written by run_grid.sh: "<date>\t<commit>\t<train|decode>\t<command>" per line
+# What the model table needs from the weights ({"model_file", "decoded", "parameters"}), kept beside a cell so the
+# table stays whole where the weights are not shipped (a clone of the committed grid): grid_report --save_model_info.
+MODEL_INFO_FILE = "model_info.json"
 
 
 # ---- cells -----------------------------------------------------------------------------------------------
@@ -49,6 +53,41 @@ class Cell:
     @property
     def key(self) -> Tuple[str, str]:
         return (Path(self.config).stem, self.train_set)
+
+
+def model_info(cell_dir: Path, model_file: str) -> Optional[dict]:
+    """``{"model_file", "decoded" (the file it resolves to), "parameters"}`` of the checkpoint a cell was decoded
+    with: from the weights when present, else from the cell's model_info.json; None when neither is there."""
+    path = cell_dir / model_file
+    if path.is_file():
+        import torch
+
+        state = torch.load(str(path), map_location="cpu", weights_only=True)  # untrusted file: tensors only
+        return {"model_file": model_file, "decoded": path.resolve().name,
+                "parameters": sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))}
+    saved = cell_dir / MODEL_INFO_FILE
+    if not saved.is_file():
+        return None
+    fix = f"delete it, or re-run grid_report --save_model_info where the cell's {model_file} is"
+    try:
+        info = json.loads(saved.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{saved}: not valid JSON ({e}); {fix}") from None
+    if not (isinstance(info, dict) and isinstance(info.get("parameters"), int)
+            and isinstance(info.get("decoded"), str) and isinstance(info.get("model_file"), str)):
+        raise DataError(f"{saved}: expected {{\"model_file\": str, \"decoded\": str, \"parameters\": int}}; {fix}")
+    if info["model_file"] != model_file:
+        raise DataError(f"{saved}: describes {info['model_file']}, the report asks for {model_file}; {fix}")
+    return info
+
+
+def save_model_info(cell_dir: Path, model_file: str) -> Optional[dict]:
+    """Write the cell's model_info.json from its weights; None (nothing written) when the weights are absent."""
+    if not (cell_dir / model_file).is_file():
+        return None
+    info = model_info(cell_dir, model_file)
+    atomic_write_text(cell_dir / MODEL_INFO_FILE, json.dumps(info, indent=1) + "\n")
+    return info
 
 
 def _read_config(path: Path) -> dict:

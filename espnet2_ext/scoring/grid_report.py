@@ -32,6 +32,8 @@ from espnet2_ext.scoring.grid_cells import (
     dev_best,
     find_cells,
     make_groups,
+    model_info,
+    save_model_info,
     welch_p,
 )
 from espnet2_ext.scoring.report import PathLike, md_table
@@ -73,16 +75,6 @@ def table_activations(groups: Sequence[Group], roles: Roles) -> str:
     return md_table(header, rows)
 
 
-def _param_count(cell: Cell, model_file: str) -> Optional[int]:
-    path = cell.path / model_file
-    if not path.is_file():
-        return None
-    import torch
-
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    return sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))
-
-
 def _commands(cell: Cell) -> Dict[str, Tuple[str, str, str]]:
     """stage -> (date, commit, command), the last one of each stage in the cell's grid_cmd.txt."""
     out = {}
@@ -100,12 +92,12 @@ def table_models(groups: Sequence[Group], model_file: str) -> str:
     blocks = []
     for g in groups:
         lines = [f"### {g.label}, `{g.config}`, train set `{g.train_set}`", ""]
-        params = {_param_count(c, model_file) for c in g.cells} - {None}
+        infos = {c.seed: model_info(c.path, model_file) for c in g.cells}
+        params = {i["parameters"] for i in infos.values() if i}
         lines.append(f"- parameters: {', '.join(f'{p:,}' for p in sorted(params)) or 'unknown (no model file)'}; "
                      f"config: `{g.cells[0].config}`; seeds: {', '.join(map(str, g.seeds))}")
         for c in sorted(g.cells, key=lambda c: c.seed):
-            target = (c.path / model_file)
-            decoded = target.resolve().name if target.exists() else "missing"
+            decoded = infos[c.seed]["decoded"] if infos[c.seed] else "missing"
             cmds = _commands(c)
             lines.append(f"- seed {c.seed} (`{c.path.name}`): decoded `{model_file}` = `{decoded}`")
             for stage in ("train", "decode"):
@@ -272,13 +264,17 @@ def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = 
 
 
 def write_grid_report(exp_dir: PathLike, out: PathLike, roles: Roles, model_file: str = "valid.loss.best.pth",
-                      append: Sequence[PathLike] = ()) -> str:
+                      append: Sequence[PathLike] = (), save_info: bool = False) -> str:
+    """``save_info``: first write each scored cell's model_info.json from its weights (where they are)."""
     texts = []
     for p in append:
         if not Path(p).is_file():
             raise DataError(f"{p}: no such file (given with --append)")
         texts.append(Path(p).read_text(encoding="utf-8"))
     cells, pending = find_cells(exp_dir)
+    if save_info:
+        for c in cells:
+            save_model_info(c.path, model_file)
     report = build_report(cells, roles, pending, model_file, texts)
     atomic_write_text(out, report)
     return report

@@ -93,8 +93,10 @@ cell() {  # $1 config, $2 train set, $3 seed, $4 activation sets
 }
 report() {
   local stats=(); [ -f data/corpus_stats.md ] && stats=(--append data/corpus_stats.md)
+  # --save_model_info: each cell's parameter count and decoded epoch into its model_info.json (committed with the
+  # logs and scores, so a clone without the weights still gets the whole model table)
   "${python}" -m espnet2_ext.bin.grid_report --exp_dir "${grid_expdir}" --out "${results}" \
-    --full_set "${full_set}" --mixed_set "${mixed_set}" "${stats[@]}"
+    --full_set "${full_set}" --mixed_set "${mixed_set}" --save_model_info "${stats[@]}"
 }
 
 if run_stage 2; then
