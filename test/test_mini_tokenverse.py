@@ -1,4 +1,5 @@
-"""The embedded mini_tokenverse corpus: references, splits, held-out names/voices, determinism, idempotence."""
+"""The embedded mini_tokenverse corpus rendered and written: layout, references, audio, determinism, idempotence
+(the plans alone: test_mini_tokenverse_plan.py)."""
 import hashlib
 from pathlib import Path
 
@@ -8,11 +9,11 @@ import soundfile as sf
 
 import espnet2_ext  # noqa: F401
 from espnet2_ext.data import mini_tokenverse as M
+from espnet2_ext.data import mini_tokenverse_plan as P
 from espnet2_ext.data import mini_tokenverse_words as W
 from espnet2_ext.data.kaldi_dir import read_data_dir
 from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.task_spec import TaskSpec
-from espnet2_ext.text.strip_tasks import entities
 
 pytestmark = pytest.mark.skipif(not all(__import__("shutil").which(t) for t in ("espeak-ng", "sox")),
                                 reason="needs espeak-ng and sox")
@@ -47,7 +48,7 @@ def test_layout_and_validation(corpus):
 
 def test_references_match_the_plan(corpus):
     root, dirs, _ = corpus
-    plans = {p.utt_id: p for ps in M.plan_corpus(0, "debug").values() for p in ps}
+    plans = {p.utt_id: p for ps in P.plan_corpus(0, "debug").values() for p in ps}
     for u in read_data_dir(root / "data" / "train") + read_data_dir(root / "data" / "test_partial"):
         p = plans[u.utt_id]
         words = u.text.split()
@@ -67,7 +68,7 @@ def test_references_match_the_plan(corpus):
 
 def test_conversation_audio_has_pauses_between_turns(corpus):
     root, dirs, _ = corpus
-    plans = {p.utt_id: p for ps in M.plan_corpus(0, "debug").values() for p in ps}
+    plans = {p.utt_id: p for ps in P.plan_corpus(0, "debug").values() for p in ps}
     for u in dirs["dev"][:4]:
         x, sr = sf.read(u.wav, dtype="int16")
         frame = int(0.05 * sr)
@@ -79,40 +80,8 @@ def test_conversation_audio_has_pauses_between_turns(corpus):
         assert long_gaps >= len(plans[u.utt_id].turns) - 1
 
 
-def test_held_out_entities_and_voices():
-    splits = M.plan_corpus(seed=0, size="default")  # planning only: no audio
-    train = splits["train"]
-    train_ents = {(p.lang, e) for p in train for e in p.entities()}
-    test_ents = [(p.lang, e) for p in splits["test"] for e in p.entities()]
-    unseen = sum(e not in train_ents for e in test_ents) / len(test_ents)
-    assert 0.3 < unseen < 0.7
-    conv_voices = {t.voice.speaker_id for p in train if p.subset == "conv" for t in p.turns}
-    read_voices = {t.voice.speaker_id for p in train if p.subset == "read" for t in p.turns}
-    assert conv_voices and read_voices and not conv_voices & read_voices
-    test_voices = {t.voice.speaker_id for p in splits["test"] for t in p.turns}
-    assert test_voices - conv_voices - read_voices  # some test voices never heard in train
-    per_lang = {lang: [p for p in train if p.lang == lang] for lang in W.LANGUAGES}
-    assert {lang: len(ps) for lang, ps in per_lang.items()} == {lang: 110 for lang in W.LANGUAGES}
-    for lang, ps in per_lang.items():
-        vocab = {w for p in ps for t in p.turns for w in t.spoken.split()}
-        assert 50 <= len(vocab) <= 110, (lang, len(vocab))
-        assert all(3 <= len(t.spoken.split()) <= 8 for p in ps for t in p.turns)
-    # some turns continue the same speaker after a pause: [ENDP] without [SCD], so the two tasks differ
-    same = sum(a.voice == b.voice for p in train if p.subset == "conv" for a, b in zip(p.turns, p.turns[1:]))
-    assert 0 < same
-    # read speech keeps entity names as plain words, never tagged
-    assert all(entities(p.reference().split()) == [] for p in train if p.subset == "read")
-
-
-def test_plan_is_deterministic_per_seed():
-    a, b, c = M.plan_corpus(0, "small"), M.plan_corpus(0, "small"), M.plan_corpus(1, "small")
-    ref = lambda s: [(p.utt_id, p.reference(), p.recipe()) for ps in s.values() for p in ps]  # noqa: E731
-    assert ref(a) == ref(b) and ref(a) != ref(c)
-    assert "test_partial" not in M.plan_corpus(0, "debug", partial=False)
-
-
 def test_audio_is_deterministic(tmp_path):
-    plan = M.plan_corpus(0, "debug")["test"][0]
+    plan = P.plan_corpus(0, "debug")["test"][0]
     M.synthesize(plan.recipe(), tmp_path / "one.wav")
     M.synthesize(plan.recipe(), tmp_path / "two.wav")
     assert (tmp_path / "one.wav").read_bytes() == (tmp_path / "two.wav").read_bytes()

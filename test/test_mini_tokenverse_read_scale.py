@@ -9,6 +9,7 @@ import pytest
 import espnet2_ext  # noqa: F401
 from espnet2_ext.bin.prepare_mini_tokenverse import get_parser
 from espnet2_ext.data import mini_tokenverse as M
+from espnet2_ext.data import mini_tokenverse_plan as P
 from espnet2_ext.data.kaldi_dir import read_data_dir
 
 
@@ -33,9 +34,9 @@ RECORDED_TRAIN = {  # index in plan_corpus(0)["train"] -> (utt id, reference, no
 
 
 def test_default_plan_is_unchanged():
-    default = M.plan_corpus(0, "default")
+    default = P.plan_corpus(0, "default")
     assert _digest(default) == DEFAULT_PLAN_SHA1
-    assert _digest(M.plan_corpus(0, "default", train_read=40)) == DEFAULT_PLAN_SHA1  # explicit default value
+    assert _digest(P.plan_corpus(0, "default", train_read=40)) == DEFAULT_PLAN_SHA1  # explicit default value
     assert {k: len(v) for k, v in default.items()} == {"train": 440, "dev": 32, "test": 60, "test_partial": 32}
     for i, (utt_id, ref, noise_seed) in RECORDED_TRAIN.items():
         p = default["train"][i]
@@ -44,7 +45,7 @@ def test_default_plan_is_unchanged():
 
 @pytest.mark.parametrize("size,n", [("default", 400), ("debug", 5), ("small", 3)])
 def test_more_reads_only_append_read_utterances(size, n):
-    base, more = M.plan_corpus(0, size), M.plan_corpus(0, size, train_read=n)
+    base, more = P.plan_corpus(0, size), P.plan_corpus(0, size, train_read=n)
     plans = lambda ps: [(p.utt_id, p.reference(), p.recipe()) for p in ps]  # noqa: E731
     for split in ("dev", "test", "test_partial"):
         assert plans(base[split]) == plans(more[split])
@@ -52,7 +53,7 @@ def test_more_reads_only_append_read_utterances(size, n):
         conv = lambda s: plans(p for p in s["train"] if p.lang == lang and p.subset == "conv")  # noqa: E731
         read = lambda s: plans(p for p in s["train"] if p.lang == lang and p.subset == "read")  # noqa: E731
         assert conv(base) == conv(more)
-        n_default = M.SIZES[size]["train_read"]
+        n_default = P.SIZES[size]["train_read"]
         assert len(read(more)) == n
         k = min(n, n_default)  # the first reads are the same utterances (same stream), more are new ones
         assert read(more)[:k] == read(base)[:k]
@@ -62,7 +63,7 @@ def test_more_reads_only_append_read_utterances(size, n):
 
 def test_bad_values_are_refused(tmp_path):
     with pytest.raises(ValueError, match="train_read must be >= 0"):
-        M.plan_corpus(0, "debug", train_read=-1)
+        P.plan_corpus(0, "debug", train_read=-1)
     with pytest.raises(ValueError, match="no_partial"):
         M.prepare(tmp_path / "data", size="debug", partial=False, train_read=4)
     assert get_parser().parse_args(["--train_read", "7"]).train_read == 7
@@ -76,7 +77,7 @@ def test_prepare_writes_a_separate_train_read_dir(tmp_path):
     assert sorted(dirs) == ["dev", "test", "test_partial", "train", "train_full_only", "train_read4"]
     data = tmp_path / "data"
     train, big, conv = (read_data_dir(data / n) for n in ("train", "train_read4", "train_full_only"))
-    plan = M.plan_corpus(0, "debug")
+    plan = P.plan_corpus(0, "debug")
     want = sorted((p.utt_id, p.reference()) for p in plan["train"])  # data/train is the default one
     assert [(u.utt_id, u.text) for u in train] == want
     by_id = {u.utt_id: u for u in big}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from espnet2_ext.data import mini_tokenverse as M
+from espnet2_ext.data import mini_tokenverse_plan as P
 from espnet2_ext.data import mini_tokenverse_words as W
 from espnet2_ext.data import ssl_corpus as S
 
@@ -19,7 +19,7 @@ ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}
 def test_plan_is_disjoint_from_mini_tokenverse():
     plans = S.plan(hours=0.3, seed=0)
     S.check_disjoint(plans)
-    mini = M.plan_corpus(seed=0, size="default")
+    mini = P.plan_corpus(seed=0, size="default")
     mini_voices = {t.voice.espeak for ps in mini.values() for p in ps for t in p.turns}
     ssl_voices = {p.turns[0].voice.espeak for ps in plans.values() for p in ps}
     assert not mini_voices & ssl_voices
@@ -41,7 +41,7 @@ def test_check_disjoint_catches_each_rule():
 
     def with_turn(tokens, espeak=voice.espeak):
         v = dataclasses.replace(voice, espeak=espeak)
-        return {"train": [dataclasses.replace(base, turns=(M.Turn(v, tuple(tokens), 0.0),))]}
+        return {"train": [dataclasses.replace(base, turns=(P.Turn(v, tuple(tokens), 0.0),))]}
 
     assert ("how", "are", "you") in S.template_runs()
     with pytest.raises(ValueError, match="mini_tokenverse voice"):

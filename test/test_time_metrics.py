@@ -129,16 +129,17 @@ def test_generator_turn_times_are_where_the_speech_is(tmp_path):
     import soundfile as sf
 
     from espnet2_ext.data import mini_tokenverse as M
+    from espnet2_ext.data import mini_tokenverse_plan as P
 
-    plan = next(p for p in M.plan_corpus(0, "debug")["test"] if len(p.turns) >= 2)
+    plan = next(p for p in P.plan_corpus(0, "debug")["test"] if len(p.turns) >= 2)
     bounds: list = []
     n = M.synthesize(plan.recipe(), tmp_path / "c.wav", bounds)
     x = sf.read(tmp_path / "c.wav", dtype="float64")[0] * 32768
-    assert len(bounds) == len(plan.turns) and bounds[0][0] == pytest.approx(M.LEAD_S, abs=1e-3)
-    assert bounds[-1][1] == pytest.approx(n / M.SAMPLE_RATE - M.TAIL_S, abs=1e-3)
+    assert len(bounds) == len(plan.turns) and bounds[0][0] == pytest.approx(P.LEAD_S, abs=1e-3)
+    assert bounds[-1][1] == pytest.approx(n / M.SAMPLE_RATE - P.TAIL_S, abs=1e-3)
     rms = lambda a, b: float(np.sqrt(np.mean(x[int(a * 16000): int(b * 16000)] ** 2)))  # noqa: E731
     for (s, e), (s2, _) in zip(bounds, bounds[1:]):
-        assert rms(s, e) > 20 * M.NOISE_STD and rms(e + 0.005, s2 - 0.005) < 2 * M.NOISE_STD  # speech vs. pause
+        assert rms(s, e) > 20 * P.NOISE_STD and rms(e + 0.005, s2 - 0.005) < 2 * P.NOISE_STD  # speech vs. pause
     turns = M.ref_turns(plan, bounds)
     assert [t.speaker for t in turns] == [t.voice.speaker_id for t in plan.turns]
     assert turns_problem(turns, n / M.SAMPLE_RATE) is None

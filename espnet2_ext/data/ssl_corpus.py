@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Set, Tuple
 
 from espnet2_ext.data import mini_tokenverse as M
+from espnet2_ext.data import mini_tokenverse_plan as P
 from espnet2_ext.data import mini_tokenverse_words as W
 
 LANGUAGES: Tuple[str, ...] = W.LANGUAGES
@@ -81,28 +82,28 @@ def _contains_run(words: Sequence[str], runs: Set[Tuple[str, ...]], k: int = 3) 
     return any(tuple(words[i:i + k]) in runs for i in range(len(words) - k + 1))
 
 
-def make_speakers(lang: str, n: int, seed: int) -> List[M.Voice]:
-    rng = M._rng(seed, "ssl", lang, "speakers")
+def make_speakers(lang: str, n: int, seed: int) -> List[P.Voice]:
+    rng = P._rng(seed, "ssl", lang, "speakers")
     combos = [(b, v) for b in W.BASE_VOICES[lang] for v in VARIANTS]
     rng.shuffle(combos)
-    return [M.Voice(f"ssl{lang}{i:03d}", f"{b}+{v}", rng.randint(140, 200), rng.randint(20, 80))
+    return [P.Voice(f"ssl{lang}{i:03d}", f"{b}+{v}", rng.randint(140, 200), rng.randint(20, 80))
             for i, (b, v) in enumerate((combos * (n // len(combos) + 1))[:n])]
 
 
 def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES,
-         speakers_per_lang: int = 48) -> Dict[str, List[M.PlannedUtt]]:
+         speakers_per_lang: int = 48) -> Dict[str, List[P.PlannedUtt]]:
     """Planned utterances: ``train`` (``hours`` in total) and ``dev`` (held-out speakers)."""
     if hours <= 0:
         raise ValueError(f"hours must be positive, got {hours}")
     runs = template_runs()
     n_train = max(1, int(round(hours * 3600 / SECONDS_PER_UTT / len(languages))))
-    out: Dict[str, List[M.PlannedUtt]] = {"train": [], "dev": []}
+    out: Dict[str, List[P.PlannedUtt]] = {"train": [], "dev": []}
     for lang in languages:
         words, weights = word_list(lang)
         speakers = make_speakers(lang, speakers_per_lang + 4, seed)
         pools = {"train": speakers[:speakers_per_lang], "dev": speakers[speakers_per_lang:]}
         for split, count in (("train", n_train), ("dev", min(DEV_UTTS_PER_LANG, n_train))):
-            rng = M._rng(seed, "ssl", lang, split)
+            rng = P._rng(seed, "ssl", lang, split)
             for i in range(count):
                 while True:
                     sent = rng.choices(words, weights, k=rng.randint(*SENT_WORDS))
@@ -110,12 +111,12 @@ def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES
                         break
                 v = rng.choice(pools[split])
                 utt_id = f"{v.speaker_id}-{split}-{i:05d}"
-                out[split].append(M.PlannedUtt(utt_id, lang, split, "read", (M.Turn(v, tuple(sent), 0.0),),
-                                               M._noise_seed(seed, utt_id)))
+                out[split].append(P.PlannedUtt(utt_id, lang, split, "read", (P.Turn(v, tuple(sent), 0.0),),
+                                               P._noise_seed(seed, utt_id)))
     return out
 
 
-def check_disjoint(plans: Dict[str, List[M.PlannedUtt]]) -> None:
+def check_disjoint(plans: Dict[str, List[P.PlannedUtt]]) -> None:
     """Raise ValueError if any planned utterance breaks the disjointness rules of the module docstring."""
     banned, runs, mini_variants = mini_entity_words(), template_runs(), set(W.VARIANTS)
     for utts in plans.values():
