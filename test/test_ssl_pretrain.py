@@ -53,7 +53,7 @@ def test_check_disjoint_catches_each_rule():
 
 
 def test_span_mask_and_frames():
-    from espnet2_ext.ssl.pretrain import n_frames, span_mask
+    from espnet2_ext.ssl.targets import n_frames, span_mask
 
     assert n_frames(16000) == 49 and n_frames(399) == 0
     g = torch.Generator().manual_seed(0)
