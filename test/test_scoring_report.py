@@ -103,6 +103,22 @@ def test_report_keeps_only_the_given_test_sets(tmp_path, exp_tree):
         run_report(tmp_path, *exp_tree, "--test_sets", "nope")
 
 
+def test_appended_markdown_is_nested_and_not_repeated(tmp_path, exp_tree):
+    stats = tmp_path / "stats.md"
+    stats.write_text("# Corpus statistics\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", encoding="utf-8")
+    grid = tmp_path / "RESULTS_grid.md"
+    grid.write_text("# RESULTS_grid: comparisons\n\n## Verdicts\n\n- **(a)** reproduced\n\n### Detail\n\nx #1\n\n"
+                    "# Corpus statistics\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### still the stats\n\n"
+                    "# After\n\nend\n", encoding="utf-8")
+    _, text = run_report(tmp_path, *exp_tree, "--prepend", str(stats), "--append", str(grid))
+    tail = text[text.index("## RESULTS_grid: comparisons"):]
+    assert "\n### Verdicts\n" in tail and "\n#### Detail\n" in tail and "x #1" in tail and tail.endswith("## After\n\nend\n")
+    assert text.count("Corpus statistics") == 1 and "still the stats" not in text  # shown once, from --prepend
+    assert text.index("## Table II") < text.index("## RESULTS_grid")
+    with pytest.raises(DataError, match="nope.md: no such file \\(given with --append\\)"):
+        run_report(tmp_path, *exp_tree, "--append", str(tmp_path / "nope.md"))
+
+
 def test_report_errors(tmp_path, exp_tree):
     exp, exp2 = exp_tree
     empty = tmp_path / "empty"

@@ -1,7 +1,7 @@
 """Collect every score.json under experiment directories into markdown result tables (paper Tables II-IV).
 
     python -m espnet2_ext.bin.tokenverse_report --exp_dir exp --out RESULTS.md [--prepend corpus_stats.md]
-        [--test_sets "test test_partial"]
+        [--test_sets "test test_partial"] [--append RESULTS_grid.md]
 """
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="markdown file copied in before the tables, e.g. corpus statistics (repeatable)")
     p.add_argument("--test_sets", default="",
                    help="only these test sets (commas or spaces; default: every score.json found)")
+    p.add_argument("--append", action="append", default=[],
+                   help="markdown file added at the end, headings one level deeper, sections the report already "
+                        "has left out, e.g. the grid's RESULTS_grid.md (repeatable)")
     p.add_argument("--figure", action="append", default=[],
                    help="PNG shown at the end, e.g. from plot_conversation (repeatable)")
     return p
@@ -30,7 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
-    report = write_report(args.exp_dir, args.out, args.prepend, args.figure, comma_list(args.test_sets))
+    report = write_report(args.exp_dir, args.out, args.prepend, args.figure, comma_list(args.test_sets),
+                          args.append)
     print(f"wrote {args.out}")
     return report
 

@@ -188,8 +188,36 @@ def table_time(entries: Sequence[ScoreEntry]) -> str:
     return md_table(header, rows) if rows else ""
 
 
-def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), figures: Sequence[str] = ()) -> str:
-    """The markdown report; ``figures``: image paths (relative to the report) shown at the end."""
+def _heading(line: str) -> Tuple[int, str]:
+    """(level, title) of a markdown ATX heading line; (0, "") for any other line."""
+    hashes = len(line) - len(line.lstrip("#"))
+    if 0 < hashes <= 6 and line[hashes:hashes + 1] == " ":
+        return hashes, line[hashes:].strip()
+    return 0, ""
+
+
+def nest_markdown(text: str, present: str) -> str:
+    """``text`` to sit inside a report: every heading one level deeper, and without the sections whose heading
+    the report ``present`` already has (the corpus statistics both files carry are shown once)."""
+    have = {_heading(line)[1] for line in present.splitlines()} - {""}
+    out: List[str] = []
+    skip_below = 0  # > 0: inside a dropped section of this level
+    for line in text.splitlines():
+        level, title = _heading(line)
+        if level and skip_below and level <= skip_below:
+            skip_below = 0
+        if level and not skip_below and title in have:
+            skip_below = level
+        if skip_below:
+            continue
+        out.append("#" + line if level and level < 6 else line)
+    return "\n".join(out).strip("\n")
+
+
+def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), figures: Sequence[str] = (),
+                 append: Sequence[str] = ()) -> str:
+    """The markdown report; ``figures``: image paths (relative to the report) shown after the tables; ``append``:
+    markdown texts added at the end, nested (``nest_markdown``)."""
     parts: List[str] = [p.rstrip("\n") for p in prepend]
     parts.append("## Table II: results with all tasks active\n\n"
                  "Each model at the largest task activation it was decoded with. WER in %, F1 and accuracy in %; "
@@ -214,22 +242,30 @@ def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), fig
                      "Waveform, reference turns (utt2turns) vs. hypothesis segments cut at [SCD], reference ends of "
                      "speech vs. hypothesis [ENDP], entity spans and words, on the utterance's clock "
                      "(`plot_conversation`).\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figures))
+    for text in append:
+        parts.append(nest_markdown(text, "\n\n".join(parts)))
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = (),
-                 figures: Sequence[PathLike] = (), test_sets: Sequence[str] = ()) -> str:
+def _read_all(paths: Sequence[PathLike], option: str) -> List[str]:
     texts = []
-    for p in prepend:
-        p = Path(p)
+    for p in map(Path, paths):
         if not p.is_file():
-            raise DataError(f"{p}: no such file (given with --prepend)")
+            raise DataError(f"{p}: no such file (given with {option})")
         texts.append(p.read_text(encoding="utf-8"))
+    return texts
+
+
+def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = (),
+                 figures: Sequence[PathLike] = (), test_sets: Sequence[str] = (),
+                 append: Sequence[PathLike] = ()) -> str:
+    texts = _read_all(prepend, "--prepend")
+    appended = _read_all(append, "--append")
     rel = []
     for f in figures:
         if not Path(f).is_file():
             raise DataError(f"{f}: no such file (given with --figure)")
         rel.append(os.path.relpath(Path(f).resolve(), Path(out).resolve().parent))
-    report = build_report(find_scores(exp_dirs, test_sets), texts, rel)
+    report = build_report(find_scores(exp_dirs, test_sets), texts, rel, appended)
     atomic_write_text(out, report)
     return report

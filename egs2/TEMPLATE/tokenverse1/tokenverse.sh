@@ -35,6 +35,7 @@ decode_batch_size=8
 expdir=exp
 dumpdir=dump
 results_md=RESULTS.md
+results_append=""                # markdown files added at the end of ${results_md} (headings nested), when present
 hub_repo=""                      # e.g. yourname/tokenverse_mini
 hub_push=false
 
@@ -178,6 +179,7 @@ if run_stage 7; then
   prepend="--prepend ${header}"
   [ -f local/results_notes.md ] && prepend+=" --prepend local/results_notes.md"
   [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
+  for f in ${results_append}; do [ -f "${f}" ] && prepend+=" --append ${f}"; done
   # shellcheck disable=SC2086
   # only the recipe's test sets: a dev decode (made to choose a setting) under ${expdir} stays out of the tables
   ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend} ${figure} \

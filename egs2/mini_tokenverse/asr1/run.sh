@@ -9,6 +9,7 @@
 # task vectors let the model learn from, and it lowers test WER (RESULTS.md). data/train (the same
 # conversations + 40 read utterances per language) trains the tokenizer, the one every model here shares;
 # --train_set train trains on it (the main command before 2026-12-01, and the only train set of --size debug).
+# RESULTS.md ends with the paper's comparisons of ./run_grid.sh (RESULTS_grid.md, as it stood when stage 7 ran).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,5 +19,6 @@ cd "$(dirname "$0")"
   --languages en,de,es,fr --tasks asr,scd,endp,ner,lid \
   --nbpe 150 \
   --asr_config conf/train.yaml --inference_config conf/decode.yaml \
+  --results_append RESULTS_grid.md \
   --activation_sets "asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid asr,scd,endp" \
   "$@"

@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
 done
 . ./path.sh
 mixed_set="train_read${train_read}"
-run=(./run.sh --expdir "${grid_expdir}" --nbpe "${nbpe}" --results_md "${grid_expdir}/RESULTS_cells.md")
+run=(./run.sh --expdir "${grid_expdir}" --nbpe "${nbpe}" --results_md "${grid_expdir}/RESULTS_cells.md" --results_append "")
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 if run_stage 1; then
