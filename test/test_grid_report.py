@@ -18,6 +18,7 @@ CFG = {  # config stem -> (strategy, injection)
     "train_per_task_feature_encoder": ("per_task", "feature_encoder"),
     "train_per_combination_feature_encoder": ("per_combination", "feature_encoder"),
     "train_per_task_encoder_output": ("per_task", "encoder_output"),
+    "train_per_task_both": ("per_task", "both"),
 }
 
 
@@ -185,6 +186,18 @@ def test_claim_c_reproduced_and_not(tmp_path):
         (p / "score.json").write_text(json.dumps(dict(d, wer=w)))
     assert verdict(report(exp, tmp_path), "c").split(" (vs ")[0].endswith("**not reproduced**")
     assert base.is_dir()
+
+
+def test_dev_best_is_chosen_among_configs_with_seeds(tmp_path):
+    exp = grid(tmp_path)
+    # a one-seed config with the lowest dev WER of all (dev 1) does not beat the 3-seed dev-best (dev 8, 8, 8)
+    make_cell(exp, "train_per_task_both", MIXED, 0, {("test", ALL): sc(30, 1, 1, 1, 99.0), ("dev", ALL): sc(1)})
+    text = report(exp, tmp_path)
+    assert "(dev-best) 12.00 ± 0.50 (n=3)" in verdict(text, "a") and verdict(text, "a").endswith("**reproduced**")
+    groups = C.make_groups(C.find_cells(exp)[0])
+    roles = C.Roles(FULL, MIXED, "dev", "test", "test_partial")
+    only_one_seed = [g for g in groups if g.config == "train_per_task_both"]
+    assert C.dev_best(only_one_seed, roles, MIXED) is only_one_seed[0]  # no config has seeds: the one there is
 
 
 def test_missing_seed_is_reported_with_its_n(tmp_path):

@@ -8,7 +8,7 @@ the same config and train set form a *group*; a group's numbers are the mean ± 
 Verdict rule (``compare``): a difference between two groups is a finding only when
 ``|mean_a - mean_b| > max(std_a, std_b)`` and both have n >= 2; otherwise it is "within seed noise". A finding in
 the claimed direction is "reproduced", in the other "not reproduced". The best TokenVerse++ config is chosen on dev
-WER (``dev_best``), never on test.
+WER (``dev_best``; among the configs with >= 2 seeds when there are any), never on test.
 ``grid_report`` renders them (tables, claim verdicts); this module knows nothing of markdown.
 """
 from __future__ import annotations
@@ -277,7 +277,10 @@ def order_groups(groups: Sequence[Group], roles: Roles) -> List[Group]:
 
 
 def dev_best(groups: Sequence[Group], roles: Roles, train_set: str) -> Optional[Group]:
-    """The TokenVerse++ group on ``train_set`` with the lowest mean dev WER (all tasks active)."""
+    """The TokenVerse++ group on ``train_set`` with the lowest mean dev WER (all tasks active), among the groups
+    with >= 2 dev-scored seeds when there are any: a one-seed mean is not comparable with a mean over seeds (one
+    lucky seed would win), and a claim on a one-seed choice could never get a verdict under the rule above."""
     cands = [g for g in groups if not g.is_baseline and g.train_set == train_set
              and g.stat(roles.dev_set, "wer").n]
-    return min(cands, key=lambda g: (g.stat(roles.dev_set, "wer").mean, g.config)) if cands else None
+    seeded = [g for g in cands if g.stat(roles.dev_set, "wer").n >= 2]
+    return min(seeded or cands, key=lambda g: (g.stat(roles.dev_set, "wer").mean, g.config)) if cands else None

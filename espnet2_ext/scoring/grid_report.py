@@ -225,7 +225,8 @@ def verdicts(groups: Sequence[Group], roles: Roles) -> List[str]:
 RULE = ("Numbers are mean ± sample standard deviation (ddof 1) over seeds, n = seeds scored. A difference is a "
         "finding only when |mean_a − mean_b| > max(std_a, std_b) with n ≥ 2 on both sides; otherwise it is "
         "\"within seed noise\". Welch's t-test p is shown for information, it does not decide. The best "
-        "TokenVerse++ config is chosen on dev WER (all tasks active), never on test.")
+        "TokenVerse++ config is chosen on dev WER (all tasks active; among the configs with ≥ 2 seeds when there "
+        "are any), never on test.")
 
 
 def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = (), model_file: str =
