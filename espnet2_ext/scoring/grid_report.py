@@ -87,12 +87,12 @@ def _commands(cell: Cell) -> Dict[str, Tuple[str, str, str]]:
     return out
 
 
-def table_models(groups: Sequence[Group], model_file: str) -> str:
+def table_models(groups: Sequence[Group], model_file: str, known: Optional[Dict[Path, Optional[dict]]] = None) -> str:
     """icefall-style provenance: parameters, config, exact commands, decoded checkpoint, date/commit per seed."""
     blocks = []
     for g in groups:
         lines = [f"### {g.label}, `{g.config}`, train set `{g.train_set}`", ""]
-        infos = {c.seed: model_info(c.path, model_file) for c in g.cells}
+        infos = {c.seed: (known or {}).get(c.path) or model_info(c.path, model_file) for c in g.cells}
         params = {i["parameters"] for i in infos.values() if i}
         lines.append(f"- parameters: {', '.join(f'{p:,}' for p in sorted(params)) or 'unknown (no model file)'}; "
                      f"config: `{g.cells[0].config}`; seeds: {', '.join(map(str, g.seeds))}")
@@ -230,7 +230,9 @@ RULE = ("Numbers are mean ± sample standard deviation (ddof 1) over seeds, n = 
 
 
 def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = (), model_file: str =
-                 "valid.loss.best.pth", append: Sequence[str] = ()) -> str:
+                 "valid.loss.best.pth", append: Sequence[str] = (),
+                 known_info: Optional[Dict[Path, Optional[dict]]] = None) -> str:
+    """``known_info``: cell dir -> model info already read (``save_model_info``), so no checkpoint is loaded twice."""
     if not cells:
         raise DataError("no scored grid cell found; run ./run_grid.sh (its cells write decode_*/*/score.json)")
     groups = order_groups(make_groups(cells), roles)
@@ -257,7 +259,7 @@ def build_report(cells: Sequence[Cell], roles: Roles, pending: Sequence[Path] = 
                  "ITT = tokens of inactive tasks in the hypotheses (0 under constrained decoding).\n\n"
                  + table_activations(groups, roles))
     parts.append("## Models (parameters, config, commands, decoded checkpoint, date/commit)\n\n"
-                 + table_models(groups, model_file))
+                 + table_models(groups, model_file, known_info))
     if pending:
         parts.append("## Cells not scored yet\n\n" + "\n".join(f"- `{p}`" for p in pending))
     parts += [p.rstrip("\n") for p in append]
@@ -273,9 +275,10 @@ def write_grid_report(exp_dir: PathLike, out: PathLike, roles: Roles, model_file
             raise DataError(f"{p}: no such file (given with --append)")
         texts.append(Path(p).read_text(encoding="utf-8"))
     cells, pending = find_cells(exp_dir)
+    saved: Dict[Path, Optional[dict]] = {}
     if save_info:
         for c in cells:
-            save_model_info(c.path, model_file)
-    report = build_report(cells, roles, pending, model_file, texts)
+            saved[c.path] = save_model_info(c.path, model_file)  # each checkpoint read once
+    report = build_report(cells, roles, pending, model_file, texts, saved)
     atomic_write_text(out, report)
     return report
