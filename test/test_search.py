@@ -231,6 +231,57 @@ def test_all_suppressed_leaves_blank_only():
     assert out[0][0].score == pytest.approx(exact[()], abs=1e-5)
 
 
+class _ShiftedBlank(torch.nn.Module):
+    """Reference for the blank penalty: the full joint forward with ``penalty`` subtracted from the blank logit
+    (no lin_enc/lin_dec split, so the searches take their unsplit path through it)."""
+
+    def __init__(self, joint, blank: int, penalty: float):
+        super().__init__()
+        self.inner, self.blank, self.penalty = joint, blank, penalty
+
+    def forward(self, enc, dec):
+        out = self.inner(enc, dec).clone()
+        out[..., self.blank] -= self.penalty
+        return out
+
+
+@pytest.mark.parametrize("penalty", [0.7, 2.5])
+def test_blank_penalty_is_a_shifted_blank_logit(penalty):
+    dec, joint = make_model(11, sharpen=2.0)
+    x, lens = make_enc(12, [9, 14, 5])
+    shifted = _ShiftedBlank(joint, dec.blank_id, penalty)
+    for max_sym in (1, 2):
+        ours = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=max_sym, blank_penalty=penalty)
+        for i, n in enumerate(lens.tolist()):
+            assert ours[i] == ref_greedy(dec, shifted, x[i, :n], max_sym)
+    ours = modified_beam_search(x, lens, dec, joint, beam=4, nbest=3, blank_penalty=penalty)
+    ref = modified_beam_search(x, lens, dec, shifted, beam=4, nbest=3)
+    assert [[h.yseq for h in hs] for hs in ours] == [[h.yseq for h in hs] for hs in ref]
+    for hs, rs in zip(ours, ref):
+        assert [h.score for h in hs] == pytest.approx([h.score for h in rs], abs=1e-6)
+    plain = modified_beam_search(x, lens, dec, joint, beam=4, nbest=3)
+    assert [[h.yseq for h in hs] for hs in ours] != [[h.yseq for h in hs] for hs in plain]  # it changed something
+
+
+def test_large_blank_penalty_emits_every_frame_and_zero_is_off():
+    dec, joint = make_model(13)
+    x, lens = make_enc(14, [8, 5])
+    assert [len(s) for s in greedy_search_batch(x, lens, dec, joint, blank_penalty=1e4)] == [8, 5]
+    assert greedy_search_batch(x, lens, dec, joint, blank_penalty=0.0) == greedy_search_batch(x, lens, dec, joint)
+    out = modified_beam_search(x, lens, dec, joint, beam=3, blank_penalty=1e4)
+    assert [len(hs[0].yseq) for hs in out] == [8, 5]
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), "much"])
+def test_bad_blank_penalty_is_refused(bad):
+    dec, joint = make_model(7)
+    x, lens = make_enc(8, [5, 3])
+    with pytest.raises(ValueError, match="blank_penalty"):
+        modified_beam_search(x, lens, dec, joint, blank_penalty=bad)
+    with pytest.raises(ValueError, match="blank_penalty"):
+        greedy_search_batch(x, lens, dec, joint, blank_penalty=bad)
+
+
 def test_bad_inputs_raise_clear_errors():
     dec, joint = make_model(7)
     x, lens = make_enc(8, [5, 3])

@@ -27,7 +27,7 @@ from espnet2.bin.asr_inference import Speech2Text
 
 from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search,
                                                suppress_mask_from_task_mask, to_espnet_hypotheses)
-from espnet2_ext.asr.transducer.search_common import Hypothesis
+from espnet2_ext.asr.transducer.search_common import Hypothesis, check_blank_penalty
 from espnet2_ext.task_spec import task_spec_of
 
 OUR_SEARCHES = ("modified_beam_search", "greedy")
@@ -47,11 +47,15 @@ def model_sample_rate(train_args) -> int:
 
 
 class _MaskedJoint(torch.nn.Module):
-    """Joint network whose logits of suppressed tokens are pushed to a huge negative value (ESPnet searches)."""
+    """Joint network whose logits of suppressed tokens are pushed to a huge negative value and whose blank logit
+    is lowered by the blank penalty (ESPnet searches)."""
 
-    def __init__(self, joint: torch.nn.Module, suppress: torch.Tensor):
+    def __init__(self, joint: torch.nn.Module, suppress: Optional[torch.Tensor], blank_id: int = 0,
+                 blank_penalty: float = 0.0, vocab: Optional[int] = None):
         super().__init__()
-        self.joint, self.penalty = joint, suppress.float() * -1e9
+        penalty = suppress.float() * -1e9 if suppress is not None else torch.zeros(int(vocab))  # [V]
+        penalty[blank_id] -= blank_penalty
+        self.joint, self.penalty = joint, penalty
 
     def forward(self, *args, **kwargs):
         out = self.joint(*args, **kwargs)
@@ -66,6 +70,8 @@ class TokenVerseSpeech2Text(Speech2Text):
             raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
         conf = dict(transducer_conf or {})
         self.search_type = conf.pop("search_type", "modified_beam_search")
+        # subtracted from the blank logit in every search (ours and ESPnet's); ESPnet's own searches know no such key
+        self.blank_penalty = check_blank_penalty(conf.pop("blank_penalty", 0.0))
         if self.search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
             raise ValueError(f"transducer_conf.search_type '{self.search_type}' is unknown: choose one of "
                              f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}")
@@ -173,11 +179,12 @@ class TokenVerseSpeech2Text(Speech2Text):
         decoder, joint = self.asr_model.decoder, self.asr_model.joint_network
         if self.search_type == "greedy":
             seqs, frames = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress,
-                                               return_frames=True)
+                                               return_frames=True, blank_penalty=self.blank_penalty)
             nbests = [[Hypothesis(yseq=list(s), score=0.0, frames=f)] for s, f in zip(seqs, frames)]
         else:
             nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
-                                          suppress_mask=suppress, nbest=self.nbest, length_norm=True)
+                                          suppress_mask=suppress, nbest=self.nbest, length_norm=True,
+                                          blank_penalty=self.blank_penalty)
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
 
     @property
@@ -215,11 +222,12 @@ class TokenVerseSpeech2Text(Speech2Text):
     def _espnet_search_constrained(self, mask_row: torch.Tensor):
         suppress = self._suppress(mask_row.view(1, -1))
         search = self.beam_search_transducer
-        if suppress is None or search is None:
+        if (suppress is None and not self.blank_penalty) or search is None:
             yield
             return
         joint = search.joint_network
-        search.joint_network = _MaskedJoint(joint, suppress[0])
+        search.joint_network = _MaskedJoint(joint, None if suppress is None else suppress[0],
+                                            self.asr_model.blank_id, self.blank_penalty, len(self.token_list))
         try:
             yield
         finally:

@@ -102,9 +102,11 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         suppress = self._suppress(self._mask)
         m = self.asr_model
         if self.search_type == "greedy":
-            self._search = GreedyStream(m.decoder, m.joint_network, suppress, self.device)
+            self._search = GreedyStream(m.decoder, m.joint_network, suppress, self.device,
+                                        blank_penalty=self.blank_penalty)
         else:
-            self._search = BeamStream(m.decoder, m.joint_network, suppress, self.device, beam=self.beam_size)
+            self._search = BeamStream(m.decoder, m.joint_network, suppress, self.device, beam=self.beam_size,
+                                      blank_penalty=self.blank_penalty)
         self._encoder_state = EncoderStreamState()
 
     @torch.no_grad()

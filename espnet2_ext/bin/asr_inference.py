@@ -5,7 +5,8 @@
         --data_path_and_name_and_type data/test/wav.scp,speech,sound --task_activation asr,scd
 
 Added options: ``--task_activation`` (default: every task the model was trained with), ``--search_type``
-(shortcut for ``transducer_conf.search_type``; default ``modified_beam_search``), ``--constrained_decoding``,
+(shortcut for ``transducer_conf.search_type``; default ``modified_beam_search``), ``--blank_penalty`` (shortcut for
+``transducer_conf.blank_penalty``, subtracted from the blank logit; default 0), ``--constrained_decoding``,
 ``--model_file`` (a packed zip or unpacked dir, offline), ``--audio_mismatch`` (audio at another rate or with
 several channels: ``resample`` to the model's rate and mono, logged once per input format (default), or ``error``).
 ``sound`` inputs are read with soundfile (wav/flac/ogg/opus/mp3) and keep their rate. Per-utterance activation:
@@ -43,6 +44,9 @@ def get_parser() -> config_argparse.ArgumentParser:
                        help="comma-separated tasks to switch on, e.g. asr,scd,lid (default: all trained tasks)")
     group.add_argument("--search_type", type=str, default=None, choices=OUR_SEARCHES + ESPNET_SEARCHES,
                        help="overrides transducer_conf.search_type (default modified_beam_search)")
+    group.add_argument("--blank_penalty", type=float, default=None,
+                       help="overrides transducer_conf.blank_penalty: subtracted from the blank logit at every "
+                            "frame (icefall's blank_penalty; fewer deletions, more insertions; 0 = off)")
     group.add_argument("--constrained_decoding", type=str2bool, default=True,
                        help="forbid tokens of inactive tasks (ITT = 0); false: let the model decide")
     group.add_argument("--model_file", type=str, default=None,
@@ -74,6 +78,8 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
     transducer_conf = dict(args.transducer_conf or {})
     if args.search_type:
         transducer_conf["search_type"] = args.search_type
+    if args.blank_penalty is not None:
+        transducer_conf["blank_penalty"] = args.blank_penalty
     from espnet2_ext.asr.streaming import speech2text_for
 
     return speech2text_for(

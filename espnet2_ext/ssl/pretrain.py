@@ -55,6 +55,9 @@ class PretrainConfig:
     save_every: int = 200
     log_every: int = 20
     model_overrides: Dict = field(default_factory=dict)
+    # an exported stand-in (wav2vec2_local .pt, e.g. the HuBERT-style one) whose wav2vec2 weights start this run:
+    # a second stage on another objective, as XLS-R is fine-tuned; the new head starts from scratch
+    init_from: str = ""
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -169,6 +172,10 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         opt.load_state_dict(ck["optimizer"])
         state = ck["state"]
         log(f"pretrain[{cfg.objective}]: resumed at step {state['step']} (epoch {state['epoch']})")
+    elif cfg.init_from:
+        sha = load_init(model.wav2vec2, cfg.init_from, model_cfg)
+        log(f"pretrain[{cfg.objective}]: wav2vec2 weights from {cfg.init_from} (sha256 {sha[:12]})")
+        _write_json(exp_dir / "init_from.json", {"path": cfg.init_from, "sha256": sha})
 
     def save():
         _save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
@@ -248,6 +255,36 @@ def _loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mask: Option
     # greedy frame-level proxy: share of frames predicted blank (falls as the head learns characters)
     err = (logits.argmax(-1)[~fpad] == 0).float().mean().item()
     return loss, err
+
+
+# architecture keys: an init_from checkpoint must agree on these (masking and dropout settings may differ)
+_ARCH_KEYS = ("encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+              "conv_feature_layers", "extractor_mode", "conv_pos", "conv_pos_groups", "final_dim", "layer_norm_first")
+
+
+def load_init(wav2vec2: torch.nn.Module, path, model_cfg: Dict) -> str:
+    """Load an exported stand-in's weights (untrusted file: tensors only) into ``wav2vec2``; returns its sha256.
+    A different architecture is refused with the keys that differ."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init_from {path}: no such file (an exported stand-in, e.g. "
+                                f"pretrained/xlsr_mini_ssl.pt)")
+    raw = path.read_bytes()
+    try:
+        ck = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        theirs, weights = ck["model_cfg"], ck["model_weight"]
+    except Exception as e:  # noqa: BLE001 - any malformed file gets the same one-line answer
+        raise ValueError(f"--init_from {path}: not an exported stand-in (wav2vec2_local with model_cfg and "
+                         f"model_weight): {e}") from None
+    differ = [k for k in _ARCH_KEYS if k in model_cfg and str(theirs.get(k)) != str(model_cfg[k])]
+    if differ:
+        what = ", ".join(f"{k} {theirs.get(k)!r} vs {model_cfg[k]!r}" for k in differ)
+        raise ValueError(f"--init_from {path}: another architecture ({what}); use the --preset it was made with")
+    missing, unexpected = wav2vec2.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+    if unexpected or any(not k.startswith(("quantizer.", "project_q.", "final_proj.")) for k in missing):
+        raise ValueError(f"--init_from {path}: weights do not fit the model (missing {missing[:3]}, unexpected "
+                         f"{unexpected[:3]})")
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _write_json(path: Path, obj) -> None:

@@ -30,6 +30,7 @@ def greedy_search_batch(
     max_sym_per_frame: int = 1,
     suppress_mask: Optional[torch.Tensor] = None,
     return_frames: bool = False,
+    blank_penalty: float = 0.0,
 ) -> Union[List[List[int]], Tuple[List[List[int]], List[List[int]]]]:
     """Greedy transducer decoding of a batch.
 
@@ -41,6 +42,7 @@ def greedy_search_batch(
         max_sym_per_frame: most non-blank symbols one frame may emit (>= 1).
         suppress_mask: optional (B, V) bool, True = token may not be emitted by that utterance.
         return_frames: also return, per utterance, the encoder frame at which each token was emitted.
+        blank_penalty: subtracted from the blank logit at every step (icefall's ``blank_penalty``; 0 = off).
 
     Returns:
         token ids per utterance, without blanks, in input order (and their emission frames when
@@ -57,7 +59,7 @@ def greedy_search_batch(
         return (hyps, frames) if return_frames else hyps
 
     pred = PredictionNet(decoder, device)
-    joint = JointScorer(joint_network)
+    joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
     enc = joint.enc(encoder_out)  # [B, T, D_joint]
     dec_out, state = pred.start(batch)  # dec_out: [B, D_dec]
     dec = joint.dec(dec_out)  # [B, D_joint], cached until the next emission

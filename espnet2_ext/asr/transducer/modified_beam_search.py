@@ -104,6 +104,7 @@ def modified_beam_search(
     suppress_mask: Optional[torch.Tensor] = None,
     nbest: int = 1,
     length_norm: bool = False,
+    blank_penalty: float = 0.0,
 ) -> List[List[Hypothesis]]:
     """Modified beam search over a batch of utterances.
 
@@ -117,6 +118,8 @@ def modified_beam_search(
         nbest: hypotheses returned per utterance.
         length_norm: rank final hypotheses by score / (len(yseq) + 1) (icefall and ESPnet's default rank by
             normalised score; the returned ``score`` is never normalised).
+        blank_penalty: subtracted from the blank logit before the log-softmax of every frame (icefall's
+            ``blank_penalty``; 0 = off). Scores are then those of the penalised distribution.
 
     Returns:
         per utterance (input order), up to ``nbest`` hypotheses, best first.
@@ -131,7 +134,7 @@ def modified_beam_search(
         return results
 
     pred = PredictionNet(decoder, device)
-    joint = JointScorer(joint_network)
+    joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
     blank = pred.blank_id
     enc = joint.enc(encoder_out)  # [B, T, D_joint]
 

@@ -70,9 +70,10 @@ class JointScorer:
     ``forward(..., no_projection=True)``); any other module is called as ``joint(enc, dec)`` each step.
     """
 
-    def __init__(self, joint_network: torch.nn.Module):
+    def __init__(self, joint_network: torch.nn.Module, blank_id: int = 0, blank_penalty: float = 0.0):
         self.joint = joint_network
         self.split = all(hasattr(joint_network, a) for a in ("lin_enc", "lin_dec", "lin_out"))
+        self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
         return self.joint.lin_enc(enc_out) if self.split else enc_out  # [B, T, D_enc] -> [B, T, D_joint] if split
@@ -82,8 +83,26 @@ class JointScorer:
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
         if self.split:
-            return self.joint(enc, dec, no_projection=True)  # [N, D_joint] x 2 -> [N, V]
-        return self.joint(enc, dec)  # [N, V]
+            out = self.joint(enc, dec, no_projection=True)  # [N, D_joint] x 2 -> [N, V]
+        else:
+            out = self.joint(enc, dec)  # [N, V]
+        if self.blank_penalty:
+            # icefall's blank_penalty: a model that over-predicts blank deletes words; lowering the blank logit
+            # before the softmax trades those deletions for insertions (tuned on dev)
+            out = out.clone()
+            out[..., self.blank_id] -= self.blank_penalty
+        return out
+
+
+def check_blank_penalty(value) -> float:
+    """A finite float >= 0 (0 = off); anything else is refused with the option's name."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"transducer_conf.blank_penalty must be a number >= 0, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"transducer_conf.blank_penalty must be a finite number >= 0 (0 = off), got {value!r}")
+    return v
 
 
 def check_inputs(encoder_out: torch.Tensor, encoder_lens: torch.Tensor) -> List[int]:

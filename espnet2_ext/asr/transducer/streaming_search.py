@@ -18,8 +18,10 @@ class GreedyStream:
     """Greedy transducer search over frames arriving in pieces (one utterance); same steps as
     ``greedy_search_batch`` with a batch of one."""
 
-    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1):
-        self.pred, self.joint = PredictionNet(decoder, device), JointScorer(joint_network)
+    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1,
+                 blank_penalty: float = 0.0):
+        self.pred = PredictionNet(decoder, device)
+        self.joint = JointScorer(joint_network, self.pred.blank_id, blank_penalty)
         dec_out, self.state = self.pred.start(1)
         self.dec = self.joint.dec(dec_out)                            # [1, D_joint]
         self.suppress, self.mask, self.max_sym = suppress, None, max_sym_per_frame
@@ -56,9 +58,10 @@ class BeamStream:
     arriving in pieces (one utterance): the per-frame step of ``modified_beam_search`` (``add_candidates``,
     ``advance_decoder``) with a batch of one."""
 
-    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4):
-        self.pred, self.joint, self.beam, self.device = PredictionNet(decoder, device), JointScorer(joint_network), \
-            beam, device
+    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4,
+                 blank_penalty: float = 0.0):
+        self.pred, self.beam, self.device = PredictionNet(decoder, device), beam, device
+        self.joint = JointScorer(joint_network, self.pred.blank_id, blank_penalty)
         dec_out, self.state = self.pred.start(1)
         self.dec = self.joint.dec(dec_out)                            # [H, D_joint]
         self.ys: List[Tuple[int, ...]] = [()]
