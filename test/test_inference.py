@@ -92,6 +92,42 @@ def test_espnet_search_types_still_work(tiny_trained, s2t_factory):
     assert not any(SPEC.is_task_token(w) for w in text.split())  # constrained through the masked joint
 
 
+@pytest.mark.parametrize("search", ["greedy", "modified_beam_search", "default"])
+def test_blank_penalty_reaches_every_search(tiny_trained, s2t_factory, search):
+    """transducer_conf.blank_penalty: a large one leaves blank rarely chosen, so every search (ours and ESPnet's,
+    through the masked joint) emits more tokens; constrained decoding still holds."""
+    _, data, _ = tiny_trained
+    x = wav(data, UTTS[0][0])
+    # ESPnet's "default" with beam 1 is ESPnet's greedy search (one symbol per frame, as ours): its beam search
+    # expands symbols within a frame until a blank-ended hypothesis wins, which a huge penalty makes endless
+    kw = {"beam_size": 1} if search == "default" else {}
+    plain = s2t_factory(transducer_conf={"search_type": search}, task_activation="asr", **kw)(x)[0][2]
+    pushed = s2t_factory(transducer_conf={"search_type": search, "blank_penalty": 50.0}, task_activation="asr", **kw)
+    ids = pushed(x)[0][2]
+    assert len(ids) > len(plain)
+    assert not any(SPEC.is_task_token(pushed.token_list[i].lstrip("\u2581")) for i in ids)
+    if search != "modified_beam_search":  # one symbol per frame at most, and blank lost everywhere
+        enc, lens = pushed.asr_model.encode(x[None], torch.tensor([x.numel()]),
+                                            task_mask=torch.tensor([SPEC.mask(["asr"])]))
+        assert len(ids) == int(lens[0])
+
+
+def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
+    from espnet2_ext.bin.asr_inference import build_speech2text, get_parser
+
+    _, _, out = tiny_trained
+    with pytest.raises(ValueError, match="blank_penalty must be a finite number >= 0"):
+        s2t_factory(transducer_conf={"blank_penalty": -1})
+    common = ["--output_dir", "x", "--data_path_and_name_and_type", "a,speech,sound", "--asr_train_config",
+              str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth")]
+    # the flag overrides the config's transducer_conf.blank_penalty; without it the config's value holds
+    (tmp_path / "decode.yaml").write_text("transducer_conf:\n  search_type: greedy\n  blank_penalty: 2.0\n")
+    conf = ["--config", str(tmp_path / "decode.yaml")]
+    assert build_speech2text(get_parser().parse_args(common + conf + ["--blank_penalty", "0.5"])).blank_penalty == 0.5
+    s2t = build_speech2text(get_parser().parse_args(common + conf))
+    assert s2t.blank_penalty == 2.0 and s2t.search_type == "greedy"
+
+
 def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
     from espnet2_ext.bin.asr_inference import run
 

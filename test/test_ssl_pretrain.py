@@ -118,3 +118,70 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
     assert path.read_bytes() == exported_bytes
     readme = (recipe / "pretrained_smoke/README.md").read_text()
     assert readme.rstrip().endswith("made by the smoke test") and hashlib.sha256(exported_bytes).hexdigest() in readme
+
+
+def _tiny_dir(root: Path, n: int = 3) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    d = root / "data"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    with open(d / "wav.scp", "w") as scp, open(d / "text", "w") as text:
+        for i in range(n):
+            path = d / f"u{i}.wav"
+            sf.write(path, (rng.standard_normal(8000 + 1600 * i) * 3000).astype("int16"), 16000)
+            scp.write(f"u{i} {path}\n")
+            text.write(f"u{i} ab ba\n")
+    return d
+
+
+def test_init_from_starts_a_second_stage_from_exported_weights(tmp_path):
+    """--init_from: the exported wav2vec2 weights start a CTC stage (head new); resuming ignores it; another
+    architecture and a non-checkpoint file are refused with the file's name."""
+    from espnet2_ext.ssl.pretrain import PretrainConfig, pretrain
+    from espnet2_ext.upstream.xlsr_standin import model_cfg_for, save_checkpoint
+
+    data = _tiny_dir(tmp_path)
+    init = save_checkpoint(str(tmp_path / "init.pt"), model_cfg_for("tiny"), seed=7)
+    want = torch.load(init, weights_only=True)["model_weight"]
+    cfg = PretrainConfig(objective="ctc", preset="tiny", max_steps=0, threads=1, init_from=str(init))
+    ck = torch.load(pretrain(data, tmp_path / "exp", cfg, log=lambda s: None), weights_only=True)
+    for k, v in want.items():
+        assert torch.equal(ck["model"][f"wav2vec2.{k}"], v.float()), k
+    fresh = PretrainConfig(objective="ctc", preset="tiny", max_steps=0, threads=1)
+    ck0 = torch.load(pretrain(data, tmp_path / "exp0", fresh, log=lambda s: None), weights_only=True)
+    assert not torch.equal(ck0["model"]["wav2vec2.encoder.layers.0.fc1.weight"], want["encoder.layers.0.fc1.weight"])
+
+    # one step, then resume: the trained weights continue, the init file is not read again
+    lines = []
+    cfg1 = dataclasses.replace(cfg, max_steps=1, batch_seconds=2.0)
+    with pytest.raises(ValueError, match="other settings"):  # max_steps may change, batch_seconds may not
+        pretrain(data, tmp_path / "exp", cfg1, log=lines.append)
+    cfg1 = dataclasses.replace(cfg, max_steps=1)
+    pretrain(data, tmp_path / "exp", cfg1, log=lines.append)
+    assert any("resumed at step 0" in s for s in lines) and not any("weights from" in s for s in lines)
+    stepped = torch.load(tmp_path / "exp" / "checkpoint.pt", weights_only=True)
+    assert stepped["state"]["step"] == 1
+    assert not torch.equal(stepped["model"]["wav2vec2.encoder.layers.0.fc1.weight"],
+                           want["encoder.layers.0.fc1.weight"].float())
+
+    # the provenance README names the file it started from, with its sha256
+    import hashlib
+
+    from espnet2_ext.ssl.pretrain import export, provenance_markdown
+
+    info = export(tmp_path / "exp" / "checkpoint.pt", tmp_path / "out" / "x.pt")
+    readme = provenance_markdown(tmp_path / "exp", info)
+    assert f"`{init}` (sha256 `{hashlib.sha256(init.read_bytes()).hexdigest()}`" in readme
+    assert "random initialisation" in provenance_markdown(tmp_path / "exp0", info)
+
+    with pytest.raises(ValueError, match=r"init\.pt: another architecture \(encoder_layers"):
+        pretrain(data, tmp_path / "exp_mini", dataclasses.replace(cfg, preset="mini"), log=lambda s: None)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt: not an exported stand-in"):
+        pretrain(data, tmp_path / "exp_junk", dataclasses.replace(cfg, init_from=str(junk)), log=lambda s: None)
+    with pytest.raises(FileNotFoundError, match="missing.pt: no such file"):
+        pretrain(data, tmp_path / "exp_none", dataclasses.replace(cfg, init_from=str(tmp_path / "missing.pt")),
+                 log=lambda s: None)

@@ -166,13 +166,19 @@ def wavs(data):
         yield utt, torch.from_numpy(sf.read(path, dtype="float32")[0])
 
 
-@pytest.mark.parametrize("search,size", [("greedy", 80), ("modified_beam_search", 160)])
-def test_streamed_equals_chunk_masked_offline(multichunk, search, size):
+@pytest.mark.parametrize("search,size,penalty", [("greedy", 80, 0.0), ("modified_beam_search", 160, 0.0),
+                                                 ("modified_beam_search", 80, 3.0)])
+def test_streamed_equals_chunk_masked_offline(multichunk, search, size, penalty):
     _, data, out = multichunk
     emitted = 0
-    s2t = load(out, transducer_conf={"search_type": search}, chunk_size_ms=size, nbest=2)
+    s2t = load(out, transducer_conf={"search_type": search, "blank_penalty": penalty}, chunk_size_ms=size, nbest=2)
+    assert s2t.blank_penalty == penalty  # the streaming searches get it as the offline ones do
+    plain = load(out, transducer_conf={"search_type": search}, chunk_size_ms=size, nbest=2) if penalty else None
+    changed = 0
     for i, (utt, wav) in enumerate(wavs(data)):
         offline = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), with_frames=True)[0]
+        if plain is not None:
+            changed += offline[0][2] != plain.decode_batch(wav[None], torch.tensor([wav.numel()]))[0][0][2]
         for piece in ((1111, 6400) if i == 0 else (2345,)):
             running = []
             for b in range(0, wav.numel(), piece):
@@ -187,6 +193,7 @@ def test_streamed_equals_chunk_masked_offline(multichunk, search, size):
                 assert all(running[i] == running[i + 1][: len(running[i])] for i in range(len(running) - 1))
         emitted += len(offline[0][2])
     assert emitted > 0  # the comparison is not between empty outputs
+    assert changed or not penalty  # with a penalty, the outputs compared are not those without one
 
 
 def test_multichunk_model_decodes_at_every_size(multichunk):

@@ -315,6 +315,11 @@ def provenance_markdown(exp_dir, info: Dict[str, str], corpus_stats: str = "", c
     state = torch.load(exp_dir / "checkpoint.pt", map_location="cpu", weights_only=True)["state"]
     hist = state.get("history", [])
     metric = "masked-frame cluster accuracy" if cfg["objective"] == "hubert" else "share of frames predicted blank"
+    init = exp_dir / "init_from.json"
+    start = "random initialisation"
+    if init.is_file():
+        i = json.loads(init.read_text())
+        start = f"the wav2vec2 weights of `{i['path']}` (sha256 `{i['sha256']}`; its own README gives how it was made)"
     curve = "\n".join(f"| {h['step']} | {h['loss']:.3f} | {h['acc']:.3f} | {h['seconds'] / 60:.1f} |"
                       for h in hist[:: max(1, len(hist) // 12)] + hist[-1:])
     return f"""# Pretrained XLSR-shaped stand-in: `{Path(info['path']).name}`
@@ -328,6 +333,7 @@ in S3PRL's `wav2vec2_local` format: the frontend loads it exactly as it loads a 
 | sha256 | `{info['sha256']}` |
 | parameters | {int(info['params']):,} (wav2vec2 preset `{cfg['preset']}`) |
 | objective | `{cfg['objective']}` |
+| started from | {start} |
 | steps / epochs | {state['step']} / {state['epoch']} (+{state['batch_in_epoch']} batches) |
 | training time | {state.get('seconds', 0.0) / 60:.1f} min of wall clock on a shared 2-core CPU machine |
 | made at commit | `{commit or '?'}` |
