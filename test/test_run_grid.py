@@ -74,6 +74,9 @@ def test_grid_cells_order_skip_and_report(recipe):
     assert tags == [f"{t}_seed{s}" for s in (0, 1) for t in per_seed]  # seeds outermost
     assert all(f"--asr_args --seed {tag[-1]}" in c for tag, c in zip(tags, trains))
     assert len(decodes) == len(trains) and all("--test_sets dev test test_partial" in c for c in decodes)
+    # the grid keeps its own decoding (best epoch, no blank penalty) whatever run.sh's defaults are
+    assert all("--inference_config conf/tuning/decode_no_blank_penalty.yaml --inference_model valid.loss.best.pth"
+               in c for c in decodes)
     base = [c for c in decodes if "baseline" in c]
     assert base and all(c.endswith("--activation_sets asr,scd,endp,ner,lid") for c in base)  # no task vectors
     assert all("--activation_sets asr,scd,endp,ner,lid asr asr,scd" in c for c in decodes if "baseline" not in c)

@@ -7,6 +7,9 @@
 #   ./run.sh                                   everything, the shipped configuration
 #   ./run.sh --stage 2 --stop_stage 2 --max_minutes 30     train for 30 more minutes, then stop (resumable)
 #   ./run.sh --hours 0.05 --max_steps 4 --tag smoke --out pretrained_smoke/x.pt   smoke test (tests use it)
+#   the shipped second stage (character CTC from the HuBERT-style weights; what asr1/conf/train.yaml loads):
+#   ./run.sh --objective ctc --max_steps 1500 --tag ctc_mini_init_hubert --out pretrained_ctc/xlsr_mini_ssl_ctc.pt \
+#     --pretrain_args "--init_from pretrained/xlsr_mini_ssl.pt --lr 0.001 --warmup_steps 200"
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -51,5 +54,5 @@ if run_stage 3; then
   notes=(); [ -f "local/notes_${tag}.md" ] && notes=(--notes "local/notes_${tag}.md")  # history, choices
   "${python}" -m espnet2_ext.bin.pretrain_standin --exp_dir "exp/pretrain_${tag}" --export "${out}" \
     --readme "$(dirname "${out}")/README.md" --corpus_stats "${data}/corpus_stats.md" --commit "${commit}" "${notes[@]}" \
-    --command "./run.sh --objective ${objective} --preset ${preset} --hours ${hours} --seed ${seed} --max_steps ${max_steps} --batch_seconds ${batch_seconds} ${pretrain_args:+--pretrain_args \"${pretrain_args}\"}"
+    --command "./run.sh --objective ${objective} --preset ${preset} --hours ${hours} --seed ${seed} --max_steps ${max_steps} --batch_seconds ${batch_seconds} ${pretrain_args:+--pretrain_args \"${pretrain_args}\" }--tag ${tag} --out ${out}"
 fi
