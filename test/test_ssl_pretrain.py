@@ -118,6 +118,20 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
     assert path.read_bytes() == exported_bytes
     readme = (recipe / "pretrained_smoke/README.md").read_text()
     assert readme.rstrip().endswith("made by the smoke test") and hashlib.sha256(exported_bytes).hexdigest() in readme
+    if objective != "hubert":
+        return
+    # the shipped second stage: CTC from the exported weights, through the recipe (its README says what it started
+    # from, and its command names the tag and output, so re-running it cannot overwrite the first stage)
+    second = ["--objective", "ctc", "--hours", "0.01", "--tag", "smoke_ctc", "--out", "pretrained_smoke_ctc/y.pt",
+              "--batch_seconds", "6", "--max_steps", "2", "--stage", "2",
+              "--pretrain_args", "--init_from pretrained_smoke/x.pt --log_every 1 --warmup_steps 1"]
+    r = subprocess.run(["./run.sh", *second], cwd=recipe, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "wav2vec2 weights from pretrained_smoke/x.pt" in r.stdout
+    readme = (recipe / "pretrained_smoke_ctc/README.md").read_text()
+    assert f"`pretrained_smoke/x.pt` (sha256 `{hashlib.sha256(exported_bytes).hexdigest()}`" in readme
+    assert "--tag smoke_ctc --out pretrained_smoke_ctc/y.pt" in readme
+    assert path.read_bytes() == exported_bytes  # the first stage's file is untouched
 
 
 def _tiny_dir(root: Path, n: int = 3) -> Path:
