@@ -187,7 +187,9 @@ def test_streamed_equals_chunk_masked_offline(multichunk, search, size, penalty)
             assert [r[2] for r in final] == [r[2] for r in offline], (size, utt, piece)
             assert [r[1] for r in final] == [r[1] for r in offline]
             for a, b in zip(final, offline):
-                assert a[3].score == pytest.approx(b[3].score, rel=1e-6, abs=1e-6)
+                # float32 sums over the frames in another order (chunks vs one pass): equal to ~1e-6 relative,
+                # and a CI run once landed at 1.0e-6; the tokens and frames above are the exact check
+                assert a[3].score == pytest.approx(b[3].score, rel=1e-5, abs=1e-5)
                 assert a[3].frames == b[3].frames and len(a[3].frames) == len(a[2])  # same emission times
             if search == "greedy":  # the running greedy hypothesis only grows
                 assert all(running[i] == running[i + 1][: len(running[i])] for i in range(len(running) - 1))
