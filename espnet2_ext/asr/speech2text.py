@@ -47,14 +47,11 @@ def model_sample_rate(train_args) -> int:
 
 
 class _MaskedJoint(torch.nn.Module):
-    """Joint network whose logits of suppressed tokens are pushed to a huge negative value and whose blank logit
-    is lowered by the blank penalty (ESPnet searches)."""
+    """Joint network plus a fixed logit bias [V] (ESPnet searches): -1e9 on suppressed tokens, minus the blank
+    penalty on blank."""
 
-    def __init__(self, joint: torch.nn.Module, suppress: Optional[torch.Tensor], blank_id: int = 0,
-                 blank_penalty: float = 0.0, vocab: Optional[int] = None):
+    def __init__(self, joint: torch.nn.Module, penalty: torch.Tensor):
         super().__init__()
-        penalty = suppress.float() * -1e9 if suppress is not None else torch.zeros(int(vocab))  # [V]
-        penalty[blank_id] -= blank_penalty
         self.joint, self.penalty = joint, penalty
 
     def forward(self, *args, **kwargs):
@@ -225,9 +222,12 @@ class TokenVerseSpeech2Text(Speech2Text):
         if (suppress is None and not self.blank_penalty) or search is None:
             yield
             return
+        bias = torch.zeros(len(self.token_list))  # [V]
+        if suppress is not None:
+            bias = bias.masked_fill(suppress[0].cpu(), -1e9)
+        bias[self.asr_model.blank_id] -= self.blank_penalty
         joint = search.joint_network
-        search.joint_network = _MaskedJoint(joint, None if suppress is None else suppress[0],
-                                            self.asr_model.blank_id, self.blank_penalty, len(self.token_list))
+        search.joint_network = _MaskedJoint(joint, bias)
         try:
             yield
         finally:
