@@ -21,7 +21,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from espnet2_ext.data import mini_tokenverse as M
 from espnet2_ext.data import mini_tokenverse_plan as P
@@ -90,6 +90,29 @@ def make_speakers(lang: str, n: int, seed: int) -> List[P.Voice]:
             for i, (b, v) in enumerate((combos * (n // len(combos) + 1))[:n])]
 
 
+def _plan_split(lang: str, split: str, count: int, seed: int, pool: Sequence[P.Voice], words: Sequence[str],
+                weights: Sequence[float], runs: Set[Tuple[str, ...]]) -> List[P.PlannedUtt]:
+    """The first ``count`` utterances of (lang, split): one rng stream per (seed, lang, split), so a larger
+    ``count`` extends the list and never changes its head (the ASR+LID subset relies on it)."""
+    rng = P._rng(seed, "ssl", lang, split)
+    out = []
+    for i in range(count):
+        while True:
+            sent = rng.choices(words, weights, k=rng.randint(*SENT_WORDS))
+            if not _contains_run(sent, runs):
+                break
+        v = rng.choice(pool)
+        utt_id = f"{v.speaker_id}-{split}-{i:05d}"
+        out.append(P.PlannedUtt(utt_id, lang, split, "read", (P.Turn(v, tuple(sent), 0.0),),
+                                P._noise_seed(seed, utt_id)))
+    return out
+
+
+def _pools(lang: str, seed: int, speakers_per_lang: int) -> Dict[str, List[P.Voice]]:
+    speakers = make_speakers(lang, speakers_per_lang + 4, seed)
+    return {"train": speakers[:speakers_per_lang], "dev": speakers[speakers_per_lang:]}
+
+
 def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES,
          speakers_per_lang: int = 48) -> Dict[str, List[P.PlannedUtt]]:
     """Planned utterances: ``train`` (``hours`` in total) and ``dev`` (held-out speakers)."""
@@ -100,19 +123,34 @@ def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES
     out: Dict[str, List[P.PlannedUtt]] = {"train": [], "dev": []}
     for lang in languages:
         words, weights = word_list(lang)
-        speakers = make_speakers(lang, speakers_per_lang + 4, seed)
-        pools = {"train": speakers[:speakers_per_lang], "dev": speakers[speakers_per_lang:]}
+        pools = _pools(lang, seed, speakers_per_lang)
         for split, count in (("train", n_train), ("dev", min(DEV_UTTS_PER_LANG, n_train))):
-            rng = P._rng(seed, "ssl", lang, split)
-            for i in range(count):
-                while True:
-                    sent = rng.choices(words, weights, k=rng.randint(*SENT_WORDS))
-                    if not _contains_run(sent, runs):
-                        break
-                v = rng.choice(pools[split])
-                utt_id = f"{v.speaker_id}-{split}-{i:05d}"
-                out[split].append(P.PlannedUtt(utt_id, lang, split, "read", (P.Turn(v, tuple(sent), 0.0),),
-                                               P._noise_seed(seed, utt_id)))
+            out[split] += _plan_split(lang, split, count, seed, pools[split], words, weights, runs)
+    return out
+
+
+def plan_asr_lid(utts_per_lang: int, seed: int = 0, charset: Optional[Set[str]] = None,
+                 languages: Sequence[str] = LANGUAGES, speakers_per_lang: int = 48) -> List[P.PlannedUtt]:
+    """The first ``utts_per_lang`` train utterances per language whose letters are all in ``charset`` (None: all):
+    the same utterances, voices and wavs as the pretraining corpus of that seed (its head, in plan order), for
+    fine-tuning as ASR+LID-only read speech with many more distinct words than the mini corpus has. ``charset``
+    is the tokenizer's alphabet: a sentence with another letter would be trained towards ``<unk>``."""
+    if utts_per_lang <= 0:
+        raise ValueError(f"utts_per_lang must be positive, got {utts_per_lang}")
+    runs, out = template_runs(), []
+    for lang in languages:
+        words, weights = word_list(lang)
+        pool = _pools(lang, seed, speakers_per_lang)["train"]
+        kept: List[P.PlannedUtt] = []
+        count = utts_per_lang
+        while len(kept) < utts_per_lang:
+            count *= 2  # planning is cheap (no audio); the head of a longer plan is the shorter plan
+            if count > 64 * utts_per_lang + 1000:
+                raise ValueError(f"ssl_corpus: fewer than {utts_per_lang} {lang} sentences use only the letters "
+                                 f"{''.join(sorted(charset or ()))}: give a larger charset or fewer utterances")
+            planned = _plan_split(lang, "train", count, seed, pool, words, weights, runs)
+            kept = [p for p in planned if charset is None or set("".join(p.turns[0].tokens)) <= charset]
+        out += kept[:utts_per_lang]
     return out
 
 
@@ -167,6 +205,40 @@ def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=Non
     atomic_write_text(out_dir / "corpus_stats.md", "\n".join(lines))
     log(f"ssl_corpus: wrote {out_dir / 'train'}, {out_dir / 'dev'} ({total:.2f} h of training speech)")
     return dirs
+
+
+def letters_of_text(path) -> Set[str]:
+    """The letters of a Kaldi ``text`` file's words, task tokens (``[NE]``, ``[EN]``) left out: the alphabet a
+    sentencepiece model trained on it with character_coverage 1.0 has."""
+    from espnet2_ext.data.kaldi_dir import read_table
+
+    table = read_table(path)
+    return {c for words in table.values.values() for w in words.split()
+            if not (w.startswith("[") and w.endswith("]")) for c in w}
+
+
+def prepare_asr_lid(out_dir, utts_per_lang: int, seed: int = 0, charset: Optional[Set[str]] = None, nj: int = 2,
+                    wav_dir=None, log: Callable[[str], None] = print) -> List:
+    """Synthesise :func:`plan_asr_lid` into one Kaldi dir ``out_dir`` labelled for ASR + LID only (text
+    ``[EN] words ...``, utt2tasks ``asr lid``): partially labelled read speech for fine-tuning, the role
+    CommonVoice plays in the paper. Wavs under ``wav_dir/asr_lid-seed<seed>`` (resumable, shared by any size)."""
+    from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
+    from espnet2_ext.task_spec import language_token
+
+    out_dir = Path(out_dir)
+    wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / ".." / "downloads" / "ssl_wav"))
+    wav_dir = wav_dir / f"asr_lid-seed{seed}"
+    plans = plan_asr_lid(utts_per_lang, seed, charset)
+    check_disjoint({"train": plans})
+    durations = M.render_all(plans, wav_dir, nj, log)
+    utts = [Utterance(p.utt_id, p.speaker, " ".join((language_token(p.lang),) + p.turns[0].tokens), p.lang,
+                      ("asr", "lid"), str(wav_dir / f"{p.utt_id}.wav"), duration=round(durations[p.utt_id], 3))
+            for p in plans]
+    write_data_dir(utts, out_dir)
+    hours = sum(u.duration for u in utts) / 3600
+    words = {w for p in plans for w in p.turns[0].tokens}
+    log(f"ssl_corpus: wrote {out_dir} ({len(utts)} ASR+LID utterances, {hours:.2f} h, {len(words)} distinct words)")
+    return utts
 
 
 def _wordfreq_version() -> str:

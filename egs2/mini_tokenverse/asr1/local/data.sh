@@ -1,13 +1,40 @@
 #!/usr/bin/env bash
 # Stage 1 for mini_tokenverse: synthesise the corpus (seeded, deterministic) into data/{train,dev,test,...}.
-#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N]
-#   (--train_read N: also data/train_read<N> = train's conversations + N read utterances per language)
+#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N] [--wordlist_read M]
+#   (--train_read N: also data/train_read<N> = train's conversations + N read utterances per language;
+#    --wordlist_read M, with --train_read N: also data/wordlist_read<M> = M ASR+LID-only utterances per language of
+#    word-list read speech (the head of ../ssl1's pretraining corpus: thousands of distinct words, no mini text,
+#    entity or voice) and data/train_read<N>_wl<M> = data/train_read<N> + it)
 set -euo pipefail
 . ./path.sh
 for tool in espeak-ng sox; do
   command -v "${tool}" >/dev/null || { echo "local/data.sh: ${tool} is missing: run 'bash tools/install.sh' (it installs espeak-ng and sox)" >&2; exit 1; }
 done
-"${python}" -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --wav_dir downloads/mini_tokenverse/wav --nj 2 "$@"
+args=(); wordlist_read=""; train_read=""; seed=0   # --wordlist_read is ours; the rest go to prepare_mini_tokenverse
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --wordlist_read|--train_read|--seed)
+      [ $# -ge 2 ] || { echo "local/data.sh: option $1 needs a value" >&2; exit 1; }
+      case "$1" in
+        --wordlist_read) wordlist_read="$2" ;;
+        --train_read) train_read="$2"; args+=("$1" "$2") ;;
+        --seed) seed="$2"; args+=("$1" "$2") ;;
+      esac
+      shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+[ -z "${wordlist_read}" ] || [ -n "${train_read}" ] || \
+  { echo "local/data.sh: --wordlist_read adds to data/train_read<N>: give --train_read N too" >&2; exit 1; }
+"${python}" -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --wav_dir downloads/mini_tokenverse/wav --nj 2 "${args[@]}"
+if [ -n "${wordlist_read}" ]; then
+  # Spelled with data/train's letters only: that text trains the tokenizer (stage 3), any other letter is <unk>.
+  "${python}" -m espnet2_ext.bin.prepare_ssl_corpus --out_dir "data/wordlist_read${wordlist_read}" \
+    --asr_lid_per_lang "${wordlist_read}" --charset_from data/train/text --seed "${seed}" --nj 2 \
+    --wav_dir downloads/ssl_wav
+  "${python}" -m espnet2_ext.bin.combine_data_dirs "data/train_read${train_read}_wl${wordlist_read}" \
+    "data/train_read${train_read}" "data/wordlist_read${wordlist_read}"
+fi
 # The XLSR encoder: no model hub here, so a randomly initialised XLSR-shaped stand-in trained from scratch
 # (conf/train.yaml points at it). With a real checkpoint, set frontend_conf.frontend_conf to
 # {upstream: xls_r_300m} or {upstream: wav2vec2_local, path_or_url: /path/to/converted.pt} instead.
