@@ -128,6 +128,31 @@ def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
     assert s2t.blank_penalty == 2.0 and s2t.search_type == "greedy"
 
 
+def test_span_grammar_options(tiny_trained, s2t_factory, tmp_path):
+    from espnet2_ext.bin.asr_inference import build_speech2text, get_parser
+
+    _, data, out = tiny_trained
+    s2t = s2t_factory(transducer_conf={"search_type": "greedy", "span_grammar": True})
+    g = s2t._span_grammar()
+    ids = {t.lstrip("\u2581"): i for i, t in enumerate(s2t.token_list)}
+    assert (g.open_id, g.close_id) == (ids["[NE]"], ids["[/NE]"])
+    assert {ids["[ENDP]"], ids["[SCD]"], ids["[EN]"]} <= set(g.closing) and ids["[NE]"] not in g.closing
+    assert s2t_factory()._span_grammar() is None  # off unless asked for
+    for text, *_ in s2t(wav(data, UTTS[0][0])):  # decodes through the rule
+        assert isinstance(text, str)
+    with pytest.raises(ValueError, match="span_grammar works with the searches modified_beam_search, greedy, not "
+                                         "ESPnet's 'default'"):
+        s2t_factory(transducer_conf={"search_type": "default", "span_grammar": True})
+    with pytest.raises(ValueError, match="span_grammar must be true or false"):
+        s2t_factory(transducer_conf={"span_grammar": "yes"})
+    common = ["--output_dir", "x", "--data_path_and_name_and_type", "a,speech,sound", "--asr_train_config",
+              str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth")]
+    (tmp_path / "decode.yaml").write_text("transducer_conf:\n  span_grammar: true\n")
+    conf = ["--config", str(tmp_path / "decode.yaml")]
+    assert build_speech2text(get_parser().parse_args(common + conf)).span_grammar is True
+    assert build_speech2text(get_parser().parse_args(common + conf + ["--span_grammar", "false"])).span_grammar is False
+
+
 def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
     from espnet2_ext.bin.asr_inference import run
 

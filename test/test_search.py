@@ -321,3 +321,81 @@ def test_to_espnet_hypotheses():
     assert all(isinstance(h, EspnetHypothesis) for h in esp)
     assert [h.yseq for h in esp] == [[dec.blank_id] + h.yseq for h in hyps]
     assert [h.score for h in esp] == [h.score for h in hyps]
+
+
+def _balanced(seq, g) -> bool:
+    inside = False
+    for k in seq:
+        if k == g.open_id:
+            if inside:
+                return False
+            inside = True
+        elif k == g.close_id:
+            if not inside:
+                return False
+            inside = False
+        elif k in g.closing and inside:
+            return False
+    return True
+
+
+def test_span_grammar_keeps_every_span_well_formed():
+    """[NE] only outside a span, [/NE] only inside, closing tokens only outside; the favoured tag tokens make
+    the unconstrained search break the rule, so the grammar has something to do."""
+    from espnet2_ext.asr.transducer.search_common import SpanGrammar
+
+    g = SpanGrammar(open_id=1, close_id=2, closing=(3,))
+    assert g.inside([5, 1, 4]) and not g.inside([1, 4, 2, 5]) and not g.inside([])
+    rule = g.forbid([(5,), (1, 4)], vocab=6, device=torch.device("cpu"))
+    assert rule.tolist() == [[False, False, True, False, False, False], [False, True, False, True, False, False]]
+    broken_without = 0
+    for trial in range(12):
+        dec, joint = make_model(300 + trial, vocab=6, sharpen=1.5)
+        with torch.no_grad():
+            joint.lin_out.bias[[1, 2, 3]] += 1.5
+        x, lens = make_enc(400 + trial, [9, 6, 12])
+        plain = modified_beam_search(x, lens, dec, joint, beam=4, nbest=4)
+        broken_without += sum(not _balanced(h.yseq, g) for hs in plain for h in hs)
+        out = modified_beam_search(x, lens, dec, joint, beam=4, nbest=4, span_grammar=g)
+        for hs in out:
+            for h in hs[:1]:  # the best hypothesis: closed whenever the beam held a closed one
+                assert _balanced(h.yseq, g)
+                assert not g.inside(h.yseq) or all(g.inside(o.yseq) for o in hs)
+            for h in hs:  # prefix rules hold for every hypothesis
+                assert _balanced(h.yseq + ([g.close_id] if g.inside(h.yseq) else []), g)
+        greedy_plain = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=2)
+        broken_without += sum(not _balanced(y, g) for y in greedy_plain)
+        for y in greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=2, span_grammar=g):
+            assert _balanced(y + ([g.close_id] if g.inside(y) else []), g)  # greedy cannot look back
+    assert broken_without > 0
+
+
+def test_span_grammar_with_a_wide_beam_scores_like_exhaustive_search_over_allowed_sequences():
+    from espnet2_ext.asr.transducer.search_common import SpanGrammar
+
+    vocab = 5
+    dec, joint = make_model(3, vocab=vocab, sharpen=1.5)
+    g = SpanGrammar(open_id=1, close_id=2, closing=(3,))
+    x, lens = make_enc(4, [4])
+    got = {tuple(h.yseq): h.score for h in modified_beam_search(x, lens, dec, joint, beam=10_000, nbest=10_000,
+                                                                span_grammar=g)[0]}
+    # exhaustive search with the per-prefix rule: the allowed tokens renormalised at every step
+    cache: Dict = {}
+    hyps = {(): 0.0}
+    for t in range(4):
+        new: Dict[Tuple[int, ...], float] = {}
+        for seq, score in hyps.items():
+            logp = ref_logp(dec, joint, x[0, t], seq, cache)
+            logp = logp.masked_fill(g.forbid([seq], vocab, torch.device("cpu"))[0], float("-inf"))
+            logp = (logp - torch.logsumexp(logp, dim=-1)).tolist()
+            for k, v in enumerate(logp):
+                if v == -math.inf:
+                    continue
+                key = seq if k == dec.blank_id else seq + (k,)
+                new[key] = score + v if key not in new else log_add(new[key], score + v)
+        hyps = new
+    # sequences that end inside a span are left out of the results while a closed one exists (here: always)
+    closed = {seq: v for seq, v in hyps.items() if not g.inside(seq)}
+    assert len(closed) < len(hyps) and set(got) == set(closed)
+    for seq, score in closed.items():
+        assert got[seq] == pytest.approx(score, abs=1e-5)

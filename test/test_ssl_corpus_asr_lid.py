@@ -80,3 +80,14 @@ def test_data_sh_wordlist_read_writes_the_set_and_the_combined_train_set(tmp_pat
     bad = subprocess.run(["local/data.sh", "--size", "debug", "--wordlist_read", "2"], cwd=recipe, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and "give --train_read N too" in bad.stderr
+
+
+def test_cli_refuses_charset_without_the_subset_and_names_a_missing_text(tmp_path, capsys):
+    from espnet2_ext.bin.prepare_ssl_corpus import main
+
+    assert main(["--out_dir", str(tmp_path / "d"), "--charset_from", "x"]) == 1
+    assert "--charset_from only goes with --asr_lid_per_lang" in capsys.readouterr().err
+    missing = tmp_path / "no_such" / "text"
+    assert main(["--out_dir", str(tmp_path / "d"), "--asr_lid_per_lang", "2", "--charset_from", str(missing)]) == 1
+    assert str(missing) in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()

@@ -166,13 +166,17 @@ def wavs(data):
         yield utt, torch.from_numpy(sf.read(path, dtype="float32")[0])
 
 
-@pytest.mark.parametrize("search,size,penalty", [("greedy", 80, 0.0), ("modified_beam_search", 160, 0.0),
-                                                 ("modified_beam_search", 80, 3.0)])
-def test_streamed_equals_chunk_masked_offline(multichunk, search, size, penalty):
+@pytest.mark.parametrize("search,size,penalty,grammar", [("greedy", 80, 0.0, False),
+                                                         ("modified_beam_search", 160, 0.0, False),
+                                                         ("modified_beam_search", 80, 3.0, False),
+                                                         ("modified_beam_search", 160, 3.0, True)])
+def test_streamed_equals_chunk_masked_offline(multichunk, search, size, penalty, grammar):
     _, data, out = multichunk
     emitted = 0
-    s2t = load(out, transducer_conf={"search_type": search, "blank_penalty": penalty}, chunk_size_ms=size, nbest=2)
+    s2t = load(out, transducer_conf={"search_type": search, "blank_penalty": penalty, "span_grammar": grammar},
+               chunk_size_ms=size, nbest=2)
     assert s2t.blank_penalty == penalty  # the streaming searches get it as the offline ones do
+    assert (s2t._span_grammar() is not None) == grammar
     plain = load(out, transducer_conf={"search_type": search}, chunk_size_ms=size, nbest=2) if penalty else None
     changed = 0
     for i, (utt, wav) in enumerate(wavs(data)):

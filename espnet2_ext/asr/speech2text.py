@@ -25,10 +25,10 @@ import torch
 from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransHypothesis
 from espnet2.bin.asr_inference import Speech2Text
 
-from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search,
+from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search, token_surface,
                                                suppress_mask_from_task_mask, to_espnet_hypotheses)
-from espnet2_ext.asr.transducer.search_common import Hypothesis, check_blank_penalty
-from espnet2_ext.task_spec import task_spec_of
+from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar, check_blank_penalty
+from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, task_spec_of
 
 OUR_SEARCHES = ("modified_beam_search", "greedy")
 ESPNET_SEARCHES = ("default", "tsd", "alsd", "nsc", "maes", "mbg")
@@ -69,9 +69,16 @@ class TokenVerseSpeech2Text(Speech2Text):
         self.search_type = conf.pop("search_type", "modified_beam_search")
         # subtracted from the blank logit in every search (ours and ESPnet's); ESPnet's own searches know no such key
         self.blank_penalty = check_blank_penalty(conf.pop("blank_penalty", 0.0))
+        # well-formed [NE] ... [/NE] (search_common.SpanGrammar): our searches only, ESPnet's know no such rule
+        self.span_grammar = conf.pop("span_grammar", False)
+        if not isinstance(self.span_grammar, bool):
+            raise ValueError(f"transducer_conf.span_grammar must be true or false, got {self.span_grammar!r}")
         if self.search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
             raise ValueError(f"transducer_conf.search_type '{self.search_type}' is unknown: choose one of "
                              f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}")
+        if self.span_grammar and self.search_type not in OUR_SEARCHES:
+            raise ValueError(f"transducer_conf.span_grammar works with the searches {', '.join(OUR_SEARCHES)}, not "
+                             f"ESPnet's '{self.search_type}': drop span_grammar or change search_type")
         espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
         super().__init__(asr_train_config=asr_train_config, asr_model_file=asr_model_file,
                          transducer_conf=espnet_conf, beam_size=beam_size, nbest=nbest, **kwargs)
@@ -176,12 +183,13 @@ class TokenVerseSpeech2Text(Speech2Text):
         decoder, joint = self.asr_model.decoder, self.asr_model.joint_network
         if self.search_type == "greedy":
             seqs, frames = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress,
-                                               return_frames=True, blank_penalty=self.blank_penalty)
+                                               return_frames=True, blank_penalty=self.blank_penalty,
+                                               span_grammar=self._span_grammar())
             nbests = [[Hypothesis(yseq=list(s), score=0.0, frames=f)] for s, f in zip(seqs, frames)]
         else:
             nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
                                           suppress_mask=suppress, nbest=self.nbest, length_norm=True,
-                                          blank_penalty=self.blank_penalty)
+                                          blank_penalty=self.blank_penalty, span_grammar=self._span_grammar())
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
 
     @property
@@ -209,6 +217,16 @@ class TokenVerseSpeech2Text(Speech2Text):
                 row.append((text, token, token_int, hyp))
             out.append(row)
         return out
+
+    def _span_grammar(self) -> Optional[SpanGrammar]:
+        """[NE] ... [/NE] kept well formed (closed before [ENDP]/[SCD]/a language token), when configured."""
+        if not self.span_grammar:
+            return None
+        ids = {token_surface(t): i for i, t in enumerate(self.token_list)}
+        if NE_OPEN not in ids or NE_CLOSE not in ids:
+            return None
+        closing = [t for task in ("scd", "endp", "lid") for t in self.spec.aux_tokens.get(task, ())]
+        return SpanGrammar(ids[NE_OPEN], ids[NE_CLOSE], tuple(ids[t] for t in closing if t in ids))
 
     def _suppress(self, mask: torch.Tensor) -> Optional[torch.Tensor]:
         if not self.constrained:

@@ -103,10 +103,10 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         m = self.asr_model
         if self.search_type == "greedy":
             self._search = GreedyStream(m.decoder, m.joint_network, suppress, self.device,
-                                        blank_penalty=self.blank_penalty)
+                                        blank_penalty=self.blank_penalty, span_grammar=self._span_grammar())
         else:
             self._search = BeamStream(m.decoder, m.joint_network, suppress, self.device, beam=self.beam_size,
-                                      blank_penalty=self.blank_penalty)
+                                      blank_penalty=self.blank_penalty, span_grammar=self._span_grammar())
         self._encoder_state = EncoderStreamState()
 
     @torch.no_grad()

@@ -6,7 +6,8 @@
 
 Added options: ``--task_activation`` (default: every task the model was trained with), ``--search_type``
 (shortcut for ``transducer_conf.search_type``; default ``modified_beam_search``), ``--blank_penalty`` (shortcut for
-``transducer_conf.blank_penalty``, subtracted from the blank logit; default 0), ``--constrained_decoding``,
+``transducer_conf.blank_penalty``, subtracted from the blank logit; default 0), ``--span_grammar`` (shortcut for
+``transducer_conf.span_grammar``: every ``[NE]`` closed by ``[/NE]`` before the turn's next tag), ``--constrained_decoding``,
 ``--model_file`` (a packed zip or unpacked dir, offline), ``--audio_mismatch`` (audio at another rate or with
 several channels: ``resample`` to the model's rate and mono, logged once per input format (default), or ``error``).
 ``sound`` inputs are read with soundfile (wav/flac/ogg/opus/mp3) and keep their rate. Per-utterance activation:
@@ -47,6 +48,9 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--blank_penalty", type=float, default=None,
                        help="overrides transducer_conf.blank_penalty: subtracted from the blank logit at every "
                             "frame (icefall's blank_penalty; fewer deletions, more insertions; 0 = off)")
+    group.add_argument("--span_grammar", type=str2bool, default=None,
+                       help="overrides transducer_conf.span_grammar: keep [NE] ... [/NE] well formed ([NE] only "
+                            "outside a span, [/NE] only inside, closed before [ENDP]/[SCD]/a language token)")
     group.add_argument("--constrained_decoding", type=str2bool, default=True,
                        help="forbid tokens of inactive tasks (ITT = 0); false: let the model decide")
     group.add_argument("--model_file", type=str, default=None,
@@ -80,6 +84,8 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
         transducer_conf["search_type"] = args.search_type
     if args.blank_penalty is not None:
         transducer_conf["blank_penalty"] = args.blank_penalty
+    if args.span_grammar is not None:
+        transducer_conf["span_grammar"] = args.span_grammar
     from espnet2_ext.asr.streaming import speech2text_for
 
     return speech2text_for(

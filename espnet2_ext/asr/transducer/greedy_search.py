@@ -13,6 +13,7 @@ import torch
 from espnet2_ext.asr.transducer.search_common import (
     JointScorer,
     PredictionNet,
+    SpanGrammar,
     assign_state,
     check_inputs,
     index_state,
@@ -31,6 +32,7 @@ def greedy_search_batch(
     suppress_mask: Optional[torch.Tensor] = None,
     return_frames: bool = False,
     blank_penalty: float = 0.0,
+    span_grammar: Optional[SpanGrammar] = None,
 ) -> Union[List[List[int]], Tuple[List[List[int]], List[List[int]]]]:
     """Greedy transducer decoding of a batch.
 
@@ -43,6 +45,7 @@ def greedy_search_batch(
         suppress_mask: optional (B, V) bool, True = token may not be emitted by that utterance.
         return_frames: also return, per utterance, the encoder frame at which each token was emitted.
         blank_penalty: subtracted from the blank logit at every step (icefall's ``blank_penalty``; 0 = off).
+        span_grammar: optional; keeps [NE] ... [/NE] well formed (``SpanGrammar``).
 
     Returns:
         token ids per utterance, without blanks, in input order (and their emission frames when
@@ -83,6 +86,9 @@ def greedy_search_batch(
                 mask_ready = True
             if mask is not None:
                 logits = logits.masked_fill(mask[cur], float("-inf"))
+            if span_grammar is not None:
+                rule = span_grammar.forbid([hyps[u] for u in cur.tolist()], logits.size(-1), device)  # [len(cur), V]
+                logits = logits.masked_fill(rule, float("-inf"))
             tokens = logits.argmax(dim=-1)  # [len(cur)]
             emitted = tokens != blank  # [len(cur)] bool
             if not bool(emitted.any()):

@@ -26,6 +26,7 @@ from espnet2_ext.asr.transducer.search_common import (
     check_inputs,
     index_state,
     log_add,
+    SpanGrammar,
     masked_log_probs,
     prepare_suppress_mask,
 )
@@ -105,6 +106,7 @@ def modified_beam_search(
     nbest: int = 1,
     length_norm: bool = False,
     blank_penalty: float = 0.0,
+    span_grammar: Optional[SpanGrammar] = None,
 ) -> List[List[Hypothesis]]:
     """Modified beam search over a batch of utterances.
 
@@ -152,7 +154,7 @@ def modified_beam_search(
         # Utterances that end here leave the working set with their final hypotheses.
         if any(lens[u] <= t for u in utt_of):
             keep = [i for i, u in enumerate(utt_of) if lens[u] > t]
-            _collect_finished(results, utt_of, ys, scores, fr, t, lens, nbest, length_norm)
+            _collect_finished(results, utt_of, ys, scores, fr, t, lens, nbest, length_norm, span_grammar)
             keep_t = torch.tensor(keep, dtype=torch.long, device=device)  # [H_keep]
             utt_of = [utt_of[i] for i in keep]
             ys = [ys[i] for i in keep]
@@ -169,7 +171,11 @@ def modified_beam_search(
         if not mask_ready:  # the vocabulary size is known only once the joint has run
             mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)  # [B, V] bool, or None
             mask_ready = True
-        logp = masked_log_probs(logits, None if mask is None else mask[hyp_utt])  # [H, V]
+        hyp_mask = None if mask is None else mask[hyp_utt]  # [H, V]
+        if span_grammar is not None:
+            rule = span_grammar.forbid(ys, vocab, device)  # [H, V]
+            hyp_mask = rule if hyp_mask is None else hyp_mask | rule
+        logp = masked_log_probs(logits, hyp_mask)  # [H, V]
         cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)  # [H, V]
 
         # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.
@@ -196,7 +202,7 @@ def modified_beam_search(
         dec, state = advance_decoder(pred, joint, dec, state, nxt, device)
         utt_of, ys, scores, fr = nxt.utt, nxt.ys, nxt.scores, nxt.fr
 
-    _collect_finished(results, utt_of, ys, scores, fr, None, lens, nbest, length_norm)
+    _collect_finished(results, utt_of, ys, scores, fr, None, lens, nbest, length_norm, span_grammar)
     for u in range(batch):  # zero-length utterances never entered the loop
         if not results[u]:
             results[u] = [Hypothesis(yseq=[], score=0.0)]
@@ -205,12 +211,16 @@ def modified_beam_search(
 
 def _collect_finished(results: List[List[Hypothesis]], utt_of: List[int], ys: List[Tuple[int, ...]],
                       scores: List[float], frames: List[Tuple[int, ...]], t: Optional[int], lens: List[int],
-                      nbest: int, length_norm: bool) -> None:
-    """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None)."""
+                      nbest: int, length_norm: bool, span_grammar: Optional[SpanGrammar] = None) -> None:
+    """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None).
+    With a span grammar, hypotheses that end inside a span count only when no other one is left."""
     by_utt: Dict[int, List[int]] = {}
     for i, u in enumerate(utt_of):
         if t is None or lens[u] <= t:
             by_utt.setdefault(u, []).append(i)
     for u, idx in by_utt.items():
+        if span_grammar is not None:
+            closed = [i for i in idx if not span_grammar.inside(ys[i])]
+            idx = closed or idx
         results[u] = finalize_nbest([ys[i] for i in idx], [scores[i] for i in idx], [frames[i] for i in idx], nbest,
                                     length_norm)

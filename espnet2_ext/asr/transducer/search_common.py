@@ -94,6 +94,35 @@ class JointScorer:
         return out
 
 
+@dataclass(frozen=True)
+class SpanGrammar:
+    """Well-formed entity spans for a search: ``open_id`` ([NE]) only outside a span, ``close_id`` ([/NE]) only
+    inside one, and the ``closing`` tokens ([ENDP], [SCD], ...) only outside one, so every span a hypothesis
+    opens is closed before the turn ends. A hypothesis is inside a span when its last open/close token is
+    ``open_id``."""
+
+    open_id: int
+    close_id: int
+    closing: Tuple[int, ...] = ()
+
+    def inside(self, ys: Sequence[int]) -> bool:
+        for tok in reversed(ys):
+            if tok == self.open_id:
+                return True
+            if tok == self.close_id:
+                return False
+        return False
+
+    def forbid(self, hyps: Sequence[Sequence[int]], vocab: int, device: torch.device) -> torch.Tensor:
+        """[H, V] bool: True where hypothesis h may not emit the token."""
+        inside = torch.tensor([self.inside(y) for y in hyps], dtype=torch.bool, device=device)  # [H]
+        out = torch.zeros(len(hyps), vocab, dtype=torch.bool, device=device)  # [H, V]
+        out[:, self.close_id] = ~inside
+        for tok in (self.open_id,) + tuple(self.closing):
+            out[:, tok] = inside
+        return out
+
+
 def check_blank_penalty(value) -> float:
     """A finite float >= 0 (0 = off); anything else is refused with the option's name."""
     try:

@@ -10,8 +10,8 @@ import torch
 
 from espnet2_ext.asr.transducer.modified_beam_search import (NextBeams, add_candidates, advance_decoder,
                                                               finalize_nbest)
-from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, masked_log_probs,
-                                                      prepare_suppress_mask)
+from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, SpanGrammar,
+                                                      masked_log_probs, prepare_suppress_mask)
 
 
 class GreedyStream:
@@ -19,12 +19,13 @@ class GreedyStream:
     ``greedy_search_batch`` with a batch of one."""
 
     def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1,
-                 blank_penalty: float = 0.0):
+                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None):
         self.pred = PredictionNet(decoder, device)
         self.joint = JointScorer(joint_network, self.pred.blank_id, blank_penalty)
         dec_out, self.state = self.pred.start(1)
         self.dec = self.joint.dec(dec_out)                            # [1, D_joint]
         self.suppress, self.mask, self.max_sym = suppress, None, max_sym_per_frame
+        self.span_grammar = span_grammar
         self.tokens: List[int] = []
         self.token_frames: List[int] = []  # encoder frame of each emitted token (utterance clock)
         self.t0 = 0  # frames consumed by earlier calls
@@ -40,6 +41,9 @@ class GreedyStream:
                     self.mask = prepare_suppress_mask(self.suppress, 1, logits.size(-1), blank, logits.device)
                 if self.mask is not None:
                     logits = logits.masked_fill(self.mask, float("-inf"))
+                if self.span_grammar is not None:
+                    rule = self.span_grammar.forbid([self.tokens], logits.size(-1), logits.device)  # [1, V]
+                    logits = logits.masked_fill(rule, float("-inf"))
                 token = logits.argmax(dim=-1)
                 if int(token) == blank:
                     break
@@ -59,7 +63,7 @@ class BeamStream:
     ``advance_decoder``) with a batch of one."""
 
     def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4,
-                 blank_penalty: float = 0.0):
+                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None):
         self.pred, self.beam, self.device = PredictionNet(decoder, device), beam, device
         self.joint = JointScorer(joint_network, self.pred.blank_id, blank_penalty)
         dec_out, self.state = self.pred.start(1)
@@ -68,6 +72,7 @@ class BeamStream:
         self.fr: List[Tuple[int, ...]] = [()]  # emission frame of each token of ys
         self.scores: List[float] = [0.0]
         self.suppress, self.mask, self.frames = suppress, None, 0
+        self.span_grammar = span_grammar
 
     def advance(self, encoder_out: torch.Tensor) -> None:
         enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
@@ -79,7 +84,11 @@ class BeamStream:
             vocab = logits.size(-1)
             if self.suppress is not None and self.mask is None:
                 self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
-            logp = masked_log_probs(logits, None if self.mask is None else self.mask[hyp_utt])  # [H, V]
+            hyp_mask = None if self.mask is None else self.mask[hyp_utt]  # [H, V]
+            if self.span_grammar is not None:
+                rule = self.span_grammar.forbid(self.ys, vocab, self.device)  # [H, V]
+                hyp_mask = rule if hyp_mask is None else hyp_mask | rule
+            logp = masked_log_probs(logits, hyp_mask)  # [H, V]
             cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
             top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)  # [1, k] each
             nxt = NextBeams()
@@ -91,4 +100,8 @@ class BeamStream:
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
             return [Hypothesis(yseq=[], score=0.0)]
-        return finalize_nbest(self.ys, self.scores, self.fr, n, length_norm)
+        idx = list(range(len(self.ys)))
+        if self.span_grammar is not None:  # as modified_beam_search: hypotheses inside a span only as a last resort
+            idx = [i for i in idx if not self.span_grammar.inside(self.ys[i])] or idx
+        return finalize_nbest([self.ys[i] for i in idx], [self.scores[i] for i in idx], [self.fr[i] for i in idx], n,
+                              length_norm)
