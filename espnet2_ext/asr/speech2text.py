@@ -92,6 +92,7 @@ class TokenVerseSpeech2Text(Speech2Text):
         self.beam_size, self.constrained = beam_size, constrained_decoding
         self.default_active = self.parse_activation(task_activation)
         self.token_list = list(self.asr_model.token_list)
+        self._grammar = self._build_span_grammar() if self.span_grammar else None  # token ids: once per model
         self.sample_rate, self.audio_mismatch = model_sample_rate(self.asr_train_args), audio_mismatch
         self._formats_logged: set = set()
 
@@ -220,8 +221,9 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     def _span_grammar(self) -> Optional[SpanGrammar]:
         """[NE] ... [/NE] kept well formed (closed before [ENDP]/[SCD]/a language token), when configured."""
-        if not self.span_grammar:
-            return None
+        return self._grammar
+
+    def _build_span_grammar(self) -> Optional[SpanGrammar]:
         ids = {token_surface(t): i for i, t in enumerate(self.token_list)}
         if NE_OPEN not in ids or NE_CLOSE not in ids:
             return None

@@ -211,10 +211,10 @@ def letters_of_text(path) -> Set[str]:
     """The letters of a Kaldi ``text`` file's words, task tokens (``[NE]``, ``[EN]``) left out: the alphabet a
     sentencepiece model trained on it with character_coverage 1.0 has."""
     from espnet2_ext.data.kaldi_dir import read_table
+    from espnet2_ext.task_spec import TaskSpec
 
-    table = read_table(path)
-    return {c for words in table.values.values() for w in words.split()
-            if not (w.startswith("[") and w.endswith("]")) for c in w}
+    is_tag = TaskSpec.default().looks_like_tag
+    return {c for words in read_table(path).values.values() for w in words.split() if not is_tag(w) for c in w}
 
 
 def prepare_asr_lid(out_dir, utts_per_lang: int, seed: int = 0, charset: Optional[Set[str]] = None, nj: int = 2,

@@ -84,11 +84,11 @@ def greedy_search_batch(
                 # mask: [B, V] bool, or None
                 mask = prepare_suppress_mask(suppress_mask, batch, logits.size(-1), blank, device)
                 mask_ready = True
-            if mask is not None:
-                logits = logits.masked_fill(mask[cur], float("-inf"))
+            step_mask = None if mask is None else mask[cur]  # [len(cur), V]
             if span_grammar is not None:
-                rule = span_grammar.forbid([hyps[u] for u in cur.tolist()], logits.size(-1), device)  # [len(cur), V]
-                logits = logits.masked_fill(rule, float("-inf"))
+                step_mask = span_grammar.restrict(step_mask, [hyps[u] for u in cur.tolist()], logits.size(-1), device)
+            if step_mask is not None:
+                logits = logits.masked_fill(step_mask, float("-inf"))
             tokens = logits.argmax(dim=-1)  # [len(cur)]
             emitted = tokens != blank  # [len(cur)] bool
             if not bool(emitted.any()):

@@ -23,19 +23,21 @@ from espnet2_ext.asr.transducer.search_common import (
     JointScorer,
     PredictionNet,
     assign_state,
+    SpanGrammar,
     check_inputs,
     index_state,
     log_add,
-    SpanGrammar,
     masked_log_probs,
     prepare_suppress_mask,
 )
 
 
 def finalize_nbest(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
-              length_norm: bool) -> List[Hypothesis]:
+              length_norm: bool, span_grammar: Optional[SpanGrammar] = None) -> List[Hypothesis]:
+    """The ``nbest`` best final hypotheses; with a span grammar, those ending inside a span only as a last resort."""
+    idx = list(range(len(ys))) if span_grammar is None else span_grammar.keep_closed(ys, range(len(ys)))
     # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1.
-    keyed = [((s / (len(y) + 1)) if length_norm else s, i) for i, (y, s) in enumerate(zip(ys, scores))]
+    keyed = [((scores[i] / (len(ys[i]) + 1)) if length_norm else scores[i], i) for i in idx]
     keyed.sort(key=lambda k: k[0], reverse=True)
     return [Hypothesis(yseq=list(ys[i]), score=scores[i], frames=list(frames[i])) for _, i in keyed[:nbest]]
 
@@ -173,8 +175,7 @@ def modified_beam_search(
             mask_ready = True
         hyp_mask = None if mask is None else mask[hyp_utt]  # [H, V]
         if span_grammar is not None:
-            rule = span_grammar.forbid(ys, vocab, device)  # [H, V]
-            hyp_mask = rule if hyp_mask is None else hyp_mask | rule
+            hyp_mask = span_grammar.restrict(hyp_mask, ys, vocab, device)  # [H, V]
         logp = masked_log_probs(logits, hyp_mask)  # [H, V]
         cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)  # [H, V]
 
@@ -212,15 +213,11 @@ def modified_beam_search(
 def _collect_finished(results: List[List[Hypothesis]], utt_of: List[int], ys: List[Tuple[int, ...]],
                       scores: List[float], frames: List[Tuple[int, ...]], t: Optional[int], lens: List[int],
                       nbest: int, length_norm: bool, span_grammar: Optional[SpanGrammar] = None) -> None:
-    """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None).
-    With a span grammar, hypotheses that end inside a span count only when no other one is left."""
+    """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None)."""
     by_utt: Dict[int, List[int]] = {}
     for i, u in enumerate(utt_of):
         if t is None or lens[u] <= t:
             by_utt.setdefault(u, []).append(i)
     for u, idx in by_utt.items():
-        if span_grammar is not None:
-            closed = [i for i in idx if not span_grammar.inside(ys[i])]
-            idx = closed or idx
         results[u] = finalize_nbest([ys[i] for i in idx], [scores[i] for i in idx], [frames[i] for i in idx], nbest,
-                                    length_norm)
+                                    length_norm, span_grammar)

@@ -122,6 +122,16 @@ class SpanGrammar:
             out[:, tok] = inside
         return out
 
+    def restrict(self, mask: Optional[torch.Tensor], hyps: Sequence[Sequence[int]], vocab: int,
+                 device: torch.device) -> torch.Tensor:
+        """``mask`` [H, V] (or None) with this rule's forbidden tokens added: what the searches mask."""
+        rule = self.forbid(hyps, vocab, device)  # [H, V]
+        return rule if mask is None else mask | rule
+
+    def keep_closed(self, ys: Sequence[Sequence[int]], idx: Sequence[int]) -> List[int]:
+        """The final hypotheses ``idx`` (indices into ``ys``) that end outside a span; all of them if none does."""
+        return [i for i in idx if not self.inside(ys[i])] or list(idx)
+
 
 def check_blank_penalty(value) -> float:
     """A finite float >= 0 (0 = off); anything else is refused with the option's name."""

@@ -39,11 +39,11 @@ class GreedyStream:
                 logits = self.joint.logits(enc[:, t], self.dec)       # [1, V]
                 if self.suppress is not None and self.mask is None:
                     self.mask = prepare_suppress_mask(self.suppress, 1, logits.size(-1), blank, logits.device)
-                if self.mask is not None:
-                    logits = logits.masked_fill(self.mask, float("-inf"))
+                mask = self.mask
                 if self.span_grammar is not None:
-                    rule = self.span_grammar.forbid([self.tokens], logits.size(-1), logits.device)  # [1, V]
-                    logits = logits.masked_fill(rule, float("-inf"))
+                    mask = self.span_grammar.restrict(mask, [self.tokens], logits.size(-1), logits.device)  # [1, V]
+                if mask is not None:
+                    logits = logits.masked_fill(mask, float("-inf"))
                 token = logits.argmax(dim=-1)
                 if int(token) == blank:
                     break
@@ -86,8 +86,7 @@ class BeamStream:
                 self.mask = prepare_suppress_mask(self.suppress, 1, vocab, blank, self.device)
             hyp_mask = None if self.mask is None else self.mask[hyp_utt]  # [H, V]
             if self.span_grammar is not None:
-                rule = self.span_grammar.forbid(self.ys, vocab, self.device)  # [H, V]
-                hyp_mask = rule if hyp_mask is None else hyp_mask | rule
+                hyp_mask = self.span_grammar.restrict(hyp_mask, self.ys, vocab, self.device)  # [H, V]
             logp = masked_log_probs(logits, hyp_mask)  # [H, V]
             cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
             top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)  # [1, k] each
@@ -100,8 +99,4 @@ class BeamStream:
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
             return [Hypothesis(yseq=[], score=0.0)]
-        idx = list(range(len(self.ys)))
-        if self.span_grammar is not None:  # as modified_beam_search: hypotheses inside a span only as a last resort
-            idx = [i for i in idx if not self.span_grammar.inside(self.ys[i])] or idx
-        return finalize_nbest([self.ys[i] for i in idx], [self.scores[i] for i in idx], [self.fr[i] for i in idx], n,
-                              length_norm)
+        return finalize_nbest(self.ys, self.scores, self.fr, n, length_norm, self.span_grammar)
