@@ -6,6 +6,7 @@ tangled.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -119,3 +120,23 @@ def test_asr_does_not_import_tasks(graph):
     up = {(m, t) for m, targets in graph.items() if m.startswith(f"{PKG}.asr")
           for t in targets if t.startswith(f"{PKG}.tasks")}
     assert up == set(), "asr/ must not import tasks/ (tasks builds on asr)"
+
+
+_INLINE_PYTHON = re.compile(r"python3?\}?\"?\s+-c\b")
+
+
+def test_inline_python_is_found():
+    assert _INLINE_PYTHON.search('x="$(${python} -c \'import yaml\')"')
+    assert _INLINE_PYTHON.search("python3 -c 'print(1)'")
+    assert not _INLINE_PYTHON.search("${python} -m espnet2_ext.bin.make_replay_subset --config c.yaml")
+
+
+def test_recipe_shell_has_no_inline_python():
+    """Shell stays thin: what a recipe computes lives in an importable, tested module (python -m ...)."""
+    root = Path(__file__).resolve().parent.parent
+    # (tools/install.sh may: it checks whether espnet2_ext is installed before it can be imported)
+    scripts = sorted((root / "egs2").rglob("*.sh"))
+    found = [f"{p.relative_to(root)}:{i}" for p in scripts
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+             if not line.lstrip().startswith("#") and _INLINE_PYTHON.search(line)]
+    assert not found, f"inline python -c in {found}: move it into espnet2_ext (a bin/ CLI or an option of one)"

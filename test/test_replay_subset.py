@@ -104,3 +104,31 @@ def test_cli_as_a_module(data, tmp_path):
                         "--per_lang", "1", "--seed", "3"], capture_output=True, text=True, check=True)
     assert "2 utterances (de 1, en 1)" in r.stdout
     assert len(read_data_dir(tmp_path / "r")) == 2
+
+
+def test_tasks_of_a_model_config(data, tmp_path, capsys):
+    """run_extend.sh's default replay: every task the base model was trained with, read from its config.yaml."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("tokenverse_conf:\n  tasks: [asr, scd, endp, ner, lid]\n  languages: [de, en]\n", encoding="utf-8")
+    assert cli_main([str(data), str(tmp_path / "all"), "--per_lang", "5", "--tasks_of_config", str(cfg)]) == 0
+    assert "tasks asr,scd,endp,ner,lid" in capsys.readouterr().out
+    out = {u.utt_id: u for u in read_data_dir(tmp_path / "all")}
+    assert sorted(out) == ["spk1-u1", "spk1-u2"]  # only the fully annotated ones are annotated for every task
+    assert out["spk1-u1"].tasks == ("asr", "scd", "endp", "ner", "lid")
+    src = {u.utt_id: u for u in read_data_dir(data)}
+    assert out["spk1-u1"].text == src["spk1-u1"].text  # nothing to strip
+
+    cfg.write_text("tokenverse_conf:\n  tasks: [asr, lid]\n  languages: [de, en]\n", encoding="utf-8")
+    assert cli_main([str(data), str(tmp_path / "al"), "--per_lang", "5", "--tasks_of_config", str(cfg)]) == 0
+    assert {u.tasks for u in read_data_dir(tmp_path / "al")} == {("asr", "lid")}
+
+    for bad in ("tokenverse_conf: [", "just a string\n", "tokenverse_conf:\n  taks: [asr]\n"):
+        cfg.write_text(bad, encoding="utf-8")
+        assert cli_main([str(data), str(tmp_path / "r"), "--per_lang", "1", "--tasks_of_config", str(cfg)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"--tasks_of_config {cfg}" in err and "--tasks" in err, err
+    assert cli_main([str(data), str(tmp_path / "r"), "--per_lang", "1", "--tasks_of_config", str(tmp_path / "no")]) == 1
+    assert "cannot read the model's tasks" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit):  # one or the other
+        cli_main([str(data), str(tmp_path / "r"), "--per_lang", "1", "--tasks", "asr,lid", "--tasks_of_config", str(cfg)])

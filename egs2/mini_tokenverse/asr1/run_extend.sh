@@ -78,19 +78,20 @@ if run_stage 2; then
     ${python} -m espnet2_ext.bin.format_data_dir "data/${x}" "${dumpdir}/raw/${x}"
   done
   replay_train=""; replay_dev=""
-  if [ -z "${replay_tasks}" ]; then  # every task of the base model (its config's tokenverse_conf)
+  if [ -n "${replay_tasks}" ]; then
+    replay_opts=(--tasks "${replay_tasks}")
+  else  # every task of the base model (its config's tokenverse_conf)
     [ -f "${base_exp}/config.yaml" ] || { log "no ${base_exp}/config.yaml: run ./run.sh first, or pass --replay_tasks"; exit 1; }
-    replay_tasks="$(${python} -c 'import sys, yaml; from espnet2_ext.task_spec import task_spec_of
-print(",".join(task_spec_of(yaml.safe_load(open(sys.argv[1], encoding="utf-8"))).tasks))' "${base_exp}/config.yaml")"
+    replay_opts=(--tasks_of_config "${base_exp}/config.yaml")
   fi
   if [ "${replay_per_lang}" -gt 0 ]; then
     ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/replay_train${ext_sets_suffix}" \
-      --per_lang "${replay_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
+      --per_lang "${replay_per_lang}" "${replay_opts[@]}" --seed "${replay_seed}"
     replay_train="${dumpdir}/raw/replay_train${ext_sets_suffix}"
   fi
   if [ "${replay_dev_per_lang}" -gt 0 ]; then
     ${python} -m espnet2_ext.bin.make_replay_subset "${dumpdir}/raw/${valid_set}" "${dumpdir}/raw/replay_dev${ext_sets_suffix}" \
-      --per_lang "${replay_dev_per_lang}" --tasks "${replay_tasks}" --seed "${replay_seed}"
+      --per_lang "${replay_dev_per_lang}" "${replay_opts[@]}" --seed "${replay_seed}"
     replay_dev="${dumpdir}/raw/replay_dev${ext_sets_suffix}"
   fi
   # shellcheck disable=SC2086
