@@ -11,6 +11,8 @@
 #   ./run_grid.sh [--seeds "0 1 2"] [--train_read 400] [--max_epoch N] [--best conf/tuning/<cfg>.yaml]
 #   ./run_grid.sh --stage 3        only rewrite RESULTS_grid.md from the cells scored so far
 # --best must be chosen on dev, never on test (RESULTS_grid.md names the dev-best config of the mixed runs).
+# The committed RESULTS_grid.md = ./run_grid.sh, then ./run_grid.sh --best conf/tuning/train_per_task_encoder_output.yaml
+# (the dev-best, trained on the conversations too; scored cells are skipped).
 set -euo pipefail
 cd "$(dirname "$0")"
 
