@@ -199,3 +199,19 @@ def test_init_from_starts_a_second_stage_from_exported_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt: no such file"):
         pretrain(data, tmp_path / "exp_none", dataclasses.replace(cfg, init_from=str(tmp_path / "missing.pt")),
                  log=lambda s: None)
+
+
+def test_n_words_widens_the_word_list_and_names_its_own_wav_folder():
+    small = {w for p in S.plan(hours=0.3, seed=0)["train"] for w in p.turns[0].tokens}
+    wide_plan = S.plan(hours=0.3, seed=0, n_words=20000)
+    S.check_disjoint(wide_plan)  # the disjointness rules hold for any word list
+    wide = {w for p in wide_plan["train"] for w in p.turns[0].tokens}
+    top = {lang: set(S.word_list(lang)[0]) for lang in W.LANGUAGES}
+    assert small <= set().union(*top.values())
+    assert len(wide - set().union(*top.values())) > len(wide) // 3  # mostly words past each 4000-word list
+    assert S.corpus_name(4, 0) == "h4-seed0" and S.corpus_name(6, 0, 20000) == "h6-seed0-w20000"
+    with pytest.raises(ValueError, match="n_words must be at least 100"):
+        S.plan(hours=0.1, n_words=10)
+    from espnet2_ext.bin.prepare_ssl_corpus import main
+
+    assert main(["--out_dir", "/nonexistent", "--asr_lid_per_lang", "3", "--n_words", "20000"]) != 0

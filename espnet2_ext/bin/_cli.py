@@ -70,3 +70,12 @@ def parse_import_args(p: argparse.ArgumentParser, argv: Argv) -> argparse.Namesp
     if args.skip_bad_audio and not args.dump_wav_dir:
         raise DataError("--skip_bad_audio needs --dump_wav_dir (clips are decoded only when dumped)")
     return args
+
+
+def bool_arg(value: str) -> bool:
+    """argparse type for true/false options (``type=bool`` would read "false" as True)."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")

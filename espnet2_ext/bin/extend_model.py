@@ -18,16 +18,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.bin._cli import bool_arg, cli_main
 from espnet2_ext.common import DataError, comma_list
-
-
-def _bool(value: str) -> bool:
-    if value.lower() in ("true", "1", "yes"):
-        return True
-    if value.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got '{value}'")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -42,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="a new auxiliary task and its tag tokens, e.g. 'qst=[Q]' (repeatable)")
     p.add_argument("--add_language", action="append", default=[], metavar="CODE",
                    help="a new language for the lid task, e.g. it (repeatable or comma-separated)")
-    p.add_argument("--freeze_old", type=_bool, default=False,
+    p.add_argument("--freeze_old", type=bool_arg, default=False,
                    help="train only the new token rows and task-vector rows (model_conf.freeze_old)")
     p.add_argument("--also_train", default="", help="with --freeze_old: comma-separated module prefixes trained in "
                                                     "full, e.g. joint_network,decoder")
@@ -52,7 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
                    help="per_task: the new task's vector (mean of the old auxiliary rows, zero, random); "
                         "per_combination rows always start as their counterpart without the new task")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", type=_bool, default=False)
+    p.add_argument("--overwrite", type=bool_arg, default=False)
     return p
 
 

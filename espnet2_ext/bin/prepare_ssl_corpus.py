@@ -27,6 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nj", type=int, default=2, help="parallel espeak-ng/sox jobs")
     p.add_argument("--wav_dir", default=None, help="default: <out_dir>/../downloads/ssl_wav")
+    p.add_argument("--n_words", type=int, default=None,
+                   help="draw sentences from each language's N most frequent words (default: the module's 4000)")
     p.add_argument("--asr_lid_per_lang", type=int, default=None, metavar="N",
                    help="write an ASR+LID-only fine-tuning set of N utterances per language to --out_dir")
     p.add_argument("--charset_from", default=None, metavar="TEXT",
@@ -41,8 +43,11 @@ def run(argv: Optional[List[str]] = None) -> None:
     if args.asr_lid_per_lang is None:
         if args.charset_from:
             raise ValueError("--charset_from only goes with --asr_lid_per_lang")
-        ssl_corpus.prepare(args.out_dir, hours=args.hours, seed=args.seed, nj=args.nj, wav_dir=args.wav_dir)
+        ssl_corpus.prepare(args.out_dir, hours=args.hours, seed=args.seed, nj=args.nj, wav_dir=args.wav_dir,
+                           n_words=args.n_words or ssl_corpus.N_WORDS)
         return
+    if args.n_words:
+        raise ValueError("--n_words goes with the pretraining corpus, not --asr_lid_per_lang (its head of the 4000-word one)")
     charset = ssl_corpus.letters_of_text(args.charset_from) if args.charset_from else None
     ssl_corpus.prepare_asr_lid(args.out_dir, args.asr_lid_per_lang, seed=args.seed, charset=charset, nj=args.nj,
                                wav_dir=args.wav_dir)

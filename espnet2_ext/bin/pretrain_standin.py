@@ -15,7 +15,7 @@ import sys
 from dataclasses import fields
 from typing import List, Optional
 
-from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.bin._cli import bool_arg, cli_main
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -23,8 +23,12 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", help="Kaldi dir with wav.scp and text (training)")
+    p.add_argument("--valid_dir", default=None,
+                   help="held-out Kaldi dir: with --objective ctc, its CTC loss and greedy CER at every save")
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--export", default=None, help="write the wav2vec2 weights of exp_dir/checkpoint.pt here and stop")
+    p.add_argument("--checkpoint", default="checkpoint.pt",
+                   help="with --export: which checkpoint of exp_dir (checkpoint_best.pt: the lowest valid CER)")
     p.add_argument("--fp32", action="store_true", help="export in fp32 (default fp16 storage)")
     p.add_argument("--readme", default=None, help="with --export: write the provenance README here")
     p.add_argument("--corpus_stats", default=None, help="with --readme: corpus_stats.md to include")
@@ -36,6 +40,9 @@ def get_parser() -> argparse.ArgumentParser:
             p.add_argument("--model_overrides", type=json.loads, default={},
                            help="JSON dict of wav2vec2 config overrides on top of the preset")
             continue
+        if isinstance(f.default, bool):
+            p.add_argument(f"--{f.name}", type=bool_arg, default=f.default, metavar="true|false")
+            continue
         p.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
     return p
 
@@ -45,7 +52,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     from espnet2_ext.ssl.pretrain import PretrainConfig, export, pretrain
 
     if args.export:
-        info = export(f"{args.exp_dir}/checkpoint.pt", args.export, fp16=not args.fp32)
+        info = export(f"{args.exp_dir}/{args.checkpoint}", args.export, fp16=not args.fp32)
         if args.readme:
             from pathlib import Path
 
@@ -55,13 +62,13 @@ def run(argv: Optional[List[str]] = None) -> None:
             stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
             notes = Path(args.notes).read_text() if args.notes else ""
             atomic_write_text(args.readme, provenance_markdown(args.exp_dir, info, stats, args.commit,
-                                                               args.command) + (f"\n{notes}" if notes else ""))
+                                                               args.command, args.checkpoint) + (f"\n{notes}" if notes else ""))
         print(json.dumps(info))
         return
     if not args.data_dir:
         raise ValueError("--data_dir is required for training")
     cfg = PretrainConfig(**{f.name: getattr(args, f.name) for f in fields(PretrainConfig)})
-    pretrain(args.data_dir, args.exp_dir, cfg)
+    pretrain(args.data_dir, args.exp_dir, cfg, valid_dir=args.valid_dir)
 
 
 main = cli_main(run, prog="pretrain_standin", errors=(RuntimeError, ValueError, FileNotFoundError))

@@ -114,15 +114,18 @@ def _pools(lang: str, seed: int, speakers_per_lang: int) -> Dict[str, List[P.Voi
 
 
 def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES,
-         speakers_per_lang: int = 48) -> Dict[str, List[P.PlannedUtt]]:
-    """Planned utterances: ``train`` (``hours`` in total) and ``dev`` (held-out speakers)."""
+         speakers_per_lang: int = 48, n_words: int = N_WORDS) -> Dict[str, List[P.PlannedUtt]]:
+    """Planned utterances: ``train`` (``hours`` in total) and ``dev`` (held-out speakers), drawn from each
+    language's ``n_words`` most frequent words."""
     if hours <= 0:
         raise ValueError(f"hours must be positive, got {hours}")
+    if n_words < 100:
+        raise ValueError(f"n_words must be at least 100 (a word list to draw sentences from), got {n_words}")
     runs = template_runs()
     n_train = max(1, int(round(hours * 3600 / SECONDS_PER_UTT / len(languages))))
     out: Dict[str, List[P.PlannedUtt]] = {"train": [], "dev": []}
     for lang in languages:
-        words, weights = word_list(lang)
+        words, weights = word_list(lang, n_words)
         pools = _pools(lang, seed, speakers_per_lang)
         for split, count in (("train", n_train), ("dev", min(DEV_UTTS_PER_LANG, n_train))):
             out[split] += _plan_split(lang, split, count, seed, pools[split], words, weights, runs)
@@ -169,17 +172,23 @@ def check_disjoint(plans: Dict[str, List[P.PlannedUtt]]) -> None:
                 raise ValueError(f"{p.utt_id}: contains a mini_tokenverse template phrase")
 
 
+def corpus_name(hours: float, seed: int, n_words: int = N_WORDS) -> str:
+    """``h<hours>-seed<seed>[-w<n_words>]``: names the wav folder, so corpora of other word lists never share wavs
+    (utterance ids repeat across word lists, and synthesis reuses a wav that exists)."""
+    return f"h{hours:g}-seed{seed}" + (f"-w{n_words}" if n_words != N_WORDS else "")
+
+
 def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=None,
-            log: Callable[[str], None] = print) -> Dict[str, list]:
+            log: Callable[[str], None] = print, n_words: int = N_WORDS) -> Dict[str, list]:
     """Synthesise the corpus into Kaldi dirs ``out_dir/{train,dev}`` (text = plain words, no tags) and
-    ``out_dir/corpus_stats.md``. Wavs under ``wav_dir/h<hours>-seed<seed>`` (resumable)."""
+    ``out_dir/corpus_stats.md``. Wavs under ``wav_dir/<corpus_name>`` (resumable)."""
     from espnet2_ext.common import atomic_write_text
     from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
 
     out_dir = Path(out_dir)
     wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "ssl_wav"))
-    wav_dir = wav_dir / f"h{hours:g}-seed{seed}"
-    plans = plan(hours, seed)
+    wav_dir = wav_dir / corpus_name(hours, seed, n_words)
+    plans = plan(hours, seed, n_words=n_words)
     check_disjoint(plans)
     durations = M.render_all([p for ps in plans.values() for p in ps], wav_dir, nj, log)
     dirs = {}
@@ -190,7 +199,7 @@ def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=Non
         write_data_dir(dirs[split], out_dir / split)
     lines = ["# ssl_corpus statistics (pretraining corpus of the XLSR stand-in)", "",
              f"seed {seed}; espeak-ng variants: {len(VARIANTS)} (none used by mini_tokenverse); "
-             f"words: the {N_WORDS} most frequent letter-only words per language (wordfreq "
+             f"words: the {n_words} most frequent letter-only words per language (wordfreq "
              f"{_wordfreq_version()}), mini entity words removed", "",
              "| split | language | #utts | #speakers | hours | distinct words |", "|---|---|---|---|---|---|"]
     for split, utts in plans.items():

@@ -15,9 +15,11 @@ cd "$(dirname "$0")"
 
 stage=1; stop_stage=3
 hours=4; seed=0; nj=2
+n_words=4000                     # each language's word list: its N most frequent words (wordfreq)
 objective=hubert                 # hubert (masked prediction of MFCC k-means units) | ctc (character CTC)
 preset=mini
 max_steps=2800; max_minutes=0; threads=2; batch_seconds=60   # 2800 steps: ~45 min alone on 2 cores
+device=cpu                       # cpu | cuda[:N]: where stage 2's steps run (a run resumes on either)
 pretrain_args=""                 # any other pretrain_standin option, e.g. "--lr 1e-3 --n_clusters 50"
 tag=""                           # experiment name, default <objective>_<preset>
 out=pretrained/xlsr_mini_ssl.pt
@@ -32,21 +34,21 @@ while [ $# -gt 0 ]; do
 done
 . ./path.sh
 tag="${tag:-${objective}_${preset}}"
-data="data/h${hours}-seed${seed}"
+data="data/h${hours}-seed${seed}"; [ "${n_words}" = 4000 ] || data="${data}-w${n_words}"
 log() { printf '%s (%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "run.sh" "$*"; }
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
 if run_stage 1; then
   log "=== Stage 1: pretraining corpus (${hours} h, seed ${seed}) ==="
   "${python}" -m espnet2_ext.bin.prepare_ssl_corpus --out_dir "${data}" --hours "${hours}" --seed "${seed}" \
-    --nj "${nj}" --wav_dir downloads/ssl_wav
+    --n_words "${n_words}" --nj "${nj}" --wav_dir downloads/ssl_wav
 fi
 if run_stage 2; then
   log "=== Stage 2: pretraining (${objective}, ${preset}) -> exp/pretrain_${tag} ==="
   # shellcheck disable=SC2086
-  "${python}" -m espnet2_ext.bin.pretrain_standin --data_dir "${data}/train" --exp_dir "exp/pretrain_${tag}" \
+  "${python}" -m espnet2_ext.bin.pretrain_standin --data_dir "${data}/train" --valid_dir "${data}/dev" --exp_dir "exp/pretrain_${tag}" \
     --objective "${objective}" --preset "${preset}" --seed "${seed}" --max_steps "${max_steps}" \
-    --max_minutes "${max_minutes}" --threads "${threads}" --batch_seconds "${batch_seconds}" ${pretrain_args}
+    --max_minutes "${max_minutes}" --threads "${threads}" --batch_seconds "${batch_seconds}" --device "${device}" ${pretrain_args}
 fi
 if run_stage 3; then
   log "=== Stage 3: export -> ${out} ==="
@@ -54,5 +56,5 @@ if run_stage 3; then
   notes=(); [ -f "local/notes_${tag}.md" ] && notes=(--notes "local/notes_${tag}.md")  # history, choices
   "${python}" -m espnet2_ext.bin.pretrain_standin --exp_dir "exp/pretrain_${tag}" --export "${out}" \
     --readme "$(dirname "${out}")/README.md" --corpus_stats "${data}/corpus_stats.md" --commit "${commit}" "${notes[@]}" \
-    --command "./run.sh --objective ${objective} --preset ${preset} --hours ${hours} --seed ${seed} --max_steps ${max_steps} --batch_seconds ${batch_seconds} ${pretrain_args:+--pretrain_args \"${pretrain_args}\" }--tag ${tag} --out ${out}"
+    --command "./run.sh --objective ${objective} --preset ${preset} --hours ${hours} --seed ${seed} $([ "${n_words}" = 4000 ] || echo "--n_words ${n_words} ")$([ "${device}" = cpu ] || echo "--device ${device} ")--max_steps ${max_steps} --batch_seconds ${batch_seconds} ${pretrain_args:+--pretrain_args \"${pretrain_args}\" }--tag ${tag} --out ${out}"
 fi
