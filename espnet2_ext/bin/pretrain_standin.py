@@ -3,6 +3,10 @@
     python -m espnet2_ext.bin.pretrain_standin --data_dir data/train --exp_dir exp/pretrain_hubert \\
         --objective hubert --max_steps 3000 [--max_minutes 60] [--threads 2]
     python -m espnet2_ext.bin.pretrain_standin --exp_dir exp/pretrain_hubert --export out.pt [--fp32]
+    # a CTC stage on a GPU, on cached outputs of the starting checkpoint's frozen CNN, with held-out CER:
+    python -m espnet2_ext.bin.pretrain_standin --data_dir data/train --valid_dir data/dev --exp_dir exp/ctc_gpu \
+        --objective ctc --init_from first_stage.pt --feature_cache exp/fc --device cuda --batch_seconds 240
+    python -m espnet2_ext.bin.pretrain_standin --exp_dir exp/ctc_gpu --export out.pt --checkpoint checkpoint_best.pt
 
 Training writes <exp_dir>/checkpoint.pt atomically every --save_every steps; the same command continues it.
 The export is the wav2vec2 weights only, in S3PRL's wav2vec2_local format (what the frontend loads).

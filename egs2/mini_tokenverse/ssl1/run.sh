@@ -10,6 +10,10 @@
 #   the shipped second stage (character CTC from the HuBERT-style weights; what asr1/conf/train.yaml loads):
 #   ./run.sh --objective ctc --max_steps 1500 --tag ctc_mini_init_hubert --out pretrained_ctc/xlsr_mini_ssl_ctc.pt \
 #     --pretrain_args "--init_from pretrained/xlsr_mini_ssl.pt --lr 0.001 --warmup_steps 200"
+#   on a GPU, on cached outputs of the first stage's frozen CNN (no audio read after the first run; the cache is a
+#   few tens of MB, so it can be moved to the GPU machine instead of the corpus), a wider word list:
+#   ./run.sh --objective ctc --hours 6 --n_words 20000 --device cuda --max_steps 12000 --batch_seconds 240 \
+#     --pretrain_args "--init_from pretrained/xlsr_mini_ssl.pt --feature_cache exp/fc_h6_w20000 --lr 0.003 ..."
 set -euo pipefail
 cd "$(dirname "$0")"
 
