@@ -165,3 +165,12 @@ def test_freeze_feature_encoder_on_audio(tmp_path, freeze):
                          batch_seconds=2.0, warmup_steps=1, lr=0.01, freeze_feature_encoder=freeze)
     ck = torch.load(pretrain(train, tmp_path / "exp", cfg, log=lambda s: None), weights_only=True)
     assert torch.equal(ck["model"]["wav2vec2.feature_extractor.conv_layers.0.0.weight"], want) is freeze
+
+
+def test_hubert_ignores_the_valid_dir(tmp_path):
+    train, dev = _data(tmp_path, "train"), _data(tmp_path, "dev", n=2, seed=5)
+    cfg = PretrainConfig(objective="hubert", preset="tiny", max_steps=2, threads=1, save_every=1, batch_seconds=2.0,
+                         n_clusters=4, kmeans_frames=500, warmup_steps=1)
+    ck = torch.load(pretrain(train, tmp_path / "exp", cfg, valid_dir=dev, log=lambda s: None), weights_only=True)
+    assert ck["state"]["step"] == 2 and "valid" not in ck["state"]
+    assert not (tmp_path / "exp" / "checkpoint_best.pt").exists()

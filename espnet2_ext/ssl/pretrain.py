@@ -153,7 +153,8 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         raise ValueError("--feature_cache goes with --objective ctc (hubert's targets are computed from the audio)")
     frozen = cfg.freeze_feature_encoder or bool(cfg.feature_cache)
     items = read_data_dir(Path(data_dir))
-    valid_items = read_data_dir(Path(valid_dir)) if valid_dir else []
+    # held-out scoring is CTC's (loss and CER); a hubert run ignores --valid_dir
+    valid_items = read_data_dir(Path(valid_dir)) if valid_dir and cfg.objective == "ctc" else []
     model_cfg = model_cfg_for(cfg.preset, mask_prob=cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob,
                               mask_length=cfg.mask_length, **cfg.model_overrides)
 
@@ -213,7 +214,7 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
 
     sources = {}  # data dir -> per-utterance inputs: cached CNN features (tensors on the device) or int16 audio
     for name, d, its in (("train", data_dir, items), ("valid", valid_dir, valid_items)):
-        if d is None:
+        if name == "valid" and not its:
             continue
         if cfg.feature_cache:
             sources[name] = _cached_features(cfg, model.wav2vec2, d, its, device, log)
@@ -222,10 +223,12 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
     # samples per utterance, for batching: with cached features the sample count that gives their frame count
     lengths = [len(a) if not cfg.feature_cache else len(a) * HOP + WIN - HOP for a in sources["train"]]
     valid_eval = None
-    if valid_items and cfg.objective == "ctc":
+    if valid_items:
+        valid_targets = ctc_targets(valid_items, vocab)
+
         def valid_eval():
-            return _evaluate_ctc(model, sources["valid"], ctc_targets(valid_items, vocab), vocab,
-                                 int(cfg.batch_seconds * SAMPLE_RATE), device, bool(cfg.feature_cache))
+            return _evaluate_ctc(model, sources["valid"], valid_targets, vocab, int(cfg.batch_seconds * SAMPLE_RATE),
+                                 device, bool(cfg.feature_cache))
 
     # which machines the steps ran on (the provenance README says so): a run may resume on another device
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cfg.threads} thread(s)"
