@@ -1,10 +1,8 @@
 """Stage-2 pretraining on cached outputs of a frozen CNN (espnet2_ext/ssl/feature_cache.py), on any device."""
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from espnet2_ext.ssl import feature_cache as FC
@@ -12,18 +10,7 @@ from espnet2_ext.ssl.pretrain import PretrainConfig, Pretrainer, pretrain
 from espnet2_ext.ssl.targets import collate, n_frames
 from espnet2_ext.upstream.xlsr_standin import build_wav2vec2, model_cfg_for, save_checkpoint
 
-
-def _data(root: Path, name: str, n: int = 4, seed: int = 0) -> Path:
-    d = root / name
-    d.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    with open(d / "wav.scp", "w") as scp, open(d / "text", "w") as text:
-        for i in range(n):
-            path = d / f"u{i}.wav"
-            sf.write(path, (rng.standard_normal(8000 + 1900 * i) * 3000).astype("int16"), 16000)
-            scp.write(f"u{i} {path}\n")
-            text.write(f"u{i} ab ba\n")
-    return d
+from tiny_setup import write_noise_dir
 
 
 def _audio(n=3, seed=1):
@@ -92,7 +79,7 @@ def test_cached_features_give_the_logits_of_the_audio_path():
 
 
 def test_ctc_stage_on_the_cache_keeps_the_cnn_validates_and_keeps_the_best(tmp_path):
-    train, dev = _data(tmp_path, "train"), _data(tmp_path, "dev", n=2, seed=5)
+    train, dev = write_noise_dir(tmp_path, "train", n=4), write_noise_dir(tmp_path, "dev", n=2, seed=5)
     init = save_checkpoint(str(tmp_path / "init.pt"), model_cfg_for("tiny"), seed=7)
     cnn = {k: v for k, v in torch.load(init, weights_only=True)["model_weight"].items()
            if k.startswith("feature_extractor.")}
@@ -158,7 +145,7 @@ def test_cli_reads_booleans_as_words():
 
 @pytest.mark.parametrize("freeze", [True, False])
 def test_freeze_feature_encoder_on_audio(tmp_path, freeze):
-    train = _data(tmp_path, "train")
+    train = write_noise_dir(tmp_path, "train", n=4)
     init = save_checkpoint(str(tmp_path / "init.pt"), model_cfg_for("tiny"), seed=7)
     want = torch.load(init, weights_only=True)["model_weight"]["feature_extractor.conv_layers.0.0.weight"]
     cfg = PretrainConfig(objective="ctc", preset="tiny", max_steps=2, threads=1, init_from=str(init),
@@ -168,7 +155,7 @@ def test_freeze_feature_encoder_on_audio(tmp_path, freeze):
 
 
 def test_hubert_ignores_the_valid_dir(tmp_path):
-    train, dev = _data(tmp_path, "train"), _data(tmp_path, "dev", n=2, seed=5)
+    train, dev = write_noise_dir(tmp_path, "train", n=4), write_noise_dir(tmp_path, "dev", n=2, seed=5)
     cfg = PretrainConfig(objective="hubert", preset="tiny", max_steps=2, threads=1, save_every=1, batch_seconds=2.0,
                          n_clusters=4, kmeans_frames=500, warmup_steps=1)
     ck = torch.load(pretrain(train, tmp_path / "exp", cfg, valid_dir=dev, log=lambda s: None), weights_only=True)

@@ -12,6 +12,8 @@ from espnet2_ext.data import mini_tokenverse_plan as P
 from espnet2_ext.data import mini_tokenverse_words as W
 from espnet2_ext.data import ssl_corpus as S
 
+from tiny_setup import write_noise_dir
+
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}
 
@@ -134,29 +136,13 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
     assert path.read_bytes() == exported_bytes  # the first stage's file is untouched
 
 
-def _tiny_dir(root: Path, n: int = 3) -> Path:
-    import numpy as np
-    import soundfile as sf
-
-    d = root / "data"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    with open(d / "wav.scp", "w") as scp, open(d / "text", "w") as text:
-        for i in range(n):
-            path = d / f"u{i}.wav"
-            sf.write(path, (rng.standard_normal(8000 + 1600 * i) * 3000).astype("int16"), 16000)
-            scp.write(f"u{i} {path}\n")
-            text.write(f"u{i} ab ba\n")
-    return d
-
-
 def test_init_from_starts_a_second_stage_from_exported_weights(tmp_path):
     """--init_from: the exported wav2vec2 weights start a CTC stage (head new); resuming ignores it; another
     architecture and a non-checkpoint file are refused with the file's name."""
     from espnet2_ext.ssl.pretrain import PretrainConfig, pretrain
     from espnet2_ext.upstream.xlsr_standin import model_cfg_for, save_checkpoint
 
-    data = _tiny_dir(tmp_path)
+    data = write_noise_dir(tmp_path)
     init = save_checkpoint(str(tmp_path / "init.pt"), model_cfg_for("tiny"), seed=7)
     want = torch.load(init, weights_only=True)["model_weight"]
     cfg = PretrainConfig(objective="ctc", preset="tiny", max_steps=0, threads=1, init_from=str(init))

@@ -51,6 +51,21 @@ def write_data_dir(root: Path, seed: int = 0) -> Path:
     return d
 
 
+def write_noise_dir(root: Path, name: str = "data", n: int = 3, seed: int = 0) -> Path:
+    """A Kaldi dir (wav.scp + text) of ``n`` 16 kHz noise utterances of growing length, each transcribed "ab ba":
+    what the stand-in pretraining needs to run its steps (nothing to learn)."""
+    d = root / name
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    with open(d / "wav.scp", "w") as scp, open(d / "text", "w") as text:
+        for i in range(n):
+            path = d / f"u{i}.wav"
+            sf.write(path, (rng.standard_normal(8000 + 1600 * i) * 3000).astype("int16"), 16000)
+            scp.write(f"u{i} {path}\n")
+            text.write(f"u{i} ab ba\n")
+    return d
+
+
 def token_list() -> List[str]:
     words = sorted({w for _, txt, _ in UTTS for w in txt.split()})
     return ["<blank>", "<unk>"] + words + ["<sos/eos>"]
