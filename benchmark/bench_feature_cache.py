@@ -41,8 +41,8 @@ def main() -> None:
     idx = list(range(len(audio)))
     model = Pretrainer(model_cfg_for(args.preset), n_out=40, seed=0, freeze_feature_encoder=True).to(device)
     cache = feature_cache.compute([str(i) for i in idx], audio, model.wav2vec2, device)
-    feats = [torch.from_numpy(cache["data"][cache["offsets"][i]:cache["offsets"][i + 1]].astype(np.float32))
-             .mul(torch.from_numpy(cache["scales"][i])).to(device) for i in idx]
+    ids = [str(i) for i in idx]
+    feats = [f.to(device) for f in feature_cache.features(cache, "(in memory)", cache["cnn_sha256"].item(), ids)]
     targets = [torch.randint(1, 40, (max(1, len(f) // 4),)) for f in feats]
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
 

@@ -110,7 +110,7 @@ def test_ctc_stage_on_the_cache_keeps_the_cnn_validates_and_keeps_the_best(tmp_p
              valid_dir=dev, log=lines.append)
     assert any("resumed at step 4" in s for s in lines) and not any("computing" in s for s in lines)
 
-    from espnet2_ext.ssl.pretrain import export, provenance_markdown
+    from espnet2_ext.ssl.checkpoints import export, provenance_markdown
 
     info = export(tmp_path / "exp" / "checkpoint_best.pt", tmp_path / "out" / "x.pt")
     readme = provenance_markdown(tmp_path / "exp", info, checkpoint="checkpoint_best.pt")

@@ -169,7 +169,7 @@ def test_init_from_starts_a_second_stage_from_exported_weights(tmp_path):
     # the provenance README names the file it started from, with its sha256
     import hashlib
 
-    from espnet2_ext.ssl.pretrain import export, provenance_markdown
+    from espnet2_ext.ssl.checkpoints import export, provenance_markdown
 
     info = export(tmp_path / "exp" / "checkpoint.pt", tmp_path / "out" / "x.pt")
     readme = provenance_markdown(tmp_path / "exp", info)

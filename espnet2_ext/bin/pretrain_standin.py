@@ -53,7 +53,8 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    from espnet2_ext.ssl.pretrain import PretrainConfig, export, pretrain
+    from espnet2_ext.ssl.checkpoints import export
+    from espnet2_ext.ssl.pretrain import PretrainConfig, pretrain
 
     if args.export:
         info = export(f"{args.exp_dir}/{args.checkpoint}", args.export, fp16=not args.fp32)
@@ -61,7 +62,7 @@ def run(argv: Optional[List[str]] = None) -> None:
             from pathlib import Path
 
             from espnet2_ext.common import atomic_write_text
-            from espnet2_ext.ssl.pretrain import provenance_markdown
+            from espnet2_ext.ssl.checkpoints import provenance_markdown
 
             stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
             notes = Path(args.notes).read_text() if args.notes else ""

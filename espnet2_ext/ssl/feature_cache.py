@@ -67,15 +67,19 @@ def save(cache: Dict[str, np.ndarray], path) -> Path:
     return Path(path)
 
 
-def load(path, expect_cnn_sha256: str, utt_ids: Sequence[str]) -> List[torch.Tensor]:
-    """The cached features of ``utt_ids`` (in that order) as float32 [T, C] tensors. Refuses a file that is not
-    a cache, was made by other CNN weights, or lacks one of the utterances."""
+def read(path) -> Dict[str, np.ndarray]:
+    """The arrays of a cache file; a file that is not a cache (or would need pickle) is refused."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            cache = {k: z[k] for k in ("utt_ids", "offsets", "data", "scales", "cnn_sha256")}
+            return {k: z[k] for k in ("utt_ids", "offsets", "data", "scales", "cnn_sha256")}
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: not a feature cache ({e}); delete it and run again to recompute it") from None
+
+
+def features(cache: Dict[str, np.ndarray], path, expect_cnn_sha256: str, utt_ids: Sequence[str]) -> List[torch.Tensor]:
+    """The features of ``utt_ids`` (in that order) as float32 [T, C] tensors. Refuses a cache (``path`` names it in
+    the error) made by other CNN weights or lacking one of the utterances."""
     if str(cache["cnn_sha256"]) != expect_cnn_sha256:
         raise ValueError(f"{path}: made by other CNN weights (sha256 {str(cache['cnn_sha256'])[:12]} vs "
                          f"{expect_cnn_sha256[:12]} of this model's); delete it to recompute, or start from the "
@@ -92,3 +96,8 @@ def load(path, expect_cnn_sha256: str, utt_ids: Sequence[str]) -> List[torch.Ten
         q = torch.from_numpy(data[offsets[i]:offsets[i + 1]].astype(np.float32))  # [T, C]
         out.append(q * torch.from_numpy(scales[i])[None, :])
     return out
+
+
+def load(path, expect_cnn_sha256: str, utt_ids: Sequence[str]) -> List[torch.Tensor]:
+    """:func:`read` then :func:`features`."""
+    return features(read(path), path, expect_cnn_sha256, utt_ids)
