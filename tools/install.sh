@@ -15,12 +15,13 @@ python="${PYTHON:-python3}"
 #  setuptools<74: espnet's metadata pins it; give it in every pip command or a later install upgrades it.
 #  espnet_model_zoo: ESPnet's packed-model unpacking (Speech2Text.from_pretrained with a local zip).
 #  soxr: resampling of user audio; scikit-learn: k-means targets of the encoder pretraining; wordfreq: word lists
-#  of the pretraining corpus; pyannote.core/metrics: time-based SCD metrics; hypothesis: property tests.
+#  of the pretraining corpus; pyannote.core/metrics: time-based SCD metrics; hypothesis: property tests;
+#  faker: per-language name lists for the read subset's open entity slots (prepare_mini_tokenverse --read_names).
 TORCH_PINS=(torch==2.9.1 torchaudio==2.9.1)
 STACK_PINS=("espnet[train]==202511" espnet-s3prl==2026.5.14 jiwer==4.0.0 kaldiio==2.18.1 soundfile==0.14.0
             sentencepiece==0.2.0 espnet_model_zoo==0.1.7 matplotlib pytest "setuptools<74"
             soxr==1.1.0 scikit-learn==1.9.1 wordfreq==3.1.1 pyannote.core==6.1.0 pyannote.metrics==4.2.0
-            hypothesis==6.170.15)
+            hypothesis==6.170.15 faker==40.63.0)
 stamp_key="$(printf '%s\n' "${TORCH_PINS[@]}" "${STACK_PINS[@]}" | sha1sum | cut -c1-12)"
 
 log() { printf '[install] %s\n' "$*"; }

@@ -1,11 +1,13 @@
 """Generate the embedded ``mini_tokenverse`` corpus (espeak-ng + sox, seeded, deterministic).
 
     python -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --seed 0 [--size debug|small|default]
-        [--nj 2] [--no_partial] [--wav_dir DIR] [--train_read N] [--extension qst|it]
+        [--nj 2] [--no_partial] [--wav_dir DIR] [--train_read N [--read_names P]] [--extension qst|it]
 
 Writes data/{train,train_full_only,dev,test,test_partial} Kaldi dirs, wavs under
 <out_dir>/../downloads/mini_tokenverse/wav (or --wav_dir) and data/corpus_stats.md; with --train_read N also
-data/train_read<N> (train's conversations + N read utterances per language; data/train is unchanged). Re-running only
+data/train_read<N> (train's conversations + N read utterances per language; data/train is unchanged), and with
+--read_names P data/train_read<N>_names<100 P> instead (a share P of the read entity slots from open name lists, no
+mini_tokenverse entity among them: espnet2_ext/data/name_pools.py). Re-running only
 synthesises wavs whose recipe or content changed. --extension writes only the data for extending a trained model
 (data/qst_{train,dev,test}: asr + questions [Q]; data/it_{train,dev,test}: Italian, asr + lid), never the default
 corpus (README "Adding a task or a language").
@@ -32,6 +34,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_read", type=int, default=None, metavar="N",
                    help="also write <out_dir>/train_read<N>: the train conversations + N read (asr+lid only) "
                         "utterances per language (size default: debug 2, small 20, default 40)")
+    p.add_argument("--read_names", type=float, default=0.0, metavar="P",
+                   help="with --train_read N: write <out_dir>/train_read<N>_names<100 P> instead, where a share P "
+                        "(0 < P <= 1) of the read utterances' entity slots take names from Faker's per-language "
+                        "lists (never a mini_tokenverse entity), as in a large ASR+LID-only corpus")
     p.add_argument("--extension", choices=("qst", "it"), default=None,
                    help="write only the extension data: qst (conversations annotated asr + [Q] after questions) or "
                         "it (Italian read speech, asr + lid)")
@@ -47,7 +53,7 @@ def run(argv: Optional[List[str]] = None) -> None:
                           wav_dir=args.wav_dir)
     else:
         prepare(args.out_dir, seed=args.seed, size=args.size, nj=args.nj, partial=not args.no_partial,
-                wav_dir=args.wav_dir, train_read=args.train_read)
+                wav_dir=args.wav_dir, train_read=args.train_read, read_names=args.read_names)
 
 
 main = cli_main(run, prog="prepare_mini_tokenverse", errors=(RuntimeError, ValueError))

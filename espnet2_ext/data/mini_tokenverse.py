@@ -181,12 +181,16 @@ def ref_turns(plan: PlannedUtt, bounds: Sequence[Sequence[float]]) -> tuple:
 
 
 def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial: bool = True,
-            wav_dir=None, log: Callable[[str], None] = print, train_read: Optional[int] = None) -> Dict[str, list]:
+            wav_dir=None, log: Callable[[str], None] = print, train_read: Optional[int] = None,
+            read_names: float = 0.0) -> Dict[str, list]:
     """Generate the corpus: wavs, Kaldi dirs ``train``, ``train_full_only``, ``dev``, ``test``
     (+ ``test_partial``) under ``out_dir`` and ``out_dir/corpus_stats.md``. Returns dir name -> utterances.
 
     ``train_read`` N additionally writes ``train_read<N>``: the conversations of train + N read utterances per
     language (a larger ASR+LID-only subset); ``train`` and every other dir stay exactly what they are without it.
+    ``read_names`` P (with ``train_read``) writes ``train_read<N>_names<100 P>`` instead of ``train_read<N>``: the
+    same conversations and read templates, with a share P of the read entity slots filled from open name lists
+    (``name_pools``; no mini_tokenverse entity among them).
 
     Wavs go to ``<wav_dir>/<size>-seed<seed>/`` (default ``wav_dir``: ``<out_dir>/../downloads/mini_tokenverse/
     wav``) so corpora of other sizes/seeds never overwrite each other's audio. Paths in wav.scp are written as
@@ -202,8 +206,11 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     if train_read is not None and not partial:
         raise ValueError("train_read sets the size of the read-speech subset: it cannot go with partial=False "
                          "(--no_partial)")
+    if read_names and train_read is None:
+        raise ValueError("read_names is a share of the train_read<N> subset's entity slots: give train_read too")
     if train_read is not None:  # same utt ids as in train are the same plans (same stream): synthesised once
-        splits[f"train_read{train_read}"] = plan_corpus(seed, size, partial, train_read=train_read)["train"]
+        name = f"train_read{train_read}" + (f"_names{round(100 * read_names)}" if read_names else "")
+        splits[name] = plan_corpus(seed, size, partial, train_read=train_read, read_names=read_names)["train"]
     unique = {p.utt_id: p for ps in splits.values() for p in ps}
     times: Dict[str, list] = {}
     durations = render_all(list(unique.values()), wav_dir, nj, log, turn_times=times)

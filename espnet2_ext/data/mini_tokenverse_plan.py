@@ -147,8 +147,13 @@ def _noise_seed(seed: int, utt_id: str) -> int:
     return int(hashlib.sha1(f"{seed}:{utt_id}".encode()).hexdigest()[:8], 16)
 
 
-def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind: str = "") -> List[PlannedUtt]:
-    """``kind`` "qst": conversations annotated asr + qst only, from their own RNG stream (split ``qst_<split>``)."""
+def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind: str = "",
+               read_names: float = 0.0) -> List[PlannedUtt]:
+    """``kind`` "qst": conversations annotated asr + qst only, from their own RNG stream (split ``qst_<split>``).
+
+    ``read_names`` P: each entity slot of a read utterance takes, with probability P, a name from the open pools of
+    ``name_pools`` instead (own RNG stream, drawn after the usual pick, so templates, voices and every other draw
+    stay those of P = 0; the read utt ids carry ``n<100 P>`` so their wavs never replace the P = 0 ones)."""
     voices = make_voices(lang, seed)
     seen, unseen = split_entities(lang, seed)
     p_unseen = 0.0 if split == "train" else P_UNSEEN_ENTITY
@@ -183,22 +188,34 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
         plans.append(PlannedUtt(utt_id, lang, name, "qst" if kind == "qst" else "conv", tuple(turns),
                                 _noise_seed(seed, utt_id)))
     read_pool = voices["read"] + (voices["read_unseen"] if split != "train" else [])
+    pick_read, read_tag = pick_entity, ""
+    if read_names:
+        if not 0.0 < read_names <= 1.0:
+            raise ValueError(f"read_names is a share of entity slots in (0, 1], got {read_names}")
+        from espnet2_ext.data.name_pools import name_pools
+
+        pools, names_rng = name_pools(lang), _rng(seed, lang, split, "read-names")
+        read_tag = f"n{round(100 * read_names):03d}-"
+
+        def pick_read(typ: str) -> str:
+            usual = pick_entity(typ)  # keeps the main stream exactly as without read_names
+            return names_rng.choice(pools[typ]) if names_rng.random() < read_names else usual
     for i in range(n_read):
         v = rng.choice(read_pool)
-        tokens = tuple(fill_template(rng.choice(W.TEMPLATES[lang]), lang, rng, pick_entity))
-        utt_id = f"{v.speaker_id}-{name}-r{i:04d}"
+        tokens = tuple(fill_template(rng.choice(W.TEMPLATES[lang]), lang, rng, pick_read))
+        utt_id = f"{v.speaker_id}-{name}-{read_tag}r{i:04d}"
         plans.append(PlannedUtt(utt_id, lang, name, "read", (Turn(v, tokens, 0.0),), _noise_seed(seed, utt_id)))
     return plans
 
 
 def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
                 languages: Sequence[str] = W.LANGUAGES,
-                train_read: Optional[int] = None) -> Dict[str, List[PlannedUtt]]:
+                train_read: Optional[int] = None, read_names: float = 0.0) -> Dict[str, List[PlannedUtt]]:
     """Planned utterances per split: train, dev, test (conversations) and test_partial (read).
 
     ``train_read``: read (asr+lid only) utterances per language in train instead of the size's default. Read
     utterances are drawn after the conversations from the same per-language stream, so a larger value keeps the
-    conversations and the first reads and only appends reads."""
+    conversations and the first reads and only appends reads. ``read_names``: see ``plan_split`` (train only)."""
     if size not in SIZES:
         raise ValueError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
     if train_read is not None and train_read < 0:
@@ -206,7 +223,8 @@ def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
     s = dict(SIZES[size], **({} if train_read is None else {"train_read": train_read}))
     out: Dict[str, List[PlannedUtt]] = {"train": [], "dev": [], "test": [], "test_partial": []}
     for lang in languages:
-        out["train"] += plan_split(lang, "train", s["train_conv"], s["train_read"] if partial else 0, seed)
+        out["train"] += plan_split(lang, "train", s["train_conv"], s["train_read"] if partial else 0, seed,
+                                   read_names=read_names)
         out["dev"] += plan_split(lang, "dev", s["dev_conv"], 0, seed)
         out["test"] += plan_split(lang, "test", s["test_conv"], 0, seed)
         if partial:

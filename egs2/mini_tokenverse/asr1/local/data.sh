@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Stage 1 for mini_tokenverse: synthesise the corpus (seeded, deterministic) into data/{train,dev,test,...}.
-#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N] [--wordlist_read M]
+#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N [--read_names P]]
+#                 [--wordlist_read M]
 #   (--train_read N: also data/train_read<N> = train's conversations + N read utterances per language;
+#    --read_names P, with --train_read N: data/train_read<N>_names<100 P> instead, a share P of the read entity slots
+#    filled from open per-language name lists (Faker's; no mini_tokenverse entity among them);
 #    --wordlist_read M, with --train_read N: also data/wordlist_read<M> = M ASR+LID-only utterances per language of
 #    word-list read speech (the head of ../ssl1's pretraining corpus: thousands of distinct words, no mini text,
 #    entity or voice) and data/train_read<N>_wl<M> = data/train_read<N> + it)
@@ -26,6 +29,8 @@ while [ $# -gt 0 ]; do
 done
 [ -z "${wordlist_read}" ] || [ -n "${train_read}" ] || \
   { echo "local/data.sh: --wordlist_read adds to data/train_read<N>: give --train_read N too" >&2; exit 1; }
+[ -z "${wordlist_read}" ] || [[ " ${args[*]} " != *" --read_names "* ]] || \
+  { echo "local/data.sh: --wordlist_read adds to data/train_read<N>, which --read_names replaces: give one of them" >&2; exit 1; }
 "${python}" -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --wav_dir downloads/mini_tokenverse/wav --nj 2 "${args[@]}"
 if [ -n "${wordlist_read}" ]; then
   # Spelled with data/train's letters only: that text trains the tokenizer (stage 3), any other letter is <unk>.
