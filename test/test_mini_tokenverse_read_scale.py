@@ -90,3 +90,24 @@ def test_prepare_writes_a_separate_train_read_dir(tmp_path):
     n_unique = len({u.utt_id for name in dirs for u in dirs[name]})
     assert len(list(wav_dir.glob("*.wav"))) == n_unique  # each wav synthesised once
     assert "| train_read4 | read |" in (data / "corpus_stats.md").read_text()
+
+
+def test_dev_read_adds_a_read_dev_set_and_changes_nothing_else(tmp_path):
+    base = P.plan_corpus(0, "default")
+    more = P.plan_corpus(0, "default", dev_read=30)
+    assert _digest({k: v for k, v in more.items() if k != "dev_partial"}) == DEFAULT_PLAN_SHA1
+    dev_read = more["dev_partial"]
+    assert len(dev_read) == 4 * 30 and all(p.subset == "read" and p.tasks == ("asr", "lid") for p in dev_read)
+    ids = {p.utt_id for ps in more.values() for p in ps}
+    assert len(ids) == sum(len(ps) for ps in more.values())  # no id shared with another split
+    train_voices = {t.voice for p in base["train"] for t in p.turns}
+    assert any(p.turns[0].voice not in train_voices for p in dev_read)  # drawn like test_partial: an unseen voice
+    held_out = {(lang, n) for lang in ("en", "de", "es", "fr") for ns in P.split_entities(lang, 0)[1].values()
+                for n in ns}
+    spoken = [(p.lang, " ".join(p.turns[0].tokens)) for p in dev_read]
+    assert any(f"[NE] {n} [/NE]" in text for lang, text in spoken for (lg, n) in held_out if lg == lang)
+    with pytest.raises(ValueError, match="dev_read must be >= 0"):
+        P.plan_corpus(0, "debug", dev_read=-2)
+    with pytest.raises(ValueError, match="no_partial"):
+        M.prepare(tmp_path / "data", size="debug", partial=False, dev_read=3)
+    assert get_parser().parse_args(["--dev_read", "25"]).dev_read == 25

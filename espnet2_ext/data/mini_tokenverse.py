@@ -182,7 +182,7 @@ def ref_turns(plan: PlannedUtt, bounds: Sequence[Sequence[float]]) -> tuple:
 
 def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial: bool = True,
             wav_dir=None, log: Callable[[str], None] = print, train_read: Optional[int] = None,
-            read_names: float = 0.0) -> Dict[str, list]:
+            read_names: float = 0.0, dev_read: Optional[int] = None) -> Dict[str, list]:
     """Generate the corpus: wavs, Kaldi dirs ``train``, ``train_full_only``, ``dev``, ``test``
     (+ ``test_partial``) under ``out_dir`` and ``out_dir/corpus_stats.md``. Returns dir name -> utterances.
 
@@ -190,7 +190,8 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     language (a larger ASR+LID-only subset); ``train`` and every other dir stay exactly what they are without it.
     ``read_names`` P (with ``train_read``) writes ``train_read<N>_names<100 P>`` instead of ``train_read<N>``: the
     same conversations and read templates, with a share P of the read entity slots filled from open name lists
-    (``name_pools``; no mini_tokenverse entity among them).
+    (``name_pools``; no mini_tokenverse entity among them). ``dev_read`` N also writes ``dev_partial``: N read
+    utterances per language drawn like ``test_partial``, a dev set for the read-speech target.
 
     Wavs go to ``<wav_dir>/<size>-seed<seed>/`` (default ``wav_dir``: ``<out_dir>/../downloads/mini_tokenverse/
     wav``) so corpora of other sizes/seeds never overwrite each other's audio. Paths in wav.scp are written as
@@ -202,7 +203,9 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "mini_tokenverse"
                                                                  / "wav"))
     wav_dir = wav_dir / f"{size}-seed{seed}"
-    splits = plan_corpus(seed, size, partial)
+    if dev_read and not partial:
+        raise ValueError("dev_read adds read speech (dev_partial): it cannot go with partial=False (--no_partial)")
+    splits = plan_corpus(seed, size, partial, dev_read=dev_read)
     if train_read is not None and not partial:
         raise ValueError("train_read sets the size of the read-speech subset: it cannot go with partial=False "
                          "(--no_partial)")

@@ -210,16 +210,21 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
 
 def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
                 languages: Sequence[str] = W.LANGUAGES,
-                train_read: Optional[int] = None, read_names: float = 0.0) -> Dict[str, List[PlannedUtt]]:
+                train_read: Optional[int] = None, read_names: float = 0.0,
+                dev_read: Optional[int] = None) -> Dict[str, List[PlannedUtt]]:
     """Planned utterances per split: train, dev, test (conversations) and test_partial (read).
 
     ``train_read``: read (asr+lid only) utterances per language in train instead of the size's default. Read
     utterances are drawn after the conversations from the same per-language stream, so a larger value keeps the
-    conversations and the first reads and only appends reads. ``read_names``: see ``plan_split`` (train only)."""
+    conversations and the first reads and only appends reads. ``read_names``: see ``plan_split`` (train only).
+    ``dev_read`` N adds ``dev_partial``: N read utterances per language drawn as ``test_partial`` is (held-out
+    names at the same rate, the unseen read voice among the speakers) from a stream of its own, so that the
+    read-speech target has a dev set to tune on; every other split is unchanged."""
     if size not in SIZES:
         raise ValueError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
-    if train_read is not None and train_read < 0:
-        raise ValueError(f"train_read must be >= 0, got {train_read}")
+    for opt, val in (("train_read", train_read), ("dev_read", dev_read)):
+        if val is not None and val < 0:
+            raise ValueError(f"{opt} must be >= 0, got {val}")
     s = dict(SIZES[size], **({} if train_read is None else {"train_read": train_read}))
     out: Dict[str, List[PlannedUtt]] = {"train": [], "dev": [], "test": [], "test_partial": []}
     for lang in languages:
@@ -229,6 +234,8 @@ def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
         out["test"] += plan_split(lang, "test", s["test_conv"], 0, seed)
         if partial:
             out["test_partial"] += plan_split(lang, "test_partial", 0, s["test_read"], seed)
+        if dev_read:
+            out.setdefault("dev_partial", []).extend(plan_split(lang, "dev_partial", 0, dev_read, seed))
     return {k: v for k, v in out.items() if v}
 
 

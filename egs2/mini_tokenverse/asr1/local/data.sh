@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Stage 1 for mini_tokenverse: synthesise the corpus (seeded, deterministic) into data/{train,dev,test,...}.
 #   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N [--read_names P]]
-#                 [--wordlist_read M]
+#                 [--dev_read N] [--wordlist_read M]
 #   (--train_read N: also data/train_read<N> = train's conversations + N read utterances per language;
 #    --read_names P, with --train_read N: data/train_read<N>_names<100 P> instead, a share P of the read entity slots
 #    filled from open per-language name lists (Faker's; no mini_tokenverse entity among them);
+#    --dev_read N: also data/dev_partial, N read utterances per language drawn like test_partial (a dev set for it);
 #    --wordlist_read M, with --train_read N: also data/wordlist_read<M> = M ASR+LID-only utterances per language of
 #    word-list read speech (the head of ../ssl1's pretraining corpus: thousands of distinct words, no mini text,
 #    entity or voice) and data/train_read<N>_wl<M> = data/train_read<N> + it)
