@@ -6,7 +6,7 @@ import pytest
 import espnet2_ext  # noqa: F401  (offline guard before anything else)
 from espnet2_ext.bin import tokenverse_score
 from espnet2_ext.common import DataError
-from espnet2_ext.scoring.metrics import align_matches, score_corpus, score_utterance, summarize
+from espnet2_ext.scoring.metrics import align_matches, entities_by_seen, score_corpus, score_utterance, summarize
 from espnet2_ext.task_spec import TaskSpec
 
 SPEC = TaskSpec.default()
@@ -216,6 +216,35 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| all | 0.00 | 0.00 | 100.00 | 100.00 | 100.00 | 0 |" in printed
     assert not list(out.parent.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_entities_by_seen_splits_recall_and_counts_wrong_spans():
+    known = {"hello", "maria", "peter", "berlin"}
+    ref = {"u1": "[NE] maria [/NE] and [NE] katrin [/NE] and [NE] maria [/NE]".split(),
+           "u2": "[NE] peter smith [/NE] in [NE] berlin [/NE]".split(),
+           "u3": "nothing here".split()}
+    hyp = {"u1": "[NE] maria [/NE] and [NE] catredi [/NE]".split(),    # one of two marias, katrin misspelled
+           "u2": "[NE] peter smith [/NE] in [NE] berlin [/NE] [NE] berlin [/NE]".split(),  # one berlin too many
+           "u3": "[NE] nothing [/NE] here".split()}
+    assert entities_by_seen(ref, hyp, known) == {
+        "seen_found": 2, "seen": 3,          # maria x2 (1 found), berlin (found); "peter smith" has an unknown word
+        "unseen_found": 1, "unseen": 2,      # peter smith (found), katrin (not)
+        "wrong_spans": 3}                    # catredi, the second berlin, nothing
+
+
+def test_cli_train_text_adds_the_seen_unseen_split(tmp_path, capsys):
+    train = _write(tmp_path / "train_text", ["t1 [EN] hello [NE] maria [/NE] [ENDP]"])
+    ref = _write(tmp_path / "text", ["u1 [EN] hello [NE] maria [/NE] and [NE] katrin [/NE] [ENDP]"])
+    hyp = _write(tmp_path / "hyp", ["u1 [EN] hello [NE] maria [/NE] and [NE] catrin [/NE] [ENDP]"])
+    out = tmp_path / "score.json"
+    args = ["--ref", str(ref), "--hyp", str(hyp), "--task_activation", "asr,ner,lid", "--out_json", str(out)]
+    tokenverse_score.run(args)
+    assert "ner_by_seen" not in json.loads(out.read_text())
+    tokenverse_score.run(args + ["--train_text", str(train)])
+    assert json.loads(out.read_text())["ner_by_seen"] == {"seen_found": 1, "seen": 1, "unseen_found": 0,
+                                                          "unseen": 1, "wrong_spans": 1}
+    assert "entities found exactly: seen in train 1/1, unseen 0/1; wrong spans 1" in capsys.readouterr().out
+    assert tokenverse_score.main(args + ["--train_text", str(tmp_path / "nope")]) != 0
 
 
 def test_cli_errors(tmp_path):

@@ -7,7 +7,8 @@ Prints a table and writes JSON (metric values, per-language breakdown, raw count
 turn times (``utt2turns`` next to ``--ref``) and the decode dir has ``1best_recog/events.jsonl``, the JSON also gets
 a ``time`` section (``scoring/time_metrics.py``): SCD precision/recall/F1 at each ``--collars`` value, segment
 purity/coverage (pyannote.metrics), endpoint latency EP50/EP90, early-cutoff and missed-endpoint rates, and with
-``--ref_ctm`` the median word start error.
+``--ref_ctm`` the median word start error. With ``--train_text`` (the training references) the NER recall is split
+into entities seen / unseen in training, with the count of wrong spans (``ner_by_seen``).
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra_tasks", action="append", default=[], metavar="NAME=TOKEN",
                    help="a task added to the model (extend_model --add_task), e.g. 'qst=[Q]': scored by aligned tag "
                         "matching like scd/endp (F1 as <name>_f1)")
+    p.add_argument("--train_text", default=None,
+                   help="the training references (Kaldi text): NER recall is also split into entities whose words "
+                        "all occur there (seen) and the others (unseen), with the wrong spans (JSON 'ner_by_seen')")
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")
     p.add_argument("--test_set", default=None, help="test set name stored in the JSON (for tokenverse_report)")
@@ -132,6 +136,11 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
                   f"(set --languages if these are language tokens)", file=sys.stderr)
     result = score_corpus(ref, hyp, spec, active, utt2lang, ref_name=str(args.ref), hyp_name=str(hyp_path),
                           utt2lang_name=str(args.utt2lang))
+    if args.train_text is not None:
+        from espnet2_ext.scoring.metrics import entities_by_seen
+
+        known = {w for words in read_text(args.train_text).values() for w in words if not spec.is_task_token(w)}
+        result["ner_by_seen"] = entities_by_seen(ref, hyp, known)
     time_section = score_time_section(args, ref, hyp_path, spec, active)
     if time_section is not None:
         result["time"] = time_section
@@ -148,6 +157,10 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
 
         flat = flat_time_scores(result["time"])  # type: ignore[arg-type]
         print(md_table([name for _, name in TIME_COLUMNS], [[fmt(flat[k]) for k, _ in TIME_COLUMNS]]))
+    if "ner_by_seen" in result:
+        b = result["ner_by_seen"]
+        print(f"entities found exactly: seen in train {b['seen_found']}/{b['seen']}, unseen {b['unseen_found']}/"
+              f"{b['unseen']}; wrong spans {b['wrong_spans']}")
     return result
 
 

@@ -296,3 +296,21 @@ def score_corpus(ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[st
     result["counts"] = counts_json(total)
     result["task_activation"] = list(active)
     return result
+
+
+def entities_by_seen(ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[str]],
+                     known_words: Iterable[str]) -> Dict[str, int]:
+    """NER recall split by whether the training text had the entity's words (``known_words``): a reference entity
+    is *seen* when every word of it occurs there, *unseen* otherwise; found = matched exactly, per utterance (the
+    ``ner_tp`` rule). ``wrong_spans`` = hypothesis entities that match no reference entity (the NER false
+    positives). Keys: seen_found, seen, unseen_found, unseen, wrong_spans."""
+    known = set(known_words)
+    out = dict.fromkeys(("seen_found", "seen", "unseen_found", "unseen", "wrong_spans"), 0)
+    for utt, ref_words in ref.items():
+        ref_ents, hyp_ents = Counter(entities(ref_words)), Counter(entities(hyp.get(utt, ())))
+        for ent, n in ref_ents.items():
+            kind = "seen" if all(w in known for w in ent.split()) else "unseen"
+            out[kind] += n
+            out[f"{kind}_found"] += min(n, hyp_ents[ent])
+        out["wrong_spans"] += sum((hyp_ents - ref_ents).values())
+    return out
