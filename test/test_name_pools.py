@@ -108,6 +108,8 @@ def test_read_names_change_only_the_read_entity_slots(share):
 def test_bad_shares_are_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"share of entity slots in \(0, 1\]"):
         P.plan_corpus(0, "debug", train_read=3, read_names=1.5)
+    with pytest.raises(ValueError, match="steps of 0.01"):
+        P.plan_corpus(0, "debug", train_read=3, read_names=0.505)
     with pytest.raises(ValueError, match="give train_read too"):
         M.prepare(tmp_path / "data", size="debug", read_names=0.5)
     assert prepare_main(["--out_dir", str(tmp_path / "d"), "--size", "debug", "--train_read", "3",

@@ -190,8 +190,9 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
     read_pool = voices["read"] + (voices["read_unseen"] if split != "train" else [])
     pick_read, read_tag = pick_entity, ""
     if read_names:
-        if not 0.0 < read_names <= 1.0:
-            raise ValueError(f"read_names is a share of entity slots in (0, 1], got {read_names}")
+        if not 0.0 < read_names <= 1.0 or abs(100 * read_names - round(100 * read_names)) > 1e-9:
+            # whole percent: the share names the utt ids and the data dir, so two shares never share a name
+            raise ValueError(f"read_names is a share of entity slots in (0, 1] in steps of 0.01, got {read_names}")
         from espnet2_ext.data.name_pools import name_pools
 
         pools, names_rng = name_pools(lang), _rng(seed, lang, split, "read-names")
