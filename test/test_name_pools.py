@@ -89,9 +89,9 @@ def test_read_names_change_only_the_read_entity_slots(share):
         frame_b, names_b = _slots(b.turns[0].tokens)
         assert frame_a == frame_b  # same template, same slot fillers
         pools = N.name_pools(a.lang)
-        for typ_name_a, name_b in zip(names_a, names_b):
+        for name_a, name_b in zip(names_a, names_b):
             slots += 1
-            if name_b != typ_name_a:
+            if name_b != name_a:
                 assert any(name_b in pools[t] for t in W.ENTITY_TYPES)
                 from_pool += 1
     assert slots > 100
