@@ -26,11 +26,13 @@ def main() -> None:
     args = p.parse_args()
 
     from espnet2_ext.ssl import feature_cache
-    from espnet2_ext.ssl.pretrain import Pretrainer, _batch, _loss, _device
+    from espnet2_ext.ssl.objectives import Pretrainer, objective_loss
+    from espnet2_ext.ssl.pretrain import resolve_device
+    from espnet2_ext.ssl.sources import batch
     from espnet2_ext.upstream.xlsr_standin import model_cfg_for
 
     torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     rng = np.random.default_rng(0)
     # utterances of 2-5 s (the ssl corpus averages 3.7 s) filling one batch
     audio, total = [], 0
@@ -48,9 +50,9 @@ def main() -> None:
 
     def step(cached: bool) -> float:
         t0 = time.perf_counter()
-        wav, pad, x = _batch(feats if cached else audio, idx, device, cached)
+        wav, pad, x = batch(feats if cached else audio, idx, device, cached)
         logits, fpad = model(wav, pad, None, x)  # [B, T, V]
-        loss, _ = _loss("ctc", logits, fpad, None, targets, [])
+        loss, _ = objective_loss("ctc", logits, fpad, None, targets, [])
         opt.zero_grad()
         loss.backward()
         opt.step()

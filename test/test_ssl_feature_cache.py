@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from espnet2_ext.ssl import feature_cache as FC
-from espnet2_ext.ssl.pretrain import PretrainConfig, Pretrainer, pretrain
+from espnet2_ext.ssl.objectives import Pretrainer
+from espnet2_ext.ssl.pretrain import PretrainConfig, pretrain
 from espnet2_ext.ssl.targets import collate, n_frames
 from espnet2_ext.upstream.xlsr_standin import build_wav2vec2, model_cfg_for, save_checkpoint
 
@@ -64,14 +65,14 @@ def test_cached_features_give_the_logits_of_the_audio_path():
     model = Pretrainer(model_cfg_for("tiny"), n_out=5, seed=0, freeze_feature_encoder=True).eval()
     audio = _audio()
     cache = FC.compute(["a", "b", "c"], audio, model.wav2vec2)
-    from espnet2_ext.ssl.pretrain import _batch
+    from espnet2_ext.ssl.sources import batch
 
     feats = [torch.from_numpy(cache["data"][cache["offsets"][i]:cache["offsets"][i + 1]].astype(np.float32))
              * torch.from_numpy(cache["scales"][i]) for i in range(3)]
     with torch.no_grad():
-        wav, pad, _ = _batch(audio, [0, 1, 2], torch.device("cpu"), cached=False)
+        wav, pad, _ = batch(audio, [0, 1, 2], torch.device("cpu"), cached=False)
         want, wpad = model(wav, pad, None)
-        _, fpad, x = _batch(feats, [0, 1, 2], torch.device("cpu"), cached=True)
+        _, fpad, x = batch(feats, [0, 1, 2], torch.device("cpu"), cached=True)
         got, gpad = model(None, fpad, None, x)
     assert torch.equal(wpad, gpad)
     valid = ~wpad
@@ -121,16 +122,16 @@ def test_ctc_stage_on_the_cache_keeps_the_cnn_validates_and_keeps_the_best(tmp_p
 
 
 def test_device_option_is_checked():
-    from espnet2_ext.ssl.pretrain import _device
+    from espnet2_ext.ssl.pretrain import resolve_device
 
-    assert _device("cpu").type == "cpu"
+    assert resolve_device("cpu").type == "cpu"
     with pytest.raises(ValueError, match="not a torch device"):
-        _device("gpu0")
+        resolve_device("gpu0")
     with pytest.raises(ValueError, match="only cpu and cuda"):
-        _device("meta")
+        resolve_device("meta")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device; use --device cpu"):
-            _device("cuda")
+            resolve_device("cuda")
 
 
 def test_cli_reads_booleans_as_words():

@@ -31,7 +31,7 @@ import soundfile as sf
 
 from espnet2_ext.common import atomic_output, atomic_write_text
 from espnet2_ext.data import mini_tokenverse_words as W
-from espnet2_ext.data.mini_tokenverse_plan import PlannedUtt, plan_corpus, plan_extension
+from espnet2_ext.data.mini_tokenverse_plan import PlannedUtt, plan_corpus, plan_extension, read_names_percent
 
 SAMPLE_RATE = 16000
 
@@ -212,7 +212,7 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     if read_names and train_read is None:
         raise ValueError("read_names is a share of the train_read<N> subset's entity slots: give train_read too")
     if train_read is not None:  # same utt ids as in train are the same plans (same stream): synthesised once
-        name = f"train_read{train_read}" + (f"_names{round(100 * read_names)}" if read_names else "")
+        name = f"train_read{train_read}" + (f"_names{read_names_percent(read_names)}" if read_names else "")
         splits[name] = plan_corpus(seed, size, partial, train_read=train_read, read_names=read_names)["train"]
     unique = {p.utt_id: p for ps in splits.values() for p in ps}
     times: Dict[str, list] = {}

@@ -147,6 +147,14 @@ def _noise_seed(seed: int, utt_id: str) -> int:
     return int(hashlib.sha1(f"{seed}:{utt_id}".encode()).hexdigest()[:8], 16)
 
 
+def read_names_percent(read_names: float) -> int:
+    """The ``read_names`` share in whole percent, which names its utt ids and data dir (so two shares never share
+    a wav); anything else is refused."""
+    if not 0.0 < read_names <= 1.0 or abs(100 * read_names - round(100 * read_names)) > 1e-9:
+        raise ValueError(f"read_names is a share of entity slots in (0, 1] in steps of 0.01, got {read_names}")
+    return round(100 * read_names)
+
+
 def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind: str = "",
                read_names: float = 0.0) -> List[PlannedUtt]:
     """``kind`` "qst": conversations annotated asr + qst only, from their own RNG stream (split ``qst_<split>``).
@@ -190,13 +198,10 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
     read_pool = voices["read"] + (voices["read_unseen"] if split != "train" else [])
     pick_read, read_tag = pick_entity, ""
     if read_names:
-        if not 0.0 < read_names <= 1.0 or abs(100 * read_names - round(100 * read_names)) > 1e-9:
-            # whole percent: the share names the utt ids and the data dir, so two shares never share a name
-            raise ValueError(f"read_names is a share of entity slots in (0, 1] in steps of 0.01, got {read_names}")
         from espnet2_ext.data.name_pools import name_pools
 
         pools, names_rng = name_pools(lang), _rng(seed, lang, split, "read-names")
-        read_tag = f"n{round(100 * read_names):03d}-"
+        read_tag = f"n{read_names_percent(read_names):03d}-"
 
         def pick_read(typ: str) -> str:
             usual = pick_entity(typ)  # keeps the main stream exactly as without read_names

@@ -10,28 +10,32 @@ Two objectives over the same S3PRL ``Wav2Vec2Model`` (the architecture the front
 
 Only the wav2vec2 weights are exported (:func:`espnet2_ext.ssl.checkpoints.export`): the head is pretraining-only, as XLS-R's
 quantiser and projection heads are. Training is resumable: ``<exp>/checkpoint.pt`` is written atomically every
-``save_every`` steps and at the end; running the same command again continues from it. The audio, targets, batches
-and masks it trains on come from :mod:`espnet2_ext.ssl.targets`; checkpoint files (init, export, provenance)
-are :mod:`espnet2_ext.ssl.checkpoints`.
+``save_every`` steps and at the end; running the same command again continues from it. This module is the
+configuration and the training loop. The audio, targets, batches and masks come from :mod:`espnet2_ext.ssl.targets`,
+what a step reads (audio or cached CNN features) from :mod:`espnet2_ext.ssl.sources`, the model, losses and
+held-out scoring from :mod:`espnet2_ext.ssl.objectives`, the checkpoint files (init, export, provenance) from
+:mod:`espnet2_ext.ssl.checkpoints`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from espnet2_ext.common import atomic_write_text
+from espnet2_ext.ssl import sources as S
 from espnet2_ext.ssl.checkpoints import load_init, save_atomic
-from espnet2_ext.ssl.targets import (HOP, SAMPLE_RATE, WIN, char_vocab, collate, fit_kmeans, load_audio,
-                                     make_batches, mfcc_frames, n_frames, read_data_dir, span_mask)
-from espnet2_ext.upstream.xlsr_standin import _plain, build_wav2vec2, model_cfg_for
+from espnet2_ext.ssl.objectives import Pretrainer, ctc_targets, evaluate_ctc, objective_loss
+from espnet2_ext.ssl.targets import (SAMPLE_RATE, char_vocab, fit_kmeans, load_audio, make_batches, mfcc_frames,
+                                     n_frames, read_data_dir, span_mask)
+from espnet2_ext.upstream.xlsr_standin import _plain, model_cfg_for
 
 
 @dataclass
@@ -68,52 +72,6 @@ class PretrainConfig:
     feature_cache: str = ""
 
 
-# ------------------------------------------------------------------------------------------------ model
-class Pretrainer(torch.nn.Module):
-    """wav2vec2 stand-in + a pretraining head (cluster logits or CTC characters)."""
-
-    def __init__(self, model_cfg: Dict, n_out: int, seed: int, freeze_feature_encoder: bool = False):
-        super().__init__()
-        self.model_cfg = dict(model_cfg)
-        self.wav2vec2 = build_wav2vec2(model_cfg, seed)
-        # the quantiser/projection of wav2vec2's own contrastive objective are not used here: freeze them so the
-        # optimiser state stays small and their weights stay as initialised (the frontend freezes them too)
-        used = ("feature_extractor", "layer_norm", "post_extract_proj", "encoder", "mask_emb")
-        for name, p in self.wav2vec2.named_parameters():
-            top = name.split(".")[0]
-            p.requires_grad_(top in used and not (freeze_feature_encoder and top == "feature_extractor"))
-        dim = model_cfg["encoder_embed_dim"]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
-            self.head = torch.nn.Linear(dim, n_out)
-
-    def forward(self, wav: Optional[torch.Tensor], pad: torch.Tensor, mask_indices: Optional[torch.Tensor],
-                cnn_feats: Optional[torch.Tensor] = None):
-        """wav: [B, L], pad: [B, L] (True = padding), mask_indices: [B, T] or None
-        -> logits [B, T, n_out], frame padding [B, T].
-        With ``cnn_feats`` [B, T, C] (cached outputs of the frozen CNN) the CNN is skipped: ``wav`` is unused and
-        ``pad`` is the frame padding [B, T].
-
-        The steps of ``Wav2Vec2Model.forward`` up to the transformer, called one by one because its own masking
-        path gathers the masked targets with ``.view(B, -1, C)``, which needs the same masked count in every row.
-        """
-        w = self.wav2vec2
-        if cnn_feats is None:
-            feats = w.feature_extractor(wav).transpose(1, 2)  # [B, T, C]
-            lens = w._get_feat_extract_output_lengths((~pad).sum(-1))  # [B]
-        else:
-            feats, lens = cnn_feats, (~pad).sum(-1)  # [B, T, C], [B]
-        feats = w.layer_norm(feats)
-        T = feats.shape[1]
-        fpad = torch.arange(T, device=feats.device)[None, :] >= lens[:, None]  # [B, T]
-        if w.post_extract_proj is not None:
-            feats = w.post_extract_proj(feats)  # [B, T, D]
-        if mask_indices is not None:
-            feats = torch.where(mask_indices[:, :T, None], w.mask_emb.to(feats.dtype), feats)
-        x, _ = w.encoder(feats, padding_mask=fpad if fpad.any() else None)  # [B, T, D]
-        return self.head(x), fpad
-
-
 def _lr(step: int, cfg: PretrainConfig) -> float:
     warm = max(1, cfg.warmup_steps)
     if step < warm:
@@ -126,7 +84,7 @@ def _lr(step: int, cfg: PretrainConfig) -> float:
 def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callable[[str], None] = print) -> Path:
     """Run (or continue) pretraining; returns the path of ``checkpoint.pt``."""
     torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     exp_dir = Path(exp_dir)
     exp_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = exp_dir / "checkpoint.pt"
@@ -209,23 +167,22 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         if name == "valid" and not its:
             continue
         if cfg.feature_cache:
-            sources[name] = _cached_features(cfg, model.wav2vec2, d, its, device, log)
+            sources[name] = S.cached_features(cfg.feature_cache, model.wav2vec2, d, its, device, cfg.max_utt_seconds,
+                                              log)
         else:
             sources[name] = audio if name == "train" else load_audio(its, cfg.max_utt_seconds)
-    lengths = _sample_lengths(sources["train"], bool(cfg.feature_cache))
+    cached = bool(cfg.feature_cache)
+    batch_samples = int(cfg.batch_seconds * SAMPLE_RATE)
+    lengths = S.sample_lengths(sources["train"], cached)
     valid_eval = None
     if valid_items:
-        valid_targets = ctc_targets(valid_items, vocab)
-
-        def valid_eval():
-            return _evaluate_ctc(model, sources["valid"], valid_targets, vocab, int(cfg.batch_seconds * SAMPLE_RATE),
-                                 device, bool(cfg.feature_cache))
+        valid_eval = functools.partial(evaluate_ctc, model, sources["valid"], ctc_targets(valid_items, vocab), vocab,
+                                       batch_samples, device, cached)
 
     # which machines the steps ran on (the provenance README says so): a run may resume on another device
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cfg.threads} thread(s)"
     if where not in state.setdefault("devices", []):
         state["devices"].append(where)
-    batch_samples = int(cfg.batch_seconds * SAMPLE_RATE)
     gen = torch.Generator()
     t0, run_t0, run_loss = time.time(), time.time(), []
     model.train()
@@ -234,7 +191,7 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         while state["batch_in_epoch"] < len(batches) and state["step"] < cfg.max_steps:
             idx = batches[state["batch_in_epoch"]]
             gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
-            wav, pad, cnn_feats = _batch(sources["train"], idx, device, bool(cfg.feature_cache))
+            wav, pad, cnn_feats = S.batch(sources["train"], idx, device, cached)
             frame_lens = [min(n_frames(lengths[i]), len(targets[i]) if cfg.objective == "hubert" else 10**9)
                           for i in idx]
             T = n_frames(wav.shape[1]) if cnn_feats is None else cnn_feats.shape[1]
@@ -244,7 +201,7 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
                 g["lr"] = _lr(state["step"], cfg)
             mask = mask.to(device, non_blocking=True) if mask is not None else None
             logits, fpad = model(wav, pad, mask, cnn_feats)  # logits: [B, T, n_out]
-            loss, acc = _loss(cfg.objective, logits, fpad, mask, [targets[i] for i in idx], frame_lens)
+            loss, acc = objective_loss(cfg.objective, logits, fpad, mask, [targets[i] for i in idx], frame_lens)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -284,81 +241,12 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
     return ckpt_path
 
 
-def ctc_targets(items, vocab: List[str]) -> List[torch.Tensor]:
-    """Character ids of each transcript (space = ``|``); characters outside ``vocab`` are left out."""
-    index = {c: i for i, c in enumerate(vocab)}
-    return [torch.tensor([index[c] for c in t.replace(" ", "|") if c in index], dtype=torch.long)
-            for _, _, t in items]
-
-
-def _cached_features(cfg: PretrainConfig, wav2vec2: torch.nn.Module, data_dir, items, device: torch.device,
-                     log: Callable[[str], None]) -> List[torch.Tensor]:
-    """The frozen CNN's outputs for ``items`` ([T, C] each, on ``device``), computed into the cache first if absent."""
-    from espnet2_ext.ssl import feature_cache
-
-    path = Path(cfg.feature_cache) / f"{Path(data_dir).name}.npz"
-    utt_ids = [u for u, _, _ in items]
-    if path.is_file():
-        cache = feature_cache.read(path)
-    else:
-        log(f"pretrain[{cfg.objective}]: computing the frozen CNN's features of {data_dir} into {path}")
-        audio = load_audio(items, cfg.max_utt_seconds)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache = feature_cache.compute(utt_ids, audio, wav2vec2, device)
-        feature_cache.save(cache, path)
-        wav2vec2.train()
-    feats = feature_cache.features(cache, path, feature_cache.cnn_sha256(wav2vec2), utt_ids)
-    log(f"pretrain[{cfg.objective}]: {len(feats)} utterances of cached CNN features from {path}")
-    return [f.to(device) for f in feats]
-
-
-def _sample_lengths(source, cached: bool) -> List[int]:
-    """Samples per utterance, for batching; for cached features, the sample count that gives their frame count."""
-    return [len(a) * HOP + WIN - HOP if cached else len(a) for a in source]
-
-
-def _batch(source, idx: List[int], device: torch.device, cached: bool):
-    """(wav [B, L] or None, padding [B, L] or frame padding [B, T], cached CNN features [B, T, C] or None)."""
-    if not cached:
-        wav, pad = collate(source, idx)
-        return wav.to(device, non_blocking=True), pad.to(device, non_blocking=True), None
-    feats = torch.nn.utils.rnn.pad_sequence([source[i] for i in idx], batch_first=True)  # [B, T, C]
-    lens = torch.tensor([len(source[i]) for i in idx], device=device)
-    pad = torch.arange(feats.shape[1], device=device)[None, :] >= lens[:, None]  # [B, T]
-    return None, pad, feats
-
-
-@torch.no_grad()
-def _evaluate_ctc(model: "Pretrainer", source, targets: List[torch.Tensor], vocab: List[str], batch_samples: int,
-                  device: torch.device, cached: bool) -> Dict[str, float]:
-    """CTC loss per character and greedy character error rate (jiwer) on a held-out set, without masking."""
-    import jiwer
-
-    model.eval()
-    lengths = _sample_lengths(source, cached)
-    refs, hyps, loss_sum, chars = [], [], 0.0, 0
-    for idx in make_batches(lengths, batch_samples, 0, 0):
-        wav, pad, feats = _batch(source, idx, device, cached)
-        logits, fpad = model(wav, pad, None, feats)  # [B, T, V]
-        tgts = [targets[i] for i in idx]
-        loss, _ = _loss("ctc", logits, fpad, None, tgts, [])
-        n = sum(len(t) for t in tgts)
-        loss_sum, chars = loss_sum + loss.item() * n, chars + n
-        best = logits.argmax(-1).cpu()  # [B, T]
-        for b, t in enumerate(tgts):
-            ids = torch.unique_consecutive(best[b][: int((~fpad[b]).sum())]).tolist()
-            hyps.append("".join(vocab[i] for i in ids if i != 0).replace("|", " ").strip())
-            refs.append("".join(vocab[i] for i in t.tolist()).replace("|", " ").strip())
-    model.train()
-    return {"loss": loss_sum / max(chars, 1), "cer": 100.0 * jiwer.cer(refs, hyps)}
-
-
 def _log_valid(state: Dict, result: Dict[str, float], cfg: PretrainConfig, log: Callable[[str], None]) -> None:
     state.setdefault("valid", []).append({"step": state["step"], **result})
     log(f"pretrain[{cfg.objective}] step {state['step']} valid: loss {result['loss']:.3f} CER {result['cer']:.2f} %")
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
     """``--device`` as a torch device; a CUDA device that is not there is a one-line error, not a stack trace."""
     try:
         device = torch.device(name)
@@ -373,31 +261,6 @@ def _device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise ValueError(f"--device {name}: only cpu and cuda are supported")
     return device
-
-
-def _loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mask: Optional[torch.Tensor],
-          targets: List[torch.Tensor], frame_lens: List[int]) -> Tuple[torch.Tensor, float]:
-    B, T, V = logits.shape
-    if objective == "hubert":
-        # masked frames only (HuBERT's alpha = 1): predicting unmasked frames is nearly copying MFCC
-        tgt = torch.full((B, T), -100, dtype=torch.long)
-        for b in range(B):
-            n = min(frame_lens[b], T, len(targets[b]))
-            tgt[b, :n] = targets[b][:n]
-        tgt = tgt.to(logits.device)
-        sel = mask & (tgt >= 0) & ~fpad  # [B, T]
-        loss = F.cross_entropy(logits[sel], tgt[sel])
-        acc = (logits[sel].argmax(-1) == tgt[sel]).float().mean().item()
-        return loss, acc
-    logp = logits.log_softmax(-1).transpose(0, 1)  # [T, B, V]
-    in_lens = (~fpad).sum(1)
-    tgt_lens = torch.tensor([len(t) for t in targets])
-    # the lengths stay on the CPU (what both CTC kernels accept); the targets go where the logits are
-    loss = F.ctc_loss(logp, torch.cat(targets).to(logits.device), in_lens.cpu(), tgt_lens, blank=0,
-                      zero_infinity=True)
-    # greedy frame-level proxy: share of frames predicted blank (falls as the head learns characters)
-    err = (logits.argmax(-1)[~fpad] == 0).float().mean().item()
-    return loss, err
 
 
 def _write_json(path: Path, obj) -> None:
