@@ -16,12 +16,12 @@ utterance also groups speakers (what Kaldi checks).
 from __future__ import annotations
 
 import random
-import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from espnet2_ext.common import DataError, atomic_dir
+from espnet2_ext.text.normalize import normalize_words  # noqa: F401  (re-exported: importers use it from here)
 from espnet2_ext.utils.text_io import utf8_errors
 
 PathLike = Union[str, Path]
@@ -64,19 +64,6 @@ class Utterance:
 def c_sort_key(s: str) -> bytes:
     """``LC_ALL=C sort`` order."""
     return s.encode("utf-8")
-
-
-def normalize_words(text: str) -> str:
-    """Lowercase words without punctuation (letters incl. accents, digits and in-word apostrophes kept);
-    ``[NE]``/``[/NE]`` and other bracketed tags pass through in upper case."""
-    out: List[str] = []
-    for tok in unicodedata.normalize("NFC", text).split():
-        if len(tok) > 2 and tok[0] == "[" and tok[-1] == "]" and " " not in tok:
-            out.append(tok.upper())
-            continue
-        chars = [c if (unicodedata.category(c)[0] in "LMN") else ("'" if c in "'’" else " ") for c in tok.lower()]
-        out.extend(w.strip("'") for w in "".join(chars).split() if w.strip("'"))
-    return " ".join(out)
 
 
 # ---------------------------------------------------------------------------------------------- writing
