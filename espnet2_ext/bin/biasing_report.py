@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="the markdown report")
     tb.add_argument("--records", required=True)
     tb.add_argument("--chosen", required=True, help="choose's --out")
+    tb.add_argument("--lists", default=None, help="the folder of make_biasing_lists outputs (one per set): their "
+                    "sizes are stated under the heading")
     tb.add_argument("--note", action="append", default=[], help="a paragraph added under the heading")
     tb.add_argument("--out", required=True)
     return p
@@ -74,7 +76,10 @@ def run(argv: Optional[Sequence[str]] = None) -> object:
                 print(f"{mode} {weight:g}")
         return out
     chosen = R.load_json(args.chosen, "biasing_report choose --out")
-    report = R.build_report(R.load_records(args.records), chosen, chosen.get("table", ""), args.note)
+    notes = list(args.note)
+    if args.lists:
+        notes.append("Lists per set:\n\n" + "\n".join(R.list_notes(args.lists)))
+    report = R.build_report(R.load_records(args.records), chosen, chosen.get("table", ""), notes)
     atomic_write_text(args.out, report)
     print(f"wrote {args.out}")
     return report

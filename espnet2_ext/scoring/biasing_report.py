@@ -249,8 +249,27 @@ def grid_table(records: Sequence[dict]) -> str:
     return md_table(["set", "list kind", "N", "mode", "weight", "seeds"] + [n for _, n in TABLE_COLUMNS], rows)
 
 
+def list_notes(lists_root: PathLike) -> List[str]:
+    """One line per test set's lists (``make_biasing_lists``' manifest.json): sizes, skipped kinds, borrowed names."""
+    lines = []
+    for path in sorted(Path(lists_root).glob("*/manifest.json")):
+        m = load_json(path, "make_biasing_lists manifest")
+        parts = [f"{m['n_utts']} utterances, {m['n_reference_entities']} reference entities"]
+        if m.get("utts_without_entity_annotation"):
+            parts.append(f"{m['utts_without_entity_annotation']} utterances without entity annotation")
+        for kind, info in m.get("kinds", {}).items():
+            if "skipped" in info:
+                parts.append(f"no {kind} lists ({info['skipped']})")
+            borrowed = {k[len("borrowed_n"):]: v for k, v in info.items() if k.startswith("borrowed_n") and v}
+            if borrowed:
+                parts.append(f"{kind} lists: " + ", ".join(f"{v} distractors from another language's pool at "
+                                                           f"N = {n}" for n, v in borrowed.items()))
+        lines.append(f"- `{path.parent.name}` (list seed {m['seed']}): " + "; ".join(parts) + ".")
+    return lines
+
+
 def build_report(records: Sequence[dict], chosen: Mapping, tuning_md: str, notes: Sequence[str] = ()) -> str:
-    mode, weight = chosen["mode"], chosen["weight"]
+    mode, weight, n = chosen["mode"], chosen["weight"], chosen.get("n", 100)  # n: the lists the choice used
     guard = "" if chosen.get("guard_met", True) else (" No setting kept the dev U-WER within 0.5 of the no-list "
                                                       "decode: the lowest objective was taken anyway.")
     parts = [
@@ -266,7 +285,7 @@ def build_report(records: Sequence[dict], chosen: Mapping, tuning_md: str, notes
         + ", ".join(f"{m} {fmt(w)}" for m, w in chosen["per_mode"].items()) + ")." + guard
         + " Error = 100 - NER F1 on a set annotated for NER, its WER otherwise; U-WER rise against the no-list "
           "decode; allowed = rise <= 0.5 on every tune set; objective = the sum of the errors.\n\n" + tuning_md,
-        f"## Targets (test, per-utterance lists, N = 100, mode {mode})\n\n" + targets_table(records, mode),
+        f"## Targets (test, per-utterance lists, N = {n}, mode {mode})\n\n" + targets_table(records, mode, n),
         "## Without lists, every seed\n\n" + no_list_table(records),
         "## Every list kind, N and mode (test sets)\n\n" + grid_table(records),
     ]
