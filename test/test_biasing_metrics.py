@@ -108,3 +108,13 @@ def test_cli_unknown_utterance_is_one_line(tmp_path, capsys):
     assert tokenverse_score.main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "u9" in err and not (tmp_path / "s.json").exists()
+
+
+def test_cli_recording_lists_through_orig_segments(tmp_path):
+    # a dumped dir keeps where each utterance was cut from: a line for the recording covers both its utterances
+    argv = _files(tmp_path, "r1-a [EN] hi [NE] anna [/NE]\nr1-b [EN] bye [NE] anna [/NE]\n",
+                  "r1-a [EN] hi [NE] ana [/NE]\nr1-b [EN] bye [NE] anna [/NE]\n", "r1 | anna\n")
+    (tmp_path / "orig_segments").write_text("r1-a r1 0.0 1.0\nr1-b r1 1.0 2.0\n")
+    assert tokenverse_score.main(argv) == 0
+    b = json.loads((tmp_path / "s.json").read_text())["biasing"]
+    assert b["counts"]["utts_with_list"] == 2 and b["b_wer"] == 50.0 and b["u_wer"] == 0.0
