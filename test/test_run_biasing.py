@@ -63,7 +63,7 @@ def test_run_biasing_end_to_end_with_a_fake_decoder(tmp_path):
     args = ["--models", "train", "--distractors", "0 10", "--kinds", "utt conv lang", "--weights", "1 2", "--tune_n", "10"]
     p = subprocess.run(["./run_biasing.sh", *args], cwd=r, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
-    out = r / "exp_biasing"
+    out = r / "exp_biasing" / "lists_seed0"
     assert (out / "chosen.txt").read_text().split("\n")[:2] == ["gated 2", "ungated 2"]
     calls = (r / "calls.log").read_text().splitlines()
     tune = [c for c in calls if "--test_sets dev" in c]

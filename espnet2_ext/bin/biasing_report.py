@@ -1,12 +1,13 @@
-"""The biasing evaluation's bookkeeping for ``run_biasing.sh`` (``scoring/biasing_report.py``), three commands:
+"""The biasing evaluation's bookkeeping for ``run_biasing.sh`` (``scoring/biasing_report.py``), three commands
+(``$O`` = run_biasing.sh's ``--out``, e.g. exp_biasing/lists_seed0):
 
-    python -m espnet2_ext.bin.biasing_report record --score d/score_utt_n100.json --decode_stats d/decode_stats.json \
-        --config exp/asr_train/config.yaml --model train --set test --kind utt --n 100 --mode gated --weight 2 \
-        --list_seed 0 --stage test --out exp_biasing/records/train/test/gated_w2_utt_n100.json
-    python -m espnet2_ext.bin.biasing_report choose --records exp_biasing/records --tune_sets dev,dev_partial \
-        --kind utt --n 100 --out exp_biasing/chosen.json      # prints "<mode> <weight>" per mode, the chosen first
-    python -m espnet2_ext.bin.biasing_report table --records exp_biasing/records --chosen exp_biasing/chosen.json \
-        --out RESULTS_biasing.md
+    python -m espnet2_ext.bin.biasing_report record --score d/score_utt_n100.json --decode_stats \
+        d/decode_stats.json --config exp/asr_train/config.yaml --model train --set test --kind utt --n 100 \
+        --mode gated --weight 2 --list_seed 0 --stage test --out $O/records/test/train/test/x.json
+    python -m espnet2_ext.bin.biasing_report choose --records $O/records/tune --tune_sets dev,dev_partial \
+        --kind utt --n 100 --out $O/chosen.json     # prints "<mode> <weight>" per mode, the chosen one first
+    python -m espnet2_ext.bin.biasing_report table --records $O/records --chosen $O/chosen.json \
+        --lists $O/lists --out RESULTS_biasing.md
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ stage=1; stop_stage=5
 models="train train_seed1 train_seed2"   # asr tags: ${expdir}/asr_<tag> (training seed read from its config.yaml)
 tune_models="train"                      # their dev decodes choose weight and mode (mean over them)
 expdir=exp
-out=exp_biasing                          # lists, decodes, records, chosen.{json,txt}
+out=""                                   # lists, decodes, records, chosen.{json,txt}; default exp_biasing/lists_seed<list_seed>
 list_seed=0                              # seed of the distractor draws
 corpus_seed=0                            # local/data.sh --seed: entities of read speech (no [NE] in its text)
 tune_sets="dev dev_partial"
@@ -45,6 +45,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 . ./path.sh
+out="${out:-exp_biasing/lists_seed${list_seed}}"  # another list seed never reuses these decodes
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 log() { echo "$(date '+%H:%M:%S') $*"; }
 act_tag="$(${python} -m espnet2_ext.bin.activation_tag "${activation}")"
