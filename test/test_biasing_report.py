@@ -146,3 +146,11 @@ def test_training_seed_default(tmp_path):
     assert R.training_seed(tmp_path / "c.yaml") == 0
     with pytest.raises(DataError, match="config.yaml"):
         R.training_seed(tmp_path / "nope.yaml")
+
+
+def test_two_models_with_one_training_seed_are_refused(tmp_path):
+    rec = tmp_path / "records"
+    _record(tmp_path, rec, seed=0, set="test", stage="test", wer=10.0)
+    (rec / "copy.json").write_text(json.dumps({**json.loads(next(rec.glob("*.json")).read_text()), "model": "other"}))
+    with pytest.raises(DataError, match="trained with seed 0"):
+        R.load_records(rec)

@@ -10,7 +10,8 @@ Choice (``choose``), on the tune sets only (dev, dev_partial), each setting the 
 a setting (mode, weight) is *allowed* when on every tune set its U-WER is at most ``max_u_wer_rise`` (0.5, the
 issue's U-WER target) above the no-list decode's; among the allowed ones (all, flagged, when none is) the lowest
 sum over the tune sets of their target error wins: 100 - NER F1 where the set is annotated for NER (dev), else
-the WER (dev_partial, read speech). Ties: the smaller weight. Per mode the best weight, and the default mode.
+the WER (dev_partial, read speech). Ties: the smaller weight, then the mode's name. Per mode the best weight, and
+the default mode.
 """
 from __future__ import annotations
 
@@ -91,6 +92,14 @@ def load_records(root: PathLike) -> List[dict]:
     records = [load_json(p, "biasing record") for p in sorted(root.rglob("*.json"))]
     if not records:
         raise DataError(f"{root}: no records found; run run_biasing.sh's decoding stages first")
+    models: Dict[int, set] = defaultdict(set)
+    for r in records:
+        models[r["seed"]].add(r["model"])
+    shared = {seed: sorted(m) for seed, m in models.items() if len(m) > 1}
+    if shared:
+        seed, names = next(iter(shared.items()))
+        raise DataError(f"{root}: models {', '.join(names)} were all trained with seed {seed}: statistics over seeds "
+                        f"need one model per seed (train them with --asr_args '--seed N')")
     return records
 
 
@@ -147,7 +156,7 @@ def choose(rows: Sequence[dict]) -> Dict[str, object]:
 
 
 def tuning_table(rows: Sequence[dict], sets: Sequence[str], chosen: Mapping) -> str:
-    header = ["mode", "weight"] + [f"{s}: {'error'} / U-WER rise" for s in sets] + ["allowed", "objective", ""]
+    header = ["mode", "weight"] + [f"{s}: error / U-WER rise" for s in sets] + ["allowed", "objective", ""]
     body = []
     for r in rows:
         cells = [f"{fmt(r['per_set'][s]['error'])} / {fmt(r['per_set'][s]['u_wer_rise'])}" for s in sets]
