@@ -130,3 +130,15 @@ def test_bad_input_one_line_and_nothing_written(data, tmp_path, capsys):
     assert len(err) == 3 and all(line.startswith("make_biasing_lists: error") for line in err)
     assert "speaker" in err[0] and "50000" in err[1] and "none" in err[2]
     assert not out.exists() and not list(tmp_path.glob(".lists*"))
+
+
+def test_no_distractor_shares_a_word_with_ordinary_reference_words(tmp_path):
+    wav = str(tmp_path / "x.wav")
+    # "good" and "le" are names in the English pools (surnames), and ordinary words here
+    utts = [Utterance("a-1", "a", "[EN] good morning [NE] maria [/NE] le [ENDP]", "en", CONV, wav, duration=1.0)]
+    assert {"good", "le"} <= {n for names in name_pools("en").values() for n in names}
+    out = tmp_path / "lists"
+    m = make_lists(_dir(tmp_path, utts), out, distractors=(1000,), kinds=("lang",))
+    phrases = _lists(out, "lang_n1000")["a-1"]
+    assert not {w for p in phrases for w in p.split()} & {"good", "le", "morning"}
+    assert m["pool_names_dropped_as_common_words"]["en"] >= 2

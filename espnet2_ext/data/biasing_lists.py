@@ -18,7 +18,8 @@ Reference entities are the ``[NE] ... [/NE]`` spans of ``text``. Utterances not 
 
 Distractors: a group's (utterance, conversation or language) pool is its language's names, then the other
 languages' names (each part shuffled with ``random.Random(f"{seed}|{kind}|{group}")``), minus every reference
-entity of the set; the first N are taken, so the list of N = 100 is contained in that of N = 500 and 1000. French
+entity of the set and every name sharing a word with the set's reference words outside entities (Le et al.'s
+distractors are rare words; "good" or "la coruña" would make ordinary words biased); the first N are taken, so the list of N = 100 is contained in that of N = 500 and 1000. French
 has 536 usable names: at N = 1000 the rest comes from the other languages' pools (counted in the manifest). Lists
 are written sorted (the order carries no hint of which phrases are the references).
 
@@ -54,6 +55,7 @@ class EvalUtt:
     conversation: str
     entities: Tuple[str, ...]
     annotated: bool  # its reference carries entity spans (utt2tasks has ner, or spans from the corpus plan)
+    other_words: Tuple[str, ...] = ()  # reference words outside its entities (what U-WER is counted on)
 
 
 # ---- reading the data dir ------------------------------------------------------------------------------
@@ -114,7 +116,10 @@ def read_eval_utts(data_dir: PathLike, corpus_seed: Optional[int] = None) -> Lis
         else:
             ents = tuple(normalize_words(e) for e in entities(u.text.split()))
             annotated = "ner" in u.tasks
-        out.append(EvalUtt(u.utt_id, _language(u, where), conv, tuple(e for e in ents if e), annotated))
+        ents = tuple(e for e in ents if e)
+        words = Counter(w for w in u.text.split() if not w.startswith("["))
+        other = words - Counter(w for e in ents for w in e.split())
+        out.append(EvalUtt(u.utt_id, _language(u, where), conv, ents, annotated, tuple(sorted(other))))
     return out
 
 
@@ -217,14 +222,20 @@ def make_lists(data_dir: PathLike, out_dir: PathLike, seed: int = 0,
     if not distractors or any(n < 0 for n in distractors):
         raise DataError(f"distractor counts {list(distractors)}: give numbers >= 0, e.g. 0,100,500,1000")
     utts = read_eval_utts(data_dir, corpus_seed)
-    pools = language_pools(sorted({u.lang for u in utts}))
+    # A distractor sharing a word with the set's ordinary words ("good", "la coruña") would turn those into biased
+    # words at some N only: left out, so every N biases the same reference words and U-WER counts the same ones.
+    common = {w for u in utts for w in u.other_words}
+    all_names = language_pools(sorted({u.lang for u in utts}))
+    pools = {lang: tuple(n for n in names if not common.intersection(n.split())) for lang, names in all_names.items()}
     n_conv = len({u.conversation for u in utts})
     manifest: Dict[str, object] = {
         "data_dir": str(data_dir), "seed": seed, "corpus_seed": corpus_seed, "distractors": list(distractors),
         "n_utts": len(utts), "n_conversations": n_conv,
         "n_reference_entities": sum(len(u.entities) for u in utts),
         "utts_without_entity_annotation": sum(not u.annotated for u in utts),
-        "pool_sizes": {lang: len(names) for lang, names in pools.items()}, "kinds": {}}
+        "pool_sizes": {lang: len(names) for lang, names in pools.items()},
+        "pool_names_dropped_as_common_words": {lang: len(all_names[lang]) - len(pools[lang]) for lang in pools},
+        "kinds": {}}
     with atomic_dir(out_dir) as tmp:
         for kind in kinds:
             if kind == "conv" and n_conv == len(utts):
