@@ -17,6 +17,7 @@ CONV = ("asr", "scd", "endp", "ner", "lid")
 
 FAKE_RUN = r'''#!/usr/bin/env bash
 set -euo pipefail
+[ -z "${FAKE_FAIL:-}" ] || { echo "decode.log: boom"; exit 1; }
 echo "$*" >> calls.log
 test_sets=""; decode_root=""; inference_args=""; activation_sets=""
 while [ $# -gt 0 ]; do n="${1#--}"; printf -v "$n" '%s' "$2"; shift 2; done
@@ -92,6 +93,10 @@ def test_run_biasing_end_to_end_with_a_fake_decoder(tmp_path):
     report = (r / "RESULTS_biasing.md").read_text()
     assert "Chosen: mode **gated**, weight **2.00**" in report
     assert "| NER F1 | >= 60 | 0: 100.00 |" in report and "no conv lists" in report
+    # a failing decode stops the script and shows its log
+    p = subprocess.run(["./run_biasing.sh", *args, "--stage", "2", "--stop_stage", "2"], cwd=r,
+                       env={**env, "FAKE_FAIL": "1"}, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1 and "decode.log: boom" in p.stderr
     # stage 5 alone writes the report again from the records
     p = subprocess.run(["./run_biasing.sh", *args, "--stage", "5"], cwd=r, env=env, capture_output=True,
                        text=True, timeout=300)

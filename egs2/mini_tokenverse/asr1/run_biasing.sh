@@ -53,10 +53,12 @@ chosen_txt="${out}/chosen.txt"
 
 decode() {  # <model> <set> <setting> [asr_inference options]: tokenverse.sh stage 6 (kept when already complete)
   local model=$1 dset=$2 setting=$3; shift 3
+  local root="${out}/decodes/${model}/${setting}"
   log "decoding ${dset} with ${model}, ${setting}"
+  mkdir -p "${root}"
   ./run.sh --stage 6 --stop_stage 6 --expdir "${expdir}" --asr_tag "${model}" --test_sets "${dset}" \
-    --activation_sets "${activation}" --decode_root "${out}/decodes/${model}/${setting}" --inference_args "$*" \
-    > /dev/null
+    --activation_sets "${activation}" --decode_root "${root}" --inference_args "$*" > "${root}/run_${dset}.log" 2>&1 \
+    || { tail -n 20 "${root}/run_${dset}.log" >&2; exit 1; }
 }
 
 score() {  # <model> <set> <setting> <kind> <N> <mode> <weight> <tune|test>: score against a list, one record
