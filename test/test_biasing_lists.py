@@ -60,7 +60,8 @@ def test_deterministic_per_seed_and_different_across_seeds(data, tmp_path):
     make_lists(data, tmp_path / "s0b", seed=0, distractors=(100,), kinds=("utt", "lang"))
     make_lists(data, tmp_path / "s1", seed=1, distractors=(100,), kinds=("utt", "lang"))
     files = sorted(p.relative_to(tmp_path / "s0a") for p in (tmp_path / "s0a").rglob("*") if p.is_file())
-    manifest = lambda d: {k: v for k, v in json.loads((d / "manifest.json").read_text()).items() if k != "data_dir"}  # noqa: E731
+    def manifest(d):
+        return {k: v for k, v in json.loads((d / "manifest.json").read_text()).items() if k != "data_dir"}
     for f in files:
         if f.name != "manifest.json":
             assert (tmp_path / "s0a" / f).read_bytes() == (tmp_path / "s0b" / f).read_bytes()

@@ -61,7 +61,8 @@ def test_run_biasing_end_to_end_with_a_fake_decoder(tmp_path):
     (r / "exp" / "asr_train").mkdir(parents=True)
     (r / "exp" / "asr_train" / "config.yaml").write_text("seed: 0\n")
     env = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix, "PYTHONPATH": str(REPO)}
-    args = ["--models", "train", "--distractors", "0 10", "--kinds", "utt conv lang", "--weights", "1 2", "--tune_n", "10"]
+    args = ["--models", "train", "--distractors", "0 10", "--kinds", "utt conv lang", "--weights", "1 2",
+            "--tune_n", "10"]
     p = subprocess.run(["./run_biasing.sh", *args], cwd=r, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     out = r / "exp_biasing" / "lists_seed0"

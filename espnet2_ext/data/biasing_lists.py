@@ -19,9 +19,10 @@ Reference entities are the ``[NE] ... [/NE]`` spans of ``text``. Utterances not 
 Distractors: a group's (utterance, conversation or language) pool is its language's names, then the other
 languages' names (each part shuffled with ``random.Random(f"{seed}|{kind}|{group}")``), minus every reference
 entity of the set and every name sharing a word with the set's reference words outside entities (Le et al.'s
-distractors are rare words; "good" or "la coruña" would make ordinary words biased); the first N are taken, so the list of N = 100 is contained in that of N = 500 and 1000. French
-has 536 usable names: at N = 1000 the rest comes from the other languages' pools (counted in the manifest). Lists
-are written sorted (the order carries no hint of which phrases are the references).
+distractors are rare words; "good" or "la coruña" would make ordinary words biased); the first N are taken, so
+the list of N = 100 is contained in that of N = 500 and 1000. French has ~530 usable names: at N = 1000 the rest
+comes from the other languages' pools (counted in the manifest). Lists are written sorted (the order carries no
+hint of which phrases are the references).
 
 Layout of ``out_dir`` (written whole or not at all): ``<kind>_n<N>/utt2biasing`` (``<utt-id> lists/<group>.txt``,
 ``text/biasing_list.py``'s format), ``<kind>_n<N>/lists/<group>.txt``, ``manifest.json``.

@@ -216,7 +216,7 @@ def targets_table(records: Sequence[dict], mode: str, n: int = 100, n_large: int
         _row("U-WER rise over no biasing (absolute)", "<= 0.5", rise, verdict(rise, 0.5, False)),
         _row(f"NER F1 at N = {n_large}", ">= 55", ner_large, verdict(ner_large, 55, True)),
         _row(f"decoding time, {n_large}-phrase lists / none (RTF ratio)", "<= 1.3", ratio,
-             verdict(ratio, 1.3, False) + "; separate decodes of one run, the benchmark's one-run ratio decides"),
+             verdict(ratio, 1.3, False) + "; separate decodes: benchmark/bench_biasing.py's one-run ratio decides"),
     ]
     return md_table(["measure", "target", "per seed", "mean ± std", "verdict"], rows)
 

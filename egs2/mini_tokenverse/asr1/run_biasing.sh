@@ -5,7 +5,8 @@
 # into ${out}/decodes/<model>/<setting>/decode_<tasks>/<set> (--decode_root). Scoring is tokenverse_score
 # --utt2biasing per decode and list, not tokenverse.sh's stage 7 (which rewrites RESULTS.md).
 #  1 lists: reference entities + N distractors per utterance / conversation / language (make_biasing_lists)
-#  2 tune: ${tune_models} decode ${tune_sets} without a list and with every mode x weight (${tune_kind} lists, N ${tune_n})
+#  2 tune: ${tune_models} decode ${tune_sets} without a list and with every mode x weight (lists: ${tune_kind},
+#    N ${tune_n})
 #  3 choose the weight per mode and the default mode on the tune sets only (biasing_report choose -> chosen.txt)
 #  4 test: ${models} decode ${test_sets} once without a list and once per mode (its chosen weight) x kind x N
 #  5 ${results}: targets with verdicts, no-list numbers per seed, the N x kind x mode table (biasing_report table)
@@ -20,7 +21,8 @@ stage=1; stop_stage=5
 models="train train_seed1 train_seed2"   # asr tags: ${expdir}/asr_<tag> (training seed read from its config.yaml)
 tune_models="train"                      # their dev decodes choose weight and mode (mean over them)
 expdir=exp
-out=""                                   # lists, decodes, records, chosen.{json,txt}; default exp_biasing/lists_seed<list_seed>
+out=""                                   # lists, decodes, records, chosen.{json,txt}
+                                         # (default exp_biasing/lists_seed<list_seed>)
 list_seed=0                              # seed of the distractor draws
 corpus_seed=0                            # local/data.sh --seed: entities of read speech (no [NE] in its text)
 tune_sets="dev dev_partial"
@@ -135,7 +137,8 @@ if run_stage 4; then
       done
       for mode in ${modes}; do
         w="$(weight_of "${mode}")"
-        [ -n "${w}" ] || { echo "$0: no weight chosen for mode ${mode} in ${chosen_txt}: tune it (stage 2-3)" >&2; exit 1; }
+        [ -n "${w}" ] || { echo "$0: no weight chosen for mode ${mode} in ${chosen_txt}: tune it (stage 2-3)" >&2
+          exit 1; }
         for kind in ${kinds}; do
           for n in ${distractors}; do
             [ -f "${out}/lists/${dset}/${kind}_n${n}/utt2biasing" ] || continue
