@@ -143,3 +143,14 @@ def test_no_distractor_shares_a_word_with_ordinary_reference_words(tmp_path):
     phrases = _lists(out, "lang_n1000")["a-1"]
     assert not {w for p in phrases for w in p.split()} & {"good", "le", "morning"}
     assert m["pool_names_dropped_as_common_words"]["en"] >= 2
+
+
+def test_a_conversation_in_two_languages_is_refused(tmp_path):
+    rec = str(tmp_path / "rec.wav")
+    utts = [Utterance("r1-1", "r1", "[EN] hi [ENDP]", "en", CONV, rec, start=0.0, end=1.0, recording_id="r1"),
+            Utterance("r1-2", "r1", "[DE] hallo [ENDP]", "de", CONV, rec, start=1.0, end=2.0, recording_id="r1")]
+    d = _dir(tmp_path, utts)
+    with pytest.raises(DataError, match="conversation r1 has utterances in en and de") as e:
+        make_lists(d, tmp_path / "lists", distractors=(0,), kinds=("conv",))
+    assert "\n" not in str(e.value) and not (tmp_path / "lists").exists()
+    make_lists(d, tmp_path / "lists", distractors=(0,), kinds=("utt", "lang"))  # the other kinds are fine
