@@ -43,7 +43,7 @@ def get_parser() -> argparse.ArgumentParser:
                         "all occur there (seen) and the others (unseen), with the wrong spans (JSON 'ner_by_seen')")
     p.add_argument("--utt2biasing", default=None,
                    help="the biasing lists of the decode (utt2biasing, text/biasing_list.py's format; recording ids "
-                        "through segments/orig_segments next to --ref): adds U-WER, B-WER, false alarms and list "
+                        "through segments/orig_segments next to --ref or segments next to it): adds U-WER, B-WER, false alarms and list "
                         "phrase recall (JSON 'biasing')")
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")
@@ -100,15 +100,17 @@ def score_time_section(args, ref, hyp_path: Path, spec: TaskSpec, active) -> Opt
 
 def score_biasing_section(utt2biasing: str, ref, hyp, ref_dir: Path, spec: TaskSpec) -> Dict[str, object]:
     """The ``biasing`` section: each utterance's list (its own line plus its recording's, recordings from the
-    ``segments`` or ``orig_segments`` beside the reference) scored by ``biasing_metrics.score_biasing``."""
+    ``segments`` or ``orig_segments`` beside the reference, else a ``segments`` beside utt2biasing) scored by
+    ``biasing_metrics.score_biasing``."""
     from espnet2_ext.data.kaldi_dir import read_table
     from espnet2_ext.scoring.biasing_metrics import score_biasing
     from espnet2_ext.text.biasing_list import lists_per_utterance, read_utt2biasing
 
     utt2rec: Dict[str, str] = {}
-    for name in ("segments", "orig_segments"):
-        if (ref_dir / name).is_file():
-            utt2rec = {k: v.split()[0] for k, v in read_table(ref_dir / name, strict=False).values.items() if v.split()}
+    # the data dir's recordings; asr_inference also takes a segments file beside utt2biasing
+    for path in (ref_dir / "segments", ref_dir / "orig_segments", Path(utt2biasing).parent / "segments"):
+        if path.is_file():
+            utt2rec = {k: v.split()[0] for k, v in read_table(path, strict=False).values.items() if v.split()}
             break
     lists = lists_per_utterance(read_utt2biasing(utt2biasing), list(ref), utt2rec, source=utt2biasing)
     section = score_biasing(ref, hyp, lists, spec.is_task_token)
