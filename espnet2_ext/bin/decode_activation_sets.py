@@ -6,19 +6,38 @@
 
 Writes ``<output_root>/decode_<tasks joined by +>/<test set>/1best_recog/...`` exactly as one
 ``asr_inference`` call per (activation set, test set) would; each decode dir is written under a temporary name and
-moved into place when complete, and existing complete dirs newer than the model are kept.
+moved into place when complete, and existing complete dirs newer than the model are kept. Each decode dir also
+gets ``decode_stats.json``: the decode's wall time (model loading excluded), the test set's audio seconds and
+their ratio, the real-time factor (``rtf``; null where the durations are unknown).
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
 from espnet2_ext.activation import activation_tag
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.bin.asr_inference import build_speech2text, decode_to_dir, get_parser
-from espnet2_ext.common import atomic_dir
+from espnet2_ext.common import DataError, atomic_dir
+
+STATS_NAME = "decode_stats.json"
+
+
+def decode_stats(test_dir: str, wall_s: float) -> dict:
+    """Wall seconds, audio seconds of ``test_dir`` (segments, utt2dur or the audio headers) and the RTF."""
+    from espnet2_ext.data.kaldi_dir import read_data_dir, with_durations
+
+    try:
+        audio_s = sum(u.length for u in with_durations(read_data_dir(test_dir)))
+    except (DataError, OSError) as e:
+        logging.warning(f"{test_dir}: audio duration unknown ({e}); no RTF in {STATS_NAME}")
+        audio_s = None
+    return {"wall_s": round(wall_s, 3), "audio_s": None if audio_s is None else round(audio_s, 3),
+            "rtf": round(wall_s / audio_s, 4) if audio_s else None}
 
 
 def run(cmd: Optional[List[str]] = None) -> None:
@@ -45,7 +64,10 @@ def run(cmd: Optional[List[str]] = None) -> None:
             print(f"  decoding {test_dir} with tasks {act} -> {out}", flush=True)
             args.data_path_and_name_and_type = [(f"{test_dir}/wav.scp", "speech", "sound")]
             with atomic_dir(out) as tmp:
+                start = time.perf_counter()
                 decode_to_dir(s2t, args, str(tmp), task_activation=act)
+                stats = decode_stats(test_dir, time.perf_counter() - start)
+                (tmp / STATS_NAME).write_text(json.dumps(stats) + "\n", encoding="utf-8")
 
 
 main = cli_main(run, prog="decode_activation_sets: error", errors=(ValueError, FileNotFoundError))

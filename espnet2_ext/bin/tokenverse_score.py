@@ -8,7 +8,9 @@ turn times (``utt2turns`` next to ``--ref``) and the decode dir has ``1best_reco
 a ``time`` section (``scoring/time_metrics.py``): SCD precision/recall/F1 at each ``--collars`` value, segment
 purity/coverage (pyannote.metrics), endpoint latency EP50/EP90, early-cutoff and missed-endpoint rates, and with
 ``--ref_ctm`` the median word start error. With ``--train_text`` (the training references) the NER recall is split
-into entities seen / unseen in training, with the count of wrong spans (``ner_by_seen``).
+into entities seen / unseen in training, with the count of wrong spans (``ner_by_seen``). With ``--utt2biasing``
+(the lists the decode was biased with) the JSON gets a ``biasing`` section (``scoring/biasing_metrics.py``): U-WER,
+B-WER (Le et al. 2021), false alarms and list-phrase recall.
 """
 from __future__ import annotations
 
@@ -39,6 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train_text", default=None,
                    help="the training references (Kaldi text): NER recall is also split into entities whose words "
                         "all occur there (seen) and the others (unseen), with the wrong spans (JSON 'ner_by_seen')")
+    p.add_argument("--utt2biasing", default=None,
+                   help="the biasing lists of the decode (utt2biasing, text/biasing_list.py's format; recording ids "
+                        "through segments/orig_segments next to --ref or segments next to it): adds U-WER, B-WER, false alarms and list "
+                        "phrase recall (JSON 'biasing')")
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")
     p.add_argument("--test_set", default=None, help="test set name stored in the JSON (for tokenverse_report)")
@@ -92,6 +98,26 @@ def score_time_section(args, ref, hyp_path: Path, spec: TaskSpec, active) -> Opt
     return section
 
 
+def score_biasing_section(utt2biasing: str, ref, hyp, ref_dir: Path, spec: TaskSpec) -> Dict[str, object]:
+    """The ``biasing`` section: each utterance's list (its own line plus its recording's, recordings from the
+    ``segments`` or ``orig_segments`` beside the reference, else a ``segments`` beside utt2biasing) scored by
+    ``biasing_metrics.score_biasing``."""
+    from espnet2_ext.data.kaldi_dir import read_table
+    from espnet2_ext.scoring.biasing_metrics import score_biasing
+    from espnet2_ext.text.biasing_list import lists_per_utterance, read_utt2biasing
+
+    utt2rec: Dict[str, str] = {}
+    # the data dir's recordings; asr_inference also takes a segments file beside utt2biasing
+    for path in (ref_dir / "segments", ref_dir / "orig_segments", Path(utt2biasing).parent / "segments"):
+        if path.is_file():
+            utt2rec = {k: v.split()[0] for k, v in read_table(path, strict=False).values.items() if v.split()}
+            break
+    lists = lists_per_utterance(read_utt2biasing(utt2biasing), list(ref), utt2rec, source=utt2biasing)
+    section = score_biasing(ref, hyp, lists, spec.is_task_token)
+    section["utt2biasing"] = str(utt2biasing)
+    return section
+
+
 def resolve_hyp(path: Path) -> Path:
     """A decode dir is accepted for convenience: its 1best_recog/text is used."""
     if path.is_dir():
@@ -141,6 +167,8 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
 
         known = {w for words in read_text(args.train_text).values() for w in words if not spec.is_task_token(w)}
         result["ner_by_seen"] = entities_by_seen(ref, hyp, known)
+    if args.utt2biasing is not None:
+        result["biasing"] = score_biasing_section(args.utt2biasing, ref, hyp, Path(args.ref).parent, spec)
     time_section = score_time_section(args, ref, hyp_path, spec, active)
     if time_section is not None:
         result["time"] = time_section
@@ -161,6 +189,11 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         b = result["ner_by_seen"]
         print(f"entities found exactly: seen in train {b['seen_found']}/{b['seen']}, unseen {b['unseen_found']}/"
               f"{b['unseen']}; wrong spans {b['wrong_spans']}")
+    if "biasing" in result:
+        b = result["biasing"]
+        print(f"biasing lists ({b['counts']['utts_with_list']} utterances, mean {fmt(b['mean_list_size'])} "
+              f"phrases): U-WER {fmt(b['u_wer'])}, B-WER {fmt(b['b_wer'])}, phrase recall {fmt(b['phrase_recall'])}, "
+              f"false alarms {b['counts']['false_alarms']} ({fmt(b['fa_rate'])} % of emitted list phrases)")
     return result
 
 

@@ -32,6 +32,7 @@ inference_args=""
 inference_model=valid.loss.best.pth
 activation_sets="asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid"  # space-separated sets
 decode_batch_size=8
+decode_root=""                   # where stage 6 writes decode_<tasks>/<set> (default: the model's exp dir)
 expdir=exp
 dumpdir=dump
 results_md=RESULTS.md
@@ -51,6 +52,7 @@ done
 [ -f path.sh ] && . ./path.sh
 [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
 asr_exp="${expdir}/asr_${asr_tag}"
+decode_root="${decode_root:-${asr_exp}}"
 stats_dir="${expdir}/asr_stats_${train_set}_bpe${nbpe}"
 token_dir="data/token_list/bpe${nbpe}"
 bpe_train_text="${bpe_train_text:-data/${train_set}/text}"
@@ -134,19 +136,20 @@ if run_stage 6; then
   stage_banner 6 "decoding ${test_sets} with activation sets: ${activation_sets}"
   test_dirs=""; for dset in ${test_sets}; do test_dirs+=" ${dumpdir}/raw/${dset}"; done
   # One model load for every (activation set, test set); each decode dir appears only when complete.
+  mkdir -p "${decode_root}"
   # shellcheck disable=SC2086
   ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
     --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
-    --test_dirs ${test_dirs} --activation_sets ${activation_sets} --output_root "${asr_exp}" \
-    --batch_size "${decode_batch_size}" ${inference_args} 2> "${asr_exp}/decode.log" \
-    || { tail -n 20 "${asr_exp}/decode.log"; exit 1; }
+    --test_dirs ${test_dirs} --activation_sets ${activation_sets} --output_root "${decode_root}" \
+    --batch_size "${decode_batch_size}" ${inference_args} 2> "${decode_root}/decode.log" \
+    || { tail -n 20 "${decode_root}/decode.log"; exit 1; }
 fi
 
 if run_stage 7; then
   stage_banner 7 "scoring (WER, SCD/ENDP/NER F1, LID accuracy, ITT; time-based where utt2turns exists) -> ${results_md}"
   for act in ${activation_sets}; do
     for dset in ${test_sets}; do
-      d="${asr_exp}/decode_$(act_tag "${act}")/${dset}"
+      d="${decode_root}/decode_$(act_tag "${act}")/${dset}"
       [ -f "${d}/1best_recog/text" ] || { log "  ${d}: not decoded, skipped"; continue; }
       ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${dset}/text" --hyp "${d}/1best_recog/text" \
         --task_activation "${act}" --languages "${languages}" --utt2lang "${dumpdir}/raw/${dset}/utt2lang" \
@@ -170,7 +173,7 @@ if run_stage 7; then
   # One test conversation drawn (first activation set, first test set), when that set has reference turn times.
   figure=""
   first_act="${activation_sets%% *}"; first_set="${test_sets%% *}"
-  d="${asr_exp}/decode_$(act_tag "${first_act}")/${first_set}"
+  d="${decode_root}/decode_$(act_tag "${first_act}")/${first_set}"
   if [ -f "${dumpdir}/raw/${first_set}/utt2turns" ] && [ -f "${d}/1best_recog/events.jsonl" ]; then
     fig="$(dirname "${results_md}")/images/conversation_${asr_tag}.png"
     ${python} -m espnet2_ext.bin.plot_conversation --data_dir "${dumpdir}/raw/${first_set}" --decode_dir "${d}" \
