@@ -70,7 +70,11 @@ class ContextGraph:
         self.open_id, self.close_id, self.close_bonus = open_id, close_id, float(close_bonus)
         self.num_phrases = 0
         self._build(phrases)
-        self._row_cache: Dict[Tuple[int, str], torch.Tensor] = {}
+        self._row_cache: Dict[int, torch.Tensor] = {}
+        self._row_device: Optional[torch.device] = None
+        toks, kids = self._children(0)
+        self._root_row = np.zeros(self.vocab, dtype=np.float64)  # [V] bonus of each first token of a phrase
+        self._root_row[toks] = np.frombuffer(self.score, dtype=np.float64)[kids]
 
     # ---- building -----------------------------------------------------------------------------------
     def _build(self, phrases: Iterable[Tuple[Sequence[int], float]]) -> None:
@@ -197,12 +201,12 @@ class ContextGraph:
     # ---- dense rows for the searches ----------------------------------------------------------------
     def bonus_row(self, state: int, device: torch.device) -> torch.Tensor:
         """[V] float64: ``step(state, tok)[1]`` for every token ``tok`` (cached per state)."""
-        key = (state, str(device))
-        row = self._row_cache.get(key)
-        if row is None:
-            if len(self._row_cache) >= _ROW_CACHE:
+        row = self._row_cache.get(state)
+        if row is None or device != self._row_device:
+            if len(self._row_cache) >= _ROW_CACHE or device != self._row_device:
                 self._row_cache.clear()
-            row = self._row_cache[key] = torch.from_numpy(self._row(state)).to(device)
+                self._row_device = device
+            row = self._row_cache[state] = torch.from_numpy(self._row(state)).to(device)
         return row
 
     def _row(self, state: int) -> np.ndarray:
@@ -211,16 +215,16 @@ class ContextGraph:
             return row
         node, k = divmod(state, self.stride)
         before = self.score[node] - self._base(node, k)
-        row[:] = -before  # a token that matches nothing: back to the root, the pending bonus given back
+        # through the root: a phrase's first token starts a new match (worth its bonus), any other token matches
+        # nothing (0); either way the pending bonus is given back
+        row = self._root_row - before  # [V]
         done = np.zeros(self.vocab, dtype=bool)  # [V] tokens already set by a deeper node of the failure chain
         m = node
-        while True:
+        while m != 0:
             toks, _ = self._children(m)
             for tok in toks[~done[toks]].tolist():
                 row[tok] = self._move(node, k, tok)[1] - before
             done[toks] = True
-            if m == 0:
-                break
             m = self.fail[m]
         if self.close_id is not None:
             row[self.close_id] = (self.close_bonus if self.ends[node] else 0.0) - before
