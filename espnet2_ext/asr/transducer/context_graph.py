@@ -42,6 +42,7 @@ import torch
 OUTSIDE = -1  # gated mode: the hypothesis is outside every [NE] span (no bonus)
 MODES = ("ungated", "gated")
 _ROW_CACHE = 4096  # bonus rows kept per graph (each one [V] float64); cleared when full
+_STEP_CACHE = 1 << 18  # (state, token) -> (next state, bonus) kept per graph; cleared when full
 
 
 class ContextGraph:
@@ -72,6 +73,7 @@ class ContextGraph:
         self._build(phrases)
         self._row_cache: Dict[int, torch.Tensor] = {}
         self._row_device: Optional[torch.device] = None
+        self._step_cache: Dict[int, Tuple[int, float]] = {}
         toks, kids = self._children(0)
         self._root_row = np.zeros(self.vocab, dtype=np.float64)  # [V] bonus of each first token of a phrase
         self._root_row[toks] = np.frombuffer(self.score, dtype=np.float64)[kids]
@@ -174,6 +176,15 @@ class ContextGraph:
         """(next state, bonus) for emitting ``tok`` in ``state``. Blank changes nothing."""
         if tok == self.blank_id:
             return state, 0.0
+        key = state * self.vocab + tok
+        out = self._step_cache.get(key)
+        if out is None:
+            if len(self._step_cache) >= _STEP_CACHE:
+                self._step_cache.clear()
+            out = self._step_cache[key] = self._step(state, tok)
+        return out
+
+    def _step(self, state: int, tok: int) -> Tuple[int, float]:
         if state == OUTSIDE:
             return (0, 0.0) if tok == self.open_id else (OUTSIDE, 0.0)
         node, k = divmod(state, self.stride)
