@@ -251,3 +251,22 @@ def test_gated_cli_option_reaches_the_graph(tiny):
     assert g.open_id == s2t.token_list.index("[NE]") and g.close_id == s2t.token_list.index("[/NE]")
     assert not math.isnan(g.replay([g.open_id, s2t.token_list.index("berlin"), g.close_id])[1])
     assert g.replay([g.open_id, s2t.token_list.index("berlin"), g.close_id])[1] == pytest.approx(3.0 + 1.5)
+
+
+def test_gated_mode_composes_with_the_span_grammar(tiny):
+    make, data, _ = tiny
+    s2t = make(biasing_mode="gated", biasing_weight=8.0, transducer_conf={"span_grammar": True})
+    speech, lens = _batch(data)
+    out = s2t.decode_batch(speech, lens, biasing=["berlin", "maria"])
+    for r in out:  # the grammar's rules hold on every prefix (a span still open at the end is closed here)
+        tags = [t for t in r[0][0].split() if t in ("[NE]", "[/NE]")]
+        tags += ["[/NE]"] if tags[-1:] == ["[NE]"] else []
+        assert tags == ["[NE]", "[/NE]"] * (len(tags) // 2)
+    g = s2t.biasing.graph(s2t.biasing.as_list(["berlin", "maria"]))
+    for text, tokens, ids, hyp in (r[0] for r in out):  # bonus only inside the spans the output opened
+        state, inside = g.start, False
+        for tok, name in zip(ids, tokens):
+            state, bonus = g.step(state, tok)
+            assert bonus == 0.0 or inside, (text, name)
+            inside = (inside or name == "[NE]") and name != "[/NE]"
+    assert g.gated and any("[NE]" in r[0][0] for r in out)
