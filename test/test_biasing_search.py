@@ -2,7 +2,6 @@
 graphs, streaming == offline; then the decoder API and the asr_inference CLI on the tiny trained model."""
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
-
 import pytest
 import torch
 
