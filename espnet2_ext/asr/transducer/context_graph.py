@@ -11,7 +11,9 @@ ours. A hypothesis carries one graph state; each emitted token moves it and adds
 * **given back / kept**: the bonus of a partial match is *pending*; when the match fails (or the utterance ends in
   it) the pending bonus is subtracted again. When a phrase completes (at the node or at a suffix of it) the whole
   current match is *committed*: it stays, even if a longer phrase sharing that prefix then fails. So the bonus a
-  finished hypothesis keeps is that of the phrases it contains.
+  finished hypothesis keeps is that of the phrases it contains (plus, where a phrase completes at the end of a
+  longer partial match, e.g. "york" inside "new york city" cut after "york", that match's earlier tokens). Task
+  tokens are in no phrase: one inside a match ends it.
 * **state**: ``(node, k)`` encoded as one int, ``k`` the number of leading tokens of the current match already
   committed. The state is a function of the token sequence alone (the graph is deterministic, blank leaves it as
   it is), so two hypotheses with equal token sequences have equal states and equal bonuses: the beam search's
