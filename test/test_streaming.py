@@ -268,3 +268,24 @@ def test_streaming_refuses_a_normalising_model(tiny_trained):
     _, _, out = tiny_trained
     with pytest.raises(ValueError, match="wav_normalize: false"):
         load(out, chunk_size_ms=160)
+
+
+def test_asr_inference_streaming_cli_with_a_biasing_list(multichunk, tmp_path):
+    """--biasing_list in streaming decoding: the streamed output equals the chunk-masked offline output with the
+    same list (both searches), and the list changes what is decoded."""
+    from espnet2_ext.bin.asr_inference import run
+
+    _, data, out = multichunk
+    lst = tmp_path / "names.txt"
+    lst.write_text("# a CRM record\nberlin :40\nmaria :40\n", encoding="utf-8")  # this model emits little
+    for search in ("modified_beam_search", "greedy"):
+        common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file",
+                  str(out / "valid.loss.best.pth"), "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound",
+                  "--search_type", search, "--chunk_size_ms", "80", "--left_chunks", "1", "--write_times", "false"]
+        run(common + ["--output_dir", str(tmp_path / search / "plain")])
+        run(common + ["--output_dir", str(tmp_path / search / "offline"), "--biasing_list", str(lst)])
+        run(common + ["--output_dir", str(tmp_path / search / "stream"), "--biasing_list", str(lst),
+                      "--streaming", "true", "--sim_chunk_length", "1000"])
+        text = {k: (tmp_path / search / k / "1best_recog/text").read_text() for k in ("plain", "offline", "stream")}
+        assert text["stream"] == text["offline"]
+        assert text["offline"] != text["plain"]

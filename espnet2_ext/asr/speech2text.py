@@ -7,6 +7,7 @@ constrained decoding.
 
 Search (``transducer_conf.search_type``): ``modified_beam_search`` (default; icefall semantics, batched) or
 ``greedy`` (batched) are ours; ESPnet's ``default``/``tsd``/``alsd``/``nsc``/``maes``/``mbg`` still work.
+Contextual biasing: ``biasing=`` of ``__call__``/``decode_batch`` (our searches; see ``asr/biasing.py``).
 Constrained decoding (default on): tokens of inactive tasks can never be emitted (ITT = 0 by construction), which is
 what users of "transcribe + only these tags" expect; switch it off to measure what the model itself does (ITT in
 the paper's Table IV).
@@ -25,6 +26,7 @@ import torch
 from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransHypothesis
 from espnet2.bin.asr_inference import Speech2Text
 
+from espnet2_ext.asr.biasing import DecoderBiasing, biasing_conf
 from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search, token_surface,
                                                suppress_mask_from_task_mask, to_espnet_hypotheses)
 from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar, check_blank_penalty
@@ -62,7 +64,9 @@ class _MaskedJoint(torch.nn.Module):
 class TokenVerseSpeech2Text(Speech2Text):
     def __init__(self, asr_train_config=None, asr_model_file=None, transducer_conf: Optional[Dict] = None,
                  task_activation: Union[str, Sequence[str], None] = None, constrained_decoding: bool = True,
-                 beam_size: int = 4, nbest: int = 1, audio_mismatch: str = "resample", **kwargs):
+                 beam_size: int = 4, nbest: int = 1, audio_mismatch: str = "resample",
+                 biasing_weight: Optional[float] = None, biasing_mode: Optional[str] = None,
+                 biasing_close_bonus: Optional[float] = None, **kwargs):
         if audio_mismatch not in AUDIO_MISMATCH:
             raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
         conf = dict(transducer_conf or {})
@@ -79,6 +83,7 @@ class TokenVerseSpeech2Text(Speech2Text):
         if self.span_grammar and self.search_type not in OUR_SEARCHES:
             raise ValueError(f"transducer_conf.span_grammar works with the searches {', '.join(OUR_SEARCHES)}, not "
                              f"ESPnet's '{self.search_type}': drop span_grammar or change search_type")
+        bias_conf = biasing_conf(conf, biasing_weight, biasing_mode, biasing_close_bonus)  # [biasing]
         espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
         super().__init__(asr_train_config=asr_train_config, asr_model_file=asr_model_file,
                          transducer_conf=espnet_conf, beam_size=beam_size, nbest=nbest, **kwargs)
@@ -95,6 +100,8 @@ class TokenVerseSpeech2Text(Speech2Text):
         self._grammar = self._build_span_grammar() if self.span_grammar else None  # token ids: once per model
         self.sample_rate, self.audio_mismatch = model_sample_rate(self.asr_train_args), audio_mismatch
         self._formats_logged: set = set()
+        self.biasing = DecoderBiasing(bias_conf, self.token_list, self.tokenizer, self.converter,  # [biasing]
+                                      self.asr_model.blank_id, token_surface)
 
     # ---- audio input --------------------------------------------------------------------------------
     def prepare_audio(self, speech, sample_rate: Optional[int] = None, name: str = "input"):
@@ -143,8 +150,9 @@ class TokenVerseSpeech2Text(Speech2Text):
     # ---- decoding -----------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, speech: Union[torch.Tensor, np.ndarray, str, Path], task_activation=None,
-                 task_mask: Optional[torch.Tensor] = None, sample_rate: Optional[int] = None):
+                 task_mask: Optional[torch.Tensor] = None, sample_rate: Optional[int] = None, biasing=None):
         """ESPnet's single-utterance call, plus the tasks to activate. Returns [(text, tokens, ids, hyp)].
+        ``biasing``: one list of phrases to pull the search toward (see ``decode_batch``).
 
         ``speech``: samples (``sample_rate``: their rate, default the model's; several channels are averaged) or an
         audio file path (any format soundfile reads). Other rates are resampled, see ``prepare_audio``."""
@@ -156,7 +164,9 @@ class TokenVerseSpeech2Text(Speech2Text):
         mask = self._masks(1, task_mask, task_activation).to(self.device)
         lengths = torch.tensor([speech.size(-1)])
         if self.search_type in OUR_SEARCHES:
-            return self.decode_batch(speech.view(1, -1), lengths, mask)[0]
+            one = None if biasing is None else [biasing]  # [biasing] this utterance's list
+            return self.decode_batch(speech.view(1, -1), lengths, mask, biasing=one)[0]
+        self.biasing.graphs(biasing, 1, False, self.search_type)  # [biasing] ESPnet's searches refuse a list
         # ESPnet's search on our encoder output: ESPnet's __call__ minus its encode (which takes no mask).
         speech = speech.view(1, -1).to(self.device, getattr(torch, self.dtype))  # speech: [1, S]
         enc, _ = self.asr_model.encode(speech, lengths.to(self.device), task_mask=mask)  # enc: [1, T, D]
@@ -166,13 +176,19 @@ class TokenVerseSpeech2Text(Speech2Text):
     @torch.no_grad()
     def decode_batch(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
                      task_mask: Optional[torch.Tensor] = None, task_activation=None,
-                     with_frames: bool = False) -> List[list]:
+                     with_frames: bool = False, biasing=None) -> List[list]:
         """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp).
+
+        ``biasing`` (contextual biasing, our searches): None; one list for every utterance (a ``BiasingList`` of
+        ``text/biasing_list.py`` or a list of phrase strings); or one entry per utterance (a list or None). An empty
+        list is no list: the output is exactly that of decoding without one.
 
         Our searches always give ``hyp.frames`` (encoder frame of each token; seconds = frame x
         ``self.frame_shift``). ESPnet's searches keep no frames: ``with_frames`` force-aligns their hypotheses."""
         batch = speech.size(0)
         mask = self._masks(batch, task_mask, task_activation).to(self.device)
+        # [biasing] None, or one ContextGraph (or None) per utterance
+        graphs = self.biasing.graphs(biasing, batch, self.search_type in OUR_SEARCHES, self.search_type)
         if self.search_type not in OUR_SEARCHES:
             out = [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i:i + 1]) for i in range(batch)]
             return self._force_aligned(speech, speech_lengths, mask, out) if with_frames else out
@@ -185,12 +201,13 @@ class TokenVerseSpeech2Text(Speech2Text):
         if self.search_type == "greedy":
             seqs, frames = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress,
                                                return_frames=True, blank_penalty=self.blank_penalty,
-                                               span_grammar=self._span_grammar())
+                                               span_grammar=self._span_grammar(), biasing=graphs)
             nbests = [[Hypothesis(yseq=list(s), score=0.0, frames=f)] for s, f in zip(seqs, frames)]
         else:
             nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
                                           suppress_mask=suppress, nbest=self.nbest, length_norm=True,
-                                          blank_penalty=self.blank_penalty, span_grammar=self._span_grammar())
+                                          blank_penalty=self.blank_penalty, span_grammar=self._span_grammar(),
+                                          biasing=graphs)
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
 
     @property

@@ -97,26 +97,29 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         self._search = None
         self._mask: Optional[torch.Tensor] = None
 
-    def _start(self, task_activation, task_mask) -> None:
+    def _start(self, task_activation, task_mask, biasing=None) -> None:
         self._mask = self._masks(1, task_mask, task_activation).to(self.device)
         suppress = self._suppress(self._mask)
         m = self.asr_model
+        graphs = self.biasing.graphs(None if biasing is None else [biasing], 1, True, self.search_type)  # [biasing]
         if self.search_type == "greedy":
             self._search = GreedyStream(m.decoder, m.joint_network, suppress, self.device,
-                                        blank_penalty=self.blank_penalty, span_grammar=self._span_grammar())
+                                        blank_penalty=self.blank_penalty, span_grammar=self._span_grammar(),
+                                        biasing=graphs)
         else:
             self._search = BeamStream(m.decoder, m.joint_network, suppress, self.device, beam=self.beam_size,
-                                      blank_penalty=self.blank_penalty, span_grammar=self._span_grammar())
+                                      blank_penalty=self.blank_penalty, span_grammar=self._span_grammar(),
+                                      biasing=graphs)
         self._encoder_state = EncoderStreamState()
 
     @torch.no_grad()
     def __call__(self, speech: Union[torch.Tensor, np.ndarray], is_final: bool = True, task_activation=None,
-                 task_mask: Optional[torch.Tensor] = None):
+                 task_mask: Optional[torch.Tensor] = None, biasing=None):
         """Add ``speech`` (1-D, 16 kHz) to the running utterance; returns its n-best so far as
-        [(text, tokens, ids, hyp)]. The tasks are fixed by the first call of an utterance. ``is_final`` decodes the
-        rest and resets the stream."""
+        [(text, tokens, ids, hyp)]. The tasks and the biasing list (as ``decode_batch``'s for one utterance) are
+        fixed by the first call of an utterance. ``is_final`` decodes the rest and resets the stream."""
         if self._search is None:
-            self._start(task_activation, task_mask)
+            self._start(task_activation, task_mask, biasing)
         speech = torch.as_tensor(speech, dtype=torch.float32).reshape(-1)
         self._buffer = torch.cat([self._buffer, speech])
         need = (self.chunk_frames - 1) * self.hop + self.field
@@ -154,11 +157,12 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
 
 def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_dir: str,
                             piece_samples: int = 0, per_utt_masks: bool = False, task_activation=None,
-                            timed=None) -> Dict:
+                            timed=None, biasing_of=None) -> Dict:
     """Stream every utterance of ``loader`` (ESPnet streaming iterator) in pieces of ``piece_samples`` (0: one
     chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
     (audio seconds, decoding wall seconds, real-time factor, latency) and returns it. A non-streaming ``s2t`` (full
     context) decodes each utterance whole, one at a time, timed the same way: the reference row of a latency table.
+    ``biasing_of``: utterance id -> its biasing list (or None), for contextual biasing.
     """
     from pathlib import Path
 
@@ -176,16 +180,18 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
             for i, key in enumerate(keys):
                 wav = batch["speech"][i, : int(batch["speech_lengths"][i])]
                 mask = batch[TASK_MASK][i:i + 1] if per_utt_masks else None
+                lst = biasing_of(key) if biasing_of is not None else None  # [biasing]
                 start = time.perf_counter()
                 if streaming:
                     s2t.reset()
-                    s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask)
+                    s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask, biasing=lst)
                     for b in range(0, wav.numel(), piece):
                         s2t(wav[b:b + piece], is_final=False)
                     nbest = s2t(wav[:0], is_final=True)
                 else:
                     nbest = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), task_mask=mask,
-                                             task_activation=task_activation, with_frames=timed is not None)[0]
+                                             task_activation=task_activation, with_frames=timed is not None,
+                                             biasing=None if lst is None else [lst])[0]
                 wall_s += time.perf_counter() - start
                 audio_s += wav.numel() / SAMPLE_RATE
                 n_utt += 1

@@ -16,6 +16,9 @@ also pass the data dir's ``utt2tasks`` as ``--data_path_and_name_and_type data/t
 Output: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``, as ESPnet writes them, plus
 ``1best_recog/{ctm,rttm,events.jsonl}`` (word times, segments cut at ``[SCD]``, endpoints and entity spans; see
 docs/data_formats.md; ``--write_times false`` skips them).
+Contextual biasing: ``--biasing_list FILE`` (one list for every utterance) or ``--utt2biasing FILE`` (per
+utterance or recording), ``--biasing_weight``, ``--biasing_mode``, ``--biasing_close_bonus`` (README, "Contextual
+biasing").
 """
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ def get_parser() -> config_argparse.ArgumentParser:
     from espnet2_ext.asr.streaming import add_streaming_arguments
 
     add_streaming_arguments(parser)
+    add_biasing_arguments(parser)
     parser.set_defaults(beam_size=4)
     return parser
 
@@ -92,7 +96,50 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
         args, **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
         constrained_decoding=args.constrained_decoding, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
         token_type=args.token_type, bpemodel=args.bpemodel, device=device, dtype=args.dtype,
-        beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest, audio_mismatch=args.audio_mismatch)
+        beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest, audio_mismatch=args.audio_mismatch,
+        biasing_weight=args.biasing_weight, biasing_mode=args.biasing_mode,
+        biasing_close_bonus=args.biasing_close_bonus)
+
+
+def add_biasing_arguments(parser) -> None:
+    from espnet2_ext.asr.biasing import DEFAULT_BIASING_WEIGHT
+    from espnet2_ext.asr.transducer.context_graph import MODES
+
+    group = parser.add_argument_group("Contextual biasing (our searches)")
+    group.add_argument("--biasing_list", type=str, default=None,
+                       help="phrases to bias every utterance toward: one per line, optional ' :weight', # comments")
+    group.add_argument("--utt2biasing", type=str, default=None,
+                       help="per-utterance lists: '<utt-or-recording-id> <list file>' or '<id> | phrase | ...'; "
+                            "recording ids need a segments file in the same folder")
+    group.add_argument("--biasing_weight", type=float, default=None,
+                       help=f"bonus per matched token of a phrase without its own weight (default "
+                            f"{DEFAULT_BIASING_WEIGHT}; a failed partial match gives it back)")
+    group.add_argument("--biasing_mode", type=str, default=None, choices=MODES,
+                       help="ungated: bonus anywhere (default); gated: only inside an open [NE] span")
+    group.add_argument("--biasing_close_bonus", type=float, default=None,
+                       help="bonus for [/NE] right after a complete phrase (default 0)")
+
+
+def biasing_lookup(args, s2t: TokenVerseSpeech2Text):
+    """utterance id -> its ``BiasingList`` (or None), from --biasing_list / --utt2biasing; None when neither."""
+    from espnet2_ext.data.kaldi_dir import read_table
+    from espnet2_ext.text.biasing_list import read_biasing_list, read_lists_for
+
+    if args.biasing_list and args.utt2biasing:
+        raise ValueError("give --biasing_list or --utt2biasing, not both (an utt2biasing line may name a shared "
+                         "list file)")
+    if args.biasing_list:
+        lst = read_biasing_list(args.biasing_list)
+        s2t.biasing.graphs(lst, 1, s2t.search_type in OUR_SEARCHES, s2t.search_type)  # refused or built now
+        return lambda key: lst
+    if args.utt2biasing:
+        scps = [p for p, _, kind in args.data_path_and_name_and_type if kind == "sound"]
+        utt_ids = list(read_table(scps[0], strict=False).values) if scps else []  # the whole set, not --key_file's
+        lists = read_lists_for(args.utt2biasing, utt_ids)
+        if lists and s2t.search_type not in OUR_SEARCHES:
+            s2t.biasing.graphs(next(iter(lists.values())), 1, False, s2t.search_type)  # the one-line refusal
+        return lists.get
+    return None
 
 
 class _AudioAtModelRate:
@@ -174,12 +221,14 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
         preprocess_fn=_AudioAtModelRate(s2t, sound, TokenVerseASRTask.build_preprocess_fn(train_args, False)),
         collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
         allow_variable_data_keys=args.allow_variable_data_keys, inference=True)
+    biasing_of = biasing_lookup(args, s2t)  # [biasing] utt -> list, or None
     if getattr(args, "streaming", False):  # utterance by utterance, fed in pieces; see asr/streaming.py
         from espnet2_ext.asr.streaming import decode_streaming_to_dir
 
         decode_streaming_to_dir(s2t, _batches(loader), output_dir, args.sim_chunk_length,
                                 TASKS_NAME in data_names, task_activation,
-                                _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None)
+                                _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None,
+                                biasing_of=biasing_of)
         return
     timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     with DatadirWriter(output_dir) as writer:
@@ -187,7 +236,8 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
             # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.
             mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
             results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,
-                                       task_activation=task_activation, with_frames=timed is not None)
+                                       task_activation=task_activation, with_frames=timed is not None,
+                                       biasing=None if biasing_of is None else [biasing_of(k) for k in keys])
             for i, (key, nbest) in enumerate(zip(keys, results)):
                 write_nbest(writer, key, nbest)
                 if timed is not None and nbest:

@@ -187,3 +187,13 @@ def lists_per_utterance(utt2biasing: Mapping[str, BiasingList], utt_ids: Sequenc
         elif own is not None or rec is not None:
             out[utt] = own if own is not None else rec
     return out
+
+
+def read_lists_for(utt2biasing: PathLike, utt_ids: Sequence[str]) -> Dict[str, BiasingList]:
+    """{utt: list} for the utterances ``utt_ids`` from an ``utt2biasing`` file; when its folder holds ``segments``
+    (or ``orig_segments``), its ids may also be recording ids (``lists_per_utterance``)."""
+    from espnet2_ext.text.time_outputs import read_origins
+
+    origins = read_origins(Path(utt2biasing).parent)  # utt -> (recording, start)
+    utt2rec = {u: rec for u, (rec, _) in origins.items()}
+    return lists_per_utterance(read_utt2biasing(utt2biasing), utt_ids, utt2rec, source=str(utt2biasing))

@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
+from espnet2_ext.asr.transducer.context_graph import BiasingBeams
 from espnet2_ext.asr.transducer.search_common import (
     JointScorer,
     PredictionNet,
@@ -33,6 +34,7 @@ def greedy_search_batch(
     return_frames: bool = False,
     blank_penalty: float = 0.0,
     span_grammar: Optional[SpanGrammar] = None,
+    biasing=None,
 ) -> Union[List[List[int]], Tuple[List[List[int]], List[List[int]]]]:
     """Greedy transducer decoding of a batch.
 
@@ -46,6 +48,8 @@ def greedy_search_batch(
         return_frames: also return, per utterance, the encoder frame at which each token was emitted.
         blank_penalty: subtracted from the blank logit at every step (icefall's ``blank_penalty``; 0 = off).
         span_grammar: optional; keeps [NE] ... [/NE] well formed (``SpanGrammar``).
+        biasing: optional contextual biasing (``context_graph.py``): one ``ContextGraph`` or one per utterance;
+            each step's argmax is taken over logits + the bonus of every token.
 
     Returns:
         token ids per utterance, without blanks, in input order (and their emission frames when
@@ -68,6 +72,7 @@ def greedy_search_batch(
     dec = joint.dec(dec_out)  # [B, D_joint], cached until the next emission
     blank = pred.blank_id
 
+    bias = BiasingBeams.open(biasing, batch, range(batch))  # [biasing] one graph state per utterance
     mask: Optional[torch.Tensor] = None
     mask_ready = False
 
@@ -89,6 +94,8 @@ def greedy_search_batch(
                 step_mask = span_grammar.restrict(step_mask, [hyps[u] for u in cur.tolist()], logits.size(-1), device)
             if step_mask is not None:
                 logits = logits.masked_fill(step_mask, float("-inf"))
+            if bias is not None:  # [biasing] argmax of log-probs + bonus = argmax of logits + bonus
+                logits = logits + bias.bonus_at(cur.tolist(), logits.size(-1), device).to(logits.dtype)
             tokens = logits.argmax(dim=-1)  # [len(cur)]
             emitted = tokens != blank  # [len(cur)] bool
             if not bool(emitted.any()):
@@ -98,6 +105,8 @@ def greedy_search_batch(
             for utt, tok in zip(cur.tolist(), tokens.tolist()):
                 hyps[utt].append(tok)
                 frames[utt].append(t)
+            if bias is not None:  # [biasing]
+                bias.step_at(cur.tolist(), tokens.tolist())
             new_out, new_state = pred.step(tokens, index_state(state, cur))  # new_out: [n_emit, D_dec]
             dec[cur] = joint.dec(new_out)  # [n_emit, D_joint]
             assign_state(state, cur, new_state)

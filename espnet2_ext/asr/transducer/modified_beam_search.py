@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from espnet2_ext.asr.transducer.context_graph import BiasingBeams
 from espnet2_ext.asr.transducer.search_common import (
     Hypothesis,
     JointScorer,
@@ -109,6 +110,7 @@ def modified_beam_search(
     length_norm: bool = False,
     blank_penalty: float = 0.0,
     span_grammar: Optional[SpanGrammar] = None,
+    biasing=None,
 ) -> List[List[Hypothesis]]:
     """Modified beam search over a batch of utterances.
 
@@ -124,6 +126,9 @@ def modified_beam_search(
             normalised score; the returned ``score`` is never normalised).
         blank_penalty: subtracted from the blank logit before the log-softmax of every frame (icefall's
             ``blank_penalty``; 0 = off). Scores are then those of the penalised distribution.
+        span_grammar: optional; keeps [NE] ... [/NE] well formed (``SpanGrammar``).
+        biasing: optional contextual biasing (``context_graph.py``): one ``ContextGraph`` for every utterance or
+            one per utterance (None = no list). Scores then include the bonuses that phrases keep.
 
     Returns:
         per utterance (input order), up to ``nbest`` hypotheses, best first.
@@ -150,13 +155,17 @@ def modified_beam_search(
     dec_out, state = pred.start(batch)  # dec_out: [B, D_dec], one hyp per utterance
     dec = joint.dec(dec_out)  # [H, D_joint], H = hyps in the working set
 
+    bias = BiasingBeams.open(biasing, batch, utt_of)  # [biasing] graph state per hypothesis, None = no list
     mask: Optional[torch.Tensor] = None
     mask_ready = False
     for t in range(max(lens) if lens else 0):
         # Utterances that end here leave the working set with their final hypotheses.
         if any(lens[u] <= t for u in utt_of):
             keep = [i for i, u in enumerate(utt_of) if lens[u] > t]
-            _collect_finished(results, utt_of, ys, scores, fr, t, lens, nbest, length_norm, span_grammar)
+            final = scores if bias is None else bias.final_scores(scores, utt_of)  # [biasing] partial matches back
+            _collect_finished(results, utt_of, ys, final, fr, t, lens, nbest, length_norm, span_grammar)
+            if bias is not None:  # [biasing]
+                bias.keep(keep)
             keep_t = torch.tensor(keep, dtype=torch.long, device=device)  # [H_keep]
             utt_of = [utt_of[i] for i in keep]
             ys = [ys[i] for i in keep]
@@ -178,6 +187,8 @@ def modified_beam_search(
             hyp_mask = span_grammar.restrict(hyp_mask, ys, vocab, device)  # [H, V]
         logp = masked_log_probs(logits, hyp_mask)  # [H, V]
         cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)  # [H, V]
+        if bias is not None:  # [biasing] every next token's bonus, before pruning
+            cand = cand + bias.bonus(utt_of, vocab, device)  # [H, V]
 
         # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.
         groups: List[Tuple[int, int]] = []  # (first hypothesis, count) per running utterance
@@ -201,9 +212,12 @@ def modified_beam_search(
         for g, (start, _) in enumerate(groups):
             add_candidates(nxt, top_val[g], top_idx[g], start, vocab, blank, t, ys, fr, utt_of)
         dec, state = advance_decoder(pred, joint, dec, state, nxt, device)
+        if bias is not None:  # [biasing] equal token sequences have equal graph states: merging keeps them
+            bias.advance(nxt.parent, nxt.token, nxt.utt)
         utt_of, ys, scores, fr = nxt.utt, nxt.ys, nxt.scores, nxt.fr
 
-    _collect_finished(results, utt_of, ys, scores, fr, None, lens, nbest, length_norm, span_grammar)
+    final = scores if bias is None else bias.final_scores(scores, utt_of)  # [biasing] partial matches given back
+    _collect_finished(results, utt_of, ys, final, fr, None, lens, nbest, length_norm, span_grammar)
     for u in range(batch):  # zero-length utterances never entered the loop
         if not results[u]:
             results[u] = [Hypothesis(yseq=[], score=0.0)]

@@ -8,6 +8,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from espnet2_ext.asr.transducer.context_graph import BiasingBeams
 from espnet2_ext.asr.transducer.modified_beam_search import (NextBeams, add_candidates, advance_decoder,
                                                               finalize_nbest)
 from espnet2_ext.asr.transducer.search_common import (Hypothesis, JointScorer, PredictionNet, SpanGrammar,
@@ -19,8 +20,9 @@ class GreedyStream:
     ``greedy_search_batch`` with a batch of one."""
 
     def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1,
-                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None):
+                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None, biasing=None):
         self.pred = PredictionNet(decoder, device)
+        self.bias = BiasingBeams.open(biasing, 1, [0])  # [biasing] None = no list
         self.joint = JointScorer(joint_network, self.pred.blank_id, blank_penalty)
         dec_out, self.state = self.pred.start(1)
         self.dec = self.joint.dec(dec_out)                            # [1, D_joint]
@@ -44,11 +46,15 @@ class GreedyStream:
                     mask = self.span_grammar.restrict(mask, [self.tokens], logits.size(-1), logits.device)  # [1, V]
                 if mask is not None:
                     logits = logits.masked_fill(mask, float("-inf"))
+                if self.bias is not None:  # [biasing]
+                    logits = logits + self.bias.bonus_at([0], logits.size(-1), logits.device).to(logits.dtype)
                 token = logits.argmax(dim=-1)
                 if int(token) == blank:
                     break
                 self.tokens.append(int(token))
                 self.token_frames.append(self.t0 + t)
+                if self.bias is not None:  # [biasing]
+                    self.bias.step_at([0], [int(token)])
                 out, self.state = self.pred.step(token, self.state)
                 self.dec = self.joint.dec(out)
         self.t0 += enc.size(1)
@@ -63,7 +69,8 @@ class BeamStream:
     ``advance_decoder``) with a batch of one."""
 
     def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4,
-                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None):
+                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None, biasing=None):
+        self.bias = BiasingBeams.open(biasing, 1, [0])  # [biasing] None = no list
         self.pred, self.beam, self.device = PredictionNet(decoder, device), beam, device
         self.joint = JointScorer(joint_network, self.pred.blank_id, blank_penalty)
         dec_out, self.state = self.pred.start(1)
@@ -89,14 +96,19 @@ class BeamStream:
                 hyp_mask = self.span_grammar.restrict(hyp_mask, self.ys, vocab, self.device)  # [H, V]
             logp = masked_log_probs(logits, hyp_mask)  # [H, V]
             cand = logp + torch.tensor(self.scores, dtype=torch.float64, device=self.device).unsqueeze(1)
+            if self.bias is not None:  # [biasing]
+                cand = cand + self.bias.bonus([0] * len(self.ys), vocab, self.device)  # [H, V]
             top_val, top_idx = cand.view(1, -1).topk(min(self.beam, cand.numel()), dim=1)  # [1, k] each
             nxt = NextBeams()
             add_candidates(nxt, top_val[0].tolist(), top_idx[0].tolist(), 0, vocab, blank, self.frames - 1,
                            self.ys, self.fr, [0] * len(self.ys))
             self.dec, self.state = advance_decoder(self.pred, self.joint, self.dec, self.state, nxt, self.device)
+            if self.bias is not None:  # [biasing]
+                self.bias.advance(nxt.parent, nxt.token, nxt.utt)
             self.ys, self.fr, self.scores = nxt.ys, nxt.fr, nxt.scores
 
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
             return [Hypothesis(yseq=[], score=0.0)]
-        return finalize_nbest(self.ys, self.scores, self.fr, n, length_norm, self.span_grammar)
+        scores = self.scores if self.bias is None else self.bias.final_scores(self.scores, [0] * len(self.ys))
+        return finalize_nbest(self.ys, scores, self.fr, n, length_norm, self.span_grammar)  # [biasing] ^

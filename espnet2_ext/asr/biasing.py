@@ -1,0 +1,115 @@
+"""Contextual biasing for ``TokenVerseSpeech2Text``: its options, and a list -> graph cache per decoder.
+
+    s2t = TokenVerseSpeech2Text(..., biasing_weight=2.0, biasing_mode="gated", biasing_close_bonus=1.0)
+    s2t.decode_batch(speech, lengths, biasing=read_biasing_list("crm.txt"))        # one list for the batch
+    s2t.decode_batch(speech, lengths, biasing=[["anna berg"], None, lst])          # one per utterance
+    s2t(wav, biasing=["john smith", "hauptstraße zwölf :3"])                         # phrases as strings
+
+The graph (``transducer/context_graph.py``) is built from the model's own tokenizer (``train_args.bpemodel`` for
+BPE models, the token list for word models), once per ``BiasingList`` object: utterances that share a list file
+(``utt2biasing``) share its graph. An empty list, or none, leaves decoding exactly as without biasing.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from typing import Dict, List, Optional, Sequence
+
+from espnet2_ext.asr.transducer.context_graph import MODES, ContextGraph, build_context_graph
+from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN
+from espnet2_ext.text.biasing_list import BiasingList, phrases_list
+
+DEFAULT_BIASING_WEIGHT = 2.0  # bonus per matched token (icefall's LibriSpeech biasing recipes use 2; tune on dev)
+CONF_KEYS = ("biasing_weight", "biasing_mode", "biasing_close_bonus")  # also accepted in transducer_conf
+
+
+def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None) -> Dict:
+    """Validated {weight, mode, close_bonus}: arguments first, then ``transducer_conf``'s keys ``biasing_weight``,
+    ``biasing_mode``, ``biasing_close_bonus`` (popped from ``conf``), then the defaults (2.0, ungated, 0)."""
+    picked = {}
+    for key, arg, default in (("weight", weight, DEFAULT_BIASING_WEIGHT), ("mode", mode, "ungated"),
+                              ("close_bonus", close_bonus, 0.0)):
+        value = conf.pop(f"biasing_{key}", None)
+        picked[key] = arg if arg is not None else (value if value is not None else default)
+    if picked["mode"] not in MODES:
+        raise ValueError(f"biasing_mode '{picked['mode']}' is unknown: choose {' or '.join(MODES)}")
+    for key in ("weight", "close_bonus"):
+        try:
+            picked[key] = float(picked[key])
+        except (TypeError, ValueError):
+            raise ValueError(f"biasing_{key} must be a number, got {picked[key]!r}") from None
+        if not math.isfinite(picked[key]):
+            raise ValueError(f"biasing_{key} must be a finite number, got {picked[key]!r}")
+    return picked
+
+
+def is_one_list(biasing) -> bool:
+    """A ``BiasingList`` or a list of phrase strings (an empty one too), rather than one entry per utterance."""
+    if isinstance(biasing, BiasingList):
+        return True
+    if isinstance(biasing, str):
+        raise ValueError("biasing: give a list of phrases (['john smith']), not one string")
+    items = list(biasing)
+    return all(isinstance(p, str) for p in items)
+
+
+class DecoderBiasing:
+    """What a decoder needs to bias: its options and its graphs (cached per ``BiasingList``, weakly)."""
+
+    def __init__(self, conf: Dict, token_list: Sequence[str], tokenizer, converter, blank_id: int,
+                 surface=lambda t: t):
+        self.conf = conf
+        self.ids = {surface(t): i for i, t in enumerate(token_list)}
+        self.vocab, self.blank_id = len(token_list), int(blank_id)
+        self.tokenizer, self.converter = tokenizer, converter
+        self._graphs: "weakref.WeakKeyDictionary[BiasingList, Optional[ContextGraph]]" = weakref.WeakKeyDictionary()
+        self.last_stats: Dict = {}
+
+    def graphs(self, biasing, batch: int, ours: bool, search: str) -> Optional[List[Optional[ContextGraph]]]:
+        """``biasing`` of ``decode_batch`` -> None (nothing to bias) or one graph (or None) per utterance.
+        ``ours``: the search can bias; otherwise a non-empty list is refused (one line naming ``search``)."""
+        if biasing is None:
+            return None
+        per_utt = [biasing] * batch if is_one_list(biasing) else list(biasing)
+        if len(per_utt) != batch:
+            raise ValueError(f"biasing holds {len(per_utt)} lists for a batch of {batch} utterances: give one list "
+                             f"for all or one per utterance")
+        lists = [self.as_list(b) for b in per_utt]
+        if not any(lists):
+            return None
+        if not ours:
+            raise ValueError(f"contextual biasing works with our searches (modified_beam_search, greedy), not "
+                             f"ESPnet's '{search}': change --search_type or drop the biasing list")
+        graphs = [self.graph(lst) if lst else None for lst in lists]
+        return graphs if any(g is not None for g in graphs) else None
+
+    @staticmethod
+    def as_list(biasing) -> Optional[BiasingList]:
+        if biasing is None or isinstance(biasing, BiasingList):
+            return biasing
+        if not is_one_list(biasing):
+            raise ValueError("a biasing list is a BiasingList or a list of phrase strings")
+        return phrases_list(list(biasing))
+
+    def graph(self, lst: BiasingList) -> Optional[ContextGraph]:
+        """The list's graph, built on first use (None when no phrase can be spelled)."""
+        if lst not in self._graphs:
+            self._graphs[lst] = self.build(lst)
+        return self._graphs[lst]
+
+    def encode(self, text: str) -> List[int]:
+        """Token ids of a normalised phrase as its words appear mid-sentence (sentencepiece's word-start pieces)."""
+        tokens = self.tokenizer.text2tokens(text) if self.tokenizer is not None else text.split()
+        return self.converter.tokens2ids(tokens)
+
+    def build(self, lst: BiasingList) -> Optional[ContextGraph]:
+        c = self.conf
+        graph, stats = build_context_graph(
+            lst.phrases, self.encode, self.converter.unk_id, self.vocab, c["weight"], blank_id=self.blank_id,
+            mode=c["mode"], open_id=self.ids.get(NE_OPEN), close_id=self.ids.get(NE_CLOSE),
+            close_bonus=c["close_bonus"])
+        self.last_stats = stats
+        logging.info(f"biasing graph of {lst.source or 'a list'}: {stats['phrases']} phrases ({stats['unspellable']} "
+                     f"unspellable, skipped), built in {stats['seconds']} s")
+        return graph
