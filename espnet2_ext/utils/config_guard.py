@@ -68,6 +68,8 @@ FILE_KEYS = {"token_list", "bpemodel", "stats_file", "path_or_url", "non_linguis
 LOCAL_UPSTREAMS = {"wav2vec2_local", "wav2vec2_custom", "hubert_local", "hubert_custom"}
 S3PRL_EXTRA_CONF = {"feature_selection"}
 G2P_OFFLINE = {None, "none", "g2p_en", "g2p_en_no_space"}  # g2p_en is imported offline (_offline.py)
+# Speech2Text's tokenizer: sentencepiece on bpemodel (file checked), or no file at all; hugging_face downloads.
+TOKEN_TYPES = {None, "bpe", "char", "word", "phn"}
 
 
 # ---- opt-ins -------------------------------------------------------------------------------------------
@@ -113,6 +115,11 @@ def _check_choices(config: dict, where: str, network: bool) -> None:
                 _refuse(where, key, f"'{name}' downloads pretrained weights from the network", NETWORK_FIX)
             continue
         _refuse(where, key, f"{name!r} is a class whose config handling we have not audited for untrusted models")
+    token_type = config.get("token_type")
+    if token_type == "hugging_face" and not network:
+        _refuse(where, "token_type", "'hugging_face' loads its tokenizer from the Hugging Face hub", NETWORK_FIX)
+    elif token_type not in TOKEN_TYPES | {"hugging_face"}:
+        _refuse(where, "token_type", f"{token_type!r} is a tokenizer we have not audited for untrusted models")
     if config.get("g2p") not in G2P_OFFLINE:
         _refuse(where, "g2p", f"{config.get('g2p')!r} is a G2P we have not audited (some download dictionaries)")
 
