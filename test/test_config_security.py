@@ -276,6 +276,25 @@ def test_trusted_config_opt_in_skips_the_check_with_a_warning(base_config, tmp_p
         check_model_config(config, "c.yaml", tmp_path)
 
 
+def test_class_choices_are_checked_for_the_audited_tasks_only():
+    """ESPnet's other tasks (here enhancement, whose encoder 'stft' is no ASR encoder) keep loading; ASR and LM
+    configs get the class check."""
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.tasks.enh import EnhancementTask
+    from espnet2.tasks.lm import LMTask
+
+    from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
+    from espnet2_ext.utils.config_guard import _audited_task
+
+    assert [_audited_task(t) for t in (ASRTask, TokenVerseASRTask, LMTask, EnhancementTask)] == [True] * 3 + [False]
+    enh = {"encoder": "stft", "decoder": "stft", "separator": "rnn"}
+    check_model_config(enh, "enh/config.yaml", classes=False)
+    with pytest.raises(UnsafeModelError, match="encoder: 'stft' is a class whose config handling"):
+        check_model_config(enh, "enh/config.yaml")
+    with pytest.raises(UnsafeModelError, match="bpemodel"):  # the file check still applies to every task
+        check_model_config({**enh, "bpemodel": "/etc/passwd"}, "enh/config.yaml", root=Path("/tmp/x"), classes=False)
+
+
 def test_own_experiment_config_files_are_the_users(base_config, tmp_path):
     """A config given by path (not from a packed model) may name the user's files anywhere; eval strings and
     network upstreams are still refused."""

@@ -101,16 +101,21 @@ class UntrustedConfigWarning(UserWarning):
 
 # ---- the checks -----------------------------------------------------------------------------------------
 def _refuse(where: str, key: str, why: str, fix: str = "") -> None:
-    tail = fix or f"use models only from sources you trust ({TRUST_CONFIG_ENV}=1 skips this check)"
-    raise UnsafeModelError(f"{where}: {key}: {why}; refusing to build the model ({tail})")
+    tail = fix or f"use models only from sources you trust; {TRUST_CONFIG_ENV}=1 skips this check"
+    raise UnsafeModelError(f"{where}: {key}: {why}; refusing to build the model: {tail}")
+
+
+def _one_of(value: Any, allowed) -> bool:
+    """Membership that a crafted value (a list, a mapping) cannot turn into a TypeError."""
+    return (value is None or isinstance(value, str)) and value in allowed
 
 
 def _check_choices(config: dict, where: str, network: bool) -> None:
     for key, safe in SAFE_CHOICES.items():
         name = config.get(key)
-        if name is None or (isinstance(name, str) and name in safe):
+        if name is None or _one_of(name, safe):
             continue
-        if isinstance(name, str) and name in NETWORK_CHOICES.get(key, ()):
+        if _one_of(name, NETWORK_CHOICES.get(key, ())):
             if not network:
                 _refuse(where, key, f"'{name}' downloads pretrained weights from the network", NETWORK_FIX)
             continue
@@ -118,9 +123,9 @@ def _check_choices(config: dict, where: str, network: bool) -> None:
     token_type = config.get("token_type")
     if token_type == "hugging_face" and not network:
         _refuse(where, "token_type", "'hugging_face' loads its tokenizer from the Hugging Face hub", NETWORK_FIX)
-    elif token_type not in TOKEN_TYPES | {"hugging_face"}:
+    elif not _one_of(token_type, TOKEN_TYPES | {"hugging_face"}):
         _refuse(where, "token_type", f"{token_type!r} is a tokenizer we have not audited for untrusted models")
-    if config.get("g2p") not in G2P_OFFLINE:
+    if not _one_of(config.get("g2p"), G2P_OFFLINE):
         _refuse(where, "g2p", f"{config.get('g2p')!r} is a G2P we have not audited (some download dictionaries)")
 
 
@@ -165,7 +170,7 @@ def check_skeleton(skeleton: Any, where: str) -> None:
         _refuse(where, f"{key}.model_cfg.xformers_att_config", "must be null (S3PRL evals it and supports no xformers)")
 
 
-def _check_s3prl(config: dict, where: str, root: Optional[Path], network: bool) -> Set[int]:
+def _check_s3prl(config: dict, where: str, network: bool) -> Set[int]:
     """The S3PRL frontends' conf; returns ids of sub-trees whose file keys are not used (skeleton replaces them)."""
     outer = config.get("frontend_conf") or {}
     if not isinstance(outer, dict):
@@ -185,7 +190,7 @@ def _check_s3prl(config: dict, where: str, root: Optional[Path], network: bool) 
         check_skeleton(outer["upstream_skeleton"], where)
         return {id(inner)}  # upstream and path_or_url are replaced by the skeleton's local file
     name, url = inner.get("upstream"), inner.get("path_or_url")
-    local = name in LOCAL_UPSTREAMS and isinstance(url, str) and not _is_url(url)
+    local = _one_of(name, LOCAL_UPSTREAMS) and isinstance(url, str) and not _is_url(url)
     if not local and not network:
         source = f"'{url}'" if isinstance(url, str) else "its hub"
         _refuse(where, "frontend_conf.frontend_conf.upstream", f"{name!r} is not a local wav2vec2/HuBERT checkpoint: "
@@ -194,9 +199,10 @@ def _check_s3prl(config: dict, where: str, root: Optional[Path], network: bool) 
 
 
 def check_model_config(config: Any, where: str, root: Optional[Path] = None,
-                       allow_network: Optional[bool] = None) -> None:
+                       allow_network: Optional[bool] = None, classes: bool = True) -> None:
     """Refuse (one-line ``UnsafeModelError``) a config that would run code, read outside ``root`` (the unpacked
-    folder of a packed model; None: a config the user gave by path, whose files are the user's) or download."""
+    folder of a packed model; None: a config the user gave by path, whose files are the user's) or download.
+    ``classes``: also check the class choices, token type and G2P (ASR and LM configs, the ones audited)."""
     if _env_true(TRUST_CONFIG_ENV):
         warnings.warn(f"{where}: model config used unchecked because {TRUST_CONFIG_ENV}=1", UntrustedConfigWarning,
                       stacklevel=2)
@@ -205,15 +211,16 @@ def check_model_config(config: Any, where: str, root: Optional[Path] = None,
         raise UnsafeModelError(f"{where}: not a config mapping (got {type(config).__name__}); not a config ESPnet "
                                f"wrote")
     network = network_allowed() if allow_network is None else allow_network
-    _check_choices(config, where, network)
+    if classes:
+        _check_choices(config, where, network)
     skip: Set[int] = set()
-    if config.get("frontend") in ("s3prl", "s3prl_tokenverse"):
-        skip = _check_s3prl(config, where, root, network)
+    if _one_of(config.get("frontend"), ("s3prl", "s3prl_tokenverse")):
+        skip = _check_s3prl(config, where, network)
     if root is not None:
         _check_files(config, where, Path(os.path.normpath(os.path.abspath(root))), skip=skip)
 
 
-def check_config_file(path: os.PathLike, allow_network: Optional[bool] = None) -> dict:
+def check_config_file(path: os.PathLike, allow_network: Optional[bool] = None, classes: bool = True) -> dict:
     """``check_model_config`` of a config.yaml (read with bounded ``yaml.safe_load``); the folder of the packed
     model it was unpacked from, if any, bounds its files. Returns the config."""
     path = Path(path)
@@ -221,8 +228,17 @@ def check_config_file(path: os.PathLike, allow_network: Optional[bool] = None) -
     if len(data) > MAX_YAML_BYTES:
         raise UnsafeModelError(f"{path}: config larger than {MAX_YAML_BYTES} bytes; not a config ESPnet wrote")
     config = load_yaml_bytes(data, str(path))
-    check_model_config(config, str(path), packed_root_of(path), allow_network)
+    check_model_config(config, str(path), packed_root_of(path), allow_network, classes)
     return config
+
+
+def _audited_task(cls) -> bool:
+    """ASR and LM tasks: their class choices are the ones audited. ESPnet's other tasks (TTS, enhancement, ...)
+    get the S3PRL, file and network checks only, so their models keep loading after ``import espnet2_ext``."""
+    from espnet2.tasks.asr import ASRTask
+    from espnet2.tasks.lm import LMTask
+
+    return isinstance(cls, type) and issubclass(cls, (ASRTask, LMTask))
 
 
 def config_checked(build):
@@ -233,7 +249,7 @@ def config_checked(build):
         path = Path(config_file) if config_file is not None else (
             Path(model_file).parent / "config.yaml" if model_file is not None else None)
         if path is not None and path.is_file():
-            check_config_file(path)
+            check_config_file(path, classes=_audited_task(cls))
         return build(cls, config_file, model_file, *args, **kwargs)
 
     return wrapper
@@ -291,10 +307,13 @@ def _named_loader(load):
 def install_s3prl_guards() -> None:
     """S3PRL's wav2vec2/HuBERT models check ``conv_feature_layers`` before their ``eval`` (idempotent); errors name
     the checkpoint being loaded."""
-    from s3prl.upstream.hubert import expert as hubert_expert
-    from s3prl.upstream.hubert.hubert_model import HubertModel
-    from s3prl.upstream.wav2vec2 import expert as w2v_expert
-    from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Model
+    try:
+        from s3prl.upstream.hubert import expert as hubert_expert
+        from s3prl.upstream.hubert.hubert_model import HubertModel
+        from s3prl.upstream.wav2vec2 import expert as w2v_expert
+        from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Model
+    except ImportError:  # no S3PRL installed: nothing of it can be built
+        return
 
     for cls in (Wav2Vec2Model, HubertModel):
         cls.__init__ = _checked_init(cls.__init__)
