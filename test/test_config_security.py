@@ -206,6 +206,27 @@ def test_crafted_upstream_checkpoint_inside_the_model_is_refused(tiny_trained, b
             assert not marker.exists() and not network_log, (variant, how)
 
 
+def test_clis_report_a_crafted_model_in_one_line(tiny_trained, base_config, tmp_path, capsys):
+    from espnet2_ext.bin import asr_inference, extend_model
+
+    _, data, _ = tiny_trained
+    config, marker = copy.deepcopy(base_config), tmp_path / MARKER
+    CASES["conv_feature_layers"][0](config, marker, tmp_path)
+    crafted = pack_crafted(tiny_trained, config, tmp_path / "craft")
+    runs = {"asr_inference": lambda: asr_inference.main([
+                "--model_file", str(crafted), "--output_dir", str(tmp_path / "dec"),
+                "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound"]),
+            "extend_model": lambda: extend_model.main(["--base", str(crafted), "--out_dir", str(tmp_path / "ext"),
+                                                       "--add_task", "qst=[Q]"])}
+    for prog, run in runs.items():
+        capsys.readouterr()
+        assert run() == 1, prog
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith(prog) and "config.yaml: frontend_conf.upstream_skeleton.model_cfg." \
+                                         "conv_feature_layers: unexpected" in last, last
+    assert not marker.exists() and not (tmp_path / "dec").exists() and not (tmp_path / "ext").exists()
+
+
 def test_the_eval_payload_is_a_real_attack_on_plain_s3prl(tmp_path):
     """S3PRL's own model class, unguarded (the __wrapped__ original), runs the conv_feature_layers payload used
     above and builds a working model: the refusals matter. (xformers_att_config is eval-ed by S3PRL's attention
@@ -227,6 +248,20 @@ def test_the_eval_payload_is_a_real_attack_on_plain_s3prl(tmp_path):
     marker.unlink()
     with pytest.raises(UnsafeModelError, match="conv_feature_layers"):  # the guarded class refuses it
         Wav2Vec2Model(cfg)
+    assert not marker.exists()
+
+
+def test_s3prl_hubert_model_is_guarded_too(tmp_path):
+    """hubert_local checkpoints: S3PRL's HubertModel evals the same key; refused before its body runs."""
+    import espnet2.tasks.asr  # noqa: F401  (installs the guards)
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.utils import merge_with_parent
+
+    marker = tmp_path / MARKER
+    payload = f"{TINY_LAYERS} if open({str(marker)!r}, 'w') else []"
+    cfg = merge_with_parent(HubertConfig, {"label_rate": 50, "conv_feature_layers": payload})
+    with pytest.raises(UnsafeModelError, match="model_cfg.conv_feature_layers: unexpected"):
+        HubertModel(cfg, HubertPretrainingConfig(), [])
     assert not marker.exists()
 
 
