@@ -399,17 +399,19 @@ def test_committed_checkpoints_load_identically_under_the_guards(ckpt, monkeypat
 
 
 def test_guards_are_active_in_a_fresh_interpreter_for_espnets_loader(tiny_trained, base_config, tmp_path):
-    """A fresh interpreter, as a new user's script: import espnet2_ext, then ESPnet's Speech2Text on a crafted model
-    through the model zoo (what Speech2Text.from_pretrained does)."""
+    """A fresh interpreter, as a new user's script: import espnet2_ext, then ESPnet's Speech2Text.from_pretrained
+    on a crafted model (the model zoo's cache folder moved to tmp)."""
     config = copy.deepcopy(base_config)
     marker = tmp_path / MARKER
     _skeleton_cfg(config)["conv_feature_layers"] = f"{TINY_LAYERS} if open({str(marker)!r}, 'w') else []"
     crafted = pack_crafted(tiny_trained, config, tmp_path / "craft")
     code = ("import espnet2_ext\nfrom espnet2.bin.asr_inference import Speech2Text\n"
             "from espnet_model_zoo.downloader import ModelDownloader\n"
-            f"d = ModelDownloader(cachedir={str(tmp_path / 'zoo')!r}).download_and_unpack({str(crafted)!r})\n"
+            "init = ModelDownloader.__init__  # only the cache folder moved: the venv's package dir stays untouched\n"
+            f"ModelDownloader.__init__ = lambda self, cachedir=None: init(self, {str(tmp_path / 'zoo')!r})\n"
             "from espnet2_ext.utils.safe_archive import UnsafeModelError\n"
-            "try:\n    Speech2Text(**d)\nexcept UnsafeModelError as e:\n    print('REFUSED', str(e))\n")
+            f"try:\n    Speech2Text.from_pretrained(model_tag={str(crafted)!r})\n"
+            "except UnsafeModelError as e:\n    print('REFUSED', str(e))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert r.stdout.strip().splitlines()[-1].startswith("REFUSED "), (r.stdout[-1000:], r.stderr[-2000:])
