@@ -6,8 +6,8 @@ conv_feature_layers)``: a model's config.yaml could put any code there. This mod
 strings use and nothing else:
 
     expr   := term ('+' term)*
-    term   := INT '*' atom | atom ('*' INT)*
-    atom   := INT | '[' [expr (',' expr)* [',']] ']' | '(' expr ')' | '(' [expr ',' (expr ',')* [expr]] ')'
+    term   := atom ('*' atom)*          (one side of each '*' an int)
+    atom   := ['-'] INT | '[' [expr (',' expr)* [',']] ']' | '(' expr ')' | '(' [expr ',' (expr ',')* [expr]] ')'
 
 INT is a decimal integer (optionally signed). ``+`` concatenates two lists or two tuples (or adds two ints),
 ``*`` repeats a list/tuple by an int (or multiplies ints), as Python does. Anything else (names, calls, attributes,
@@ -92,7 +92,7 @@ class _Parser:
         if kind == "int":
             return self.checked_int(value)
         if kind == "[":
-            return self.sequence("]", depth)
+            return self.items("]", depth)[0]
         if kind == "(":
             items, trailing_comma = self.items(")", depth)
             if len(items) == 1 and not trailing_comma:
@@ -100,9 +100,6 @@ class _Parser:
             return tuple(items)
         shown = "end of text" if kind == "end" else repr(kind)
         self.fail(f"unexpected {shown} at character {pos + 1}")
-
-    def sequence(self, close: str, depth: int) -> list:
-        return self.items(close, depth)[0]
 
     def items(self, close: str, depth: int) -> Tuple[list, bool]:
         items, trailing_comma = [], False
