@@ -281,14 +281,19 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     # ---- loading ------------------------------------------------------------------------------------
     @staticmethod
-    def from_pretrained(model_tag: Optional[str] = None, **kwargs) -> "TokenVerseSpeech2Text":
+    def from_pretrained(model_tag: Optional[str] = None, allow_network: bool = False,
+                        **kwargs) -> "TokenVerseSpeech2Text":
         """Build from a packed model (zip made by the recipe's pack stage, or its unpacked dir), offline.
 
         ``model_tag`` may also be given as ``asr_train_config``/``asr_model_file`` keyword arguments instead.
+        ``allow_network``: the config may name an upstream that downloads (``utils/config_guard.py``).
         """
+        from espnet2_ext.utils.config_guard import network_upstreams_allowed
+
         if model_tag is not None:
             kwargs.update(unpack_model(model_tag))
-        return TokenVerseSpeech2Text(**kwargs)
+        with network_upstreams_allowed(allow_network):
+            return TokenVerseSpeech2Text(**kwargs)
 
 
 def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dict[str, str]:

@@ -59,6 +59,8 @@ def get_parser() -> config_argparse.ArgumentParser:
     group.add_argument("--model_file", type=str, default=None,
                        help="packed model (zip from the pack stage, or its unpacked dir): replaces "
                             "--asr_train_config/--asr_model_file; no network needed")
+    group.add_argument("--allow_network_upstream", action="store_true",
+                       help="let the model's config name an S3PRL/hub upstream that downloads (default: refused)")
     group.add_argument("--audio_mismatch", type=str, default="resample", choices=AUDIO_MISMATCH,
                        help="audio whose rate or channel count differs from the model's: resample/downmix it "
                             "(one log line per input format) or stop with an error")
@@ -259,7 +261,10 @@ def run(cmd: Optional[List[str]] = None) -> None:
         parser.error("give --model_file (packed model) or --asr_train_config and --asr_model_file")
     if args.model_tag and not args.model_file:
         args.model_file = args.model_tag  # a local packed model; hub tags would need network
-    inference(args)
+    from espnet2_ext.utils.config_guard import network_upstreams_allowed
+
+    with network_upstreams_allowed(args.allow_network_upstream):  # issue 33: off unless asked
+        inference(args)
 
 
 main = cli_main(run, prog="asr_inference: error", errors=(ValueError, FileNotFoundError))

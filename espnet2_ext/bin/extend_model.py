@@ -45,6 +45,8 @@ def get_parser() -> argparse.ArgumentParser:
                         "per_combination rows always start as their counterpart without the new task")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", type=bool_arg, default=False)
+    p.add_argument("--allow_network_upstream", action="store_true",
+                   help="let the base model's config name an S3PRL/hub upstream that downloads (off: refused)")
     return p
 
 
@@ -60,7 +62,8 @@ def run(argv: Optional[List[str]] = None) -> Path:
     out = extend_experiment(args.base, args.out_dir, tasks, [x for v in args.add_language for x in comma_list(v)],
                             model_file=args.model_file, freeze_old=args.freeze_old,
                             also_train=comma_list(args.also_train), row_init=args.row_init,
-                            vector_init=args.vector_init, seed=args.seed, overwrite=args.overwrite)
+                            vector_init=args.vector_init, seed=args.seed, overwrite=args.overwrite,
+                            allow_network=args.allow_network_upstream or None)
     print(out)
     return out
 

@@ -56,10 +56,13 @@ def _resolve_source(src: PathLike, model_file: Optional[PathLike], work: Path) -
 def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapping[str, Sequence[str]]] = None,
                       new_languages: Sequence[str] = (), model_file: Optional[PathLike] = None,
                       freeze_old: bool = False, also_train: Sequence[str] = (), row_init: str = "mean",
-                      vector_init: str = "mean", seed: int = 0, overwrite: bool = False) -> Path:
+                      vector_init: str = "mean", seed: int = 0, overwrite: bool = False,
+                      allow_network: Optional[bool] = None) -> Path:
     """Write the extended experiment dir (config.yaml, extended.pth, tokens.txt, [bpe.model], extend.json) and
-    return it. The dir appears only when complete."""
-    from espnet2_ext.utils.safe_load import load_model_file
+    return it. The dir appears only when complete. ``allow_network``: the base config may name upstreams that
+    download (``utils/config_guard.py``; None: ``TOKENVERSE_ALLOW_NETWORK_UPSTREAM``)."""
+    from espnet2_ext.utils.config_guard import check_config_file
+    from espnet2_ext.utils.safe_load import load_model_file, weights_only_loading
 
     new_tasks = dict(new_tasks or {})
     new_languages = [lang.strip().lower() for lang in new_languages if lang.strip()]
@@ -70,7 +73,7 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
         raise DataError(f"{out_dir} exists; choose a new --out_dir (or --overwrite true)")
     with atomic_dir(out_dir) as tmp:
         config_path, weights, files = _resolve_source(src, model_file, tmp)
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        config = check_config_file(config_path, allow_network)  # issue 33: no code, files, network from it
         if not isinstance(config, dict) or not config.get("token_list"):
             raise DataError(f"{config_path}: not an ESPnet training config.yaml (no token_list)")
         if config.get("frontend") != "s3prl_tokenverse":
@@ -135,7 +138,8 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
         build_conf = dict(config, model_conf={k: v for k, v in model_conf.items() if k != "freeze_old"})
         if token_type == "bpe":
             build_conf["bpemodel"] = str(tmp / "bpe.model")
-        model = TokenVerseASRTask.build_model(argparse.Namespace(**build_conf))
+        with weights_only_loading():  # S3PRL torch.loads a path_or_url checkpoint
+            model = TokenVerseASRTask.build_model(argparse.Namespace(**build_conf))
         old_state = load_model_file(str(weights), map_location="cpu")
         state = grow_state_dict(old_state, model.state_dict(), growth, strategy, row_init, vector_init, seed)
         model.load_state_dict(state, strict=True)  # checks every key and shape

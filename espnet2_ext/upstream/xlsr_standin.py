@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from espnet2_ext.common import atomic_output
+from espnet2_ext.utils.config_literal import layer_spec_text, parse_layer_spec
 
 # Architecture presets. "tiny" is for tests (~100k params); "mini" is what the mini recipe trains from
 # scratch; "base" matches wav2vec2-base (95M) and "xlsr_300m" XLS-R 300M (317M), for benchmarks.
@@ -60,9 +61,13 @@ def build_wav2vec2(model_cfg: Dict[str, Any], seed: int = 0) -> torch.nn.Module:
     from s3prl.upstream.utils import merge_with_parent
     from s3prl.upstream.wav2vec2.wav2vec2_model import Wav2Vec2Config, Wav2Vec2Model
 
+    model_cfg = dict(model_cfg)
+    if "conv_feature_layers" in model_cfg:  # S3PRL evals it: hand it the checked literal (utils/config_literal.py)
+        model_cfg["conv_feature_layers"] = layer_spec_text(parse_layer_spec(
+            model_cfg["conv_feature_layers"], "model_cfg.conv_feature_layers", "the wav2vec2 config"))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return Wav2Vec2Model(merge_with_parent(Wav2Vec2Config, dict(model_cfg)))
+        return Wav2Vec2Model(merge_with_parent(Wav2Vec2Config, model_cfg))
 
 
 def save_checkpoint(path: str, model_cfg: Dict[str, Any], normalize: bool = True, seed: int = 0) -> Path:

@@ -129,8 +129,25 @@ def load_yaml_bytes(data: bytes, where: str, max_nodes: int = MAX_YAML_NODES):
         raise UnsafeModelError(f"{where}: YAML nested too deeply; not a config ESPnet wrote") from None
 
 
+# Folders of packed models whose meta.yaml was checked: a config inside one may only name files inside it
+# (``utils/config_guard.py``). Lexical absolute paths: a hub snapshot's files are links into its blob store.
+_PACKED_ROOTS: set = set()
+
+
+def _lexical(path: PathLike) -> Path:
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
+def packed_root_of(path: PathLike) -> Optional[Path]:
+    """The innermost checked packed-model folder holding ``path``, or None (a config the user gave by path)."""
+    path = _lexical(path)
+    inside = [r for r in _PACKED_ROOTS if r == path or r in path.parents]
+    return max(inside, key=lambda r: len(r.parts)) if inside else None
+
+
 def check_meta_entries(meta, root: Path, where: str, resolve: bool = True) -> Dict[str, str]:
-    """ESPnet's ``meta.yaml`` ``yaml_files``/``files``: every entry a relative path inside ``root``."""
+    """ESPnet's ``meta.yaml`` ``yaml_files``/``files``: every entry a relative path inside ``root``; ``root`` is
+    then recorded as a packed model's folder (``packed_root_of``)."""
     if not isinstance(meta, dict) or not isinstance(meta.get("yaml_files"), dict) \
             or not isinstance(meta.get("files"), dict):
         raise UnsafeModelError(f"{where}: meta.yaml lacks the yaml_files/files mappings that ESPnet's packer writes")
@@ -142,6 +159,7 @@ def check_meta_entries(meta, root: Path, where: str, resolve: bool = True) -> Di
             why = f"a path that resolves to {dest}, outside {root}" if dest is not None else None
         if why is not None:
             raise UnsafeModelError(f"{where}: meta.yaml entry {key}: {value!r} is {why}; refusing to use this model")
+    _PACKED_ROOTS.add(_lexical(root))
     return entries
 
 

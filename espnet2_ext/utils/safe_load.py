@@ -8,8 +8,8 @@ crafted ``model.pth`` runs arbitrary code. Our models hold only tensors and plai
   (``TOKENVERSE_TRUST_PICKLE=1`` or ``with trusted_pickle_loading():``), with a warning each time.
 * ``install_espnet_guards``: wraps ESPnet's loaders (``pack_funcs.unpack``, ``get_dict_from_cache``, the model
   zoo's copies of them and its Hugging Face path, ``build_model_from_file``, ``Trainer.resume``,
-  ``load_pretrained_model``) with these and ``safe_archive``'s checks; run by ``registry.register`` when ESPnet's
-  ASR task is imported.
+  ``load_pretrained_model``) with these and ``safe_archive``'s checks, and ``build_model_from_file`` with
+  ``config_guard``'s check of the config (issue 33); run by ``registry.register`` when ESPnet's ASR task is imported.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from espnet2_ext.utils.config_guard import config_checked, install_s3prl_guards
 from espnet2_ext.utils.safe_archive import (  # noqa: F401  (UnsafeModelError: the error of both modules)
     MAX_YAML_BYTES,
     UnsafeModelError,
@@ -199,6 +200,8 @@ def install_espnet_guards() -> None:
         downloader.unpack, downloader.get_dict_from_cache = pack_funcs.unpack, pack_funcs.get_dict_from_cache
         _guard_hf_snapshot(downloader.ModelDownloader)
     build = abs_task.AbsTask.__dict__["build_model_from_file"].__func__
-    abs_task.AbsTask.build_model_from_file = classmethod(_guarded(build))
+    if not getattr(build, "_tokenverse_guard", False):  # config checked (issue 33), then weights-only loading
+        abs_task.AbsTask.build_model_from_file = classmethod(_guarded(config_checked(build)))
     Trainer.resume = staticmethod(_guarded(Trainer.__dict__["resume"].__func__))
     abs_task.load_pretrained_model = _guarded(abs_task.load_pretrained_model)  # --init_param
+    install_s3prl_guards()  # conv_feature_layers checked inside S3PRL's wav2vec2/HuBERT models too

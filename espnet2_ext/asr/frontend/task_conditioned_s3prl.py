@@ -38,6 +38,7 @@ from espnet2_ext.layers.chunk_attention import ChunkConfig, EncoderStreamState, 
 from espnet2_ext.layers.task_vectors import STRATEGIES, TaskVectors
 from espnet2_ext.task_spec import DEFAULT_AUX_TASKS, PRIMARY_TASK
 from espnet2_ext.upstream.xlsr_standin import skeleton_of, write_skeleton_checkpoint
+from espnet2_ext.utils.config_literal import parse_layer_spec
 
 INJECTION_POINTS = ("feature_encoder", "encoder_output", "both")
 
@@ -171,7 +172,9 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
     def frame_geometry(self) -> Tuple[int, int]:
         """(receptive field, hop) of the CNN feature encoder in samples (400, 320 for wav2vec2/XLS-R)."""
         field_, hop = 1, 1
-        for _, kernel, stride in eval(self._wav2vec2.cfg.conv_feature_layers):  # S3PRL stores it as a string
+        layers = parse_layer_spec(self._wav2vec2.cfg.conv_feature_layers, "model_cfg.conv_feature_layers",
+                                  "the S3PRL upstream's config")  # S3PRL stores it as a string; never eval it
+        for _, kernel, stride, *_ in layers:
             field_ += (kernel - 1) * hop
             hop *= stride
         return field_, hop
