@@ -165,10 +165,11 @@ def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch
         reads.clear()
         inputs.clear()
         result = s2t.decode_recording(tmp_path / "long.wav", **dict(opts, vad=VADConfig(kind=vad)))
-        assert max(reads) <= bound and max(s[1] for s in inputs) <= bound
-        assert max(s[0] for s in inputs) <= opts["batch_size"]
-        if vad == "energy":
-            assert len(result.segments) > 10 and sum(reads) >= n  # the whole file was read, in pieces
+        assert max(reads) <= bound and sum(reads) >= n  # the whole file was read, in spans
+        assert max((s[1] for s in inputs), default=0) <= bound
+        assert max((s[0] for s in inputs), default=0) <= opts["batch_size"]
+        if vad == "energy":  # (silero hears no speech in the tiny model's tones: its reads are what is checked)
+            assert len(result.segments) > 10 and len(inputs) > 5
 
 
 def test_silero_finds_the_turns_of_synthesised_speech(tmp_path):

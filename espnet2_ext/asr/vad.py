@@ -26,7 +26,7 @@ import torch
 VADS = ("silero", "energy")
 WINDOW = 512  # silero-vad's window at 16 kHz (32 ms)
 SAMPLE_RATE = 16000
-_BLOCK_WINDOWS = 1875  # 60 s of audio per read (energy VAD)
+_BLOCK_WINDOWS = 64  # 2 s of audio per read (energy VAD)
 _LANE_S, _MAX_LANES, _STEP_WINDOWS = 30.0, 32, 64  # silero: one lane per 30 s, at most 32; 2 s per lane per step
 
 
