@@ -236,3 +236,66 @@ def test_options_are_checked():
         lf.LongFormOptions(mode="x")
     with pytest.raises(ValueError, match="target segment length"):
         lf.LongFormOptions(target_segment_s=30.0, max_segment_s=20.0)
+
+
+# ---- the evaluation set ------------------------------------------------------------------------------------
+def test_long_form_set_lays_conversations_end_to_end(tmp_path):
+    import json
+
+    from espnet2_ext.data.long_form_set import make_sets, place_utterance_decode
+
+    src = tmp_path / "test"
+    (src / "wav").mkdir(parents=True)
+    utts = [("de-a", "[DE] hallo [ENDP] [SCD] gut [ENDP]", "0.150 1.000 s1 1.300 2.000 s2", "de", 2.25),
+            ("de-b", "[DE] ja [ENDP]", "0.150 0.900 s2 ", "de", 1.15),
+            ("en-a", "[EN] hi [ENDP] [SCD] fine [ENDP]", "0.150 0.800 s3 1.000 1.500 s4", "en", 1.75)]
+    for name, rows in (("wav.scp", [f"{u} {src}/wav/{u}.wav" for u, *_ in utts]),
+                       ("text", [f"{u} {t}" for u, t, *_ in utts]), ("utt2turns", [f"{u} {r}" for u, _, r, *_ in utts]),
+                       ("utt2lang", [f"{u} {lang}" for u, _, _, lang, _ in utts])):
+        (src / name).write_text("".join(r + "\n" for r in rows))
+    for u, *_, dur in utts:
+        sf.write(src / "wav" / f"{u}.wav", (np.ones(int(dur * SR)) * 0.1).astype(np.float32), SR, subtype="PCM_16")
+    made = make_sets(src, tmp_path, tmp_path / "wavs", minutes=(1,), pause_s=(0.5, 0.5))
+    conv = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in (made[0] / "text").read_text().splitlines()}
+    # one language token, [SCD] where the speaker changes across conversations (s2 -> s2: none)
+    assert conv == {"lf-de": "[DE] hallo [ENDP] [SCD] gut [ENDP] ja [ENDP]", "lf-en": "[EN] hi [ENDP] [SCD] fine [ENDP]"}
+    turns = (made[0] / "utt2turns").read_text().splitlines()[0].split()
+    assert turns[1:] == ["0.150", "1.000", "s1", "1.300", "2.000", "s2", "2.900", "3.650", "s2"]  # +2.25 + 0.5
+    x, _ = sf.read(made[0].parent / "wavs" / "lf-de.wav")
+    assert len(x) == int(2.25 * SR) + int(0.5 * SR) + int(1.15 * SR)
+    mix = (made[1] / "ref_segments").read_text().splitlines()
+    assert mix[:4] == ["de-a lf-mix-1min 0.000 2.250", "de-b lf-mix-1min 2.750 3.900", "en-a lf-mix-1min 4.400 6.150",
+                       "de-a__r1 lf-mix-1min 6.650 8.900"]
+    assert float((made[1] / "utt2dur").read_text().split()[1]) >= 60.0
+    # a per-utterance decode placed in the recording's clock
+    dec = tmp_path / "utt" / "1best_recog"
+    dec.mkdir(parents=True)
+    (dec / "text").write_text("de-a [DE] hallo\nde-b [DE] ja\nen-a [EN] hi\n")
+    with (dec / "events.jsonl").open("w") as f:
+        for u, toks in (("de-a", ["[DE]", "hallo"]), ("de-b", ["[DE]", "ja"]), ("en-a", ["[EN]", "hi"])):
+            f.write(json.dumps({"utt": u, "offset": 0.0, "frame_shift": 0.02, "tokens": toks,
+                                "token_times": [0.0, 0.5]}) + "\n")
+    place_utterance_decode(made[0] / "ref_segments", tmp_path / "utt", tmp_path / "placed")
+    out = tmp_path / "placed" / "1best_recog"
+    assert (out / "text").read_text().splitlines()[0] == "lf-de [DE] hallo [DE] ja"
+    rec = json.loads((out / "events.jsonl").read_text().splitlines()[0])
+    assert rec["utt"] == "lf-de" and rec["token_times"] == pytest.approx([0.0, 0.5, 2.75, 3.25])
+
+
+def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(tiny_trained, tmp_path):
+    from espnet2_ext.asr.streaming import TokenVerseStreamingSpeech2Text
+
+    _, data, out = tiny_trained
+    n = write_recording(data, tmp_path / "rec.wav", 2)
+    s2t = TokenVerseStreamingSpeech2Text(asr_train_config=out / "config.yaml",
+                                         asr_model_file=out / "valid.loss.best.pth", chunk_size_ms=320,
+                                         transducer_conf={"search_type": "greedy"})
+    opts = lf.LongFormOptions(mode="stream", target_segment_s=2.0, max_segment_s=4.0)
+    result = lf.decode_streamed(s2t, RecordingReader(tmp_path / "rec.wav"), "rec", opts, block_s=0.5)
+    segs = result.segments
+    assert len(segs) >= 3 and segs[0].start == 0 and segs[-1].end == pytest.approx(n / SR)
+    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))  # contiguous: every sample decoded once
+    assert all(s.end - s.start <= 4.0 + 0.5 + 1e-6 for s in segs)
+    assert all(s.start <= t <= s.end for s in segs for t in s.times)
+    for s in segs[:-1]:  # a stream closed early ended at an endpoint, or at the length bound
+        assert (s.tokens and s.tokens[-1] == "[ENDP]") or s.end - s.start >= 4.0
