@@ -15,6 +15,7 @@ from espnet2_ext.asr.vad import VADConfig
 from espnet2_ext.common import DataError
 from espnet2_ext.data.audio_blocks import RecordingReader
 from espnet2_ext.task_spec import TaskSpec
+from test_streaming import multichunk  # noqa: F401  (fixture: the tiny model fine-tuned multi-chunk)
 from tiny_setup import UTTS
 
 SPEC = TaskSpec.default()
@@ -35,7 +36,8 @@ def test_pieces_merge_toward_the_target_and_cut_in_pauses():
     assert all(a.end <= b.start for a, b in zip(pieces, pieces[1:]))  # no audio decoded twice
     assert all(p.context == 0 for p in pieces)
     ctx = lf.plan_pieces(regions, int(30 * SR), lf.LongFormOptions(target_segment_s=6.0, max_segment_s=14.0))
-    assert [p.context / SR for p in ctx] == [0.0, 2.0, 2.0, 2.0]
+    # context from the previous group's last region start (minus pad) when within 2 x 2 s, else 2 s
+    assert [p.context / SR for p in ctx] == pytest.approx([0.0, 2.4, 2.0, 2.0])
 
 
 class FakeS2T:
@@ -154,7 +156,7 @@ def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch
     _, data, _ = tiny_trained
     n = write_recording(data, tmp_path / "long.wav", 12)
     opts = dict(OPTS, cut_rule="context", context_s=1.0, batch_size=2)
-    bound = int((opts["max_segment_s"] + opts["context_s"]) * SR)
+    bound = int((opts["max_segment_s"] + 2 * opts["context_s"]) * SR)
     assert n > 10 * bound
     reads, inputs = [], []
     real_read, real_decode = RecordingReader.read, type(s2t).decode_batch
@@ -282,13 +284,13 @@ def test_long_form_set_lays_conversations_end_to_end(tmp_path):
     assert rec["utt"] == "lf-de" and rec["token_times"] == pytest.approx([0.0, 0.5, 2.75, 3.25])
 
 
-def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(tiny_trained, tmp_path):
+def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(multichunk, tmp_path):
     from espnet2_ext.asr.streaming import TokenVerseStreamingSpeech2Text
 
-    _, data, out = tiny_trained
+    _, data, out = multichunk
     n = write_recording(data, tmp_path / "rec.wav", 2)
     s2t = TokenVerseStreamingSpeech2Text(asr_train_config=out / "config.yaml",
-                                         asr_model_file=out / "valid.loss.best.pth", chunk_size_ms=320,
+                                         asr_model_file=out / "valid.loss.best.pth", chunk_size_ms=160,
                                          transducer_conf={"search_type": "greedy"})
     opts = lf.LongFormOptions(mode="stream", target_segment_s=2.0, max_segment_s=4.0)
     result = lf.decode_streamed(s2t, RecordingReader(tmp_path / "rec.wav"), "rec", opts, block_s=0.5)
@@ -299,3 +301,12 @@ def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(tiny_trained
     assert all(s.start <= t <= s.end for s in segs for t in s.times)
     for s in segs[:-1]:  # a stream closed early ended at an endpoint, or at the length bound
         assert (s.tokens and s.tokens[-1] == "[ENDP]") or s.end - s.start >= 4.0
+
+
+def test_a_piece_without_a_language_token_inherits_the_previous_one():
+    segs = [lf.piece_segment(SPEC, lf.Piece(0, 2 * SR), ["[FR]", "a", "[ENDP]"], [0.0, 0.5, 1.0], 0.0),
+            lf.piece_segment(SPEC, lf.Piece(3 * SR, 5 * SR), ["b", "[ENDP]"], [0.5, 1.0], 0.0)]
+    assert segs[1].language is None
+    lf.inherit_language(segs)
+    assert segs[1].language == "[FR]" and segs[1].tokens == ["[FR]", "b", "[ENDP]"] and segs[1].times[0] == 3.0
+    assert lf.stitch(SPEC, segs, "none")[0] == ["[FR]", "a", "[ENDP]", "b", "[ENDP]"]

@@ -17,7 +17,8 @@ Modes (``--long_form``):
   else it is segmented.
 
 Tags across cuts (``cut_rule``): a piece decoded alone cannot see the speaker before the cut, so an ``[SCD]`` at a
-cut is lost. ``context`` (default) also feeds the model ``context_s`` seconds of audio before the piece: tokens
+cut is lost. ``context`` (default) also feeds the model the audio before the piece from the start of the previous
+piece's last speech region (if that is at most 2 x ``context_s`` back, else ``context_s`` seconds): tokens
 emitted for the context's words are dropped, and the ``[ENDP]``/``[SCD]`` between the context's last word and the
 piece's first word replace the previous piece's trailing ``[ENDP]``/``[SCD]``: the boundary is tagged by the decode
 that heard both sides. ``none`` decodes pieces alone (a piece's trailing ``[ENDP]`` is kept: cuts are at pauses);
@@ -129,10 +130,18 @@ def plan_pieces(regions: Sequence[Tuple[int, int]], n_samples: int, opts: LongFo
         next_start = groups[k + 1][0][0] if k + 1 < len(groups) else n_samples
         start = max(0, s - pad, (prev_end + s + 1) // 2 if k else 0)
         end = min(n_samples, e + pad, (e + next_start) // 2 if k + 1 < len(groups) else n_samples)
-        context = min(ctx, start) if k else 0
+        context = _context(groups[k - 1], start, ctx, pad) if k and ctx else 0
         forced = k + 1 < len(groups) and next_start - e < int(_FORCED_GAP_S * rate)
         pieces.append(Piece(start, end, context, forced_end=forced))
     return pieces
+
+
+def _context(prev_group: Sequence[Tuple[int, int]], start: int, ctx: int, pad: int) -> int:
+    """Context samples before a piece starting at ``start``: from the start of the previous group's last speech
+    region (so the model hears a turn from its beginning, as in training, and emits its language token first)
+    when that is at most 2 x ``ctx`` back, else ``ctx``."""
+    region_start = max(0, prev_group[-1][0] - pad)
+    return start - region_start if 0 < start - region_start <= 2 * ctx else min(ctx, start)
 
 
 # ---- decoding pieces ---------------------------------------------------------------------------------------
@@ -188,6 +197,18 @@ def piece_segment(spec, piece: Piece, tokens: List[str], times: List[float], sco
     return Segment(round(start_s, 6), round(end_s, 6), toks, secs, language, score, bool(words_before))
 
 
+def inherit_language(segments: List[Segment]) -> List[Segment]:
+    """A segment whose decode emitted no language token takes the previous segment's (its token leads it)."""
+    prev: Optional[Segment] = None
+    for seg in segments:
+        if seg.language is None and prev is not None:
+            seg.language = prev.language
+            seg.tokens, seg.times = [prev.tokens[0]] + seg.tokens, [seg.start] + seg.times
+        if seg.language is not None:
+            prev = seg
+    return segments
+
+
 # ---- stitching ---------------------------------------------------------------------------------------------
 _BOUNDARY = (ENDP, SCD)
 
@@ -234,7 +255,8 @@ def decode_segmented(s2t, reader, recording: str, opts: LongFormOptions, task_ac
             return result
         pieces = plan_pieces(regions, n, opts, reader.target_rate)
     decoded = decode_pieces(s2t, reader, pieces, opts.batch_size, task_activation)
-    result.segments = [piece_segment(s2t.spec, p, *d, rate=reader.target_rate) for p, d in zip(pieces, decoded)]
+    result.segments = inherit_language([piece_segment(s2t.spec, p, *d, rate=reader.target_rate)
+                                        for p, d in zip(pieces, decoded)])
     scd = next((t for t in s2t.token_list if surface(t) == SCD), SCD)
     result.tokens, result.times = stitch(s2t.spec, result.segments, opts.cut_rule, scd)
     logging.info(f"{recording}: {result.duration:.1f} s decoded as {len(pieces)} pieces")
@@ -265,5 +287,6 @@ def decode_streamed(stream_s2t, reader, recording: str, opts: LongFormOptions, t
             result.segments.append(piece_segment(stream_s2t.spec, piece, list(tokens), times,
                                                  float(getattr(hyp, "score", 0.0)), rate))
             seg_start = fed
+    inherit_language(result.segments)
     result.tokens, result.times = stitch(stream_s2t.spec, result.segments, "none")
     return result

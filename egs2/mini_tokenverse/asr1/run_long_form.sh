@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 model_file=exp/asr_train/model.zip
+asr_train_config=""              # instead of --model_file: an experiment's config.yaml ...
+asr_model_file=""                # ... and its checkpoint
 decode_config=conf/decode.yaml
 test_set=test
 dev_set=dev
@@ -40,12 +42,19 @@ while [ $# -gt 0 ]; do
   esac
 done
 . ./path.sh
-[ -f "${model_file}" ] || { echo "$0: ${model_file} missing: run ./run.sh first (its stage 8 packs it)" >&2; exit 1; }
+if [ -n "${asr_train_config}" ]; then
+  model_opts=(--asr_train_config "${asr_train_config}" --asr_model_file "${asr_model_file}")
+  model_name="${asr_model_file}"
+else
+  [ -f "${model_file}" ] || { echo "$0: ${model_file} missing: run ./run.sh first (its stage 8 packs it)" >&2; exit 1; }
+  model_opts=(--model_file "${model_file}")
+  model_name="${model_file}"
+fi
 [ -f "data/${test_set}/utt2turns" ] || { echo "$0: data/${test_set}/utt2turns missing: run ./run.sh --stop_stage 1" >&2; exit 1; }
 log() { echo "$(date '+%H:%M:%S') $*"; }
 sets="lf_conv"; for m in ${minutes//,/ }; do sets+=" lf_${m}min"; done
 mkdir -p "${exp}"
-decode=("${python}" -m espnet2_ext.bin.asr_inference --config "${decode_config}" --model_file "${model_file}"
+decode=("${python}" -m espnet2_ext.bin.asr_inference --config "${decode_config}" "${model_opts[@]}"
         --task_activation "${activation}" --batch_size "${batch_size}" --num_workers 0 --ngpu 0)
 score() {  # <data dir> <decode dir> <json>
   "${python}" -m espnet2_ext.bin.tokenverse_score --ref "$1/text" --hyp "$2/1best_recog/text" \
@@ -60,17 +69,17 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
   log "stage 1: long-form sets from data/${test_set} (${sets}) and data/${dev_set} (dev_lf_conv)"
   "${python}" -m espnet2_ext.bin.long_form_eval make --src "data/${test_set}" --out_root data \
     --wav_dir "downloads/long_form/${test_set}" --minutes "${minutes}"
-  "${python}" -m espnet2_ext.bin.long_form_eval make --src "data/${dev_set}" --out_root data \
-    --wav_dir "downloads/long_form/${dev_set}" --minutes "" --prefix dev_
+  [ -z "${dev_set}" ] || "${python}" -m espnet2_ext.bin.long_form_eval make --src "data/${dev_set}" \
+    --out_root data --wav_dir "downloads/long_form/${dev_set}" --minutes "" --prefix dev_
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
-  for dset in "${test_set}" "${dev_set}"; do
+  for dset in ${test_set} ${dev_set}; do  # --dev_set "": test only
     log "stage 2: per-utterance decoding of data/${dset} -> ${exp}/utt_${dset}"
     "${decode[@]}" --long_form none --data_path_and_name_and_type "data/${dset}/wav.scp,speech,sound" \
       --output_dir "${exp}/utt_${dset}" 2> "${exp}/utt_${dset}.log" || { tail -n 20 "${exp}/utt_${dset}.log"; exit 1; }
   done
-  for s in ${sets} dev_lf_conv; do
+  for s in ${sets} ${dev_set:+dev_lf_conv}; do
     src="${test_set}"; [ "${s}" = dev_lf_conv ] && src="${dev_set}"
     "${python}" -m espnet2_ext.bin.long_form_eval place --ref_segments "data/${s}/ref_segments" \
       --utt_decode "${exp}/utt_${src}" --out_dir "${exp}/${s}/per_utt"
@@ -93,7 +102,7 @@ fi
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
   log "stage 4: table -> ${out}"
   "${python}" -m espnet2_ext.bin.long_form_eval table --exp_dir "${exp}" --sets "${sets// /,}" --out "${out}" \
-    --title "Long-form decoding (${model_file}, --long_form segment --cut_rule ${cut_rule}, 2 CPU cores)"
+    --title "Long-form decoding (${model_name}, --long_form segment --cut_rule ${cut_rule}, 2 CPU cores)"
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
