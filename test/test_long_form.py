@@ -310,3 +310,19 @@ def test_a_piece_without_a_language_token_inherits_the_previous_one():
     lf.inherit_language(segs)
     assert segs[1].language == "[FR]" and segs[1].tokens == ["[FR]", "b", "[ENDP]"] and segs[1].times[0] == 3.0
     assert lf.stitch(SPEC, segs, "none")[0] == ["[FR]", "a", "[ENDP]", "b", "[ENDP]"]
+
+
+def test_auto_switches_to_long_form_only_for_long_recordings(tmp_path):
+    from espnet2_ext.asr.long_form_dir import wants_long_form
+
+    sf.write(tmp_path / "short.wav", np.zeros(2 * SR, np.int16), SR, subtype="PCM_16")
+    sf.write(tmp_path / "long.wav", np.zeros(25 * SR, np.int16), SR, subtype="PCM_16")
+    scp = tmp_path / "wav.scp"
+    args = lambda mode: SimpleNamespace(long_form=mode, max_segment_s=20.0,  # noqa: E731
+                                        data_path_and_name_and_type=[(str(scp), "speech", "sound")])
+    scp.write_text(f"a {tmp_path}/short.wav\n")
+    assert not wants_long_form(args("auto")) and wants_long_form(args("segment"))
+    scp.write_text(f"a {tmp_path}/short.wav\nb {tmp_path}/long.wav\n")
+    assert wants_long_form(args("auto")) and not wants_long_form(args("none"))
+    (tmp_path / "segments").write_text("a-1 a 0 1\n")  # utterances cut from recordings: the usual path
+    assert not wants_long_form(args("auto"))
