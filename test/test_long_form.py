@@ -168,7 +168,7 @@ def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch
         inputs.clear()
         result = s2t.decode_recording(tmp_path / "long.wav", **dict(opts, vad=VADConfig(kind=vad)))
         assert max(reads) <= bound and sum(reads) >= n  # the whole file was read, in spans
-        assert max((s[1] for s in inputs), default=0) <= bound
+        assert max((s[1] for s in inputs), default=0) <= bound + SR  # padded to whole seconds
         assert max((s[0] for s in inputs), default=0) <= opts["batch_size"]
         if vad == "energy":  # (silero hears no speech in the tiny model's tones: its reads are what is checked)
             assert len(result.segments) > 10 and len(inputs) > 5
