@@ -92,9 +92,13 @@ def table(exp_dir: Path, sets: Sequence[str], data_root: Path, title: str) -> st
         tl = flat_time_scores((lf or {}).get("time") or {})
         ep = lambda t: f"{_f(t['ep50_ms'], nd=0)}/{_f(t['ep90_ms'], nd=0)}"  # noqa: E731
         g = lambda d, k: None if d is None else d.get(k)  # noqa: E731
+        if run is None and (exp_dir / s / "run_long_partial.json").is_file():
+            run = _load(exp_dir / s / "run_long_partial.json")
+        stopped = run is not None and run.get("returncode") != 0  # e.g. a time limit: RSS so far, no RTF
+        rss = _f(g(run, "peak_rss_gb")) + (f" (stopped after {run['wall_s']:.0f} s)" if stopped else "")
         rows.append([s, f"{sum(durs) / 60:.1f}", str(len(durs)), _f(g(utt, "wer")), _f(g(lf, "wer")),
                      _f(tu["scd_f1_0.5"]), _f(tl["scd_f1_0.5"]), _f(g(utt, "endp_f1")), _f(g(lf, "endp_f1")),
-                     ep(tu), ep(tl), _f(g(lf, "lid_acc")), _f(g(run, "peak_rss_gb")), _f(g(run, "rtf"), nd=3)])
+                     ep(tu), ep(tl), _f(g(lf, "lid_acc")), rss, "-" if stopped else _f(g(run, "rtf"), nd=3)])
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -50,9 +50,11 @@ else
   model_opts=(--model_file "${model_file}")
   model_name="${model_file}"
 fi
-[ -f "data/${test_set}/utt2turns" ] || { echo "$0: data/${test_set}/utt2turns missing: run ./run.sh --stop_stage 1" >&2; exit 1; }
+for dset in ${test_set} ${dev_set}; do  # --test_set "": only the dev measurement (stage 5)
+  [ -f "data/${dset}/utt2turns" ] || { echo "$0: data/${dset}/utt2turns missing: run ./run.sh --stop_stage 1" >&2; exit 1; }
+done
 log() { echo "$(date '+%H:%M:%S') $*"; }
-sets="lf_conv"; for m in ${minutes//,/ }; do sets+=" lf_${m}min"; done
+sets=""; [ -z "${test_set}" ] || { sets="lf_conv"; for m in ${minutes//,/ }; do sets+=" lf_${m}min"; done; }
 mkdir -p "${exp}"
 decode=("${python}" -m espnet2_ext.bin.asr_inference --config "${decode_config}" "${model_opts[@]}"
         --task_activation "${activation}" --batch_size "${batch_size}" --num_workers 0 --ngpu 0)
@@ -67,8 +69,8 @@ long_opts() {  # <cut rule>
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
   log "stage 1: long-form sets from data/${test_set} (${sets}) and data/${dev_set} (dev_lf_conv)"
-  "${python}" -m espnet2_ext.bin.long_form_eval make --src "data/${test_set}" --out_root data \
-    --wav_dir "downloads/long_form/${test_set}" --minutes "${minutes}"
+  [ -z "${test_set}" ] || "${python}" -m espnet2_ext.bin.long_form_eval make --src "data/${test_set}" \
+    --out_root data --wav_dir "downloads/long_form/${test_set}" --minutes "${minutes}"
   [ -z "${dev_set}" ] || "${python}" -m espnet2_ext.bin.long_form_eval make --src "data/${dev_set}" \
     --out_root data --wav_dir "downloads/long_form/${dev_set}" --minutes "" --prefix dev_
 fi
@@ -99,7 +101,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
   done
 fi
 
-if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ] && [ -n "${sets}" ]; then
   log "stage 4: table -> ${out}"
   "${python}" -m espnet2_ext.bin.long_form_eval table --exp_dir "${exp}" --sets "${sets// /,}" --out "${out}" \
     --title "Long-form decoding (${model_name}, --long_form segment --cut_rule ${cut_rule}, 2 CPU cores)"
@@ -113,15 +115,15 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     mkdir -p "${d}/dev_lf_conv"
     cp "${exp}/dev_lf_conv/score_utt.json" "${d}/dev_lf_conv/score_utt.json"
     # shellcheck disable=SC2046
+    audio=$(awk '{s += $2} END {print s}' data/dev_lf_conv/utt2dur)
     "${python}" -m espnet2_ext.bin.long_form_eval measure --out_json "${d}/dev_lf_conv/run_long.json" \
-      -- "${decode[@]}" $(long_opts "${rule}") --data_path_and_name_and_type "data/dev_lf_conv/wav.scp,speech,sound" \
+      --audio_s "${audio}" -- "${decode[@]}" $(long_opts "${rule}") --data_path_and_name_and_type "data/dev_lf_conv/wav.scp,speech,sound" \
       --output_dir "${d}/dev_lf_conv/long" 2> "${d}.log" || { tail -n 20 "${d}.log"; exit 1; }
     score data/dev_lf_conv "${d}/dev_lf_conv/long" "${d}/dev_lf_conv/score_long.json"
     "${python}" -m espnet2_ext.bin.long_form_eval table --exp_dir "${d}" --sets dev_lf_conv --out "${d}/table.md" \
       --title "dev, --cut_rule ${rule}"
     dev_sets+=" ${d}/table.md"
   done
-  # shellcheck disable=SC2086
-  cat ${dev_sets} > "${out_dev}"
+  for f in ${dev_sets}; do cat "${f}"; echo; done > "${out_dev}"
   cat "${out_dev}"
 fi
