@@ -326,3 +326,26 @@ def test_auto_switches_to_long_form_only_for_long_recordings(tmp_path):
     assert wants_long_form(args("auto")) and not wants_long_form(args("none"))
     (tmp_path / "segments").write_text("a-1 a 0 1\n")  # utterances cut from recordings: the usual path
     assert not wants_long_form(args("auto"))
+
+
+def test_measure_and_table(tmp_path):
+    import json
+
+    from espnet2_ext.bin.long_form_eval import main
+
+    out = tmp_path / "exp" / "s1"
+    out.mkdir(parents=True)
+    assert main(["measure", "--out_json", str(out / "run_long.json"), "--audio_s", "10", "--", sys.executable,
+                 "-c", "x = bytearray(300 * 2 ** 20)"]) == 0
+    rec = json.loads((out / "run_long.json").read_text())
+    assert rec["returncode"] == 0 and rec["peak_rss_gb"] >= 0.29 and rec["rtf"] == pytest.approx(rec["wall_s"] / 10, abs=1e-3)
+    assert main(["measure", "--out_json", str(tmp_path / "bad.json"), "--", sys.executable, "-c", "exit(3)"]) == 1
+    for name, wer in (("score_utt.json", 20.0), ("score_long.json", 19.5)):
+        (out / name).write_text(json.dumps({"wer": wer, "endp_f1": 90.0, "lid_acc": 100.0,
+                                            "time": {"scd": {"collar_0.5": {"f1": 60.0}}, "endp": {"ep50": 0.02}}}))
+    (tmp_path / "data" / "s1").mkdir(parents=True)
+    (tmp_path / "data" / "s1" / "utt2dur").write_text("r1 60.0\nr2 30.0\n")
+    assert main(["table", "--exp_dir", str(tmp_path / "exp"), "--sets", "s1", "--data_root", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "t.md")]) == 0
+    row = (tmp_path / "t.md").read_text().splitlines()[-1].split(" | ")
+    assert row[:7] == ["| s1", "1.5", "2", "20.00", "19.50", "60.00", "60.00"]

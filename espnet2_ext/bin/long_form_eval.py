@@ -6,7 +6,7 @@
         --utt_decode exp/lf/utt_test --out_dir exp/lf/lf_conv/per_utt
     python -m espnet2_ext.bin.long_form_eval table --exp_dir exp/long_form --sets lf_conv,lf_10min --out RESULTS_long_form.md
 
-``make``: the sets (``data/long_form_set.py``). ``measure``: runs a command and writes its wall seconds and the peak
+``make``: the sets (``data/long_form_set.py``). ``measure`` (run it as its own process: the peak is over every child it has waited for): runs a command and writes its wall seconds and the peak
 resident memory of the process tree's largest process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``) as JSON.
 ``place``: a per-utterance decode moved into the recordings' clock. ``table``: the markdown table from the
 score JSONs (``tokenverse_score``) and the ``measure`` records.
