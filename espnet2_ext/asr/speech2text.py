@@ -210,6 +210,18 @@ class TokenVerseSpeech2Text(Speech2Text):
                                           biasing=graphs)
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
 
+    def decode_recording(self, path: Union[str, Path], long_form: str = "segment", task_activation=None, **options):
+        """A whole recording (an audio file), decoded long-form in bounded memory: ``asr/long_form.py``
+        (``long_form``: segment | stream | auto | none; ``options``: ``LongFormOptions`` fields). Returns a
+        ``RecordingResult`` (tokens and times in the recording's clock, its segments)."""
+        from espnet2_ext.asr.long_form import LongFormOptions
+        from espnet2_ext.asr.long_form_dir import decode_recording
+        from espnet2_ext.data.audio_blocks import RecordingReader
+
+        reader = RecordingReader(path, self.sample_rate)
+        return decode_recording(self, reader, Path(path).stem, LongFormOptions(mode=long_form, **options),
+                                task_activation)
+
     @property
     def frame_shift(self) -> float:
         """Seconds per encoder frame, from the frontend's CNN strides / S3PRL hop and the encoder's subsampling."""

@@ -75,6 +75,9 @@ def get_parser() -> config_argparse.ArgumentParser:
 
     add_streaming_arguments(parser)
     add_biasing_arguments(parser)
+    from espnet2_ext.asr.long_form_dir import add_long_form_arguments
+
+    add_long_form_arguments(parser)  # --long_form, --max_segment_s, ... (issue #30)
     parser.set_defaults(beam_size=4)
     return parser
 
@@ -212,6 +215,11 @@ class _TimedOutputs:
 
 def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activation=None) -> None:
     """Decode ``args.data_path_and_name_and_type`` into ESPnet's ``<output_dir>/<n>best_recog`` layout."""
+    from espnet2_ext.asr.long_form_dir import decode_recordings_to_dir, wants_long_form
+
+    if wants_long_form(args):  # whole recordings, read lazily, cut and stitched: asr/long_form_dir.py
+        decode_recordings_to_dir(s2t, args, output_dir, task_activation)
+        return
     data_names = [name for _, name, _ in args.data_path_and_name_and_type]
     train_args = s2t.asr_train_args
     # 'sound' entries reach _AudioAtModelRate as text (the wav.scp value), so their rate is not lost.
