@@ -150,6 +150,26 @@ def test_recording_times_equal_piece_decodes_plus_offsets(tiny_trained, s2t, tmp
     assert words(result.tokens, result.times) == [w for s in result.segments for w in words(s.tokens, s.times)]
 
 
+def test_a_recordings_biasing_list_biases_every_piece(tiny_trained, s2t, tmp_path):
+    """Long form with a recording's list (a call's CRM record): each piece is decoded with that list, exactly as
+    decoding the piece alone with it; a strong list changes the output, an empty one does not."""
+    from espnet2_ext.asr.vad import speech_regions
+    from espnet2_ext.text.biasing_list import phrases_list
+
+    _, data, _ = tiny_trained
+    write_recording(data, tmp_path / "rec.wav", 1)
+    reader = RecordingReader(tmp_path / "rec.wav")
+    opts = lf.LongFormOptions(**OPTS)
+    pieces = lf.plan_pieces(speech_regions(reader, opts.vad, opts.max_segment_s), len(reader), opts)
+    strong = phrases_list(["maria berlin :8", "guten thanks :8"])
+    plain = lf.decode_pieces(s2t, reader, pieces, batch_size=4)
+    biased = lf.decode_pieces(s2t, reader, pieces, batch_size=4, biasing=strong)
+    alone = [lf.decode_pieces(s2t, reader, [p], batch_size=1, biasing=strong)[0] for p in pieces]
+    assert [b[0] for b in biased] == [a[0] for a in alone] and [b[1] for b in biased] == [a[1] for a in alone]
+    assert [b[0] for b in biased] != [p[0] for p in plain]
+    assert lf.decode_pieces(s2t, reader, pieces, batch_size=4, biasing=phrases_list([])) == plain
+
+
 def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch):
     """A recording 10x longer than a piece: no read of the file and no tensor given to the model spans more
     than one piece (+ context), so memory does not grow with the recording."""

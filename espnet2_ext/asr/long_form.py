@@ -146,9 +146,11 @@ def _context(prev_group: Sequence[Tuple[int, int]], start: int, ctx: int, pad: i
 
 # ---- decoding pieces ---------------------------------------------------------------------------------------
 def decode_pieces(s2t, reader, pieces: Sequence[Piece], batch_size: int, task_activation=None,
-                  task_mask: Optional[torch.Tensor] = None) -> List[Tuple[List[str], List[float], float]]:
+                  task_mask: Optional[torch.Tensor] = None,
+                  biasing=None) -> List[Tuple[List[str], List[float], float]]:
     """(tokens, times in seconds from the piece's fed start = start - context, score) of each piece; pieces are
-    read and decoded ``batch_size`` at a time (the only audio in memory)."""
+    read and decoded ``batch_size`` at a time (the only audio in memory). ``biasing``: the recording's biasing
+    list (every piece gets it; its graph is built once), or None."""
     out = []
     for i in range(0, len(pieces), batch_size):
         batch = pieces[i: i + batch_size]
@@ -162,7 +164,7 @@ def decode_pieces(s2t, reader, pieces: Sequence[Piece], batch_size: int, task_ac
             speech[j, : w.numel()] = w
         mask = None if task_mask is None else task_mask.view(1, -1).expand(len(batch), -1)
         results = s2t.decode_batch(speech, lengths, task_mask=mask, task_activation=task_activation,
-                                   with_frames=True)
+                                   with_frames=True, biasing=None if biasing is None else [biasing] * len(batch))
         for nbest in results:
             if not nbest:
                 out.append(([], [], 0.0))
@@ -256,7 +258,7 @@ def stitch(spec, segments: List[Segment], cut_rule: str, scd_token: str = SCD) -
 
 # ---- whole recordings --------------------------------------------------------------------------------------
 def decode_segmented(s2t, reader, recording: str, opts: LongFormOptions, task_activation=None,
-                     whole: bool = False) -> RecordingResult:
+                     whole: bool = False, biasing=None) -> RecordingResult:
     """Segment mode (``whole``: one piece = the recording, no VAD) for one ``RecordingReader``."""
     n = len(reader)
     result = RecordingResult(recording, n / float(reader.target_rate), [])
@@ -271,7 +273,7 @@ def decode_segmented(s2t, reader, recording: str, opts: LongFormOptions, task_ac
             result.note = f"the VAD ({opts.vad.kind}) found no speech"
             return result
         pieces = plan_pieces(regions, n, opts, reader.target_rate)
-    decoded = decode_pieces(s2t, reader, pieces, opts.batch_size, task_activation)
+    decoded = decode_pieces(s2t, reader, pieces, opts.batch_size, task_activation, biasing=biasing)
     result.segments = inherit_language([piece_segment(s2t.spec, p, *d, rate=reader.target_rate)
                                         for p, d in zip(pieces, decoded)])
     scd = next((t for t in s2t.token_list if surface(t) == SCD), SCD)
@@ -281,7 +283,7 @@ def decode_segmented(s2t, reader, recording: str, opts: LongFormOptions, task_ac
 
 
 def decode_streamed(stream_s2t, reader, recording: str, opts: LongFormOptions, task_activation=None,
-                    block_s: float = 1.0) -> RecordingResult:
+                    block_s: float = 1.0, biasing=None) -> RecordingResult:
     """Stream mode: the recording fed block by block to a ``TokenVerseStreamingSpeech2Text``; the stream restarts
     at an ``[ENDP]`` after ``target_segment_s``, or after ``max_segment_s`` without one."""
     rate, n = reader.target_rate, len(reader)
@@ -292,7 +294,8 @@ def decode_streamed(stream_s2t, reader, recording: str, opts: LongFormOptions, t
     stream_s2t.reset()
     seg_start, fed = 0, 0
     for start, x in reader.blocks(int(block_s * rate)):
-        nbest = stream_s2t(x, is_final=False, task_activation=task_activation)
+        # the list is taken on the first call of each restarted stream
+        nbest = stream_s2t(x, is_final=False, task_activation=task_activation, biasing=biasing)
         fed = start + x.size
         run_s = (fed - seg_start) / rate
         last = surface(nbest[0][1][-1]) if nbest and nbest[0][1] else None

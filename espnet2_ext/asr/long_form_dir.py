@@ -71,8 +71,9 @@ def _streams(s2t) -> bool:
 
 
 def decode_recording(s2t, reader: RecordingReader, recording: str, opts: LongFormOptions,
-                     task_activation=None) -> RecordingResult:
-    """One recording with the mode of ``opts`` (``auto`` resolved here by length and model)."""
+                     task_activation=None, biasing=None) -> RecordingResult:
+    """One recording with the mode of ``opts`` (``auto`` resolved here by length and model); ``biasing``: the
+    recording's biasing list (a call's CRM record), or None."""
     mode = opts.mode
     if mode == "auto":
         mode = "none" if reader.duration <= opts.max_segment_s else ("stream" if _streams(s2t) else "segment")
@@ -80,12 +81,13 @@ def decode_recording(s2t, reader: RecordingReader, recording: str, opts: LongFor
         if not hasattr(s2t, "chunk_samples"):
             raise ValueError("--long_form stream needs the streaming decoder: add --streaming true --chunk_size_ms "
                              "N (a model trained multi-chunk), or use --long_form segment")
-        return decode_streamed(s2t, reader, recording, opts, task_activation)
-    return decode_segmented(s2t, reader, recording, opts, task_activation, whole=mode == "none")
+        return decode_streamed(s2t, reader, recording, opts, task_activation, biasing=biasing)
+    return decode_segmented(s2t, reader, recording, opts, task_activation, whole=mode == "none", biasing=biasing)
 
 
-def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_activation=None):
-    """(results, failures, stats): every recording tried; failures are (recording, one-line reason)."""
+def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_activation=None, biasing_of=None):
+    """(results, failures, stats): every recording tried; failures are (recording, one-line reason).
+    ``biasing_of``: recording id -> its biasing list (or None)."""
     results: List[RecordingResult] = []
     failures: List[tuple] = []
     stats = []
@@ -93,7 +95,8 @@ def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_
         t0 = time.perf_counter()
         try:
             reader = RecordingReader(entry, s2t.sample_rate)
-            result = decode_recording(s2t, reader, rec, opts, task_activation)
+            result = decode_recording(s2t, reader, rec, opts, task_activation,
+                                      biasing=None if biasing_of is None else biasing_of(rec))
         except DataError as e:
             logging.error(f"{rec}: not decoded: {e}")
             failures.append((rec, str(e)))
@@ -138,16 +141,17 @@ def write_results(s2t, results: List[RecordingResult], out_dir: Path, stats, wri
             write_time_outputs(tmp, utts, s2t.spec, subword, labels)
 
 
-def decode_recordings_to_dir(s2t, args, output_dir: str, task_activation=None) -> List[RecordingResult]:
+def decode_recordings_to_dir(s2t, args, output_dir: str, task_activation=None,
+                             biasing_of=None) -> List[RecordingResult]:
     """``asr_inference``'s long-form path: the ``wav.scp`` of ``--data_path_and_name_and_type`` decoded
-    recording by recording into ``<output_dir>/1best_recog``."""
+    recording by recording into ``<output_dir>/1best_recog``; ``biasing_of``: recording id -> biasing list."""
     from espnet2_ext.data.kaldi_dir import read_table
 
     scp = sound_scp(args)
     if scp is None:
         raise ValueError("--long_form needs a 'sound' input: --data_path_and_name_and_type data/x/wav.scp,speech,sound")
     entries = read_table(scp, strict=False).values
-    results, failures, stats = decode_recordings(s2t, entries, options_of(args), task_activation)
+    results, failures, stats = decode_recordings(s2t, entries, options_of(args), task_activation, biasing_of)
     write_results(s2t, results, Path(output_dir) / "1best_recog", stats, getattr(args, "write_times", True),
                   getattr(args, "rttm_labels", "alternate"))
     if failures:

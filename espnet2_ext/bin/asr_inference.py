@@ -218,7 +218,8 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
     from espnet2_ext.asr.long_form_dir import decode_recordings_to_dir, wants_long_form
 
     if wants_long_form(args):  # whole recordings, read lazily, cut and stitched: asr/long_form_dir.py
-        decode_recordings_to_dir(s2t, args, output_dir, task_activation)
+        # [biasing] keys are the wav.scp's recording ids: a recording's list (a call's CRM record) biases each piece
+        decode_recordings_to_dir(s2t, args, output_dir, task_activation, biasing_of=biasing_lookup(args, s2t))
         return
     data_names = [name for _, name, _ in args.data_path_and_name_and_type]
     train_args = s2t.asr_train_args
