@@ -123,3 +123,12 @@ def test_cli_detection_reads_the_interpreters_arguments(monkeypatch):
                          (["python", "-c", "import espnet2_ext", "-m", "espnet2_ext.y"], None)):
         monkeypatch.setattr(sys, "orig_argv", argv)
         assert stack.our_cli_module() == module
+
+
+def test_a_newer_or_unreadable_version_is_marked():
+    torch_part = next(p for p in check_install.PARTS if p.dist == "torch")
+    line = check_install.stack_line("torch", [check_install.Probe(torch_part, "2.15.0", None)])
+    assert line == "torch       2.15.0 (supported >= 2.9.1; newer than the tested 2.9.1: untested)"
+    line = check_install.stack_line("torch", [check_install.Probe(torch_part, "custom_build", None)])
+    assert line.endswith("(supported >= 2.9.1; version not comparable)")
+    assert check_install.stack_line("espnet", []) == "ESPnet      not installed (supported >= 202511)"

@@ -127,9 +127,12 @@ def stack_line(dist: str, probes: Sequence[Probe]) -> str:
     minimum = MINIMUM[dist][0]
     note = f"supported >= {minimum}"
     if version != "not installed":
-        from packaging.version import Version
-        if Version(version).release > Version(minimum).release:
-            note += f"; newer than the tested {minimum}: untested"
+        from packaging.version import InvalidVersion, Version
+        try:
+            if Version(version).release > Version(minimum).release:
+                note += f"; newer than the tested {minimum}: untested"
+        except InvalidVersion:  # a custom build's version string
+            note += "; version not comparable"
     return f"{STACK_NAMES[dist]:<11} {version} ({note})"
 
 
