@@ -1,11 +1,15 @@
 """The searches reproduce the outputs pinned in ``test/data/search_exact.json`` (made by
-``test/search_exact_cases.py`` before the searches were vectorised): token sequences and emission frames exactly,
-scores within SCORE_TOL.
+``test/search_exact_cases.py`` before the searches were vectorised, issue #32): token sequences and emission
+frames exactly, scores within SCORE_TOL.
 
-Why a tolerance on scores at all: the vectorised searches merge equal hypotheses with ``torch.logaddexp`` on
-float64 tensors instead of Python's ``math.log1p``/``exp``, which may round the last bit differently; a score is a
-float64 sum of at most a few dozen float32-derived log-probabilities, so anything above ~1e-12 would be a real
-change (one float32 ulp of a single log-probability is already ~1e-7).
+Why scores cannot be bit-exact: the joint and the prediction network run in float32, and the float32 result of
+one row depends on how many rows share the call (measured on this VM with torch 2.9.1: ``nn.Linear`` on 1-3 rows
+differs from 4+ rows by up to 5e-7; ``nn.LSTM``'s oneDNN path differs from an ``lstm_cell`` by up to 7e-7).
+The vectorised searches batch the hypotheses differently ([N, K] slots instead of a ragged list), step the LSTM
+with cached input gates, and merge with ``torch.logaddexp`` instead of ``math.log1p``; so does today's search
+when the batch composition changes. Measured difference against the fixture: 7.2e-7 at most. A score is a
+float64 sum of a few dozen such log-probabilities, so 1e-5 stays far below any difference that could reorder
+hypotheses (and the sequences and frames, which decide the output, are compared exactly).
 """
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
@@ -16,7 +20,7 @@ import torch
 
 from search_exact_cases import CASES, FIXTURE, compute_case
 
-SCORE_TOL = 1e-9
+SCORE_TOL = 1e-5
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ and the decoder projection once per new decoder output, instead of once per (fra
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -41,7 +42,15 @@ def assign_state(state: DecState, idx: torch.Tensor, new: DecState) -> None:
 
 
 class PredictionNet:
-    """Single-label steps of an ESPnet ``TransducerDecoder`` (embedding + stacked RNN) on a batch."""
+    """Single-label steps of an ESPnet ``TransducerDecoder`` (embedding + stacked RNN) on a batch.
+
+    For an LSTM decoder in eval mode the step is computed here from the decoder's own weights (the same LSTM
+    equations), which avoids the per-call setup of ``nn.LSTM`` (oneDNN: ~1 ms per call for a handful of rows,
+    measured; see benchmark/README.md). The part of the first layer that depends on the label alone,
+    ``W_ih @ embed(label) + b_ih``, is cached per label for the whole vocabulary (``input_gates``): the
+    prediction network's output itself depends on the whole label history, so that is the only cache a
+    recurrent decoder allows. Other decoders (GRU, training mode with dropout) use ESPnet's ``rnn_forward``.
+    """
 
     def __init__(self, decoder: torch.nn.Module, device: torch.device):
         self.decoder = decoder
@@ -50,17 +59,68 @@ class PredictionNet:
             decoder.set_device(device)
         self.blank_id = int(decoder.blank_id)
         self.device = device
+        self.layers = _plain_lstm_layers(decoder)
+        self.input_gates = _input_gate_table(decoder, self.layers[0]) if self.layers else None  # [V, 4H]
 
     def start(self, n: int) -> Tuple[torch.Tensor, DecState]:
-        """Decoder output and state after the start symbol (blank) for ``n`` hypotheses."""
-        tokens = torch.full((n,), self.blank_id, dtype=torch.long, device=self.device)  # [n]
-        return self.step(tokens, self.decoder.init_state(n))  # output: [n, D_dec]
+        """Decoder output and state after the start symbol (blank) for ``n`` hypotheses (computed once)."""
+        tokens = torch.full((1,), self.blank_id, dtype=torch.long, device=self.device)  # [1]
+        out, (h, c) = self.step(tokens, self.decoder.init_state(1))  # out: [1, D_dec]
+        return out.expand(n, -1).contiguous(), (h.expand(-1, n, -1).contiguous(),
+                                                None if c is None else c.expand(-1, n, -1).contiguous())
 
     def step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
         """Feed one label per hypothesis: tokens (N,) -> output (N, D_dec), new state."""
+        if self.layers:
+            return self._lstm_step(tokens, state)
         emb = self.decoder.embed(tokens.unsqueeze(1))  # [N, 1, D_emb]
         out, new_state = self.decoder.rnn_forward(emb, state)  # out: [N, 1, D_dec]
         return out[:, 0], new_state  # [N, D_dec]
+
+    def _lstm_step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
+        h, c = state  # [L, N, H] each
+        hs, cs = [], []
+        x = None
+        for i, lstm in enumerate(self.layers):
+            if i == 0:
+                gates = self.input_gates[tokens]  # [N, 4H], cached W_ih @ embed(token) + b_ih
+            else:
+                gates = torch.nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0)  # [N, 4H]
+            gates = torch.addmm(gates, h[i], lstm.weight_hh_l0.t()).add_(lstm.bias_hh_l0)  # [N, 4H]
+            g4 = gates.view(gates.size(0), 4, -1)  # [N, 4, H]: input, forget, cell, output gates
+            act = torch.sigmoid(g4)  # [N, 4, H] (the cell slot is unused)
+            c_new = torch.addcmul(act[:, 1] * c[i], act[:, 0], torch.tanh(g4[:, 2]))  # [N, H]
+            x = act[:, 3] * torch.tanh(c_new)  # [N, H]
+            hs.append(x)
+            cs.append(c_new)
+        return x, (torch.stack(hs), torch.stack(cs))  # out: [N, H]; state: [L, N, H] each
+
+
+def _plain_lstm_layers(decoder: torch.nn.Module) -> List[torch.nn.LSTM]:
+    """The decoder's single-layer ``nn.LSTM`` modules when the fast step reproduces ``rnn_forward`` (LSTM, eval
+    mode, no projection, biases present, batch_first); [] otherwise."""
+    layers = getattr(decoder, "decoder", None)
+    if getattr(decoder, "dtype", None) != "lstm" or decoder.training or layers is None:
+        return []
+    ok = all(isinstance(m, torch.nn.LSTM) and m.num_layers == 1 and m.bias and not m.bidirectional
+             and m.proj_size == 0 and m.batch_first for m in layers)
+    return list(layers) if ok and len(layers) > 0 else []
+
+
+_GATE_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _input_gate_table(decoder: torch.nn.Module, lstm: torch.nn.LSTM) -> torch.Tensor:
+    """[V, 4H] first-layer input gates per label, cached per decoder until its weights change."""
+    tensors = (decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0)
+    key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+    hit = _GATE_TABLES.get(decoder)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        table = torch.nn.functional.linear(decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0)  # [V, 4H]
+    _GATE_TABLES[decoder] = (key, table)
+    return table
 
 
 class JointScorer:
@@ -112,6 +172,17 @@ class SpanGrammar:
             if tok == self.close_id:
                 return False
         return False
+
+    def forbid_table(self, vocab: int, device: torch.device) -> torch.Tensor:
+        """[2, V] bool: the tokens forbidden outside a span (row 0) and inside one (row 1)."""
+        out = torch.zeros(2, vocab, dtype=torch.bool, device=device)  # [2, V]
+        out[0, self.close_id] = True
+        out[1, [self.open_id, *self.closing]] = True
+        return out
+
+    def next_inside(self, inside: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Whether each hypothesis is inside a span after emitting ``tokens`` (any shape; -1 or blank = none)."""
+        return torch.where(tokens == self.open_id, True, torch.where(tokens == self.close_id, False, inside))
 
     def forbid(self, hyps: Sequence[Sequence[int]], vocab: int, device: torch.device) -> torch.Tensor:
         """[H, V] bool: True where hypothesis h may not emit the token."""
