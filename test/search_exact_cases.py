@@ -33,6 +33,11 @@ CASES: Dict[str, dict] = {
                               lens=[12, 10, 5, 11], mask={1: [7, 8, 9]}, penalty=0.5, grammar=(3, 4, (5, 6))),
     "v12_gru_grammar_mask": dict(vocab=12, rnn="gru", layers=1, hidden=16, sharpen=5.0, blank_bias=-1.0, seed=4,
                                  lens=[8, 8, 2], mask={2: [5]}, penalty=0.0, grammar=(1, 2, (3,))),
+    # long utterances: sequences leave and re-enter the beam, merges of every kind happen
+    "v40_lstm_long": dict(vocab=40, rnn="lstm", layers=1, hidden=32, sharpen=2.5, blank_bias=2.0, seed=5,
+                          lens=[90, 70, 40, 85], mask=None, penalty=0.0, grammar=None),
+    "v30_lstm2_long_grammar": dict(vocab=30, rnn="lstm", layers=2, hidden=16, sharpen=3.0, blank_bias=1.5, seed=6,
+                                   lens=[60, 75], mask={0: [9]}, penalty=0.3, grammar=(3, 4, (5,))),
 }
 BEAMS = [(1, 1, False), (4, 3, True), (4, 3, False), (8, 5, True)]  # (beam, nbest, length_norm)
 MAX_SYMS = [1, 3]

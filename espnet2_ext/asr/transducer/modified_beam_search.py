@@ -6,24 +6,24 @@ blank or one non-blank symbol, so a frame emits at most one symbol. Per frame, c
 and candidates with the same token sequence are merged by log-sum-exp of their scores (the merged hypothesis
 keeps the emission frames of its best alignment).
 
-Layout (``BeamSearch``): the beams of N utterances are [N, K] tensors, K = beam slots, empty slots scored -inf;
-one frame is a fixed number of tensor operations over the whole batch, with no Python per hypothesis:
-one joint call on [N, K] hypotheses, one log-softmax, one top-k over each utterance's K * V candidates, merging
-by comparing candidate sequence keys within the top-k (below), one gather of every per-hypothesis field, and
-one prediction-network step for the hypotheses extended by a symbol. Token sequences are not stored per
-hypothesis: each frame appends (parent slot, token) per slot to ``history``; the n-best lists are traced back
-from it at the end.
+Layout (``BeamSearch``): the beams of N utterances are [N, K] slots, K = beam, empty slots scored -inf. One
+frame is a fixed number of array operations over the whole batch, with no Python per hypothesis: on the device
+one joint call on the [N, K] hypotheses, one log-softmax, one top-k over each utterance's K * V candidates, the
+gathers of decoder outputs/states and one prediction-network step for the hypotheses extended by a symbol; in
+numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields.
+Token sequences are not stored per hypothesis: each frame appends (parent slot, token) per slot to ``history``;
+the n-best lists are traced back from it at the end.
 
-Merging without sequences: two candidates of one frame can only have the same sequence when one extends a
-hypothesis p by blank and the other extends p's prefix q (``ys[q] == ys[p][:-1]``) by ``ys[p][-1]``, because the
-hypotheses of a beam are distinct. Each slot therefore carries ``pre`` (the slot holding its sequence minus
-the last token, or -1) and ``last`` (its last token), and a candidate's sequence has the key (q, token) either
-way; equal keys within an utterance's top-k are the same sequence.
+Merging: each slot carries two polynomial hashes of its token sequence (mod two primes near 2**31, extended by
+one multiply-add per emitted token); candidates of one utterance with equal hash pairs are the same sequence.
+Two different sequences of length L collide with probability about (L / 2**31)**2, i.e. below 1e-13 for the
+candidates of a frame at L = 500 (icefall compares the sequences as strings, which costs Python per hypothesis).
 
 Hooks for per-hypothesis extensions (contextual biasing): ``BeamSearch.candidate_scores`` is the one place per
 frame where the [N, K, V] candidate scores are formed; a per-candidate bonus is added there. Per-hypothesis
-state is a [N, K] long tensor carried like ``length``/``inside``: compute its value per top-k candidate from the
-parent slot's value and the token in ``_select`` (``own`` fields), and it is reordered with the others.
+state (e.g. a graph state) is one more int64 column of ``BeamSearch.hyp`` [N, K, F]: ``_select`` computes its
+value per top-k candidate from the parent's value (``par``) and the token (``tok``) next to LEN/INSIDE, and it is
+reordered with the other columns.
 
 Differences from icefall: ESPnet's prediction network is recurrent, so each hypothesis carries its RNN state
 (icefall's stateless decoder only needs the last tokens). A hypothesis extended by blank keeps its parent's
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from espnet2_ext.asr.transducer.search_common import (
@@ -49,8 +50,12 @@ from espnet2_ext.asr.transducer.search_common import (
 )
 
 NEG_INF = float("-inf")
-# columns of the per-candidate table gathered each frame
-_PARENT, _TOKEN, _SRC, _STEP, _LAST, _PRE, _LEN, _INSIDE = range(8)
+# columns of the per-slot field table ``BeamSearch.hyp`` [N, K, F]: sequence length, inside an entity span, and
+# two polynomial hashes of the token sequence (mod primes below 2**31, so products fit in int64)
+LEN, INSIDE, HASH1, HASH2 = range(4)
+_PRIMES, _BASES = (2147483647, 2147483629), (1000003, 998244353)
+# further columns of the per-candidate table ``_select`` reorders each frame
+_SLOT, _TOKEN, _SRC, _STEP = range(4, 8)
 
 
 def finalize_nbest(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
@@ -63,13 +68,13 @@ def finalize_nbest(ys: List[Tuple[int, ...]], scores: List[float], frames: List[
     return [Hypothesis(yseq=list(ys[i]), score=scores[i], frames=list(frames[i])) for _, i in keyed[:nbest]]
 
 
-def trace_back(history: Sequence[list], row: int, slot: int) -> Tuple[List[int], List[int]]:
+def trace_back(history: Sequence[list], row: int, slot: int, blank: int) -> Tuple[List[int], List[int]]:
     """Tokens and their emission frames of the hypothesis in ``slot`` of utterance ``row`` after the last frame of
-    ``history`` (per frame, [rows][K][(parent slot, token or -1)] lists)."""
+    ``history`` (per frame, [rows][K][(parent slot, token)] lists)."""
     toks, frames = [], []
     for i in range(len(history) - 1, -1, -1):
         parent, tok = history[i][row][slot]
-        if tok >= 0:
+        if tok != blank:
             toks.append(tok)
             frames.append(i)
         slot = parent
@@ -77,10 +82,14 @@ def trace_back(history: Sequence[list], row: int, slot: int) -> Tuple[List[int],
 
 
 class BeamSearch:
-    """Modified beam search state of N utterances ([N, K] tensors), advanced one frame at a time by ``step``.
+    """Modified beam search state of N utterances ([N, K] slots), advanced one frame at a time by ``step``.
 
     Used by ``modified_beam_search`` (a batch, utterances sorted by decreasing length so the running ones are a
     prefix: ``retire`` drops the finished tail) and by ``streaming_search.BeamStream`` (one utterance).
+    On the device: ``dec``/``state``, the prediction network's projected output [N*K, D_joint] and RNN state
+    [L, N*K, H]. In numpy (the [N, K] bookkeeping of a frame is a few dozen tiny array operations, which numpy
+    does in about a microsecond each and torch in about ten): ``scores`` [N, K] float64 (-inf: empty slot),
+    ``hyp`` [N, K, F] int64 fields (see LEN ... HASH2), ``history`` per frame.
     """
 
     def __init__(self, pred: PredictionNet, joint: JointScorer, n: int, beam: int,
@@ -93,29 +102,27 @@ class BeamSearch:
         self.vocab: Optional[int] = None
         dec_out, self.state = pred.start(n * beam)  # [N*K, D_dec]; state [L, N*K, H]
         self.dec = joint.dec(dec_out)  # [N*K, D_joint]
-        self.scores = torch.full((n, beam), NEG_INF, dtype=torch.float64, device=device)  # [N, K]
+        self.scores = np.full((n, beam), NEG_INF)  # [N, K] float64
         self.scores[:, 0] = 0.0  # one empty hypothesis per utterance
-        self.last = torch.full((n, beam), -1, dtype=torch.long, device=device)  # last token, -1: none
-        self.pre = torch.full((n, beam), -1, dtype=torch.long, device=device)  # slot of ys[:-1], -1: none
-        self.length = torch.zeros((n, beam), dtype=torch.long, device=device)  # len(ys)
-        self.inside = torch.zeros((n, beam), dtype=torch.bool, device=device)  # inside an entity span
-        self.history: List[torch.Tensor] = []  # per frame [N_t, K, 2]: (parent slot, token or -1 for blank)
-        self.k_idx = torch.arange(beam, device=device)  # [K]
-        self.earlier = self.k_idx[None, :] < self.k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
+        self.hyp = np.zeros((n, beam, 4), dtype=np.int64)  # [N, K, F]; empty sequence: hashes 0
+        self.history: List[np.ndarray] = []  # per frame [N_t, K, 2]: (parent slot, token), blank = blank id
+        k_idx = np.arange(beam)
+        self.earlier = k_idx[None, :] < k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
+        self.later = self.earlier.T.copy()
+        self.row_base = np.arange(n)[:, None] * beam  # [N, 1] first flat row of each utterance
 
     @property
     def rows(self) -> int:
-        return self.scores.size(0)
+        return self.scores.shape[0]
 
-    def fields(self, start: int = 0) -> Tuple[List[List[float]], List[List[int]], List[List[bool]]]:
+    def fields(self, start: int = 0) -> Tuple[List[List[float]], List[List[int]], List[List[int]]]:
         """Scores, lengths and span flags of the slots of utterances ``start:`` (lists, for ``final``)."""
-        return self.scores[start:].tolist(), self.length[start:].tolist(), self.inside[start:].tolist()
+        return self.scores[start:].tolist(), self.hyp[start:, :, LEN].tolist(), self.hyp[start:, :, INSIDE].tolist()
 
-    def retire(self, n: int) -> Tuple[List[List[float]], List[List[int]], List[List[bool]]]:
+    def retire(self, n: int) -> Tuple[list, list, list]:
         """Keep the first ``n`` utterances; returns the ``fields`` of the dropped ones."""
         tail, m = self.fields(n), n * self.K
-        self.scores, self.last, self.pre = self.scores[:n], self.last[:n], self.pre[:n]
-        self.length, self.inside = self.length[:n], self.inside[:n]
+        self.scores, self.hyp = self.scores[:n], self.hyp[:n]
         h, c = self.state  # [L, N*K, H] each
         self.dec, self.state = self.dec[:m], (h[:, :m], None if c is None else c[:, :m])
         return tail
@@ -129,11 +136,11 @@ class BeamSearch:
         logp = masked_log_probs(logits, self._mask(n))  # [N, K, V] float64
         cand = self.candidate_scores(logp)  # [N, K, V]
         val, idx = cand.view(n, -1).topk(k, dim=1)  # [N, K] each; idx = slot * V + token, best first
-        self._select(val, idx)
+        self._select(val.cpu().numpy(), idx.cpu().numpy())  # one synchronisation per frame on a GPU
 
     def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
         """Score of every (hypothesis, token) candidate: [N, K, V]. Biasing hook: add its [N, K, V] bonus here."""
-        return logp + self.scores.unsqueeze(2)
+        return logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)
 
     def _prepare_masks(self, vocab: int) -> None:
         self.vocab = vocab
@@ -147,62 +154,56 @@ class BeamSearch:
         """[N, K, V] or [N, 1, V] bool: tokens a hypothesis may not emit, or None."""
         mask = None if self.suppress is None else self.suppress[:n].unsqueeze(1)  # [N, 1, V]
         if self.forbid is not None:
-            rule = self.forbid[self.inside.long()]  # [N, K, V]
+            inside = torch.from_numpy(np.ascontiguousarray(self.hyp[..., INSIDE])).to(self.device)  # [N, K]
+            rule = self.forbid[inside]  # [N, K, V]
             mask = rule if mask is None else rule | mask
         return mask
 
-    def _select(self, val: torch.Tensor, idx: torch.Tensor) -> None:
+    def _select(self, val: np.ndarray, idx: np.ndarray) -> None:
         """Keep the top-k candidates (val, idx: [N, K], best first) as the next beams, equal sequences merged."""
-        n, k, vocab = val.size(0), self.K, self.vocab
-        slot, tok = idx // vocab, idx % vocab  # [N, K] each
+        slot, tok = np.divmod(idx, self.vocab)  # [N, K] each
         valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
         blank = tok == self.blank
-        p_pre, p_last = self.pre.gather(1, slot), self.last.gather(1, slot)  # parent's fields: [N, K]
-        # sequence key (q, token): see the module docstring; a blank extension without a prefix slot gets (p, -1)
-        has_pre = blank & (p_pre >= 0)
-        key = torch.where(has_pre, p_pre, slot) * (vocab + 1) + torch.where(blank, torch.where(has_pre, p_last, -1),
-                                                                              tok)  # [N, K]
-        same = (key.unsqueeze(2) == key.unsqueeze(1)) & valid.unsqueeze(2) & valid.unsqueeze(1)  # [N, K, K]
+        par = np.take_along_axis(self.hyp, slot[:, :, None], axis=1)  # parents' fields: [N, K, F]
+        # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
+        h1 = np.where(blank, par[..., HASH1], (par[..., HASH1] * _BASES[0] + tok + 1) % _PRIMES[0])
+        h2 = np.where(blank, par[..., HASH2], (par[..., HASH2] * _BASES[1] + tok + 1) % _PRIMES[1])
+        key = h1 * _PRIMES[1] + h2  # [N, K], < 2**62
+        same = (key[:, :, None] == key[:, None, :]) & (valid[:, :, None] & valid[:, None, :])  # [N, K, K]
         leader = valid & ~(same & self.earlier).any(2)  # first (best) candidate of each sequence
-        later = same & self.earlier.t()  # [N, K, K]: the other member of a merged pair, after the leader
+        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the partner
+        later = same & self.later
         has_partner = later.any(2)
-        partner = later.long().argmax(2)  # [N, K]
-        merged = torch.where(has_partner, torch.logaddexp(val, val.gather(1, partner)), val)  # [N, K]
-        partner_blank = has_partner & blank.gather(1, partner)
-        # decoder output: a blank member's (parent's) when the sequence has one, else one prediction-network step
-        src = torch.where(partner_blank, slot.gather(1, partner), slot)
-        step = ~blank & ~partner_blank
-        rank = leader.long().cumsum(1) - 1  # new slot of each leader
-        group_slot = rank.gather(1, same.long().argmax(2))  # new slot of each candidate's sequence
-        # new_of[p]: new slot holding ys[p] (p's blank extension was kept), -1 if none; column K: "no slot"
-        new_of = torch.full((n, k + 1), -1, dtype=torch.long, device=self.device)
-        new_of.scatter_(1, torch.where(blank & valid, slot, k), group_slot)
-        new_of[:, k] = -1
-        pre = torch.where(blank, new_of.gather(1, torch.where(p_pre >= 0, p_pre, k)), new_of.gather(1, slot))
-        inside = self.inside.gather(1, slot)
+        partner = later.argmax(2)  # [N, K]
+        merged = np.where(has_partner, np.logaddexp(val, np.take_along_axis(val, partner, 1)), val)
+        partner_blank = has_partner & np.take_along_axis(blank, partner, 1)
+        # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
+        src = np.where(partner_blank, np.take_along_axis(slot, partner, 1), slot)
+        step = leader & ~(blank | partner_blank)
+        inside = par[..., INSIDE]
         if self.grammar is not None:
-            inside = self.grammar.next_inside(inside, torch.where(blank, -1, tok))
-        own = torch.stack([slot, torch.where(blank, -1, tok), src, step.long(), torch.where(blank, p_last, tok), pre,
-                           self.length.gather(1, slot) + (~blank).long(), inside.long()], dim=2)  # [N, K, 8]
-        perm = torch.sort((~leader).to(torch.uint8), dim=1, stable=True).indices  # leaders first, in order
-        new = own.gather(1, perm.unsqueeze(2).expand(-1, -1, own.size(2)))  # [N, K, 8]
-        kept = leader.gather(1, perm)  # [N, K]
-        self.scores = torch.where(kept, merged.gather(1, perm), NEG_INF)
-        self.last, self.pre, self.length = new[..., _LAST], new[..., _PRE], new[..., _LEN]
-        self.inside = new[..., _INSIDE].bool()
-        self.history.append(new[..., :_SRC])
-        self._advance_decoder(new, kept)
+            g = self.grammar
+            inside = (tok == g.open_id) | ((inside > 0) & (tok != g.close_id))
+        own = np.stack([par[..., LEN] + ~blank, inside, h1, h2, slot, tok, src, step], axis=2)  # [N, K, 8]
+        perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
+        new = np.take_along_axis(own, perm[:, :, None], axis=1)  # [N, K, 8]
+        self.scores = np.take_along_axis(np.where(leader, merged, NEG_INF), perm, 1)  # [N, K]
+        self.hyp = new[..., :_SLOT]
+        self.history.append(new[..., _SLOT:_SRC])
+        self._advance_decoder(new)
 
-    def _advance_decoder(self, new: torch.Tensor, kept: torch.Tensor) -> None:
+    def _advance_decoder(self, new: np.ndarray) -> None:
         """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
-        n, k = kept.shape
-        src = (torch.arange(n, device=self.device).unsqueeze(1) * k + new[..., _SRC]).view(-1)  # [N*K] flat rows
-        dec, state = self.dec[src], index_state(self.state, src)  # [N*K, D_joint]; [L, N*K, H]
-        rows = (new[..., _STEP].bool() & kept).view(-1).nonzero().squeeze(1)  # [E] hyps extended by a symbol
-        if rows.numel():
-            out, new_state = self.pred.step(new[..., _TOKEN].reshape(-1)[rows], index_state(state, rows))
-            dec[rows] = self.joint.dec(out)  # [E, D_joint]
-            assign_state(state, rows, new_state)
+        n = new.shape[0]
+        src = torch.from_numpy((self.row_base[:n] + new[..., _SRC]).reshape(-1)).to(self.device)  # [N*K]
+        dec, state = self.dec.index_select(0, src), index_state(self.state, src)  # [N*K, D_joint]; [L, N*K, H]
+        rows = np.flatnonzero(new[..., _STEP])  # [E] hyps extended by a symbol (flat)
+        if rows.size:
+            tokens = torch.from_numpy(new[..., _TOKEN].reshape(-1)[rows]).to(self.device)  # [E]
+            rows_t = torch.from_numpy(rows).to(self.device)
+            out, new_state = self.pred.step(tokens, index_state(state, rows_t))  # out: [E, D_dec]
+            dec.index_copy_(0, rows_t, self.joint.dec(out))  # [E, D_joint]
+            assign_state(state, rows_t, new_state)
         self.dec, self.state = dec, state
 
     def final(self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int,
@@ -218,7 +219,7 @@ class BeamSearch:
             keyed.sort(key=lambda x: x[0], reverse=True)  # stable: equal keys keep slot order
             hyps = []
             for _, s in keyed[:nbest]:
-                toks, frames = trace_back(history, row0 + r, s)
+                toks, frames = trace_back(history, row0 + r, s, self.blank)
                 hyps.append(Hypothesis(yseq=toks, score=sc[s], frames=frames))
             out.append(hyps)
         return out
@@ -280,7 +281,7 @@ def modified_beam_search(
             finished.append((n, t, search.retire(n)))
         search.step(enc[:n, t])
     finished.append((0, lens[running[0]], search.retire(0)))
-    history = [h.tolist() for h in search.history]  # one synchronisation per frame, at the end
+    history = [h.tolist() for h in search.history]
     for row0, frames, fields in finished:
         for r, hyps in enumerate(search.final(fields, row0, history[:frames], nbest, length_norm)):
             results[running[row0 + r]] = hyps

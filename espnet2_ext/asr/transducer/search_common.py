@@ -31,14 +31,14 @@ class Hypothesis:
 def index_state(state: DecState, idx: torch.Tensor) -> DecState:
     """States of the hypotheses ``idx`` (a copy)."""
     h, c = state  # [num_layers, N, hidden] each (c may be None)
-    return h[:, idx], (c[:, idx] if c is not None else None)  # [num_layers, len(idx), hidden] each
+    return h.index_select(1, idx), (c.index_select(1, idx) if c is not None else None)  # [num_layers, len(idx), hidden]
 
 
 def assign_state(state: DecState, idx: torch.Tensor, new: DecState) -> None:
     """Write ``new`` into the rows ``idx`` of ``state`` in place."""
-    state[0][:, idx] = new[0]  # new[0]: [num_layers, len(idx), hidden]
+    state[0].index_copy_(1, idx, new[0])  # new[0]: [num_layers, len(idx), hidden]
     if state[1] is not None:
-        state[1][:, idx] = new[1]
+        state[1].index_copy_(1, idx, new[1])
 
 
 class PredictionNet:
