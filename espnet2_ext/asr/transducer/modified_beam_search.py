@@ -109,7 +109,8 @@ class BeamSearch:
         k_idx = np.arange(beam)
         self.earlier = k_idx[None, :] < k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
         self.later = self.earlier.T.copy()
-        self.row_base = np.arange(n)[:, None] * beam  # [N, 1] first flat row of each utterance
+        self.row_idx = np.arange(n)[:, None]  # [N, 1]
+        self.row_base = self.row_idx * beam  # [N, 1] first flat row of each utterance
 
     @property
     def rows(self) -> int:
@@ -162,9 +163,10 @@ class BeamSearch:
     def _select(self, val: np.ndarray, idx: np.ndarray) -> None:
         """Keep the top-k candidates (val, idx: [N, K], best first) as the next beams, equal sequences merged."""
         slot, tok = np.divmod(idx, self.vocab)  # [N, K] each
+        r = self.row_idx[:slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
         valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
         blank = tok == self.blank
-        par = np.take_along_axis(self.hyp, slot[:, :, None], axis=1)  # parents' fields: [N, K, F]
+        par = self.hyp[r, slot]  # parents' fields: [N, K, F]
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
         h1 = np.where(blank, par[..., HASH1], (par[..., HASH1] * _BASES[0] + tok + 1) % _PRIMES[0])
         h2 = np.where(blank, par[..., HASH2], (par[..., HASH2] * _BASES[1] + tok + 1) % _PRIMES[1])
@@ -175,10 +177,10 @@ class BeamSearch:
         later = same & self.later
         has_partner = later.any(2)
         partner = later.argmax(2)  # [N, K]
-        merged = np.where(has_partner, np.logaddexp(val, np.take_along_axis(val, partner, 1)), val)
-        partner_blank = has_partner & np.take_along_axis(blank, partner, 1)
+        merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
+        partner_blank = has_partner & blank[r, partner]
         # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
-        src = np.where(partner_blank, np.take_along_axis(slot, partner, 1), slot)
+        src = np.where(partner_blank, slot[r, partner], slot)
         step = leader & ~(blank | partner_blank)
         inside = par[..., INSIDE]
         if self.grammar is not None:
@@ -186,8 +188,8 @@ class BeamSearch:
             inside = (tok == g.open_id) | ((inside > 0) & (tok != g.close_id))
         own = np.stack([par[..., LEN] + ~blank, inside, h1, h2, slot, tok, src, step], axis=2)  # [N, K, 8]
         perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
-        new = np.take_along_axis(own, perm[:, :, None], axis=1)  # [N, K, 8]
-        self.scores = np.take_along_axis(np.where(leader, merged, NEG_INF), perm, 1)  # [N, K]
+        new = own[r, perm]  # [N, K, 8]
+        self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
         self.hyp = new[..., :_SLOT]
         self.history.append(new[..., _SLOT:_SRC])
         self._advance_decoder(new)
