@@ -58,16 +58,6 @@ _PRIMES, _BASES = (2147483647, 2147483629), (1000003, 998244353)
 _SLOT, _TOKEN, _SRC, _STEP = range(4, 8)
 
 
-def finalize_nbest(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
-                   length_norm: bool, span_grammar: Optional[SpanGrammar] = None) -> List[Hypothesis]:
-    """The ``nbest`` best final hypotheses; with a span grammar, those ending inside a span only as a last resort."""
-    idx = list(range(len(ys))) if span_grammar is None else span_grammar.keep_closed(ys, range(len(ys)))
-    # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1.
-    keyed = [((scores[i] / (len(ys[i]) + 1)) if length_norm else scores[i], i) for i in idx]
-    keyed.sort(key=lambda k: k[0], reverse=True)
-    return [Hypothesis(yseq=list(ys[i]), score=scores[i], frames=list(frames[i])) for _, i in keyed[:nbest]]
-
-
 def trace_back(history: Sequence[list], row: int, slot: int, blank: int) -> Tuple[List[int], List[int]]:
     """Tokens and their emission frames of the hypothesis in ``slot`` of utterance ``row`` after the last frame of
     ``history`` (per frame, [rows][K][(parent slot, token)] lists)."""

@@ -186,22 +186,8 @@ class SpanGrammar:
 
     def forbid(self, hyps: Sequence[Sequence[int]], vocab: int, device: torch.device) -> torch.Tensor:
         """[H, V] bool: True where hypothesis h may not emit the token."""
-        inside = torch.tensor([self.inside(y) for y in hyps], dtype=torch.bool, device=device)  # [H]
-        out = torch.zeros(len(hyps), vocab, dtype=torch.bool, device=device)  # [H, V]
-        out[:, self.close_id] = ~inside
-        for tok in (self.open_id,) + tuple(self.closing):
-            out[:, tok] = inside
-        return out
-
-    def restrict(self, mask: Optional[torch.Tensor], hyps: Sequence[Sequence[int]], vocab: int,
-                 device: torch.device) -> torch.Tensor:
-        """``mask`` [H, V] (or None) with this rule's forbidden tokens added: what the searches mask."""
-        rule = self.forbid(hyps, vocab, device)  # [H, V]
-        return rule if mask is None else mask | rule
-
-    def keep_closed(self, ys: Sequence[Sequence[int]], idx: Sequence[int]) -> List[int]:
-        """The final hypotheses ``idx`` (indices into ``ys``) that end outside a span; all of them if none does."""
-        return [i for i in idx if not self.inside(ys[i])] or list(idx)
+        inside = torch.tensor([self.inside(y) for y in hyps], dtype=torch.long, device=device)  # [H]
+        return self.forbid_table(vocab, device)[inside]  # [H, V]
 
 
 def check_blank_penalty(value) -> float:
@@ -253,18 +239,3 @@ def masked_log_probs(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torc
     if mask is not None:
         logits = logits.masked_fill(mask, float("-inf"))  # [H, V]
     return torch.log_softmax(logits, dim=-1).double()  # [H, V] float64
-
-
-def log_add(a: float, b: float) -> float:
-    """log(exp(a) + exp(b)) without overflow."""
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    hi, lo = (a, b) if a >= b else (b, a)
-    return hi + math.log1p(math.exp(lo - hi))
-
-
-def length_sorted(lens: Sequence[int]) -> List[int]:
-    """Utterance indices by decreasing length, so the utterances still running at frame t form a prefix."""
-    return sorted(range(len(lens)), key=lambda i: -lens[i])
