@@ -61,6 +61,7 @@ class PredictionNet:
         self.device = device
         self.layers = _plain_lstm_layers(decoder)
         self.input_gates = _input_gate_table(decoder, self.layers[0]) if self.layers else None  # [V, 4H]
+        self.w_hh_t = [m.weight_hh_l0.t() for m in self.layers]  # [H, 4H] views, made once
 
     def start(self, n: int) -> Tuple[torch.Tensor, DecState]:
         """Decoder output and state after the start symbol (blank) for ``n`` hypotheses (computed once)."""
@@ -83,16 +84,18 @@ class PredictionNet:
         x = None
         for i, lstm in enumerate(self.layers):
             if i == 0:
-                gates = self.input_gates[tokens]  # [N, 4H], cached W_ih @ embed(token) + b_ih
+                gates = self.input_gates[tokens]  # [N, 4H], cached W_ih @ embed(token) + b_ih + b_hh
             else:
-                gates = torch.nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0)  # [N, 4H]
-            gates = torch.addmm(gates, h[i], lstm.weight_hh_l0.t()).add_(lstm.bias_hh_l0)  # [N, 4H]
+                gates = torch.nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0).add_(lstm.bias_hh_l0)
+            gates = torch.addmm(gates, h[i], self.w_hh_t[i])  # [N, 4H]
             g4 = gates.view(gates.size(0), 4, -1)  # [N, 4, H]: input, forget, cell, output gates
             act = torch.sigmoid(g4)  # [N, 4, H] (the cell slot is unused)
             c_new = torch.addcmul(act[:, 1] * c[i], act[:, 0], torch.tanh(g4[:, 2]))  # [N, H]
             x = act[:, 3] * torch.tanh(c_new)  # [N, H]
             hs.append(x)
             cs.append(c_new)
+        if len(hs) == 1:
+            return x, (x.unsqueeze(0), c_new.unsqueeze(0))  # out: [N, H]; state: [1, N, H] each
         return x, (torch.stack(hs), torch.stack(cs))  # out: [N, H]; state: [L, N, H] each
 
 
@@ -111,14 +114,16 @@ _GATE_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _input_gate_table(decoder: torch.nn.Module, lstm: torch.nn.LSTM) -> torch.Tensor:
-    """[V, 4H] first-layer input gates per label, cached per decoder until its weights change."""
-    tensors = (decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0)
+    """[V, 4H] first-layer input gates per label plus the recurrent bias, cached per decoder until its weights
+    change."""
+    tensors = (decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
     key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
     hit = _GATE_TABLES.get(decoder)
     if hit is not None and hit[0] == key:
         return hit[1]
     with torch.no_grad():
         table = torch.nn.functional.linear(decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0)  # [V, 4H]
+        table += lstm.bias_hh_l0
     _GATE_TABLES[decoder] = (key, table)
     return table
 
@@ -133,15 +138,30 @@ class JointScorer:
     def __init__(self, joint_network: torch.nn.Module, blank_id: int = 0, blank_penalty: float = 0.0):
         self.joint = joint_network
         self.split = all(hasattr(joint_network, a) for a in ("lin_enc", "lin_dec", "lin_out"))
+        # ESPnet's JointNetwork itself: its forward is act(enc + dec) -> lin_out, called here without the three
+        # module dispatches per frame (tanh inline when that is the activation)
+        self.plain = self.split and type(joint_network).__name__ == "JointNetwork" and hasattr(
+            joint_network, "joint_activation")
+        act = getattr(joint_network, "joint_activation", None)
+        self.act = torch.tanh if isinstance(act, torch.nn.Tanh) else act
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
         return self.joint.lin_enc(enc_out) if self.split else enc_out  # [B, T, D_enc] -> [B, T, D_joint] if split
 
     def dec(self, dec_out: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            lin = self.joint.lin_dec
+            return torch.nn.functional.linear(dec_out, lin.weight, lin.bias)  # [N, D_dec] -> [N, D_joint]
         return self.joint.lin_dec(dec_out) if self.split else dec_out  # [N, D_dec] -> [N, D_joint] if split
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            lin = self.joint.lin_out
+            out = torch.nn.functional.linear(self.act(enc + dec), lin.weight, lin.bias)  # [..., V]
+            if self.blank_penalty:
+                out[..., self.blank_id] -= self.blank_penalty  # a fresh tensor: in place is safe
+            return out
         if self.split:
             out = self.joint(enc, dec, no_projection=True)  # [N, D_joint] x 2 -> [N, V]
         else:
