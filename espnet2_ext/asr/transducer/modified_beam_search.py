@@ -100,6 +100,7 @@ class BeamSearch:
         self.earlier = k_idx[None, :] < k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
         self.later = self.earlier.T.copy()
         self.row_idx = np.arange(n)[:, None]  # [N, 1]
+        self.bases, self.primes = np.array(_BASES, dtype=np.int64), np.array(_PRIMES, dtype=np.int64)
         self.row_base = self.row_idx * beam  # [N, 1] first flat row of each utterance
 
     @property
@@ -158,9 +159,9 @@ class BeamSearch:
         blank = tok == self.blank
         par = self.hyp[r, slot]  # parents' fields: [N, K, F]
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
-        h1 = np.where(blank, par[..., HASH1], (par[..., HASH1] * _BASES[0] + tok + 1) % _PRIMES[0])
-        h2 = np.where(blank, par[..., HASH2], (par[..., HASH2] * _BASES[1] + tok + 1) % _PRIMES[1])
-        key = h1 * _PRIMES[1] + h2  # [N, K], < 2**62
+        p_hash = par[..., HASH1:HASH2 + 1]  # [N, K, 2]
+        h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
+        key = h[..., 0] * _PRIMES[1] + h[..., 1]  # [N, K], < 2**62
         same = (key[:, :, None] == key[:, None, :]) & (valid[:, :, None] & valid[:, None, :])  # [N, K, K]
         leader = valid & ~(same & self.earlier).any(2)  # first (best) candidate of each sequence
         # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the partner
@@ -176,7 +177,7 @@ class BeamSearch:
         if self.grammar is not None:
             g = self.grammar
             inside = (tok == g.open_id) | ((inside > 0) & (tok != g.close_id))
-        own = np.stack([par[..., LEN] + ~blank, inside, h1, h2, slot, tok, src, step], axis=2)  # [N, K, 8]
+        own = np.stack([par[..., LEN] + ~blank, inside, h[..., 0], h[..., 1], slot, tok, src, step], axis=2)
         perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
         new = own[r, perm]  # [N, K, 8]
         self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
