@@ -278,16 +278,22 @@ class BiasingSlots:
         """[N, K, V] float64: the bonus of every next token of every hypothesis (states: [N, K] of the search's
         rows ``rows``, default 0..N-1)."""
         n, k = states.shape
-        zero = None
-        out = []
+        # most slots share a few (graph, state) pairs (the root above all): one row each, then one gather
+        where: Dict[Tuple[int, int], int] = {}
+        table: List[torch.Tensor] = []
+        pos: List[int] = []
         for r, row in zip(range(n) if rows is None else rows, states.tolist()):
             g = self.graphs[r]
-            if g is None:
-                zero = torch.zeros(vocab, dtype=torch.float64, device=device) if zero is None else zero
-                out.extend([zero] * k)
-            else:
-                out.extend(g.bonus_row(s, device) for s in row)  # cached per state
-        return torch.stack(out).view(n, k, vocab)  # [N, K, V]
+            for s in row:
+                key = (id(g), s if g is not None else 0)
+                j = where.get(key)
+                if j is None:
+                    j = where[key] = len(table)
+                    table.append(torch.zeros(vocab, dtype=torch.float64, device=device) if g is None
+                                 else g.bonus_row(s, device))  # cached per state
+                pos.append(j)
+        gather = torch.tensor(pos, dtype=torch.long).to(device)  # [N*K]
+        return torch.stack(table).index_select(0, gather).view(n, k, vocab)  # [N, K, V]
 
     def advance(self, states: np.ndarray, tokens: np.ndarray, rows: Optional[Sequence[int]] = None) -> np.ndarray:
         """[N, K] int64: the states after emitting ``tokens`` [N, K] from ``states`` [N, K] (blank keeps them);
