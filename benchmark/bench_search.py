@@ -7,6 +7,9 @@ Trained model (WER needs data_dir/text; hypotheses are compared on words, task t
     python benchmark/bench_search.py --asr_train_config exp/asr/config.yaml \
         --asr_model_file exp/asr/valid.loss.ave.pth --data_dir data/test --max_utts 100
 
+Before/after a change of the searches, in one run: ``--baseline GIT_REV`` (e.g. ``--baseline e04db31``) also times the
+searches as they were at that revision; ``--stream_chunk 32`` also times the streaming searches per chunk.
+
 Prints: machine and versions, the exact command, wall times of our modified beam search (batched) and ESPnet's
 ``default`` beam search (per utterance) with the same beam, their ratio, the same for greedy search, the share of
 utterances where both give the same best tokens, and WERs when references exist. With a model it also prints the
@@ -46,6 +49,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--no_length_norm", action="store_true",
                    help="rank final hypotheses by raw score (default: by score / length, like ESPnet)")
     p.add_argument("--skip_espnet", action="store_true", help="time only our searches")
+    p.add_argument("--baseline", metavar="GIT_REV",
+                   help="also time the searches of asr/transducer/ as they were at this git revision (same run, "
+                        "same data; their modules are read with `git show` into a temporary package)")
+    p.add_argument("--stream_chunk", type=int, default=0, metavar="FRAMES",
+                   help="also time the streaming searches (BeamStream/GreedyStream, one utterance at a time) fed "
+                        "FRAMES encoder frames per call; prints the time per chunk")
     g = p.add_argument_group("random mode")
     g.add_argument("--num_utts", type=int, default=16)
     g.add_argument("--frames", type=int, default=200, help="longest utterance; lengths are uniform in [T/2, T]")
@@ -165,8 +174,11 @@ def model_setup(args):
     return model.decoder, model.joint_network, batches, keys, refs, to_words, enc_time
 
 
-def run_ours(decoder, joint, batches, beam: int, length_norm: bool, device: str):
+def run_ours(decoder, joint, batches, beam: int, length_norm: bool, device: str, searches=None):
     from espnet2_ext.asr.transducer.search import greedy_search_batch, modified_beam_search
+
+    if searches is not None:  # a baseline's
+        greedy_search_batch, modified_beam_search = searches
 
     def greedy():
         return [seq for enc, lens in batches for seq in greedy_search_batch(enc, lens, decoder, joint)]
@@ -181,6 +193,52 @@ def run_ours(decoder, joint, batches, beam: int, length_norm: bool, device: str)
     g, g_time = timed(greedy, device)
     b, b_time = timed(mbs, device)
     return g, g_time, b, b_time
+
+
+SEARCH_MODULES = ("search_common", "greedy_search", "modified_beam_search", "streaming_search", "search")
+
+
+def load_baseline(rev: str):
+    """The searches of ``espnet2_ext/asr/transducer/`` at git revision ``rev`` as a separate package
+    (``greedy_search_batch``, ``modified_beam_search``, ``BeamStream``, ``GreedyStream``)."""
+    import importlib
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    pkg = Path(tempfile.mkdtemp(prefix="bench_search_baseline_")) / "baseline_transducer"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name in SEARCH_MODULES:
+        src = subprocess.run(["git", "show", f"{rev}:espnet2_ext/asr/transducer/{name}.py"], cwd=root,
+                             capture_output=True, text=True)
+        if src.returncode != 0:
+            raise SystemExit(f"--baseline {rev}: cannot read espnet2_ext/asr/transducer/{name}.py ({src.stderr.strip()})")
+        (pkg / f"{name}.py").write_text(src.stdout.replace("espnet2_ext.asr.transducer.", "baseline_transducer."))
+    sys.path.insert(0, str(pkg.parent))
+    search = importlib.import_module("baseline_transducer.search")
+    streaming = importlib.import_module("baseline_transducer.streaming_search")
+    return search.greedy_search_batch, search.modified_beam_search, streaming.BeamStream, streaming.GreedyStream
+
+
+def run_stream(decoder, joint, batches, beam: int, chunk: int, device: str, classes) -> Tuple[float, float, int]:
+    """Streaming searches, one utterance at a time, ``chunk`` frames per call: (beam s, greedy s, chunks)."""
+    beam_cls, greedy_cls = classes
+    pieces = [(enc[i:i + 1], [(t, min(t + chunk, int(lens[i]))) for t in range(0, int(lens[i]), chunk)])
+              for enc, lens in batches for i in range(enc.size(0))]
+
+    def stream(cls, **kw):
+        with torch.no_grad():
+            for enc, spans in pieces:
+                s = cls(decoder, joint, None, torch.device(device), **kw)
+                for a, b in spans:
+                    s.advance(enc[:, a:b])
+                    s.nbest(1)  # the running hypothesis after each chunk, as asr/streaming.py reports it
+
+    stream(beam_cls, beam=beam)  # warm-up
+    _, b_time = timed(lambda: stream(beam_cls, beam=beam), device)
+    _, g_time = timed(lambda: stream(greedy_cls), device)
+    return b_time, g_time, sum(len(spans) for _, spans in pieces)
 
 
 def run_espnet(decoder, joint, batches, beam: int, length_norm: bool, device: str):
@@ -237,14 +295,37 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if enc_time is not None:
         print(f"encoder:                              {enc_time:8.3f} s; greedy decoder+joint / encoder = "
               f"{tg_ours / enc_time:.3f}")
+    base = load_baseline(args.baseline) if args.baseline else None
+    if base is not None:
+        g_base, tg_base, b_base, tb_base = run_ours(decoder, joint, batches, args.beam, length_norm, args.device,
+                                                    base[:2])
+        print(f"baseline {args.baseline} greedy:            {tg_base:8.3f} s   ratio baseline/ours {tg_base / tg_ours:6.2f}")
+        print(f"baseline {args.baseline} modified beam:     {tb_base:8.3f} s   ratio baseline/ours {tb_base / tb_ours:6.2f}")
+        print(f"identical best outputs vs baseline: greedy {100 * sum(a == b for a, b in zip(g_ours, g_base)) / n_utts:.1f}%"
+              f" | beam {100 * sum(a == b for a, b in zip(b_ours, b_base)) / n_utts:.1f}%")
+        if enc_time is not None:
+            print(f"baseline greedy decoder+joint / encoder = {tg_base / enc_time:.3f}")
+    if args.stream_chunk > 0:
+        from espnet2_ext.asr.transducer.streaming_search import BeamStream, GreedyStream
+
+        sb, sg, chunks = run_stream(decoder, joint, batches, args.beam, args.stream_chunk, args.device,
+                                    (BeamStream, GreedyStream))
+        print(f"ours   streaming ({args.stream_chunk} frames/chunk, {chunks} chunks): beam {1e3 * sb / chunks:.2f} ms/chunk, "
+              f"greedy {1e3 * sg / chunks:.2f} ms/chunk")
+        if base is not None:
+            bb, bg, _ = run_stream(decoder, joint, batches, args.beam, args.stream_chunk, args.device, base[2:])
+            print(f"baseline streaming: beam {1e3 * bb / chunks:.2f} ms/chunk (baseline/ours {bb / sb:.2f}), "
+                  f"greedy {1e3 * bg / chunks:.2f} ms/chunk (baseline/ours {bg / sg:.2f})")
     if not args.skip_espnet:
         g_esp, tg_esp, b_esp, tb_esp = run_espnet(decoder, joint, batches, args.beam, length_norm, args.device)
         print(f"ESPnet greedy (per utterance):        {tg_esp:8.3f} s   ratio ESPnet/ours {tg_esp / tg_ours:6.2f}")
         print(f"ESPnet default beam (per utterance):  {tb_esp:8.3f} s   ratio ESPnet/ours {tb_esp / tb_ours:6.2f}")
-        same_g = sum(a == b for a, b in zip(g_ours, g_esp)) / max(n_utts, 1)
-        same_b = sum(a == b for a, b in zip(b_ours, b_esp)) / max(n_utts, 1)
-        print(f"identical best outputs: greedy {100 * same_g:.1f}% | beam {100 * same_b:.1f}% "
-              f"(beam searches differ by design: ESPnet 'default' allows several symbols per frame)")
+        if base is not None:
+            print(f"baseline {args.baseline}: ratio ESPnet/baseline greedy {tg_esp / tg_base:6.2f} | "
+                  f"beam {tb_esp / tb_base:6.2f}")
+        if args.stream_chunk > 0:
+            print(f"ESPnet default beam (per utterance) per {args.stream_chunk}-frame chunk: {1e3 * tb_esp / chunks:.2f} ms"
+                  f"   ratio ESPnet/ours streaming beam {tb_esp / sb:6.2f}")
     if to_words is not None and refs:
         report_wer("ours modified beam", keys, [to_words(y) for y in b_ours], refs)
         if not args.skip_espnet:

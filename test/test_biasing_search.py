@@ -265,3 +265,34 @@ def test_gated_mode_composes_with_the_span_grammar(tiny):
             assert bonus == 0.0 or inside, (text, name)
             inside = (inside or name == "[NE]") and name != "[/NE]"
     assert g.gated and any("[NE]" in r[0][0] for r in out)
+
+
+@pytest.mark.parametrize("max_sym", [1, 3])
+def test_greedy_look_ahead_window_does_not_change_biased_results(max_sym):
+    """The bonus depends on the graph state after each emission; the greedy window ends at the first emission,
+    so every window gives the frame-by-frame (window 1) result, with a list as without one."""
+    from espnet2_ext.asr.transducer.context_graph import BiasingSlots
+    from espnet2_ext.asr.transducer.greedy_search import GreedySearch
+    from espnet2_ext.asr.transducer.search_common import JointScorer, PredictionNet
+
+    vocab = 8
+    dec, joint = make_model(31, vocab=vocab, sharpen=1.5)
+    x, lens = make_enc(32, [17, 9, 13])
+    g = ContextGraph([((6, 7), 4.0), ((3, 6, 5), 2.0), ((4,), 1.0)], vocab=vocab, close_id=2, close_bonus=1.0)
+    cpu = torch.device("cpu")
+    outs = {}
+    for window in (1, 2, 8, 32):
+        for name, biasing in (("plain", None), ("list", g)):
+            with torch.inference_mode():
+                pred = PredictionNet(dec, cpu)
+                scorer = JointScorer(joint, pred.blank_id)
+                search = GreedySearch(pred, scorer, 3, max_sym, None, None, cpu, window=window,
+                                      bias=BiasingSlots.open(biasing, 3))
+                emitted = map(tuple, search.run(scorer.enc(x), lens).tolist())  # (utt, token, frame)
+                outs[window, name] = sorted(emitted, key=lambda e: (e[0], e[2]))  # stable: order within a frame
+    for window in (2, 8, 32):
+        assert outs[window, "list"] == outs[1, "list"]
+        assert outs[window, "plain"] == outs[1, "plain"]
+    assert outs[1, "list"] != outs[1, "plain"]  # the list changes the result
+    hyps, frames = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=max_sym, return_frames=True, biasing=g)
+    assert [(u, tok, t) for u in range(3) for tok, t in zip(hyps[u], frames[u])] == outs[1, "list"]

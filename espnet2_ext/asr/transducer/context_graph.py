@@ -247,67 +247,74 @@ class ContextGraph:
         return row
 
 
-class BiasingBeams:
-    """Graph states of a search's working set of hypotheses (one per hypothesis, in working-set order), for a
-    batch whose utterances each have their own graph (or none). The searches call it at a few marked lines."""
+class BiasingSlots:
+    """Graph states of a search's hypotheses, for a batch whose rows (utterances) each have their own graph or none.
 
-    def __init__(self, graphs: Sequence[Optional[ContextGraph]], utt_of: Sequence[int]):
+    The searches keep the states themselves, as an int64 array next to their other per-hypothesis fields
+    (``BeamSearch.hyp[..., BIAS]`` [N, K], ``GreedySearch.bias_state`` [N]); this object turns them into bonus rows,
+    next states and give-backs, at a few lines marked ``[biasing]``. Row ``r`` of a state array belongs to
+    ``graphs[r]`` (rows are the search's own order)."""
+
+    def __init__(self, graphs: Sequence[Optional[ContextGraph]]):
         self.graphs = list(graphs)
-        self.states = [self._start(u) for u in utt_of]
 
     @staticmethod
-    def open(biasing, batch: int, utt_of: Sequence[int]) -> Optional["BiasingBeams"]:
+    def open(biasing, batch: int, rows: Optional[Sequence[int]] = None) -> Optional["BiasingSlots"]:
         """None when nothing is biased (no graph anywhere): the searches then run exactly as without biasing.
-        ``biasing``: None, one ``ContextGraph`` for every utterance, or a sequence of B graphs/None."""
+        ``biasing``: None, one ``ContextGraph`` for every utterance, or a sequence of ``batch`` graphs/None;
+        ``rows``: the utterance of each search row (default: input order)."""
         graphs = per_utterance(biasing, batch)
-        return BiasingBeams(graphs, utt_of) if any(g is not None for g in graphs) else None
+        if rows is not None:
+            graphs = [graphs[u] for u in rows]
+        return BiasingSlots(graphs) if any(g is not None for g in graphs) else None
 
-    def _start(self, u: int) -> int:
-        g = self.graphs[u]
-        return g.start if g is not None else 0
+    def start(self, k: int) -> np.ndarray:
+        """[N, k] int64: the state of an empty hypothesis, per row."""
+        first = [g.start if g is not None else 0 for g in self.graphs]
+        return np.repeat(np.array(first, dtype=np.int64)[:, None], k, axis=1)
 
-    def keep(self, idx: Sequence[int]) -> None:
-        self.states = [self.states[i] for i in idx]
+    def bonus(self, states: np.ndarray, vocab: int, device: torch.device,
+              rows: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """[N, K, V] float64: the bonus of every next token of every hypothesis (states: [N, K] of the search's
+        rows ``rows``, default 0..N-1)."""
+        n, k = states.shape
+        # most slots share a few (graph, state) pairs (the root above all): one row each, then one gather
+        where: Dict[Tuple[int, int], int] = {}
+        table: List[torch.Tensor] = []
+        pos: List[int] = []
+        for r, row in zip(range(n) if rows is None else rows, states.tolist()):
+            g = self.graphs[r]
+            for s in row:
+                key = (id(g), s if g is not None else 0)
+                j = where.get(key)
+                if j is None:
+                    j = where[key] = len(table)
+                    table.append(torch.zeros(vocab, dtype=torch.float64, device=device) if g is None
+                                 else g.bonus_row(s, device))  # cached per state
+                pos.append(j)
+        gather = torch.tensor(pos, dtype=torch.long).to(device)  # [N*K]
+        return torch.stack(table).index_select(0, gather).view(n, k, vocab)  # [N, K, V]
 
-    def bonus(self, utt_of: Sequence[int], vocab: int, device: torch.device) -> torch.Tensor:
-        """[H, V] float64: the bonus of every next token of every hypothesis (``utt_of``: their utterances)."""
-        return self._rows(range(len(self.states)), utt_of, vocab, device)
-
-    def bonus_at(self, idx: Sequence[int], vocab: int, device: torch.device) -> torch.Tensor:
-        """[len(idx), V] float64: the same for the hypotheses ``idx`` of a search with one per utterance."""
-        return self._rows(idx, idx, vocab, device)
-
-    def _rows(self, idx, utt_of, vocab: int, device: torch.device) -> torch.Tensor:
-        zero = None
-        rows = []
-        for i, u in zip(idx, utt_of):
-            g = self.graphs[u]
-            if g is None:
-                zero = torch.zeros(vocab, dtype=torch.float64, device=device) if zero is None else zero
-                rows.append(zero)
-            else:
-                rows.append(g.bonus_row(self.states[i], device))
-        return torch.stack(rows)  # [H, V]
-
-    def step_at(self, idx: Sequence[int], tokens: Sequence[int]) -> None:
-        """Hypotheses ``idx`` (one per utterance) emitted ``tokens``."""
-        for i, tok in zip(idx, tokens):
-            g = self.graphs[i]
+    def advance(self, states: np.ndarray, tokens: np.ndarray, rows: Optional[Sequence[int]] = None) -> np.ndarray:
+        """[N, K] int64: the states after emitting ``tokens`` [N, K] from ``states`` [N, K] (blank keeps them);
+        ``rows`` as in ``bonus``."""
+        out = states.copy()
+        for i, (r, row, toks) in enumerate(zip(range(len(out)) if rows is None else rows, states.tolist(),
+                                               tokens.tolist())):
+            g = self.graphs[r]
             if g is not None:
-                self.states[i] = g.step(self.states[i], tok)[0]
+                out[i] = [g.step(s, t)[0] for s, t in zip(row, toks)]
+        return out
 
-    def advance(self, parent: Sequence[int], token: Sequence[int], utt_of: Sequence[int]) -> None:
-        """New states: the parent's for a blank extension (token -1), one step otherwise."""
-        new = []
-        for p, tok, u in zip(parent, token, utt_of):
-            g, s = self.graphs[u], self.states[p]
-            new.append(s if tok == -1 or g is None else g.step(s, tok)[0])
-        self.states = new
-
-    def final_scores(self, scores: Sequence[float], utt_of: Sequence[int]) -> List[float]:
-        """Scores with each hypothesis' unfinished partial match given back."""
-        return [sc if self.graphs[u] is None else sc + self.graphs[u].final(s)
-                for sc, s, u in zip(scores, self.states, utt_of)]
+    def give_back(self, states: np.ndarray, row0: int = 0) -> np.ndarray:
+        """[N, K] float64: what the end of the utterance adds (the unfinished match's bonus taken back); the
+        states' rows are the search's rows ``row0, row0 + 1, ...``."""
+        out = np.zeros(states.shape, dtype=np.float64)
+        for r, row in enumerate(states.tolist()):
+            g = self.graphs[row0 + r]
+            if g is not None:
+                out[r] = [g.final(s) for s in row]
+        return out
 
 
 def per_utterance(biasing, batch: int) -> List[Optional[ContextGraph]]:

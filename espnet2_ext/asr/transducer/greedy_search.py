@@ -1,8 +1,22 @@
-"""Batched frame-synchronous greedy search for an ESPnet RNN-Transducer.
+"""Batched greedy search for an ESPnet RNN-Transducer.
 
-All utterances advance frame by frame together; within a frame an utterance may emit up to
-``max_sym_per_frame`` symbols. The prediction network only runs for the utterances that just emitted a symbol,
-its output being cached per utterance until the next emission.
+Same result as frame-synchronous greedy decoding (per frame: up to ``max_sym_per_frame`` symbols, each the
+argmax of the joint given the prediction network's output after the symbols emitted so far), computed faster:
+
+* Utterances do not depend on each other, so each keeps its own frame pointer. Between two emissions the
+  prediction-network output of an utterance is fixed, so the joint for its next ``window`` frames is computed in
+  one call ([N, window] rows) and the utterance jumps to its first non-blank frame. One loop iteration costs a
+  fixed number of tensor operations for the whole batch; the loop runs about max(emissions + frames / window)
+  times instead of once per frame.
+* The prediction network runs once per iteration, batched over the utterances that emitted a symbol
+  (``PredictionNet``: cached first-layer input gates per label, no per-call ``nn.LSTM`` set-up).
+* Emitted (utterance, token, frame) triples stay tensors until the end (one synchronisation per iteration: which
+  utterances still run and which emitted).
+
+Contextual biasing (``context_graph.py``, lines marked ``[biasing]``): each utterance carries a graph state
+(``bias_state``) and each argmax is taken over logits + the bonus of every token in that state. The state changes
+only when the utterance emits, and the look-ahead window ends at the first emission, so one bonus row per utterance
+serves its whole window: the window does not change biased results (no fallback to a window of 1 is needed).
 """
 from __future__ import annotations
 
@@ -10,7 +24,7 @@ from typing import List, Optional, Tuple, Union
 
 import torch
 
-from espnet2_ext.asr.transducer.context_graph import BiasingBeams
+from espnet2_ext.asr.transducer.context_graph import BiasingSlots
 from espnet2_ext.asr.transducer.search_common import (
     JointScorer,
     PredictionNet,
@@ -18,12 +32,101 @@ from espnet2_ext.asr.transducer.search_common import (
     assign_state,
     check_inputs,
     index_state,
-    length_sorted,
     prepare_suppress_mask,
 )
 
+WINDOW = 8  # frames of look-ahead per iteration (see benchmark/README.md for the choice)
 
-@torch.no_grad()
+
+class GreedySearch:
+    """Greedy search state of N utterances (prediction-network output and state, span flag), advanced over
+    frames by ``run``; used by ``greedy_search_batch`` (once) and ``streaming_search.GreedyStream`` (per chunk)."""
+
+    def __init__(self, pred: PredictionNet, joint: JointScorer, n: int, max_sym: int,
+                 suppress_mask: Optional[torch.Tensor], span_grammar: Optional[SpanGrammar], device: torch.device,
+                 window: int = WINDOW, bias: Optional[BiasingSlots] = None):
+        self.pred, self.joint, self.max_sym, self.device, self.window = pred, joint, max_sym, device, window
+        self.blank, self.grammar = pred.blank_id, span_grammar
+        self.suppress_in, self.suppress, self.forbid, self.vocab = suppress_mask, None, None, None
+        dec_out, self.state = pred.start(n)  # [N, D_dec]; state [L, N, H]
+        self.dec = joint.dec(dec_out)  # [N, D_joint], until the utterance's next emission
+        self.inside = torch.zeros(n, dtype=torch.bool, device=device)  # [N] inside an entity span
+        self.bias = bias  # [biasing] None = no list
+        self.bias_state = None if bias is None else bias.start(1)[:, 0]  # [N] int64 graph state per utterance
+
+    def run(self, enc: torch.Tensor, lens: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        """Decode frames ``enc`` [N, T, D_joint] (projected; ``lens`` [N] valid frames each). Returns the emissions
+        [E, 3] as (utterance, token, frame + t0), in emission order per utterance."""
+        n, total = enc.shape[:2]
+        t = torch.zeros(n, dtype=torch.long, device=self.device)  # [N] next frame of each utterance
+        nsym = torch.zeros(n, dtype=torch.long, device=self.device)  # [N] symbols already emitted at frame t
+        offsets = torch.arange(self.window, device=self.device)  # [W]
+        out: List[torch.Tensor] = []
+        while True:
+            act = (t < lens).nonzero().squeeze(1)  # [A] utterances with frames left
+            if act.numel() == 0:
+                break
+            frames = t[act].unsqueeze(1) + offsets  # [A, W]
+            ok = frames < lens[act].unsqueeze(1)  # [A, W]
+            e = enc[act.unsqueeze(1), frames.clamp(max=total - 1)]  # [A, W, D_joint]
+            logits = self.joint.logits(e, self.dec[act].unsqueeze(1))  # [A, W, V]
+            if self.vocab is None:
+                self._prepare_masks(logits.size(-1))
+            mask = self._mask(act)  # [A, 1, V] or None
+            if mask is not None:
+                logits = logits.masked_fill(mask, float("-inf"))
+            if self.bias is not None:  # [biasing] state fixed until the first emission: one row for the window
+                logits = logits + self._bonus(act, logits.size(-1)).to(logits.dtype)  # [A, W, V]
+            tokens = logits.argmax(dim=-1)  # [A, W]
+            hit = (tokens != self.blank) & ok  # [A, W]
+            first = hit.long().argmax(dim=1)  # [A] first emitting frame (0 if none)
+            emits = hit.any(dim=1)  # [A]
+            # emitted at frame t + first: stay there unless max_sym symbols were emitted there; else skip W frames
+            count = torch.where(first == 0, nsym[act], 0) + 1  # [A]
+            full = count >= self.max_sym
+            t[act] = torch.where(emits, t[act] + first + full.long(), t[act] + self.window)
+            nsym[act] = torch.where(emits & ~full, count, 0)
+            rows = act[emits]  # [E] (synchronises)
+            if rows.numel():
+                tok = tokens[emits].gather(1, first[emits].unsqueeze(1)).squeeze(1)  # [E]
+                out.append(torch.stack([rows, tok, frames[emits].gather(1, first[emits].unsqueeze(1)).squeeze(1) + t0],
+                                       dim=1))  # [E, 3]
+                self._emit(rows, tok)
+        return torch.cat(out) if out else torch.zeros(0, 3, dtype=torch.long, device=self.device)
+
+    def _emit(self, rows: torch.Tensor, tok: torch.Tensor) -> None:
+        """Prediction-network step for the utterances ``rows`` that emitted ``tok`` ([E] each)."""
+        new_out, new_state = self.pred.step(tok, index_state(self.state, rows))  # new_out: [E, D_dec]
+        self.dec[rows] = self.joint.dec(new_out)  # [E, D_joint]
+        assign_state(self.state, rows, new_state)
+        if self.grammar is not None:
+            self.inside[rows] = self.grammar.next_inside(self.inside[rows], tok)
+        if self.bias is not None:  # [biasing]
+            r = rows.cpu().numpy()
+            self.bias_state[r] = self.bias.advance(self.bias_state[r, None], tok.cpu().numpy()[:, None], r)[:, 0]
+
+    def _bonus(self, act: torch.Tensor, vocab: int) -> torch.Tensor:
+        """[A, 1, V] float64: every token's bonus for the utterances ``act`` in their current graph states."""
+        a = act.cpu().numpy()
+        return self.bias.bonus(self.bias_state[a, None], vocab, self.device, a)
+
+    def _prepare_masks(self, vocab: int) -> None:
+        self.vocab = vocab
+        if self.suppress_in is not None:
+            self.suppress = prepare_suppress_mask(self.suppress_in, self.suppress_in.size(0), vocab, self.blank,
+                                                  self.device)  # [N, V] or None
+        if self.grammar is not None:
+            self.forbid = self.grammar.forbid_table(vocab, self.device)  # [2, V]
+
+    def _mask(self, act: torch.Tensor) -> Optional[torch.Tensor]:
+        mask = None if self.suppress is None else self.suppress[act]  # [A, V]
+        if self.forbid is not None:
+            rule = self.forbid[self.inside[act].long()]  # [A, V]
+            mask = rule if mask is None else mask | rule
+        return None if mask is None else mask.unsqueeze(1)  # [A, 1, V]
+
+
+@torch.inference_mode()
 def greedy_search_batch(
     encoder_out: torch.Tensor,
     encoder_lens: torch.Tensor,
@@ -64,50 +167,15 @@ def greedy_search_batch(
     frames: List[List[int]] = [[] for _ in range(batch)]
     if batch == 0 or max(lens) == 0:
         return (hyps, frames) if return_frames else hyps
-
+    if suppress_mask is not None and (suppress_mask.dim() != 2 or suppress_mask.size(0) != batch):
+        raise ValueError(f"suppress_mask must have shape (batch, vocab) with batch={batch}, got "
+                         f"{tuple(suppress_mask.shape)}")
     pred = PredictionNet(decoder, device)
     joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
-    enc = joint.enc(encoder_out)  # [B, T, D_joint]
-    dec_out, state = pred.start(batch)  # dec_out: [B, D_dec]
-    dec = joint.dec(dec_out)  # [B, D_joint], cached until the next emission
-    blank = pred.blank_id
-
-    bias = BiasingBeams.open(biasing, batch, range(batch))  # [biasing] one graph state per utterance
-    mask: Optional[torch.Tensor] = None
-    mask_ready = False
-
-    order = length_sorted(lens)
-    order_t = torch.tensor(order, device=device)  # [B]
-    n_active = batch
-    for t in range(max(lens)):
-        while lens[order[n_active - 1]] <= t:
-            n_active -= 1
-        cur = order_t[:n_active]  # [n_active], utterances still running at frame t
-        for _ in range(max_sym_per_frame):
-            logits = joint.logits(enc[cur, t], dec[cur])  # [len(cur), V]
-            if not mask_ready:  # the vocabulary size is known only once the joint has run
-                # mask: [B, V] bool, or None
-                mask = prepare_suppress_mask(suppress_mask, batch, logits.size(-1), blank, device)
-                mask_ready = True
-            step_mask = None if mask is None else mask[cur]  # [len(cur), V]
-            if span_grammar is not None:
-                step_mask = span_grammar.restrict(step_mask, [hyps[u] for u in cur.tolist()], logits.size(-1), device)
-            if step_mask is not None:
-                logits = logits.masked_fill(step_mask, float("-inf"))
-            if bias is not None:  # [biasing] argmax of log-probs + bonus = argmax of logits + bonus
-                logits = logits + bias.bonus_at(cur.tolist(), logits.size(-1), device).to(logits.dtype)
-            tokens = logits.argmax(dim=-1)  # [len(cur)]
-            emitted = tokens != blank  # [len(cur)] bool
-            if not bool(emitted.any()):
-                break
-            cur = cur[emitted]  # [n_emit], the utterances that emitted
-            tokens = tokens[emitted]  # [n_emit]
-            for utt, tok in zip(cur.tolist(), tokens.tolist()):
-                hyps[utt].append(tok)
-                frames[utt].append(t)
-            if bias is not None:  # [biasing]
-                bias.step_at(cur.tolist(), tokens.tolist())
-            new_out, new_state = pred.step(tokens, index_state(state, cur))  # new_out: [n_emit, D_dec]
-            dec[cur] = joint.dec(new_out)  # [n_emit, D_joint]
-            assign_state(state, cur, new_state)
+    bias = BiasingSlots.open(biasing, batch)  # [biasing] None = no list
+    search = GreedySearch(pred, joint, batch, max_sym_per_frame, suppress_mask, span_grammar, device, bias=bias)
+    emitted = search.run(joint.enc(encoder_out), torch.tensor(lens, device=device))  # [E, 3]
+    for utt, tok, t in emitted.tolist():
+        hyps[utt].append(tok)
+        frames[utt].append(t)
     return (hyps, frames) if return_frames else hyps

@@ -3,102 +3,244 @@
 Semantics (as icefall's ``modified_beam_search``): every frame consumes exactly one step, which emits either
 blank or one non-blank symbol, so a frame emits at most one symbol. Per frame, candidate scores are
 ``hyp score + log_softmax(joint)`` over (hyps x vocab) of an utterance, the top ``beam`` candidates are kept,
-and candidates with the same token sequence are merged by log-sum-exp of their scores.
+and candidates with the same token sequence are merged by log-sum-exp of their scores (the merged hypothesis
+keeps the emission frames of its best alignment).
+
+Layout (``BeamSearch``): the beams of N utterances are [N, K] slots, K = beam, empty slots scored -inf. One
+frame is a fixed number of array operations over the whole batch, with no Python per hypothesis: on the device
+one joint call on the [N, K] hypotheses, one log-softmax, one top-k over each utterance's K * V candidates, the
+gathers of decoder outputs/states and one prediction-network step for the hypotheses extended by a symbol; in
+numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields.
+Token sequences are not stored per hypothesis: each frame appends (parent slot, token) per slot to ``history``;
+the n-best lists are traced back from it at the end.
+
+Merging: each slot carries two polynomial hashes of its token sequence (mod two primes near 2**31, extended by
+one multiply-add per emitted token); candidates of one utterance with equal hash pairs are the same sequence.
+Two different sequences of length L collide with probability about (L / 2**31)**2, i.e. below 1e-13 for the
+candidates of a frame at L = 500 (icefall compares the sequences as strings, which costs Python per hypothesis).
+
+Hooks for per-hypothesis extensions (contextual biasing): ``BeamSearch.candidate_scores`` is the one place per
+frame where the [N, K, V] candidate scores are formed; a per-candidate bonus is added there. Per-hypothesis
+state (e.g. a graph state) is one more int64 column of ``BeamSearch.hyp`` [N, K, F]: ``_select`` computes its
+value per top-k candidate from the parent's value (``par``) and the token (``tok``) next to LEN/INSIDE, and it is
+reordered with the other columns.
+
+Contextual biasing (``context_graph.py``) uses both hooks (lines marked ``[biasing]``): ``candidate_scores`` adds
+each next token's bonus before the top-k, column BIAS holds each slot's graph state, and ``fields`` gives back
+unfinished matches before the n-best lists are ranked. Graph states are a function of the token sequence, so
+merged candidates (equal sequences) have equal states. Without a list (``bias`` None) the column stays 0 and
+nothing else changes.
 
 Differences from icefall: ESPnet's prediction network is recurrent, so each hypothesis carries its RNN state
 (icefall's stateless decoder only needs the last tokens). A hypothesis extended by blank keeps its parent's
-decoder output; the prediction network runs once, batched over all utterances, for the hypotheses that were
-extended by a symbol. When a blank extension and a symbol extension merge, the blank one's decoder output is
-reused, so nothing is computed twice.
+decoder output; when a blank extension and a symbol extension merge, the blank one's decoder output is reused,
+so only the hypotheses with a new sequence run the prediction network, batched over all utterances.
 """
 from __future__ import annotations
 
-import math
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
-from espnet2_ext.asr.transducer.context_graph import BiasingBeams
+from espnet2_ext.asr.transducer.context_graph import BiasingSlots
 from espnet2_ext.asr.transducer.search_common import (
     Hypothesis,
     JointScorer,
     PredictionNet,
-    assign_state,
     SpanGrammar,
+    assign_state,
     check_inputs,
     index_state,
-    log_add,
     masked_log_probs,
     prepare_suppress_mask,
 )
 
-
-def finalize_nbest(ys: List[Tuple[int, ...]], scores: List[float], frames: List[Tuple[int, ...]], nbest: int,
-              length_norm: bool, span_grammar: Optional[SpanGrammar] = None) -> List[Hypothesis]:
-    """The ``nbest`` best final hypotheses; with a span grammar, those ending inside a span only as a last resort."""
-    idx = list(range(len(ys))) if span_grammar is None else span_grammar.keep_closed(ys, range(len(ys)))
-    # ESPnet's sort_nbest normalises by len(yseq) including the leading blank, hence the + 1.
-    keyed = [((scores[i] / (len(ys[i]) + 1)) if length_norm else scores[i], i) for i in idx]
-    keyed.sort(key=lambda k: k[0], reverse=True)
-    return [Hypothesis(yseq=list(ys[i]), score=scores[i], frames=list(frames[i])) for _, i in keyed[:nbest]]
-
-
-class NextBeams:
-    """The hypotheses one frame step keeps, built candidate by candidate (best first) by ``add_candidates``."""
-
-    def __init__(self) -> None:
-        self.utt: List[int] = []
-        self.ys: List[Tuple[int, ...]] = []
-        self.fr: List[Tuple[int, ...]] = []
-        self.scores: List[float] = []
-        self.parent: List[int] = []
-        self.token: List[int] = []  # symbol the hypothesis was extended with, -1 for blank (decoder output reused)
+NEG_INF = float("-inf")
+# columns of the per-slot field table ``BeamSearch.hyp`` [N, K, F]: sequence length, inside an entity span,
+# two polynomial hashes of the token sequence (mod primes below 2**31, so products fit in int64), and the
+# contextual-biasing graph state (0 without a list)
+LEN, INSIDE, HASH1, HASH2, BIAS = range(5)
+_PRIMES, _BASES = (2147483647, 2147483629), (1000003, 998244353)
+# further columns of the per-candidate table ``_select`` reorders each frame
+_SLOT, _TOKEN, _SRC, _STEP = range(5, 9)
 
 
-def add_candidates(nxt: NextBeams, top_val: List[float], top_idx: List[int], start: int, vocab: int, blank: int,
-                   t: int, ys: List[Tuple[int, ...]], fr: List[Tuple[int, ...]], utt_of: List[int]) -> None:
-    """One utterance's top-k candidates of frame ``t`` (``idx = slot * V + tok`` over its hypotheses from
-    ``start``, sorted best first) into ``nxt``, equal token sequences merged by log-sum-exp."""
-    merged: Dict[Tuple[int, ...], int] = {}
-    for val, idx in zip(top_val, top_idx):
-        if val == -math.inf:  # fewer allowed candidates than the beam (suppression, tiny vocab)
-            break
-        slot, tok = divmod(idx, vocab)
-        p = start + slot
-        key = ys[p] if tok == blank else ys[p] + (tok,)
-        j = merged.get(key)
-        if j is None:
-            merged[key] = len(nxt.ys)
-            nxt.utt.append(utt_of[p])
-            nxt.ys.append(key)
-            # topk is sorted, so the first alignment reaching a sequence is its best one: keep its frames
-            nxt.fr.append(fr[p] if tok == blank else fr[p] + (t,))
-            nxt.scores.append(val)
-            nxt.parent.append(p)
-            nxt.token.append(-1 if tok == blank else tok)
-        else:
-            nxt.scores[j] = log_add(nxt.scores[j], val)
-            if tok == blank and nxt.token[j] != -1:  # same sequence, decoder output already computed
-                nxt.parent[j], nxt.token[j] = p, -1
+def trace_back(history: Sequence[list], row: int, slot: int, blank: int) -> Tuple[List[int], List[int]]:
+    """Tokens and their emission frames of the hypothesis in ``slot`` of utterance ``row`` after the last frame of
+    ``history`` (per frame, [rows][K][(parent slot, token)] lists)."""
+    toks, frames = [], []
+    for i in range(len(history) - 1, -1, -1):
+        parent, tok = history[i][row][slot]
+        if tok != blank:
+            toks.append(tok)
+            frames.append(i)
+        slot = parent
+    return toks[::-1], frames[::-1]
 
 
-def advance_decoder(pred: PredictionNet, joint: JointScorer, dec: torch.Tensor, state, nxt: NextBeams, device):
-    """Decoder outputs and states of the kept hypotheses: the parent's for a blank extension, one batched
-    prediction-network step for the hypotheses extended by a symbol. Returns ``(dec, state)``."""
-    parent_t = torch.tensor(nxt.parent, dtype=torch.long, device=device)  # [H_new]
-    dec = dec[parent_t]  # [H_new, D_joint]
-    state = index_state(state, parent_t)  # [num_layers, H_new, hidden] each
-    extended = [i for i, tok in enumerate(nxt.token) if tok != -1]
-    if extended:
-        ext_t = torch.tensor(extended, dtype=torch.long, device=device)  # [E], hyps extended by a symbol
-        tok_t = torch.tensor([nxt.token[i] for i in extended], dtype=torch.long, device=device)  # [E]
-        out, new_state = pred.step(tok_t, index_state(state, ext_t))  # out: [E, D_dec]
-        dec[ext_t] = joint.dec(out)  # [E, D_joint]
-        assign_state(state, ext_t, new_state)
-    return dec, state
+class BeamSearch:
+    """Modified beam search state of N utterances ([N, K] slots), advanced one frame at a time by ``step``.
+
+    Used by ``modified_beam_search`` (a batch, utterances sorted by decreasing length so the running ones are a
+    prefix: ``retire`` drops the finished tail) and by ``streaming_search.BeamStream`` (one utterance).
+    On the device: ``dec``/``state``, the prediction network's projected output [N*K, D_joint] and RNN state
+    [L, N*K, H]. In numpy (the [N, K] bookkeeping of a frame is a few dozen tiny array operations, which numpy
+    does in about a microsecond each and torch in about ten): ``scores`` [N, K] float64 (-inf: empty slot),
+    ``hyp`` [N, K, F] int64 fields (see LEN ... BIAS), ``history`` per frame.
+    ``bias``: ``BiasingSlots`` of the N rows (their graphs), or None without a list.
+    """
+
+    def __init__(self, pred: PredictionNet, joint: JointScorer, n: int, beam: int,
+                 suppress_mask: Optional[torch.Tensor], span_grammar: Optional[SpanGrammar], device: torch.device,
+                 bias: Optional[BiasingSlots] = None):
+        self.pred, self.joint, self.K, self.device = pred, joint, beam, device
+        self.blank, self.grammar = pred.blank_id, span_grammar
+        self.suppress_in = suppress_mask  # [N, V] bool or None, validated once the vocabulary is known
+        self.suppress: Optional[torch.Tensor] = None
+        self.forbid: Optional[torch.Tensor] = None  # [2, V] span-grammar rule (outside / inside a span)
+        self.vocab: Optional[int] = None
+        dec_out, self.state = pred.start(n * beam)  # [N*K, D_dec]; state [L, N*K, H]
+        self.dec = joint.dec(dec_out)  # [N*K, D_joint]
+        self.scores = np.full((n, beam), NEG_INF)  # [N, K] float64
+        self.scores[:, 0] = 0.0  # one empty hypothesis per utterance
+        self.hyp = np.zeros((n, beam, 5), dtype=np.int64)  # [N, K, F]; empty sequence: hashes 0
+        self.bias = bias
+        if bias is not None:  # [biasing] every slot starts in its graph's start state
+            self.hyp[..., BIAS] = bias.start(beam)
+        self.history: List[np.ndarray] = []  # per frame [N_t, K, 2]: (parent slot, token), blank = blank id
+        k_idx = np.arange(beam)
+        self.earlier = k_idx[None, :] < k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
+        self.later = self.earlier.T.copy()
+        self.row_idx = np.arange(n)[:, None]  # [N, 1]
+        self.bases, self.primes = np.array(_BASES, dtype=np.int64), np.array(_PRIMES, dtype=np.int64)
+        self.row_base = self.row_idx * beam  # [N, 1] first flat row of each utterance
+
+    @property
+    def rows(self) -> int:
+        return self.scores.shape[0]
+
+    def fields(self, start: int = 0) -> Tuple[List[List[float]], List[List[int]], List[List[int]]]:
+        """Scores, lengths and span flags of the slots of utterances ``start:`` (lists, for ``final``)."""
+        scores = self.scores[start:]  # [N - start, K]
+        if self.bias is not None:  # [biasing] unfinished matches given back before ranking
+            scores = scores + self.bias.give_back(self.hyp[start:, :, BIAS], start)
+        return scores.tolist(), self.hyp[start:, :, LEN].tolist(), self.hyp[start:, :, INSIDE].tolist()
+
+    def retire(self, n: int) -> Tuple[list, list, list]:
+        """Keep the first ``n`` utterances; returns the ``fields`` of the dropped ones."""
+        tail, m = self.fields(n), n * self.K
+        self.scores, self.hyp = self.scores[:n], self.hyp[:n]
+        h, c = self.state  # [L, N*K, H] each
+        self.dec, self.state = self.dec[:m], (h[:, :m], None if c is None else c[:, :m])
+        return tail
+
+    def step(self, enc_t: torch.Tensor) -> None:
+        """Advance every utterance by one frame. enc_t: [N, D_joint] (the joint's encoder projection)."""
+        n, k = enc_t.size(0), self.K
+        logits = self.joint.logits(enc_t.unsqueeze(1), self.dec.view(n, k, -1))  # [N, K, V]
+        if self.vocab is None:
+            self._prepare_masks(logits.size(-1))
+        logp = masked_log_probs(logits, self._mask(n))  # [N, K, V] float64
+        cand = self.candidate_scores(logp)  # [N, K, V]
+        val, idx = cand.view(n, -1).topk(k, dim=1)  # [N, K] each; idx = slot * V + token, best first
+        self._select(val.cpu().numpy(), idx.cpu().numpy())  # one synchronisation per frame on a GPU
+
+    def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
+        """Score of every (hypothesis, token) candidate: [N, K, V]; with biasing, + every next token's bonus."""
+        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V]
+        if self.bias is not None:  # [biasing] before the top-k: a boosted token can enter the beam
+            cand = cand + self.bias.bonus(self.hyp[:cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
+        return cand
+
+    def _prepare_masks(self, vocab: int) -> None:
+        self.vocab = vocab
+        if self.suppress_in is not None:
+            self.suppress = prepare_suppress_mask(self.suppress_in, self.suppress_in.size(0), vocab, self.blank,
+                                                  self.device)  # [N, V] or None
+        if self.grammar is not None:
+            self.forbid = self.grammar.forbid_table(vocab, self.device)  # [2, V]
+
+    def _mask(self, n: int) -> Optional[torch.Tensor]:
+        """[N, K, V] or [N, 1, V] bool: tokens a hypothesis may not emit, or None."""
+        mask = None if self.suppress is None else self.suppress[:n].unsqueeze(1)  # [N, 1, V]
+        if self.forbid is not None:
+            inside = torch.from_numpy(np.ascontiguousarray(self.hyp[..., INSIDE])).to(self.device)  # [N, K]
+            rule = self.forbid[inside]  # [N, K, V]
+            mask = rule if mask is None else rule | mask
+        return mask
+
+    def _select(self, val: np.ndarray, idx: np.ndarray) -> None:
+        """Keep the top-k candidates (val, idx: [N, K], best first) as the next beams, equal sequences merged."""
+        slot, tok = np.divmod(idx, self.vocab)  # [N, K] each
+        r = self.row_idx[:slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
+        valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
+        blank = tok == self.blank
+        par = self.hyp[r, slot]  # parents' fields: [N, K, F]
+        # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
+        p_hash = par[..., HASH1:HASH2 + 1]  # [N, K, 2]
+        h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
+        key = h[..., 0] * _PRIMES[1] + h[..., 1]  # [N, K], < 2**62
+        same = (key[:, :, None] == key[:, None, :]) & (valid[:, :, None] & valid[:, None, :])  # [N, K, K]
+        leader = valid & ~(same & self.earlier).any(2)  # first (best) candidate of each sequence
+        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the partner
+        later = same & self.later
+        has_partner = later.any(2)
+        partner = later.argmax(2)  # [N, K]
+        merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
+        partner_blank = has_partner & blank[r, partner]
+        # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
+        src = np.where(partner_blank, slot[r, partner], slot)
+        step = leader & ~(blank | partner_blank)
+        inside = par[..., INSIDE]
+        if self.grammar is not None:
+            g = self.grammar
+            inside = (tok == g.open_id) | ((inside > 0) & (tok != g.close_id))
+        state = par[..., BIAS]  # [N, K]
+        if self.bias is not None:  # [biasing] the graph state after the candidate's token
+            state = self.bias.advance(state, tok)  # blank (tok == blank id) keeps the state
+        own = np.stack([par[..., LEN] + ~blank, inside, h[..., 0], h[..., 1], state, slot, tok, src, step], axis=2)
+        perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
+        new = own[r, perm]  # [N, K, 9]
+        self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
+        self.hyp = new[..., :_SLOT]
+        self.history.append(new[..., _SLOT:_SRC])
+        self._advance_decoder(new)
+
+    def _advance_decoder(self, new: np.ndarray) -> None:
+        """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
+        n = new.shape[0]
+        src = torch.from_numpy((self.row_base[:n] + new[..., _SRC]).reshape(-1)).to(self.device)  # [N*K]
+        dec, state = self.dec.index_select(0, src), index_state(self.state, src)  # [N*K, D_joint]; [L, N*K, H]
+        rows = np.flatnonzero(new[..., _STEP])  # [E] hyps extended by a symbol (flat)
+        if rows.size:
+            tokens = torch.from_numpy(new[..., _TOKEN].reshape(-1)[rows]).to(self.device)  # [E]
+            rows_t = torch.from_numpy(rows).to(self.device)
+            out, new_state = self.pred.step(tokens, index_state(state, rows_t))  # out: [E, D_dec]
+            dec.index_copy_(0, rows_t, self.joint.dec(out))  # [E, D_joint]
+            assign_state(state, rows_t, new_state)
+        self.dec, self.state = dec, state
+
+    def final(self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int,
+              length_norm: bool) -> List[List[Hypothesis]]:
+        """n-best lists of utterances ``row0, row0 + 1, ...`` whose last frame is the last of ``history``, from
+        their slots' ``fields``."""
+        out = []
+        for r, (sc, ln, ins) in enumerate(zip(*fields)):
+            slots = [s for s in range(self.K) if sc[s] > NEG_INF]
+            if self.grammar is not None:
+                slots = [s for s in slots if not ins[s]] or slots
+            keyed = [((sc[s] / (ln[s] + 1)) if length_norm else sc[s], s) for s in slots]
+            keyed.sort(key=lambda x: x[0], reverse=True)  # stable: equal keys keep slot order
+            hyps = []
+            for _, s in keyed[:nbest]:
+                toks, frames = trace_back(history, row0 + r, s, self.blank)
+                hyps.append(Hypothesis(yseq=toks, score=sc[s], frames=frames))
+            out.append(hyps)
+        return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def modified_beam_search(
     encoder_out: torch.Tensor,
     encoder_lens: torch.Tensor,
@@ -138,100 +280,34 @@ def modified_beam_search(
     lens = check_inputs(encoder_out, encoder_lens)
     batch = len(lens)
     device = encoder_out.device
-    results: List[List[Hypothesis]] = [[] for _ in range(batch)]
-    if batch == 0:
+    results: List[List[Hypothesis]] = [[Hypothesis(yseq=[], score=0.0)] for _ in range(batch)]
+    order = sorted(range(batch), key=lambda i: -lens[i])  # running utterances are a prefix of this order
+    running = [u for u in order if lens[u] > 0]
+    if not running:
         return results
-
+    order_t = torch.tensor(running, dtype=torch.long, device=device)  # [N]
     pred = PredictionNet(decoder, device)
     joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
-    blank = pred.blank_id
-    enc = joint.enc(encoder_out)  # [B, T, D_joint]
-
-    # Working set: the hypotheses of all running utterances, flat and grouped by utterance.
-    utt_of: List[int] = list(range(batch))
-    ys: List[Tuple[int, ...]] = [() for _ in range(batch)]
-    fr: List[Tuple[int, ...]] = [() for _ in range(batch)]  # emission frame of each token of ys
-    scores: List[float] = [0.0] * batch
-    dec_out, state = pred.start(batch)  # dec_out: [B, D_dec], one hyp per utterance
-    dec = joint.dec(dec_out)  # [H, D_joint], H = hyps in the working set
-
-    bias = BiasingBeams.open(biasing, batch, utt_of)  # [biasing] graph state per hypothesis, None = no list
-    mask: Optional[torch.Tensor] = None
-    mask_ready = False
-    for t in range(max(lens) if lens else 0):
-        # Utterances that end here leave the working set with their final hypotheses.
-        if any(lens[u] <= t for u in utt_of):
-            keep = [i for i, u in enumerate(utt_of) if lens[u] > t]
-            final = scores if bias is None else bias.final_scores(scores, utt_of)  # [biasing] partial matches back
-            _collect_finished(results, utt_of, ys, final, fr, t, lens, nbest, length_norm, span_grammar)
-            if bias is not None:  # [biasing]
-                bias.keep(keep)
-            keep_t = torch.tensor(keep, dtype=torch.long, device=device)  # [H_keep]
-            utt_of = [utt_of[i] for i in keep]
-            ys = [ys[i] for i in keep]
-            fr = [fr[i] for i in keep]
-            scores = [scores[i] for i in keep]
-            dec = dec[keep_t]  # [H_keep, D_joint]
-            state = index_state(state, keep_t)
-        if not utt_of:
-            break
-
-        hyp_utt = torch.tensor(utt_of, dtype=torch.long, device=device)  # [H], utterance of each hyp
-        logits = joint.logits(enc[hyp_utt, t], dec)  # [H, V]
-        vocab = logits.size(-1)
-        if not mask_ready:  # the vocabulary size is known only once the joint has run
-            mask = prepare_suppress_mask(suppress_mask, batch, vocab, blank, device)  # [B, V] bool, or None
-            mask_ready = True
-        hyp_mask = None if mask is None else mask[hyp_utt]  # [H, V]
-        if span_grammar is not None:
-            hyp_mask = span_grammar.restrict(hyp_mask, ys, vocab, device)  # [H, V]
-        logp = masked_log_probs(logits, hyp_mask)  # [H, V]
-        cand = logp + torch.tensor(scores, dtype=torch.float64, device=device).unsqueeze(1)  # [H, V]
-        if bias is not None:  # [biasing] every next token's bonus, before pruning
-            cand = cand + bias.bonus(utt_of, vocab, device)  # [H, V]
-
-        # Lay the ragged groups out as (utterances, max_group * V) so one topk serves all utterances.
-        groups: List[Tuple[int, int]] = []  # (first hypothesis, count) per running utterance
-        rows, slots = [], []
-        for i, u in enumerate(utt_of):
-            if i == 0 or u != utt_of[i - 1]:
-                groups.append((i, 0))
-            start, count = groups[-1]
-            groups[-1] = (start, count + 1)
-            rows.append(len(groups) - 1)
-            slots.append(count)
-        width = max(c for _, c in groups)
-        # padded: [G, width, V], G = len(groups); empty slots stay -inf
-        padded = torch.full((len(groups), width, vocab), float("-inf"), dtype=torch.float64, device=device)
-        padded[torch.tensor(rows, device=device), torch.tensor(slots, device=device)] = cand
-        k = min(beam, width * vocab)
-        top_val, top_idx = padded.view(len(groups), -1).topk(k, dim=1)  # [G, k] each; idx = slot * V + tok
-        top_val, top_idx = top_val.tolist(), top_idx.tolist()
-
-        nxt = NextBeams()
-        for g, (start, _) in enumerate(groups):
-            add_candidates(nxt, top_val[g], top_idx[g], start, vocab, blank, t, ys, fr, utt_of)
-        dec, state = advance_decoder(pred, joint, dec, state, nxt, device)
-        if bias is not None:  # [biasing] equal token sequences have equal graph states: merging keeps them
-            bias.advance(nxt.parent, nxt.token, nxt.utt)
-        utt_of, ys, scores, fr = nxt.utt, nxt.ys, nxt.scores, nxt.fr
-
-    final = scores if bias is None else bias.final_scores(scores, utt_of)  # [biasing] partial matches given back
-    _collect_finished(results, utt_of, ys, final, fr, None, lens, nbest, length_norm, span_grammar)
-    for u in range(batch):  # zero-length utterances never entered the loop
-        if not results[u]:
-            results[u] = [Hypothesis(yseq=[], score=0.0)]
+    enc = joint.enc(encoder_out[order_t])  # [N, T, D_joint], sorted by decreasing length
+    if suppress_mask is not None:
+        suppress_mask = _check_mask_batch(suppress_mask, batch)[order_t.to(suppress_mask.device)]  # [N, V]
+    bias = BiasingSlots.open(biasing, batch, running)  # [biasing] graphs in row order; None = no list
+    search = BeamSearch(pred, joint, len(running), beam, suppress_mask, span_grammar, device, bias)
+    finished: List[Tuple[int, int, tuple]] = []  # (first row, frames, retired fields), traced back at the end
+    for t in range(lens[running[0]]):
+        n = sum(1 for u in running if lens[u] > t)
+        if n < search.rows:
+            finished.append((n, t, search.retire(n)))
+        search.step(enc[:n, t])
+    finished.append((0, lens[running[0]], search.retire(0)))
+    history = [h.tolist() for h in search.history]
+    for row0, frames, fields in finished:
+        for r, hyps in enumerate(search.final(fields, row0, history[:frames], nbest, length_norm)):
+            results[running[row0 + r]] = hyps
     return results
 
 
-def _collect_finished(results: List[List[Hypothesis]], utt_of: List[int], ys: List[Tuple[int, ...]],
-                      scores: List[float], frames: List[Tuple[int, ...]], t: Optional[int], lens: List[int],
-                      nbest: int, length_norm: bool, span_grammar: Optional[SpanGrammar] = None) -> None:
-    """Store the final hypotheses of utterances that end at frame ``t`` (all remaining ones when t is None)."""
-    by_utt: Dict[int, List[int]] = {}
-    for i, u in enumerate(utt_of):
-        if t is None or lens[u] <= t:
-            by_utt.setdefault(u, []).append(i)
-    for u, idx in by_utt.items():
-        results[u] = finalize_nbest([ys[i] for i in idx], [scores[i] for i in idx], [frames[i] for i in idx], nbest,
-                                    length_norm, span_grammar)
+def _check_mask_batch(mask: torch.Tensor, batch: int) -> torch.Tensor:
+    if mask.dim() != 2 or mask.size(0) != batch:
+        raise ValueError(f"suppress_mask must have shape (batch, vocab) with batch={batch}, got {tuple(mask.shape)}")
+    return mask

@@ -7,6 +7,7 @@ and the decoder projection once per new decoder output, instead of once per (fra
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
@@ -30,18 +31,26 @@ class Hypothesis:
 def index_state(state: DecState, idx: torch.Tensor) -> DecState:
     """States of the hypotheses ``idx`` (a copy)."""
     h, c = state  # [num_layers, N, hidden] each (c may be None)
-    return h[:, idx], (c[:, idx] if c is not None else None)  # [num_layers, len(idx), hidden] each
+    return h.index_select(1, idx), (c.index_select(1, idx) if c is not None else None)  # [num_layers, len(idx), hidden]
 
 
 def assign_state(state: DecState, idx: torch.Tensor, new: DecState) -> None:
     """Write ``new`` into the rows ``idx`` of ``state`` in place."""
-    state[0][:, idx] = new[0]  # new[0]: [num_layers, len(idx), hidden]
+    state[0].index_copy_(1, idx, new[0])  # new[0]: [num_layers, len(idx), hidden]
     if state[1] is not None:
-        state[1][:, idx] = new[1]
+        state[1].index_copy_(1, idx, new[1])
 
 
 class PredictionNet:
-    """Single-label steps of an ESPnet ``TransducerDecoder`` (embedding + stacked RNN) on a batch."""
+    """Single-label steps of an ESPnet ``TransducerDecoder`` (embedding + stacked RNN) on a batch.
+
+    For an LSTM decoder in eval mode the step is computed here from the decoder's own weights (the same LSTM
+    equations), which avoids the per-call setup of ``nn.LSTM`` (oneDNN: ~1 ms per call for a handful of rows,
+    measured; see benchmark/README.md). The part of the first layer that depends on the label alone,
+    ``W_ih @ embed(label) + b_ih``, is cached per label for the whole vocabulary (``input_gates``): the
+    prediction network's output itself depends on the whole label history, so that is the only cache a
+    recurrent decoder allows. Other decoders (GRU, training mode with dropout) use ESPnet's ``rnn_forward``.
+    """
 
     def __init__(self, decoder: torch.nn.Module, device: torch.device):
         self.decoder = decoder
@@ -50,17 +59,73 @@ class PredictionNet:
             decoder.set_device(device)
         self.blank_id = int(decoder.blank_id)
         self.device = device
+        self.layers = _plain_lstm_layers(decoder)
+        self.input_gates = _input_gate_table(decoder, self.layers[0]) if self.layers else None  # [V, 4H]
+        self.w_hh_t = [m.weight_hh_l0.t() for m in self.layers]  # [H, 4H] views, made once
 
     def start(self, n: int) -> Tuple[torch.Tensor, DecState]:
-        """Decoder output and state after the start symbol (blank) for ``n`` hypotheses."""
-        tokens = torch.full((n,), self.blank_id, dtype=torch.long, device=self.device)  # [n]
-        return self.step(tokens, self.decoder.init_state(n))  # output: [n, D_dec]
+        """Decoder output and state after the start symbol (blank) for ``n`` hypotheses (computed once)."""
+        tokens = torch.full((1,), self.blank_id, dtype=torch.long, device=self.device)  # [1]
+        out, (h, c) = self.step(tokens, self.decoder.init_state(1))  # out: [1, D_dec]
+        return out.expand(n, -1).contiguous(), (h.expand(-1, n, -1).contiguous(),
+                                                None if c is None else c.expand(-1, n, -1).contiguous())
 
     def step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
         """Feed one label per hypothesis: tokens (N,) -> output (N, D_dec), new state."""
+        if self.layers:
+            return self._lstm_step(tokens, state)
         emb = self.decoder.embed(tokens.unsqueeze(1))  # [N, 1, D_emb]
         out, new_state = self.decoder.rnn_forward(emb, state)  # out: [N, 1, D_dec]
         return out[:, 0], new_state  # [N, D_dec]
+
+    def _lstm_step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
+        h, c = state  # [L, N, H] each
+        hs, cs = [], []
+        x = None
+        for i, lstm in enumerate(self.layers):
+            if i == 0:
+                gates = self.input_gates[tokens]  # [N, 4H], cached W_ih @ embed(token) + b_ih + b_hh
+            else:
+                gates = torch.nn.functional.linear(x, lstm.weight_ih_l0, lstm.bias_ih_l0).add_(lstm.bias_hh_l0)
+            gates = torch.addmm(gates, h[i], self.w_hh_t[i])  # [N, 4H]
+            g4 = gates.view(gates.size(0), 4, -1)  # [N, 4, H]: input, forget, cell, output gates
+            act = torch.sigmoid(g4)  # [N, 4, H] (the cell slot is unused)
+            c_new = torch.addcmul(act[:, 1] * c[i], act[:, 0], torch.tanh(g4[:, 2]))  # [N, H]
+            x = act[:, 3] * torch.tanh(c_new)  # [N, H]
+            hs.append(x)
+            cs.append(c_new)
+        if len(hs) == 1:
+            return x, (x.unsqueeze(0), c_new.unsqueeze(0))  # out: [N, H]; state: [1, N, H] each
+        return x, (torch.stack(hs), torch.stack(cs))  # out: [N, H]; state: [L, N, H] each
+
+
+def _plain_lstm_layers(decoder: torch.nn.Module) -> List[torch.nn.LSTM]:
+    """The decoder's single-layer ``nn.LSTM`` modules when the fast step reproduces ``rnn_forward`` (LSTM, eval
+    mode, no projection, biases present, batch_first); [] otherwise."""
+    layers = getattr(decoder, "decoder", None)
+    if getattr(decoder, "dtype", None) != "lstm" or decoder.training or layers is None:
+        return []
+    ok = all(isinstance(m, torch.nn.LSTM) and m.num_layers == 1 and m.bias and not m.bidirectional
+             and m.proj_size == 0 and m.batch_first for m in layers)
+    return list(layers) if ok and len(layers) > 0 else []
+
+
+_GATE_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _input_gate_table(decoder: torch.nn.Module, lstm: torch.nn.LSTM) -> torch.Tensor:
+    """[V, 4H] first-layer input gates per label plus the recurrent bias, cached per decoder until its weights
+    change."""
+    tensors = (decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+    key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+    hit = _GATE_TABLES.get(decoder)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        table = torch.nn.functional.linear(decoder.embed.weight, lstm.weight_ih_l0, lstm.bias_ih_l0)  # [V, 4H]
+        table += lstm.bias_hh_l0
+    _GATE_TABLES[decoder] = (key, table)
+    return table
 
 
 class JointScorer:
@@ -73,15 +138,30 @@ class JointScorer:
     def __init__(self, joint_network: torch.nn.Module, blank_id: int = 0, blank_penalty: float = 0.0):
         self.joint = joint_network
         self.split = all(hasattr(joint_network, a) for a in ("lin_enc", "lin_dec", "lin_out"))
+        # ESPnet's JointNetwork itself: its forward is act(enc + dec) -> lin_out, called here without the three
+        # module dispatches per frame (tanh inline when that is the activation)
+        self.plain = self.split and type(joint_network).__name__ == "JointNetwork" and hasattr(
+            joint_network, "joint_activation")
+        act = getattr(joint_network, "joint_activation", None)
+        self.act = torch.tanh if isinstance(act, torch.nn.Tanh) else act
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
         return self.joint.lin_enc(enc_out) if self.split else enc_out  # [B, T, D_enc] -> [B, T, D_joint] if split
 
     def dec(self, dec_out: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            lin = self.joint.lin_dec
+            return torch.nn.functional.linear(dec_out, lin.weight, lin.bias)  # [N, D_dec] -> [N, D_joint]
         return self.joint.lin_dec(dec_out) if self.split else dec_out  # [N, D_dec] -> [N, D_joint] if split
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        if self.plain:
+            lin = self.joint.lin_out
+            out = torch.nn.functional.linear(self.act(enc + dec), lin.weight, lin.bias)  # [..., V]
+            if self.blank_penalty:
+                out[..., self.blank_id] -= self.blank_penalty  # a fresh tensor: in place is safe
+            return out
         if self.split:
             out = self.joint(enc, dec, no_projection=True)  # [N, D_joint] x 2 -> [N, V]
         else:
@@ -113,24 +193,21 @@ class SpanGrammar:
                 return False
         return False
 
-    def forbid(self, hyps: Sequence[Sequence[int]], vocab: int, device: torch.device) -> torch.Tensor:
-        """[H, V] bool: True where hypothesis h may not emit the token."""
-        inside = torch.tensor([self.inside(y) for y in hyps], dtype=torch.bool, device=device)  # [H]
-        out = torch.zeros(len(hyps), vocab, dtype=torch.bool, device=device)  # [H, V]
-        out[:, self.close_id] = ~inside
-        for tok in (self.open_id,) + tuple(self.closing):
-            out[:, tok] = inside
+    def forbid_table(self, vocab: int, device: torch.device) -> torch.Tensor:
+        """[2, V] bool: the tokens forbidden outside a span (row 0) and inside one (row 1)."""
+        out = torch.zeros(2, vocab, dtype=torch.bool, device=device)  # [2, V]
+        out[0, self.close_id] = True
+        out[1, [self.open_id, *self.closing]] = True
         return out
 
-    def restrict(self, mask: Optional[torch.Tensor], hyps: Sequence[Sequence[int]], vocab: int,
-                 device: torch.device) -> torch.Tensor:
-        """``mask`` [H, V] (or None) with this rule's forbidden tokens added: what the searches mask."""
-        rule = self.forbid(hyps, vocab, device)  # [H, V]
-        return rule if mask is None else mask | rule
+    def next_inside(self, inside: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Whether each hypothesis is inside a span after emitting ``tokens`` (any shape; -1 or blank = none)."""
+        return torch.where(tokens == self.open_id, True, torch.where(tokens == self.close_id, False, inside))
 
-    def keep_closed(self, ys: Sequence[Sequence[int]], idx: Sequence[int]) -> List[int]:
-        """The final hypotheses ``idx`` (indices into ``ys``) that end outside a span; all of them if none does."""
-        return [i for i in idx if not self.inside(ys[i])] or list(idx)
+    def forbid(self, hyps: Sequence[Sequence[int]], vocab: int, device: torch.device) -> torch.Tensor:
+        """[H, V] bool: True where hypothesis h may not emit the token."""
+        inside = torch.tensor([self.inside(y) for y in hyps], dtype=torch.long, device=device)  # [H]
+        return self.forbid_table(vocab, device)[inside]  # [H, V]
 
 
 def check_blank_penalty(value) -> float:
@@ -182,18 +259,3 @@ def masked_log_probs(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torc
     if mask is not None:
         logits = logits.masked_fill(mask, float("-inf"))  # [H, V]
     return torch.log_softmax(logits, dim=-1).double()  # [H, V] float64
-
-
-def log_add(a: float, b: float) -> float:
-    """log(exp(a) + exp(b)) without overflow."""
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    hi, lo = (a, b) if a >= b else (b, a)
-    return hi + math.log1p(math.exp(lo - hi))
-
-
-def length_sorted(lens: Sequence[int]) -> List[int]:
-    """Utterance indices by decreasing length, so the utterances still running at frame t form a prefix."""
-    return sorted(range(len(lens)), key=lambda i: -lens[i])
