@@ -40,14 +40,7 @@ results_append=""                # markdown files added at the end of ${results_
 hub_repo=""                      # e.g. yourname/tokenverse_mini
 hub_push=false
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
-         printf -v "$name" '%s' "$2"; shift 2 ;;
-    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
-  esac
-done
+. ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 
 [ -f path.sh ] && . ./path.sh
 [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"

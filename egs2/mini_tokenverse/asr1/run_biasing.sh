@@ -38,14 +38,7 @@ train_text=data/train_read400/text       # the seen / unseen entity split
 languages=en,de,es,fr
 results=RESULTS_biasing.md
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
-         printf -v "$name" '%s' "$2"; shift 2 ;;
-    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
-  esac
-done
+. ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 . ./path.sh
 out="${out:-exp_biasing/lists_seed${list_seed}}"  # another list seed never reuses these decodes
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }

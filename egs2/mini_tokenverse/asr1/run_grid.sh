@@ -32,14 +32,7 @@ results=RESULTS_grid.md
 all_acts="asr,scd,endp,ner,lid"
 tv_acts="asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid asr,scd,endp"  # as run.sh
 test_sets="dev test test_partial"  # dev: for choosing --best
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
-         printf -v "$name" '%s' "$2"; shift 2 ;;
-    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
-  esac
-done
+. ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 . ./path.sh
 mixed_set="train_read${train_read}"
 # Every cell decoded as the grid always was (best epoch, no blank penalty), whatever run.sh's defaults become.

@@ -23,14 +23,7 @@ beam_size=4
 languages=en,de,es,fr
 out=RESULTS_streaming.md
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --*) name="${1#--}"; [ $# -ge 2 ] || { echo "$0: option $1 needs a value" >&2; exit 1; }
-         declare -p "$name" >/dev/null 2>&1 || { echo "$0: unknown option $1" >&2; exit 1; }
-         printf -v "$name" '%s' "$2"; shift 2 ;;
-    *) echo "$0: unexpected argument '$1' (options are --name value)" >&2; exit 1 ;;
-  esac
-done
+. ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 . ./path.sh
 [ -n "${asr_exp}" ] || asr_exp="exp/asr_$(basename "${asr_config}" .yaml)"
 [ -f "dump/raw/${test_set}/wav.scp" ] || { echo "$0: dump/raw/${test_set} missing: run ./run.sh --stop_stage 4 first" >&2; exit 1; }

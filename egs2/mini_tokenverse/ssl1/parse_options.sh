@@ -1,0 +1,1 @@
+../../TEMPLATE/tokenverse1/parse_options.sh
