@@ -27,3 +27,14 @@ def tiny_trained(tmp_path_factory):
     main(train_args(root, data, config, out))
     standin.unlink()
     return root, data, out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices: intra-op threads only add contention (10x slower on a busy 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

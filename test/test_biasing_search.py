@@ -12,12 +12,7 @@ from espnet2_ext.asr.transducer.streaming_search import BeamStream, GreedyStream
 from test_search import exact_sequence_scores, make_enc, make_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one intra-op thread
 
 
 def test_wide_beam_scores_are_exact_probability_plus_kept_bonus():

@@ -27,13 +27,7 @@ from espnet2_ext.task_spec import TaskSpec
 D_ENC = 10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny matrices: intra-op threads only add contention (10x slower on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one intra-op thread
 
 
 def make_model(seed: int, vocab: int = 12, hidden: int = 16, rnn: str = "lstm", layers: int = 1,

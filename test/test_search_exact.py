@@ -16,7 +16,6 @@ import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 import json
 
 import pytest
-import torch
 
 from search_exact_cases import CASES, FIXTURE, compute_case
 
@@ -28,12 +27,7 @@ def pinned():
     return json.loads(FIXTURE.read_text())["cases"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # as when the fixture was made
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest; one thread, as when the fixture was made
 
 
 def _same(got, want, where: str) -> None:

@@ -20,12 +20,7 @@ from tiny_setup import UTTS
 LENS = [9, 17, 4, 13, 0, 17]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one intra-op thread
 
 
 def test_search_frames_batched_equal_single_and_well_formed():

@@ -32,7 +32,7 @@ from espnet2_ext.asr.transducer.search_common import (
     assign_state,
     check_inputs,
     index_state,
-    prepare_suppress_mask,
+    frame_masks,
 )
 
 WINDOW = 8  # frames of look-ahead per iteration (see benchmark/README.md for the choice)
@@ -112,11 +112,7 @@ class GreedySearch:
 
     def _prepare_masks(self, vocab: int) -> None:
         self.vocab = vocab
-        if self.suppress_in is not None:
-            self.suppress = prepare_suppress_mask(self.suppress_in, self.suppress_in.size(0), vocab, self.blank,
-                                                  self.device)  # [N, V] or None
-        if self.grammar is not None:
-            self.forbid = self.grammar.forbid_table(vocab, self.device)  # [2, V]
+        self.suppress, self.forbid = frame_masks(self.suppress_in, self.grammar, vocab, self.blank, self.device)
 
     def _mask(self, act: torch.Tensor) -> Optional[torch.Tensor]:
         mask = None if self.suppress is None else self.suppress[act]  # [A, V]

@@ -53,7 +53,7 @@ from espnet2_ext.asr.transducer.search_common import (
     check_inputs,
     index_state,
     masked_log_probs,
-    prepare_suppress_mask,
+    frame_masks,
 )
 
 NEG_INF = float("-inf")
@@ -155,11 +155,7 @@ class BeamSearch:
 
     def _prepare_masks(self, vocab: int) -> None:
         self.vocab = vocab
-        if self.suppress_in is not None:
-            self.suppress = prepare_suppress_mask(self.suppress_in, self.suppress_in.size(0), vocab, self.blank,
-                                                  self.device)  # [N, V] or None
-        if self.grammar is not None:
-            self.forbid = self.grammar.forbid_table(vocab, self.device)  # [2, V]
+        self.suppress, self.forbid = frame_masks(self.suppress_in, self.grammar, vocab, self.blank, self.device)
 
     def _mask(self, n: int) -> Optional[torch.Tensor]:
         """[N, K, V] or [N, 1, V] bool: tokens a hypothesis may not emit, or None."""

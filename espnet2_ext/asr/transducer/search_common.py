@@ -236,6 +236,15 @@ def check_inputs(encoder_out: torch.Tensor, encoder_lens: torch.Tensor) -> List[
     return lens
 
 
+def frame_masks(suppress_in: Optional[torch.Tensor], grammar: Optional["SpanGrammar"], vocab: int, blank_id: int,
+                device: torch.device) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """What a search masks every frame, made once the vocabulary is known: (suppress [N, V] bool or None, the span
+    grammar's forbid table [2, V] (outside / inside a span) or None)."""
+    suppress = None if suppress_in is None else prepare_suppress_mask(suppress_in, suppress_in.size(0), vocab,
+                                                                      blank_id, device)
+    return suppress, None if grammar is None else grammar.forbid_table(vocab, device)
+
+
 def prepare_suppress_mask(suppress_mask: Optional[torch.Tensor], batch: int, vocab: int, blank_id: int,
                           device: torch.device) -> Optional[torch.Tensor]:
     """Validated (B, V) bool mask on ``device`` with the blank column cleared; None when nothing is suppressed."""
