@@ -50,7 +50,7 @@ class FakeS2T:
     def __init__(self):
         self.shapes = []
 
-    def decode_batch(self, speech, lengths, task_mask=None, task_activation=None, with_frames=False):
+    def decode_batch(self, speech, lengths, task_mask=None, task_activation=None, with_frames=False, biasing=None):
         self.shapes.append(tuple(speech.shape))
         out = []
         for n in lengths.tolist():
