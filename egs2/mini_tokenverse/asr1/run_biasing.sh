@@ -80,6 +80,13 @@ bias_opts() {  # <set> <kind> <N> <mode> <weight>: asr_inference options of a bi
   echo "${o}"
 }
 
+biased() {  # <model> <set> <kind> <N> <mode> <weight> <tune|test>: one biased decode and its record
+  local setting="$5_w$6_$3_n$4"
+  # shellcheck disable=SC2046
+  decode "$1" "$2" "${setting}" $(bias_opts "$2" "$3" "$4" "$5" "$6")
+  score "$1" "$2" "${setting}" "$3" "$4" "$5" "$6" "$7"
+}
+
 if run_stage 1; then
   log "stage 1: lists (seed ${list_seed}, N = ${distractors}, kinds ${kinds}) -> ${out}/lists"
   for dset in ${tune_sets} ${test_sets}; do
@@ -101,10 +108,7 @@ if run_stage 2; then
       score "${model}" "${dset}" none "${tune_kind}" "${tune_n}" none "" tune
       for mode in ${modes}; do
         for w in ${weights}; do
-          setting="${mode}_w${w}_${tune_kind}_n${tune_n}"
-          # shellcheck disable=SC2046
-          decode "${model}" "${dset}" "${setting}" $(bias_opts "${dset}" "${tune_kind}" "${tune_n}" "${mode}" "${w}")
-          score "${model}" "${dset}" "${setting}" "${tune_kind}" "${tune_n}" "${mode}" "${w}" tune
+          biased "${model}" "${dset}" "${tune_kind}" "${tune_n}" "${mode}" "${w}" tune
         done
       done
     done
@@ -135,10 +139,7 @@ if run_stage 4; then
         for kind in ${kinds}; do
           for n in ${distractors}; do
             [ -f "${out}/lists/${dset}/${kind}_n${n}/utt2biasing" ] || continue
-            setting="${mode}_w${w}_${kind}_n${n}"
-            # shellcheck disable=SC2046
-            decode "${model}" "${dset}" "${setting}" $(bias_opts "${dset}" "${kind}" "${n}" "${mode}" "${w}")
-            score "${model}" "${dset}" "${setting}" "${kind}" "${n}" "${mode}" "${w}" test
+            biased "${model}" "${dset}" "${kind}" "${n}" "${mode}" "${w}" test
           done
         done
       done
