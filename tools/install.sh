@@ -42,7 +42,9 @@ pip=("${venv}/bin/python" -m pip install -q --disable-pip-version-check -c "${co
 #    setuptools<74 instead of downloading another).
 if [ "$(cat "${venv}/.espnet2_ext_stack" 2>/dev/null)" != "${stamp_key}" ]; then
   log "installing torch, torchaudio (large download on first run) under tools/constraints.txt"
-  "${pip[@]}" torch torchaudio setuptools  # setuptools at its pin: a new venv's 65.x cannot build editable wheels
+  # setuptools at its pin: a new venv's 65.x cannot build editable wheels; numpy: pyworld (espnet[train]) has no
+  # wheel here and builds from source against the venv's numpy (no build isolation), so it must be there first
+  "${pip[@]}" torch torchaudio setuptools numpy
   log "installing espnet2_ext[all] (editable) and its dependencies under tools/constraints.txt"
   "${pip[@]}" --no-build-isolation -e "${root}[all]"
   echo "${stamp_key}" > "${venv}/.espnet2_ext_stack"

@@ -59,6 +59,7 @@ PARTS = (
     Part("silero-vad", "silero_vad", "longform", "voice-activity segmentation of long recordings"),
     Part("pytest", "pytest", "test", "the test suite"),
     Part("hypothesis", "hypothesis", "test", "the property tests"),
+    Part("ruff", "ruff", "test", "the formatter and linter CI runs (.ci/run)"),
 )
 # Imported when present, never declared (no CPU wheel, or wheels that replace torch).
 OPTIONAL = (
