@@ -9,6 +9,7 @@
 2. building the graph of a 100,000-phrase list (--build_phrases), tokenised by a sentencepiece model trained here
    on the generated names (vocabulary --build_vocab): seconds for tokenising + building, nodes, resident memory.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,9 +77,13 @@ def model_graph(args, vocab: int, weight=None) -> ContextGraph:
     conf = yaml.safe_load(Path(args.asr_train_config).read_text(encoding="utf-8"))
     tokenizer = build_tokenizer(token_type=conf["token_type"], bpemodel=conf.get("bpemodel"))
     converter = TokenIDConverter(token_list=conf["token_list"])
-    graph, stats = build_context_graph(read_biasing_list(args.biasing_list).phrases,
-                                       lambda t: converter.tokens2ids(tokenizer.text2tokens(t)), converter.unk_id,
-                                       vocab, args.weight if weight is None else weight)
+    graph, stats = build_context_graph(
+        read_biasing_list(args.biasing_list).phrases,
+        lambda t: converter.tokens2ids(tokenizer.text2tokens(t)),
+        converter.unk_id,
+        vocab,
+        args.weight if weight is None else weight,
+    )
     print(f"list: {args.biasing_list}: {stats}")
     return graph
 
@@ -96,9 +101,12 @@ def decode_ratio(args) -> None:
         graph = ContextGraph([(p, args.weight) for p, _ in phrases], args.vocab)
         idle = ContextGraph([(p, 0.0) for p, _ in phrases], args.vocab)
         print(f"list: {args.phrases} random phrases of 2-6 tokens")
-    searches = {"modified_beam_search": lambda enc, lens, g: modified_beam_search(
-                    enc, lens, decoder, joint, beam=args.beam, length_norm=True, biasing=g),
-                "greedy": lambda enc, lens, g: greedy_search_batch(enc, lens, decoder, joint, biasing=g)}
+    searches = {
+        "modified_beam_search": lambda enc, lens, g: modified_beam_search(
+            enc, lens, decoder, joint, beam=args.beam, length_norm=True, biasing=g
+        ),
+        "greedy": lambda enc, lens, g: greedy_search_batch(enc, lens, decoder, joint, biasing=g),
+    }
     # "weight 0": the same list with no bonus: every state, row and step is computed, the output is that of no
     # list, so its ratio is the machinery's cost alone; with the weight, the output (and the number of emitted
     # tokens, each one a prediction-network step) changes too
@@ -107,15 +115,20 @@ def decode_ratio(args) -> None:
         runs = {label: [] for label in graphs}
         emitted = {}
         for r in range(args.repeats + 1):  # the first round warms up (row cache, allocator) and is not counted
-            for label in (list(graphs) if r % 2 else list(graphs)[::-1]):
+            for label in list(graphs) if r % 2 else list(graphs)[::-1]:
                 out, dt = timed(lambda: [search(enc, lens, graphs[label]) for enc, lens in batches], args.device)
-                emitted[label] = sum(len(h[0].yseq if isinstance(h, list) and h and hasattr(h[0], "yseq") else h)
-                                     for batch in out for h in batch)
+                emitted[label] = sum(
+                    len(h[0].yseq if isinstance(h, list) and h and hasattr(h[0], "yseq") else h)
+                    for batch in out
+                    for h in batch
+                )
                 if r:
                     runs[label].append(dt)
         base = statistics.median(runs["no list"])
-        parts = [f"{label} {statistics.median(t):.3f} s ({emitted[label]} tokens, "
-                 f"{statistics.median(t) / base:.2f}x)" for label, t in runs.items()]
+        parts = [
+            f"{label} {statistics.median(t):.3f} s ({emitted[label]} tokens, {statistics.median(t) / base:.2f}x)"
+            for label, t in runs.items()
+        ]
         print(f"{name}, {graph.num_phrases}-phrase list, median of {args.repeats}: " + " | ".join(parts))
 
 
@@ -130,23 +143,28 @@ def build_benchmark(args) -> None:
     syll = [c + v for c in "bdfgklmnprstvz" for v in ("a", "e", "i", "o", "u", "an", "er", "os")]
     names = set()
     while len(names) < args.build_phrases:
-        names.add(" ".join("".join(rng.choice(syll) for _ in range(rng.randint(2, 4)))
-                           for _ in range(rng.randint(1, 3))))
+        names.add(
+            " ".join("".join(rng.choice(syll) for _ in range(rng.randint(2, 4))) for _ in range(rng.randint(1, 3)))
+        )
     names = sorted(names)
     with tempfile.TemporaryDirectory() as tmp:
-        model = train_tag_aware_bpe([f"u{i} {n}" for i, n in enumerate(names[:20000])], TaskSpec.default(),
-                                    args.build_vocab, tmp)
+        model = train_tag_aware_bpe(
+            [f"u{i} {n}" for i, n in enumerate(names[:20000])], TaskSpec.default(), args.build_vocab, tmp
+        )
         sp = spm.SentencePieceProcessor(model_file=str(model))
         tokens = espnet_token_list(str(model))
     ids = {t: i for i, t in enumerate(tokens)}
     lst = phrases_list(names)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    graph, stats = build_context_graph(lst.phrases, lambda t: [ids.get(p, 1) for p in sp.encode(t, out_type=str)],
-                                       1, len(tokens), args.weight)
+    graph, stats = build_context_graph(
+        lst.phrases, lambda t: [ids.get(p, 1) for p in sp.encode(t, out_type=str)], 1, len(tokens), args.weight
+    )
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"build: {stats['phrases']} phrases ({stats['unspellable']} unspellable), {len(graph.parent)} nodes, "
-          f"vocabulary {len(tokens)}: tokenise + build {stats['seconds']:.2f} s; peak resident memory +"
-          f"{(rss1 - rss0) / 1024:.0f} MiB")
+    print(
+        f"build: {stats['phrases']} phrases ({stats['unspellable']} unspellable), {len(graph.parent)} nodes, "
+        f"vocabulary {len(tokens)}: tokenise + build {stats['seconds']:.2f} s; peak resident memory +"
+        f"{(rss1 - rss0) / 1024:.0f} MiB"
+    )
 
 
 def main(argv=None) -> None:

@@ -6,6 +6,7 @@ Both models share the architecture (XLSR stand-in + transducer); the only differ
 ``task_vector_strategy: per_task`` (vectors at the feature encoder and the encoder output) vs ``none``. Steps of
 the two are interleaved so machine noise hits both alike. Goal: ratio <= 1.02.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,15 +31,33 @@ def build(standin: Path, strategy: str, vocab: int):
     from espnet2_ext.asr.tokenverse_model import TokenVerseASRModel
 
     torch.manual_seed(0)
-    fe = TaskConditionedS3prlFrontend(frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(standin)},
-                                      multilayer_feature=True, task_vector_strategy=strategy,
-                                      task_vector_injection="both")
+    fe = TaskConditionedS3prlFrontend(
+        frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(standin)},
+        multilayer_feature=True,
+        task_vector_strategy=strategy,
+        task_vector_injection="both",
+    )
     enc = IdentityEncoder(fe.output_size())
     dec = TransducerDecoder(vocab, hidden_size=256)
     joint = JointNetwork(vocab, enc.output_size(), 256, joint_space_size=256)
     tokens = ["<blank>"] + [f"t{i}" for i in range(vocab - 2)] + ["<sos/eos>"]
-    return TokenVerseASRModel(vocab, tokens, fe, None, None, None, enc, None, dec, CTC(vocab, enc.output_size()),
-                              joint, rnnt_loss="pruned", ctc_weight=0.0, report_cer=False, report_wer=False)
+    return TokenVerseASRModel(
+        vocab,
+        tokens,
+        fe,
+        None,
+        None,
+        None,
+        enc,
+        None,
+        dec,
+        CTC(vocab, enc.output_size()),
+        joint,
+        rnnt_loss="pruned",
+        ctc_weight=0.0,
+        report_cer=False,
+        report_wer=False,
+    )
 
 
 def main(argv=None):
@@ -75,8 +94,10 @@ def main(argv=None):
             if step:  # the first step warms up allocators
                 times[s].append(time.perf_counter() - t)
     med = {s: sorted(v)[len(v) // 2] for s, v in times.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, python {platform.python_version()}"
+    )
     print(f"command: python {' '.join(sys.argv)}")
     print(f"median step time without task vectors: {med['none'] * 1000:.1f} ms")
     print(f"median step time with task vectors   : {med['per_task'] * 1000:.1f} ms")

@@ -6,6 +6,7 @@ ratio, measured in one run:
 
     python benchmark/bench_feature_cache.py [--preset mini] [--batch_seconds 60] [--steps 5] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,10 +65,14 @@ def main() -> None:
     for cached in (False, True):
         step(cached)  # warm-up
         times[cached] = statistics.median(step(cached) for _ in range(args.steps))
-    print(f"preset {args.preset}, {len(idx)} utterances ({total / 16000:.0f} s of audio) per batch, "
-          f"{args.threads} thread(s), {device}")
-    print(f"audio (CNN every step): {times[False]:.3f} s/step; cached CNN outputs: {times[True]:.3f} s/step; "
-          f"speed-up {times[False] / times[True]:.2f}x")
+    print(
+        f"preset {args.preset}, {len(idx)} utterances ({total / 16000:.0f} s of audio) per batch, "
+        f"{args.threads} thread(s), {device}"
+    )
+    print(
+        f"audio (CNN every step): {times[False]:.3f} s/step; cached CNN outputs: {times[True]:.3f} s/step; "
+        f"speed-up {times[False] / times[True]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -141,8 +141,10 @@ def _measure_memory(step, sync, device_type: str) -> Dict[str, float]:
         base = torch.cuda.memory_allocated()
         step()
         sync()
-        return {"peak_mib": (torch.cuda.max_memory_allocated() - base) / 2**20,
-                "memory_method": "torch.cuda.max_memory_allocated() delta, after a warm-up"}
+        return {
+            "peak_mib": (torch.cuda.max_memory_allocated() - base) / 2**20,
+            "memory_method": "torch.cuda.max_memory_allocated() delta, after a warm-up",
+        }
     can_reset = _reset_hwm()
     if can_reset:
         step()
@@ -216,8 +218,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     pr, fu = results["pruned"], results["full"]
     print(_machine_info(args.device))
-    print(f"torch threads used: {pr['threads']}; 1-min load average before/after: "
-          f"{load_before:.2f}/{os.getloadavg()[0]:.2f} (other processes skew CPU timings)")
+    print(
+        f"torch threads used: {pr['threads']}; 1-min load average before/after: "
+        f"{load_before:.2f}/{os.getloadavg()[0]:.2f} (other processes skew CPU timings)"
+    )
     print(
         f"device {args.device}; B={args.batch} T={args.frames} U={args.labels} V={args.vocab} "
         f"joint_dim={args.joint_dim} enc_dim={args.encoder_dim} dec_dim={args.decoder_dim} "

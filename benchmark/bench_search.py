@@ -15,6 +15,7 @@ Prints: machine and versions, the exact command, wall times of our modified beam
 utterances where both give the same best tokens, and WERs when references exist. With a model it also prints the
 encoder time, to put the decoder + joint cost of greedy search in proportion.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,18 +44,33 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--batch_size", type=int, default=16, help="utterances per batch for our searches")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (0: torch default). Default 1: every search step is a tiny op, "
-                        "extra threads only add contention; both searches run under the same setting")
-    p.add_argument("--no_length_norm", action="store_true",
-                   help="rank final hypotheses by raw score (default: by score / length, like ESPnet)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (0: torch default). Default 1: every search step is a tiny op, "
+        "extra threads only add contention; both searches run under the same setting",
+    )
+    p.add_argument(
+        "--no_length_norm",
+        action="store_true",
+        help="rank final hypotheses by raw score (default: by score / length, like ESPnet)",
+    )
     p.add_argument("--skip_espnet", action="store_true", help="time only our searches")
-    p.add_argument("--baseline", metavar="GIT_REV",
-                   help="also time the searches of asr/transducer/ as they were at this git revision (same run, "
-                        "same data; their modules are read with `git show` into a temporary package)")
-    p.add_argument("--stream_chunk", type=int, default=0, metavar="FRAMES",
-                   help="also time the streaming searches (BeamStream/GreedyStream, one utterance at a time) fed "
-                        "FRAMES encoder frames per call; prints the time per chunk")
+    p.add_argument(
+        "--baseline",
+        metavar="GIT_REV",
+        help="also time the searches of asr/transducer/ as they were at this git revision (same run, "
+        "same data; their modules are read with `git show` into a temporary package)",
+    )
+    p.add_argument(
+        "--stream_chunk",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="also time the streaming searches (BeamStream/GreedyStream, one utterance at a time) fed "
+        "FRAMES encoder frames per call; prints the time per chunk",
+    )
     g = p.add_argument_group("random mode")
     g.add_argument("--num_utts", type=int, default=16)
     g.add_argument("--frames", type=int, default=200, help="longest utterance; lengths are uniform in [T/2, T]")
@@ -62,8 +78,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--enc_dim", type=int, default=1024)
     g.add_argument("--hidden", type=int, default=320, help="prediction network size")
     g.add_argument("--joint_dim", type=int, default=320)
-    g.add_argument("--blank_rate", type=float, default=0.8,
-                   help="share of frames on which the random joint's argmax is blank (calibrated at start)")
+    g.add_argument(
+        "--blank_rate",
+        type=float,
+        default=0.8,
+        help="share of frames on which the random joint's argmax is blank (calibrated at start)",
+    )
     g.add_argument("--seed", type=int, default=0)
     return p
 
@@ -73,15 +93,22 @@ def print_environment(argv: Sequence[str], device: str) -> None:
 
     cpu = platform.processor() or "?"
     if Path("/proc/cpuinfo").exists():
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
+        names = [
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     print(f"command: {' '.join(shlex.quote(a) for a in [sys.executable, sys.argv[0], *argv])}")
-    print(f"machine: {platform.node()} | {platform.platform()} | CPU: {cpu} x{os.cpu_count()} | "
-          f"torch threads: {torch.get_num_threads()}")
+    print(
+        f"machine: {platform.node()} | {platform.platform()} | CPU: {cpu} x{os.cpu_count()} | "
+        f"torch threads: {torch.get_num_threads()}"
+    )
     gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else "none used"
-    print(f"versions: python {platform.python_version()} | torch {torch.__version__} | espnet {espnet.__version__} "
-          f"| device {device} ({gpu})")
+    print(
+        f"versions: python {platform.python_version()} | torch {torch.__version__} | espnet {espnet.__version__} "
+        f"| device {device} ({gpu})"
+    )
 
 
 def timed(fn: Callable, device: str):
@@ -121,8 +148,13 @@ def random_setup(args) -> Tuple[torch.nn.Module, torch.nn.Module, List[Tuple[tor
     joint.to(args.device)
     lens = torch.randint(args.frames // 2, args.frames + 1, (args.num_utts,))
     enc = torch.randn(args.num_utts, args.frames, args.enc_dim)
-    batches = [(enc[i:i + args.batch_size, :int(lens[i:i + args.batch_size].max())].to(args.device),
-                lens[i:i + args.batch_size].to(args.device)) for i in range(0, args.num_utts, args.batch_size)]
+    batches = [
+        (
+            enc[i : i + args.batch_size, : int(lens[i : i + args.batch_size].max())].to(args.device),
+            lens[i : i + args.batch_size].to(args.device),
+        )
+        for i in range(0, args.num_utts, args.batch_size)
+    ]
     return decoder, joint, batches
 
 
@@ -144,8 +176,7 @@ def model_setup(args):
     wav_scp = Path(args.data_dir) / "wav.scp"
     if not wav_scp.exists():
         raise SystemExit(f"{wav_scp} not found: --data_dir must be a Kaldi-style dir with wav.scp")
-    model, train_args = TokenVerseASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file,
-                                                                args.device)
+    model, train_args = TokenVerseASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, args.device)
     model.eval()
     spec = task_spec_of(train_args)
     tokenizer = build_tokenizer(token_type=train_args.token_type, bpemodel=train_args.bpemodel)
@@ -164,7 +195,7 @@ def model_setup(args):
             refs[utt] = strip_all_task_tokens(ref, spec)
     batches, enc_time = [], 0.0
     for i in range(0, len(keys), args.batch_size):
-        wavs = [torch.from_numpy(np.asarray(reader[k][1], dtype=np.float32)) for k in keys[i:i + args.batch_size]]
+        wavs = [torch.from_numpy(np.asarray(reader[k][1], dtype=np.float32)) for k in keys[i : i + args.batch_size]]
         lens = torch.tensor([w.numel() for w in wavs])
         speech = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(args.device)
         with torch.no_grad():
@@ -184,8 +215,11 @@ def run_ours(decoder, joint, batches, beam: int, length_norm: bool, device: str,
         return [seq for enc, lens in batches for seq in greedy_search_batch(enc, lens, decoder, joint)]
 
     def mbs():
-        return [h[0].yseq for enc, lens in batches
-                for h in modified_beam_search(enc, lens, decoder, joint, beam=beam, length_norm=length_norm)]
+        return [
+            h[0].yseq
+            for enc, lens in batches
+            for h in modified_beam_search(enc, lens, decoder, joint, beam=beam, length_norm=length_norm)
+        ]
 
     warm = [(enc[:1, :8], lens[:1].clamp(max=8)) for enc, lens in batches[:1]]  # first-call costs off the clock
     greedy_search_batch(*warm[0], decoder, joint)
@@ -210,10 +244,13 @@ def load_baseline(rev: str):
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     for name in SEARCH_MODULES:
-        src = subprocess.run(["git", "show", f"{rev}:espnet2_ext/asr/transducer/{name}.py"], cwd=root,
-                             capture_output=True, text=True)
+        src = subprocess.run(
+            ["git", "show", f"{rev}:espnet2_ext/asr/transducer/{name}.py"], cwd=root, capture_output=True, text=True
+        )
         if src.returncode != 0:
-            raise SystemExit(f"--baseline {rev}: cannot read espnet2_ext/asr/transducer/{name}.py ({src.stderr.strip()})")
+            raise SystemExit(
+                f"--baseline {rev}: cannot read espnet2_ext/asr/transducer/{name}.py ({src.stderr.strip()})"
+            )
         (pkg / f"{name}.py").write_text(src.stdout.replace("espnet2_ext.asr.transducer.", "baseline_transducer."))
     sys.path.insert(0, str(pkg.parent))
     search = importlib.import_module("baseline_transducer.search")
@@ -224,8 +261,11 @@ def load_baseline(rev: str):
 def run_stream(decoder, joint, batches, beam: int, chunk: int, device: str, classes) -> Tuple[float, float, int]:
     """Streaming searches, one utterance at a time, ``chunk`` frames per call: (beam s, greedy s, chunks)."""
     beam_cls, greedy_cls = classes
-    pieces = [(enc[i:i + 1], [(t, min(t + chunk, int(lens[i]))) for t in range(0, int(lens[i]), chunk)])
-              for enc, lens in batches for i in range(enc.size(0))]
+    pieces = [
+        (enc[i : i + 1], [(t, min(t + chunk, int(lens[i]))) for t in range(0, int(lens[i]), chunk)])
+        for enc, lens in batches
+        for i in range(enc.size(0))
+    ]
 
     def stream(cls, **kw):
         with torch.no_grad():
@@ -245,10 +285,11 @@ def run_espnet(decoder, joint, batches, beam: int, length_norm: bool, device: st
     from espnet2.asr.transducer.beam_search_transducer import BeamSearchTransducer
 
     def search(size: int):
-        s = BeamSearchTransducer(decoder=decoder, joint_network=joint, beam_size=size, search_type="default",
-                                 score_norm=length_norm)
+        s = BeamSearchTransducer(
+            decoder=decoder, joint_network=joint, beam_size=size, search_type="default", score_norm=length_norm
+        )
         with torch.no_grad():
-            return [s(enc[i, :int(lens[i])])[0].yseq[1:] for enc, lens in batches for i in range(enc.size(0))]
+            return [s(enc[i, : int(lens[i])])[0].yseq[1:] for enc, lens in batches for i in range(enc.size(0))]
 
     enc0, _ = batches[0]  # first-call costs off the clock
     with torch.no_grad():
@@ -265,8 +306,10 @@ def report_wer(name: str, keys: List[str], hyps: List[str], refs: Dict[str, str]
     if not pairs:
         print(f"WER {name}: no non-empty references")
         return
-    print(f"WER {name}: {100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]):.2f}% "
-          f"({len(pairs)} utterances with references)")
+    print(
+        f"WER {name}: {100 * jiwer.wer([r for r, _ in pairs], [h for _, h in pairs]):.2f}% "
+        f"({len(pairs)} utterances with references)"
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -285,47 +328,67 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         decoder, joint, batches, keys, refs, to_words, enc_time = model_setup(args)
     n_utts = sum(enc.size(0) for enc, _ in batches)
     n_frames = sum(int(lens.sum()) for _, lens in batches)
-    print(f"data: {n_utts} utterances, {n_frames} encoder frames, batch size {args.batch_size}, beam {args.beam}, "
-          f"length norm {length_norm}")
+    print(
+        f"data: {n_utts} utterances, {n_frames} encoder frames, batch size {args.batch_size}, beam {args.beam}, "
+        f"length norm {length_norm}"
+    )
 
     g_ours, tg_ours, b_ours, tb_ours = run_ours(decoder, joint, batches, args.beam, length_norm, args.device)
     print(f"ours   greedy (batched):              {tg_ours:8.3f} s")
     print(f"ours   modified beam search (batched): {tb_ours:8.3f} s")
     print(f"emitted symbols per frame (ours, beam): {sum(map(len, b_ours)) / max(n_frames, 1):.3f}")
     if enc_time is not None:
-        print(f"encoder:                              {enc_time:8.3f} s; greedy decoder+joint / encoder = "
-              f"{tg_ours / enc_time:.3f}")
+        print(
+            f"encoder:                              {enc_time:8.3f} s; greedy decoder+joint / encoder = "
+            f"{tg_ours / enc_time:.3f}"
+        )
     base = load_baseline(args.baseline) if args.baseline else None
     if base is not None:
-        g_base, tg_base, b_base, tb_base = run_ours(decoder, joint, batches, args.beam, length_norm, args.device,
-                                                    base[:2])
-        print(f"baseline {args.baseline} greedy:            {tg_base:8.3f} s   ratio baseline/ours {tg_base / tg_ours:6.2f}")
-        print(f"baseline {args.baseline} modified beam:     {tb_base:8.3f} s   ratio baseline/ours {tb_base / tb_ours:6.2f}")
-        print(f"identical best outputs vs baseline: greedy {100 * sum(a == b for a, b in zip(g_ours, g_base)) / n_utts:.1f}%"
-              f" | beam {100 * sum(a == b for a, b in zip(b_ours, b_base)) / n_utts:.1f}%")
+        g_base, tg_base, b_base, tb_base = run_ours(
+            decoder, joint, batches, args.beam, length_norm, args.device, base[:2]
+        )
+        print(
+            f"baseline {args.baseline} greedy:            {tg_base:8.3f} s   ratio baseline/ours {tg_base / tg_ours:6.2f}"
+        )
+        print(
+            f"baseline {args.baseline} modified beam:     {tb_base:8.3f} s   ratio baseline/ours {tb_base / tb_ours:6.2f}"
+        )
+        print(
+            f"identical best outputs vs baseline: greedy {100 * sum(a == b for a, b in zip(g_ours, g_base)) / n_utts:.1f}%"
+            f" | beam {100 * sum(a == b for a, b in zip(b_ours, b_base)) / n_utts:.1f}%"
+        )
         if enc_time is not None:
             print(f"baseline greedy decoder+joint / encoder = {tg_base / enc_time:.3f}")
     if args.stream_chunk > 0:
         from espnet2_ext.asr.transducer.streaming_search import BeamStream, GreedyStream
 
-        sb, sg, chunks = run_stream(decoder, joint, batches, args.beam, args.stream_chunk, args.device,
-                                    (BeamStream, GreedyStream))
-        print(f"ours   streaming ({args.stream_chunk} frames/chunk, {chunks} chunks): beam {1e3 * sb / chunks:.2f} ms/chunk, "
-              f"greedy {1e3 * sg / chunks:.2f} ms/chunk")
+        sb, sg, chunks = run_stream(
+            decoder, joint, batches, args.beam, args.stream_chunk, args.device, (BeamStream, GreedyStream)
+        )
+        print(
+            f"ours   streaming ({args.stream_chunk} frames/chunk, {chunks} chunks): beam {1e3 * sb / chunks:.2f} ms/chunk, "
+            f"greedy {1e3 * sg / chunks:.2f} ms/chunk"
+        )
         if base is not None:
             bb, bg, _ = run_stream(decoder, joint, batches, args.beam, args.stream_chunk, args.device, base[2:])
-            print(f"baseline streaming: beam {1e3 * bb / chunks:.2f} ms/chunk (baseline/ours {bb / sb:.2f}), "
-                  f"greedy {1e3 * bg / chunks:.2f} ms/chunk (baseline/ours {bg / sg:.2f})")
+            print(
+                f"baseline streaming: beam {1e3 * bb / chunks:.2f} ms/chunk (baseline/ours {bb / sb:.2f}), "
+                f"greedy {1e3 * bg / chunks:.2f} ms/chunk (baseline/ours {bg / sg:.2f})"
+            )
     if not args.skip_espnet:
         g_esp, tg_esp, b_esp, tb_esp = run_espnet(decoder, joint, batches, args.beam, length_norm, args.device)
         print(f"ESPnet greedy (per utterance):        {tg_esp:8.3f} s   ratio ESPnet/ours {tg_esp / tg_ours:6.2f}")
         print(f"ESPnet default beam (per utterance):  {tb_esp:8.3f} s   ratio ESPnet/ours {tb_esp / tb_ours:6.2f}")
         if base is not None:
-            print(f"baseline {args.baseline}: ratio ESPnet/baseline greedy {tg_esp / tg_base:6.2f} | "
-                  f"beam {tb_esp / tb_base:6.2f}")
+            print(
+                f"baseline {args.baseline}: ratio ESPnet/baseline greedy {tg_esp / tg_base:6.2f} | "
+                f"beam {tb_esp / tb_base:6.2f}"
+            )
         if args.stream_chunk > 0:
-            print(f"ESPnet default beam (per utterance) per {args.stream_chunk}-frame chunk: {1e3 * tb_esp / chunks:.2f} ms"
-                  f"   ratio ESPnet/ours streaming beam {tb_esp / sb:6.2f}")
+            print(
+                f"ESPnet default beam (per utterance) per {args.stream_chunk}-frame chunk: {1e3 * tb_esp / chunks:.2f} ms"
+                f"   ratio ESPnet/ours streaming beam {tb_esp / sb:6.2f}"
+            )
     if to_words is not None and refs:
         report_wer("ours modified beam", keys, [to_words(y) for y in b_ours], refs)
         if not args.skip_espnet:

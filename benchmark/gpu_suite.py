@@ -14,6 +14,7 @@ Sections (each prints its rows; a failing section prints its error and the other
 
 ``--tiny``: the same code at tiny sizes on the CPU (``test/test_gpu_suite.py`` runs it), so the suite cannot rot.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -122,6 +123,7 @@ def fits_on_card(ft: FineTune, seconds: float) -> Callable[[int], bool]:
             ft.opt.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             return False
+
     return fits
 
 
@@ -134,15 +136,28 @@ def section_finetune(args, device) -> List[Row]:
         r = timed_steps(ft, args.batch, args.utt_seconds, args.steps)
         what = f"fine-tune {args.preset} ({n_params:.0f} M), CNN {'frozen' if frozen else 'trained'}"
         audio = args.batch * args.utt_seconds
-        rows.append([what, f"batch {args.batch} x {args.utt_seconds:g} s", f"{r['step_s']:.3f} s/step",
-                     f"{r['peak_gib']:.1f} GiB peak" if device.type == "cuda" else "peak n/a (CPU)",
-                     f"{audio / r['step_s']:.0f} s audio/s"])
+        rows.append(
+            [
+                what,
+                f"batch {args.batch} x {args.utt_seconds:g} s",
+                f"{r['step_s']:.3f} s/step",
+                f"{r['peak_gib']:.1f} GiB peak" if device.type == "cuda" else "peak n/a (CPU)",
+                f"{audio / r['step_s']:.0f} s audio/s",
+            ]
+        )
         if device.type == "cuda":
             total = torch.cuda.get_device_properties(0).total_memory
             torch.cuda.set_per_process_memory_fraction(min(1.0, CAP_BYTES / total))
             n = largest_fitting(fits_on_card(ft, args.utt_seconds), args.batch, args.max_utts)
-            rows.append([what, f"largest batch at {min(CAP_BYTES, total) / 1e9:.0f} GB",
-                         f"{n} x {args.utt_seconds:g} s = {n * args.utt_seconds:.0f} s audio", "", ""])
+            rows.append(
+                [
+                    what,
+                    f"largest batch at {min(CAP_BYTES, total) / 1e9:.0f} GB",
+                    f"{n} x {args.utt_seconds:g} s = {n * args.utt_seconds:.0f} s audio",
+                    "",
+                    "",
+                ]
+            )
             torch.cuda.set_per_process_memory_fraction(1.0)
             torch.cuda.empty_cache()
     return rows
@@ -152,8 +167,22 @@ def section_loss(args, device) -> List[Row]:
     import bench_pruned_loss
 
     B, T, U, V = (16, 500, 100, 500) if not args.tiny else (2, 20, 5, 20)
-    base = ["--device", device.type, "--batch", str(B), "--frames", str(T), "--labels", str(U), "--vocab", str(V),
-            "--repeats", str(args.steps), "--warmup", "1"]
+    base = [
+        "--device",
+        device.type,
+        "--batch",
+        str(B),
+        "--frames",
+        str(T),
+        "--labels",
+        str(U),
+        "--vocab",
+        str(V),
+        "--repeats",
+        str(args.steps),
+        "--warmup",
+        "1",
+    ]
     rows, res = [], {}
     for variant in ("pruned", "full"):
         a = bench_pruned_loss.build_parser().parse_args(base + ["--variant", variant, "--measure", "time"])
@@ -165,8 +194,15 @@ def section_loss(args, device) -> List[Row]:
             res[variant].update(bench_pruned_loss.run_variant(a))
         name = "ours (pruned)" if variant == "pruned" else "torchaudio rnnt_loss (full)"
         peak = res[variant].get("peak_mib")
-        rows.append([f"RNN-T loss fwd+bwd: {name}", f"B {B} T {T} U {U} V {V}", f"{res[variant]['time_s']:.4f} s",
-                     f"{peak:.0f} MiB peak" if peak is not None and device.type == "cuda" else "peak n/a (CPU)", ""])
+        rows.append(
+            [
+                f"RNN-T loss fwd+bwd: {name}",
+                f"B {B} T {T} U {U} V {V}",
+                f"{res[variant]['time_s']:.4f} s",
+                f"{peak:.0f} MiB peak" if peak is not None and device.type == "cuda" else "peak n/a (CPU)",
+                "",
+            ]
+        )
     ratio = res["pruned"]["time_s"] / res["full"]["time_s"]
     rows.append(["RNN-T loss: ours / torchaudio time", "", f"{ratio:.2f}", "", ""])
     return rows
@@ -179,8 +215,23 @@ def section_beam(args, device) -> List[Row]:
 
     batch, frames, vocab = (64, 500, 500) if not args.tiny else (4, 20, 20)
     p = bench_search.get_parser()
-    a = p.parse_args(["--random", "--num_utts", str(2 * batch), "--frames", str(frames), "--vocab", str(vocab),
-                      "--batch_size", str(batch), "--device", device.type, "--threads", "0"])
+    a = p.parse_args(
+        [
+            "--random",
+            "--num_utts",
+            str(2 * batch),
+            "--frames",
+            str(frames),
+            "--vocab",
+            str(vocab),
+            "--batch_size",
+            str(batch),
+            "--device",
+            device.type,
+            "--threads",
+            "0",
+        ]
+    )
     dec, joint, batches = bench_search.random_setup(a)
     modified_beam_search(*batches[0], dec, joint, beam=4)  # warm-up
     _sync(device)
@@ -191,8 +242,15 @@ def section_beam(args, device) -> List[Row]:
     dt = time.perf_counter() - t0
     n = sum(enc.size(0) for enc, _ in batches)
     frames_total = sum(int(lens.sum()) for _, lens in batches)
-    return [[f"modified beam search, beam 4, batch {batch}", f"V {vocab}, {frames} frames max",
-             f"{n / dt:.1f} utt/s", f"{frames_total / dt:.0f} frames/s", f"{dt:.2f} s for {n} utts"]]
+    return [
+        [
+            f"modified beam search, beam 4, batch {batch}",
+            f"V {vocab}, {frames} frames max",
+            f"{n / dt:.1f} utt/s",
+            f"{frames_total / dt:.0f} frames/s",
+            f"{dt:.2f} s for {n} utts",
+        ]
+    ]
 
 
 def _ddp_worker(rank: int, world: int, args, out) -> None:
@@ -247,8 +305,10 @@ def main(argv=None) -> List[Row]:
     args.vocab = 20 if tiny else args.vocab
     device = torch.device("cpu" if tiny or not torch.cuda.is_available() else "cuda")
     card = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or 'x86'})"
-    print(f"# GPU suite {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC | card: {card} | torch {torch.__version__} | "
-          f"{'tiny sizes' if tiny else 'full sizes'}")
+    print(
+        f"# GPU suite {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC | card: {card} | torch {torch.__version__} | "
+        f"{'tiny sizes' if tiny else 'full sizes'}"
+    )
     rows: List[Row] = []
     single = None
     for name in args.sections.split(","):

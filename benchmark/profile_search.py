@@ -9,6 +9,7 @@ with ``--data_dir``: the encoder outputs of its first ``--num_utts`` utterances)
 torch.profiler's operator table (self CPU time, calls); ``--mode cprofile`` prints Python's profile of the search
 functions (time in Python loops vs. in torch calls, and ``tolist``/``item`` synchronisations by count).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ def make_runner(args, decoder, joint, batches):
             for i in range(enc.size(0)):
                 s = cls(decoder, joint, None, enc.device, **kw)
                 for t in range(0, int(lens[i]), args.chunk_frames):
-                    s.advance(enc[i:i + 1, t:min(t + args.chunk_frames, int(lens[i]))])
+                    s.advance(enc[i : i + 1, t : min(t + args.chunk_frames, int(lens[i]))])
                 s.nbest(1)
 
     return {
@@ -74,8 +75,10 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     run()
     wall = time.perf_counter() - start
-    print(f"{args.search}: {wall:.3f} s for {len(batches)} batches, {steps} frame steps "
-          f"({1e3 * wall / steps:.3f} ms per frame step)")
+    print(
+        f"{args.search}: {wall:.3f} s for {len(batches)} batches, {steps} frame steps "
+        f"({1e3 * wall / steps:.3f} ms per frame step)"
+    )
     if args.mode == "torch":
         from torch.profiler import ProfilerActivity, profile
 

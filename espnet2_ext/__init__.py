@@ -4,6 +4,7 @@ Importing the package is cheap: it keeps ESPnet's import offline and arranges fo
 ESPnet's ``ASRTask`` choices when (and only when) ``espnet2.tasks.asr`` gets imported. See ``registry.py``.
 An environment with a torch / ESPnet / S3PRL older than supported fails here with one line (``stack.py``).
 """
+
 from espnet2_ext._import_hook import install as _install_hook
 from espnet2_ext.stack import check_stack as _check_stack
 

@@ -3,6 +3,7 @@
 A ``sys.meta_path`` finder wraps the loader of ``espnet2.tasks.asr`` (and imports ``g2p_en`` offline before
 ``espnet2`` itself loads). If ESPnet is already imported, both happen at once.
 """
+
 from __future__ import annotations
 
 import importlib.abc

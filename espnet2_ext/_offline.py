@@ -5,6 +5,7 @@ tagger/cmudict data are absent: a network request (it hangs or prints errors on 
 ``import espnet2.tasks.asr``. We import ``g2p_en`` once with ``nltk.download`` answering "not available", so the
 data simply stay missing; only the g2p_en phonemizer (which this project never uses) would need them.
 """
+
 from __future__ import annotations
 
 import importlib

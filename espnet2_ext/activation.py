@@ -3,6 +3,7 @@
 One definition for Python (decode_activation_sets, the reports) and the recipe's shell (``bin/activation_tag``), so
 the dir a decode writes is the dir scoring looks in. Cheap to import: no torch, no espnet2.
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple, Union

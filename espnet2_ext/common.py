@@ -3,6 +3,7 @@
 The lowest module of the package: it imports nothing from ``espnet2_ext`` (so any module may import it without
 a circle) and nothing heavy (no torch, no espnet2).
 """
+
 from __future__ import annotations
 
 import contextlib

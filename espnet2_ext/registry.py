@@ -12,6 +12,7 @@ cost when only the light parts of the package (scoring, data prep) are used. It 
 of packed models and its ``torch.load`` of model files through ``utils/safe_archive.py`` and ``utils/safe_load.py``
 (issue 16).
 """
+
 from __future__ import annotations
 
 _done = False
@@ -28,10 +29,12 @@ def register() -> None:
     from espnet2_ext.asr.tokenverse_model import TokenVerseASRModel
     from espnet2_ext.train.preprocessor import TokenVersePreprocessor
 
-    for choices, name, cls in ((asr.frontend_choices, "s3prl_tokenverse", TaskConditionedS3prlFrontend),
-                               (asr.encoder_choices, "identity", IdentityEncoder),
-                               (asr.model_choices, "tokenverse", TokenVerseASRModel),
-                               (asr.preprocessor_choices, "tokenverse", TokenVersePreprocessor)):
+    for choices, name, cls in (
+        (asr.frontend_choices, "s3prl_tokenverse", TaskConditionedS3prlFrontend),
+        (asr.encoder_choices, "identity", IdentityEncoder),
+        (asr.model_choices, "tokenverse", TokenVerseASRModel),
+        (asr.preprocessor_choices, "tokenverse", TokenVersePreprocessor),
+    ):
         choices.classes.setdefault(name, cls)
     from espnet2_ext.utils.safe_load import install_espnet_guards
 

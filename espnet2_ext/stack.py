@@ -6,6 +6,7 @@ read from the installed distributions' metadata, so nothing heavy (torch) is imp
 pyproject.toml's lower bounds (test/test_packaging.py keeps the two equal); a development or local build of the
 same release (``2.9.1+cu126``, ``2.9.1a0``) counts as that release.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -38,6 +39,7 @@ def installed_version(dist: str) -> Optional[str]:
 
 def _release(version: str) -> Tuple[int, ...]:
     from packaging.version import Version
+
     return Version(version).release
 
 
@@ -50,8 +52,10 @@ def stack_problems() -> List[str]:
         found = installed_version(dist)
         if found is None:
             if dist == "espnet-s3prl" and installed_version("s3prl") is not None:
-                problems.append(f"espnet-s3prl>={minimum} (found PyPI's s3prl {installed_version('s3prl')}, which "
-                                f"calls torchaudio APIs removed in 2.9: pip uninstall s3prl, then install espnet-s3prl)")
+                problems.append(
+                    f"espnet-s3prl>={minimum} (found PyPI's s3prl {installed_version('s3prl')}, which "
+                    f"calls torchaudio APIs removed in 2.9: pip uninstall s3prl, then install espnet-s3prl)"
+                )
             elif importlib.util.find_spec(module) is None:
                 problems.append(f"{dist}>={minimum} (not installed)")
             # else: importable without metadata (a source checkout on PYTHONPATH): its version cannot be told
@@ -88,8 +92,10 @@ def check_stack() -> None:
     problems = stack_problems()
     if not problems:
         return
-    message = (f"espnet2_ext needs {'; '.join(problems)}: upgrade them in this environment (torch and torchaudio "
-               f"as a matching pair built for your CUDA; see {README_SECTION}), or set {SKIP_ENV}=1 to try anyway")
+    message = (
+        f"espnet2_ext needs {'; '.join(problems)}: upgrade them in this environment (torch and torchaudio "
+        f"as a matching pair built for your CUDA; see {README_SECTION}), or set {SKIP_ENV}=1 to try anyway"
+    )
     if cli:
         print(message, file=sys.stderr)
         raise SystemExit(1)

@@ -4,6 +4,7 @@ A ``TaskSpec`` is the single source of truth shared by data prep, the preprocess
 (task-vector layout), decoding (constrained search) and scoring. ``asr`` is the primary task: it owns the
 words and is always active; every other task owns a set of tag tokens.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ class TaskSpec:
         seen: Dict[str, str] = {}
         for task, toks in self.aux_tokens.items():
             if task == PRIMARY_TASK:
-                raise ValueError(f"'{PRIMARY_TASK}' is the primary task and owns no tag tokens; remove it from aux_tokens")
+                raise ValueError(
+                    f"'{PRIMARY_TASK}' is the primary task and owns no tag tokens; remove it from aux_tokens"
+                )
             if not toks:
                 raise ValueError(f"task '{task}' has no tokens")
             for t in toks:
@@ -60,8 +63,12 @@ class TaskSpec:
         return cls(default_task_tokens(languages))
 
     @classmethod
-    def build(cls, tasks: Optional[Sequence[str]] = None, languages: Sequence[str] = DEFAULT_LANGUAGES,
-              extra_tokens: Optional[Mapping[str, Sequence[str]]] = None) -> "TaskSpec":
+    def build(
+        cls,
+        tasks: Optional[Sequence[str]] = None,
+        languages: Sequence[str] = DEFAULT_LANGUAGES,
+        extra_tokens: Optional[Mapping[str, Sequence[str]]] = None,
+    ) -> "TaskSpec":
         """Spec from a config: ``tasks`` lists the task names (``asr`` optional, order kept for the rest).
 
         Known names (scd, endp, ner, lid) get their default tokens; any other name needs ``extra_tokens``.
@@ -71,8 +78,9 @@ class TaskSpec:
         names = [t for t in (tasks if tasks is not None else list(known)) if t != PRIMARY_TASK]
         unknown = [t for t in names if t not in known]
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}: known are {sorted(known)}; give tokens for new tasks "
-                             f"with extra_tokens")
+            raise ValueError(
+                f"unknown task(s) {unknown}: known are {sorted(known)}; give tokens for new tasks with extra_tokens"
+            )
         return cls({t: known[t] for t in names})
 
     def to_config(self) -> Dict[str, List[str]]:
@@ -143,8 +151,12 @@ DEFAULT_TASKS: Tuple[str, ...] = (PRIMARY_TASK,) + DEFAULT_AUX_TASKS
 # ``tokenverse_conf`` of a training config: the task set (and the training activation policy). Everything that
 # needs the task set (preprocessor, frontend layout, model, searches, scorer, CLIs) derives it from this through
 # ``task_spec_of``.
-TOKENVERSE_DEFAULTS: Dict[str, Any] = {"tasks": list(DEFAULT_TASKS), "languages": list(DEFAULT_LANGUAGES),
-                                       "extra_tokens": None, "policy": "sample"}
+TOKENVERSE_DEFAULTS: Dict[str, Any] = {
+    "tasks": list(DEFAULT_TASKS),
+    "languages": list(DEFAULT_LANGUAGES),
+    "extra_tokens": None,
+    "policy": "sample",
+}
 
 
 def tokenverse_conf_of(args: Any) -> Dict[str, Any]:
@@ -153,7 +165,9 @@ def tokenverse_conf_of(args: Any) -> Dict[str, Any]:
     conf = {**TOKENVERSE_DEFAULTS, **(given or {})}
     unknown = set(conf) - set(TOKENVERSE_DEFAULTS)
     if unknown:
-        raise ValueError(f"tokenverse_conf: unknown key(s) {sorted(unknown)}; valid keys: {sorted(TOKENVERSE_DEFAULTS)}")
+        raise ValueError(
+            f"tokenverse_conf: unknown key(s) {sorted(unknown)}; valid keys: {sorted(TOKENVERSE_DEFAULTS)}"
+        )
     return conf
 
 

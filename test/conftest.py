@@ -1,4 +1,5 @@
 """Shared fixtures. The tiny trained model is built once per test session (ESPnet import + training are slow)."""
+
 import sys
 from pathlib import Path
 
@@ -22,7 +23,9 @@ def tiny_trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_trained")
     standin = write_standin(root / "tiny.pt")
     data = write_data_dir(root)
-    config = write_config(root, standin, max_epoch=30, num_iters_per_epoch=8, num_att_plot=0, tokenverse_conf={"policy": "label"})
+    config = write_config(
+        root, standin, max_epoch=30, num_iters_per_epoch=8, num_att_plot=0, tokenverse_conf={"policy": "label"}
+    )
     out = root / "exp"
     main(train_args(root, data, config, out))
     standin.unlink()

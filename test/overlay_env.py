@@ -7,6 +7,7 @@ installed, downloads nothing, and never uninstalls them (they lie outside its pr
 leaves its target alone). ``requirement_closure`` picks the distributions: what a requirement list needs, transitively,
 as this environment satisfies it.
 """
+
 from __future__ import annotations
 
 import email.parser
@@ -88,8 +89,12 @@ def overlay_venv(path: Path, folder: Path) -> Path:
     """A venv without pip at ``path`` whose sys.path also holds ``folder``; its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     python = path / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(purelib) / "_exposed_stack.pth").write_text(f"{folder}\n", encoding="utf-8")
     return python
 

@@ -9,6 +9,7 @@ them 0), suppress masks, a blank penalty and a span grammar. Any rewrite of the 
 Regenerate (only when a change of the outputs is intended, and say so in the commit):
     PYTHONPATH=. OMP_NUM_THREADS=1 tools/venv/bin/python test/search_exact_cases.py
 """
+
 from __future__ import annotations
 
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
@@ -25,19 +26,85 @@ D_ENC = 10
 
 # name -> model and input description. ``mask``: {utt: [token ids suppressed]}; ``grammar``: (open, close, closing).
 CASES: Dict[str, dict] = {
-    "v12_lstm": dict(vocab=12, rnn="lstm", layers=1, hidden=16, sharpen=3.0, blank_bias=0.0, seed=1,
-                     lens=[9, 4, 0, 7, 1], mask=None, penalty=0.0, grammar=None),
-    "v5_gru2_masked": dict(vocab=5, rnn="gru", layers=2, hidden=8, sharpen=2.0, blank_bias=0.0, seed=2,
-                           lens=[6, 6, 3], mask={0: [2], 1: [1, 3, 4]}, penalty=1.0, grammar=None),
-    "v40_lstm2_grammar": dict(vocab=40, rnn="lstm", layers=2, hidden=16, sharpen=4.0, blank_bias=1.0, seed=3,
-                              lens=[12, 10, 5, 11], mask={1: [7, 8, 9]}, penalty=0.5, grammar=(3, 4, (5, 6))),
-    "v12_gru_grammar_mask": dict(vocab=12, rnn="gru", layers=1, hidden=16, sharpen=5.0, blank_bias=-1.0, seed=4,
-                                 lens=[8, 8, 2], mask={2: [5]}, penalty=0.0, grammar=(1, 2, (3,))),
+    "v12_lstm": dict(
+        vocab=12,
+        rnn="lstm",
+        layers=1,
+        hidden=16,
+        sharpen=3.0,
+        blank_bias=0.0,
+        seed=1,
+        lens=[9, 4, 0, 7, 1],
+        mask=None,
+        penalty=0.0,
+        grammar=None,
+    ),
+    "v5_gru2_masked": dict(
+        vocab=5,
+        rnn="gru",
+        layers=2,
+        hidden=8,
+        sharpen=2.0,
+        blank_bias=0.0,
+        seed=2,
+        lens=[6, 6, 3],
+        mask={0: [2], 1: [1, 3, 4]},
+        penalty=1.0,
+        grammar=None,
+    ),
+    "v40_lstm2_grammar": dict(
+        vocab=40,
+        rnn="lstm",
+        layers=2,
+        hidden=16,
+        sharpen=4.0,
+        blank_bias=1.0,
+        seed=3,
+        lens=[12, 10, 5, 11],
+        mask={1: [7, 8, 9]},
+        penalty=0.5,
+        grammar=(3, 4, (5, 6)),
+    ),
+    "v12_gru_grammar_mask": dict(
+        vocab=12,
+        rnn="gru",
+        layers=1,
+        hidden=16,
+        sharpen=5.0,
+        blank_bias=-1.0,
+        seed=4,
+        lens=[8, 8, 2],
+        mask={2: [5]},
+        penalty=0.0,
+        grammar=(1, 2, (3,)),
+    ),
     # long utterances: sequences leave and re-enter the beam, merges of every kind happen
-    "v40_lstm_long": dict(vocab=40, rnn="lstm", layers=1, hidden=32, sharpen=2.5, blank_bias=2.0, seed=5,
-                          lens=[90, 70, 40, 85], mask=None, penalty=0.0, grammar=None),
-    "v30_lstm2_long_grammar": dict(vocab=30, rnn="lstm", layers=2, hidden=16, sharpen=3.0, blank_bias=1.5, seed=6,
-                                   lens=[60, 75], mask={0: [9]}, penalty=0.3, grammar=(3, 4, (5,))),
+    "v40_lstm_long": dict(
+        vocab=40,
+        rnn="lstm",
+        layers=1,
+        hidden=32,
+        sharpen=2.5,
+        blank_bias=2.0,
+        seed=5,
+        lens=[90, 70, 40, 85],
+        mask=None,
+        penalty=0.0,
+        grammar=None,
+    ),
+    "v30_lstm2_long_grammar": dict(
+        vocab=30,
+        rnn="lstm",
+        layers=2,
+        hidden=16,
+        sharpen=3.0,
+        blank_bias=1.5,
+        seed=6,
+        lens=[60, 75],
+        mask={0: [9]},
+        penalty=0.3,
+        grammar=(3, 4, (5,)),
+    ),
 }
 BEAMS = [(1, 1, False), (4, 3, True), (4, 3, False), (8, 5, True)]  # (beam, nbest, length_norm)
 MAX_SYMS = [1, 3]
@@ -52,8 +119,9 @@ def build(case: dict):
     from espnet2_ext.asr.transducer.search_common import SpanGrammar
 
     torch.manual_seed(case["seed"])
-    dec = TransducerDecoder(case["vocab"], rnn_type=case["rnn"], num_layers=case["layers"],
-                            hidden_size=case["hidden"]).eval()
+    dec = TransducerDecoder(
+        case["vocab"], rnn_type=case["rnn"], num_layers=case["layers"], hidden_size=case["hidden"]
+    ).eval()
     joint = JointNetwork(case["vocab"], D_ENC, case["hidden"], joint_space_size=20).eval()
     with torch.no_grad():  # sharper distributions make beams differ from greedy; the bias sets the blank share
         joint.lin_out.weight.mul_(case["sharpen"])
@@ -80,7 +148,7 @@ def _stream(cls, dec, joint, enc_u: torch.Tensor, mask_u: Optional[torch.Tensor]
     t, i = 0, 0
     while t < enc_u.size(0):
         n = CHUNKS[i % len(CHUNKS)]
-        s.advance(enc_u[None, t:t + n])  # [1, n, D_ENC]
+        s.advance(enc_u[None, t : t + n])  # [1, n, D_ENC]
         t, i = t + n, i + 1
     return s
 
@@ -95,24 +163,52 @@ def compute_case(case: dict) -> dict:
     penalty = case["penalty"]
     out: dict = {"beam": {}, "greedy": {}, "stream_beam": {}, "stream_greedy": {}}
     for beam, nbest, norm in BEAMS:
-        res = modified_beam_search(enc, lens, dec, joint, beam=beam, suppress_mask=mask, nbest=nbest,
-                                   length_norm=norm, blank_penalty=penalty, span_grammar=grammar)
+        res = modified_beam_search(
+            enc,
+            lens,
+            dec,
+            joint,
+            beam=beam,
+            suppress_mask=mask,
+            nbest=nbest,
+            length_norm=norm,
+            blank_penalty=penalty,
+            span_grammar=grammar,
+        )
         out["beam"][f"b{beam}_n{nbest}_norm{int(norm)}"] = [_hyps(r) for r in res]
         per_utt = []
         for u, n in enumerate(lens.tolist()):
-            mask_u = None if mask is None else mask[u:u + 1]
+            mask_u = None if mask is None else mask[u : u + 1]
             s = _stream(BeamStream, dec, joint, enc[u, :n], mask_u, grammar, nbest, beam=beam, blank_penalty=penalty)
             per_utt.append(_hyps(s.nbest(nbest, length_norm=norm)))
         out["stream_beam"][f"b{beam}_n{nbest}_norm{int(norm)}"] = per_utt
     for max_sym in MAX_SYMS:
-        seqs, frames = greedy_search_batch(enc, lens, dec, joint, max_sym_per_frame=max_sym, suppress_mask=mask,
-                                           return_frames=True, blank_penalty=penalty, span_grammar=grammar)
+        seqs, frames = greedy_search_batch(
+            enc,
+            lens,
+            dec,
+            joint,
+            max_sym_per_frame=max_sym,
+            suppress_mask=mask,
+            return_frames=True,
+            blank_penalty=penalty,
+            span_grammar=grammar,
+        )
         out["greedy"][f"sym{max_sym}"] = [{"yseq": s, "frames": f} for s, f in zip(seqs, frames)]
         per_utt = []
         for u, n in enumerate(lens.tolist()):
-            mask_u = None if mask is None else mask[u:u + 1]
-            s = _stream(GreedyStream, dec, joint, enc[u, :n], mask_u, grammar, 1, max_sym_per_frame=max_sym,
-                        blank_penalty=penalty)
+            mask_u = None if mask is None else mask[u : u + 1]
+            s = _stream(
+                GreedyStream,
+                dec,
+                joint,
+                enc[u, :n],
+                mask_u,
+                grammar,
+                1,
+                max_sym_per_frame=max_sym,
+                blank_penalty=penalty,
+            )
             per_utt.append({"yseq": list(s.tokens), "frames": list(s.token_frames)})
         out["stream_greedy"][f"sym{max_sym}"] = per_utt
     return out

@@ -1,9 +1,9 @@
 """Biasing list files and utt2biasing (espnet2_ext.text.biasing_list): format, normalisation, bad input."""
+
 import pytest
 
 from espnet2_ext.common import DataError
-from espnet2_ext.text.biasing_list import (lists_per_utterance, phrases_list, read_biasing_list,
-                                           read_utt2biasing)
+from espnet2_ext.text.biasing_list import lists_per_utterance, phrases_list, read_biasing_list, read_utt2biasing
 
 
 def test_list_file_format(tmp_path):
@@ -16,8 +16,10 @@ def test_list_file_format(tmp_path):
     assert lst.phrases[1].where == f"{f}:4"
 
 
-@pytest.mark.parametrize("line,msg", [("john :abc", "not a number"), ("john :nan", "finite"),
-                                      ("[NE] john", "task tag"), (":2.0", "without a phrase")])
+@pytest.mark.parametrize(
+    "line,msg",
+    [("john :abc", "not a number"), ("john :nan", "finite"), ("[NE] john", "task tag"), (":2.0", "without a phrase")],
+)
 def test_bad_lines_name_file_and_line(tmp_path, line, msg):
     f = tmp_path / "l.txt"
     f.write_text(f"anna\n{line}\n", encoding="utf-8")

@@ -1,4 +1,5 @@
 """Evaluation biasing lists (espnet2_ext.data.biasing_lists, bin/make_biasing_lists): Le et al.'s protocol."""
+
 import json
 
 import pytest
@@ -60,8 +61,10 @@ def test_deterministic_per_seed_and_different_across_seeds(data, tmp_path):
     make_lists(data, tmp_path / "s0b", seed=0, distractors=(100,), kinds=("utt", "lang"))
     make_lists(data, tmp_path / "s1", seed=1, distractors=(100,), kinds=("utt", "lang"))
     files = sorted(p.relative_to(tmp_path / "s0a") for p in (tmp_path / "s0a").rglob("*") if p.is_file())
+
     def manifest(d):
         return {k: v for k, v in json.loads((d / "manifest.json").read_text()).items() if k != "data_dir"}
+
     for f in files:
         if f.name != "manifest.json":
             assert (tmp_path / "s0a" / f).read_bytes() == (tmp_path / "s0b" / f).read_bytes()
@@ -80,12 +83,17 @@ def test_language_catalogue_is_one_shared_file(data, tmp_path):
 
 def test_conversation_lists_follow_segments(tmp_path):
     rec = str(tmp_path / "rec.wav")
-    utts = [Utterance("r1-1", "r1", "[EN] hi [NE] anna [/NE] [ENDP]", "en", CONV, rec, start=0.0, end=1.0,
-                      recording_id="r1"),
-            Utterance("r1-2", "r1", "[EN] call [NE] oslo [/NE] [ENDP]", "en", CONV, rec, start=1.0, end=2.0,
-                      recording_id="r1"),
-            Utterance("r2-1", "r2", "[EN] hi [NE] bob [/NE] [ENDP]", "en", CONV, rec, start=2.0, end=3.0,
-                      recording_id="r2")]
+    utts = [
+        Utterance(
+            "r1-1", "r1", "[EN] hi [NE] anna [/NE] [ENDP]", "en", CONV, rec, start=0.0, end=1.0, recording_id="r1"
+        ),
+        Utterance(
+            "r1-2", "r1", "[EN] call [NE] oslo [/NE] [ENDP]", "en", CONV, rec, start=1.0, end=2.0, recording_id="r1"
+        ),
+        Utterance(
+            "r2-1", "r2", "[EN] hi [NE] bob [/NE] [ENDP]", "en", CONV, rec, start=2.0, end=3.0, recording_id="r2"
+        ),
+    ]
     out = tmp_path / "lists"
     m = make_lists(_dir(tmp_path, utts), out, seed=0, distractors=(0,), kinds=("utt", "conv"))
     conv = _lists(out, "conv_n0")
@@ -110,8 +118,10 @@ def test_read_speech_entities_from_the_corpus_plan(tmp_path):
     d = _dir(tmp_path, utts, "test_partial")
     out = tmp_path / "lists"
     m = make_lists(d, out, seed=0, distractors=(0,), kinds=("utt",), corpus_seed=0)
-    expected = {p.utt_id: sorted(set(p.turns[0].tokens[p.turns[0].tokens.index("[NE]") + 1:
-                                                        p.turns[0].tokens.index("[/NE]")])) for p in plans}
+    expected = {
+        p.utt_id: sorted(set(p.turns[0].tokens[p.turns[0].tokens.index("[NE]") + 1 : p.turns[0].tokens.index("[/NE]")]))
+        for p in plans
+    }
     got = _lists(out, "utt_n0")
     assert m["utts_without_entity_annotation"] == 0
     assert all(got[u] and set(" ".join(got[u]).split()) >= set(expected[u]) for u in got)
@@ -147,8 +157,10 @@ def test_no_distractor_shares_a_word_with_ordinary_reference_words(tmp_path):
 
 def test_a_conversation_in_two_languages_is_refused(tmp_path):
     rec = str(tmp_path / "rec.wav")
-    utts = [Utterance("r1-1", "r1", "[EN] hi [ENDP]", "en", CONV, rec, start=0.0, end=1.0, recording_id="r1"),
-            Utterance("r1-2", "r1", "[DE] hallo [ENDP]", "de", CONV, rec, start=1.0, end=2.0, recording_id="r1")]
+    utts = [
+        Utterance("r1-1", "r1", "[EN] hi [ENDP]", "en", CONV, rec, start=0.0, end=1.0, recording_id="r1"),
+        Utterance("r1-2", "r1", "[DE] hallo [ENDP]", "de", CONV, rec, start=1.0, end=2.0, recording_id="r1"),
+    ]
     d = _dir(tmp_path, utts)
     with pytest.raises(DataError, match="conversation r1 has utterances in en and de") as e:
         make_lists(d, tmp_path / "lists", distractors=(0,), kinds=("conv",))

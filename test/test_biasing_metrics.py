@@ -1,5 +1,6 @@
 """U-WER / B-WER / false alarms (espnet2_ext.scoring.biasing_metrics) on hand-computed cases, and the
 tokenverse_score --utt2biasing hook."""
+
 import json
 
 import pytest
@@ -23,7 +24,11 @@ def utt(ref, hyp, *phrases):
 def test_occurrences_overlapping_and_repeated():
     words = "anna berg met anna".split()
     assert occurrences(words, P("anna", "anna berg", "berg met")) == [
-        (0, ("anna",)), (0, ("anna", "berg")), (1, ("berg", "met")), (3, ("anna",))]
+        (0, ("anna",)),
+        (0, ("anna", "berg")),
+        (1, ("berg", "met")),
+        (3, ("anna",)),
+    ]
 
 
 def test_split_of_substitutions_and_deletions():
@@ -61,10 +66,16 @@ def test_empty_sides():
 
 
 def test_corpus_rates_add_up_to_the_wer():
-    ref = {"u1": "[EN] call [NE] anna berg [/NE] now [ENDP]".split(), "u2": "[EN] hello there [ENDP]".split(),
-           "u3": "[EN] go to [NE] oslo [/NE] [ENDP]".split()}
-    hyp = {"u1": "[EN] call [NE] ana berg [/NE] [ENDP]".split(), "u2": "[EN] hello oslo there [ENDP]".split(),
-           "u3": "[EN] go to [NE] oslo [/NE] [ENDP]".split()}
+    ref = {
+        "u1": "[EN] call [NE] anna berg [/NE] now [ENDP]".split(),
+        "u2": "[EN] hello there [ENDP]".split(),
+        "u3": "[EN] go to [NE] oslo [/NE] [ENDP]".split(),
+    }
+    hyp = {
+        "u1": "[EN] call [NE] ana berg [/NE] [ENDP]".split(),
+        "u2": "[EN] hello oslo there [ENDP]".split(),
+        "u3": "[EN] go to [NE] oslo [/NE] [ENDP]".split(),
+    }
     lists = {"u1": phrases_list(["Anna Berg", "oslo"]), "u2": phrases_list(["oslo"]), "u3": phrases_list(["oslo"])}
     r = score_biasing(ref, hyp, lists, SPEC.is_task_token)
     # biased words: anna berg (u1), oslo (u3) = 3; errors S anna -> 1/3; unbiased: call now hello there go to = 6,
@@ -90,13 +101,27 @@ def _files(tmp_path, ref, hyp, utt2biasing):
     (tmp_path / "text").write_text(ref, encoding="utf-8")
     (tmp_path / "hyp").write_text(hyp, encoding="utf-8")
     (tmp_path / "utt2biasing").write_text(utt2biasing, encoding="utf-8")
-    return ["--ref", str(tmp_path / "text"), "--hyp", str(tmp_path / "hyp"), "--task_activation", "asr,ner,lid",
-            "--utt2biasing", str(tmp_path / "utt2biasing"), "--out_json", str(tmp_path / "s.json")]
+    return [
+        "--ref",
+        str(tmp_path / "text"),
+        "--hyp",
+        str(tmp_path / "hyp"),
+        "--task_activation",
+        "asr,ner,lid",
+        "--utt2biasing",
+        str(tmp_path / "utt2biasing"),
+        "--out_json",
+        str(tmp_path / "s.json"),
+    ]
 
 
 def test_cli_adds_the_biasing_section(tmp_path, capsys):
-    argv = _files(tmp_path, "u1 [EN] call [NE] anna [/NE] now\nu2 [EN] hello\n", "u1 [EN] call [NE] anna [/NE]\n"
-                  "u2 [EN] hello oslo\n", "u1 | anna | oslo\nu2 | oslo\n")
+    argv = _files(
+        tmp_path,
+        "u1 [EN] call [NE] anna [/NE] now\nu2 [EN] hello\n",
+        "u1 [EN] call [NE] anna [/NE]\nu2 [EN] hello oslo\n",
+        "u1 | anna | oslo\nu2 | oslo\n",
+    )
     assert tokenverse_score.main(argv) == 0
     b = json.loads((tmp_path / "s.json").read_text())["biasing"]
     assert b["b_wer"] == 0.0 and b["u_wer"] == pytest.approx(200 / 3) and b["counts"]["false_alarms"] == 1
@@ -112,8 +137,12 @@ def test_cli_unknown_utterance_is_one_line(tmp_path, capsys):
 
 def test_cli_recording_lists_through_orig_segments(tmp_path):
     # a dumped dir keeps where each utterance was cut from: a line for the recording covers both its utterances
-    argv = _files(tmp_path, "r1-a [EN] hi [NE] anna [/NE]\nr1-b [EN] bye [NE] anna [/NE]\n",
-                  "r1-a [EN] hi [NE] ana [/NE]\nr1-b [EN] bye [NE] anna [/NE]\n", "r1 | anna\n")
+    argv = _files(
+        tmp_path,
+        "r1-a [EN] hi [NE] anna [/NE]\nr1-b [EN] bye [NE] anna [/NE]\n",
+        "r1-a [EN] hi [NE] ana [/NE]\nr1-b [EN] bye [NE] anna [/NE]\n",
+        "r1 | anna\n",
+    )
     (tmp_path / "orig_segments").write_text("r1-a r1 0.0 1.0\nr1-b r1 1.0 2.0\n")
     assert tokenverse_score.main(argv) == 0
     b = json.loads((tmp_path / "s.json").read_text())["biasing"]

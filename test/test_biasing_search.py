@@ -1,5 +1,6 @@
 """Contextual biasing inside the searches: exact scores under merging, empty-list identity, gated mode, per-utterance
 graphs, streaming == offline; then the decoder API and the asr_inference CLI on the tiny trained model."""
+
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
 import pytest
@@ -55,7 +56,7 @@ def test_bonus_pulls_a_phrase_into_the_output():
 
 def _contains(seq, phrase) -> bool:
     seq = list(seq)
-    return any(tuple(seq[i:i + len(phrase)]) == tuple(phrase) for i in range(len(seq)))
+    return any(tuple(seq[i : i + len(phrase)]) == tuple(phrase) for i in range(len(seq)))
 
 
 def test_no_graph_is_identical_and_per_utterance_graphs_are_independent():
@@ -63,9 +64,10 @@ def test_no_graph_is_identical_and_per_utterance_graphs_are_independent():
     dec, joint = make_model(7, vocab=vocab, sharpen=1.5)
     x, lens = make_enc(8, [10, 7, 12])
     g = ContextGraph([((6, 7), 5.0)], vocab=vocab)
-    for search in (lambda **kw: modified_beam_search(x, lens, dec, joint, beam=4, nbest=3, **kw),
-                   lambda **kw: greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=2, return_frames=True,
-                                                    **kw)):
+    for search in (
+        lambda **kw: modified_beam_search(x, lens, dec, joint, beam=4, nbest=3, **kw),
+        lambda **kw: greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=2, return_frames=True, **kw),
+    ):
         plain = search()
         assert repr(search(biasing=[None, None, None])) == repr(plain)  # no graph: the same code path
         mixed = search(biasing=[None, g, None])
@@ -102,7 +104,7 @@ def test_gated_mode_never_boosts_outside_a_span():
                 state_before = state
                 state, b = gated.step(state, tok)
                 steps.append(b)
-                assert b == 0.0 or grammar.inside(h.yseq[:len(steps) - 1]) or tok == 1, (h.yseq, state_before)
+                assert b == 0.0 or grammar.inside(h.yseq[: len(steps) - 1]) or tok == 1, (h.yseq, state_before)
             inside += any(steps)
     assert inside > 0
 
@@ -127,8 +129,11 @@ def test_streamed_equals_offline_with_a_list(search):
         assert [h.score for h in got] == pytest.approx([h.score for h in offline], abs=1e-5)  # float32 joint in pieces
     else:
         assert got[0].yseq == offline
-    plain = modified_beam_search(x, lens, dec, joint, beam=4)[0][0].yseq if search == "beam" else \
-        greedy_search_batch(x, lens, dec, joint)[0]
+    plain = (
+        modified_beam_search(x, lens, dec, joint, beam=4)[0][0].yseq
+        if search == "beam"
+        else greedy_search_batch(x, lens, dec, joint)[0]
+    )
     assert plain != (got[0].yseq)  # the list changed the result
 
 
@@ -140,8 +145,10 @@ def tiny(tiny_trained):
     _, data, out = tiny_trained
 
     def make(**kw):
-        return TokenVerseSpeech2Text(asr_train_config=out / "config.yaml",
-                                     asr_model_file=out / "valid.loss.best.pth", **kw)
+        return TokenVerseSpeech2Text(
+            asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
+        )
+
     return make, data, out
 
 
@@ -190,11 +197,25 @@ def test_espnet_searches_refuse_a_list(tiny):
 def _cli(out, data, tmp_path, name, *extra):
     from espnet2_ext.bin.asr_inference import main
 
-    rc = main(["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
-               "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--batch_size", "2",
-               "--output_dir", str(tmp_path / name), *extra])
-    return rc, {f: (tmp_path / name / "1best_recog" / f).read_text() if rc == 0 else None
-                for f in ("text", "token_int", "score", "ctm")}
+    rc = main(
+        [
+            "--asr_train_config",
+            str(out / "config.yaml"),
+            "--asr_model_file",
+            str(out / "valid.loss.best.pth"),
+            "--data_path_and_name_and_type",
+            f"{data / 'wav.scp'},speech,sound",
+            "--batch_size",
+            "2",
+            "--output_dir",
+            str(tmp_path / name),
+            *extra,
+        ]
+    )
+    return rc, {
+        f: (tmp_path / name / "1best_recog" / f).read_text() if rc == 0 else None
+        for f in ("text", "token_int", "score", "ctm")
+    }
 
 
 def test_cli_per_utterance_lists_and_empty_list(tiny, tmp_path, capsys):
@@ -220,8 +241,9 @@ def test_cli_per_utterance_lists_and_empty_list(tiny, tmp_path, capsys):
     rc, _ = _cli(out, data, tmp_path, "bad", "--utt2biasing", str(u2b))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and "'nobody' is neither an utterance nor a recording" in err[-1]
-    rc, _ = _cli(out, data, tmp_path, "esp", "--biasing_list", str(tmp_path / "lists" / "names.txt"),
-                 "--search_type", "default")
+    rc, _ = _cli(
+        out, data, tmp_path, "esp", "--biasing_list", str(tmp_path / "lists" / "names.txt"), "--search_type", "default"
+    )
     assert rc == 1 and "not ESPnet's 'default'" in capsys.readouterr().err
 
 
@@ -281,8 +303,9 @@ def test_greedy_look_ahead_window_does_not_change_biased_results(max_sym):
             with torch.inference_mode():
                 pred = PredictionNet(dec, cpu)
                 scorer = JointScorer(joint, pred.blank_id)
-                search = GreedySearch(pred, scorer, 3, max_sym, None, None, cpu, window=window,
-                                      bias=BiasingSlots.open(biasing, 3))
+                search = GreedySearch(
+                    pred, scorer, 3, max_sym, None, None, cpu, window=window, bias=BiasingSlots.open(biasing, 3)
+                )
                 emitted = map(tuple, search.run(scorer.enc(x), lens).tolist())  # (utt, token, frame)
                 outs[window, name] = sorted(emitted, key=lambda e: (e[0], e[2]))  # stable: order within a frame
     for window in (2, 8, 32):

@@ -3,6 +3,7 @@
 Missing parts are simulated: ``sys.modules[name] = None`` makes ``import name`` fail exactly as for an uninstalled
 module; an older torch/ESPnet is a fake ``*.dist-info`` ahead on sys.path (what importlib.metadata reads first).
 """
+
 from __future__ import annotations
 
 import os
@@ -76,8 +77,17 @@ def test_an_old_stack_makes_check_install_fail(monkeypatch, capsys):
 
 
 # ---- the stack check of `import espnet2_ext` -------------------------------------------------------------
-@pytest.mark.parametrize("found, ok", [("2.9.1", True), ("2.9.1+cu126", True), ("2.9.1a0", True), ("2.15.0", True),
-                                       ("2.9.0", False), ("1.13.1+cpu", False)])
+@pytest.mark.parametrize(
+    "found, ok",
+    [
+        ("2.9.1", True),
+        ("2.9.1+cu126", True),
+        ("2.9.1a0", True),
+        ("2.15.0", True),
+        ("2.9.0", False),
+        ("1.13.1+cpu", False),
+    ],
+)
 def test_torch_versions_against_the_minimum(monkeypatch, found, ok):
     real = stack.installed_version
     monkeypatch.setattr(stack, "installed_version", lambda d: found if d == "torch" else real(d))
@@ -86,8 +96,7 @@ def test_torch_versions_against_the_minimum(monkeypatch, found, ok):
 
 def test_pypi_s3prl_instead_of_espnets_fork_is_named(monkeypatch):
     real = stack.installed_version
-    monkeypatch.setattr(stack, "installed_version",
-                        lambda d: {"espnet-s3prl": None, "s3prl": "0.4.18"}.get(d, real(d)))
+    monkeypatch.setattr(stack, "installed_version", lambda d: {"espnet-s3prl": None, "s3prl": "0.4.18"}.get(d, real(d)))
     (problem,) = stack.stack_problems()
     assert problem.startswith("espnet-s3prl>=2026.5.14 (found PyPI's s3prl 0.4.18")
 
@@ -97,8 +106,10 @@ def test_importing_with_an_old_torch_and_espnet_fails_with_one_line(tmp_path):
     r = _run(["-c", "import espnet2_ext"], tmp_path, fake)
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("espnet2_ext.stack.UnsupportedStackError: espnet2_ext needs torch>=2.9.1 (found 2.4.0); "
-                           "espnet>=202511 (found 202402): upgrade them")
+    assert last.startswith(
+        "espnet2_ext.stack.UnsupportedStackError: espnet2_ext needs torch>=2.9.1 (found 2.4.0); "
+        "espnet>=202511 (found 202402): upgrade them"
+    )
     assert stack.SKIP_ENV in last
 
 
@@ -116,11 +127,13 @@ def test_the_check_can_be_skipped(tmp_path):
 
 
 def test_cli_detection_reads_the_interpreters_arguments(monkeypatch):
-    for argv, module in ((["python", "-m", "espnet2_ext.bin.check_install"], "espnet2_ext.bin.check_install"),
-                         (["python", "-u", "-m", "espnet2_ext.bin.x", "--help"], "espnet2_ext.bin.x"),
-                         (["python", "-m", "pytest", "-m", "espnet2_ext.y"], None),
-                         (["python", "script.py", "-m", "espnet2_ext.y"], None),
-                         (["python", "-c", "import espnet2_ext", "-m", "espnet2_ext.y"], None)):
+    for argv, module in (
+        (["python", "-m", "espnet2_ext.bin.check_install"], "espnet2_ext.bin.check_install"),
+        (["python", "-u", "-m", "espnet2_ext.bin.x", "--help"], "espnet2_ext.bin.x"),
+        (["python", "-m", "pytest", "-m", "espnet2_ext.y"], None),
+        (["python", "script.py", "-m", "espnet2_ext.y"], None),
+        (["python", "-c", "import espnet2_ext", "-m", "espnet2_ext.y"], None),
+    ):
         monkeypatch.setattr(sys, "orig_argv", argv)
         assert stack.our_cli_module() == module
 

@@ -1,4 +1,5 @@
 """bin/_cli.run_cli (one exit convention for every CLI) and the one activation tag (issue #13)."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,12 @@ def test_one_list_parser_for_clis_and_activations():
     assert comma_list("a, b,,c") == comma_list("a b  c") == comma_list(" a,b c ") == ["a", "b", "c"]
     assert comma_list([" a ", "", "b"]) == ["a", "b"] and comma_list(None) == comma_list(" , ") == []
     spec = TaskSpec.default()
-    assert spec.active_tasks("lid ner") == spec.active_tasks("ner,lid") == spec.active_tasks([" lid", "ner "]) \
+    assert (
+        spec.active_tasks("lid ner")
+        == spec.active_tasks("ner,lid")
+        == spec.active_tasks([" lid", "ner "])
         == ("asr", "ner", "lid")
+    )
     with pytest.raises(ValueError, match="empty"):
         spec.active_tasks(" , ")
     assert activation_tag("lid asr") == activation_tag("asr,lid") == "asr+lid"
@@ -59,14 +64,16 @@ def test_activation_tag_cli(capsys):
 
 
 def test_activation_tag_cli_imports_neither_torch_nor_espnet2():
-    code = ("import runpy, sys\n"
-            "sys.argv = ['activation_tag', 'lid,asr']\n"
-            "try:\n"
-            "    runpy.run_module('espnet2_ext.bin.activation_tag', run_name='__main__')\n"
-            "except SystemExit as e:\n"
-            "    assert e.code == 0, e.code\n"
-            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'espnet2', 'numpy'))\n"
-            "print('heavy:', heavy)\n")
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['activation_tag', 'lid,asr']\n"
+        "try:\n"
+        "    runpy.run_module('espnet2_ext.bin.activation_tag', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 0, e.code\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'espnet2', 'numpy'))\n"
+        "print('heavy:', heavy)\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["asr+lid", "heavy: []"]

@@ -1,4 +1,5 @@
 """TaskMaskCollateFn (espnet2_ext/train/collate.py): ESPnet's padding plus a stacked (B, 1 + K) task mask."""
+
 import numpy as np
 import pytest
 import torch
@@ -27,8 +28,9 @@ def test_masks_are_stacked_and_speech_text_padded_as_espnet_does():
 
 
 def test_boolean_and_float_masks_become_int64():
-    _, batch = TaskMaskCollateFn()([item("a", 2, [1], np.array([True, False, True])),
-                                     item("b", 2, [1], np.array([1.0, 1.0, 0.0]))])
+    _, batch = TaskMaskCollateFn()(
+        [item("a", 2, [1], np.array([True, False, True])), item("b", 2, [1], np.array([1.0, 1.0, 0.0]))]
+    )
     assert batch[TASK_MASK].dtype == torch.int64 and batch[TASK_MASK].tolist() == [[1, 0, 1], [1, 1, 0]]
 
 

@@ -1,4 +1,5 @@
 """The conditioning frontend: where the task vector goes, what it changes and what it must not."""
+
 import pytest
 import torch
 
@@ -47,8 +48,9 @@ def test_zero_vectors_reproduce_plain_frontend(standin):
         for tv in f.task_vectors.values():
             tv.weight.zero_()
     torch.manual_seed(0)
-    plain = S3prlFrontend(frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(standin)},
-                          multilayer_feature=True).eval()
+    plain = S3prlFrontend(
+        frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(standin)}, multilayer_feature=True
+    ).eval()
     plain.featurizer.load_state_dict(f.featurizer.state_dict())
     x, lens = wavs()
     with torch.no_grad():
@@ -111,7 +113,7 @@ def test_padding_does_not_change_an_utterance(standin, injection):
         y, ylens = f(x, lens, task_mask=MASKS)
     for i in range(3):
         with torch.no_grad():
-            yi, yilens = f(x[i:i + 1, : lens[i]], lens[i:i + 1], task_mask=MASKS[i:i + 1])
+            yi, yilens = f(x[i : i + 1, : lens[i]], lens[i : i + 1], task_mask=MASKS[i : i + 1])
         assert int(yilens) == int(ylens[i])
         assert torch.allclose(y[i, : ylens[i]], yi[0], atol=1e-5)
 
@@ -170,7 +172,10 @@ def test_skeleton_rebuild_needs_no_checkpoint(tmp_path):
     skeleton = f.upstream_skeleton()
     rebuilt = TaskConditionedS3prlFrontend(
         frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(tmp_path / "does-not-exist.pt")},
-        multilayer_feature=True, task_vector_injection="both", upstream_skeleton=skeleton).eval()
+        multilayer_feature=True,
+        task_vector_injection="both",
+        upstream_skeleton=skeleton,
+    ).eval()
     x, lens = wavs()
     with torch.no_grad():
         assert not torch.equal(f(x, lens)[0], rebuilt(x, lens)[0])  # random weights before loading

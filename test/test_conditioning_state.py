@@ -5,6 +5,7 @@ Two different masks go through one model object in alternation, and through a ``
 model (same seed) gives for that mask, and after each call no module attribute outside its parameters and
 buffers holds a tensor.
 """
+
 import copy
 
 import pytest

@@ -5,6 +5,7 @@ compared against ``data/conditioning_trace.json``, which was written by the code
 d577fee: mask carried on the frontend between calls). Same seed, same data: same losses, same greedy decodes.
 Regenerate only for an intended change of the computation: ``python test/test_conditioning_trace.py --write``.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -13,8 +14,12 @@ import pytest
 import torch
 
 TRACE = Path(__file__).parent / "data" / "conditioning_trace.json"
-CASES = [("per_task", "feature_encoder"), ("per_task", "both"), ("per_combination", "encoder_output"),
-         ("none", "feature_encoder")]
+CASES = [
+    ("per_task", "feature_encoder"),
+    ("per_task", "both"),
+    ("per_combination", "encoder_output"),
+    ("none", "feature_encoder"),
+]
 STEPS = 8
 PARTIAL = [[1, 0, 1, 0, 1], [1, 1, 0, 0, 0], [1, 0, 0, 0, 1], [1, 1, 1, 1, 1]]  # one mask per utterance
 

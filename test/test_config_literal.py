@@ -1,4 +1,5 @@
 """Issue 33: the parser for the config strings S3PRL would eval: never executes, accepts every real layer spec."""
+
 from __future__ import annotations
 
 import sys
@@ -8,16 +9,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from espnet2_ext.upstream.xlsr_standin import PRESETS
-from espnet2_ext.utils.config_literal import (MAX_ITEMS, ConfigLiteralError, layer_spec_text, parse_layer_spec,
-                                              parse_literal)
+from espnet2_ext.utils.config_literal import (
+    MAX_ITEMS,
+    ConfigLiteralError,
+    layer_spec_text,
+    parse_layer_spec,
+    parse_literal,
+)
 
 STANDARD = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
 REAL_SPECS = {  # text -> its value, written out by hand (fairseq's / S3PRL's dataclass defaults, our presets)
     "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] * 2": STANDARD,  # fairseq wav2vec2
     "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2": STANDARD,  # fairseq HuBERT, S3PRL hubert
     "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]": STANDARD,  # S3PRL wav2vec2 default
-    "[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2), (512, 1, 1), (512, 1, 1), (512, 1, 1)]":
-        [(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2), (512, 1, 1), (512, 1, 1), (512, 1, 1)],
+    "[(512, 10, 5), (512, 8, 4), (512, 4, 2), (512, 4, 2), (512, 4, 2), (512, 1, 1), (512, 1, 1), (512, 1, 1)]": [
+        (512, 10, 5),
+        (512, 8, 4),
+        (512, 4, 2),
+        (512, 4, 2),
+        (512, 4, 2),
+        (512, 1, 1),
+        (512, 1, 1),
+        (512, 1, 1),
+    ],
     "[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2": [(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2,
     "[(512, 10, 5, 0)] + 4 * [(512, 3, 2, 0)]": [(512, 10, 5, 0)] + [(512, 3, 2, 0)] * 4,
 }
@@ -67,8 +81,37 @@ def test_generated_layer_specs_parse_to_their_value(spec):
 
 
 # ---- fuzzed strings: refused in one line, never executed --------------------------------------------------------
-_PIECES = ["[", "]", "(", ")", ",", "+", "*", "-", " ", "1", "512", "10", "**", ".", "'", "x", "__import__",
-           "open('M','w')", "lambda: 0", "if", "else", ":", "\n", "0x1f", "1e3", "{", "}", "@", "os.system"]
+_PIECES = [
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    "+",
+    "*",
+    "-",
+    " ",
+    "1",
+    "512",
+    "10",
+    "**",
+    ".",
+    "'",
+    "x",
+    "__import__",
+    "open('M','w')",
+    "lambda: 0",
+    "if",
+    "else",
+    ":",
+    "\n",
+    "0x1f",
+    "1e3",
+    "{",
+    "}",
+    "@",
+    "os.system",
+]
 
 
 _watching: list = []  # while non-empty, code execution events are recorded into _watching[-1]
@@ -146,15 +189,18 @@ def test_payloads_refused_and_leave_no_trace(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("text, why", [
-    ("[(512, 10)]", "not a list of \\(dim, kernel, stride\\)"),
-    ("[(512, 0, 5)]", "positive"),
-    ("[]", "not a list"),
-    ("(512, 10, 5)", "not a list"),
-    ("[[512, 10, 5]]", "not a list of"),
-    (f"[(1,1,1)] * {MAX_ITEMS + 1}", "more than"),
-    (123, "a int, not a string"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("[(512, 10)]", "not a list of \\(dim, kernel, stride\\)"),
+        ("[(512, 0, 5)]", "positive"),
+        ("[]", "not a list"),
+        ("(512, 10, 5)", "not a list"),
+        ("[[512, 10, 5]]", "not a list of"),
+        (f"[(1,1,1)] * {MAX_ITEMS + 1}", "more than"),
+        (123, "a int, not a string"),
+    ],
+)
 def test_layer_spec_shape_is_checked(text, why):
     with pytest.raises(ConfigLiteralError, match=why):
         parse_layer_spec(text, "k", "f")

@@ -3,6 +3,7 @@
 Each crafted model is the tiny trained model with one change to its config.yaml (or one extra member), packed by
 ESPnet's packer; the payloads write a marker file if their code runs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,8 +18,12 @@ import pytest
 import torch
 import yaml
 
-from espnet2_ext.utils.config_guard import (ALLOW_NETWORK_ENV, TRUST_CONFIG_ENV, UntrustedConfigWarning,
-                                            check_model_config)
+from espnet2_ext.utils.config_guard import (
+    ALLOW_NETWORK_ENV,
+    TRUST_CONFIG_ENV,
+    UntrustedConfigWarning,
+    check_model_config,
+)
 from espnet2_ext.utils.safe_archive import UnsafeModelError
 from tiny_setup import UTTS
 
@@ -40,51 +45,73 @@ def _no_skeleton(config: dict, **inner) -> None:
 CASES: Dict[str, tuple] = {
     "conv_feature_layers": (
         lambda c, m, o: _skeleton_cfg(c).update(conv_feature_layers=f"{TINY_LAYERS} if open({str(m)!r}, 'w') else []"),
-        r"frontend_conf\.upstream_skeleton\.model_cfg\.conv_feature_layers: unexpected [\"'] if open"),
+        r"frontend_conf\.upstream_skeleton\.model_cfg\.conv_feature_layers: unexpected [\"'] if open",
+    ),
     "xformers_att_config": (
         lambda c, m, o: _skeleton_cfg(c).update(xformers_att_config=f"open({str(m)!r}, 'w') and None"),
-        r"model_cfg\.xformers_att_config: must be null"),
+        r"model_cfg\.xformers_att_config: must be null",
+    ),
     "extra_conf_hooks": (
         lambda c, m, o: c["frontend_conf"]["frontend_conf"].update(
-            extra_conf={"hooks": [[f"open({str(m)!r}, 'w')", "print"]]}),
-        r"frontend_conf\.frontend_conf\.extra_conf\.hooks: S3PRL passes extra_conf"),
+            extra_conf={"hooks": [[f"open({str(m)!r}, 'w')", "print"]]}
+        ),
+        r"frontend_conf\.frontend_conf\.extra_conf\.hooks: S3PRL passes extra_conf",
+    ),
     "extra_conf_legacy": (
         lambda c, m, o: c["frontend_conf"]["frontend_conf"].update(extra_conf={"legacy": True}),
-        r"extra_conf\.legacy"),
+        r"extra_conf\.legacy",
+    ),
     "hub_upstream": (
         lambda c, m, o: _no_skeleton(c, upstream="xls_r_300m"),
-        r"upstream: 'xls_r_300m' is not a local wav2vec2/HuBERT checkpoint: S3PRL would download it from its hub"),
+        r"upstream: 'xls_r_300m' is not a local wav2vec2/HuBERT checkpoint: S3PRL would download it from its hub",
+    ),
     "url_upstream": (
         lambda c, m, o: _no_skeleton(c, upstream="wav2vec2_url", path_or_url="https://example.invalid/x.pt"),
-        r"would download it from 'https://example\.invalid/x\.pt'.*--allow_network_upstream"),
+        r"would download it from 'https://example\.invalid/x\.pt'.*--allow_network_upstream",
+    ),
     "download_dir": (
         lambda c, m, o: c["frontend_conf"].update(download_dir=str(o)),
-        r"frontend_conf\.download_dir: sets where S3PRL downloads"),
+        r"frontend_conf\.download_dir: sets where S3PRL downloads",
+    ),
     "upstream_outside": (
         lambda c, m, o: _no_skeleton(c, upstream="wav2vec2_local", path_or_url=str(o / "upstream.pt")),
-        r"frontend_conf\.frontend_conf\.path_or_url: '.*upstream\.pt' is outside the model's folder"),
+        r"frontend_conf\.frontend_conf\.path_or_url: '.*upstream\.pt' is outside the model's folder",
+    ),
     "bpemodel_outside": (
-        lambda c, m, o: c.update(bpemodel=str(o / "bpe.model")), r"bpemodel: '.*bpe\.model' is outside"),
+        lambda c, m, o: c.update(bpemodel=str(o / "bpe.model")),
+        r"bpemodel: '.*bpe\.model' is outside",
+    ),
     "token_list_outside": (
-        lambda c, m, o: c.update(token_list="../../tokens.txt"), r"token_list: '\.\./\.\./tokens\.txt' is outside"),
+        lambda c, m, o: c.update(token_list="../../tokens.txt"),
+        r"token_list: '\.\./\.\./tokens\.txt' is outside",
+    ),
     "stats_file_outside": (
         lambda c, m, o: c.update(normalize="global_mvn", normalize_conf={"stats_file": str(o / "stats.npz")}),
-        r"normalize_conf\.stats_file: '.*stats\.npz' is outside"),
+        r"normalize_conf\.stats_file: '.*stats\.npz' is outside",
+    ),
     "nls_outside": (
-        lambda c, m, o: c.update(non_linguistic_symbols="/etc/passwd"), r"non_linguistic_symbols: '/etc/passwd'"),
+        lambda c, m, o: c.update(non_linguistic_symbols="/etc/passwd"),
+        r"non_linguistic_symbols: '/etc/passwd'",
+    ),
     "whisper_frontend": (
         lambda c, m, o: c.update(frontend="whisper", frontend_conf={"whisper_model": "small"}),
-        r"frontend: 'whisper' downloads pretrained weights from the network"),
+        r"frontend: 'whisper' downloads pretrained weights from the network",
+    ),
     "hf_postencoder": (
-        lambda c, m, o: c.update(postencoder="hugging_face_transformers",
-                                 postencoder_conf={"model_name_or_path": "bert-base"}),
-        r"postencoder: 'hugging_face_transformers' downloads"),
+        lambda c, m, o: c.update(
+            postencoder="hugging_face_transformers", postencoder_conf={"model_name_or_path": "bert-base"}
+        ),
+        r"postencoder: 'hugging_face_transformers' downloads",
+    ),
     "unaudited_encoder": (
         lambda c, m, o: c.update(encoder="beats", encoder_conf={"beats_ckpt_path": str(o / "beats.pt")}),
-        r"encoder: 'beats' is a class whose config handling we have not audited"),
+        r"encoder: 'beats' is a class whose config handling we have not audited",
+    ),
     "g2p": (lambda c, m, o: c.update(g2p="pyopenjtalk"), r"g2p: 'pyopenjtalk' is a G2P we have not audited"),
-    "hf_tokenizer": (lambda c, m, o: c.update(token_type="hugging_face", bpemodel="bert-base-uncased"),
-                     r"token_type: 'hugging_face' loads its tokenizer from the Hugging Face hub"),
+    "hf_tokenizer": (
+        lambda c, m, o: c.update(token_type="hugging_face", bpemodel="bert-base-uncased"),
+        r"token_type: 'hugging_face' loads its tokenizer from the Hugging Face hub",
+    ),
 }
 
 
@@ -142,20 +169,33 @@ def loaders(tiny_trained, tmp_path) -> Dict[str, Callable[[Path], object]]:
     _, data, _ = tiny_trained
     return {
         "from_pretrained": lambda z: TokenVerseSpeech2Text.from_pretrained(str(z)),
-        "asr_inference": lambda z: asr_inference.run(["--model_file", str(z), "--output_dir", str(tmp_path / "dec"),
-                                                      "--data_path_and_name_and_type",
-                                                      f"{data / 'wav.scp'},speech,sound"]),
+        "asr_inference": lambda z: asr_inference.run(
+            [
+                "--model_file",
+                str(z),
+                "--output_dir",
+                str(tmp_path / "dec"),
+                "--data_path_and_name_and_type",
+                f"{data / 'wav.scp'},speech,sound",
+            ]
+        ),
         # ESPnet's Speech2Text.from_pretrained is exactly this, with the model zoo's cache in its package dir
-        "espnet_from_pretrained": lambda z, **kw: Speech2Text(**{
-            k: v for k, v in ModelDownloader(cachedir=tmp_path / "zoo").download_and_unpack(str(z)).items()
-            if k.startswith("asr_")}, **kw),
+        "espnet_from_pretrained": lambda z, **kw: Speech2Text(
+            **{
+                k: v
+                for k, v in ModelDownloader(cachedir=tmp_path / "zoo").download_and_unpack(str(z)).items()
+                if k.startswith("asr_")
+            },
+            **kw,
+        ),
         "extend_model": lambda z: extend_experiment(z, tmp_path / "extended", {"qst": ["[Q]"]}),
     }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_crafted_config_is_refused_by_every_loader_without_a_trace(tiny_trained, base_config, tmp_path, case,
-                                                                  network_log):
+def test_crafted_config_is_refused_by_every_loader_without_a_trace(
+    tiny_trained, base_config, tmp_path, case, network_log
+):
     change, expected = CASES[case]
     config, marker, outside = copy.deepcopy(base_config), tmp_path / MARKER, tmp_path / "outside"
     outside.mkdir()
@@ -187,11 +227,18 @@ def test_crafted_upstream_checkpoint_inside_the_model_is_refused(tiny_trained, b
     cfg = model_cfg_for("tiny")
     weights = build_wav2vec2(cfg).state_dict()
     variants = {
-        "pickle": ({"task_cfg": {}, "model_cfg": cfg, "model_weight": weights, "x": Payload()},
-                   r"upstream\.pt: refused to load: .*GLOBAL io\.open"),
-        "eval": ({"task_cfg": {}, "model_weight": weights,
-                  "model_cfg": {**cfg, "conv_feature_layers": f"{TINY_LAYERS} if open({str(marker)!r}, 'w') else 0"}},
-                 r"upstream\.pt: model_cfg\.conv_feature_layers: unexpected [\"'] if open"),
+        "pickle": (
+            {"task_cfg": {}, "model_cfg": cfg, "model_weight": weights, "x": Payload()},
+            r"upstream\.pt: refused to load: .*GLOBAL io\.open",
+        ),
+        "eval": (
+            {
+                "task_cfg": {},
+                "model_weight": weights,
+                "model_cfg": {**cfg, "conv_feature_layers": f"{TINY_LAYERS} if open({str(marker)!r}, 'w') else 0"},
+            },
+            r"upstream\.pt: model_cfg\.conv_feature_layers: unexpected [\"'] if open",
+        ),
     }
     for variant, (state, expected) in variants.items():
         buf = io.BytesIO()
@@ -213,17 +260,29 @@ def test_clis_report_a_crafted_model_in_one_line(tiny_trained, base_config, tmp_
     config, marker = copy.deepcopy(base_config), tmp_path / MARKER
     CASES["conv_feature_layers"][0](config, marker, tmp_path)
     crafted = pack_crafted(tiny_trained, config, tmp_path / "craft")
-    runs = {"asr_inference": lambda: asr_inference.main([
-                "--model_file", str(crafted), "--output_dir", str(tmp_path / "dec"),
-                "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound"]),
-            "extend_model": lambda: extend_model.main(["--base", str(crafted), "--out_dir", str(tmp_path / "ext"),
-                                                       "--add_task", "qst=[Q]"])}
+    runs = {
+        "asr_inference": lambda: asr_inference.main(
+            [
+                "--model_file",
+                str(crafted),
+                "--output_dir",
+                str(tmp_path / "dec"),
+                "--data_path_and_name_and_type",
+                f"{data / 'wav.scp'},speech,sound",
+            ]
+        ),
+        "extend_model": lambda: extend_model.main(
+            ["--base", str(crafted), "--out_dir", str(tmp_path / "ext"), "--add_task", "qst=[Q]"]
+        ),
+    }
     for prog, run in runs.items():
         capsys.readouterr()
         assert run() == 1, prog
         last = capsys.readouterr().err.strip().splitlines()[-1]
-        assert last.startswith(prog) and "config.yaml: frontend_conf.upstream_skeleton.model_cfg." \
-                                         "conv_feature_layers: unexpected" in last, last
+        assert (
+            last.startswith(prog)
+            and "config.yaml: frontend_conf.upstream_skeleton.model_cfg.conv_feature_layers: unexpected" in last
+        ), last
     assert not marker.exists() and not (tmp_path / "dec").exists() and not (tmp_path / "ext").exists()
 
 
@@ -238,9 +297,14 @@ def test_the_eval_payload_is_a_real_attack_on_plain_s3prl(tmp_path):
     from espnet2_ext.upstream.xlsr_standin import model_cfg_for
 
     marker = tmp_path / MARKER
-    cfg = merge_with_parent(Wav2Vec2Config, {**model_cfg_for("tiny"), "xformers_att_config": "x",
-                                             "conv_feature_layers": f"{TINY_LAYERS} if open({str(marker)!r}, 'w') "
-                                                                    f"else []"})
+    cfg = merge_with_parent(
+        Wav2Vec2Config,
+        {
+            **model_cfg_for("tiny"),
+            "xformers_att_config": "x",
+            "conv_feature_layers": f"{TINY_LAYERS} if open({str(marker)!r}, 'w') else []",
+        },
+    )
     assert not hasattr(cfg, "xformers_att_config")
     model = Wav2Vec2Model.__new__(Wav2Vec2Model)
     Wav2Vec2Model.__init__.__wrapped__(model, cfg)
@@ -295,9 +359,17 @@ def test_allow_network_option_reaches_the_check(tiny_trained, base_config, tmp_p
         TokenVerseSpeech2Text.from_pretrained(str(crafted), allow_network=True)
     assert not isinstance(err.value, UnsafeModelError)
     with pytest.raises(Exception) as err:
-        asr_inference.run(["--model_file", str(crafted), "--output_dir", str(tmp_path / "dec"),
-                           "--allow_network_upstream", "--data_path_and_name_and_type",
-                           f"{data / 'wav.scp'},speech,sound"])
+        asr_inference.run(
+            [
+                "--model_file",
+                str(crafted),
+                "--output_dir",
+                str(tmp_path / "dec"),
+                "--allow_network_upstream",
+                "--data_path_and_name_and_type",
+                f"{data / 'wav.scp'},speech,sound",
+            ]
+        )
     assert not isinstance(err.value, UnsafeModelError)
 
 
@@ -366,8 +438,12 @@ def test_packed_tiny_model_decodes_as_its_experiment_dir(tiny_trained, tmp_path,
     root, data, out = tiny_trained
     packed = pack_crafted(tiny_trained, yaml.safe_load((out / "config.yaml").read_text()), tmp_path / "pack")
     x, _ = sf.read(data / "wav" / f"{UTTS[0][0]}.wav", dtype="float32")
-    reference = TokenVerseSpeech2Text(str(out / "config.yaml"), str(out / "valid.loss.best.pth"), beam_size=1,
-                                      transducer_conf={"search_type": "greedy"})(x)[0][2]
+    reference = TokenVerseSpeech2Text(
+        str(out / "config.yaml"),
+        str(out / "valid.loss.best.pth"),
+        beam_size=1,
+        transducer_conf={"search_type": "greedy"},
+    )(x)[0][2]
     built = loaders(tiny_trained, tmp_path)
     ours = TokenVerseSpeech2Text.from_pretrained(str(packed), beam_size=1, transducer_conf={"search_type": "greedy"})
     theirs = built["espnet_from_pretrained"](packed, beam_size=1)
@@ -376,8 +452,13 @@ def test_packed_tiny_model_decodes_as_its_experiment_dir(tiny_trained, tmp_path,
     assert not network_log
 
 
-@pytest.mark.parametrize("ckpt", ["egs2/mini_tokenverse/ssl1/pretrained/xlsr_mini_ssl.pt",
-                                  "egs2/mini_tokenverse/ssl1/pretrained_ctc/xlsr_mini_ssl_ctc.pt"])
+@pytest.mark.parametrize(
+    "ckpt",
+    [
+        "egs2/mini_tokenverse/ssl1/pretrained/xlsr_mini_ssl.pt",
+        "egs2/mini_tokenverse/ssl1/pretrained_ctc/xlsr_mini_ssl_ctc.pt",
+    ],
+)
 def test_committed_checkpoints_load_identically_under_the_guards(ckpt, monkeypatch):
     """The committed upstream checkpoints load through the guarded S3PRL path (weights only, checked
     conv_feature_layers) and give the same features as S3PRL's unguarded classes."""
@@ -405,14 +486,20 @@ def test_guards_are_active_in_a_fresh_interpreter_for_espnets_loader(tiny_traine
     marker = tmp_path / MARKER
     _skeleton_cfg(config)["conv_feature_layers"] = f"{TINY_LAYERS} if open({str(marker)!r}, 'w') else []"
     crafted = pack_crafted(tiny_trained, config, tmp_path / "craft")
-    code = ("import espnet2_ext\nfrom espnet2.bin.asr_inference import Speech2Text\n"
-            "from espnet_model_zoo.downloader import ModelDownloader\n"
-            "init = ModelDownloader.__init__  # only the cache folder moved: the venv's package dir stays untouched\n"
-            f"ModelDownloader.__init__ = lambda self, cachedir=None: init(self, {str(tmp_path / 'zoo')!r})\n"
-            "from espnet2_ext.utils.safe_archive import UnsafeModelError\n"
-            f"try:\n    Speech2Text.from_pretrained(model_tag={str(crafted)!r})\n"
-            "except UnsafeModelError as e:\n    print('REFUSED', str(e))\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    code = (
+        "import espnet2_ext\nfrom espnet2.bin.asr_inference import Speech2Text\n"
+        "from espnet_model_zoo.downloader import ModelDownloader\n"
+        "init = ModelDownloader.__init__  # only the cache folder moved: the venv's package dir stays untouched\n"
+        f"ModelDownloader.__init__ = lambda self, cachedir=None: init(self, {str(tmp_path / 'zoo')!r})\n"
+        "from espnet2_ext.utils.safe_archive import UnsafeModelError\n"
+        f"try:\n    Speech2Text.from_pretrained(model_tag={str(crafted)!r})\n"
+        "except UnsafeModelError as e:\n    print('REFUSED', str(e))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     assert r.stdout.strip().splitlines()[-1].startswith("REFUSED "), (r.stdout[-1000:], r.stderr[-2000:])
     assert "conv_feature_layers" in r.stdout and not marker.exists()

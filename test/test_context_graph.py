@@ -1,5 +1,6 @@
 """The biasing graph (espnet2_ext.asr.transducer.context_graph): hand-built cases, a brute-force reference of the
 bonus rules, dense rows == single steps, gated mode, building from a tokenizer (sentencepiece and word lists)."""
+
 import logging
 from typing import Dict, List, Sequence, Tuple
 
@@ -87,16 +88,19 @@ def reference_total(phrases: List[Tuple[Tuple[int, ...], float]], seq: Sequence[
     full = {p for p, _ in phrases}
     kept, committed_upto = 0.0, -1  # positions <= committed_upto are paid for good
     for i in range(len(seq)):
-        start = next((j for j in range(i + 1) if tuple(seq[j:i + 1]) in prefix_w), i + 1)
-        window = tuple(seq[start:i + 1])
+        start = next((j for j in range(i + 1) if tuple(seq[j : i + 1]) in prefix_w), i + 1)
+        window = tuple(seq[start : i + 1])
         if any(window[j:] in full for j in range(len(window))):
-            kept += sum(prefix_w[window[:k + 1]] for k in range(len(window)) if start + k > committed_upto)
+            kept += sum(prefix_w[window[: k + 1]] for k in range(len(window)) if start + k > committed_upto)
             committed_upto = i
     return kept
 
 
-phrase_st = st.lists(st.tuples(st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple),
-                               st.sampled_from([0.5, 1.0, 2.0])), min_size=1, max_size=5)
+phrase_st = st.lists(
+    st.tuples(st.lists(st.integers(1, 4), min_size=1, max_size=4).map(tuple), st.sampled_from([0.5, 1.0, 2.0])),
+    min_size=1,
+    max_size=5,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -156,8 +160,12 @@ def bpe(tmp_path_factory):
     from espnet2_ext.task_spec import TaskSpec
     from espnet2_ext.text.tag_aware_bpe import espnet_token_list, train_tag_aware_bpe
 
-    corpus = [f"u{i} [EN] hello [NE] {n} [/NE] [ENDP] and the {w} of {n}" for i, (n, w) in enumerate(
-        [("john smith", "house"), ("anna berg", "road"), ("maria lopez", "garden"), ("peter pan", "story")] * 5)]
+    corpus = [
+        f"u{i} [EN] hello [NE] {n} [/NE] [ENDP] and the {w} of {n}"
+        for i, (n, w) in enumerate(
+            [("john smith", "house"), ("anna berg", "road"), ("maria lopez", "garden"), ("peter pan", "story")] * 5
+        )
+    ]
     model = train_tag_aware_bpe(corpus, TaskSpec.default(), 70, tmp_path_factory.mktemp("bpe"))
     return spm.SentencePieceProcessor(model_file=str(model)), espnet_token_list(str(model))
 
@@ -175,7 +183,7 @@ def test_phrases_are_spelled_as_mid_sentence_and_unk_skipped(bpe, tmp_path, capl
     # the pieces of "john smith" are those inside a sentence, after a tag, where the model emits them
     sent = sp.encode("hello [NE] john smith [/NE] and", out_type=str)
     phrase = sp.encode("john smith", out_type=str)
-    assert any(sent[i:i + len(phrase)] == phrase for i in range(len(sent)))
+    assert any(sent[i : i + len(phrase)] == phrase for i in range(len(sent)))
     seq = [ids[p] for p in sent]
     assert total(g, seq) == pytest.approx(2.0 * len(phrase))
     anna = [ids[p] for p in sp.encode("anna berg", out_type=str)]

@@ -6,6 +6,7 @@ RANK/WORLD_SIZE set by ``torchrun``) runs the same trainer, DDP wrapper, batch s
 CPU with gloo. That is what is tested here: 2 processes x 2 utterances must follow the 1-process x 4 utterances
 loss curve and end at the same model.
 """
+
 import multiprocessing
 import re
 import subprocess
@@ -34,21 +35,42 @@ def tiny_dir(tmp_path_factory):
     write_data_dir(root)
     # Deterministic per utterance (no dropout in the stand-in, labels decide the task mask), so the only
     # difference between the runs is how the global batch of 4 is split over processes.
-    write_config(root, standin, num_att_plot=0, num_iters_per_epoch=4, batch_size=4, max_epoch=EPOCHS,
-                 tokenverse_conf={"policy": "label"})
+    write_config(
+        root,
+        standin,
+        num_att_plot=0,
+        num_iters_per_epoch=4,
+        batch_size=4,
+        max_epoch=EPOCHS,
+        tokenverse_conf={"policy": "label"},
+    )
     return root
 
 
 def test_two_process_gloo_ddp_matches_one_process(tiny_dir):
     root = tiny_dir
     args = lambda out: train_args(root, root / "data", root / "train.yaml", root / out)  # noqa: E731
-    one = subprocess.run([sys.executable, "-m", "espnet2_ext.bin.asr_train"] + args("one"),
-                         capture_output=True, text=True, timeout=900)
+    one = subprocess.run(
+        [sys.executable, "-m", "espnet2_ext.bin.asr_train"] + args("one"), capture_output=True, text=True, timeout=900
+    )
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "espnet2_ext.bin.asr_train"] + args("two")
-                         + ["--multiprocessing_distributed", "false", "--dist_backend", "gloo"],
-                         capture_output=True, text=True, timeout=900)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "espnet2_ext.bin.asr_train",
+        ]
+        + args("two")
+        + ["--multiprocessing_distributed", "false", "--dist_backend", "gloo"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     assert re.search(r":0/2\] ", two.stderr), "ESPnet did not run in distributed mode (log prefix host:rank/size)"
 
@@ -64,6 +86,7 @@ def test_two_process_gloo_ddp_matches_one_process(tiny_dir):
     flat = lambda sd: torch.cat([v.flatten().double() for v in sd.values() if v.is_floating_point()])  # noqa: E731
     assert (flat(a) - flat(b)).norm() / flat(a).norm() < 1e-3
 
+
 def test_registration_in_a_spawned_worker(tiny_dir):
     """ESPnet's GPU mode spawns ``TokenVerseASRTask.main_worker`` with the 'spawn' start method: a fresh
     interpreter must find our registered classes (frontend, encoder, model, preprocessor) by their config names."""
@@ -71,7 +94,8 @@ def test_registration_in_a_spawned_worker(tiny_dir):
 
     root = tiny_dir
     args = TokenVerseASRTask.get_parser().parse_args(
-        train_args(root, root / "data", root / "train.yaml", root / "unused"))
+        train_args(root, root / "data", root / "train.yaml", root / "unused")
+    )
     proc = multiprocessing.get_context("spawn").Process(target=TokenVerseASRTask.build_model, args=(args,))
     proc.start()
     proc.join(600)

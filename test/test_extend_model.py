@@ -3,6 +3,7 @@
 The extended, untrained model must decode exactly like the base model while the new task is inactive (constrained
 decoding), its tables must grow by the documented mapping, it must train with the ordinary asr_train
 (--init_param) with only the new rows moving under freeze_old, and a packed copy must load offline."""
+
 import subprocess
 import sys
 
@@ -60,22 +61,32 @@ def test_spec_growth_and_its_errors():
         grow_spec(spec, {}, ["de"])
     with pytest.raises(DataError, match="not a tag"):
         grow_spec(spec, {"qst": ("Q",)}, [])
-    assert grow_token_list(["<blank>", "<unk>", "a", "<sos/eos>"], ["[Q]"]) == ["<blank>", "<unk>", "a", "[Q]",
-                                                                             "<sos/eos>"]
+    assert grow_token_list(["<blank>", "<unk>", "a", "<sos/eos>"], ["[Q]"]) == [
+        "<blank>",
+        "<unk>",
+        "a",
+        "[Q]",
+        "<sos/eos>",
+    ]
     with pytest.raises(DataError, match="already in the model's token list"):
         grow_token_list(["<blank>", "[Q]", "<sos/eos>"], ["[Q]"])
 
 
-LINES = ["[EN] hello [NE] maria [/NE] how are you [ENDP] [SCD] fine thanks [ENDP]",
-         "[DE] guten tag [NE] berlin [/NE] [ENDP]", "[ES] hola que tal [ENDP]", "[FR] bonjour ça va [ENDP]"] * 5
+LINES = [
+    "[EN] hello [NE] maria [/NE] how are you [ENDP] [SCD] fine thanks [ENDP]",
+    "[DE] guten tag [NE] berlin [/NE] [ENDP]",
+    "[ES] hola que tal [ENDP]",
+    "[FR] bonjour ça va [ENDP]",
+] * 5
 
 
 def test_appended_tags_keep_every_piece_and_are_atomic(tmp_path):
     model = train_tag_aware_bpe(LINES, TaskSpec.default(), 60, tmp_path, kaldi=False)
     old = spm.SentencePieceProcessor(model_file=str(model))
     new = spm.SentencePieceProcessor(model_proto=append_tag_symbols(model, ["[Q]", "[IT]"]))
-    assert [new.id_to_piece(i) for i in range(old.get_piece_size())] == \
-        [old.id_to_piece(i) for i in range(old.get_piece_size())]
+    assert [new.id_to_piece(i) for i in range(old.get_piece_size())] == [
+        old.id_to_piece(i) for i in range(old.get_piece_size())
+    ]
     for line in LINES[:4]:
         assert new.encode(line, out_type=str) == old.encode(line, out_type=str)
     pieces = new.encode("[IT] hola que tal [Q] [ENDP]", out_type=str)
@@ -92,8 +103,13 @@ def test_tokenizer_that_is_not_tag_aware_is_refused(tmp_path):
     from espnet2_ext.asr.extend import check_tag_aware
 
     proto = tmp_path / "plain.model"
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(LINES), model_prefix=str(tmp_path / "plain"),
-                                   vocab_size=40, model_type="bpe", minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(LINES),
+        model_prefix=str(tmp_path / "plain"),
+        vocab_size=40,
+        model_type="bpe",
+        minloglevel=2,
+    )
     tokens = espnet_token_list(str(proto))
     with pytest.raises(DataError, match=r"cfg.yaml: the model's tokenizer \(token_type bpe\) is not tag-aware"):
         check_tag_aware("bpe", tokens, TaskSpec.default(), proto, "cfg.yaml")
@@ -135,8 +151,10 @@ def test_extended_model_decodes_like_the_base_while_new_tasks_are_inactive(tiny_
         assert ext.model_tasks == tuple(OLD_TASKS) + ("qst",)
         for act in ("asr,scd,endp,ner", "asr"):  # lid off: the new language's token is suppressed too
             for utt, x in wavs.items():
-                (b_text, b_tok, _, b_hyp), (e_text, e_tok, _, e_hyp) = (base(x, task_activation=act)[0],
-                                                                        ext(x, task_activation=act)[0])
+                (b_text, b_tok, _, b_hyp), (e_text, e_tok, _, e_hyp) = (
+                    base(x, task_activation=act)[0],
+                    ext(x, task_activation=act)[0],
+                )
                 assert (e_text, e_tok) == (b_text, b_tok), (act, search, utt)
                 if search != "greedy":
                     assert e_hyp.score == pytest.approx(b_hyp.score, rel=1e-6, abs=1e-6), (act, search, utt)
@@ -150,10 +168,18 @@ def test_new_task_only_with_every_old_task_active(tiny_trained, tmp_path):
     ext_dir = extend_experiment(base_dir, tmp_path / "ext", {"qst": ["[Q]"]}, vector_init="random")
     act = ",".join(OLD_TASKS)
     for search in ("default", "modified_beam_search"):
-        base = _s2t(base_dir / "config.yaml", base_dir / "valid.loss.best.pth", task_activation=act,
-                    transducer_conf={"search_type": search})
-        ext = _s2t(ext_dir / "config.yaml", ext_dir / "extended.pth", task_activation=act,
-                   transducer_conf={"search_type": search})
+        base = _s2t(
+            base_dir / "config.yaml",
+            base_dir / "valid.loss.best.pth",
+            task_activation=act,
+            transducer_conf={"search_type": search},
+        )
+        ext = _s2t(
+            ext_dir / "config.yaml",
+            ext_dir / "extended.pth",
+            task_activation=act,
+            transducer_conf={"search_type": search},
+        )
         for utt, _, _ in UTTS:
             b, e = base(_wav(data, utt))[0], ext(_wav(data, utt))[0]
             assert e[:2] == b[:2], (search, utt)
@@ -169,7 +195,7 @@ def test_extended_weights_keep_old_rows(extended):
     old_conf = yaml.safe_load((base_dir / "config.yaml").read_text())
     conf = yaml.safe_load((ext_dir / "config.yaml").read_text())
     old_tok, tok = old_conf["token_list"], conf["token_list"]
-    assert tok[:len(old_tok) - 1] == old_tok[:-1] and tok[-3:] == ["[IT]", "[Q]", "<sos/eos>"]
+    assert tok[: len(old_tok) - 1] == old_tok[:-1] and tok[-3:] == ["[IT]", "[Q]", "<sos/eos>"]
     assert conf["tokenverse_conf"]["tasks"] == OLD_TASKS + ["qst"]
     assert conf["tokenverse_conf"]["extra_tokens"] == {"qst": ["[Q]"]}
     assert conf["tokenverse_conf"]["languages"][-1] == "it" and conf["frontend_conf"]["aux_tasks"][-1] == "qst"
@@ -202,8 +228,20 @@ def test_asr_train_from_the_extended_model_moves_only_new_rows(tiny_trained, ext
     (d / "utt2tasks").write_text("".join(f"{u} asr qst\n" for u in words))
     for f in ("wav.scp", "speech_shape"):
         (d / f).write_text((data / f).read_text())
-    args = ["--config", str(ext_dir / "config.yaml"), "--output_dir", str(tmp_path / "exp"), "--ngpu", "0",
-            "--max_epoch", "1", "--num_iters_per_epoch", "2", "--use_tensorboard", "false"]
+    args = [
+        "--config",
+        str(ext_dir / "config.yaml"),
+        "--output_dir",
+        str(tmp_path / "exp"),
+        "--ngpu",
+        "0",
+        "--max_epoch",
+        "1",
+        "--num_iters_per_epoch",
+        "2",
+        "--use_tensorboard",
+        "false",
+    ]
     for split in ("train", "valid"):
         for f, name, typ in (("wav.scp", "speech", "sound"), ("text", "text", "text"), ("utt2tasks", "tasks", "text")):
             args += [f"--{split}_data_path_and_name_and_type", f"{d / f},{name},{typ}"]
@@ -232,13 +270,28 @@ def test_packed_extended_model_loads_offline_with_espnet(tiny_trained, extended,
     _, data, _ = tiny_trained
     _, ext_dir = extended
     zip_path = tmp_path / "ext.zip"
-    r = subprocess.run([sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config",
-                        f"{ext_dir.name}/config.yaml", "--asr_model_file", f"{ext_dir.name}/extended.pth",
-                        "--outpath", str(zip_path)], cwd=ext_dir.parent, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2.bin.pack",
+            "asr",
+            "--asr_train_config",
+            f"{ext_dir.name}/config.yaml",
+            "--asr_model_file",
+            f"{ext_dir.name}/extended.pth",
+            "--outpath",
+            str(zip_path),
+        ],
+        cwd=ext_dir.parent,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     theirs = Speech2Text.from_pretrained(model_tag=str(zip_path), beam_size=1)
@@ -260,11 +313,25 @@ def test_cli_refuses_bad_extensions_with_one_line(extended, tmp_path, capsys):
     from espnet2_ext.bin.extend_model import main
 
     _, ext_dir = extended
-    for extra, message in ((["--add_task", "qst=[QQ]"], "task 'qst' already exists"),
-                           (["--add_task", "x=[IT]"], r"clashes with the language token of 'it'"),
-                           (["--add_task", "x"], "give NAME=TOKEN")):
-        assert main(["--base", str(ext_dir), "--model_file", str(ext_dir / "extended.pth"),
-                     "--out_dir", str(tmp_path / "o")] + extra) == 1
+    for extra, message in (
+        (["--add_task", "qst=[QQ]"], "task 'qst' already exists"),
+        (["--add_task", "x=[IT]"], r"clashes with the language token of 'it'"),
+        (["--add_task", "x"], "give NAME=TOKEN"),
+    ):
+        assert (
+            main(
+                [
+                    "--base",
+                    str(ext_dir),
+                    "--model_file",
+                    str(ext_dir / "extended.pth"),
+                    "--out_dir",
+                    str(tmp_path / "o"),
+                ]
+                + extra
+            )
+            == 1
+        )
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
         assert not (tmp_path / "o").exists()

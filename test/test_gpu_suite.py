@@ -1,4 +1,5 @@
 """The GPU suite (benchmark/gpu_suite.py) runs at tiny sizes on the CPU, so it cannot rot between GPU runs."""
+
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
 import re

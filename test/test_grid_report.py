@@ -1,4 +1,5 @@
 """grid_report: synthetic run_grid.sh exp trees with known numbers -> exact mean ± std, n, and claim verdicts."""
+
 import json
 import os
 import statistics
@@ -28,26 +29,40 @@ def make_cell(exp, cfg, train_set, seed, scores, n_params=17):
     d = exp / f"asr_{tag}"
     d.mkdir(parents=True)
     strategy, injection = CFG[cfg]
-    conf = {"config": f"conf/tuning/{cfg}.yaml", "seed": seed,
-            "train_data_path_and_name_and_type": [[f"dump/raw/{train_set}/wav.scp", "speech", "sound"],
-                                                  [f"dump/raw/{train_set}/text", "text", "text"]],
-            "frontend_conf": {"task_vector_strategy": strategy, "task_vector_injection": injection}}
+    conf = {
+        "config": f"conf/tuning/{cfg}.yaml",
+        "seed": seed,
+        "train_data_path_and_name_and_type": [
+            [f"dump/raw/{train_set}/wav.scp", "speech", "sound"],
+            [f"dump/raw/{train_set}/text", "text", "text"],
+        ],
+        "frontend_conf": {"task_vector_strategy": strategy, "task_vector_injection": injection},
+    }
     (d / "config.yaml").write_text(yaml.safe_dump(conf))
     for (test_set, act), sc in scores.items():
         out = d / f"decode_{act}" / test_set
         out.mkdir(parents=True)
         (out / "score.json").write_text(json.dumps(dict(sc, model=tag, test_set=test_set, task_activation=act)))
     import torch
+
     torch.save({"w": torch.zeros(n_params - 2), "b": torch.zeros(2)}, d / "7epoch.pth")
     os.symlink("7epoch.pth", d / "valid.loss.best.pth")
-    (d / C.CMD_FILE).write_text(f"2026-11-22T19:00:00Z\tabc1234\ttrain\t./run.sh --asr_tag {tag} --asr_args "
-                                f"--seed\\ {seed}\n")
+    (d / C.CMD_FILE).write_text(
+        f"2026-11-22T19:00:00Z\tabc1234\ttrain\t./run.sh --asr_tag {tag} --asr_args --seed\\ {seed}\n"
+    )
     return d
 
 
 def sc(wer, scd=None, endp=None, ner=None, lid=None, per_lang=None, itt=0):
-    return {"wer": wer, "scd_f1": scd, "endp_f1": endp, "ner_f1": ner, "lid_acc": lid, "itt": itt,
-            "per_language": per_lang or {}}
+    return {
+        "wer": wer,
+        "scd_f1": scd,
+        "endp_f1": endp,
+        "ner_f1": ner,
+        "lid_acc": lid,
+        "itt": itt,
+        "per_language": per_lang or {},
+    }
 
 
 def grid(tmp_path, seeds=(0, 1, 2), drop_seed=None):
@@ -60,18 +75,24 @@ def grid(tmp_path, seeds=(0, 1, 2), drop_seed=None):
     per_task@eo/mixed: test WER 20,21,22, dev 19,20,21"""
     exp = tmp_path / "exp_grid"
     spec = {
-        ("train_tokenverse_baseline", FULL): dict(test=[20, 22, 24], scd=[80, 82, 84], endp=[90, 91, 92],
-                                                  ner=[40, 41, 42], dev=[30, 30, 30]),
-        ("train_tokenverse_baseline", MIXED): dict(test=[21, 23, 25], scd=[50, 52, 54], endp=[90, 91, 92],
-                                                   ner=[20, 21, 22], dev=[30, 30, 30]),
-        ("train_per_task_feature_encoder", MIXED): dict(test=[10, 11, 12], dev=[9, 10, 11], scd=[80, 81, 82],
-                                                        endp=[95, 95, 95], ner=[30, 31, 32]),
-        ("train_per_task_feature_encoder", FULL): dict(test=[15, 16, 17], dev=[14, 15, 16], scd=[80, 81, 82],
-                                                       endp=[95, 95, 95], ner=[40, 41, 42]),
-        ("train_per_combination_feature_encoder", MIXED): dict(test=[11.5, 12, 12.5], dev=[8, 8, 8],
-                                                               scd=[1, 1, 1], endp=[1, 1, 1], ner=[1, 1, 1]),
-        ("train_per_task_encoder_output", MIXED): dict(test=[20, 21, 22], dev=[19, 20, 21], scd=[1, 1, 1],
-                                                       endp=[1, 1, 1], ner=[1, 1, 1]),
+        ("train_tokenverse_baseline", FULL): dict(
+            test=[20, 22, 24], scd=[80, 82, 84], endp=[90, 91, 92], ner=[40, 41, 42], dev=[30, 30, 30]
+        ),
+        ("train_tokenverse_baseline", MIXED): dict(
+            test=[21, 23, 25], scd=[50, 52, 54], endp=[90, 91, 92], ner=[20, 21, 22], dev=[30, 30, 30]
+        ),
+        ("train_per_task_feature_encoder", MIXED): dict(
+            test=[10, 11, 12], dev=[9, 10, 11], scd=[80, 81, 82], endp=[95, 95, 95], ner=[30, 31, 32]
+        ),
+        ("train_per_task_feature_encoder", FULL): dict(
+            test=[15, 16, 17], dev=[14, 15, 16], scd=[80, 81, 82], endp=[95, 95, 95], ner=[40, 41, 42]
+        ),
+        ("train_per_combination_feature_encoder", MIXED): dict(
+            test=[11.5, 12, 12.5], dev=[8, 8, 8], scd=[1, 1, 1], endp=[1, 1, 1], ner=[1, 1, 1]
+        ),
+        ("train_per_task_encoder_output", MIXED): dict(
+            test=[20, 21, 22], dev=[19, 20, 21], scd=[1, 1, 1], endp=[1, 1, 1], ner=[1, 1, 1]
+        ),
     }
     for (cfg, ts), v in spec.items():
         for k in seeds:
@@ -79,9 +100,11 @@ def grid(tmp_path, seeds=(0, 1, 2), drop_seed=None):
                 continue
             w = v["test"][k]
             per_lang = {"en": {"wer": w - 1}, "de": {"wer": w + 1}}
-            scores = {("test", ALL): sc(w, v["scd"][k], v["endp"][k], v["ner"][k], 99.0, per_lang),
-                      ("dev", ALL): sc(v["dev"][k], lid=98.0),
-                      ("test_partial", ALL): sc(w / 2, lid=97.0, per_lang={"en": {"wer": w / 2}})}
+            scores = {
+                ("test", ALL): sc(w, v["scd"][k], v["endp"][k], v["ner"][k], 99.0, per_lang),
+                ("dev", ALL): sc(v["dev"][k], lid=98.0),
+                ("test_partial", ALL): sc(w / 2, lid=97.0, per_lang={"en": {"wer": w / 2}}),
+            }
             if CFG[cfg][0] != "none":
                 scores[("test", "asr")] = sc(w + 0.5, itt=0)
             make_cell(exp, cfg, ts, k, scores)
@@ -129,8 +152,17 @@ def test_tables_have_exact_means_and_stds(tmp_path):
     t2, t3, t4 = (section(text, f"Table {n}") for n in ("II", "III", "IV"))
     r = row(t2, "TokenVerse baseline", f"| {FULL} |")
     # Model | Train set | n | dev WER | test WER | SCD | ENDP | NER | LID | test_partial WER | test_partial LID
-    assert r[2:] == ["3", "30.00 ± 0.00", "22.00 ± 2.00", "82.00 ± 2.00", "91.00 ± 1.00", "41.00 ± 1.00",
-                     "99.00 ± 0.00", "11.00 ± 1.00", "97.00 ± 0.00"]
+    assert r[2:] == [
+        "3",
+        "30.00 ± 0.00",
+        "22.00 ± 2.00",
+        "82.00 ± 2.00",
+        "91.00 ± 1.00",
+        "41.00 ± 1.00",
+        "99.00 ± 0.00",
+        "11.00 ± 1.00",
+        "97.00 ± 0.00",
+    ]
     r = row(t2, "per_combination @ feature_encoder", f"| {MIXED} |")
     assert r[4] == f"12.00 ± {statistics.stdev([11.5, 12, 12.5]):.2f}" == "12.00 ± 0.50"
     # Table III: per language (en = WER - 1, de = WER + 1)
@@ -155,20 +187,25 @@ def test_verdicts(tmp_path):
     assert "rerun `./run_grid.sh --best conf/tuning/train_per_combination_feature_encoder.yaml`" in text
     # (b) baseline SCD drops 30 > 2 and TokenVerse++ (the config trained on both sets) does not move
     assert verdict(text, "b", "SCD F1").endswith("**reproduced**")
-    assert "baseline on train_read400 52.00 ± 2.00 (n=3) vs on train_full_only 82.00 ± 2.00" in \
-        verdict(text, "b", "SCD F1")
+    assert "baseline on train_read400 52.00 ± 2.00 (n=3) vs on train_full_only 82.00 ± 2.00" in verdict(
+        text, "b", "SCD F1"
+    )
     assert verdict(text, "b", "ENDP F1").endswith("**within seed noise**")  # the baseline does not lose ENDP
     assert verdict(text, "b", "NER F1").endswith("**not reproduced**")  # both lose NER: TokenVerse++ 31 vs 41
     # (c) per_task@fe 11±1 vs per_combination 12±0.5: |diff| 1 is not > 1 -> noise; vs per_task@eo: better
     c = verdict(text, "c")
-    assert c.endswith("dev-best config: TokenVerse++ per_combination @ feature_encoder "
-                      "(`train_per_combination_feature_encoder`))")
-    assert "**within seed noise** (vs per_combination@feature_encoder: within seed noise; " \
-           "vs per_task@encoder_output: reproduced;" in c
+    assert c.endswith(
+        "dev-best config: TokenVerse++ per_combination @ feature_encoder (`train_per_combination_feature_encoder`))"
+    )
+    assert (
+        "**within seed noise** (vs per_combination@feature_encoder: within seed noise; "
+        "vs per_task@encoder_output: reproduced;" in c
+    )
     # (d) per_task@fe with read data 11 vs without 16, per language too
     assert verdict(text, "d", "on test (all languages)").endswith("**reproduced**")
-    assert "with (train_read400) 10.00 ± 1.00 (n=3) vs without (train_full_only) 15.00 ± 1.00 (n=3)" in \
-        verdict(text, "d", "on test (en)")
+    assert "with (train_read400) 10.00 ± 1.00 (n=3) vs without (train_full_only) 15.00 ± 1.00 (n=3)" in verdict(
+        text, "d", "on test (en)"
+    )
     assert verdict(text, "d", "on test_partial (all languages)").endswith("**reproduced**")
 
 
@@ -213,8 +250,10 @@ def test_single_seed_gives_no_verdict_and_pending_cells_are_listed(tmp_path):
     exp = grid(tmp_path, seeds=(0,))
     (exp / "asr_train_per_task_feature_encoder_train_read400_seed1").mkdir()
     (exp / "asr_train_per_task_feature_encoder_train_read400_seed1" / "config.yaml").write_text(
-        (exp / "asr_train_per_task_feature_encoder_train_read400_seed0" / "config.yaml").read_text()
-        .replace("seed: 0", "seed: 1"))
+        (exp / "asr_train_per_task_feature_encoder_train_read400_seed0" / "config.yaml")
+        .read_text()
+        .replace("seed: 0", "seed: 1")
+    )
     text = report(exp, tmp_path)
     assert verdict(text, "a").endswith("**not enough seeds (n < 2)**")
     assert all(line.count("not enough seeds") == 1 for line in text.splitlines() if line.startswith("- **(b)**"))
@@ -249,8 +288,9 @@ def test_bad_inputs_are_clear_errors(tmp_path):
     src = exp / "asr_train_tokenverse_baseline_train_full_only_seed0"
     (dup / "config.yaml").write_text((src / "config.yaml").read_text())
     (dup / f"decode_{ALL}" / "test").mkdir(parents=True)
-    (dup / f"decode_{ALL}" / "test" / "score.json").write_text((src / f"decode_{ALL}" / "test" / "score.json")
-                                                                .read_text())
+    (dup / f"decode_{ALL}" / "test" / "score.json").write_text(
+        (src / f"decode_{ALL}" / "test" / "score.json").read_text()
+    )
     with pytest.raises(DataError, match="both train_tokenverse_baseline on train_full_only with seed 0"):
         C.find_cells(exp)
     (dup / "config.yaml").write_text("seed: [1\n")

@@ -1,4 +1,5 @@
 """Real-corpus importers on small fixtures: CommonVoice, STM (+RTTM, entity list), JSON-lines."""
+
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -31,8 +32,21 @@ def texts(d: Path):
 
 
 # ------------------------------------------------------------------------------------------------ CommonVoice
-CV_HEADER = "\t".join(["client_id", "path", "sentence_id", "sentence", "sentence_domain", "up_votes", "down_votes",
-                       "age", "gender", "accents", "locale"])
+CV_HEADER = "\t".join(
+    [
+        "client_id",
+        "path",
+        "sentence_id",
+        "sentence",
+        "sentence_domain",
+        "up_votes",
+        "down_votes",
+        "age",
+        "gender",
+        "accents",
+        "locale",
+    ]
+)
 
 
 @pytest.fixture
@@ -41,15 +55,21 @@ def cv_release(tmp_path):
     wav(src / "clips" / "common_voice_fr_1.wav", 0.5)
     wav(src / "clips" / "common_voice_fr_3.wav", 0.5, sr=48000)
     (src / "clips" / "common_voice_fr_2.mp3").write_bytes(b"ID3 not decoded in the test")
-    rows = [("aa" * 20, "common_voice_fr_1.wav", "s1", "Bonjour, Marie ! Ça va ?"),
-            ("bb" * 20, "common_voice_fr_2.mp3", "s2", "L’homme [rit] arrive « demain »."),
-            ("aa" * 20, "common_voice_fr_3.wav", "s3", "Très bien."),
-            ("cc" * 20, "common_voice_fr_9.mp3", "s9", "clip is missing")]
-    (src / "train.tsv").write_text(CV_HEADER + "\n" + "".join(
-        f"{c}\t{p}\t{i}\t{s}\t\t2\t0\t\t\t\tfr\n" for c, p, i, s in rows), encoding="utf-8")
+    rows = [
+        ("aa" * 20, "common_voice_fr_1.wav", "s1", "Bonjour, Marie ! Ça va ?"),
+        ("bb" * 20, "common_voice_fr_2.mp3", "s2", "L’homme [rit] arrive « demain »."),
+        ("aa" * 20, "common_voice_fr_3.wav", "s3", "Très bien."),
+        ("cc" * 20, "common_voice_fr_9.mp3", "s9", "clip is missing"),
+    ]
+    (src / "train.tsv").write_text(
+        CV_HEADER + "\n" + "".join(f"{c}\t{p}\t{i}\t{s}\t\t2\t0\t\t\t\tfr\n" for c, p, i, s in rows), encoding="utf-8"
+    )
     # an older release layout: 'accent', no 'locale', no 'sentence_id', path without extension
-    (src / "dev.tsv").write_text("client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"
-                                 f"{'dd' * 20}\tcommon_voice_fr_2\tOui.\t2\t0\t\t\t\n", encoding="utf-8")
+    (src / "dev.tsv").write_text(
+        "client_id\tpath\tsentence\tup_votes\tdown_votes\tage\tgender\taccent\n"
+        f"{'dd' * 20}\tcommon_voice_fr_2\tOui.\t2\t0\t\t\t\n",
+        encoding="utf-8",
+    )
     return src
 
 
@@ -85,8 +105,23 @@ def test_commonvoice_language_from_locale_and_errors(cv_release, tmp_path):
 
 
 def test_commonvoice_cli(cv_release, tmp_path, capsys):
-    assert cv_cli.main(["--src", str(cv_release), "--out_dir", str(tmp_path / "o"), "--lang", "fr",
-                        "--splits", "train", "--max_utts", "2"]) == 0
+    assert (
+        cv_cli.main(
+            [
+                "--src",
+                str(cv_release),
+                "--out_dir",
+                str(tmp_path / "o"),
+                "--lang",
+                "fr",
+                "--splits",
+                "train",
+                "--max_utts",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert len(texts(tmp_path / "o" / "train")) == 2
     assert cv_cli.main(["--src", str(tmp_path), "--out_dir", str(tmp_path / "o")]) == 1
     assert "clips" in capsys.readouterr().err
@@ -116,12 +151,19 @@ def stm_corpus(tmp_path):
 
 
 def test_stm_chunks_and_tags(stm_corpus, tmp_path):
-    utts = import_stm(stm_corpus / "dev.stm", tmp_path / "data", audio_dir=stm_corpus / "audio",
-                      entity_list=stm_corpus / "names.txt", lang="en", max_turns=3, max_gap=3.0)
+    utts = import_stm(
+        stm_corpus / "dev.stm",
+        tmp_path / "data",
+        audio_dir=stm_corpus / "audio",
+        entity_list=stm_corpus / "names.txt",
+        lang="en",
+        max_turns=3,
+        max_gap=3.0,
+    )
     got = {(u.recording_id, u.start, u.end): u.text for u in utts}
     assert got == {
         ("conv1", 0.0, 3.0): "[EN] hello [NE] maria [/NE] from [NE] new york [/NE] [ENDP] [SCD] hi [NE] maria [/NE] "
-                             "how are you [ENDP] i am in [NE] york [/NE] [ENDP]",
+        "how are you [ENDP] i am in [NE] york [/NE] [ENDP]",
         ("conv1", 3.2, 4.0): "[EN] fine uh thanks [ENDP]",  # the ignored segment ends the chunk
         ("conv1", 4.6, 5.5): "[EN] see you [NE] tomorrow corp [/NE] [ENDP]",  # inline annotation kept
         ("conv2", 0.5, 1.5): "[EN] good morning [ENDP]",  # 5.5 s gap > max_gap
@@ -130,8 +172,10 @@ def test_stm_chunks_and_tags(stm_corpus, tmp_path):
     assert {u.tasks for u in utts} == {("asr", "scd", "endp", "ner", "lid")}
     assert {u.speaker for u in utts} == {"conv1-A", "conv1-B", "conv2-C", "conv2-D"}
     d = tmp_path / "data"
-    assert (d / "wav.scp").read_text().splitlines() == [f"conv1 {stm_corpus / 'audio' / 'conv1.wav'}",
-                                                        f"conv2 {stm_corpus / 'audio' / 'conv2.wav'}"]
+    assert (d / "wav.scp").read_text().splitlines() == [
+        f"conv1 {stm_corpus / 'audio' / 'conv1.wav'}",
+        f"conv2 {stm_corpus / 'audio' / 'conv2.wav'}",
+    ]
     assert validate_data_dir(d, check_audio=True).n_utts == 5
 
 
@@ -142,9 +186,11 @@ def test_stm_without_entities_or_language_and_with_rttm(stm_corpus, tmp_path):
     utts = import_stm(plain, tmp_path / "p", audio_dir=stm_corpus / "audio")
     assert [u.text for u in utts] == ["one two [ENDP] three [ENDP] four [ENDP]"]
     assert utts[0].tasks == ("asr", "scd", "endp") and not (tmp_path / "p" / "utt2lang").exists()
-    (stm_corpus / "rec.rttm").write_text("SPEAKER rec 1 0.0 1.1 <NA> <NA> s1 <NA> <NA>\n"
-                                         "SPEAKER rec 1 1.1 1.0 <NA> <NA> s2 <NA> <NA>\n"
-                                         "SPEAKER rec 1 2.1 1.0 <NA> <NA> s1 <NA> <NA>\n")
+    (stm_corpus / "rec.rttm").write_text(
+        "SPEAKER rec 1 0.0 1.1 <NA> <NA> s1 <NA> <NA>\n"
+        "SPEAKER rec 1 1.1 1.0 <NA> <NA> s2 <NA> <NA>\n"
+        "SPEAKER rec 1 2.1 1.0 <NA> <NA> s1 <NA> <NA>\n"
+    )
     utts = import_stm(plain, tmp_path / "r", audio_dir=stm_corpus / "audio", rttm=stm_corpus / "rec.rttm")
     assert [u.text for u in utts] == ["one two [ENDP] [SCD] three [ENDP] [SCD] four [ENDP]"]
     validate_data_dir(tmp_path / "r", check_audio=True)
@@ -161,22 +207,55 @@ def test_stm_errors_and_cli(stm_corpus, tmp_path, capsys):
     bad.write_text("nowav 1 A 0.0 1.0 words\n")
     with pytest.raises(DataError, match="no audio for recording 'nowav'"):
         import_stm(bad, tmp_path / "x", audio_dir=stm_corpus / "audio")
-    assert stm_cli.main(["--src", str(stm_corpus / "dev.stm"), "--out_dir", str(tmp_path / "c"),
-                         "--audio_dir", str(stm_corpus / "audio"), "--lang", "en", "--max_turns", "1"]) == 0
+    assert (
+        stm_cli.main(
+            [
+                "--src",
+                str(stm_corpus / "dev.stm"),
+                "--out_dir",
+                str(tmp_path / "c"),
+                "--audio_dir",
+                str(stm_corpus / "audio"),
+                "--lang",
+                "en",
+                "--max_turns",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert len(texts(tmp_path / "c")) == 7
-    assert stm_cli.main(["--src", str(bad), "--out_dir", str(tmp_path / "c2"),
-                         "--audio_dir", str(stm_corpus / "audio")]) == 1
+    assert (
+        stm_cli.main(["--src", str(bad), "--out_dir", str(tmp_path / "c2"), "--audio_dir", str(stm_corpus / "audio")])
+        == 1
+    )
     assert "nowav" in capsys.readouterr().err and not (tmp_path / "c2").exists()
 
 
 # ------------------------------------------------------------------------------------------------ JSON lines
 def conv(**kw):
-    base = {"id": "c1", "audio": "c1.wav", "language": "en", "turns": [
-        {"speaker": "A", "start": 0.0, "end": 1.5, "text": "Hello Maria, how are you?",
-         "entities": [{"start": 6, "end": 11, "type": "PER"}]},
-        {"speaker": "B", "start": 1.8, "end": 3.0, "text": "Fine, I flew to New York.",
-         "entities": [{"start": 16, "end": 24, "type": "CITY"}]},
-        {"speaker": "B", "start": 3.2, "end": 4.0, "text": "And you?"}]}
+    base = {
+        "id": "c1",
+        "audio": "c1.wav",
+        "language": "en",
+        "turns": [
+            {
+                "speaker": "A",
+                "start": 0.0,
+                "end": 1.5,
+                "text": "Hello Maria, how are you?",
+                "entities": [{"start": 6, "end": 11, "type": "PER"}],
+            },
+            {
+                "speaker": "B",
+                "start": 1.8,
+                "end": 3.0,
+                "text": "Fine, I flew to New York.",
+                "entities": [{"start": 16, "end": 24, "type": "CITY"}],
+            },
+            {"speaker": "B", "start": 3.2, "end": 4.0, "text": "And you?"},
+        ],
+    }
     base.update(kw)
     return base
 
@@ -189,42 +268,86 @@ def write_jsonl(path: Path, objs):
 def test_jsonl_import(tmp_path):
     wav(tmp_path / "c1.wav", 4.5)
     wav(tmp_path / "sub" / "c2.wav", 3.0)
-    src = write_jsonl(tmp_path / "convs.jsonl", [
-        conv(),
-        conv(id="c2", audio="sub/c2.wav", language="de", tasks=["asr", "lid"],
-             turns=[{"speaker": "X", "start": 0.0, "end": 1.0, "text": "Guten Morgen Anna",
-                     "entities": [{"start": 12, "end": 17, "type": "PER"}]},
-                    {"speaker": "Y", "start": 1.2, "end": 2.5, "text": "Hallo"}]),
-    ])
+    src = write_jsonl(
+        tmp_path / "convs.jsonl",
+        [
+            conv(),
+            conv(
+                id="c2",
+                audio="sub/c2.wav",
+                language="de",
+                tasks=["asr", "lid"],
+                turns=[
+                    {
+                        "speaker": "X",
+                        "start": 0.0,
+                        "end": 1.0,
+                        "text": "Guten Morgen Anna",
+                        "entities": [{"start": 12, "end": 17, "type": "PER"}],
+                    },
+                    {"speaker": "Y", "start": 1.2, "end": 2.5, "text": "Hallo"},
+                ],
+            ),
+        ],
+    )
     utts = {u.recording_id: u for u in import_jsonl(src, tmp_path / "data")}
-    assert utts["c1"].text == ("[EN] hello [NE] maria [/NE] how are you [ENDP] [SCD] fine i flew to "
-                               "[NE] new york [/NE] [ENDP] and you [ENDP]")
+    assert utts["c1"].text == (
+        "[EN] hello [NE] maria [/NE] how are you [ENDP] [SCD] fine i flew to [NE] new york [/NE] [ENDP] and you [ENDP]"
+    )
     assert utts["c1"].tasks == ("asr", "scd", "endp", "ner", "lid")
     assert (utts["c1"].start, utts["c1"].end, utts["c1"].speaker) == (0.0, 4.0, "c1-A")
     assert utts["c2"].text == "[DE] guten morgen anna hallo" and utts["c2"].tasks == ("asr", "lid")
     assert validate_data_dir(tmp_path / "data", check_audio=True).n_utts == 2
-    no_ner = write_jsonl(tmp_path / "b.jsonl", [conv(turns=[{k: v for k, v in t.items() if k != "entities"}
-                                                            for t in conv()["turns"]])])
+    no_ner = write_jsonl(
+        tmp_path / "b.jsonl", [conv(turns=[{k: v for k, v in t.items() if k != "entities"} for t in conv()["turns"]])]
+    )
     (u,) = import_jsonl(no_ner, tmp_path / "b", max_turns=4)
     assert u.tasks == ("asr", "scd", "endp", "lid") and "[NE]" not in u.text
     assert len(import_jsonl(src, tmp_path / "chunked", max_turns=2)) == 3
 
 
-@pytest.mark.parametrize("bad,expected", [
-    ('{"id": "c1", "audio": ', ":2: invalid JSON"),
-    (conv(id="c9", turns=[{"speaker": "A", "start": 0, "end": 1, "text": "Hello Maria",
-                           "entities": [{"start": 6, "end": 9}]}]),
-     ":2, turn 0, entity 0: span 6-9 ('Mar') cuts a word"),
-    (conv(id="c9", turns=[{"speaker": "A", "start": 0, "end": 1, "text": "Hi Bo",
-                           "entities": [{"start": 3, "end": 40}]}]), "outside the text"),
-    (conv(id="c9", turns=[{"speaker": "A", "start": 0, "end": 1, "text": "new york city",
-                           "entities": [{"start": 0, "end": 8}, {"start": 4, "end": 13}]}]), "overlap"),
-    (conv(id="c9", language="it"), ":2: language 'it'"),
-    (conv(id="c9", audio="missing.wav"), ":2: audio file"),
-    (conv(), ":2: id 'c1' already used on line 1"),
-    (conv(id="c9", tasks=["asr", "pos"]), ":2: unknown task(s) pos"),
-    (conv(id="c9", turns=[{"speaker": "A", "start": 2, "end": 1, "text": "x"}]), ":2, turn 0: needs numeric"),
-])
+@pytest.mark.parametrize(
+    "bad,expected",
+    [
+        ('{"id": "c1", "audio": ', ":2: invalid JSON"),
+        (
+            conv(
+                id="c9",
+                turns=[
+                    {"speaker": "A", "start": 0, "end": 1, "text": "Hello Maria", "entities": [{"start": 6, "end": 9}]}
+                ],
+            ),
+            ":2, turn 0, entity 0: span 6-9 ('Mar') cuts a word",
+        ),
+        (
+            conv(
+                id="c9",
+                turns=[{"speaker": "A", "start": 0, "end": 1, "text": "Hi Bo", "entities": [{"start": 3, "end": 40}]}],
+            ),
+            "outside the text",
+        ),
+        (
+            conv(
+                id="c9",
+                turns=[
+                    {
+                        "speaker": "A",
+                        "start": 0,
+                        "end": 1,
+                        "text": "new york city",
+                        "entities": [{"start": 0, "end": 8}, {"start": 4, "end": 13}],
+                    }
+                ],
+            ),
+            "overlap",
+        ),
+        (conv(id="c9", language="it"), ":2: language 'it'"),
+        (conv(id="c9", audio="missing.wav"), ":2: audio file"),
+        (conv(), ":2: id 'c1' already used on line 1"),
+        (conv(id="c9", tasks=["asr", "pos"]), ":2: unknown task(s) pos"),
+        (conv(id="c9", turns=[{"speaker": "A", "start": 2, "end": 1, "text": "x"}]), ":2, turn 0: needs numeric"),
+    ],
+)
 def test_jsonl_errors_name_the_line(tmp_path, bad, expected):
     wav(tmp_path / "c1.wav", 4.5)
     src = write_jsonl(tmp_path / "x.jsonl", [conv(), bad])
@@ -239,8 +362,10 @@ def test_jsonl_cli(tmp_path, capsys):
     src = write_jsonl(tmp_path / "x.jsonl", [conv()])
     assert jsonl_cli.main(["--src", str(src), "--out_dir", str(tmp_path / "o"), "--max_turns", "1"]) == 0
     assert len(texts(tmp_path / "o")) == 3 and (tmp_path / "o" / "segments").exists()
-    assert jsonl_cli.main(["--src", str(src), "--out_dir", str(tmp_path / "d"),
-                           "--dump_wav_dir", str(tmp_path / "w")]) == 0
+    assert (
+        jsonl_cli.main(["--src", str(src), "--out_dir", str(tmp_path / "d"), "--dump_wav_dir", str(tmp_path / "w")])
+        == 0
+    )
     assert not (tmp_path / "d" / "segments").exists() and len(list((tmp_path / "w").glob("*.wav"))) == 1
     assert jsonl_cli.main(["--src", str(src), "--out_dir", str(tmp_path / "o2"), "--languages", "de"]) == 1
     err = capsys.readouterr().err
@@ -260,7 +385,7 @@ def test_dump_audio_cuts_segments(stm_corpus, tmp_path):
         assert d.duration == pytest.approx(u.end - u.start, abs=1e-3)
         if u.recording_id == "conv1":
             x, _ = sf.read(d.wav, dtype="int16")
-            assert np.array_equal(x, rec[int(round(u.start * 16000)):int(round(u.end * 16000))])
+            assert np.array_equal(x, rec[int(round(u.start * 16000)) : int(round(u.end * 16000))])
     assert validate_data_dir(dumped, check_audio=True).n_utts == len(utts)
 
 
@@ -296,12 +421,52 @@ def test_importers_never_write_into_the_source_corpus(cv_release, stm_corpus, tm
     before = _snapshot(cv_src), _snapshot(stm_src)
     out = tmp_path / "out"
     assert cv_cli.main(["--src", str(cv_release), "--out_dir", str(out / "cv"), "--splits", "train"]) == 0
-    assert cv_cli.main(["--src", str(cv_release), "--out_dir", str(out / "cv_dump"), "--splits", "dev",
-                        "--dump_wav_dir", str(out / "wav_cv")]) == 1  # the fake mp3 cannot be decoded
-    assert stm_cli.main(["--src", str(stm_src / "dev.stm"), "--out_dir", str(out / "stm"), "--audio_dir",
-                         str(stm_src / "audio"), "--entities", str(stm_src / "names.txt"), "--lang", "en",
-                         "--dump_wav_dir", str(out / "wav_stm")]) == 0
-    assert jsonl_cli.main(["--src", str(stm_src / "convs.jsonl"), "--out_dir", str(out / "jsonl"),
-                           "--dump_wav_dir", str(out / "wav_jsonl")]) == 0
+    assert (
+        cv_cli.main(
+            [
+                "--src",
+                str(cv_release),
+                "--out_dir",
+                str(out / "cv_dump"),
+                "--splits",
+                "dev",
+                "--dump_wav_dir",
+                str(out / "wav_cv"),
+            ]
+        )
+        == 1
+    )  # the fake mp3 cannot be decoded
+    assert (
+        stm_cli.main(
+            [
+                "--src",
+                str(stm_src / "dev.stm"),
+                "--out_dir",
+                str(out / "stm"),
+                "--audio_dir",
+                str(stm_src / "audio"),
+                "--entities",
+                str(stm_src / "names.txt"),
+                "--lang",
+                "en",
+                "--dump_wav_dir",
+                str(out / "wav_stm"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        jsonl_cli.main(
+            [
+                "--src",
+                str(stm_src / "convs.jsonl"),
+                "--out_dir",
+                str(out / "jsonl"),
+                "--dump_wav_dir",
+                str(out / "wav_jsonl"),
+            ]
+        )
+        == 0
+    )
     assert (_snapshot(cv_src), _snapshot(stm_src)) == before
     assert not (out / "cv_dump").exists()  # the failed import left nothing half-written

@@ -1,5 +1,6 @@
 """Decoding: CLI layout and options, task activation, batched == unbatched, constrained decoding, offline loading
 of packed models (ours and ESPnet's own loader)."""
+
 import socket
 import subprocess
 import sys
@@ -22,8 +23,10 @@ def s2t_factory(tiny_trained):
     _, _, out = tiny_trained
 
     def make(**kw):
-        return TokenVerseSpeech2Text(asr_train_config=out / "config.yaml",
-                                     asr_model_file=out / "valid.loss.best.pth", **kw)
+        return TokenVerseSpeech2Text(
+            asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
+        )
+
     return make
 
 
@@ -52,7 +55,7 @@ def test_batched_decoding_equals_one_by_one(tiny_trained, s2t_factory, search):
     lens = torch.full((speech.size(0),), speech.size(1))
     masks = torch.tensor([SPEC.mask(t.split()) for _, _, t in UTTS])
     batched = s2t.decode_batch(speech, lens, masks)
-    single = [s2t(speech[i], task_mask=masks[i:i + 1])[0] for i in range(len(UTTS))]
+    single = [s2t(speech[i], task_mask=masks[i : i + 1])[0] for i in range(len(UTTS))]
     assert [r[0][2] for r in batched] == [r[2] for r in single]
     assert [r[0][3].score for r in batched] == pytest.approx([r[3].score for r in single], abs=1e-4)
 
@@ -107,8 +110,9 @@ def test_blank_penalty_reaches_every_search(tiny_trained, s2t_factory, search):
     assert len(ids) > len(plain)
     assert not any(SPEC.is_task_token(pushed.token_list[i].lstrip("\u2581")) for i in ids)
     if search != "modified_beam_search":  # one symbol per frame at most, and blank lost everywhere
-        enc, lens = pushed.asr_model.encode(x[None], torch.tensor([x.numel()]),
-                                            task_mask=torch.tensor([SPEC.mask(["asr"])]))
+        enc, lens = pushed.asr_model.encode(
+            x[None], torch.tensor([x.numel()]), task_mask=torch.tensor([SPEC.mask(["asr"])])
+        )
         assert len(ids) == int(lens[0])
 
 
@@ -118,8 +122,16 @@ def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
     _, _, out = tiny_trained
     with pytest.raises(ValueError, match="blank_penalty must be a finite number >= 0"):
         s2t_factory(transducer_conf={"blank_penalty": -1})
-    common = ["--output_dir", "x", "--data_path_and_name_and_type", "a,speech,sound", "--asr_train_config",
-              str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth")]
+    common = [
+        "--output_dir",
+        "x",
+        "--data_path_and_name_and_type",
+        "a,speech,sound",
+        "--asr_train_config",
+        str(out / "config.yaml"),
+        "--asr_model_file",
+        str(out / "valid.loss.best.pth"),
+    ]
     # the flag overrides the config's transducer_conf.blank_penalty; without it the config's value holds
     (tmp_path / "decode.yaml").write_text("transducer_conf:\n  search_type: greedy\n  blank_penalty: 2.0\n")
     conf = ["--config", str(tmp_path / "decode.yaml")]
@@ -140,13 +152,22 @@ def test_span_grammar_options(tiny_trained, s2t_factory, tmp_path):
     assert s2t_factory()._span_grammar() is None  # off unless asked for
     for text, *_ in s2t(wav(data, UTTS[0][0])):  # decodes through the rule
         assert isinstance(text, str)
-    with pytest.raises(ValueError, match="span_grammar works with the searches modified_beam_search, greedy, not "
-                                         "ESPnet's 'default'"):
+    with pytest.raises(
+        ValueError, match="span_grammar works with the searches modified_beam_search, greedy, not ESPnet's 'default'"
+    ):
         s2t_factory(transducer_conf={"search_type": "default", "span_grammar": True})
     with pytest.raises(ValueError, match="span_grammar must be true or false"):
         s2t_factory(transducer_conf={"span_grammar": "yes"})
-    common = ["--output_dir", "x", "--data_path_and_name_and_type", "a,speech,sound", "--asr_train_config",
-              str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth")]
+    common = [
+        "--output_dir",
+        "x",
+        "--data_path_and_name_and_type",
+        "a,speech,sound",
+        "--asr_train_config",
+        str(out / "config.yaml"),
+        "--asr_model_file",
+        str(out / "valid.loss.best.pth"),
+    ]
     (tmp_path / "decode.yaml").write_text("transducer_conf:\n  span_grammar: true\n")
     conf = ["--config", str(tmp_path / "decode.yaml")]
     assert build_speech2text(get_parser().parse_args(common + conf)).span_grammar is True
@@ -157,8 +178,16 @@ def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
     from espnet2_ext.bin.asr_inference import run
 
     _, data, out = tiny_trained
-    common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
-              "--data_path_and_name_and_type", f"{data}/wav.scp,speech,sound", "--batch_size", "3"]
+    common = [
+        "--asr_train_config",
+        str(out / "config.yaml"),
+        "--asr_model_file",
+        str(out / "valid.loss.best.pth"),
+        "--data_path_and_name_and_type",
+        f"{data}/wav.scp,speech,sound",
+        "--batch_size",
+        "3",
+    ]
     run(common + ["--output_dir", str(tmp_path / "all")])
     for name in ("text", "token", "token_int", "score"):
         lines = (tmp_path / "all" / "1best_recog" / name).read_text().splitlines()
@@ -180,9 +209,23 @@ def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
 def packed(tiny_trained):
     root, _, out = tiny_trained
     zip_path = root / "model.zip"
-    r = subprocess.run([sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config", "exp/config.yaml",
-                        "--asr_model_file", "exp/valid.loss.best.pth", "--outpath", str(zip_path)],
-                       cwd=root, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2.bin.pack",
+            "asr",
+            "--asr_train_config",
+            "exp/config.yaml",
+            "--asr_model_file",
+            "exp/valid.loss.best.pth",
+            "--outpath",
+            str(zip_path),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return zip_path
 
@@ -191,6 +234,7 @@ def packed(tiny_trained):
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args[1:2]}")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 

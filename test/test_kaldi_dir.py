@@ -1,4 +1,5 @@
 """Kaldi data-dir records: writing (sorted, atomic), reading, validation messages, fixing, subsets."""
+
 from pathlib import Path
 
 import numpy as np
@@ -8,8 +9,16 @@ import soundfile as sf
 import espnet2_ext  # noqa: F401  (offline guard first)
 from espnet2_ext.bin import validate_data_dir as validate_cli
 from espnet2_ext.common import DataError
-from espnet2_ext.data.kaldi_dir import (Utterance, filter_by_duration, fix_data_dir, normalize_words, read_data_dir,
-                                        split_by_speaker, subset, write_data_dir)
+from espnet2_ext.data.kaldi_dir import (
+    Utterance,
+    filter_by_duration,
+    fix_data_dir,
+    normalize_words,
+    read_data_dir,
+    split_by_speaker,
+    subset,
+    write_data_dir,
+)
 from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.task_spec import TaskSpec
 
@@ -54,8 +63,20 @@ def test_write_sorts_in_c_order_and_round_trips(tmp_path, utts):
 
 def test_segments_use_recording_level_wav_scp(tmp_path):
     rec = make_wav(tmp_path / "rec.wav", 3.0)
-    utts = [Utterance(f"A-rec-{i}", "A", f"[EN] word{i} [ENDP]", "en", ("asr", "endp", "lid"), rec,
-                      start=float(i), end=i + 0.75, recording_id="rec") for i in range(3)]
+    utts = [
+        Utterance(
+            f"A-rec-{i}",
+            "A",
+            f"[EN] word{i} [ENDP]",
+            "en",
+            ("asr", "endp", "lid"),
+            rec,
+            start=float(i),
+            end=i + 0.75,
+            recording_id="rec",
+        )
+        for i in range(3)
+    ]
     d = write_data_dir(utts, tmp_path / "seg")
     assert (d / "wav.scp").read_text() == f"rec {rec}\n"
     assert (d / "segments").read_text().splitlines()[1] == "A-rec-1 rec 1.000 1.750"
@@ -112,16 +133,26 @@ CORRUPTIONS = {
     "missing_in_other": (lambda d: _edit(d, "utt2lang", lambda ls: ls[1:]), ["spkB-1", "utt2lang", "fix_data_dir"]),
     "empty_text": (lambda d: _edit(d, "text", lambda ls: ["spkB-1"] + ls[1:]), ["text:1", "spkB-1", "empty"]),
     "bad_task": (lambda d: _edit(d, "utt2tasks", lambda ls: ["spkB-1 asr lidd"] + ls[1:]), ["utt2tasks:1", "lidd"]),
-    "unavailable_task_token": (lambda d: _edit(d, "text", lambda ls: ["spkB-1 [EN] hello [SCD] world"] + ls[1:]),
-                               ["text:1", "spkB-1", "[SCD]", "scd"]),
-    "unbalanced_ne": (lambda d: _edit(d, "text", lambda ls: ls[:3] + ["spkb-2 [DE] hallo [NE] anna [ENDP]"]),
-                      ["text:4", "spkb-2", "never closed"]),
-    "nested_ne": (lambda d: _edit(d, "text", lambda ls: ls[:3] + ["spkb-2 [DE] [NE] a [NE] b [/NE] [/NE]"]),
-                  ["spkb-2", "nested"]),
-    "unknown_language": (lambda d: _edit(d, "text", lambda ls: ["spkB-1 [IT] ciao"] + ls[1:]),
-                         ["text:1", "[IT]", "--languages"]),
-    "lid_without_token": (lambda d: _edit(d, "text", lambda ls: ["spkB-1 hello world"] + ls[1:]),
-                          ["spkB-1", "language token"]),
+    "unavailable_task_token": (
+        lambda d: _edit(d, "text", lambda ls: ["spkB-1 [EN] hello [SCD] world"] + ls[1:]),
+        ["text:1", "spkB-1", "[SCD]", "scd"],
+    ),
+    "unbalanced_ne": (
+        lambda d: _edit(d, "text", lambda ls: ls[:3] + ["spkb-2 [DE] hallo [NE] anna [ENDP]"]),
+        ["text:4", "spkb-2", "never closed"],
+    ),
+    "nested_ne": (
+        lambda d: _edit(d, "text", lambda ls: ls[:3] + ["spkb-2 [DE] [NE] a [NE] b [/NE] [/NE]"]),
+        ["spkb-2", "nested"],
+    ),
+    "unknown_language": (
+        lambda d: _edit(d, "text", lambda ls: ["spkB-1 [IT] ciao"] + ls[1:]),
+        ["text:1", "[IT]", "--languages"],
+    ),
+    "lid_without_token": (
+        lambda d: _edit(d, "text", lambda ls: ["spkB-1 hello world"] + ls[1:]),
+        ["spkB-1", "language token"],
+    ),
     "spk2utt_stale": (lambda d: _edit(d, "spk2utt", lambda ls: ls[:2] + ["spkb spkb-1"]), ["spk2utt", "spkb"]),
 }
 
@@ -142,9 +173,14 @@ def test_validate_reports_file_line_and_fix_without_modifying(tmp_path, utts, na
     assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in d.iterdir()} == snapshot
 
 
-@pytest.mark.parametrize("problem,expected", [
-    ("missing", "not found"), ("empty", "empty"), ("corrupt", "corrupt"),
-])
+@pytest.mark.parametrize(
+    "problem,expected",
+    [
+        ("missing", "not found"),
+        ("empty", "empty"),
+        ("corrupt", "corrupt"),
+    ],
+)
 def test_validate_check_audio(tmp_path, utts, problem, expected):
     d = write_data_dir(utts, tmp_path / "data")
     target = Path(utts[1].wav)  # a.wav, used by spkB-1 (first line of wav.scp)
@@ -190,7 +226,7 @@ def test_validate_cli(tmp_path, utts, capsys):
 def test_fix_data_dir(tmp_path, utts, capsys):
     src = write_data_dir(utts, tmp_path / "src")
     _edit(src, "text", lambda ls: list(reversed(ls)) + [ls[0]])  # unsorted + duplicate
-    _edit(src, "utt2spk", lambda ls: ls[1:])                   # spkB-1 loses its speaker
+    _edit(src, "utt2spk", lambda ls: ls[1:])  # spkB-1 loses its speaker
     (src / "spk2utt").unlink()
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     with pytest.raises(DataError):

@@ -3,6 +3,7 @@
 Function-local imports count like top-level ones: they dodge a circle at import time but keep the two modules
 tangled.
 """
+
 from __future__ import annotations
 
 import ast
@@ -25,7 +26,7 @@ def resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     if not node.level:
         return node.module or ""
     base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[:len(base) - (node.level - 1)]
+    base = base[: len(base) - (node.level - 1)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -117,8 +118,13 @@ def test_common_imports_nothing_from_the_package(graph):
 
 
 def test_asr_does_not_import_tasks(graph):
-    up = {(m, t) for m, targets in graph.items() if m.startswith(f"{PKG}.asr")
-          for t in targets if t.startswith(f"{PKG}.tasks")}
+    up = {
+        (m, t)
+        for m, targets in graph.items()
+        if m.startswith(f"{PKG}.asr")
+        for t in targets
+        if t.startswith(f"{PKG}.tasks")
+    }
     assert up == set(), "asr/ must not import tasks/ (tasks builds on asr)"
 
 
@@ -126,7 +132,7 @@ _INLINE_PYTHON = re.compile(r"python3?\}?\"?\s+-c\b")
 
 
 def test_inline_python_is_found():
-    assert _INLINE_PYTHON.search('x="$(${python} -c \'import yaml\')"')
+    assert _INLINE_PYTHON.search("x=\"$(${python} -c 'import yaml')\"")
     assert _INLINE_PYTHON.search("python3 -c 'print(1)'")
     assert not _INLINE_PYTHON.search("${python} -m espnet2_ext.bin.make_replay_subset --config c.yaml")
 
@@ -136,7 +142,10 @@ def test_recipe_shell_has_no_inline_python():
     root = Path(__file__).resolve().parent.parent
     # (tools/install.sh may: it checks whether espnet2_ext is installed before it can be imported)
     scripts = sorted((root / "egs2").rglob("*.sh"))
-    found = [f"{p.relative_to(root)}:{i}" for p in scripts
-             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-             if not line.lstrip().startswith("#") and _INLINE_PYTHON.search(line)]
+    found = [
+        f"{p.relative_to(root)}:{i}"
+        for p in scripts
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if not line.lstrip().startswith("#") and _INLINE_PYTHON.search(line)
+    ]
     assert not found, f"inline python -c in {found}: move it into espnet2_ext (a bin/ CLI or an option of one)"

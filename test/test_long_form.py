@@ -1,5 +1,6 @@
 """Long-form decoding (issue #30): cut and merge, stitching in the recording's clock, batching, bounded memory
 (checked by structure: no read and no model input spans the recording), bad recordings in a list."""
+
 import shutil
 import subprocess
 import sys
@@ -61,18 +62,22 @@ class FakeS2T:
 
 def test_stitched_times_are_piece_times_plus_offsets():
     s2t = FakeS2T()
-    pieces = [lf.Piece(0, 3 * SR), lf.Piece(4 * SR, 9 * SR), lf.Piece(10 * SR, 12 * SR, forced_end=True),
-              lf.Piece(12 * SR, 13 * SR)]
+    pieces = [
+        lf.Piece(0, 3 * SR),
+        lf.Piece(4 * SR, 9 * SR),
+        lf.Piece(10 * SR, 12 * SR, forced_end=True),
+        lf.Piece(12 * SR, 13 * SR),
+    ]
     decoded = lf.decode_pieces(s2t, SimpleNamespace(read=lambda a, b: np.zeros(b - a, np.float32)), pieces, 3)
     segs = [lf.piece_segment(SPEC, p, *d) for p, d in zip(pieces, decoded)]
     for p, seg, (toks, times, _) in zip(pieces, segs, decoded):
         assert seg.tokens[1:] == [t for t in toks[1:] if not (p.forced_end and t == "[ENDP]")]
-        assert seg.times[1:] == pytest.approx([t + p.start / SR for t in times[1:len(seg.tokens)]])
+        assert seg.times[1:] == pytest.approx([t + p.start / SR for t in times[1 : len(seg.tokens)]])
         assert seg.times[0] == p.start / SR and seg.language == toks[0]
     tokens, times = lf.stitch(SPEC, segs, "none")
     # a language token only where it changes; the forced cut lost its [ENDP]
     assert tokens == ["[EN]", "a", "b", "[ENDP]", "[DE]", "a", "b", "[ENDP]", "[EN]", "a", "b", "a", "b", "[ENDP]"]
-    assert times == pytest.approx([0, .1, .2, .3, 4, 4.1, 4.2, 4.3, 10, 10.1, 10.2, 12.1, 12.2, 12.3])
+    assert times == pytest.approx([0, 0.1, 0.2, 0.3, 4, 4.1, 4.2, 4.3, 10, 10.1, 10.2, 12.1, 12.2, 12.3])
     scd, _ = lf.stitch(SPEC, segs, "scd")
     assert scd.count("[SCD]") == 3 and scd[4:6] == ["[DE]", "[SCD]"]
 
@@ -81,8 +86,9 @@ def test_context_words_are_dropped_and_the_boundary_comes_from_the_decode_that_h
     prev = lf.piece_segment(SPEC, lf.Piece(0, 3 * SR), ["[EN]", "a", "[ENDP]"], [0.0, 1.0, 2.5], -1.0)
     # piece from 5 s with 2 s of context (fed from 3 s): 'b' at 0.5 s is a context word; its tags stay
     piece = lf.Piece(5 * SR, 8 * SR, context=2 * SR)
-    seg = lf.piece_segment(SPEC, piece, ["[EN]", "b", "[ENDP]", "[SCD]", "a", "[ENDP]"],
-                           [0.0, 0.5, 1.2, 1.9, 2.4, 2.9], -1.0)
+    seg = lf.piece_segment(
+        SPEC, piece, ["[EN]", "b", "[ENDP]", "[SCD]", "a", "[ENDP]"], [0.0, 0.5, 1.2, 1.9, 2.4, 2.9], -1.0
+    )
     assert seg.boundary_heard and seg.tokens == ["[EN]", "[ENDP]", "[SCD]", "a", "[ENDP]"]
     assert seg.times == pytest.approx([5.0, 4.2, 4.9, 5.4, 5.9])
     tokens, times = lf.stitch(SPEC, [prev, seg], "context")
@@ -96,8 +102,11 @@ def s2t(tiny_trained):
     from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
 
     _, _, out = tiny_trained
-    return TokenVerseSpeech2Text(asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth",
-                                 transducer_conf={"search_type": "greedy"})
+    return TokenVerseSpeech2Text(
+        asr_train_config=out / "config.yaml",
+        asr_model_file=out / "valid.loss.best.pth",
+        transducer_conf={"search_type": "greedy"},
+    )
 
 
 def write_recording(data, path, repeats: int, pause_s: float = 1.0):
@@ -139,12 +148,12 @@ def test_recording_times_equal_piece_decodes_plus_offsets(tiny_trained, s2t, tmp
     assert len(result.segments) >= 4 and result.tokens
     for seg in result.segments:  # each segment decoded on its own, shifted by its start
         x, _ = sf.read(tmp_path / "rec.wav", dtype="float32", start=int(seg.start * SR), stop=int(seg.end * SR))
-        (_, toks, _, hyp), = s2t(x)
+        ((_, toks, _, hyp),) = s2t(x)
         times = [f * s2t.frame_shift + seg.start for f in hyp.frames]
         lang = [i for i, t in enumerate(toks) if t in SPEC.aux_tokens["lid"]][:1]
         rest = [i for i in range(len(toks)) if toks[i] not in SPEC.aux_tokens["lid"]]  # one language a piece
         assert seg.tokens == [toks[i] for i in lang + rest]
-        assert seg.times[len(lang):] == pytest.approx([times[i] for i in rest], abs=1e-5)
+        assert seg.times[len(lang) :] == pytest.approx([times[i] for i in rest], abs=1e-5)
     # the recording's words are the segments' words, in order, in the recording's clock
     words = lambda toks, ts: [(t, s) for t, s in zip(toks, ts) if not SPEC.is_task_token(t)]  # noqa: E731
     assert words(result.tokens, result.times) == [w for s in result.segments for w in words(s.tokens, s.times)]
@@ -181,8 +190,11 @@ def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch
     reads, inputs = [], []
     real_read, real_decode = RecordingReader.read, type(s2t).decode_batch
     monkeypatch.setattr(RecordingReader, "read", lambda self, a, b: reads.append(b - a) or real_read(self, a, b))
-    monkeypatch.setattr(type(s2t), "decode_batch",
-                        lambda self, sp, *a, **k: inputs.append(tuple(sp.shape)) or real_decode(self, sp, *a, **k))
+    monkeypatch.setattr(
+        type(s2t),
+        "decode_batch",
+        lambda self, sp, *a, **k: inputs.append(tuple(sp.shape)) or real_decode(self, sp, *a, **k),
+    )
     for vad in ("energy", "silero"):
         reads.clear()
         inputs.clear()
@@ -227,17 +239,45 @@ def test_bad_recordings_in_a_list(tiny_trained, tmp_path):
     write_recording(data, d / "g_good.wav", 1)
     names = ["a_good", "b_empty", "c_silent", "d_short", "e_corrupt", "f_zero_bytes", "g_good"]
     (d / "wav.scp").write_text("".join(f"{n} {d / n}.wav\n" for n in names))
-    cmd = [sys.executable, "-m", "espnet2_ext.bin.asr_inference", "--asr_train_config", str(out / "config.yaml"),
-           "--asr_model_file", str(out / "valid.loss.best.pth"), "--output_dir", str(tmp_path / "dec"),
-           "--data_path_and_name_and_type", f"{d}/wav.scp,speech,sound", "--long_form", "segment",
-           "--vad", "energy", "--search_type", "greedy", "--target_segment_s", "3", "--max_segment_s", "6"]
-    p = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(
-        __import__("pathlib").Path(__file__).resolve().parents[1])})
+    cmd = [
+        sys.executable,
+        "-m",
+        "espnet2_ext.bin.asr_inference",
+        "--asr_train_config",
+        str(out / "config.yaml"),
+        "--asr_model_file",
+        str(out / "valid.loss.best.pth"),
+        "--output_dir",
+        str(tmp_path / "dec"),
+        "--data_path_and_name_and_type",
+        f"{d}/wav.scp,speech,sound",
+        "--long_form",
+        "segment",
+        "--vad",
+        "energy",
+        "--search_type",
+        "greedy",
+        "--target_segment_s",
+        "3",
+        "--max_segment_s",
+        "6",
+    ]
+    p = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[1])},
+    )
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("asr_inference: error: 2 of 7 recordings could not be decoded (first: e_corrupt")
-    for name, why in (("e_corrupt", "cannot decode audio"), ("f_zero_bytes", "empty (0 bytes)"),
-                      ("b_empty", "empty hypothesis"), ("c_silent", "no speech"), ("d_short", "shorter than one frame")):
+    for name, why in (
+        ("e_corrupt", "cannot decode audio"),
+        ("f_zero_bytes", "empty (0 bytes)"),
+        ("b_empty", "empty hypothesis"),
+        ("c_silent", "no speech"),
+        ("d_short", "shorter than one frame"),
+    ):
         assert any(name in line and why in line for line in p.stderr.splitlines()), (name, p.stderr[-2000:])
     rec = tmp_path / "dec" / "1best_recog"
     text = dict((line.split(" ", 1) + [""])[:2] for line in (rec / "text").read_text().splitlines())
@@ -268,26 +308,38 @@ def test_long_form_set_lays_conversations_end_to_end(tmp_path):
 
     src = tmp_path / "test"
     (src / "wav").mkdir(parents=True)
-    utts = [("de-a", "[DE] hallo [ENDP] [SCD] gut [ENDP]", "0.150 1.000 s1 1.300 2.000 s2", "de", 2.25),
-            ("de-b", "[DE] ja [ENDP]", "0.150 0.900 s2 ", "de", 1.15),
-            ("en-a", "[EN] hi [ENDP] [SCD] fine [ENDP]", "0.150 0.800 s3 1.000 1.500 s4", "en", 1.75)]
-    for name, rows in (("wav.scp", [f"{u} {src}/wav/{u}.wav" for u, *_ in utts]),
-                       ("text", [f"{u} {t}" for u, t, *_ in utts]), ("utt2turns", [f"{u} {r}" for u, _, r, *_ in utts]),
-                       ("utt2lang", [f"{u} {lang}" for u, _, _, lang, _ in utts])):
+    utts = [
+        ("de-a", "[DE] hallo [ENDP] [SCD] gut [ENDP]", "0.150 1.000 s1 1.300 2.000 s2", "de", 2.25),
+        ("de-b", "[DE] ja [ENDP]", "0.150 0.900 s2 ", "de", 1.15),
+        ("en-a", "[EN] hi [ENDP] [SCD] fine [ENDP]", "0.150 0.800 s3 1.000 1.500 s4", "en", 1.75),
+    ]
+    for name, rows in (
+        ("wav.scp", [f"{u} {src}/wav/{u}.wav" for u, *_ in utts]),
+        ("text", [f"{u} {t}" for u, t, *_ in utts]),
+        ("utt2turns", [f"{u} {r}" for u, _, r, *_ in utts]),
+        ("utt2lang", [f"{u} {lang}" for u, _, _, lang, _ in utts]),
+    ):
         (src / name).write_text("".join(r + "\n" for r in rows))
     for u, *_, dur in utts:
         sf.write(src / "wav" / f"{u}.wav", (np.ones(int(dur * SR)) * 0.1).astype(np.float32), SR, subtype="PCM_16")
     made = make_sets(src, tmp_path, tmp_path / "wavs", minutes=(1,), pause_s=(0.5, 0.5))
     conv = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in (made[0] / "text").read_text().splitlines()}
     # one language token, [SCD] where the speaker changes across conversations (s2 -> s2: none)
-    assert conv == {"lf-de": "[DE] hallo [ENDP] [SCD] gut [ENDP] ja [ENDP]", "lf-en": "[EN] hi [ENDP] [SCD] fine [ENDP]"}
+    assert conv == {
+        "lf-de": "[DE] hallo [ENDP] [SCD] gut [ENDP] ja [ENDP]",
+        "lf-en": "[EN] hi [ENDP] [SCD] fine [ENDP]",
+    }
     turns = (made[0] / "utt2turns").read_text().splitlines()[0].split()
     assert turns[1:] == ["0.150", "1.000", "s1", "1.300", "2.000", "s2", "2.900", "3.650", "s2"]  # +2.25 + 0.5
     x, _ = sf.read(made[0].parent / "wavs" / "lf-de.wav")
     assert len(x) == int(2.25 * SR) + int(0.5 * SR) + int(1.15 * SR)
     mix = (made[1] / "ref_segments").read_text().splitlines()
-    assert mix[:4] == ["de-a lf-mix-1min 0.000 2.250", "de-b lf-mix-1min 2.750 3.900", "en-a lf-mix-1min 4.400 6.150",
-                       "de-a__r1 lf-mix-1min 6.650 8.900"]
+    assert mix[:4] == [
+        "de-a lf-mix-1min 0.000 2.250",
+        "de-b lf-mix-1min 2.750 3.900",
+        "en-a lf-mix-1min 4.400 6.150",
+        "de-a__r1 lf-mix-1min 6.650 8.900",
+    ]
     assert float((made[1] / "utt2dur").read_text().split()[1]) >= 60.0
     # a per-utterance decode placed in the recording's clock
     dec = tmp_path / "utt" / "1best_recog"
@@ -295,8 +347,10 @@ def test_long_form_set_lays_conversations_end_to_end(tmp_path):
     (dec / "text").write_text("de-a [DE] hallo\nde-b [DE] ja\nen-a [EN] hi\n")
     with (dec / "events.jsonl").open("w") as f:
         for u, toks in (("de-a", ["[DE]", "hallo"]), ("de-b", ["[DE]", "ja"]), ("en-a", ["[EN]", "hi"])):
-            f.write(json.dumps({"utt": u, "offset": 0.0, "frame_shift": 0.02, "tokens": toks,
-                                "token_times": [0.0, 0.5]}) + "\n")
+            f.write(
+                json.dumps({"utt": u, "offset": 0.0, "frame_shift": 0.02, "tokens": toks, "token_times": [0.0, 0.5]})
+                + "\n"
+            )
     place_utterance_decode(made[0] / "ref_segments", tmp_path / "utt", tmp_path / "placed")
     out = tmp_path / "placed" / "1best_recog"
     assert (out / "text").read_text().splitlines()[0] == "lf-de [DE] hallo [DE] ja"
@@ -309,9 +363,12 @@ def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(multichunk, 
 
     _, data, out = multichunk
     n = write_recording(data, tmp_path / "rec.wav", 2)
-    s2t = TokenVerseStreamingSpeech2Text(asr_train_config=out / "config.yaml",
-                                         asr_model_file=out / "valid.loss.best.pth", chunk_size_ms=160,
-                                         transducer_conf={"search_type": "greedy"})
+    s2t = TokenVerseStreamingSpeech2Text(
+        asr_train_config=out / "config.yaml",
+        asr_model_file=out / "valid.loss.best.pth",
+        chunk_size_ms=160,
+        transducer_conf={"search_type": "greedy"},
+    )
     opts = lf.LongFormOptions(mode="stream", target_segment_s=2.0, max_segment_s=4.0)
     result = lf.decode_streamed(s2t, RecordingReader(tmp_path / "rec.wav"), "rec", opts, block_s=0.5)
     segs = result.segments
@@ -324,8 +381,10 @@ def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(multichunk, 
 
 
 def test_a_piece_without_a_language_token_inherits_the_previous_one():
-    segs = [lf.piece_segment(SPEC, lf.Piece(0, 2 * SR), ["[FR]", "a", "[ENDP]"], [0.0, 0.5, 1.0], 0.0),
-            lf.piece_segment(SPEC, lf.Piece(3 * SR, 5 * SR), ["b", "[ENDP]"], [0.5, 1.0], 0.0)]
+    segs = [
+        lf.piece_segment(SPEC, lf.Piece(0, 2 * SR), ["[FR]", "a", "[ENDP]"], [0.0, 0.5, 1.0], 0.0),
+        lf.piece_segment(SPEC, lf.Piece(3 * SR, 5 * SR), ["b", "[ENDP]"], [0.5, 1.0], 0.0),
+    ]
     assert segs[1].language is None
     lf.inherit_language(segs)
     assert segs[1].language == "[FR]" and segs[1].tokens == ["[FR]", "b", "[ENDP]"] and segs[1].times[0] == 3.0
@@ -338,8 +397,11 @@ def test_auto_switches_to_long_form_only_for_long_recordings(tmp_path):
     sf.write(tmp_path / "short.wav", np.zeros(2 * SR, np.int16), SR, subtype="PCM_16")
     sf.write(tmp_path / "long.wav", np.zeros(25 * SR, np.int16), SR, subtype="PCM_16")
     scp = tmp_path / "wav.scp"
-    args = lambda mode: SimpleNamespace(long_form=mode, max_segment_s=20.0,  # noqa: E731
-                                        data_path_and_name_and_type=[(str(scp), "speech", "sound")])
+    args = lambda mode: SimpleNamespace(
+        long_form=mode,
+        max_segment_s=20.0,  # noqa: E731
+        data_path_and_name_and_type=[(str(scp), "speech", "sound")],
+    )
     scp.write_text(f"a {tmp_path}/short.wav\n")
     assert not wants_long_form(args("auto")) and wants_long_form(args("segment"))
     scp.write_text(f"a {tmp_path}/short.wav\nb {tmp_path}/long.wav\n")
@@ -355,17 +417,57 @@ def test_measure_and_table(tmp_path):
 
     out = tmp_path / "exp" / "s1"
     out.mkdir(parents=True)
-    assert main(["measure", "--out_json", str(out / "run_long.json"), "--audio_s", "10", "--", sys.executable,
-                 "-c", "x = bytearray(300 * 2 ** 20)"]) == 0
+    assert (
+        main(
+            [
+                "measure",
+                "--out_json",
+                str(out / "run_long.json"),
+                "--audio_s",
+                "10",
+                "--",
+                sys.executable,
+                "-c",
+                "x = bytearray(300 * 2 ** 20)",
+            ]
+        )
+        == 0
+    )
     rec = json.loads((out / "run_long.json").read_text())
-    assert rec["returncode"] == 0 and rec["peak_rss_gb"] >= 0.29 and rec["rtf"] == pytest.approx(rec["wall_s"] / 10, abs=1e-3)
+    assert (
+        rec["returncode"] == 0
+        and rec["peak_rss_gb"] >= 0.29
+        and rec["rtf"] == pytest.approx(rec["wall_s"] / 10, abs=1e-3)
+    )
     assert main(["measure", "--out_json", str(tmp_path / "bad.json"), "--", sys.executable, "-c", "exit(3)"]) == 1
     for name, wer in (("score_utt.json", 20.0), ("score_long.json", 19.5)):
-        (out / name).write_text(json.dumps({"wer": wer, "endp_f1": 90.0, "lid_acc": 100.0,
-                                            "time": {"scd": {"collar_0.5": {"f1": 60.0}}, "endp": {"ep50": 0.02}}}))
+        (out / name).write_text(
+            json.dumps(
+                {
+                    "wer": wer,
+                    "endp_f1": 90.0,
+                    "lid_acc": 100.0,
+                    "time": {"scd": {"collar_0.5": {"f1": 60.0}}, "endp": {"ep50": 0.02}},
+                }
+            )
+        )
     (tmp_path / "data" / "s1").mkdir(parents=True)
     (tmp_path / "data" / "s1" / "utt2dur").write_text("r1 60.0\nr2 30.0\n")
-    assert main(["table", "--exp_dir", str(tmp_path / "exp"), "--sets", "s1", "--data_root", str(tmp_path / "data"),
-                 "--out", str(tmp_path / "t.md")]) == 0
+    assert (
+        main(
+            [
+                "table",
+                "--exp_dir",
+                str(tmp_path / "exp"),
+                "--sets",
+                "s1",
+                "--data_root",
+                str(tmp_path / "data"),
+                "--out",
+                str(tmp_path / "t.md"),
+            ]
+        )
+        == 0
+    )
     row = (tmp_path / "t.md").read_text().splitlines()[-1].split(" | ")
     assert row[:7] == ["| s1", "1.5", "2", "20.00", "19.50", "60.00", "60.00"]

@@ -1,5 +1,6 @@
 """The embedded mini_tokenverse corpus rendered and written: layout, references, audio, determinism, idempotence
 (the plans alone: test_mini_tokenverse_plan.py)."""
+
 import hashlib
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from espnet2_ext.data.kaldi_dir import read_data_dir
 from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.task_spec import TaskSpec
 
-pytestmark = pytest.mark.skipif(not all(__import__("shutil").which(t) for t in ("espeak-ng", "sox")),
-                                reason="needs espeak-ng and sox")
+pytestmark = pytest.mark.skipif(
+    not all(__import__("shutil").which(t) for t in ("espeak-ng", "sox")), reason="needs espeak-ng and sox"
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +74,9 @@ def test_conversation_audio_has_pauses_between_turns(corpus):
     for u in dirs["dev"][:4]:
         x, sr = sf.read(u.wav, dtype="int16")
         frame = int(0.05 * sr)
-        loud = np.array([np.abs(x[i:i + frame].astype(int)).max() > 300 for i in range(0, len(x) - frame, frame)])
+        loud = np.array([np.abs(x[i : i + frame].astype(int)).max() > 300 for i in range(0, len(x) - frame, frame)])
         idx = np.flatnonzero(loud)
-        inner = loud[idx[0]:idx[-1] + 1]
+        inner = loud[idx[0] : idx[-1] + 1]
         runs = "".join("1" if v else "0" for v in inner).split("1")
         long_gaps = sum(len(r) * 0.05 >= 0.15 for r in runs)
         assert long_gaps >= len(plans[u.utt_id].turns) - 1

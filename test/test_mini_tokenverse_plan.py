@@ -1,5 +1,6 @@
 """mini_tokenverse planning (no audio, no espeak-ng): held-out names and voices, split sizes, vocabulary, per-seed
 determinism."""
+
 import espnet2_ext  # noqa: F401
 from espnet2_ext.data import mini_tokenverse_plan as P
 from espnet2_ext.data import mini_tokenverse_words as W

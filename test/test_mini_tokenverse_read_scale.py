@@ -1,5 +1,6 @@
 """``train_read``: a larger ASR+LID-only (read speech) subset of mini_tokenverse for the paper's Table III
 comparison, without changing the default corpus that committed results were made with."""
+
 import hashlib
 import json
 import shutil
@@ -14,21 +15,32 @@ from espnet2_ext.data.kaldi_dir import read_data_dir
 
 
 def _digest(splits) -> str:
-    return hashlib.sha1(json.dumps({k: [(p.utt_id, p.reference(), p.recipe()) for p in v] for k, v in splits.items()},
-                                   sort_keys=True).encode()).hexdigest()
+    return hashlib.sha1(
+        json.dumps(
+            {k: [(p.utt_id, p.reference(), p.recipe()) for p in v] for k, v in splits.items()}, sort_keys=True
+        ).encode()
+    ).hexdigest()
 
 
 # Recorded from the code before the option existed (commit 9bbbce9): the default corpus is what the committed
 # RESULTS were made with, so its plan must never move.
 DEFAULT_PLAN_SHA1 = "34c295bf3eaa1c1008ca7a0970a4f8acbae96b64"
 RECORDED_TRAIN = {  # index in plan_corpus(0)["train"] -> (utt id, reference, noise seed)
-    0: ("en-c03-train-c0000", "[EN] [NE] thomas [/NE] works for [NE] apple [/NE] now [ENDP] [SCD] [NE] sarah [/NE] "
-                              "is in [NE] sydney [/NE] this week [ENDP] [SCD] i think [NE] tesla [/NE] is a good "
-                              "company [ENDP]", 2293409522),
+    0: (
+        "en-c03-train-c0000",
+        "[EN] [NE] thomas [/NE] works for [NE] apple [/NE] now [ENDP] [SCD] [NE] sarah [/NE] "
+        "is in [NE] sydney [/NE] this week [ENDP] [SCD] i think [NE] tesla [/NE] is a good "
+        "company [ENDP]",
+        2293409522,
+    ),
     70: ("en-r01-train-r0000", "[EN] no i will stay at home", 4251314914),
     109: ("en-r01-train-r0039", "[EN] good morning james", 1553223176),
-    110: ("de-c02-train-c0000", "[DE] vielen dank für alles [ENDP] [SCD] ich habe [NE] sabine [/NE] in [NE] "
-                                "münchen [/NE] getroffen [ENDP] [SCD] das klingt gut [ENDP]", 3965762003),
+    110: (
+        "de-c02-train-c0000",
+        "[DE] vielen dank für alles [ENDP] [SCD] ich habe [NE] sabine [/NE] in [NE] "
+        "münchen [/NE] getroffen [ENDP] [SCD] das klingt gut [ENDP]",
+        3965762003,
+    ),
     439: ("fr-r03-train-r0039", "[FR] sophie travaille chez orange maintenant", 3376102823),
 }
 
@@ -102,8 +114,9 @@ def test_dev_read_adds_a_read_dev_set_and_changes_nothing_else(tmp_path):
     assert len(ids) == sum(len(ps) for ps in more.values())  # no id shared with another split
     train_voices = {t.voice for p in base["train"] for t in p.turns}
     assert any(p.turns[0].voice not in train_voices for p in dev_read)  # drawn like test_partial: an unseen voice
-    held_out = {(lang, n) for lang in ("en", "de", "es", "fr") for ns in P.split_entities(lang, 0)[1].values()
-                for n in ns}
+    held_out = {
+        (lang, n) for lang in ("en", "de", "es", "fr") for ns in P.split_entities(lang, 0)[1].values() for n in ns
+    }
     spoken = [(p.lang, " ".join(p.turns[0].tokens)) for p in dev_read]
     assert any(f"[NE] {n} [/NE]" in text for lang, text in spoken for (lg, n) in held_out if lg == lang)
     with pytest.raises(ValueError, match="dev_read must be >= 0"):

@@ -1,4 +1,5 @@
 """``read_names``: open entity-name pools (Faker's lists) for the read subset; every mini entity stays out."""
+
 import os
 import shutil
 import sys
@@ -52,10 +53,10 @@ def test_pools_are_large_spellable_and_free_of_every_mini_entity(lang):
 
 def test_normalise_refuses_what_the_tokenizer_or_the_held_out_split_cannot_take():
     assert N.normalise("Marc-Olivier", "fr") == "marc olivier"
-    assert N.normalise("Katrin", "de") == ""          # a mini entity: would make a held-out name seen
+    assert N.normalise("Katrin", "de") == ""  # a mini entity: would make a held-out name seen
     assert N.normalise("Aberdeen City", "en") == "aberdeen city"
     assert N.normalise("Bad Neustadt an der Saale", "de") == ""  # > 2 words
-    assert N.normalise("Øystein", "en") == ""         # a letter the English templates never have
+    assert N.normalise("Øystein", "en") == ""  # a letter the English templates never have
     with pytest.raises(ValueError, match="no name lists for language 'it'"):
         N.name_pools("it")
 
@@ -112,8 +113,10 @@ def test_bad_shares_are_refused(tmp_path, capsys):
         P.plan_corpus(0, "debug", train_read=3, read_names=0.505)
     with pytest.raises(ValueError, match="give train_read too"):
         M.prepare(tmp_path / "data", size="debug", read_names=0.5)
-    assert prepare_main(["--out_dir", str(tmp_path / "d"), "--size", "debug", "--train_read", "3",
-                         "--read_names", "-0.2"]) != 0
+    assert (
+        prepare_main(["--out_dir", str(tmp_path / "d"), "--size", "debug", "--train_read", "3", "--read_names", "-0.2"])
+        != 0
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "read_names" in err[0]
     assert not (tmp_path / "d").exists()

@@ -1,4 +1,5 @@
 """Importing the package (and ESPnet's ASR task, S3PRL through it) opens no network connection."""
+
 import subprocess
 import sys
 import textwrap
@@ -50,6 +51,7 @@ def test_without_the_guard_espnet_would_try_to_download():
     """)
     assert r.returncode == 0, r.stderr[-2000:]
     import re
+
     n = int(re.search(r"DOWNLOADS (\d+)", r.stdout).group(1))
     assert n > 0
 

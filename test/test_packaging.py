@@ -3,6 +3,7 @@
 Read statically or from installed metadata: nothing heavy is imported. The built wheel itself is tested in
 test_wheel.py.
 """
+
 from __future__ import annotations
 
 import ast
@@ -60,8 +61,9 @@ def test_every_requirement_has_a_lower_bound_that_is_the_pinned_version():
         for req in reqs:
             name = canonicalize_name(req.name)
             assert {s.operator for s in req.specifier} == {">="}, f"{req} ({extra or 'core'}): give one >= bound"
-            assert p.get(name) == lower_bound(req), \
+            assert p.get(name) == lower_bound(req), (
                 f"{req}: tools/constraints.txt pins {name}=={p.get(name)}; the lower bound must be a version we run"
+            )
 
 
 def test_the_recipe_venv_runs_the_pins():
@@ -93,8 +95,12 @@ def _guarded_nodes(tree: ast.AST) -> Set[int]:
     ids = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Try) and any(
-                h.type is not None and any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError")
-                                           for n in ast.walk(h.type)) for h in node.handlers):
+            h.type is not None
+            and any(
+                isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in ast.walk(h.type)
+            )
+            for h in node.handlers
+        ):
             ids |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     return ids
 
@@ -108,8 +114,13 @@ def third_party_imports() -> Dict[str, str]:
         for node in ast.walk(tree):
             if id(node) in guarded:
                 continue
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
             for name in names:
                 top = name.split(".")[0]
                 if top != "espnet2_ext" and top not in sys.stdlib_module_names:
@@ -127,8 +138,11 @@ def test_every_third_party_import_is_declared():
     owners = metadata.packages_distributions()  # top-level module -> distributions providing it
     names = {canonicalize_name(r.name) for reqs in declared().values() for r in reqs}
     names |= {canonicalize_name(p.dist) for p in OPTIONAL}  # imported only when present (rnnt_loss backends)
-    undeclared = {mod: where for mod, where in third_party_imports().items()
-                  if not names & {canonicalize_name(d) for d in owners.get(mod, [])}}
+    undeclared = {
+        mod: where
+        for mod, where in third_party_imports().items()
+        if not names & {canonicalize_name(d) for d in owners.get(mod, [])}
+    }
     assert not undeclared, f"imported but not declared in pyproject.toml (core or an extra): {undeclared}"
 
 
@@ -137,6 +151,8 @@ def test_install_sh_takes_every_version_from_the_constraints_file():
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
     assert re.search(r'-c "\$\{constraints\}"', code) and 'constraints="${root}/tools/constraints.txt"' in code
     assert '-e "${root}[all]"' in code
-    assert not re.search(r"[A-Za-z0-9_\]]==\d", code), "a version pin in install.sh: it belongs in tools/constraints.txt"
+    assert not re.search(r"[A-Za-z0-9_\]]==\d", code), (
+        "a version pin in install.sh: it belongs in tools/constraints.txt"
+    )
     assert "espeak-ng" in code and "sox" in code and ".espnet2_ext_stack" in code
     assert not (ROOT / "setup.py").exists()

@@ -1,4 +1,5 @@
 """plot_conversation: a PNG of one conversation (waveform, reference vs. hypothesis lanes), embedded by the report."""
+
 import json
 
 import numpy as np
@@ -17,17 +18,25 @@ def _conversation(tmp_path):
     sf.write(wav, (0.1 * np.sin(np.arange(16000 * 3) / 5.0)).astype(np.float32), 16000, subtype="PCM_16")
     text = "[EN] hello [NE] maria [/NE] [ENDP] [SCD] fine [ENDP]"
     turns = (RefTurn(0.2, 1.2, "a"), RefTurn(1.6, 2.6, "b"))
-    utts = [Utterance("a-c1", "a", text, "en", ("asr", "scd", "endp", "ner", "lid"), str(wav), duration=3.0,
-                      turns=turns),
-            Utterance("a-r1", "a", "[EN] hello", "en", ("asr", "lid"), str(wav), duration=3.0,
-                      turns=(RefTurn(0.2, 1.2, "a"),))]
+    utts = [
+        Utterance("a-c1", "a", text, "en", ("asr", "scd", "endp", "ner", "lid"), str(wav), duration=3.0, turns=turns),
+        Utterance(
+            "a-r1", "a", "[EN] hello", "en", ("asr", "lid"), str(wav), duration=3.0, turns=(RefTurn(0.2, 1.2, "a"),)
+        ),
+    ]
     data = write_data_dir(utts, tmp_path / "data")
     hyp = tmp_path / "decode" / "1best_recog"
     tokens = ["[EN]", "hello", "[NE]", "maria", "[/NE]", "[ENDP]", "[SCD]", "fine", "[ENDP]"]
     times = [0.0, 0.3, 0.6, 0.62, 0.9, 1.3, 1.5, 1.7, 2.7]
-    write_time_outputs(hyp, [TimedUtterance("a-c1", tokens, times, 0.02, 3.0),
-                             TimedUtterance("a-r1", ["[EN]", "hello"], [0.0, 0.3], 0.02, 3.0)], TaskSpec.default(),
-                       subword=False)
+    write_time_outputs(
+        hyp,
+        [
+            TimedUtterance("a-c1", tokens, times, 0.02, 3.0),
+            TimedUtterance("a-r1", ["[EN]", "hello"], [0.0, 0.3], 0.02, 3.0),
+        ],
+        TaskSpec.default(),
+        subword=False,
+    )
     return data, hyp
 
 
@@ -55,8 +64,18 @@ def test_plot_writes_a_png_and_the_report_embeds_it(tmp_path):
 
     assert pick_utterance({u.utt_id: u.turns for u in read_data_dir(data)}) == "a-c1"
     with pytest.raises(DataError, match="no record for utterance a-zz|no utterance a-zz"):
-        plot(["--data_dir", str(data), "--decode_dir", str(hyp.parent), "--utt", "a-zz", "--out",
-              str(tmp_path / "x.png")])
+        plot(
+            [
+                "--data_dir",
+                str(data),
+                "--decode_dir",
+                str(hyp.parent),
+                "--utt",
+                "a-zz",
+                "--out",
+                str(tmp_path / "x.png"),
+            ]
+        )
     score = tmp_path / "exp" / "m" / "decode_asr+scd" / "test" / "score.json"
     score.parent.mkdir(parents=True)
     score.write_text(json.dumps({"wer": 10.0, "task_activation": ["asr", "scd"]}))

@@ -1,5 +1,6 @@
 """TokenVersePreprocessor (espnet2_ext/train/preprocessor.py): available tasks -> active tasks -> stripped
 reference + task mask, with ESPnet's CommonPreprocessor doing the tokenization."""
+
 from collections import Counter
 
 import numpy as np

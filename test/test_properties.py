@@ -4,6 +4,7 @@ Invariants: no traceback on any Unicode (or non-UTF-8) input, only ``DataError``
 stripping is idempotent and never drops a word; the tag-aware tokenizer's encode -> decode gives back the normalised
 text with every task token intact; the scorer's counts are symmetric where they should be.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -15,8 +16,14 @@ from hypothesis import strategies as st
 
 from espnet2_ext.common import DataError
 from espnet2_ext.data.utt2tasks import read_utt2tasks
-from espnet2_ext.scoring.metrics import (BOUNDARY_TASKS, align_matches, read_text, read_utt2lang, score_corpus,
-                                         score_utterance)
+from espnet2_ext.scoring.metrics import (
+    BOUNDARY_TASKS,
+    align_matches,
+    read_text,
+    read_utt2lang,
+    score_corpus,
+    score_utterance,
+)
 from espnet2_ext.task_spec import PRIMARY_TASK, TaskSpec
 from espnet2_ext.text.annotation import annotation_error, hidden_task_token
 from espnet2_ext.text.strip_tasks import strip_all_task_tokens, strip_inactive_tokens
@@ -24,14 +31,20 @@ from espnet2_ext.text.strip_tasks import strip_all_task_tokens, strip_inactive_t
 SPEC = TaskSpec.default()
 TAGS = SPEC.all_tokens
 # Bounded for CI; database=None: no .hypothesis/ example store written into the checkout.
-BOUNDED = settings(max_examples=100, deadline=None, database=None,
-                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                          HealthCheck.filter_too_much])
+BOUNDED = settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 FEW = settings(BOUNDED, max_examples=30)
 
 # Words: any Unicode, including bracketed look-alikes of tags, control and separator characters.
-any_word = st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(TAGS),
-                     st.sampled_from(["[XX]", "[ne]", "[NE", "NE]", "[]", "[[SCD]]", "[SCD]x", "\u2581[SCD]"]))
+any_word = st.one_of(
+    st.text(min_size=1, max_size=8),
+    st.sampled_from(TAGS),
+    st.sampled_from(["[XX]", "[ne]", "[NE", "NE]", "[]", "[[SCD]]", "[SCD]x", "\u2581[SCD]"]),
+)
 spaces = st.text(alphabet=" \t\u3000\u00a0\u2028\x1c\r\n\x0b", min_size=1, max_size=3)
 
 
@@ -56,8 +69,9 @@ def test_stripping_is_idempotent_and_never_drops_a_word(text, active):
     out = strip_inactive_tokens(text, active, SPEC)
     assert strip_inactive_tokens(out, active, SPEC) == out
     assert out.split() == [w for w in text.split() if SPEC.task_of(w) in (None,) + active]
-    assert [w for w in out.split() if not SPEC.is_task_token(w)] == [w for w in text.split()
-                                                                     if not SPEC.is_task_token(w)]
+    assert [w for w in out.split() if not SPEC.is_task_token(w)] == [
+        w for w in text.split() if not SPEC.is_task_token(w)
+    ]
     words_only = strip_all_task_tokens(text, SPEC)
     assert not any(SPEC.is_task_token(w) for w in words_only.split())
     assert strip_all_task_tokens(out, SPEC) == words_only
@@ -71,8 +85,11 @@ def test_annotation_check_answers_any_text_in_one_line(text, available):
 
 
 @BOUNDED
-@given(texts(word=st.one_of(st.sampled_from(TAGS), st.text(alphabet="abcxyzäß", min_size=1, max_size=4))), task_sets,
-       task_sets)
+@given(
+    texts(word=st.one_of(st.sampled_from(TAGS), st.text(alphabet="abcxyzäß", min_size=1, max_size=4))),
+    task_sets,
+    task_sets,
+)
 def test_stripping_a_valid_annotation_keeps_it_valid(text, annotated, requested):
     """What the preprocessor feeds the model: a valid reference stripped to a subset of its tasks stays valid."""
     assume(annotation_error(text, SPEC, annotated) is None)
@@ -96,11 +113,15 @@ def _write_dir(root: Path, text: bytes, utt2tasks: bytes) -> Path:
 line_bytes = st.one_of(
     texts().map(lambda t: ("u1 " + t + "\n").encode("utf-8", "surrogatepass")),
     st.binary(max_size=40),
-    st.sampled_from([b"u1 [EN] hello\n", b"u1 \xff\xfe hello\n", b"u1 caf\xe9\n", b"\xef\xbb\xbfu1 hello\n"]))
+    st.sampled_from([b"u1 [EN] hello\n", b"u1 \xff\xfe hello\n", b"u1 caf\xe9\n", b"\xef\xbb\xbfu1 hello\n"]),
+)
 utt2tasks_bytes = st.one_of(
     st.lists(st.sampled_from(["asr", "scd", "endp", "ner", "lid", "topic", "ASR", ""]), max_size=4).map(
-        lambda ts: ("u1 " + " ".join(ts) + "\n").encode()),
-    st.binary(max_size=30), st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")))
+        lambda ts: ("u1 " + " ".join(ts) + "\n").encode()
+    ),
+    st.binary(max_size=30),
+    st.text(max_size=20).map(lambda t: t.encode("utf-8", "surrogatepass")),
+)
 
 
 @FEW
@@ -138,14 +159,18 @@ utt_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1,
 
 
 @BOUNDED
-@given(st.dictionaries(utt_ids, st.lists(st.sampled_from(SPEC.tasks), min_size=0, max_size=6), max_size=5),
-       st.sampled_from([" ", "\t", "  ", " \t "]), st.sampled_from(["\n", "\r\n"]))
+@given(
+    st.dictionaries(utt_ids, st.lists(st.sampled_from(SPEC.tasks), min_size=0, max_size=6), max_size=5),
+    st.sampled_from([" ", "\t", "  ", " \t "]),
+    st.sampled_from(["\n", "\r\n"]),
+)
 def test_read_utt2tasks_roundtrip(entries, sep, newline):
     """Any whitespace between fields, LF or CRLF: the tasks read back are those written (spec order, asr first)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "utt2tasks"
-        path.write_bytes("".join(utt + sep + sep.join([PRIMARY_TASK] + tasks) + newline
-                                 for utt, tasks in entries.items()).encode())
+        path.write_bytes(
+            "".join(utt + sep + sep.join([PRIMARY_TASK] + tasks) + newline for utt, tasks in entries.items()).encode()
+        )
         out = read_utt2tasks(path, SPEC, utt_ids=list(entries))
     assert out == {utt: tuple(t for t in SPEC.tasks if t in {PRIMARY_TASK, *tasks}) for utt, tasks in entries.items()}
 
@@ -205,8 +230,11 @@ def test_scoring_a_reference_against_itself_is_perfect(ref, active):
 
 
 @FEW
-@given(st.dictionaries(utt_ids, st.lists(any_word, max_size=6), max_size=4),
-       st.dictionaries(utt_ids, st.lists(any_word, max_size=6), max_size=4), task_sets)
+@given(
+    st.dictionaries(utt_ids, st.lists(any_word, max_size=6), max_size=4),
+    st.dictionaries(utt_ids, st.lists(any_word, max_size=6), max_size=4),
+    task_sets,
+)
 def test_score_corpus_any_tokens(ref, hyp, active):
     try:
         result = score_corpus(ref, hyp, SPEC, active)
@@ -217,8 +245,9 @@ def test_score_corpus_any_tokens(ref, hyp, active):
 
 
 # ---- the tag-aware tokenizer ------------------------------------------------------------------------------
-CORPUS_WORDS = ("hello how are you fine thanks the weather is nice today guten tag wie geht es danke maria "
-                "berlin").split()
+CORPUS_WORDS = (
+    "hello how are you fine thanks the weather is nice today guten tag wie geht es danke maria berlin"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +260,11 @@ def sp(tmp_path_factory):
     from espnet2_ext.text.tag_aware_bpe import train_tag_aware_bpe
 
     rng = random.Random(0)
-    lines = [f"u{i} [{rng.choice(['EN', 'DE'])}] " + " ".join(
-        rng.choice(CORPUS_WORDS + ["[SCD]", "[ENDP]"]) for _ in range(rng.randint(3, 9))) for i in range(200)]
+    lines = [
+        f"u{i} [{rng.choice(['EN', 'DE'])}] "
+        + " ".join(rng.choice(CORPUS_WORDS + ["[SCD]", "[ENDP]"]) for _ in range(rng.randint(3, 9)))
+        for i in range(200)
+    ]
     model = train_tag_aware_bpe(lines, SPEC, vocab_size=80, out_dir=tmp_path_factory.mktemp("spm"))
     return spm.SentencePieceProcessor(model_file=str(model))
 
@@ -247,8 +279,14 @@ def normalise(text: str) -> str:
 
 
 @BOUNDED
-@given(texts(word=st.one_of(st.sampled_from(CORPUS_WORDS), st.sampled_from(TAGS),
-                            st.text(alphabet="helowrdatg", min_size=1, max_size=6)), max_words=15))
+@given(
+    texts(
+        word=st.one_of(
+            st.sampled_from(CORPUS_WORDS), st.sampled_from(TAGS), st.text(alphabet="helowrdatg", min_size=1, max_size=6)
+        ),
+        max_words=15,
+    )
+)
 def test_tokenizer_roundtrip_on_known_characters(sp, text):
     text = normalise(text)
     assert _roundtrip(sp, text) == text

@@ -149,9 +149,7 @@ def test_prune_bounds_are_valid(R):
     B, T, U, V = 4, 30, 20, 9
     targets, t_lens, u_lens, g = _batch(B, T, U, V, [30, 30, 17, 11], [20, 7, 17, 0], seed=R)
     am, lm = torch.randn(B, T, V, generator=g) * 3, torch.randn(B, U + 1, V, generator=g) * 3
-    _, (occ_px, occ_py) = simple_rnnt_loss(
-        am, lm, targets, t_lens, u_lens, reduction="none", return_occupancy=True
-    )
+    _, (occ_px, occ_py) = simple_rnnt_loss(am, lm, targets, t_lens, u_lens, reduction="none", return_occupancy=True)
     _check_bounds(prune_bounds(occ_px, occ_py, t_lens, u_lens, R), t_lens, u_lens, R)
     # An uninformative posterior (all windows tie at the lowest start) must
     # still give bounds that reach U_b by the last frame.

@@ -1,4 +1,5 @@
 """The mini recipe end to end with the debug config (tiny corpus, tiny XLSR stand-in, 1 epoch), every stage."""
+
 import json
 import os
 import shutil
@@ -15,15 +16,29 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-DEBUG_OPTS = ["--data_opts", "--size debug", "--train_set", "train", "--asr_config", "conf/train_debug.yaml",
-              "--activation_sets", "asr,scd,endp,ner,lid asr,lid", "--nbpe", "60"]
+DEBUG_OPTS = [
+    "--data_opts",
+    "--size debug",
+    "--train_set",
+    "train",
+    "--asr_config",
+    "conf/train_debug.yaml",
+    "--activation_sets",
+    "asr,scd,endp,ner,lid asr,lid",
+    "--nbpe",
+    "60",
+]
 ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # the venv is this interpreter's
 
 
 def copy_recipe(root: Path) -> Path:
     """A copy of egs2/ without outputs (the recipe writes data/, dump/, exp/, downloads/ into its own dir)."""
-    shutil.copytree(REPO / "egs2", root / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md"))
+    shutil.copytree(
+        REPO / "egs2",
+        root / "egs2",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md"),
+    )
     return root / "egs2" / "mini_tokenverse" / "asr1"
 
 
@@ -62,9 +77,26 @@ def test_rerunning_a_finished_stage_is_safe(recipe_run):
     assert r.returncode == 0
     env = ENV
     before = (recipe / "exp/asr_train_debug/decode_asr+lid/test/1best_recog/text").read_text()
-    r2 = subprocess.run(["./run.sh", "--stage", "6", "--stop_stage", "6", "--asr_config", "conf/train_debug.yaml",
-                         "--activation_sets", "asr,lid", "--nbpe", "60"], cwd=recipe, env=env,
-                        capture_output=True, text=True, timeout=600)
+    r2 = subprocess.run(
+        [
+            "./run.sh",
+            "--stage",
+            "6",
+            "--stop_stage",
+            "6",
+            "--asr_config",
+            "conf/train_debug.yaml",
+            "--activation_sets",
+            "asr,lid",
+            "--nbpe",
+            "60",
+        ],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert "already decoded" in r2.stdout
     assert (recipe / "exp/asr_train_debug/decode_asr+lid/test/1best_recog/text").read_text() == before
@@ -75,13 +107,13 @@ def test_rerunning_a_finished_stage_is_safe(recipe_run):
 # a path it writes exists (plus a delay), or after a delay for the short stages.
 EXP = "exp/asr_train_debug"
 KILL_WHEN = {
-    1: ("downloads/mini_tokenverse/wav/*", 0.5),          # speech synthesis under way
-    2: ("dump/raw/test/wav.scp", 0.0),                     # one data dir of four formatted
+    1: ("downloads/mini_tokenverse/wav/*", 0.5),  # speech synthesis under way
+    2: ("dump/raw/test/wav.scp", 0.0),  # one data dir of four formatted
     3: (None, 0.5),
-    4: ("exp/asr_stats_train_bpe60.log", 8.0),             # ESPnet's stats collection running
-    5: (f"{EXP}/train.log:1epoch started", 2.0),           # mid-epoch
-    6: (f"{EXP}/decode_*/test/1best_recog/text", 0.0),     # one of four decode dirs written
-    7: (f"{EXP}/decode_*/test/score.json", 0.0),           # scoring under way
+    4: ("exp/asr_stats_train_bpe60.log", 8.0),  # ESPnet's stats collection running
+    5: (f"{EXP}/train.log:1epoch started", 2.0),  # mid-epoch
+    6: (f"{EXP}/decode_*/test/1best_recog/text", 0.0),  # one of four decode dirs written
+    7: (f"{EXP}/decode_*/test/score.json", 0.0),  # scoring under way
     8: (None, 2.0),
     9: (None, 1.0),
 }
@@ -103,8 +135,9 @@ def killed_run(recipe_run, tmp_path_factory):
     killed = []
     for stage in range(1, 10):
         cmd = ["./run.sh", "--stage", str(stage), "--stop_stage", str(stage)] + DEBUG_OPTS
-        proc = subprocess.Popen(cmd, cwd=recipe, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, cwd=recipe, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         what, delay = KILL_WHEN[stage]
         deadline = time.time() + 600
         while proc.poll() is None and not _triggered(recipe, what) and time.time() < deadline:
@@ -133,8 +166,14 @@ def test_every_stage_restarts_after_a_kill(recipe_run, killed_run):
     assert set(killed) >= {1, 2, 4, 5, 6, 7}, f"stages that finished before their kill point: {killed}"
     assert not list(again.rglob("*.tmp*")) and not list(again.rglob(".*partial*")), "temporary files left behind"
     # data prep, formatting, tokenizer, shape files, decoding, scoring: the same files with the same content
-    for pattern in ("data/*/*", "dump/raw/*/*", "data/token_list/bpe60/*", "exp/asr_stats_train_bpe60/*/*shape",
-                    f"{EXP}/decode_*/*/1best_recog/text", f"{EXP}/decode_*/*/score.json"):
+    for pattern in (
+        "data/*/*",
+        "dump/raw/*/*",
+        "data/token_list/bpe60/*",
+        "exp/asr_stats_train_bpe60/*/*shape",
+        f"{EXP}/decode_*/*/1best_recog/text",
+        f"{EXP}/decode_*/*/score.json",
+    ):
         files = _files(clean, pattern)
         assert files and files == _files(again, pattern), pattern
         for rel in files:
@@ -160,14 +199,21 @@ def test_every_stage_restarts_after_a_kill(recipe_run, killed_run):
         assert sorted(za.namelist()) == sorted(zb.namelist())
         assert zb.testzip() is None
     readme = Path(EXP) / "hub_upload/README.md"  # the model card quotes RESULTS.md
-    assert strip(_text(clean, readme).replace("- made by", "\n- made by")) == \
-        strip(_text(again, readme).replace("- made by", "\n- made by"))
+    assert strip(_text(clean, readme).replace("- made by", "\n- made by")) == strip(
+        _text(again, readme).replace("- made by", "\n- made by")
+    )
 
 
 def test_multi_gpu_training_without_a_job_script_is_a_clear_error(recipe_run):
     recipe, _ = recipe_run
-    r = subprocess.run(["./run.sh", "--stage", "5", "--stop_stage", "5", "--ngpu", "4"] + DEBUG_OPTS, cwd=recipe,
-                       env=ENV, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        ["./run.sh", "--stage", "5", "--stop_stage", "5", "--ngpu", "4"] + DEBUG_OPTS,
+        cwd=recipe,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode != 0
     assert "set --cuda_cmd to a Kaldi-style job script" in r.stdout + r.stderr
 
@@ -180,10 +226,26 @@ def test_extending_the_trained_model_runs_from_the_recipe(recipe_run, tmp_path):
     shutil.copytree(recipe.parents[1], tmp_path / "egs2", symlinks=True)  # relative links (path.sh, ...) kept
     ext = tmp_path / "egs2" / "mini_tokenverse" / "asr1"
     train_tasks = (ext / "dump/raw/train/utt2tasks").read_text()
-    r = subprocess.run(["./run_extend.sh", "--data_opts", "--size debug", "--train_set", "train", "--asr_config",
-                        "conf/train_debug.yaml",
-                        "--replay_per_lang", "2", "--replay_dev_per_lang", "1"],
-                       cwd=ext, env=ENV, capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [
+            "./run_extend.sh",
+            "--data_opts",
+            "--size debug",
+            "--train_set",
+            "train",
+            "--asr_config",
+            "conf/train_debug.yaml",
+            "--replay_per_lang",
+            "2",
+            "--replay_dev_per_lang",
+            "1",
+        ],
+        cwd=ext,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     replay = (ext / "dump/raw/replay_train/utt2tasks").read_text().splitlines()
     assert len(replay) == 2 * 4 and all(line.split()[1:] == ["asr", "scd", "endp", "ner", "lid"] for line in replay)
@@ -192,10 +254,14 @@ def test_extending_the_trained_model_runs_from_the_recipe(recipe_run, tmp_path):
     conf = yaml.safe_load((exp / "extend_config.yaml").read_text())
     assert conf["tokenverse_conf"]["tasks"][-1] == "qst" and conf["tokenverse_conf"]["languages"][-1] == "it"
     assert (exp / "valid.loss.best.pth").exists()
-    qst = json.loads((exp / "decode_of_asr_train_debug_ext_valid.loss.best/decode_asr+qst/qst_test/score.json")
-                     .read_text())
+    qst = json.loads(
+        (exp / "decode_of_asr_train_debug_ext_valid.loss.best/decode_asr+qst/qst_test/score.json").read_text()
+    )
     assert "qst_f1" in qst
     results = (ext / "RESULTS_extend.md").read_text()
-    for model in ("asr_train_debug_valid.loss.best", "asr_train_debug_ext_extended",
-                  "asr_train_debug_ext_valid.loss.best"):
+    for model in (
+        "asr_train_debug_valid.loss.best",
+        "asr_train_debug_ext_extended",
+        "asr_train_debug_ext_valid.loss.best",
+    ):
         assert f"| {model} |" in results

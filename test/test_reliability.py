@@ -1,5 +1,6 @@
 """Reliability: clear errors for bad configs/checkpoints, and a SIGKILLed training run that resumes to the same
 model as an uninterrupted one."""
+
 import os
 import shutil
 import signal
@@ -44,7 +45,7 @@ def test_checkpoint_listing_the_upstream_twice_still_loads(tiny_trained, tmp_pat
     _, _, out = tiny_trained
     sd = torch.load(out / "valid.loss.best.pth", map_location="cpu")
     prefix = "frontend.upstream.upstream.model."
-    old = {**sd, **{"frontend._wav2vec2." + k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}}
+    old = {**sd, **{"frontend._wav2vec2." + k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}}
     assert len(old) > len(sd)
     torch.save(old, tmp_path / "old.pth")
     model, _ = TokenVerseASRTask.build_model_from_file(out / "config.yaml", tmp_path / "old.pth", "cpu")

@@ -2,6 +2,7 @@
 
 Fast: the tiny Kaldi dir of tiny_setup (2 fully annotated utterances, 2 with asr + lid only), no ESPnet import.
 """
+
 import hashlib
 import subprocess
 import sys
@@ -100,8 +101,22 @@ def test_bad_input_one_line_naming_the_file(data, tmp_path, capsys):
 
 
 def test_cli_as_a_module(data, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "espnet2_ext.bin.make_replay_subset", str(data), str(tmp_path / "r"),
-                        "--per_lang", "1", "--seed", "3"], capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2_ext.bin.make_replay_subset",
+            str(data),
+            str(tmp_path / "r"),
+            "--per_lang",
+            "1",
+            "--seed",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "2 utterances (de 1, en 1)" in r.stdout
     assert len(read_data_dir(tmp_path / "r")) == 2
 
@@ -131,4 +146,6 @@ def test_tasks_of_a_model_config(data, tmp_path, capsys):
     assert "cannot read the model's tasks" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     with pytest.raises(SystemExit):  # one or the other
-        cli_main([str(data), str(tmp_path / "r"), "--per_lang", "1", "--tasks", "asr,lid", "--tasks_of_config", str(cfg)])
+        cli_main(
+            [str(data), str(tmp_path / "r"), "--per_lang", "1", "--tasks", "asr,lid", "--tasks_of_config", str(cfg)]
+        )

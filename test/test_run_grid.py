@@ -2,6 +2,7 @@
 (config.yaml at training, score.json per activation set and test set at decoding): which cells run, in which order,
 with which seeds/activation sets, that scored cells are skipped on a re-run, and that RESULTS_grid.md is written.
 The real stages are covered by test_recipe.py; training a grid for real takes hours."""
+
 import json
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ENV_VENV = {"ESPNET2_EXT_VENV": sys.prefix}
 
-FAKE_RUN = r'''#!/usr/bin/env bash
+FAKE_RUN = r"""#!/usr/bin/env bash
 # records its arguments; stage 5 writes config.yaml, stage 6-7 writes score.json files (WER = 10 + seed)
 set -euo pipefail
 echo "$*" >> calls.log
@@ -35,13 +36,17 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 7 ]; then
     echo "{\"wer\": $((10 + seed)), \"task_activation\": \"${act}\", \"test_set\": \"${t}\"}" > "${d}/score.json"
   done; done
 fi
-'''
+"""
 
 
 @pytest.fixture
 def recipe(tmp_path):
-    shutil.copytree(REPO / "egs2", tmp_path / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS*.md"))
+    shutil.copytree(
+        REPO / "egs2",
+        tmp_path / "egs2",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS*.md"),
+    )
     r = tmp_path / "egs2" / "mini_tokenverse" / "asr1"
     (r / "run.sh").write_text(FAKE_RUN)
     return r
@@ -49,8 +54,15 @@ def recipe(tmp_path):
 
 def run_grid(recipe, *args):
     import os
-    r = subprocess.run(["./run_grid.sh", *args], cwd=recipe, env={**os.environ, **ENV_VENV}, capture_output=True,
-                       text=True, timeout=900)
+
+    r = subprocess.run(
+        ["./run_grid.sh", *args],
+        cwd=recipe,
+        env={**os.environ, **ENV_VENV},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     calls = (recipe / "calls.log").read_text().splitlines()
     (recipe / "calls.log").unlink()
@@ -68,15 +80,20 @@ def test_grid_cells_order_skip_and_report(recipe):
     tags = [c.split("--asr_tag ")[1].split()[0] for c in trains]
     tuning = sorted(p.stem for p in (recipe / "conf" / "tuning").glob("train_per_*.yaml"))
     best = "train_per_task_feature_encoder"  # the main claims' four cells first, then the other tuning configs
-    per_seed = (["train_tokenverse_baseline_train_full_only", "train_tokenverse_baseline_train_read5",
-                 f"{best}_train_read5", f"{best}_train_full_only"]
-                + [f"{cfg}_train_read5" for cfg in tuning if cfg != best])
+    per_seed = [
+        "train_tokenverse_baseline_train_full_only",
+        "train_tokenverse_baseline_train_read5",
+        f"{best}_train_read5",
+        f"{best}_train_full_only",
+    ] + [f"{cfg}_train_read5" for cfg in tuning if cfg != best]
     assert tags == [f"{t}_seed{s}" for s in (0, 1) for t in per_seed]  # seeds outermost
     assert all(f"--asr_args --seed {tag[-1]}" in c for tag, c in zip(tags, trains))
     assert len(decodes) == len(trains) and all("--test_sets dev test test_partial" in c for c in decodes)
     # the grid keeps its own decoding (best epoch, no blank penalty) whatever run.sh's defaults are
-    assert all("--inference_config conf/tuning/decode_no_blank_penalty.yaml --inference_model valid.loss.best.pth"
-               in c for c in decodes)
+    assert all(
+        "--inference_config conf/tuning/decode_no_blank_penalty.yaml --inference_model valid.loss.best.pth" in c
+        for c in decodes
+    )
     base = [c for c in decodes if "baseline" in c]
     assert base and all(c.endswith("--activation_sets asr,scd,endp,ner,lid") for c in base)  # no task vectors
     assert all("--activation_sets asr,scd,endp,ner,lid asr asr,scd" in c for c in decodes if "baseline" not in c)
@@ -103,8 +120,9 @@ def test_grid_cells_order_skip_and_report(recipe):
 
 
 def test_best_given_as_another_spelling_of_a_tuning_path_is_one_cell(recipe):
-    calls, out = run_grid(recipe, "--seeds", "0", "--train_read", "5",
-                          "--best", "./conf/tuning/train_per_task_both.yaml")
+    calls, out = run_grid(
+        recipe, "--seeds", "0", "--train_read", "5", "--best", "./conf/tuning/train_per_task_both.yaml"
+    )
     tags = [c.split("--asr_tag ")[1].split()[0] for c in calls if "--stage 5 --stop_stage 5" in c]
     assert tags.count("train_per_task_both_train_read5_seed0") == 1
     assert tags[2:4] == ["train_per_task_both_train_read5_seed0", "train_per_task_both_train_full_only_seed0"]

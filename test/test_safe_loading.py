@@ -1,4 +1,5 @@
 """Issue 16: packed models from others cannot write outside their folder or run code (ours and ESPnet's loaders)."""
+
 from __future__ import annotations
 
 import io
@@ -16,7 +17,13 @@ import pytest
 import torch
 import yaml
 
-from espnet2_ext.utils.safe_archive import MAX_BYTES_ENV, MAX_MEMBERS_ENV, UnsafeModelError, check_archive, load_yaml_bytes
+from espnet2_ext.utils.safe_archive import (
+    MAX_BYTES_ENV,
+    MAX_MEMBERS_ENV,
+    UnsafeModelError,
+    check_archive,
+    load_yaml_bytes,
+)
 from espnet2_ext.utils.safe_load import TRUST_PICKLE_ENV, UnsafeLoadWarning, load_model_file
 from tiny_setup import UTTS
 
@@ -37,8 +44,9 @@ def write_archive(path: Path, members: List[Member]) -> Path:
             for m in members:
                 info = zipfile.ZipInfo(m.name)
                 info.create_system = 3
-                mode = {"file": stat.S_IFREG | 0o644, "symlink": stat.S_IFLNK | 0o777,
-                        "device": stat.S_IFCHR | 0o644}[m.kind]
+                mode = {"file": stat.S_IFREG | 0o644, "symlink": stat.S_IFLNK | 0o777, "device": stat.S_IFCHR | 0o644}[
+                    m.kind
+                ]
                 info.external_attr = mode << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 z.writestr(info, m.link.encode() if m.kind == "symlink" else m.data)
@@ -46,8 +54,12 @@ def write_archive(path: Path, members: List[Member]) -> Path:
         with tarfile.open(path, "w:gz") as t:
             for m in members:
                 info = tarfile.TarInfo(m.name)
-                info.type = {"file": tarfile.REGTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE,
-                             "device": tarfile.CHRTYPE}[m.kind]
+                info.type = {
+                    "file": tarfile.REGTYPE,
+                    "symlink": tarfile.SYMTYPE,
+                    "hardlink": tarfile.LNKTYPE,
+                    "device": tarfile.CHRTYPE,
+                }[m.kind]
                 info.linkname = m.link
                 info.size = len(m.data) if m.kind == "file" else 0
                 t.addfile(info, io.BytesIO(m.data) if m.kind == "file" else None)
@@ -56,8 +68,11 @@ def write_archive(path: Path, members: List[Member]) -> Path:
 
 def packed_members(extra: List[Member], meta: Optional[Dict] = None) -> List[Member]:
     meta = meta or META
-    return [Member("meta.yaml", yaml.safe_dump(meta).encode()), Member(CONFIG, b"token_type: char\n"),
-            Member(MODEL, b"weights")] + extra
+    return [
+        Member("meta.yaml", yaml.safe_dump(meta).encode()),
+        Member(CONFIG, b"token_type: char\n"),
+        Member(MODEL, b"weights"),
+    ] + extra
 
 
 def tree(root: Path) -> Dict[str, bytes]:
@@ -83,17 +98,33 @@ OUT_CASES = {  # case -> (members, expected words in the error)
     "dotdot": (packed_members([Member("../escaped.txt", b"pwned")]), r"'\.\./escaped\.txt' is a path with a '\.\.'"),
     "dotdot_deep": (packed_members([Member("exp/../../escaped.txt", b"pwned")]), r"'\.\.' component"),
     "absolute": (packed_members([Member("/tmp/tokenverse_issue16_escaped.txt", b"pwned")]), "is an absolute path"),
-    "symlink": (packed_members([Member("exp/link", kind="symlink", link="../../outside.txt"),
-                                Member("exp/link", b"overwritten through the link")]), "'exp/link' is a symbolic link"),
-    "symlink_dir": (packed_members([Member("exp/d", kind="symlink", link="/tmp"),
-                                    Member("exp/d/tokenverse_issue16_escaped.txt", b"pwned")]), "is a symbolic link"),
+    "symlink": (
+        packed_members(
+            [
+                Member("exp/link", kind="symlink", link="../../outside.txt"),
+                Member("exp/link", b"overwritten through the link"),
+            ]
+        ),
+        "'exp/link' is a symbolic link",
+    ),
+    "symlink_dir": (
+        packed_members(
+            [Member("exp/d", kind="symlink", link="/tmp"), Member("exp/d/tokenverse_issue16_escaped.txt", b"pwned")]
+        ),
+        "is a symbolic link",
+    ),
     "device": (packed_members([Member("exp/dev", kind="device")]), "'exp/dev' is a device"),
-    "yaml_member": (packed_members([Member("../evil.yaml", b"a: 1\n")],
-                                   {"yaml_files": {"asr_train_config": "../evil.yaml"},
-                                    "files": {"asr_model_file": MODEL}}), r"'\.\./evil\.yaml' is a path with"),
-    "meta_absolute": (packed_members([], {"yaml_files": {"asr_train_config": "/etc/passwd"},
-                                          "files": {"asr_model_file": MODEL}}),
-                      "meta.yaml entry asr_train_config: '/etc/passwd' is an absolute path"),
+    "yaml_member": (
+        packed_members(
+            [Member("../evil.yaml", b"a: 1\n")],
+            {"yaml_files": {"asr_train_config": "../evil.yaml"}, "files": {"asr_model_file": MODEL}},
+        ),
+        r"'\.\./evil\.yaml' is a path with",
+    ),
+    "meta_absolute": (
+        packed_members([], {"yaml_files": {"asr_train_config": "/etc/passwd"}, "files": {"asr_model_file": MODEL}}),
+        "meta.yaml entry asr_train_config: '/etc/passwd' is an absolute path",
+    ),
 }
 
 
@@ -135,8 +166,9 @@ def test_crafted_archive_refused_and_nothing_written_outside(sandbox, tmp_path, 
 
 
 def test_tar_hardlink_refused(sandbox, tmp_path):
-    arc = write_archive(tmp_path / "model.tar", packed_members(
-        [Member("exp/hard", kind="hardlink", link=str(sandbox / "outside.txt"))]))
+    arc = write_archive(
+        tmp_path / "model.tar", packed_members([Member("exp/hard", kind="hardlink", link=str(sandbox / "outside.txt"))])
+    )
     for how, unpack in _unpackers(tmp_path).items():
         (sandbox / "target" / how).mkdir()
         with pytest.raises(UnsafeModelError, match=r"'exp/hard' is a hard link \(to '.*outside\.txt'\)"):
@@ -167,8 +199,11 @@ def test_member_expanding_past_the_limit(sandbox, tmp_path, monkeypatch, fmt):
     for how, unpack in _unpackers(tmp_path).items():
         target = sandbox / "target" / how
         target.mkdir()
-        with pytest.raises(UnsafeModelError, match=r"member 'exp/bomb\.bin' takes the unpacked size past the "
-                                                   r"limit of 1000000 bytes"):
+        with pytest.raises(
+            UnsafeModelError,
+            match=r"member 'exp/bomb\.bin' takes the unpacked size past the "
+            r"limit of 1000000 bytes",
+        ):
             unpack(arc, target)
         assert not (target / "exp").exists(), how
     monkeypatch.setenv(MAX_BYTES_ENV, "10000000")
@@ -184,9 +219,12 @@ def test_member_count_is_bounded(sandbox, tmp_path, monkeypatch):
 
 def test_yaml_alias_bomb_refused(sandbox, tmp_path):
     lol = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh"))
-    arc = write_archive(tmp_path / "model.zip", [Member("meta.yaml", yaml.safe_dump(META).encode()),
-                                                  Member(CONFIG, lol.encode()), Member(MODEL, b"w")])
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefg", "bcdefgh")
+    )
+    arc = write_archive(
+        tmp_path / "model.zip",
+        [Member("meta.yaml", yaml.safe_dump(META).encode()), Member(CONFIG, lol.encode()), Member(MODEL, b"w")],
+    )
     with pytest.raises(UnsafeModelError, match=r"'exp/config\.yaml': YAML expands to more than"):
         check_archive(arc, sandbox / "target")
     with pytest.raises(UnsafeModelError, match="not valid YAML"):
@@ -207,8 +245,11 @@ def test_unpacked_dir_meta_pointing_outside_is_refused(tmp_path):
 
     (tmp_path / "model").mkdir()
     (tmp_path / "secret.pth").write_bytes(b"w")
-    (tmp_path / "model" / "meta.yaml").write_text(yaml.safe_dump(
-        {"yaml_files": {"asr_train_config": "config.yaml"}, "files": {"asr_model_file": "../secret.pth"}}))
+    (tmp_path / "model" / "meta.yaml").write_text(
+        yaml.safe_dump(
+            {"yaml_files": {"asr_train_config": "config.yaml"}, "files": {"asr_model_file": "../secret.pth"}}
+        )
+    )
     with pytest.raises(UnsafeModelError, match=r"asr_model_file: '\.\./secret\.pth' is a path with a '\.\.'"):
         unpack_model(tmp_path / "model")
 
@@ -241,14 +282,19 @@ def test_model_file_that_runs_code_is_refused(tmp_path, evil_state, monkeypatch)
     checks = {
         "load_model_file": lambda: load_model_file(tmp_path / "evil.pth", map_location="cpu"),
         "our checkpoint loader": lambda: load_checkpoint(tmp_path / "evil.pth"),
-        "ESPnet resume": lambda: Trainer.resume(tmp_path / "evil.pth", model=None, reporter=None, optimizers=[],
-                                                schedulers=[], scaler=None),
-        "ESPnet --init_param": lambda: abs_task.load_pretrained_model(str(tmp_path / "evil.pth"),
-                                                                       torch.nn.Linear(1, 1), False, "cpu"),
+        "ESPnet resume": lambda: Trainer.resume(
+            tmp_path / "evil.pth", model=None, reporter=None, optimizers=[], schedulers=[], scaler=None
+        ),
+        "ESPnet --init_param": lambda: abs_task.load_pretrained_model(
+            str(tmp_path / "evil.pth"), torch.nn.Linear(1, 1), False, "cpu"
+        ),
     }
     for how, load in checks.items():
-        with pytest.raises(UnsafeModelError, match=r"evil\.pth: refused to load: .*GLOBAL io\.open.*"
-                                                   rf"{TRUST_PICKLE_ENV}=1") as err:
+        with pytest.raises(
+            UnsafeModelError,
+            match=r"evil\.pth: refused to load: .*GLOBAL io\.open.*"
+            rf"{TRUST_PICKLE_ENV}=1",
+        ) as err:
             load()
         assert "\n" not in str(err.value), how
         assert not marker.exists(), how
@@ -270,8 +316,11 @@ def packs(tiny_trained, tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        pack(files={"asr_model_file": "exp/valid.loss.best.pth"},
-             yaml_files={"asr_train_config": "exp/config.yaml"}, outpath=dst / "model.tar.gz")
+        pack(
+            files={"asr_model_file": "exp/valid.loss.best.pth"},
+            yaml_files={"asr_train_config": "exp/config.yaml"},
+            outpath=dst / "model.tar.gz",
+        )
     finally:
         os.chdir(cwd)
     return {"model.tar.gz": dst / "model.tar.gz"}
@@ -281,6 +330,7 @@ def packs(tiny_trained, tmp_path_factory):
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args[1:2]}")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
@@ -318,16 +368,26 @@ def test_packed_model_whose_weights_run_code_is_refused_everywhere(tiny_trained,
     state["payload"] = _Payload(marker)
     torch.save(state, tmp_path / "exp" / "model.pth")
     monkeypatch.chdir(tmp_path)
-    pack(files={"asr_model_file": "exp/model.pth"}, yaml_files={"asr_train_config": "exp/config.yaml"},
-         outpath="evil.zip")
+    pack(
+        files={"asr_model_file": "exp/model.pth"},
+        yaml_files={"asr_train_config": "exp/config.yaml"},
+        outpath="evil.zip",
+    )
     zoo = ModelDownloader(cachedir=tmp_path / "zoo")
     loaders = {
         "ours": lambda: TokenVerseSpeech2Text.from_pretrained("evil.zip"),
         # what Speech2Text.from_pretrained does, with a private cache dir instead of the package's
         "ESPnet": lambda: Speech2Text(**zoo.download_and_unpack(str(tmp_path / "evil.zip"))),
-        "asr_inference": lambda: asr_inference.run(["--model_file", "evil.zip", "--output_dir", "dec",
-                                                    "--data_path_and_name_and_type",
-                                                    f"{data / 'wav.scp'},speech,sound"]),
+        "asr_inference": lambda: asr_inference.run(
+            [
+                "--model_file",
+                "evil.zip",
+                "--output_dir",
+                "dec",
+                "--data_path_and_name_and_type",
+                f"{data / 'wav.scp'},speech,sound",
+            ]
+        ),
     }
     for how, load in loaders.items():
         with pytest.raises(UnsafeModelError, match=r"model\.pth: refused to load: .*GLOBAL io\.open"):
@@ -351,11 +411,13 @@ def test_espnet_checkpoint_loads_weights_only(tiny_trained):
 
 def test_espnet_loaders_are_guarded_once_espnet2_ext_is_imported():
     """A fresh interpreter: importing espnet2_ext, then ESPnet's inference module, installs every guard."""
-    code = ("import espnet2_ext, espnet2.bin.asr_inference\n"
-            "from espnet2.main_funcs import pack_funcs\nfrom espnet2.tasks.abs_task import AbsTask\n"
-            "from espnet2.train.trainer import Trainer\nfrom espnet_model_zoo import downloader\n"
-            "fs = [pack_funcs.unpack, pack_funcs.get_dict_from_cache, downloader.unpack, AbsTask.build_model_from_file,"
-            " Trainer.resume, downloader.ModelDownloader._unpack_cache_dir_for_huggingfase]\n"
-            "print([getattr(getattr(f, '__func__', f), '_tokenverse_guard', False) for f in fs])\n")
+    code = (
+        "import espnet2_ext, espnet2.bin.asr_inference\n"
+        "from espnet2.main_funcs import pack_funcs\nfrom espnet2.tasks.abs_task import AbsTask\n"
+        "from espnet2.train.trainer import Trainer\nfrom espnet_model_zoo import downloader\n"
+        "fs = [pack_funcs.unpack, pack_funcs.get_dict_from_cache, downloader.unpack, AbsTask.build_model_from_file,"
+        " Trainer.resume, downloader.ModelDownloader._unpack_cache_dir_for_huggingfase]\n"
+        "print([getattr(getattr(f, '__func__', f), '_tokenverse_guard', False) for f in fs])\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip().splitlines()[-1] == str([True] * 6), r.stderr[-2000:]

@@ -1,4 +1,5 @@
 """Hand-computed cases for the TokenVerse++ metrics and the tokenverse_score CLI."""
+
 import json
 
 import pytest
@@ -15,8 +16,9 @@ ALL = ("asr", "scd", "endp", "ner", "lid")
 
 def corpus(ref, hyp, active=ALL, spec=SPEC, utt2lang=None):
     """ref/hyp: {utt: "text"}."""
-    return score_corpus({u: t.split() for u, t in ref.items()}, {u: t.split() for u, t in hyp.items()},
-                        spec, active, utt2lang)
+    return score_corpus(
+        {u: t.split() for u, t in ref.items()}, {u: t.split() for u, t in hyp.items()}, spec, active, utt2lang
+    )
 
 
 def one(ref, hyp, active=ALL):
@@ -49,8 +51,7 @@ def test_scd_shifted_by_one_word_is_fp_and_fn():
 
 
 def test_inserted_and_deleted_task_tokens():
-    r = corpus({"u1": "a b [ENDP]", "u2": "a [SCD] b [ENDP]"},
-               {"u1": "a [ENDP] b [ENDP]", "u2": "a b [ENDP]"})
+    r = corpus({"u1": "a b [ENDP]", "u2": "a [SCD] b [ENDP]"}, {"u1": "a [ENDP] b [ENDP]", "u2": "a b [ENDP]"})
     # u1: one ENDP matched, one inserted; u2: SCD deleted, ENDP matched.
     assert r["counts"]["endp"] == {"tp": 2, "fp": 1, "fn": 0}
     assert r["counts"]["scd"] == {"tp": 0, "fp": 0, "fn": 1}
@@ -99,8 +100,10 @@ def test_entity_with_one_wrong_word_does_not_match():
 
 
 def test_duplicate_entities_are_a_multiset():
-    r = corpus({"u1": "[NE] paris [/NE] and [NE] paris [/NE]", "u2": "[NE] rome [/NE]"},
-               {"u1": "[NE] paris [/NE] and paris", "u2": "[NE] rome [/NE] [NE] rome [/NE]"})
+    r = corpus(
+        {"u1": "[NE] paris [/NE] and [NE] paris [/NE]", "u2": "[NE] rome [/NE]"},
+        {"u1": "[NE] paris [/NE] and paris", "u2": "[NE] rome [/NE] [NE] rome [/NE]"},
+    )
     # u1: one of two matched; u2: one matched, one extra. TP 2, hyp 3, ref 3.
     assert r["counts"]["ner"] == {"tp": 2, "hyp": 3, "ref": 3}
     assert r["ner_f1"] == pytest.approx(100 * 4 / 6)
@@ -114,8 +117,10 @@ def test_unclosed_entity_runs_to_end():
 
 # ---- LID -----------------------------------------------------------------------------------------------
 def test_lid_first_token_missing_token_and_unlabelled_refs():
-    r = corpus({"u1": "[EN] hi", "u2": "[DE] hallo", "u3": "[FR] salut", "u4": "ciao"},
-               {"u1": "[EN] hi", "u2": "hallo", "u3": "[ES] [FR] salut", "u4": "[EN] ciao"})
+    r = corpus(
+        {"u1": "[EN] hi", "u2": "[DE] hallo", "u3": "[FR] salut", "u4": "ciao"},
+        {"u1": "[EN] hi", "u2": "hallo", "u3": "[ES] [FR] salut", "u4": "[EN] ciao"},
+    )
     # u2: no language token -> wrong; u3: first token ES -> wrong; u4: reference has none -> not counted.
     assert r["counts"]["lid"] == {"correct": 1, "total": 3}
     assert r["lid_acc"] == pytest.approx(100 / 3)
@@ -152,8 +157,10 @@ def test_null_when_reference_lacks_the_task():
 
 # ---- per language --------------------------------------------------------------------------------------
 def test_per_language_from_reference_tokens():
-    r = corpus({"e1": "[EN] a b [ENDP]", "e2": "[EN] c d", "d1": "[DE] x y [ENDP]", "n1": "z"},
-               {"e1": "[EN] a b [ENDP]", "e2": "[EN] c", "d1": "[EN] x q", "n1": "z z"})
+    r = corpus(
+        {"e1": "[EN] a b [ENDP]", "e2": "[EN] c d", "d1": "[DE] x y [ENDP]", "n1": "z"},
+        {"e1": "[EN] a b [ENDP]", "e2": "[EN] c", "d1": "[EN] x q", "n1": "z z"},
+    )
     pl = r["per_language"]
     assert list(pl) == ["de", "en", "unk"]
     assert pl["en"]["wer"] == pytest.approx(25.0) and pl["en"]["lid_acc"] == 100.0
@@ -204,11 +211,36 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
     decode.mkdir(parents=True)
     _write(decode / "text", ["u2 [DE] ja nein [SCD] [ENDP]", "u1 [EN] hello [NE] maria [/NE] [ENDP]"])
     out = tmp_path / "res" / "score.json"
-    tokenverse_score.run(["--ref", str(ref), "--hyp", str(tmp_path / "decode"), "--task_activation",
-                          "asr,scd,endp,ner,lid", "--out_json", str(out), "--model", "m1", "--test_set", "t1"])
+    tokenverse_score.run(
+        [
+            "--ref",
+            str(ref),
+            "--hyp",
+            str(tmp_path / "decode"),
+            "--task_activation",
+            "asr,scd,endp,ner,lid",
+            "--out_json",
+            str(out),
+            "--model",
+            "m1",
+            "--test_set",
+            "t1",
+        ]
+    )
     data = json.loads(out.read_text())
-    assert {"wer", "scd_f1", "endp_f1", "ner_f1", "lid_acc", "itt", "per_language", "counts",
-            "task_activation", "model", "test_set"} <= set(data)
+    assert {
+        "wer",
+        "scd_f1",
+        "endp_f1",
+        "ner_f1",
+        "lid_acc",
+        "itt",
+        "per_language",
+        "counts",
+        "task_activation",
+        "model",
+        "test_set",
+    } <= set(data)
     assert data["model"] == "m1" and data["test_set"] == "t1"
     assert data["wer"] == 0.0 and data["scd_f1"] == 0.0 and data["endp_f1"] == 100.0
     assert data["counts"]["n_utts"] == 2
@@ -220,16 +252,23 @@ def test_cli_writes_json_and_table(tmp_path, capsys):
 
 def test_entities_by_seen_splits_recall_and_counts_wrong_spans():
     known = {"hello", "maria", "peter", "berlin"}
-    ref = {"u1": "[NE] maria [/NE] and [NE] katrin [/NE] and [NE] maria [/NE]".split(),
-           "u2": "[NE] peter smith [/NE] in [NE] berlin [/NE]".split(),
-           "u3": "nothing here".split()}
-    hyp = {"u1": "[NE] maria [/NE] and [NE] catredi [/NE]".split(),    # one of two marias, katrin misspelled
-           "u2": "[NE] peter smith [/NE] in [NE] berlin [/NE] [NE] berlin [/NE]".split(),  # one berlin too many
-           "u3": "[NE] nothing [/NE] here".split()}
+    ref = {
+        "u1": "[NE] maria [/NE] and [NE] katrin [/NE] and [NE] maria [/NE]".split(),
+        "u2": "[NE] peter smith [/NE] in [NE] berlin [/NE]".split(),
+        "u3": "nothing here".split(),
+    }
+    hyp = {
+        "u1": "[NE] maria [/NE] and [NE] catredi [/NE]".split(),  # one of two marias, katrin misspelled
+        "u2": "[NE] peter smith [/NE] in [NE] berlin [/NE] [NE] berlin [/NE]".split(),  # one berlin too many
+        "u3": "[NE] nothing [/NE] here".split(),
+    }
     assert entities_by_seen(ref, hyp, known) == {
-        "seen_found": 2, "seen": 3,          # maria x2 (1 found), berlin (found); "peter smith" has an unknown word
-        "unseen_found": 1, "unseen": 2,      # peter smith (found), katrin (not)
-        "wrong_spans": 3}                    # catredi, the second berlin, nothing
+        "seen_found": 2,
+        "seen": 3,  # maria x2 (1 found), berlin (found); "peter smith" has an unknown word
+        "unseen_found": 1,
+        "unseen": 2,  # peter smith (found), katrin (not)
+        "wrong_spans": 3,
+    }  # catredi, the second berlin, nothing
 
 
 def test_cli_train_text_adds_the_seen_unseen_split(tmp_path, capsys):
@@ -241,8 +280,13 @@ def test_cli_train_text_adds_the_seen_unseen_split(tmp_path, capsys):
     tokenverse_score.run(args)
     assert "ner_by_seen" not in json.loads(out.read_text())
     tokenverse_score.run(args + ["--train_text", str(train)])
-    assert json.loads(out.read_text())["ner_by_seen"] == {"seen_found": 1, "seen": 1, "unseen_found": 0,
-                                                          "unseen": 1, "wrong_spans": 1}
+    assert json.loads(out.read_text())["ner_by_seen"] == {
+        "seen_found": 1,
+        "seen": 1,
+        "unseen_found": 0,
+        "unseen": 1,
+        "wrong_spans": 1,
+    }
     assert "entities found exactly: seen in train 1/1, unseen 0/1; wrong spans 1" in capsys.readouterr().out
     assert tokenverse_score.main(args + ["--train_text", str(tmp_path / "nope")]) != 0
 
@@ -252,16 +296,15 @@ def test_cli_errors(tmp_path):
     hyp = _write(tmp_path / "hyp", ["u1 a"])
     out = tmp_path / "score.json"
     with pytest.raises(DataError, match=r"in .*ref but missing from .*hyp: u2"):
-        tokenverse_score.run(["--ref", str(ref), "--hyp", str(hyp), "--task_activation", "asr",
-                              "--out_json", str(out)])
+        tokenverse_score.run(["--ref", str(ref), "--hyp", str(hyp), "--task_activation", "asr", "--out_json", str(out)])
     assert not out.exists()
     with pytest.raises(ValueError, match="unknown task.*xyz"):
-        tokenverse_score.run(["--ref", str(ref), "--hyp", str(ref), "--task_activation", "asr,xyz",
-                              "--out_json", str(out)])
+        tokenverse_score.run(
+            ["--ref", str(ref), "--hyp", str(ref), "--task_activation", "asr,xyz", "--out_json", str(out)]
+        )
     dup = _write(tmp_path / "dup", ["u1 a", "u1 b"])
     with pytest.raises(DataError, match="dup:2: duplicate utterance id u1"):
-        tokenverse_score.run(["--ref", str(dup), "--hyp", str(ref), "--task_activation", "asr",
-                              "--out_json", str(out)])
+        tokenverse_score.run(["--ref", str(dup), "--hyp", str(ref), "--task_activation", "asr", "--out_json", str(out)])
 
 
 def test_added_point_task_is_scored_like_scd(tmp_path, capsys):
@@ -281,7 +324,19 @@ def test_added_point_task_is_scored_like_scd(tmp_path, capsys):
     # the CLI: --extra_tasks, and the printed table gets a QST F1 column
     r = _write(tmp_path / "ref", [f"{u} {t}" for u, t in ref.items()])
     h = _write(tmp_path / "hyp", [f"{u} {t}" for u, t in hyp.items()])
-    data = tokenverse_score.run(["--ref", str(r), "--hyp", str(h), "--task_activation", "asr,qst",
-                                 "--extra_tasks", "qst=[Q]", "--out_json", str(tmp_path / "s.json")])
+    data = tokenverse_score.run(
+        [
+            "--ref",
+            str(r),
+            "--hyp",
+            str(h),
+            "--task_activation",
+            "asr,qst",
+            "--extra_tasks",
+            "qst=[Q]",
+            "--out_json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     assert data["qst_f1"] == pytest.approx(40.0)
     assert "QST F1" in capsys.readouterr().out

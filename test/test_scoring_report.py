@@ -1,4 +1,5 @@
 """Result tables from a fake experiment tree, and the task-vector analysis on a hand-made checkpoint."""
+
 import json
 
 import pytest
@@ -15,8 +16,16 @@ ALL = "asr+scd+endp+ner+lid"
 
 
 def score(wer, scd=None, endp=None, ner=None, lid=None, itt=0, per_language=None, **extra):
-    return {"wer": wer, "scd_f1": scd, "endp_f1": endp, "ner_f1": ner, "lid_acc": lid, "itt": itt,
-            "per_language": per_language or {}, **extra}
+    return {
+        "wer": wer,
+        "scd_f1": scd,
+        "endp_f1": endp,
+        "ner_f1": ner,
+        "lid_acc": lid,
+        "itt": itt,
+        "per_language": per_language or {},
+        **extra,
+    }
 
 
 def put(path, data):
@@ -28,18 +37,33 @@ def put(path, data):
 def exp_tree(tmp_path):
     exp = tmp_path / "exp"
     # Model, test set and activation from the path only.
-    put(exp / "tvpp" / f"decode_{ALL}" / "test_a" / "score.json",
-        score(10.0, 80.0, 90.0, 70.0, 95.0, per_language={"en": score(8.0, 81.0, 91.0, 71.0, 96.0),
-                                                            "unk": score(30.0),
-                                                            "de": score(12.5, 79.0, 89.0, None, 94.0)}))
+    put(
+        exp / "tvpp" / f"decode_{ALL}" / "test_a" / "score.json",
+        score(
+            10.0,
+            80.0,
+            90.0,
+            70.0,
+            95.0,
+            per_language={
+                "en": score(8.0, 81.0, 91.0, 71.0, 96.0),
+                "unk": score(30.0),
+                "de": score(12.5, 79.0, 89.0, None, 94.0),
+            },
+        ),
+    )
     put(exp / "tvpp" / f"decode_{ALL}" / "test_b" / "score.json", score(11.0, 60.0, 61.0, 62.0, 63.0))
     put(exp / "tvpp" / "decode_asr" / "test_a" / "score.json", score(9.5, itt=7))
     # Fields in the file win over the path; the activation order is normalised.
-    put(exp / "tvpp" / "decode_misc" / "x" / "score.json",
-        score(9.75, lid=97.0, itt=3, model="tvpp", test_set="test_a", task_activation=["lid", "asr"]))
+    put(
+        exp / "tvpp" / "decode_misc" / "x" / "score.json",
+        score(9.75, lid=97.0, itt=3, model="tvpp", test_set="test_a", task_activation=["lid", "asr"]),
+    )
     exp2 = tmp_path / "exp2"
-    put(exp2 / "anywhere" / "score.json",
-        score(20.0, 70.0, 75.0, itt=0, model="baseline", test_set="test_a", task_activation=["asr", "scd", "endp"]))
+    put(
+        exp2 / "anywhere" / "score.json",
+        score(20.0, 70.0, 75.0, itt=0, model="baseline", test_set="test_a", task_activation=["asr", "scd", "endp"]),
+    )
     return exp, exp2
 
 
@@ -54,9 +78,9 @@ def test_report_tables(tmp_path, exp_tree):
     stats.write_text("# Corpus statistics\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", encoding="utf-8")
     out, text = run_report(tmp_path, *exp_tree, "--prepend", str(stats))
     assert text.startswith("# Corpus statistics\n")
-    t2 = text[text.index("## Table II"):text.index("## Table III")]
-    t3 = text[text.index("## Table III"):text.index("## Table IV")]
-    t4 = text[text.index("## Table IV"):]
+    t2 = text[text.index("## Table II") : text.index("## Table III")]
+    t3 = text[text.index("## Table III") : text.index("## Table IV")]
+    t4 = text[text.index("## Table IV") :]
 
     # Table II: each model at its largest activation only, models sorted.
     rows2 = [line for line in t2.splitlines() if line.startswith("| ") and not line.startswith("| Model")]
@@ -76,7 +100,7 @@ def test_report_tables(tmp_path, exp_tree):
     ]
 
     # Table IV: per model, activations from small to large, with ITT.
-    tv = t4[t4.index("### tvpp"):]
+    tv = t4[t4.index("### tvpp") :]
     rows4 = [line for line in tv.splitlines() if line.startswith("| ") and not line.startswith("| Tasks")]
     assert rows4 == [
         "| asr | test_a | 9.50 | - | - | - | - | 7 |",
@@ -107,12 +131,20 @@ def test_appended_markdown_is_nested_and_not_repeated(tmp_path, exp_tree):
     stats = tmp_path / "stats.md"
     stats.write_text("# Corpus statistics\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", encoding="utf-8")
     grid = tmp_path / "RESULTS_grid.md"
-    grid.write_text("# RESULTS_grid: comparisons\n\n## Verdicts\n\n- **(a)** reproduced\n\n### Detail\n\nx #1\n\n"
-                    "# Corpus statistics\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### still the stats\n\n"
-                    "# After\n\nend\n", encoding="utf-8")
+    grid.write_text(
+        "# RESULTS_grid: comparisons\n\n## Verdicts\n\n- **(a)** reproduced\n\n### Detail\n\nx #1\n\n"
+        "# Corpus statistics\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### still the stats\n\n"
+        "# After\n\nend\n",
+        encoding="utf-8",
+    )
     _, text = run_report(tmp_path, *exp_tree, "--prepend", str(stats), "--append", str(grid))
-    tail = text[text.index("## RESULTS_grid: comparisons"):]
-    assert "\n### Verdicts\n" in tail and "\n#### Detail\n" in tail and "x #1" in tail and tail.endswith("## After\n\nend\n")
+    tail = text[text.index("## RESULTS_grid: comparisons") :]
+    assert (
+        "\n### Verdicts\n" in tail
+        and "\n#### Detail\n" in tail
+        and "x #1" in tail
+        and tail.endswith("## After\n\nend\n")
+    )
     assert text.count("Corpus statistics") == 1 and "still the stats" not in text  # shown once, from --prepend
     assert text.index("## Table II") < text.index("## RESULTS_grid")
     with pytest.raises(DataError, match="nope.md: no such file \\(given with --append\\)"):
@@ -126,8 +158,10 @@ def test_report_errors(tmp_path, exp_tree):
     with pytest.raises(DataError, match="no score.json found"):
         tokenverse_report.run(["--exp_dir", str(empty), "--out", str(tmp_path / "r.md")])
     # The same model/test set/activation twice.
-    put(exp2 / "again" / "score.json", score(1.0, model="baseline", test_set="test_a",
-                                             task_activation=["asr", "scd", "endp"]))
+    put(
+        exp2 / "again" / "score.json",
+        score(1.0, model="baseline", test_set="test_a", task_activation=["asr", "scd", "endp"]),
+    )
     with pytest.raises(DataError, match="both score model baseline on test_a"):
         run_report(tmp_path, exp, exp2)
     # Nothing to tell the model from.
@@ -138,9 +172,7 @@ def test_report_errors(tmp_path, exp_tree):
 
 
 # ---- task-vector analysis ------------------------------------------------------------------------------
-TABLE = torch.tensor([[3.0, 4.0, 0.0, 0.0],
-                      [0.0, 4.0, 3.0, 0.0],
-                      [-3.0, -4.0, 0.0, 0.0]])
+TABLE = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.0, 4.0, 3.0, 0.0], [-3.0, -4.0, 0.0, 0.0]])
 
 
 def test_analyze_hand_values():
@@ -160,15 +192,22 @@ def _model(tmp_path, state, strategy="per_task", tasks=("asr", "scd", "lid")):
     model = tmp_path / "valid.acc.ave.pth"
     torch.save(state, model)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"frontend_conf": {"task_vector_strategy": strategy},
-                                      "tokenverse_conf": {"tasks": list(tasks)}}), encoding="utf-8")
+    config.write_text(
+        yaml.safe_dump(
+            {"frontend_conf": {"task_vector_strategy": strategy}, "tokenverse_conf": {"tasks": list(tasks)}}
+        ),
+        encoding="utf-8",
+    )
     return model, config
 
 
 def test_analysis_cli_writes_markdown_json_png(tmp_path):
     enc = torch.eye(4)[:3] * 2.0
-    state = {"frontend.task_vectors.feature_encoder.weight": TABLE.clone(),
-             "encoder.task_vectors.encoder_output.weight": enc, "decoder.embed.weight": torch.zeros(5, 4)}
+    state = {
+        "frontend.task_vectors.feature_encoder.weight": TABLE.clone(),
+        "encoder.task_vectors.encoder_output.weight": enc,
+        "decoder.embed.weight": torch.zeros(5, 4),
+    }
     model, config = _model(tmp_path, state)
     out = tmp_path / "analysis"
     tva_cli.run(["--model_file", str(model), "--config", str(config), "--out_dir", str(out)])
@@ -192,9 +231,12 @@ def test_analysis_cli_writes_markdown_json_png(tmp_path):
         png = out / f"task_vectors_{point}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert matplotlib.image.imread(png).ndim == 3
-    assert sorted(p.name for p in out.iterdir()) == ["task_vectors.json", "task_vectors.md",
-                                                     "task_vectors_encoder_output.png",
-                                                     "task_vectors_feature_encoder.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "task_vectors.json",
+        "task_vectors.md",
+        "task_vectors_encoder_output.png",
+        "task_vectors_feature_encoder.png",
+    ]
 
 
 def test_analysis_errors(tmp_path):

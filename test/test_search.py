@@ -3,6 +3,7 @@
 Small random ESPnet models (``TransducerDecoder`` + ``JointNetwork``); references are computed with ESPnet's
 own unbatched ``decoder.score`` and the full ``joint_network`` forward, independent of the search code.
 """
+
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
 import math
@@ -30,8 +31,7 @@ D_ENC = 10
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one intra-op thread
 
 
-def make_model(seed: int, vocab: int = 12, hidden: int = 16, rnn: str = "lstm", layers: int = 1,
-               sharpen: float = 1.0):
+def make_model(seed: int, vocab: int = 12, hidden: int = 16, rnn: str = "lstm", layers: int = 1, sharpen: float = 1.0):
     torch.manual_seed(seed)
     dec = TransducerDecoder(vocab, rnn_type=rnn, num_layers=layers, hidden_size=hidden).eval()
     joint = JointNetwork(vocab, D_ENC, hidden, joint_space_size=20).eval()
@@ -73,8 +73,9 @@ def log_add(a: float, b: float) -> float:
     return hi + math.log1p(math.exp(lo - hi)) if lo > -math.inf else hi
 
 
-def exact_sequence_scores(dec, joint, enc: torch.Tensor, mask: Optional[torch.Tensor] = None
-                          ) -> Dict[Tuple[int, ...], float]:
+def exact_sequence_scores(
+    dec, joint, enc: torch.Tensor, mask: Optional[torch.Tensor] = None
+) -> Dict[Tuple[int, ...], float]:
     """Exhaustive search (one step per frame: blank or one symbol): log P(sequence) summed over alignments."""
     cache: Dict = {}
     blank = dec.blank_id
@@ -122,12 +123,12 @@ def test_batched_equals_unbatched(rnn, layers):
     for max_sym in (1, 3):
         batched = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=max_sym)
         for i, n in enumerate(LENS):
-            single = greedy_search_batch(x[i:i + 1, :n], lens[i:i + 1], dec, joint, max_sym_per_frame=max_sym)
+            single = greedy_search_batch(x[i : i + 1, :n], lens[i : i + 1], dec, joint, max_sym_per_frame=max_sym)
             assert batched[i] == single[0]
             assert batched[i] == ref_greedy(dec, joint, x[i, :n], max_sym)
     batched = modified_beam_search(x, lens, dec, joint, beam=4, nbest=3)
     for i, n in enumerate(LENS):
-        single = modified_beam_search(x[i:i + 1, :n], lens[i:i + 1], dec, joint, beam=4, nbest=3)[0]
+        single = modified_beam_search(x[i : i + 1, :n], lens[i : i + 1], dec, joint, beam=4, nbest=3)[0]
         assert [h.yseq for h in batched[i]] == [h.yseq for h in single]
         assert [h.score for h in batched[i]] == pytest.approx([h.score for h in single], abs=1e-4)
         scores = [h.score for h in batched[i]]
@@ -291,8 +292,20 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_suppress_mask_for():
     spec = TaskSpec.default()
-    tokens = ["<blank>", "<unk>", "\u2581hello", "\u2581[NE]", "[/NE]", "\u2581[EN]", "[DE]", "[SCD]",
-              "\u2581[ENDP]", "lo", "NE]", "<sos/eos>"]
+    tokens = [
+        "<blank>",
+        "<unk>",
+        "\u2581hello",
+        "\u2581[NE]",
+        "[/NE]",
+        "\u2581[EN]",
+        "[DE]",
+        "[SCD]",
+        "\u2581[ENDP]",
+        "lo",
+        "NE]",
+        "<sos/eos>",
+    ]
     active = [("asr",), ("asr", "ner"), ("scd", "endp", "lid", "ner")]
     mask = suppress_mask_for(tokens, spec, active)
     assert mask.dtype == torch.bool and mask.shape == (3, len(tokens))
@@ -371,8 +384,10 @@ def test_span_grammar_with_a_wide_beam_scores_like_exhaustive_search_over_allowe
     dec, joint = make_model(3, vocab=vocab, sharpen=1.5)
     g = SpanGrammar(open_id=1, close_id=2, closing=(3,))
     x, lens = make_enc(4, [4])
-    got = {tuple(h.yseq): h.score for h in modified_beam_search(x, lens, dec, joint, beam=10_000, nbest=10_000,
-                                                                span_grammar=g)[0]}
+    got = {
+        tuple(h.yseq): h.score
+        for h in modified_beam_search(x, lens, dec, joint, beam=10_000, nbest=10_000, span_grammar=g)[0]
+    }
     # exhaustive search with the per-prefix rule: the allowed tokens renormalised at every step
     cache: Dict = {}
     hyps = {(): 0.0}

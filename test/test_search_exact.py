@@ -11,6 +11,7 @@ when the batch composition changes. Measured difference against the fixture: 7.2
 float64 sum of a few dozen such log-probabilities, so 1e-5 stays far below any difference that could reorder
 hypotheses (and the sequences and frames, which decide the output, are compared exactly).
 """
+
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
 import json
@@ -58,7 +59,9 @@ def test_fixture_exercises_merges_and_suppression(pinned):
     and a suppressed token never appears where it was suppressed."""
     differs = any(
         case["beam"]["b4_n3_norm0"][u][0]["yseq"] != case["greedy"]["sym1"][u]["yseq"]
-        for case in pinned.values() for u in range(len(case["greedy"]["sym1"])))
+        for case in pinned.values()
+        for u in range(len(case["greedy"]["sym1"]))
+    )
     assert differs
     assert any(len(hyps) == 3 for case in pinned.values() for hyps in case["beam"]["b4_n3_norm1"])
     for name, case in CASES.items():

@@ -1,4 +1,5 @@
 """scoring/seed_table + bin/seed_table: before/after over seeds, verdicts against the before range and the seed noise."""
+
 import json
 import statistics
 
@@ -32,7 +33,9 @@ def test_table_from_score_files_and_quoted_numbers(tmp_path):
     before = [parse_column("b0=wer:37.66,lid_acc:100"), parse_column("b1=wer:34.41,lid_acc:86.67")]
     after = [parse_column(f"e{i}={tmp_path / f's{i}.json'}") for i in range(3)]
     lines = seed_table(["wer", "lid_acc", "ner_f1"], before, after, delta=before[0]).splitlines()
-    assert lines[0].startswith("| metric | b0 | b1 | before mean ± std | before range | e0 | e1 | e2 | after mean ± std")
+    assert lines[0].startswith(
+        "| metric | b0 | b1 | before mean ± std | before range | e0 | e1 | e2 | after mean ± std"
+    )
     wer = lines[2].split(" | ")
     m, s = mean_std([36.5, 36.5, 37.1])
     assert f"{m:.2f} ± {s:.2f}" in wer and "[34.41, 37.66]" in wer and wer[-2] == "within"

@@ -1,5 +1,6 @@
 """Word-list read speech as ASR+LID-only fine-tuning data (``ssl_corpus.plan_asr_lid`` / ``prepare_asr_lid`` and
 ``local/data.sh --wordlist_read``): the head of the pretraining corpus, spelled with the tokenizer's letters."""
+
 import os
 import shutil
 import subprocess
@@ -54,12 +55,22 @@ def test_letters_of_text_leave_task_tokens_out(tmp_path):
 
 @pytest.mark.skipif(not HAVE_TOOLS, reason="needs espeak-ng and sox")
 def test_data_sh_wordlist_read_writes_the_set_and_the_combined_train_set(tmp_path):
-    shutil.copytree(REPO / "egs2", tmp_path / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_*", "downloads", "*.pt", "*.png"))
+    shutil.copytree(
+        REPO / "egs2",
+        tmp_path / "egs2",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_*", "downloads", "*.pt", "*.png"),
+    )
     recipe = tmp_path / "egs2" / "mini_tokenverse" / "asr1"
     env = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}
-    r = subprocess.run(["local/data.sh", "--size", "debug", "--train_read", "3", "--wordlist_read", "2"],
-                       cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["local/data.sh", "--size", "debug", "--train_read", "3", "--wordlist_read", "2"],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     wl = read_data_dir(recipe / "data" / "wordlist_read2")
     assert len(wl) == 2 * len(S.LANGUAGES)
@@ -72,13 +83,32 @@ def test_data_sh_wordlist_read_writes_the_set_and_the_combined_train_set(tmp_pat
     combined = read_data_dir(recipe / "data" / "train_read3_wl2")
     base = read_data_dir(recipe / "data" / "train_read3")
     assert sorted(u.utt_id for u in combined) == sorted([u.utt_id for u in base] + [u.utt_id for u in wl])
-    v = subprocess.run([sys.executable, "-m", "espnet2_ext.bin.validate_data_dir", "data/train_read3_wl2",
-                        "--check_audio", "--languages", "en,de,es,fr", "--tasks", "asr,scd,endp,ner,lid"],
-                       cwd=recipe, env=env, capture_output=True, text=True)
+    v = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2_ext.bin.validate_data_dir",
+            "data/train_read3_wl2",
+            "--check_audio",
+            "--languages",
+            "en,de,es,fr",
+            "--tasks",
+            "asr,scd,endp,ner,lid",
+        ],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert v.returncode == 0, v.stderr
     # without --train_read there is nothing to add the set to: a one-line error, before any synthesis
-    bad = subprocess.run(["local/data.sh", "--size", "debug", "--wordlist_read", "2"], cwd=recipe, env=env,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        ["local/data.sh", "--size", "debug", "--wordlist_read", "2"],
+        cwd=recipe,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1 and "give --train_read N too" in bad.stderr
 
 

@@ -1,4 +1,5 @@
 """Stage-2 pretraining on cached outputs of a frozen CNN (espnet2_ext/ssl/feature_cache.py), on any device."""
+
 import dataclasses
 
 import numpy as np
@@ -55,8 +56,14 @@ def test_load_round_trip_and_refusals(tmp_path):
         FC.load(junk, sha, ["a"])
     # an npz that would need pickle to read is refused, not unpickled
     evil = tmp_path / "evil.npz"
-    np.savez(evil, utt_ids=np.array([object()], dtype=object), offsets=np.zeros(2, np.int64),
-             data=np.zeros((0, 2), np.int8), scales=np.zeros((1, 2), np.float32), cnn_sha256=np.array(sha))
+    np.savez(
+        evil,
+        utt_ids=np.array([object()], dtype=object),
+        offsets=np.zeros(2, np.int64),
+        data=np.zeros((0, 2), np.int8),
+        scales=np.zeros((1, 2), np.float32),
+        cnn_sha256=np.array(sha),
+    )
     with pytest.raises(ValueError, match=r"evil\.npz: not a feature cache"):
         FC.load(evil, sha, ["a"])
 
@@ -67,8 +74,11 @@ def test_cached_features_give_the_logits_of_the_audio_path():
     cache = FC.compute(["a", "b", "c"], audio, model.wav2vec2)
     from espnet2_ext.ssl.sources import batch
 
-    feats = [torch.from_numpy(cache["data"][cache["offsets"][i]:cache["offsets"][i + 1]].astype(np.float32))
-             * torch.from_numpy(cache["scales"][i]) for i in range(3)]
+    feats = [
+        torch.from_numpy(cache["data"][cache["offsets"][i] : cache["offsets"][i + 1]].astype(np.float32))
+        * torch.from_numpy(cache["scales"][i])
+        for i in range(3)
+    ]
     with torch.no_grad():
         wav, pad, _ = batch(audio, [0, 1, 2], torch.device("cpu"), cached=False)
         want, wpad = model(wav, pad, None)
@@ -82,10 +92,23 @@ def test_cached_features_give_the_logits_of_the_audio_path():
 def test_ctc_stage_on_the_cache_keeps_the_cnn_validates_and_keeps_the_best(tmp_path):
     train, dev = write_noise_dir(tmp_path, "train", n=4), write_noise_dir(tmp_path, "dev", n=2, seed=5)
     init = save_checkpoint(str(tmp_path / "init.pt"), model_cfg_for("tiny"), seed=7)
-    cnn = {k: v for k, v in torch.load(init, weights_only=True)["model_weight"].items()
-           if k.startswith("feature_extractor.")}
-    cfg = PretrainConfig(objective="ctc", preset="tiny", max_steps=4, threads=1, init_from=str(init), save_every=2,
-                         batch_seconds=2.0, warmup_steps=1, lr=0.01, feature_cache=str(tmp_path / "cache"))
+    cnn = {
+        k: v
+        for k, v in torch.load(init, weights_only=True)["model_weight"].items()
+        if k.startswith("feature_extractor.")
+    }
+    cfg = PretrainConfig(
+        objective="ctc",
+        preset="tiny",
+        max_steps=4,
+        threads=1,
+        init_from=str(init),
+        save_every=2,
+        batch_seconds=2.0,
+        warmup_steps=1,
+        lr=0.01,
+        feature_cache=str(tmp_path / "cache"),
+    )
     lines = []
     pretrain(train, tmp_path / "exp", cfg, valid_dir=dev, log=lines.append)
     assert (tmp_path / "cache" / "train.npz").is_file() and (tmp_path / "cache" / "dev.npz").is_file()
@@ -93,8 +116,10 @@ def test_ctc_stage_on_the_cache_keeps_the_cnn_validates_and_keeps_the_best(tmp_p
     ck = torch.load(tmp_path / "exp" / "checkpoint.pt", weights_only=True)
     for k, v in cnn.items():  # frozen: the CNN is the one it started from
         assert torch.equal(ck["model"][f"wav2vec2.{k}"], v), k
-    assert not torch.equal(ck["model"]["wav2vec2.encoder.layers.0.fc1.weight"],
-                           torch.load(init, weights_only=True)["model_weight"]["encoder.layers.0.fc1.weight"])
+    assert not torch.equal(
+        ck["model"]["wav2vec2.encoder.layers.0.fc1.weight"],
+        torch.load(init, weights_only=True)["model_weight"]["encoder.layers.0.fc1.weight"],
+    )
     valid = ck["state"]["valid"]
     assert [v["step"] for v in valid] == [2, 4] and all(v["cer"] >= 0 and v["loss"] > 0 for v in valid)
     best = torch.load(tmp_path / "exp" / "checkpoint_best.pt", weights_only=True)
@@ -107,8 +132,13 @@ def test_ctc_stage_on_the_cache_keeps_the_cnn_validates_and_keeps_the_best(tmp_p
     (tmp_path / "cache").rename(moved)
     for f in train.glob("*.wav"):
         f.unlink()
-    pretrain(train, tmp_path / "exp", dataclasses.replace(cfg, max_steps=5, feature_cache=str(moved)),
-             valid_dir=dev, log=lines.append)
+    pretrain(
+        train,
+        tmp_path / "exp",
+        dataclasses.replace(cfg, max_steps=5, feature_cache=str(moved)),
+        valid_dir=dev,
+        log=lines.append,
+    )
     assert any("resumed at step 4" in s for s in lines) and not any("computing" in s for s in lines)
 
     from espnet2_ext.ssl.checkpoints import export, provenance_markdown
@@ -149,16 +179,34 @@ def test_freeze_feature_encoder_on_audio(tmp_path, freeze):
     train = write_noise_dir(tmp_path, "train", n=4)
     init = save_checkpoint(str(tmp_path / "init.pt"), model_cfg_for("tiny"), seed=7)
     want = torch.load(init, weights_only=True)["model_weight"]["feature_extractor.conv_layers.0.0.weight"]
-    cfg = PretrainConfig(objective="ctc", preset="tiny", max_steps=2, threads=1, init_from=str(init),
-                         batch_seconds=2.0, warmup_steps=1, lr=0.01, freeze_feature_encoder=freeze)
+    cfg = PretrainConfig(
+        objective="ctc",
+        preset="tiny",
+        max_steps=2,
+        threads=1,
+        init_from=str(init),
+        batch_seconds=2.0,
+        warmup_steps=1,
+        lr=0.01,
+        freeze_feature_encoder=freeze,
+    )
     ck = torch.load(pretrain(train, tmp_path / "exp", cfg, log=lambda s: None), weights_only=True)
     assert torch.equal(ck["model"]["wav2vec2.feature_extractor.conv_layers.0.0.weight"], want) is freeze
 
 
 def test_hubert_ignores_the_valid_dir(tmp_path):
     train, dev = write_noise_dir(tmp_path, "train", n=4), write_noise_dir(tmp_path, "dev", n=2, seed=5)
-    cfg = PretrainConfig(objective="hubert", preset="tiny", max_steps=2, threads=1, save_every=1, batch_seconds=2.0,
-                         n_clusters=4, kmeans_frames=500, warmup_steps=1)
+    cfg = PretrainConfig(
+        objective="hubert",
+        preset="tiny",
+        max_steps=2,
+        threads=1,
+        save_every=1,
+        batch_seconds=2.0,
+        n_clusters=4,
+        kmeans_frames=500,
+        warmup_steps=1,
+    )
     ck = torch.load(pretrain(train, tmp_path / "exp", cfg, valid_dir=dev, log=lambda s: None), weights_only=True)
     assert ck["state"]["step"] == 2 and "valid" not in ck["state"]
     assert not (tmp_path / "exp" / "checkpoint_best.pt").exists()

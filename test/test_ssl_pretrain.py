@@ -1,4 +1,5 @@
 """The encoder pretraining recipe (egs2/mini_tokenverse/ssl1): disjoint corpus, both objectives, resume, export."""
+
 import dataclasses
 import os
 import subprocess
@@ -67,20 +68,40 @@ def test_span_mask_and_frames():
 def _recipe(tmp_path: Path) -> Path:
     import shutil
 
-    shutil.copytree(REPO / "egs2", tmp_path / "egs2", symlinks=True,
-                    ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md", "*.pt"))
+    shutil.copytree(
+        REPO / "egs2",
+        tmp_path / "egs2",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("data", "dump", "exp", "exp_grid", "downloads", "RESULTS.md", "*.pt"),
+    )
     return tmp_path / "egs2" / "mini_tokenverse" / "ssl1"
 
 
-SMOKE = ["--hours", "0.01", "--tag", "smoke", "--out", "pretrained_smoke/x.pt", "--batch_seconds", "6",
-         "--pretrain_args", "--n_clusters 8 --kmeans_frames 3000 --save_every 2 --log_every 1 --warmup_steps 2"]
+SMOKE = [
+    "--hours",
+    "0.01",
+    "--tag",
+    "smoke",
+    "--out",
+    "pretrained_smoke/x.pt",
+    "--batch_seconds",
+    "6",
+    "--pretrain_args",
+    "--n_clusters 8 --kmeans_frames 3000 --save_every 2 --log_every 1 --warmup_steps 2",
+]
 
 
 @pytest.mark.parametrize("objective", ["hubert", "ctc"])
 def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, objective):
     recipe = _recipe(tmp_path)
-    run = lambda *extra: subprocess.run(["./run.sh", "--objective", objective, *SMOKE, *extra], cwd=recipe,  # noqa
-                                        env=ENV, capture_output=True, text=True, timeout=600)
+    run = lambda *extra: subprocess.run(
+        ["./run.sh", "--objective", objective, *SMOKE, *extra],
+        cwd=recipe,  # noqa
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     r = run("--max_steps", "3")
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"pretrain[{objective}] step 3/3" in r.stdout
@@ -103,12 +124,14 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
     w = exported["model_weight"]["encoder.layers.0.fc1.weight"]
     assert w.dtype == torch.float16
     assert torch.equal(w.float(), ck["model"]["wav2vec2.encoder.layers.0.fc1.weight"].half().float())
-    fe = TaskConditionedS3prlFrontend(frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(path)},
-                                      multilayer_feature=True)
+    fe = TaskConditionedS3prlFrontend(
+        frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(path)}, multilayer_feature=True
+    )
     loaded = dict(fe.upstream.upstream.model.named_parameters())["encoder.layers.0.fc1.weight"]
     assert torch.equal(loaded.detach(), w.float())
     readme = (recipe / "pretrained_smoke/README.md").read_text()
     import hashlib
+
     assert hashlib.sha256(path.read_bytes()).hexdigest() in readme and f"`{objective}`" in readme
     feats, lens = fe(torch.randn(1, 16000), torch.tensor([16000]))
     assert feats.shape[:2] == (1, 49) and lens.tolist() == [49]
@@ -124,9 +147,24 @@ def test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint(tmp_path, object
         return
     # the shipped second stage: CTC from the exported weights, through the recipe (its README says what it started
     # from, and its command names the tag and output, so re-running it cannot overwrite the first stage)
-    second = ["--objective", "ctc", "--hours", "0.01", "--tag", "smoke_ctc", "--out", "pretrained_smoke_ctc/y.pt",
-              "--batch_seconds", "6", "--max_steps", "2", "--stage", "2",
-              "--pretrain_args", "--init_from pretrained_smoke/x.pt --log_every 1 --warmup_steps 1"]
+    second = [
+        "--objective",
+        "ctc",
+        "--hours",
+        "0.01",
+        "--tag",
+        "smoke_ctc",
+        "--out",
+        "pretrained_smoke_ctc/y.pt",
+        "--batch_seconds",
+        "6",
+        "--max_steps",
+        "2",
+        "--stage",
+        "2",
+        "--pretrain_args",
+        "--init_from pretrained_smoke/x.pt --log_every 1 --warmup_steps 1",
+    ]
     r = subprocess.run(["./run.sh", *second], cwd=recipe, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "wav2vec2 weights from pretrained_smoke/x.pt" in r.stdout
@@ -163,8 +201,9 @@ def test_init_from_starts_a_second_stage_from_exported_weights(tmp_path):
     assert any("resumed at step 0" in s for s in lines) and not any("weights from" in s for s in lines)
     stepped = torch.load(tmp_path / "exp" / "checkpoint.pt", weights_only=True)
     assert stepped["state"]["step"] == 1
-    assert not torch.equal(stepped["model"]["wav2vec2.encoder.layers.0.fc1.weight"],
-                           want["encoder.layers.0.fc1.weight"].float())
+    assert not torch.equal(
+        stepped["model"]["wav2vec2.encoder.layers.0.fc1.weight"], want["encoder.layers.0.fc1.weight"].float()
+    )
 
     # the provenance README names the file it started from, with its sha256
     import hashlib
@@ -183,8 +222,12 @@ def test_init_from_starts_a_second_stage_from_exported_weights(tmp_path):
     with pytest.raises(ValueError, match="junk.pt: not an exported stand-in"):
         pretrain(data, tmp_path / "exp_junk", dataclasses.replace(cfg, init_from=str(junk)), log=lambda s: None)
     with pytest.raises(FileNotFoundError, match="missing.pt: no such file"):
-        pretrain(data, tmp_path / "exp_none", dataclasses.replace(cfg, init_from=str(tmp_path / "missing.pt")),
-                 log=lambda s: None)
+        pretrain(
+            data,
+            tmp_path / "exp_none",
+            dataclasses.replace(cfg, init_from=str(tmp_path / "missing.pt")),
+            log=lambda s: None,
+        )
 
 
 def test_n_words_widens_the_word_list_and_names_its_own_wav_folder():

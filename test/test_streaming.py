@@ -5,6 +5,7 @@
 - streamed output equals offline decoding with the same chunk mask (greedy and modified beam search, any piece size);
 - a model trained with multi-chunk training decodes at every configured size; packing and loading keep the options.
 """
+
 import json
 import subprocess
 import sys
@@ -15,22 +16,27 @@ import torch
 import yaml
 
 SETTINGS = [  # (chunk ms, left chunks, sink frames)
-    (40, 0, 0), (80, 1, 0), (80, -1, 0), (60, 1, 3), (200, 0, 2)]
+    (40, 0, 0),
+    (80, 1, 0),
+    (80, -1, 0),
+    (60, 1, 3),
+    (200, 0, 2),
+]
 
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
     from espnet2_ext.upstream.xlsr_standin import model_cfg_for, save_checkpoint
 
-    return save_checkpoint(str(tmp_path_factory.mktemp("standin") / "tiny.pt"), model_cfg_for("tiny"),
-                           normalize=False)
+    return save_checkpoint(str(tmp_path_factory.mktemp("standin") / "tiny.pt"), model_cfg_for("tiny"), normalize=False)
 
 
 def frontend(standin, **chunking):
     from espnet2_ext.asr.frontend.task_conditioned_s3prl import TaskConditionedS3prlFrontend
 
-    return TaskConditionedS3prlFrontend(frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(standin)},
-                                        multilayer_feature=True, **chunking).eval()
+    return TaskConditionedS3prlFrontend(
+        frontend_conf={"upstream": "wav2vec2_local", "path_or_url": str(standin)}, multilayer_feature=True, **chunking
+    ).eval()
 
 
 def test_mask_rule_matches_definition():
@@ -57,12 +63,12 @@ def test_future_audio_never_changes_earlier_frames(standin, chunk_ms, left, sink
     with torch.no_grad():
         ref, n = fe(wav, torch.tensor([12000]))
         for c in range(1, int(n[0]) // chunk):
-            cut = 320 * (c * chunk - 1) + 400          # one sample after the last one chunk c-1's frames read
+            cut = 320 * (c * chunk - 1) + 400  # one sample after the last one chunk c-1's frames read
             other = wav.clone()
             other[:, cut:] = torch.randn(1, 12000 - cut, generator=g)
             out, _ = fe(other, torch.tensor([12000]))
             assert torch.equal(out[:, : c * chunk], ref[:, : c * chunk]), (c, "earlier frames changed")
-            assert not torch.equal(out[:, c * chunk:], ref[:, c * chunk:])
+            assert not torch.equal(out[:, c * chunk :], ref[:, c * chunk :])
 
 
 def test_full_context_does_look_ahead(standin):
@@ -87,12 +93,12 @@ def test_streamed_encoder_equals_offline_and_batch(standin, chunk_ms, left, sink
     with torch.no_grad():
         batch, blens = fe(wav, lens)
         one, _ = fe(wav[1:, :7300], lens[1:])
-        assert torch.allclose(batch[1, : int(blens[1])], one[0], atol=1e-5)   # padding never leaks in
+        assert torch.allclose(batch[1, : int(blens[1])], one[0], atol=1e-5)  # padding never leaks in
         state, pieces, frame = EncoderStreamState(), [], 0
         total = int(blens[0])
         while frame < total:
             n = min(chunk, total - frame)
-            seg = wav[:1, 320 * frame: 320 * (frame + n - 1) + 400]
+            seg = wav[:1, 320 * frame : 320 * (frame + n - 1) + 400]
             out, olen = fe(seg, torch.tensor([seg.size(1)]), stream=state)
             assert int(olen[0]) == n
             pieces.append(out[:, :n])
@@ -143,11 +149,23 @@ def multichunk(tiny_trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("multichunk")
     (root / "tokens.txt").write_text((src_root / "tokens.txt").read_text())
     fc = yaml.safe_load((src / "config.yaml").read_text())["frontend_conf"]
-    fc.update(wav_normalize=False, chunk_size_ms=160, left_chunks=1, attention_sink_frames=2,
-              multichunk_sizes_ms=SIZES + ["full"])
-    config = write_config(root, root / "unused.pt", frontend_conf=fc, max_epoch=1, num_iters_per_epoch=4,
-                          optim_conf={"lr": 0.001}, tokenverse_conf={"policy": "label"},
-                          init_param=[str(src / "valid.loss.best.pth")])
+    fc.update(
+        wav_normalize=False,
+        chunk_size_ms=160,
+        left_chunks=1,
+        attention_sink_frames=2,
+        multichunk_sizes_ms=SIZES + ["full"],
+    )
+    config = write_config(
+        root,
+        root / "unused.pt",
+        frontend_conf=fc,
+        max_epoch=1,
+        num_iters_per_epoch=4,
+        optim_conf={"lr": 0.001},
+        tokenverse_conf={"policy": "label"},
+        init_param=[str(src / "valid.loss.best.pth")],
+    )
     out = root / "exp"
     main(train_args(root, data, config, out))
     return root, data, out
@@ -166,15 +184,24 @@ def wavs(data):
         yield utt, torch.from_numpy(sf.read(path, dtype="float32")[0])
 
 
-@pytest.mark.parametrize("search,size,penalty,grammar", [("greedy", 80, 0.0, False),
-                                                         ("modified_beam_search", 160, 0.0, False),
-                                                         ("modified_beam_search", 80, 3.0, False),
-                                                         ("modified_beam_search", 160, 3.0, True)])
+@pytest.mark.parametrize(
+    "search,size,penalty,grammar",
+    [
+        ("greedy", 80, 0.0, False),
+        ("modified_beam_search", 160, 0.0, False),
+        ("modified_beam_search", 80, 3.0, False),
+        ("modified_beam_search", 160, 3.0, True),
+    ],
+)
 def test_streamed_equals_chunk_masked_offline(multichunk, search, size, penalty, grammar):
     _, data, out = multichunk
     emitted = 0
-    s2t = load(out, transducer_conf={"search_type": search, "blank_penalty": penalty, "span_grammar": grammar},
-               chunk_size_ms=size, nbest=2)
+    s2t = load(
+        out,
+        transducer_conf={"search_type": search, "blank_penalty": penalty, "span_grammar": grammar},
+        chunk_size_ms=size,
+        nbest=2,
+    )
     assert s2t.blank_penalty == penalty  # the streaming searches get it as the offline ones do
     assert (s2t._span_grammar() is not None) == grammar
     plain = load(out, transducer_conf={"search_type": search}, chunk_size_ms=size, nbest=2) if penalty else None
@@ -183,10 +210,10 @@ def test_streamed_equals_chunk_masked_offline(multichunk, search, size, penalty,
         offline = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), with_frames=True)[0]
         if plain is not None:
             changed += offline[0][2] != plain.decode_batch(wav[None], torch.tensor([wav.numel()]))[0][0][2]
-        for piece in ((1111, 6400) if i == 0 else (2345,)):
+        for piece in (1111, 6400) if i == 0 else (2345,):
             running = []
             for b in range(0, wav.numel(), piece):
-                running.append(s2t(wav[b:b + piece], is_final=False)[0][2])
+                running.append(s2t(wav[b : b + piece], is_final=False)[0][2])
             final = s2t(wav[:0], is_final=True)
             assert [r[2] for r in final] == [r[2] for r in offline], (size, utt, piece)
             assert [r[1] for r in final] == [r[1] for r in offline]
@@ -228,9 +255,23 @@ def test_packing_and_offline_loading_keep_streaming_options(multichunk):
 
     root, data, out = multichunk
     zip_path = root / "model.zip"
-    r = subprocess.run([sys.executable, "-m", "espnet2.bin.pack", "asr", "--asr_train_config", "exp/config.yaml",
-                        "--asr_model_file", "exp/valid.loss.best.pth", "--outpath", str(zip_path)],
-                       cwd=root, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2.bin.pack",
+            "asr",
+            "--asr_train_config",
+            "exp/config.yaml",
+            "--asr_model_file",
+            "exp/valid.loss.best.pth",
+            "--outpath",
+            str(zip_path),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     s2t = TokenVerseStreamingSpeech2Text.from_pretrained(str(zip_path), transducer_conf={"search_type": "greedy"})
     fe = s2t.asr_model.frontend
@@ -246,9 +287,20 @@ def test_asr_inference_streaming_cli(multichunk, tmp_path):
     from espnet2_ext.bin.asr_inference import run
 
     _, data, out = multichunk
-    common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
-              "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound", "--search_type", "greedy",
-              "--chunk_size_ms", "80", "--left_chunks", "1"]
+    common = [
+        "--asr_train_config",
+        str(out / "config.yaml"),
+        "--asr_model_file",
+        str(out / "valid.loss.best.pth"),
+        "--data_path_and_name_and_type",
+        f"{data / 'wav.scp'},speech,sound",
+        "--search_type",
+        "greedy",
+        "--chunk_size_ms",
+        "80",
+        "--left_chunks",
+        "1",
+    ]
     run(common + ["--output_dir", str(tmp_path / "offline")])
     run(common + ["--output_dir", str(tmp_path / "stream"), "--streaming", "true", "--sim_chunk_length", "1000"])
     for f in ("token_int", "text", "ctm", "events.jsonl"):  # token times too (EP50/EP90 of the streaming table)
@@ -279,13 +331,37 @@ def test_asr_inference_streaming_cli_with_a_biasing_list(multichunk, tmp_path):
     lst = tmp_path / "names.txt"
     lst.write_text("# a CRM record\nberlin :40\nmaria :40\n", encoding="utf-8")  # this model emits little
     for search in ("modified_beam_search", "greedy"):
-        common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file",
-                  str(out / "valid.loss.best.pth"), "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound",
-                  "--search_type", search, "--chunk_size_ms", "80", "--left_chunks", "1", "--write_times", "false"]
+        common = [
+            "--asr_train_config",
+            str(out / "config.yaml"),
+            "--asr_model_file",
+            str(out / "valid.loss.best.pth"),
+            "--data_path_and_name_and_type",
+            f"{data / 'wav.scp'},speech,sound",
+            "--search_type",
+            search,
+            "--chunk_size_ms",
+            "80",
+            "--left_chunks",
+            "1",
+            "--write_times",
+            "false",
+        ]
         run(common + ["--output_dir", str(tmp_path / search / "plain")])
         run(common + ["--output_dir", str(tmp_path / search / "offline"), "--biasing_list", str(lst)])
-        run(common + ["--output_dir", str(tmp_path / search / "stream"), "--biasing_list", str(lst),
-                      "--streaming", "true", "--sim_chunk_length", "1000"])
+        run(
+            common
+            + [
+                "--output_dir",
+                str(tmp_path / search / "stream"),
+                "--biasing_list",
+                str(lst),
+                "--streaming",
+                "true",
+                "--sim_chunk_length",
+                "1000",
+            ]
+        )
         text = {k: (tmp_path / search / k / "1best_recog/text").read_text() for k in ("plain", "offline", "stream")}
         assert text["stream"] == text["offline"]
         assert text["offline"] != text["plain"]

@@ -1,4 +1,5 @@
 """Tag-aware sentencepiece: tags are one piece with their word boundary; ESPnet token list; CLI measurement."""
+
 from __future__ import annotations
 
 import random
@@ -11,12 +12,21 @@ import sentencepiece as spm
 from espnet2_ext.bin import train_tokenizer
 from espnet2_ext.common import DataError
 from espnet2_ext.task_spec import TaskSpec
-from espnet2_ext.text.tag_aware_bpe import (WORD_BOUNDARY, VocabSizeError, espnet_token_list, prefixed_tag_symbols,
-                                            read_texts, tag_piece_stats, train_tag_aware_bpe)
+from espnet2_ext.text.tag_aware_bpe import (
+    WORD_BOUNDARY,
+    VocabSizeError,
+    espnet_token_list,
+    prefixed_tag_symbols,
+    read_texts,
+    tag_piece_stats,
+    train_tag_aware_bpe,
+)
 
 SPEC = TaskSpec.default()
-WORDS = {"en": "hello how are you fine thanks the weather is nice today we meet at noon".split(),
-         "de": "guten tag wie geht es danke gut das wetter ist heute schön".split()}
+WORDS = {
+    "en": "hello how are you fine thanks the weather is nice today we meet at noon".split(),
+    "de": "guten tag wie geht es danke gut das wetter ist heute schön".split(),
+}
 NAMES = "maria john berlin paris sarah google".split()
 
 
@@ -89,10 +99,12 @@ def test_split_tags_are_counted(corpus, tmp_path):
 
 def test_decode_encode_roundtrip_for_tagged_text(ours):
     sp = spm.SentencePieceProcessor(model_file=str(ours))
-    sentences = ["[EN] hello [NE] maria [/NE] how are you [ENDP] [SCD] fine thanks [ENDP]",
-                 "[DE] guten tag [ENDP] [SCD] danke [NE] berlin [/NE] [ENDP]",
-                 " ".join(SPEC.all_tokens),  # every tag, incl. languages absent from the corpus
-                 "hello"]
+    sentences = [
+        "[EN] hello [NE] maria [/NE] how are you [ENDP] [SCD] fine thanks [ENDP]",
+        "[DE] guten tag [ENDP] [SCD] danke [NE] berlin [/NE] [ENDP]",
+        " ".join(SPEC.all_tokens),  # every tag, incl. languages absent from the corpus
+        "hello",
+    ]
     for s in sentences:
         assert sp.decode(sp.encode(s, out_type=str)) == s
         assert sp.decode(sp.encode(s)) == s
@@ -158,8 +170,9 @@ def test_cli_writes_model_and_prints_before_after(corpus, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {"bpe.model", "bpe.vocab", "tokens.txt"}
     rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.startswith(("tag-aware", "plain"))}
-    plain_stats = tag_piece_stats(train_tag_aware_bpe(corpus, SPEC, 80, tmp_path / "p", prefix_tags=False),
-                                  corpus, SPEC)
+    plain_stats = tag_piece_stats(
+        train_tag_aware_bpe(corpus, SPEC, 80, tmp_path / "p", prefix_tags=False), corpus, SPEC
+    )
     assert rows["tag-aware"][-1] == "0"  # lone ▁ before tags
     assert rows["plain"][-1] == str(plain_stats["lone_boundary_before_tag"])
     ours_stats = tag_piece_stats(out / "bpe.model", corpus, SPEC)

@@ -1,4 +1,5 @@
 """Task spec, stripping of inactive-task tokens, annotation checks, utt2tasks and activation policies."""
+
 import itertools
 from collections import Counter
 
@@ -54,32 +55,45 @@ def test_strip_all_and_spacing():
     assert strip_all_task_tokens("  [DE]  guten   tag [ENDP] ", SPEC) == "guten tag"
 
 
-@pytest.mark.parametrize("text,available,message", [
-    ("[EN] hi [XX] there", None, "unknown tag \\[XX\\]"),
-    ("[EN] hi [SCD] there", ("asr", "lid"), "belongs to task 'scd'"),
-    ("[EN] [NE] maria [NE] x [/NE] [/NE]", None, "nested"),
-    ("[EN] [NE] maria", None, "never closed"),
-    ("[EN] maria [/NE]", None, "without an opening"),
-    ("[IT] ciao", None, "unknown tag \\[IT\\]"),
-    ("", None, "empty text"),
-])
+@pytest.mark.parametrize(
+    "text,available,message",
+    [
+        ("[EN] hi [XX] there", None, "unknown tag \\[XX\\]"),
+        ("[EN] hi [SCD] there", ("asr", "lid"), "belongs to task 'scd'"),
+        ("[EN] [NE] maria [NE] x [/NE] [/NE]", None, "nested"),
+        ("[EN] [NE] maria", None, "never closed"),
+        ("[EN] maria [/NE]", None, "without an opening"),
+        ("[IT] ciao", None, "unknown tag \\[IT\\]"),
+        ("", None, "empty text"),
+    ],
+)
 def test_annotation_errors(text, available, message):
     import re
+
     assert re.search(message, annotation_error(text, SPEC, available))
 
 
-@pytest.mark.parametrize("text,tasks,lang,message", [
-    ("[IT] ciao", ("asr", "lid"), None, r"language token \[IT\] is not in the task spec \(languages: en, de, es, fr\)"),
-    ("[EN] hi [FOO]", ("asr", "lid"), None, r"unknown tag \[FOO\]"),  # the annotation rules apply too
-    ("hi [EN]", ("asr", "lid"), None, r"\[EN\] must be the first token"),
-    ("hi there", ("asr", "lid"), None, "lists 'lid' but the text has no language token"),
-    ("[EN] [SCD]", ("asr", "lid", "scd"), None, "no words, only task tokens"),
-    ("[EN] hi", ("asr", "lid"), "de", r"\[EN\] disagrees with utt2lang 'de'"),
-    ("[DE] hallo", ("asr", "lid"), "de", None),
-    ("hi", ("asr",), None, None),
-])
+@pytest.mark.parametrize(
+    "text,tasks,lang,message",
+    [
+        (
+            "[IT] ciao",
+            ("asr", "lid"),
+            None,
+            r"language token \[IT\] is not in the task spec \(languages: en, de, es, fr\)",
+        ),
+        ("[EN] hi [FOO]", ("asr", "lid"), None, r"unknown tag \[FOO\]"),  # the annotation rules apply too
+        ("hi [EN]", ("asr", "lid"), None, r"\[EN\] must be the first token"),
+        ("hi there", ("asr", "lid"), None, "lists 'lid' but the text has no language token"),
+        ("[EN] [SCD]", ("asr", "lid", "scd"), None, "no words, only task tokens"),
+        ("[EN] hi", ("asr", "lid"), "de", r"\[EN\] disagrees with utt2lang 'de'"),
+        ("[DE] hallo", ("asr", "lid"), "de", None),
+        ("hi", ("asr",), None, None),
+    ],
+)
 def test_transcript_errors(text, tasks, lang, message):
     import re
+
     err = transcript_error(text, SPEC, tasks, lang)
     assert err is None if message is None else re.search(message, err), err
 

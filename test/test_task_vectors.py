@@ -1,4 +1,5 @@
 """Task-vector tables: sizes, exact summing, combination lookup, gradients only where active."""
+
 import itertools
 
 import pytest

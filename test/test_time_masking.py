@@ -1,4 +1,5 @@
 """wav2vec2-style time masking while fine-tuning (frontend_conf.mask_time_prob): where, how much, and only in training."""
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -11,8 +12,12 @@ from tiny_setup import write_standin
 
 
 @settings(max_examples=60, deadline=None)
-@given(lengths=st.lists(st.integers(0, 120), min_size=1, max_size=4), prob=st.floats(0.0, 0.9),
-       length=st.integers(1, 12), seed=st.integers(0, 2**16))
+@given(
+    lengths=st.lists(st.integers(0, 120), min_size=1, max_size=4),
+    prob=st.floats(0.0, 0.9),
+    length=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
 def test_spans_stay_inside_each_utterance_and_cover_about_prob(lengths, prob, length, seed):
     torch.manual_seed(seed)
     n_frames = max(lengths) + 3
@@ -37,7 +42,8 @@ def encoder_inputs(frontend, x, lens):
     """What the transformer encoder receives (after our pre-hook), per call."""
     seen = []
     handle = transformer_encoder_of(frontend.upstream).register_forward_pre_hook(
-        lambda m, args, kwargs: seen.append(args[0].detach().clone()), with_kwargs=True)
+        lambda m, args, kwargs: seen.append(args[0].detach().clone()), with_kwargs=True
+    )
     try:
         frontend(x, lens)
     finally:
@@ -47,8 +53,9 @@ def encoder_inputs(frontend, x, lens):
 
 def test_training_replaces_spans_by_mask_emb_and_eval_does_not(standin):
     conf = {"upstream": "wav2vec2_local", "path_or_url": str(standin)}
-    f = TaskConditionedS3prlFrontend(frontend_conf=conf, multilayer_feature=True, mask_time_prob=0.5,
-                                     mask_time_length=3, task_vector_strategy="none")
+    f = TaskConditionedS3prlFrontend(
+        frontend_conf=conf, multilayer_feature=True, mask_time_prob=0.5, mask_time_length=3, task_vector_strategy="none"
+    )
     x, lens = torch.randn(2, 16000), torch.tensor([16000, 9000])
     f.eval()
     clean = encoder_inputs(f, x, lens)  # [B, T, D]
@@ -61,7 +68,7 @@ def test_training_replaces_spans_by_mask_emb_and_eval_does_not(standin):
     changed = (masked != clean).any(-1)
     assert torch.equal(is_emb, changed) and is_emb.any()  # every change is a mask_emb frame, and there are some
     n_valid = f._wav2vec2._get_feat_extract_output_lengths(lens).tolist()
-    assert not is_emb[1, n_valid[1]:].any()  # never on padding
+    assert not is_emb[1, n_valid[1] :].any()  # never on padding
     for b, n in enumerate(n_valid):
         assert 0.2 * n <= int(is_emb[b].sum()) <= 0.5 * n + 3
     torch.manual_seed(1)

@@ -1,4 +1,5 @@
 """Time-based scoring: a hand-checked conversation (known turns, known emissions) and the scorer/report plumbing."""
+
 import json
 
 import pytest
@@ -59,8 +60,16 @@ def test_turns_validation_messages(tmp_path):
     assert "audio lasts" in turns_problem(parse_turns("0.1 3.0 A", "x"), 2.0)
     with pytest.raises(DataError, match="triples"):
         parse_turns("0.1 1.0", "f:1 (u)")
-    utt = Utterance("A-u1", "A", "[EN] hi [ENDP] [SCD] yo [ENDP]", "en", ("asr", "scd", "endp", "lid"), "/x.wav",
-                    duration=2.0, turns=(RefTurn(0.1, 1.0, "A"), RefTurn(1.2, 1.9, "B")))
+    utt = Utterance(
+        "A-u1",
+        "A",
+        "[EN] hi [ENDP] [SCD] yo [ENDP]",
+        "en",
+        ("asr", "scd", "endp", "lid"),
+        "/x.wav",
+        duration=2.0,
+        turns=(RefTurn(0.1, 1.0, "A"), RefTurn(1.2, 1.9, "B")),
+    )
     d = write_data_dir([utt], tmp_path / "d")
     assert (d / "utt2turns").read_text() == "A-u1 0.100 1.000 A 1.200 1.900 B\n"
     assert read_data_dir(d)[0].turns == utt.turns
@@ -90,8 +99,14 @@ def test_scorer_and_report_from_files(tmp_path):
     tokens = ["hi", "[ENDP]", "[ENDP]", "[SCD]", "yo", "[ENDP]", "[SCD]", "ok", "[ENDP]", "[SCD]", "bye", "[ENDP]"]
     times = [0.2, 1.1, 1.2, 1.4, 1.5, 2.1, 2.5, 2.6, 3.2, 3.9, 4.0, 4.4]
     # in a recording at 100 s: the files hold recording times, the scorer moves them back
-    data, hyp = _decode_dir(tmp_path, "u1 hi [ENDP] [SCD] yo [ENDP] ok [ENDP] [SCD] bye [ENDP]\n", tokens, times,
-                            offset=100.0, recording="rec1")
+    data, hyp = _decode_dir(
+        tmp_path,
+        "u1 hi [ENDP] [SCD] yo [ENDP] ok [ENDP] [SCD] bye [ENDP]\n",
+        tokens,
+        times,
+        offset=100.0,
+        recording="rec1",
+    )
     ev = read_events(hyp / "events.jsonl")["u1"]
     assert ev.speaker_changes == pytest.approx([1.4, 2.5, 3.9]) and ev.offset == 100.0
     ctm = (hyp / "ctm").read_text().splitlines()
@@ -99,8 +114,20 @@ def test_scorer_and_report_from_files(tmp_path):
     out = tmp_path / "exp" / "m" / "decode_asr+scd+endp" / "test" / "score.json"
     ref_ctm = tmp_path / "ref.ctm"
     ref_ctm.write_text("rec1 1 100.25 0.3 hi\nrec1 1 101.50 0.3 yo\n")
-    result = score(["--ref", str(data / "text"), "--hyp", str(hyp / "text"), "--task_activation", "asr,scd,endp",
-                    "--out_json", str(out), "--ref_ctm", str(ref_ctm)])
+    result = score(
+        [
+            "--ref",
+            str(data / "text"),
+            "--hyp",
+            str(hyp / "text"),
+            "--task_activation",
+            "asr,scd,endp",
+            "--out_json",
+            str(out),
+            "--ref_ctm",
+            str(ref_ctm),
+        ]
+    )
     t = result["time"]
     assert t["scd"]["collar_0.25"]["f1"] == pytest.approx(40.0) and t["scd"]["collar_0.5"]["f1"] == pytest.approx(80.0)
     assert t["endp"]["ep50"] == pytest.approx(0.15) and t["endp"]["ep90"] == pytest.approx(0.2)
@@ -117,12 +144,24 @@ def test_no_reference_times_means_no_time_section(tmp_path):
 
     data, hyp = _decode_dir(tmp_path, "u1 hi [ENDP]\n", ["hi", "[ENDP]"], [0.2, 1.1])
     (data / "utt2turns").unlink()
-    result = score(["--ref", str(data / "text"), "--hyp", str(hyp / "text"), "--task_activation", "asr,endp",
-                    "--out_json", str(tmp_path / "s.json")])
+    result = score(
+        [
+            "--ref",
+            str(data / "text"),
+            "--hyp",
+            str(hyp / "text"),
+            "--task_activation",
+            "asr,endp",
+            "--out_json",
+            str(tmp_path / "s.json"),
+        ]
+    )
     assert "time" not in result
 
 
-@pytest.mark.skipif(not all(__import__("shutil").which(t) for t in ("espeak-ng", "sox")), reason="needs espeak-ng and sox")
+@pytest.mark.skipif(
+    not all(__import__("shutil").which(t) for t in ("espeak-ng", "sox")), reason="needs espeak-ng and sox"
+)
 def test_generator_turn_times_are_where_the_speech_is(tmp_path):
     """The synthetic corpus writes each turn's speech interval: loud inside, only the noise floor in the pauses."""
     import numpy as np
@@ -137,7 +176,7 @@ def test_generator_turn_times_are_where_the_speech_is(tmp_path):
     x = sf.read(tmp_path / "c.wav", dtype="float64")[0] * 32768
     assert len(bounds) == len(plan.turns) and bounds[0][0] == pytest.approx(P.LEAD_S, abs=1e-3)
     assert bounds[-1][1] == pytest.approx(n / M.SAMPLE_RATE - P.TAIL_S, abs=1e-3)
-    rms = lambda a, b: float(np.sqrt(np.mean(x[int(a * 16000): int(b * 16000)] ** 2)))  # noqa: E731
+    rms = lambda a, b: float(np.sqrt(np.mean(x[int(a * 16000) : int(b * 16000)] ** 2)))  # noqa: E731
     for (s, e), (s2, _) in zip(bounds, bounds[1:]):
         assert rms(s, e) > 20 * P.NOISE_STD and rms(e + 0.005, s2 - 0.005) < 2 * P.NOISE_STD  # speech vs. pause
     turns = M.ref_turns(plan, bounds)
@@ -154,8 +193,10 @@ def test_rttm_and_ctm_load_with_standard_readers(tmp_path):
 
     tokens = ["▁hel", "lo", "▁ma", "ria", "[ENDP]", "[SCD]", "▁fine", "[ENDP]", "[SCD]", "▁bye", "[ENDP]"]
     times = [0.20, 0.26, 0.50, 0.58, 0.90, 1.40, 1.46, 1.80, 2.40, 2.46, 2.90]
-    utts = [TimedUtterance("c1-0001", tokens, times, 0.02, 3.0, "call", 10.0),
-            TimedUtterance("c1-0002", ["▁again"], [0.3], 0.02, 1.0, "call", 20.0)]  # next chunk: same speaker
+    utts = [
+        TimedUtterance("c1-0001", tokens, times, 0.02, 3.0, "call", 10.0),
+        TimedUtterance("c1-0002", ["▁again"], [0.3], 0.02, 1.0, "call", 20.0),
+    ]  # next chunk: same speaker
     write_time_outputs(tmp_path, utts, SPEC, subword=True, labels="alternate")
     ann = load_rttm(str(tmp_path / "rttm"))["call"]
     got = [(round(s.start, 3), round(s.end, 3), label) for s, _, label in ann.itertracks(yield_label=True)]

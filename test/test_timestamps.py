@@ -1,5 +1,6 @@
 """Emission times: the searches' frames, the frame shift, batched vs one-by-one, forced alignment for ESPnet's
 searches, and a real STM + RTTM conversation decoded into CTM/RTTM/events in the recording's clock and scored."""
+
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 
 import itertools
@@ -30,8 +31,9 @@ def test_search_frames_batched_equal_single_and_well_formed():
         seqs, frames = greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=max_sym, return_frames=True)
         assert seqs == greedy_search_batch(x, lens, dec, joint, max_sym_per_frame=max_sym)  # same tokens
         for i, n in enumerate(LENS):
-            one_seq, one_fr = greedy_search_batch(x[i:i + 1, :n], lens[i:i + 1], dec, joint,
-                                                  max_sym_per_frame=max_sym, return_frames=True)
+            one_seq, one_fr = greedy_search_batch(
+                x[i : i + 1, :n], lens[i : i + 1], dec, joint, max_sym_per_frame=max_sym, return_frames=True
+            )
             assert (seqs[i], frames[i]) == (one_seq[0], one_fr[0])
             assert len(frames[i]) == len(seqs[i]) and frames[i] == sorted(frames[i])
             assert all(0 <= f < n for f in frames[i])
@@ -39,7 +41,7 @@ def test_search_frames_batched_equal_single_and_well_formed():
                 assert len(set(frames[i])) == len(frames[i])
     batched = modified_beam_search(x, lens, dec, joint, beam=4, nbest=3)
     for i, n in enumerate(LENS):
-        single = modified_beam_search(x[i:i + 1, :n], lens[i:i + 1], dec, joint, beam=4, nbest=3)[0]
+        single = modified_beam_search(x[i : i + 1, :n], lens[i : i + 1], dec, joint, beam=4, nbest=3)[0]
         assert [h.frames for h in batched[i]] == [h.frames for h in single]
         for h in batched[i]:  # modified beam search: exactly one frame per symbol, strictly increasing
             assert len(h.frames) == len(h.yseq) and all(a < b for a, b in zip(h.frames, h.frames[1:]))
@@ -86,8 +88,9 @@ def s2t_factory(tiny_trained):
     from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
 
     _, _, out = tiny_trained
-    return lambda **kw: TokenVerseSpeech2Text(asr_train_config=out / "config.yaml",
-                                              asr_model_file=out / "valid.loss.best.pth", **kw)
+    return lambda **kw: TokenVerseSpeech2Text(
+        asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
+    )
 
 
 def test_frame_shift_comes_from_the_cnn_strides(s2t_factory):
@@ -118,9 +121,21 @@ def _decode(out_dir, tiny_trained, data_dir, *extra):
     from espnet2_ext.bin.asr_inference import run
 
     _, _, out = tiny_trained
-    run(["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth"),
-         "--data_path_and_name_and_type", f"{data_dir}/wav.scp,speech,sound", "--batch_size", "2",
-         "--output_dir", str(out_dir), *extra])
+    run(
+        [
+            "--asr_train_config",
+            str(out / "config.yaml"),
+            "--asr_model_file",
+            str(out / "valid.loss.best.pth"),
+            "--data_path_and_name_and_type",
+            f"{data_dir}/wav.scp,speech,sound",
+            "--batch_size",
+            "2",
+            "--output_dir",
+            str(out_dir),
+            *extra,
+        ]
+    )
     return Path(out_dir) / "1best_recog"
 
 
@@ -151,8 +166,13 @@ def _conversation(tiny_trained, root: Path):
     """One recording made of the tiny utterances: two two-speaker chunks separated by a long pause."""
     _, data, _ = tiny_trained
     pieces, segs, t = [np.zeros(8000, dtype=np.float32)], [], 0.5
-    plan = [("spk1-u1", "A", "hello maria"), ("spk2-u3", "B", "hello fine"), (None, None, 3.5),
-            ("spk1-u2", "A", "guten tag berlin"), ("spk2-u4", "B", "guten thanks")]
+    plan = [
+        ("spk1-u1", "A", "hello maria"),
+        ("spk2-u3", "B", "hello fine"),
+        (None, None, 3.5),
+        ("spk1-u2", "A", "guten tag berlin"),
+        ("spk2-u4", "B", "guten thanks"),
+    ]
     for utt, spk, words in plan:
         if utt is None:
             pieces.append(np.zeros(int(words * 16000), dtype=np.float32))
@@ -165,8 +185,9 @@ def _conversation(tiny_trained, root: Path):
     (root / "audio").mkdir(parents=True)
     sf.write(root / "audio" / "call1.wav", np.concatenate(pieces), 16000, subtype="PCM_16")
     (root / "call.stm").write_text("".join(f"call1 1 {spk} {s:.2f} {e:.2f} <o,f0,male> {w}\n" for spk, s, e, w in segs))
-    (root / "call.rttm").write_text("".join(f"SPEAKER call1 1 {s:.2f} {e - s:.2f} <NA> <NA> spk{spk} <NA> <NA>\n"
-                                            for spk, s, e, _ in segs))
+    (root / "call.rttm").write_text(
+        "".join(f"SPEAKER call1 1 {s:.2f} {e - s:.2f} <NA> <NA> spk{spk} <NA> <NA>\n" for spk, s, e, _ in segs)
+    )
     return segs
 
 
@@ -181,15 +202,23 @@ def test_stm_rttm_conversation_decodes_in_the_recording_clock_and_is_scored(tiny
     from espnet2_ext.data.validate_dir import validate_data_dir
 
     segs = _conversation(tiny_trained, tmp_path / "src")
-    import_stm(tmp_path / "src" / "call.stm", tmp_path / "data", audio_dir=tmp_path / "src" / "audio",
-               rttm=tmp_path / "src" / "call.rttm", lang="en")
+    import_stm(
+        tmp_path / "src" / "call.stm",
+        tmp_path / "data",
+        audio_dir=tmp_path / "src" / "audio",
+        rttm=tmp_path / "src" / "call.rttm",
+        lang="en",
+    )
     validate_data_dir(tmp_path / "data", check_audio=True)
     raw = read_data_dir(tmp_path / "data")
     assert len(raw) == 2 and raw[1].start > 5.0  # the second chunk starts late in the recording
     # reference turns are in the utterance's clock: the chunk's first turn starts at 0
     # (the STM/RTTM files carry times to 2 decimals)
     second = round(segs[3][1], 2) - round(segs[2][1], 2)
-    assert [(t.speaker, t.start) for t in raw[1].turns] == [("call1-spkA", 0.0), ("call1-spkB", pytest.approx(second, abs=1e-6))]
+    assert [(t.speaker, t.start) for t in raw[1].turns] == [
+        ("call1-spkA", 0.0),
+        ("call1-spkB", pytest.approx(second, abs=1e-6)),
+    ]
     dump = tmp_path / "dump" / "call"
     format_data_dir(str(tmp_path / "data"), str(dump))
     assert (dump / "orig_segments").is_file() and (dump / "utt2turns").is_file() and not (dump / "segments").exists()
@@ -211,8 +240,18 @@ def test_stm_rttm_conversation_decodes_in_the_recording_clock_and_is_scored(tiny
     assert all(len(f) == 5 and f[0] == "call1" and f[1] == "1" and float(f[3]) > 0 for f in ctm)
     assert [float(f[2]) for f in ctm] == sorted(float(f[2]) for f in ctm)
     # scored in time from the dumped data dir's utt2turns
-    result = score(["--ref", str(dump / "text"), "--hyp", str(hyp / "text"), "--task_activation",
-                    "asr,scd,endp,ner,lid", "--out_json", str(hyp.parent / "score.json")])
+    result = score(
+        [
+            "--ref",
+            str(dump / "text"),
+            "--hyp",
+            str(hyp / "text"),
+            "--task_activation",
+            "asr,scd,endp,ner,lid",
+            "--out_json",
+            str(hyp.parent / "score.json"),
+        ]
+    )
     t = result["time"]
     assert t["scd"]["n_utts"] == 2 and t["scd"]["collar_0.25"]["n_ref"] == 2
     assert t["endp"]["n_ref"] == 4 and t["endp"]["n_detected"] + t["endp"]["missed"] == 4

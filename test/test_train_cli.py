@@ -1,8 +1,8 @@
 """Tiny end-to-end training through the real CLI (ESPnet trainer, loaders, our registrations)."""
+
 import pytest
 import torch
 import yaml
-
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +37,9 @@ def test_task_vectors_reload_bit_exactly_without_the_upstream_checkpoint(trained
     loaded = model.state_dict()
     keys = [k for k in saved if "task_vectors" in k]
     assert keys == ["frontend.task_vectors.feature_encoder.weight"]
-    init = model.frontend.task_vectors["feature_encoder"].__class__(
-        loaded[keys[0]].size(1), 4, "per_task").weight  # a freshly initialised table, same seed
+    init = (
+        model.frontend.task_vectors["feature_encoder"].__class__(loaded[keys[0]].size(1), 4, "per_task").weight
+    )  # a freshly initialised table, same seed
     assert not torch.equal(saved[keys[0]], init)  # training moved them
     for k, v in saved.items():  # every parameter, upstream included, really restored (ESPnet loads strict=False)
         assert torch.equal(loaded[k], v), k

@@ -1,4 +1,5 @@
 """Hub upload folder from an ESPnet packed model: dry run (no network), model card, push preconditions."""
+
 from __future__ import annotations
 
 import socket
@@ -20,15 +21,28 @@ RESULTS = "| test set | WER (%) | SCD F1 |\n|---|---|---|\n| test_a | 12.5 | 81.
 
 
 def fake_config(**overrides) -> Dict:
-    conf = {"frontend": "s3prl_tokenverse",
-            "frontend_conf": {"frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": "exp/xlsr.pt"},
-                              "task_vector_injection": "feature_encoder", "upstream_skeleton": {"model_cfg": {}}},
-            "encoder": "identity", "decoder": "transducer", "decoder_conf": {"rnn_type": "lstm", "hidden_size": 256},
-            "model": "tokenverse", "joint_net_conf": {"joint_space_size": 320},
-            "tokenverse_conf": {"tasks": ["asr", "scd", "lid"], "languages": ["en", "de"], "policy": "sample"},
-            "token_type": "bpe", "bpemodel": BPE, "token_list": ["<blank>", "<unk>", "\u2581[SCD]", "<sos/eos>"],
-            "optim": "adam", "optim_conf": {"lr": 0.0001}, "batch_type": "numel", "batch_bins": 4000000,
-            "max_epoch": 30}
+    conf = {
+        "frontend": "s3prl_tokenverse",
+        "frontend_conf": {
+            "frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": "exp/xlsr.pt"},
+            "task_vector_injection": "feature_encoder",
+            "upstream_skeleton": {"model_cfg": {}},
+        },
+        "encoder": "identity",
+        "decoder": "transducer",
+        "decoder_conf": {"rnn_type": "lstm", "hidden_size": 256},
+        "model": "tokenverse",
+        "joint_net_conf": {"joint_space_size": 320},
+        "tokenverse_conf": {"tasks": ["asr", "scd", "lid"], "languages": ["en", "de"], "policy": "sample"},
+        "token_type": "bpe",
+        "bpemodel": BPE,
+        "token_list": ["<blank>", "<unk>", "\u2581[SCD]", "<sos/eos>"],
+        "optim": "adam",
+        "optim_conf": {"lr": 0.0001},
+        "batch_type": "numel",
+        "batch_bins": 4000000,
+        "max_epoch": 30,
+    }
     conf.update(overrides)
     return conf
 
@@ -36,10 +50,18 @@ def fake_config(**overrides) -> Dict:
 def make_packed_zip(path: Path, config: Dict = None, with_bpe: bool = True, meta: Dict = None) -> Dict[str, bytes]:
     """A zip laid out like espnet2.main_funcs.pack_funcs.pack writes it; returns its members."""
     members = {
-        "meta.yaml": yaml.safe_dump(meta if meta is not None else {
-            "files": {"asr_model_file": f"{EXP}/valid.loss.ave.pth"},
-            "yaml_files": {"asr_train_config": f"{EXP}/config.yaml"},
-            "timestamp": 1700000000.0, "python": "3.11.7", "torch": "2.9.1", "espnet": "202511"}).encode(),
+        "meta.yaml": yaml.safe_dump(
+            meta
+            if meta is not None
+            else {
+                "files": {"asr_model_file": f"{EXP}/valid.loss.ave.pth"},
+                "yaml_files": {"asr_train_config": f"{EXP}/config.yaml"},
+                "timestamp": 1700000000.0,
+                "python": "3.11.7",
+                "torch": "2.9.1",
+                "espnet": "202511",
+            }
+        ).encode(),
         f"{EXP}/config.yaml": yaml.safe_dump(config or fake_config(), allow_unicode=True).encode(),
         f"{EXP}/valid.loss.ave.pth": b"\x80\x02fake-weights" * 50,
         f"{EXP}/RESULTS.md": RESULTS.encode(),
@@ -57,6 +79,7 @@ def make_packed_zip(path: Path, config: Dict = None, with_bpe: bool = True, meta
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
+
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
 
@@ -66,13 +89,23 @@ def no_token(monkeypatch, tmp_path):
     for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(var, raising=False)
     import huggingface_hub.constants
+
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no_hf_home" / "token"))
 
 
 def run(tmp_path, *extra, zip_name="model.zip") -> Path:
     out = tmp_path / "hub_upload"
-    upload_model.run(["--packed_model", str(tmp_path / zip_name), "--repo_id", "someone/tokenverse_xlsr",
-                      "--out_dir", str(out), *extra])
+    upload_model.run(
+        [
+            "--packed_model",
+            str(tmp_path / zip_name),
+            "--repo_id",
+            "someone/tokenverse_xlsr",
+            "--out_dir",
+            str(out),
+            *extra,
+        ]
+    )
     return out
 
 
@@ -123,12 +156,15 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path, no_network):
     assert (tmp_path / "hub_upload" / "notes.txt").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("case, match", [
-    ("no_bpe", r"bpemodel .* not in the package: repack with --option"),
-    ("no_meta", "no meta.yaml"),
-    ("not_asr", "no asr_train_config"),
-    ("not_zip", "not a zip file"),
-])
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("no_bpe", r"bpemodel .* not in the package: repack with --option"),
+        ("no_meta", "no meta.yaml"),
+        ("not_asr", "no asr_train_config"),
+        ("not_zip", "not a zip file"),
+    ],
+)
 def test_bad_packages_fail_clearly(tmp_path, no_network, case, match):
     if case == "no_bpe":
         make_packed_zip(tmp_path / "model.zip", with_bpe=False)
@@ -136,8 +172,9 @@ def test_bad_packages_fail_clearly(tmp_path, no_network, case, match):
         with zipfile.ZipFile(tmp_path / "model.zip", "w") as z:
             z.writestr(f"{EXP}/config.yaml", "a: 1\n")
     elif case == "not_asr":
-        make_packed_zip(tmp_path / "model.zip", meta={"files": {"model_file": "m.pth"},
-                                                      "yaml_files": {"train_config": "c.yaml"}})
+        make_packed_zip(
+            tmp_path / "model.zip", meta={"files": {"model_file": "m.pth"}, "yaml_files": {"train_config": "c.yaml"}}
+        )
     else:
         (tmp_path / "model.zip").write_text("not a zip")
     with pytest.raises(UploadError, match=match):
@@ -148,8 +185,9 @@ def test_bad_packages_fail_clearly(tmp_path, no_network, case, match):
 def test_bad_repo_id(tmp_path):
     make_packed_zip(tmp_path / "model.zip")
     with pytest.raises(UploadError, match="user/name"):
-        upload_model.run(["--packed_model", str(tmp_path / "model.zip"), "--repo_id", "no-slash",
-                          "--out_dir", str(tmp_path / "o")])
+        upload_model.run(
+            ["--packed_model", str(tmp_path / "model.zip"), "--repo_id", "no-slash", "--out_dir", str(tmp_path / "o")]
+        )
 
 
 def test_push_without_token_fails_before_any_work(tmp_path, no_network, no_token):
@@ -186,8 +224,11 @@ def test_push_with_token_uploads_the_folder(tmp_path, monkeypatch, no_network):
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     make_packed_zip(tmp_path / "model.zip")
     run(tmp_path, "--push", "--private")
-    assert calls == [("init", "hf_test_token"), ("create_repo", "someone/tokenverse_xlsr", True),
-                     ("upload_folder", "someone/tokenverse_xlsr", ["README.md", "data", "exp", "meta.yaml"])]
+    assert calls == [
+        ("init", "hf_test_token"),
+        ("create_repo", "someone/tokenverse_xlsr", True),
+        ("upload_folder", "someone/tokenverse_xlsr", ["README.md", "data", "exp", "meta.yaml"]),
+    ]
 
 
 def test_card_defaults_for_a_config_without_tokenverse_conf():

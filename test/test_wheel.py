@@ -5,6 +5,7 @@ declared requirements (``espnet2_ext[all]``) need, transitively, linked from the
 no download, no second torch); there every module imports, every CLI answers ``--help`` as ``python -m`` runs it,
 nothing is read from the source tree, and check_install reports a working core with every extra.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,11 @@ CONSTRAINTS = ROOT / "tools" / "constraints.txt"
 
 
 def _package_files():
-    return sorted(str(p.relative_to(ROOT)) for p in PKG.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+    return sorted(
+        str(p.relative_to(ROOT))
+        for p in PKG.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
 
 
 def _env():
@@ -44,8 +48,23 @@ def wheel(tmp_path_factory) -> Path:
     for name in ("pyproject.toml", "MANIFEST.in", "README.md"):
         shutil.copy(ROOT / name, src / name)
     shutil.copytree(PKG, src / "espnet2_ext", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "-w", str(tmp / "dist"), str(src)], check=True, env=_env())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        check=True,
+        env=_env(),
+    )
     (whl,) = (tmp / "dist").glob("espnet2_ext-*.whl")
     return whl
 
@@ -60,10 +79,26 @@ def venv(wheel, tmp_path_factory):
     python = overlay_venv(tmp / "venv", tmp / "exposed")
     report = tmp / "report.json"
     # the resolver's view, offline: the declared ranges and the pins are satisfied by what is exposed
-    subprocess.run([*pip_for(python), "install", "--dry-run", "--no-index", "-q", "--report", str(report),
-                    "-c", str(CONSTRAINTS), f"{wheel}[all]"], check=True, env=_env(), cwd=tmp)
-    subprocess.run([*pip_for(python), "install", "--no-index", "--no-deps", "-q", str(wheel)],
-                   check=True, env=_env(), cwd=tmp)
+    subprocess.run(
+        [
+            *pip_for(python),
+            "install",
+            "--dry-run",
+            "--no-index",
+            "-q",
+            "--report",
+            str(report),
+            "-c",
+            str(CONSTRAINTS),
+            f"{wheel}[all]",
+        ],
+        check=True,
+        env=_env(),
+        cwd=tmp,
+    )
+    subprocess.run(
+        [*pip_for(python), "install", "--no-index", "--no-deps", "-q", str(wheel)], check=True, env=_env(), cwd=tmp
+    )
     return python, json.loads(report.read_text())
 
 
@@ -74,8 +109,9 @@ def probe(venv, tmp_path_factory):
     out, script = tmp / "probe.json", tmp / "wheel_probe.py"
     shutil.copy(Path(__file__).with_name("wheel_probe.py"), script)  # outside the tree, as everything it runs
     allowed = Path(sys.prefix).resolve()  # the recipe venv the exposed files link to (tools/venv in CI)
-    subprocess.run([str(python), str(script), str(out), str(ROOT), str(allowed)],
-                   check=True, env=_env(), cwd=tmp, timeout=600)
+    subprocess.run(
+        [str(python), str(script), str(out), str(ROOT), str(allowed)], check=True, env=_env(), cwd=tmp, timeout=600
+    )
     return json.loads(out.read_text())
 
 
@@ -113,8 +149,14 @@ def test_nothing_is_read_from_the_source_tree(probe):
 
 def test_check_install_reports_a_working_core(venv):
     python, _ = venv
-    r = subprocess.run([str(python), "-m", "espnet2_ext.bin.check_install"], capture_output=True, text=True,
-                       env=_env(), cwd=python.parent, timeout=300)
+    r = subprocess.run(
+        [str(python), "-m", "espnet2_ext.bin.check_install"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=python.parent,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "result: the core works; every extra imports" in r.stdout
     pins = dict(line.split("==") for line in CONSTRAINTS.read_text().splitlines() if "==" in line)

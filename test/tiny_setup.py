@@ -1,4 +1,5 @@
 """Builders shared by tests: a tiny XLSR stand-in, a tiny Kaldi data dir with partial labels, a tiny config."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,8 +46,13 @@ def write_data_dir(root: Path, seed: int = 0) -> Path:
         tasks.append(f"{utt} {tsk}")
         utt2spk.append(f"{utt} {utt.split('-')[0]}")
         shape.append(f"{utt} {len(wav)}")
-    for name, lines in (("wav.scp", scp), ("text", text), ("utt2tasks", tasks), ("utt2spk", utt2spk),
-                        ("speech_shape", shape)):
+    for name, lines in (
+        ("wav.scp", scp),
+        ("text", text),
+        ("utt2tasks", tasks),
+        ("utt2spk", utt2spk),
+        ("speech_shape", shape),
+    ):
         (d / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
     return d
 
@@ -74,17 +80,24 @@ def token_list() -> List[str]:
 def write_config(root: Path, standin: Path, **overrides) -> Path:
     conf: Dict = {
         "frontend": "s3prl_tokenverse",
-        "frontend_conf": {"frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
-                          "multilayer_feature": True, "task_vector_strategy": "per_task",
-                          "task_vector_injection": "feature_encoder"},
+        "frontend_conf": {
+            "frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
+            "multilayer_feature": True,
+            "task_vector_strategy": "per_task",
+            "task_vector_injection": "feature_encoder",
+        },
         "normalize": None,
         "encoder": "identity",
         "decoder": "transducer",
         "decoder_conf": {"rnn_type": "lstm", "num_layers": 1, "hidden_size": 32},
         "joint_net_conf": {"joint_space_size": 32},
         "model": "tokenverse",
-        "model_conf": {"ctc_weight": 0.3, "report_cer": False, "report_wer": False,
-                       "extract_feats_in_collect_stats": False},
+        "model_conf": {
+            "ctc_weight": 0.3,
+            "report_cer": False,
+            "report_wer": False,
+            "extract_feats_in_collect_stats": False,
+        },
         "preprocessor": "tokenverse",
         "tokenverse_conf": {"policy": "sample"},
         "token_type": "word",
@@ -109,8 +122,18 @@ def write_config(root: Path, standin: Path, **overrides) -> Path:
 
 
 def train_args(root: Path, data: Path, config: Path, out: Path) -> List[str]:
-    args = ["--config", str(config), "--output_dir", str(out), "--token_list", str(root / "tokens.txt"),
-            "--ngpu", "0", "--use_tensorboard", "false"]
+    args = [
+        "--config",
+        str(config),
+        "--output_dir",
+        str(out),
+        "--token_list",
+        str(root / "tokens.txt"),
+        "--ngpu",
+        "0",
+        "--use_tensorboard",
+        "false",
+    ]
     for split in ("train", "valid"):
         for f, name, typ in (("wav.scp", "speech", "sound"), ("text", "text", "text"), ("utt2tasks", "tasks", "text")):
             args += [f"--{split}_data_path_and_name_and_type", f"{data / f},{name},{typ}"]
@@ -118,8 +141,9 @@ def train_args(root: Path, data: Path, config: Path, out: Path) -> List[str]:
     return args
 
 
-def build_tiny_model(root: Path, strategy: str = "per_task", injection: str = "feature_encoder", seed: int = 0,
-                     policy: str = "sample"):
+def build_tiny_model(
+    root: Path, strategy: str = "per_task", injection: str = "feature_encoder", seed: int = 0, policy: str = "sample"
+):
     """A tiny TokenVerse model built by the task's own builders, with its preprocessor, collate function and the
     four utterances (id, {speech, text, tasks}) of ``UTTS``; torch and NumPy seeded with ``seed`` first."""
     import numpy as np
@@ -133,8 +157,12 @@ def build_tiny_model(root: Path, strategy: str = "per_task", injection: str = "f
     if not standin.exists():
         write_standin(standin)
     data = write_data_dir(root)
-    fconf = {"frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
-             "multilayer_feature": True, "task_vector_strategy": strategy, "task_vector_injection": injection}
+    fconf = {
+        "frontend_conf": {"upstream": "wav2vec2_local", "path_or_url": str(standin)},
+        "multilayer_feature": True,
+        "task_vector_strategy": strategy,
+        "task_vector_injection": injection,
+    }
     config = write_config(root, standin, frontend_conf=fconf, tokenverse_conf={"policy": policy})
     args = TokenVerseASRTask.get_parser().parse_args(train_args(root, data, config, root / "exp"))
     torch.manual_seed(seed)

@@ -6,6 +6,7 @@ ImportError``), run every CLI's ``--help`` as ``python -m`` would, and record ea
 
 Files under ALLOWED_ROOT (the recipe venv the overlay links into, which may lie inside the source tree) do not count.
 """
+
 import ast
 import contextlib
 import importlib
@@ -40,15 +41,18 @@ for name in modules:
         errors[name] = f"{type(e).__name__}: {e}"
 
 
-
 def _guarded(tree):
     """ids of the import nodes inside a ``try`` that catches ImportError (or a base of it): optional imports."""
     ids = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Try) and any(
-                h.type is None or any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError",
-                                                                           "Exception") for n in ast.walk(h.type))
-                for h in node.handlers):
+            h.type is None
+            or any(
+                isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError", "Exception")
+                for n in ast.walk(h.type)
+            )
+            for h in node.handlers
+        ):
             ids |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
     return ids
 
@@ -100,5 +104,4 @@ for name in [m for m in modules if m.startswith("espnet2_ext.bin.") and not m.rs
 
 files = {m: getattr(sys.modules[m], "__file__", None) for m in sys.modules if m.split(".")[0] == "espnet2_ext"}
 with open(out_json, "w", encoding="utf-8") as f:
-    json.dump({"modules": modules, "errors": errors, "helps": helps, "opened": sorted(set(opened)),
-               "files": files}, f)
+    json.dump({"modules": modules, "errors": errors, "helps": helps, "opened": sorted(set(opened)), "files": files}, f)

@@ -9,6 +9,7 @@ The graph (``transducer/context_graph.py``) is built from the model's own tokeni
 BPE models, the token list for word models), once per ``BiasingList`` object: utterances that share a list file
 (``utt2biasing``) share its graph. An empty list, or none, leaves decoding exactly as without biasing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,11 @@ def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None) -> Dict:
     """Validated {weight, mode, close_bonus}: arguments first, then ``transducer_conf``'s keys ``biasing_weight``,
     ``biasing_mode``, ``biasing_close_bonus`` (popped from ``conf``), then the defaults (2.0, ungated, 0)."""
     picked = {}
-    for key, arg, default in (("weight", weight, DEFAULT_BIASING_WEIGHT), ("mode", mode, "ungated"),
-                              ("close_bonus", close_bonus, 0.0)):
+    for key, arg, default in (
+        ("weight", weight, DEFAULT_BIASING_WEIGHT),
+        ("mode", mode, "ungated"),
+        ("close_bonus", close_bonus, 0.0),
+    ):
         value = conf.pop(f"biasing_{key}", None)
         picked[key] = arg if arg is not None else (value if value is not None else default)
     if picked["mode"] not in MODES:
@@ -57,8 +61,7 @@ def is_one_list(biasing) -> bool:
 class DecoderBiasing:
     """What a decoder needs to bias: its options and its graphs (cached per ``BiasingList``, weakly)."""
 
-    def __init__(self, conf: Dict, token_list: Sequence[str], tokenizer, converter, blank_id: int,
-                 surface=lambda t: t):
+    def __init__(self, conf: Dict, token_list: Sequence[str], tokenizer, converter, blank_id: int, surface=lambda t: t):
         self.conf = conf
         self.ids = {surface(t): i for i, t in enumerate(token_list)}
         self.vocab, self.blank_id = len(token_list), int(blank_id)
@@ -73,14 +76,18 @@ class DecoderBiasing:
             return None
         per_utt = [biasing] * batch if is_one_list(biasing) else list(biasing)
         if len(per_utt) != batch:
-            raise ValueError(f"biasing holds {len(per_utt)} lists for a batch of {batch} utterances: give one list "
-                             f"for all or one per utterance")
+            raise ValueError(
+                f"biasing holds {len(per_utt)} lists for a batch of {batch} utterances: give one list "
+                f"for all or one per utterance"
+            )
         lists = [self.as_list(b) for b in per_utt]
         if not any(lists):
             return None
         if not ours:
-            raise ValueError(f"contextual biasing works with our searches (modified_beam_search, greedy), not "
-                             f"ESPnet's '{search}': change --search_type or drop the biasing list")
+            raise ValueError(
+                f"contextual biasing works with our searches (modified_beam_search, greedy), not "
+                f"ESPnet's '{search}': change --search_type or drop the biasing list"
+            )
         graphs = [self.graph(lst) if lst else None for lst in lists]
         return graphs if any(g is not None for g in graphs) else None
 
@@ -106,10 +113,20 @@ class DecoderBiasing:
     def build(self, lst: BiasingList) -> Optional[ContextGraph]:
         c = self.conf
         graph, stats = build_context_graph(
-            lst.phrases, self.encode, self.converter.unk_id, self.vocab, c["weight"], blank_id=self.blank_id,
-            mode=c["mode"], open_id=self.ids.get(NE_OPEN), close_id=self.ids.get(NE_CLOSE),
-            close_bonus=c["close_bonus"])
+            lst.phrases,
+            self.encode,
+            self.converter.unk_id,
+            self.vocab,
+            c["weight"],
+            blank_id=self.blank_id,
+            mode=c["mode"],
+            open_id=self.ids.get(NE_OPEN),
+            close_id=self.ids.get(NE_CLOSE),
+            close_bonus=c["close_bonus"],
+        )
         self.last_stats = stats
-        logging.info(f"biasing graph of {lst.source or 'a list'}: {stats['phrases']} phrases ({stats['unspellable']} "
-                     f"unspellable, skipped), built in {stats['seconds']} s")
+        logging.info(
+            f"biasing graph of {lst.source or 'a list'}: {stats['phrases']} phrases ({stats['unspellable']} "
+            f"unspellable, skipped), built in {stats['seconds']} s"
+        )
         return graph

@@ -20,6 +20,7 @@ The model-level surgery; ``espnet2_ext.tasks.extend_experiment.extend_experiment
 With the new tasks inactive and constrained decoding, the extended model decodes exactly like the base model
 (their tokens are suppressed and every old row is unchanged).
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,10 +38,17 @@ log = logging.getLogger(__name__)
 SOS_EOS = "<sos/eos>"
 MODEL_FILE = "extended.pth"
 # Parameters with one row per token (module path inside TokenVerseASRModel).
-VOCAB_PARAMS = ("decoder.embed.weight", "joint_network.lin_out.weight", "joint_network.lin_out.bias",
-                "ctc.ctc_lo.weight", "ctc.ctc_lo.bias",
-                "criterion_transducer.simple_am_proj.weight", "criterion_transducer.simple_am_proj.bias",
-                "criterion_transducer.simple_lm_proj.weight", "criterion_transducer.simple_lm_proj.bias")
+VOCAB_PARAMS = (
+    "decoder.embed.weight",
+    "joint_network.lin_out.weight",
+    "joint_network.lin_out.bias",
+    "ctc.ctc_lo.weight",
+    "ctc.ctc_lo.bias",
+    "criterion_transducer.simple_am_proj.weight",
+    "criterion_transducer.simple_am_proj.bias",
+    "criterion_transducer.simple_lm_proj.weight",
+    "criterion_transducer.simple_lm_proj.bias",
+)
 ROW_INITS = ("mean", "random")
 
 
@@ -93,30 +101,39 @@ def grow_spec(spec: TaskSpec, new_tasks: Mapping[str, Sequence[str]], new_langua
     for lang in new_languages:
         tok = language_token(lang)
         if "lid" not in aux:
-            raise DataError(f"cannot add language '{lang}': the model has no 'lid' task (its tasks: "
-                            f"{', '.join(spec.tasks)}); add lid as a task first")
+            raise DataError(
+                f"cannot add language '{lang}': the model has no 'lid' task (its tasks: "
+                f"{', '.join(spec.tasks)}); add lid as a task first"
+            )
         if lang.lower() in spec.languages:
             raise DataError(f"language '{lang}' already exists in the model (languages: {', '.join(spec.languages)})")
         owner = spec.task_of(tok)
         if owner is not None:
-            raise DataError(f"language '{lang}' would use the token {tok}, which is already a token of task "
-                            f"'{owner}': that language cannot be added to this model under this code")
+            raise DataError(
+                f"language '{lang}' would use the token {tok}, which is already a token of task "
+                f"'{owner}': that language cannot be added to this model under this code"
+            )
         aux["lid"] = aux["lid"] + (tok,)
     for name, tokens in new_tasks.items():
         if name == PRIMARY_TASK or name in aux:
-            raise DataError(f"task '{name}' already exists in the model (tasks: {', '.join(spec.tasks)}); "
-                            f"choose a new name")
+            raise DataError(
+                f"task '{name}' already exists in the model (tasks: {', '.join(spec.tasks)}); choose a new name"
+            )
         for tok in tokens:
             if not spec.looks_like_tag(tok) or any(c.isspace() for c in tok) or WORD_BOUNDARY in tok:
-                raise DataError(f"task '{name}': token '{tok}' is not a tag; task tokens look like [Q] "
-                                f"(brackets, no spaces)")
+                raise DataError(
+                    f"task '{name}': token '{tok}' is not a tag; task tokens look like [Q] (brackets, no spaces)"
+                )
             owner = next((t for t, toks in aux.items() if tok in toks), None)
             if owner == "lid":
-                raise DataError(f"task '{name}': token {tok} clashes with the language token of "
-                                f"'{tok[1:-1].lower()}' (task lid); choose another token")
+                raise DataError(
+                    f"task '{name}': token {tok} clashes with the language token of "
+                    f"'{tok[1:-1].lower()}' (task lid); choose another token"
+                )
             if owner is not None:
-                raise DataError(f"task '{name}': token {tok} is already a token of task '{owner}'; choose "
-                                f"another token")
+                raise DataError(
+                    f"task '{name}': token {tok} is already a token of task '{owner}'; choose another token"
+                )
         aux[name] = tuple(tokens)
     try:
         return TaskSpec(aux)
@@ -129,16 +146,18 @@ def grow_token_list(tokens: Sequence[str], added: Sequence[str]) -> List[str]:
     tokens = list(tokens)
     clash = sorted(set(tokens) & set(added))
     if clash:
-        raise DataError(f"token(s) {', '.join(clash)} are already in the model's token list (as words); "
-                        f"choose other task tokens")
+        raise DataError(
+            f"token(s) {', '.join(clash)} are already in the model's token list (as words); choose other task tokens"
+        )
     if tokens and tokens[-1] == SOS_EOS:
         return tokens[:-1] + list(added) + [SOS_EOS]
     return tokens + list(added)
 
 
 # ---- tokenizer ------------------------------------------------------------------------------------------
-def check_tag_aware(token_type: str, token_list: Sequence[str], spec: TaskSpec, bpemodel: Optional[PathLike],
-                    where: str) -> None:
+def check_tag_aware(
+    token_type: str, token_list: Sequence[str], spec: TaskSpec, bpemodel: Optional[PathLike], where: str
+) -> None:
     """Every old task token must be one token (``[SCD]`` or ``▁[SCD]``); otherwise new tags could not be atomic
     either and the token list would not describe the model's tags."""
     tokens = set(token_list)
@@ -148,19 +167,26 @@ def check_tag_aware(token_type: str, token_list: Sequence[str], spec: TaskSpec, 
         import sentencepiece as spm
 
         if not bpemodel or not Path(bpemodel).is_file():
-            raise DataError(f"{where}: bpemodel '{bpemodel}' not found: the model's sentencepiece model is needed "
-                            f"to extend its tokenizer")
+            raise DataError(
+                f"{where}: bpemodel '{bpemodel}' not found: the model's sentencepiece model is needed "
+                f"to extend its tokenizer"
+            )
         sp = spm.SentencePieceProcessor(model_file=str(bpemodel))
-        missing = [t for t in spec.all_tokens
-                   if sp.encode(f"a {t} a", out_type=str)[1:2] not in ([WORD_BOUNDARY + t], [t])
-                   or not ({WORD_BOUNDARY + t, t} & tokens)]
+        missing = [
+            t
+            for t in spec.all_tokens
+            if sp.encode(f"a {t} a", out_type=str)[1:2] not in ([WORD_BOUNDARY + t], [t])
+            or not ({WORD_BOUNDARY + t, t} & tokens)
+        ]
     else:
         missing = list(spec.all_tokens)
     if missing:
-        raise DataError(f"{where}: the model's tokenizer (token_type {token_type}) is not tag-aware: task token(s) "
-                        f"{', '.join(missing[:5])} are not single tokens, so new tags could not be added as atomic "
-                        f"symbols; train the base model with a tokenizer from espnet2_ext.bin.train_tokenizer "
-                        f"(token_type bpe) or token_type word")
+        raise DataError(
+            f"{where}: the model's tokenizer (token_type {token_type}) is not tag-aware: task token(s) "
+            f"{', '.join(missing[:5])} are not single tokens, so new tags could not be added as atomic "
+            f"symbols; train the base model with a tokenizer from espnet2_ext.bin.train_tokenizer "
+            f"(token_type bpe) or token_type word"
+        )
 
 
 # ---- tensors --------------------------------------------------------------------------------------------
@@ -188,9 +214,15 @@ def _surface(token: str) -> str:
     return token[1:] if token.startswith(WORD_BOUNDARY) else token
 
 
-def grow_state_dict(old: Mapping[str, torch.Tensor], template: Mapping[str, torch.Tensor], growth: Growth,
-                    strategy: str, row_init: str = "mean", vector_init: str = "mean",
-                    seed: int = 0) -> Dict[str, torch.Tensor]:
+def grow_state_dict(
+    old: Mapping[str, torch.Tensor],
+    template: Mapping[str, torch.Tensor],
+    growth: Growth,
+    strategy: str,
+    row_init: str = "mean",
+    vector_init: str = "mean",
+    seed: int = 0,
+) -> Dict[str, torch.Tensor]:
     """The base model's weights in the shapes of ``template`` (the extended model's own state dict)."""
     old = {k: v for k, v in old.items() if not k.startswith("frontend._wav2vec2.")}  # see load_state_dict
     missing = sorted(set(template) - set(old))
@@ -204,8 +236,10 @@ def grow_state_dict(old: Mapping[str, torch.Tensor], template: Mapping[str, torc
         elif "task_vectors" in key:
             value = grow_task_vectors(value, strategy, growth.n_old_aux, growth.n_new_aux, vector_init, seed + i)
         if value.shape != ref.shape:
-            raise RuntimeError(f"{key}: base model has {tuple(old[key].shape)}, the extended model needs "
-                               f"{tuple(ref.shape)}; this parameter is not one extend_model knows how to grow")
+            raise RuntimeError(
+                f"{key}: base model has {tuple(old[key].shape)}, the extended model needs "
+                f"{tuple(ref.shape)}; this parameter is not one extend_model knows how to grow"
+            )
         out[key] = value.to(ref.dtype)
     return out
 
@@ -221,8 +255,10 @@ def freeze_old_rows(model: torch.nn.Module, conf: Mapping) -> List[str]:
     """
     unknown = set(conf) - {"new_token_ids", "new_vector_rows", "also_train"}
     if unknown:
-        raise ValueError(f"model_conf.freeze_old: unknown key(s) {sorted(unknown)}; valid: new_token_ids, "
-                         f"new_vector_rows, also_train")
+        raise ValueError(
+            f"model_conf.freeze_old: unknown key(s) {sorted(unknown)}; valid: new_token_ids, "
+            f"new_vector_rows, also_train"
+        )
     token_rows = [int(i) for i in conf.get("new_token_ids") or []]
     vector_rows = [int(i) for i in conf.get("new_vector_rows") or []]
     also = tuple(conf.get("also_train") or ())
@@ -236,8 +272,10 @@ def freeze_old_rows(model: torch.nn.Module, conf: Mapping) -> List[str]:
             continue
         keep = torch.zeros(param.size(0), dtype=torch.bool)
         if max(rows) >= param.size(0):
-            raise ValueError(f"model_conf.freeze_old: row {max(rows)} does not exist in {name} "
-                             f"{tuple(param.shape)}: the config does not belong to this model")
+            raise ValueError(
+                f"model_conf.freeze_old: row {max(rows)} does not exist in {name} "
+                f"{tuple(param.shape)}: the config does not belong to this model"
+            )
         keep[rows] = True
         shape = (-1,) + (1,) * (param.dim() - 1)
         # Called on every backward: the mask is a constant of the parameter, not per-batch state.

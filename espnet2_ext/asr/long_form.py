@@ -29,6 +29,7 @@ Each piece keeps its first language token (a call may switch language); the reco
 language token only where it changes. Token times are frame x frame shift + the piece's start (+ nothing else:
 the test checks it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -50,9 +51,9 @@ _FORCED_GAP_S = 0.1  # a cut with less pause than this is inside speech (a regio
 @dataclass(frozen=True)
 class LongFormOptions:
     mode: str = "segment"
-    max_segment_s: float = 20.0     # hard bound on a piece (and on a VAD region)
+    max_segment_s: float = 20.0  # hard bound on a piece (and on a VAD region)
     target_segment_s: float = 10.0  # merge regions while the piece stays this short
-    pad_s: float = 0.4              # silence kept around a piece's speech (at most half the pause)
+    pad_s: float = 0.4  # silence kept around a piece's speech (at most half the pause)
     cut_rule: str = "context"
     context_s: float = 2.0
     batch_size: int = 4
@@ -64,8 +65,10 @@ class LongFormOptions:
         if self.cut_rule not in CUT_RULES:
             raise ValueError(f"cut rule '{self.cut_rule}' is unknown: choose one of {', '.join(CUT_RULES)}")
         if not 0 < self.target_segment_s <= self.max_segment_s:
-            raise ValueError(f"need 0 < target segment length ({self.target_segment_s} s) <= --max_segment_s "
-                             f"({self.max_segment_s} s)")
+            raise ValueError(
+                f"need 0 < target segment length ({self.target_segment_s} s) <= --max_segment_s "
+                f"({self.max_segment_s} s)"
+            )
         if self.pad_s < 0 or self.context_s < 0 or self.batch_size < 1:
             raise ValueError("pad and context must be >= 0 s and the batch size >= 1")
 
@@ -117,8 +120,9 @@ def merge_regions(regions: Sequence[Tuple[int, int]], target: int) -> List[List[
     return groups
 
 
-def plan_pieces(regions: Sequence[Tuple[int, int]], n_samples: int, opts: LongFormOptions,
-                rate: int = SAMPLE_RATE) -> List[Piece]:
+def plan_pieces(
+    regions: Sequence[Tuple[int, int]], n_samples: int, opts: LongFormOptions, rate: int = SAMPLE_RATE
+) -> List[Piece]:
     """Pieces of a recording from its speech regions (cut and merge). A cut between two groups lies in their
     pause; each side keeps at most ``pad_s`` and at most half of it."""
     groups = merge_regions(regions, int(opts.target_segment_s * rate))
@@ -145,15 +149,21 @@ def _context(prev_group: Sequence[Tuple[int, int]], start: int, ctx: int, pad: i
 
 
 # ---- decoding pieces ---------------------------------------------------------------------------------------
-def decode_pieces(s2t, reader, pieces: Sequence[Piece], batch_size: int, task_activation=None,
-                  task_mask: Optional[torch.Tensor] = None,
-                  biasing=None) -> List[Tuple[List[str], List[float], float]]:
+def decode_pieces(
+    s2t,
+    reader,
+    pieces: Sequence[Piece],
+    batch_size: int,
+    task_activation=None,
+    task_mask: Optional[torch.Tensor] = None,
+    biasing=None,
+) -> List[Tuple[List[str], List[float], float]]:
     """(tokens, times in seconds from the piece's fed start = start - context, score) of each piece; pieces are
     read and decoded ``batch_size`` at a time (the only audio in memory). ``biasing``: the recording's biasing
     list (every piece gets it; its graph is built once), or None."""
     out = []
     for i in range(0, len(pieces), batch_size):
-        batch = pieces[i: i + batch_size]
+        batch = pieces[i : i + batch_size]
         wavs = [torch.from_numpy(reader.read(p.start - p.context, p.end)) for p in batch]
         lengths = torch.tensor([w.numel() for w in wavs])
         # padded to a whole number of seconds: few distinct tensor sizes, so freed memory is reused (the
@@ -163,8 +173,14 @@ def decode_pieces(s2t, reader, pieces: Sequence[Piece], batch_size: int, task_ac
         for j, w in enumerate(wavs):
             speech[j, : w.numel()] = w
         mask = None if task_mask is None else task_mask.view(1, -1).expand(len(batch), -1)
-        results = s2t.decode_batch(speech, lengths, task_mask=mask, task_activation=task_activation,
-                                   with_frames=True, biasing=None if biasing is None else [biasing] * len(batch))
+        results = s2t.decode_batch(
+            speech,
+            lengths,
+            task_mask=mask,
+            task_activation=task_activation,
+            with_frames=True,
+            biasing=None if biasing is None else [biasing] * len(batch),
+        )
         for nbest in results:
             if not nbest:
                 out.append(([], [], 0.0))
@@ -194,8 +210,9 @@ def _language_tokens(spec) -> set:
     return set(spec.aux_tokens.get("lid", ()))
 
 
-def piece_segment(spec, piece: Piece, tokens: List[str], times: List[float], score: float,
-                  rate: int = SAMPLE_RATE) -> Segment:
+def piece_segment(
+    spec, piece: Piece, tokens: List[str], times: List[float], score: float, rate: int = SAMPLE_RATE
+) -> Segment:
     """A decoded piece moved into the recording's clock: times + (start - context); the context's words (and the
     tags before them) are dropped; the first language token is kept, placed at the piece's start."""
     fed_start, ctx = (piece.start - piece.context) / rate, piece.context / rate
@@ -203,7 +220,7 @@ def piece_segment(spec, piece: Piece, tokens: List[str], times: List[float], sco
     language = next((surface(t) for t in tokens if surface(t) in langs), None)
     keep = [(t, s) for t, s in zip(tokens, times) if surface(t) not in langs]
     words_before = [i for i, (t, s) in enumerate(keep) if s < ctx and not _is_tag(spec, t)] if ctx else []
-    keep = keep[words_before[-1] + 1:] if words_before else keep
+    keep = keep[words_before[-1] + 1 :] if words_before else keep
     if piece.forced_end:
         last_word = max((i for i, (t, _) in enumerate(keep) if not _is_tag(spec, t)), default=-1)
         keep = [x for i, x in enumerate(keep) if i <= last_word or surface(x[0]) != ENDP]
@@ -257,8 +274,9 @@ def stitch(spec, segments: List[Segment], cut_rule: str, scd_token: str = SCD) -
 
 
 # ---- whole recordings --------------------------------------------------------------------------------------
-def decode_segmented(s2t, reader, recording: str, opts: LongFormOptions, task_activation=None,
-                     whole: bool = False, biasing=None) -> RecordingResult:
+def decode_segmented(
+    s2t, reader, recording: str, opts: LongFormOptions, task_activation=None, whole: bool = False, biasing=None
+) -> RecordingResult:
     """Segment mode (``whole``: one piece = the recording, no VAD) for one ``RecordingReader``."""
     n = len(reader)
     result = RecordingResult(recording, n / float(reader.target_rate), [])
@@ -274,16 +292,18 @@ def decode_segmented(s2t, reader, recording: str, opts: LongFormOptions, task_ac
             return result
         pieces = plan_pieces(regions, n, opts, reader.target_rate)
     decoded = decode_pieces(s2t, reader, pieces, opts.batch_size, task_activation, biasing=biasing)
-    result.segments = inherit_language([piece_segment(s2t.spec, p, *d, rate=reader.target_rate)
-                                        for p, d in zip(pieces, decoded)])
+    result.segments = inherit_language(
+        [piece_segment(s2t.spec, p, *d, rate=reader.target_rate) for p, d in zip(pieces, decoded)]
+    )
     scd = next((t for t in s2t.token_list if surface(t) == SCD), SCD)
     result.tokens, result.times = stitch(s2t.spec, result.segments, opts.cut_rule, scd)
     logging.info(f"{recording}: {result.duration:.1f} s decoded as {len(pieces)} pieces")
     return result
 
 
-def decode_streamed(stream_s2t, reader, recording: str, opts: LongFormOptions, task_activation=None,
-                    block_s: float = 1.0, biasing=None) -> RecordingResult:
+def decode_streamed(
+    stream_s2t, reader, recording: str, opts: LongFormOptions, task_activation=None, block_s: float = 1.0, biasing=None
+) -> RecordingResult:
     """Stream mode: the recording fed block by block to a ``TokenVerseStreamingSpeech2Text``; the stream restarts
     at an ``[ENDP]`` after ``target_segment_s``, or after ``max_segment_s`` without one."""
     rate, n = reader.target_rate, len(reader)
@@ -304,8 +324,9 @@ def decode_streamed(stream_s2t, reader, recording: str, opts: LongFormOptions, t
             _, tokens, _, hyp = final[0] if final else (None, [], None, None)
             times = [round(f * stream_s2t.frame_shift, 6) for f in (hyp.frames if hyp is not None else [])]
             piece = Piece(seg_start, fed, 0, forced_end=last != ENDP and fed < n)
-            result.segments.append(piece_segment(stream_s2t.spec, piece, list(tokens), times,
-                                                 float(getattr(hyp, "score", 0.0)), rate))
+            result.segments.append(
+                piece_segment(stream_s2t.spec, piece, list(tokens), times, float(getattr(hyp, "score", 0.0)), rate)
+            )
             seg_start = fed
     inherit_language(result.segments)
     result.tokens, result.times = stitch(stream_s2t.spec, result.segments, "none")

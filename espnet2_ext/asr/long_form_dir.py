@@ -13,6 +13,7 @@ Bad input: a recording that cannot be read (missing, corrupt, a pipe) is reporte
 the others are decoded, then a ``DataError`` names how many failed and the first reason (the CLI prints it as
 one line and exits 1). An empty, all-silent or sub-frame recording gets an empty hypothesis and a log line.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet2_ext.asr.long_form import (LongFormOptions, RecordingResult, decode_segmented, decode_streamed)
+from espnet2_ext.asr.long_form import LongFormOptions, RecordingResult, decode_segmented, decode_streamed
 from espnet2_ext.asr.vad import VADConfig
 from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.data.audio_blocks import RecordingReader
@@ -29,9 +30,15 @@ from espnet2_ext.data.audio_blocks import RecordingReader
 
 def options_of(args) -> LongFormOptions:
     """Long-form options from ``asr_inference``'s arguments."""
-    return LongFormOptions(mode=args.long_form, max_segment_s=args.max_segment_s,
-                           target_segment_s=args.target_segment_s, cut_rule=args.cut_rule, context_s=args.context_s,
-                           batch_size=max(1, args.batch_size), vad=VADConfig(kind=args.vad))
+    return LongFormOptions(
+        mode=args.long_form,
+        max_segment_s=args.max_segment_s,
+        target_segment_s=args.target_segment_s,
+        cut_rule=args.cut_rule,
+        context_s=args.context_s,
+        batch_size=max(1, args.batch_size),
+        vad=VADConfig(kind=args.vad),
+    )
 
 
 def sound_scp(args) -> Optional[Path]:
@@ -70,8 +77,9 @@ def _streams(s2t) -> bool:
     return hasattr(s2t, "chunk_samples") and bool(conf.get("multichunk_sizes_ms"))
 
 
-def decode_recording(s2t, reader: RecordingReader, recording: str, opts: LongFormOptions,
-                     task_activation=None, biasing=None) -> RecordingResult:
+def decode_recording(
+    s2t, reader: RecordingReader, recording: str, opts: LongFormOptions, task_activation=None, biasing=None
+) -> RecordingResult:
     """One recording with the mode of ``opts`` (``auto`` resolved here by length and model); ``biasing``: the
     recording's biasing list (a call's CRM record), or None."""
     mode = opts.mode
@@ -79,8 +87,10 @@ def decode_recording(s2t, reader: RecordingReader, recording: str, opts: LongFor
         mode = "none" if reader.duration <= opts.max_segment_s else ("stream" if _streams(s2t) else "segment")
     if mode == "stream":
         if not hasattr(s2t, "chunk_samples"):
-            raise ValueError("--long_form stream needs the streaming decoder: add --streaming true --chunk_size_ms "
-                             "N (a model trained multi-chunk), or use --long_form segment")
+            raise ValueError(
+                "--long_form stream needs the streaming decoder: add --streaming true --chunk_size_ms "
+                "N (a model trained multi-chunk), or use --long_form segment"
+            )
         return decode_streamed(s2t, reader, recording, opts, task_activation, biasing=biasing)
     return decode_segmented(s2t, reader, recording, opts, task_activation, whole=mode == "none", biasing=biasing)
 
@@ -95,8 +105,9 @@ def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_
         t0 = time.perf_counter()
         try:
             reader = RecordingReader(entry, s2t.sample_rate)
-            result = decode_recording(s2t, reader, rec, opts, task_activation,
-                                      biasing=None if biasing_of is None else biasing_of(rec))
+            result = decode_recording(
+                s2t, reader, rec, opts, task_activation, biasing=None if biasing_of is None else biasing_of(rec)
+            )
         except DataError as e:
             logging.error(f"{rec}: not decoded: {e}")
             failures.append((rec, str(e)))
@@ -104,8 +115,15 @@ def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_
         if result.note:
             logging.warning(f"{rec}: empty hypothesis: {result.note}")
         results.append(result)
-        stats.append({"recording": rec, "audio_s": round(result.duration, 3), "pieces": len(result.segments),
-                      "wall_s": round(time.perf_counter() - t0, 3), "note": result.note})
+        stats.append(
+            {
+                "recording": rec,
+                "audio_s": round(result.duration, 3),
+                "pieces": len(result.segments),
+                "wall_s": round(time.perf_counter() - t0, 3),
+                "note": result.note,
+            }
+        )
     return results, failures, stats
 
 
@@ -124,8 +142,9 @@ def _lines(s2t, results: List[RecordingResult]) -> Dict[str, List[str]]:
     return out
 
 
-def write_results(s2t, results: List[RecordingResult], out_dir: Path, stats, write_times: bool = True,
-                  labels: str = "alternate") -> None:
+def write_results(
+    s2t, results: List[RecordingResult], out_dir: Path, stats, write_times: bool = True, labels: str = "alternate"
+) -> None:
     """``out_dir`` (``<output_dir>/1best_recog``) written whole: a temporary sibling moved into place."""
     from espnet2_ext.data.kaldi_dir import c_sort_key
     from espnet2_ext.text.time_outputs import TimedUtterance, write_time_outputs
@@ -141,8 +160,9 @@ def write_results(s2t, results: List[RecordingResult], out_dir: Path, stats, wri
             write_time_outputs(tmp, utts, s2t.spec, subword, labels)
 
 
-def decode_recordings_to_dir(s2t, args, output_dir: str, task_activation=None,
-                             biasing_of=None) -> List[RecordingResult]:
+def decode_recordings_to_dir(
+    s2t, args, output_dir: str, task_activation=None, biasing_of=None
+) -> List[RecordingResult]:
     """``asr_inference``'s long-form path: the ``wav.scp`` of ``--data_path_and_name_and_type`` decoded
     recording by recording into ``<output_dir>/1best_recog``; ``biasing_of``: recording id -> biasing list."""
     from espnet2_ext.data.kaldi_dir import read_table
@@ -152,12 +172,20 @@ def decode_recordings_to_dir(s2t, args, output_dir: str, task_activation=None,
         raise ValueError("--long_form needs a 'sound' input: --data_path_and_name_and_type data/x/wav.scp,speech,sound")
     entries = read_table(scp, strict=False).values
     results, failures, stats = decode_recordings(s2t, entries, options_of(args), task_activation, biasing_of)
-    write_results(s2t, results, Path(output_dir) / "1best_recog", stats, getattr(args, "write_times", True),
-                  getattr(args, "rttm_labels", "alternate"))
+    write_results(
+        s2t,
+        results,
+        Path(output_dir) / "1best_recog",
+        stats,
+        getattr(args, "write_times", True),
+        getattr(args, "rttm_labels", "alternate"),
+    )
     if failures:
         rec, why = failures[0]
-        raise DataError(f"{len(failures)} of {len(entries)} recordings could not be decoded (first: {rec}: {why}); "
-                        f"the other {len(entries) - len(failures)} are in {output_dir}/1best_recog")
+        raise DataError(
+            f"{len(failures)} of {len(entries)} recordings could not be decoded (first: {rec}: {why}); "
+            f"the other {len(entries) - len(failures)} are in {output_dir}/1best_recog"
+        )
     return results
 
 
@@ -166,17 +194,29 @@ def add_long_form_arguments(parser) -> None:
     from espnet2_ext.asr.vad import VADS
 
     g = parser.add_argument_group("Long-form decoding (whole recordings)")
-    g.add_argument("--long_form", default="auto", choices=LONG_FORM_MODES,
-                   help="segment: VAD cut and merge, pieces decoded batched; stream: the streaming decoder over the "
-                        "whole recording (--streaming true); auto: recordings longer than --max_segment_s are "
-                        "segmented (streamed for a multi-chunk model decoded with --streaming), shorter ones decoded "
-                        "as they are; none: every input decoded whole (memory grows with its length)")
+    g.add_argument(
+        "--long_form",
+        default="auto",
+        choices=LONG_FORM_MODES,
+        help="segment: VAD cut and merge, pieces decoded batched; stream: the streaming decoder over the "
+        "whole recording (--streaming true); auto: recordings longer than --max_segment_s are "
+        "segmented (streamed for a multi-chunk model decoded with --streaming), shorter ones decoded "
+        "as they are; none: every input decoded whole (memory grows with its length)",
+    )
     g.add_argument("--max_segment_s", type=float, default=20.0, help="longest piece decoded at once (seconds)")
-    g.add_argument("--target_segment_s", type=float, default=10.0,
-                   help="speech regions are merged into pieces while a piece stays this long (seconds)")
-    g.add_argument("--cut_rule", default="context", choices=CUT_RULES,
-                   help="tags at cuts: context = decode each piece with --context_s s of the audio before it and "
-                        "take the [ENDP]/[SCD] at the cut from that decode; none = pieces alone; scd = [SCD] at "
-                        "every cut")
+    g.add_argument(
+        "--target_segment_s",
+        type=float,
+        default=10.0,
+        help="speech regions are merged into pieces while a piece stays this long (seconds)",
+    )
+    g.add_argument(
+        "--cut_rule",
+        default="context",
+        choices=CUT_RULES,
+        help="tags at cuts: context = decode each piece with --context_s s of the audio before it and "
+        "take the [ENDP]/[SCD] at the cut from that decode; none = pieces alone; scd = [SCD] at "
+        "every cut",
+    )
     g.add_argument("--context_s", type=float, default=2.0, help="seconds of audio before a piece (cut_rule context)")
     g.add_argument("--vad", default="silero", choices=VADS, help="speech detection for --long_form segment")

@@ -1,5 +1,6 @@
 """N-best hypotheses in ESPnet's decode layout: ``<n>best_recog/{text,token,token_int,score}`` (what
 ``espnet2.bin.asr_inference`` writes), for batch (``bin/asr_inference``) and streaming decoding alike."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -6,6 +6,7 @@
 * ``warp_rnnt`` / ``k2``: used only when those packages are importable (a clear error otherwise).
 ESPnet's own default (``warprnnt_pytorch``) is not on PyPI, so it is never required.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,8 +30,10 @@ def _require(module: str, backend: str):
     try:
         return importlib.import_module(module)
     except Exception as e:
-        raise ImportError(f"model_conf.rnnt_loss '{backend}' needs the '{module}' package, which cannot be imported "
-                          f"here ({e}); install it or choose rnnt_loss: torchaudio or pruned") from None
+        raise ImportError(
+            f"model_conf.rnnt_loss '{backend}' needs the '{module}' package, which cannot be imported "
+            f"here ({e}); install it or choose rnnt_loss: torchaudio or pruned"
+        ) from None
 
 
 class FullRNNTLoss(torch.nn.Module):
@@ -50,22 +53,25 @@ class FullRNNTLoss(torch.nn.Module):
     def _mod(self):
         return importlib.import_module(self._module_name)
 
-    def forward(self, joint_out: torch.Tensor, target: torch.Tensor, t_len: torch.Tensor,
-                u_len: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, joint_out: torch.Tensor, target: torch.Tensor, t_len: torch.Tensor, u_len: torch.Tensor
+    ) -> torch.Tensor:
         logits = joint_out.float()  # the recursions need float32 even under autocast
         target, t_len, u_len = target.int(), t_len.int(), u_len.int()
         if self.backend == "torchaudio":
             return self._mod.rnnt_loss(logits, target, t_len, u_len, blank=self.blank_id, reduction="mean")
         if self.backend == "warp_rnnt":
-            return self._mod.rnnt_loss(logits.log_softmax(-1), target, t_len, u_len, reduction="mean",
-                                       blank=self.blank_id, gather=True)
+            return self._mod.rnnt_loss(
+                logits.log_softmax(-1), target, t_len, u_len, reduction="mean", blank=self.blank_id, gather=True
+            )
         boundary = torch.zeros(logits.size(0), 4, dtype=torch.int64, device=logits.device)
         boundary[:, 2], boundary[:, 3] = u_len, t_len
         return self._mod.rnnt_loss(logits, target.long(), self.blank_id, boundary, reduction="mean")
 
 
-def build_rnnt_loss(name: str, blank_id: int, encoder_dim: int, decoder_dim: int, vocab_size: int,
-                    conf: Optional[dict] = None) -> torch.nn.Module:
+def build_rnnt_loss(
+    name: str, blank_id: int, encoder_dim: int, decoder_dim: int, vocab_size: int, conf: Optional[dict] = None
+) -> torch.nn.Module:
     conf = dict(conf or {})
     if name not in BACKENDS:
         raise ValueError(f"model_conf.rnnt_loss '{name}' is unknown: choose one of {', '.join(BACKENDS)}")

@@ -12,6 +12,7 @@ Constrained decoding (default on): tokens of inactive tasks can never be emitted
 what users of "transcribe + only these tags" expect; switch it off to measure what the model itself does (ITT in
 the paper's Table IV).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,13 @@ from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransHyp
 from espnet2.bin.asr_inference import Speech2Text
 
 from espnet2_ext.asr.biasing import DecoderBiasing, biasing_conf
-from espnet2_ext.asr.transducer.search import (greedy_search_batch, modified_beam_search, token_surface,
-                                               suppress_mask_from_task_mask, to_espnet_hypotheses)
+from espnet2_ext.asr.transducer.search import (
+    greedy_search_batch,
+    modified_beam_search,
+    token_surface,
+    suppress_mask_from_task_mask,
+    to_espnet_hypotheses,
+)
 from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar, check_blank_penalty
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, task_spec_of
 
@@ -62,11 +68,21 @@ class _MaskedJoint(torch.nn.Module):
 
 
 class TokenVerseSpeech2Text(Speech2Text):
-    def __init__(self, asr_train_config=None, asr_model_file=None, transducer_conf: Optional[Dict] = None,
-                 task_activation: Union[str, Sequence[str], None] = None, constrained_decoding: bool = True,
-                 beam_size: int = 4, nbest: int = 1, audio_mismatch: str = "resample",
-                 biasing_weight: Optional[float] = None, biasing_mode: Optional[str] = None,
-                 biasing_close_bonus: Optional[float] = None, **kwargs):
+    def __init__(
+        self,
+        asr_train_config=None,
+        asr_model_file=None,
+        transducer_conf: Optional[Dict] = None,
+        task_activation: Union[str, Sequence[str], None] = None,
+        constrained_decoding: bool = True,
+        beam_size: int = 4,
+        nbest: int = 1,
+        audio_mismatch: str = "resample",
+        biasing_weight: Optional[float] = None,
+        biasing_mode: Optional[str] = None,
+        biasing_close_bonus: Optional[float] = None,
+        **kwargs,
+    ):
         if audio_mismatch not in AUDIO_MISMATCH:
             raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
         conf = dict(transducer_conf or {})
@@ -78,30 +94,48 @@ class TokenVerseSpeech2Text(Speech2Text):
         if not isinstance(self.span_grammar, bool):
             raise ValueError(f"transducer_conf.span_grammar must be true or false, got {self.span_grammar!r}")
         if self.search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
-            raise ValueError(f"transducer_conf.search_type '{self.search_type}' is unknown: choose one of "
-                             f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}")
+            raise ValueError(
+                f"transducer_conf.search_type '{self.search_type}' is unknown: choose one of "
+                f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}"
+            )
         if self.span_grammar and self.search_type not in OUR_SEARCHES:
-            raise ValueError(f"transducer_conf.span_grammar works with the searches {', '.join(OUR_SEARCHES)}, not "
-                             f"ESPnet's '{self.search_type}': drop span_grammar or change search_type")
+            raise ValueError(
+                f"transducer_conf.span_grammar works with the searches {', '.join(OUR_SEARCHES)}, not "
+                f"ESPnet's '{self.search_type}': drop span_grammar or change search_type"
+            )
         bias_conf = biasing_conf(conf, biasing_weight, biasing_mode, biasing_close_bonus)  # [biasing]
         espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
-        super().__init__(asr_train_config=asr_train_config, asr_model_file=asr_model_file,
-                         transducer_conf=espnet_conf, beam_size=beam_size, nbest=nbest, **kwargs)
+        super().__init__(
+            asr_train_config=asr_train_config,
+            asr_model_file=asr_model_file,
+            transducer_conf=espnet_conf,
+            beam_size=beam_size,
+            nbest=nbest,
+            **kwargs,
+        )
         if not getattr(self.asr_model, "use_transducer_decoder", False):
             raise ValueError("TokenVerseSpeech2Text needs a transducer model (decoder: transducer)")
         self.spec = task_spec_of(self.asr_train_args)  # the model's one TaskSpec: searches, masks, suppression
         if tuple(self.asr_model.tasks) != self.spec.tasks:
-            raise ValueError(f"{asr_train_config}: the model's task mask columns {list(self.asr_model.tasks)} "
-                             f"differ from tokenverse_conf.tasks {list(self.spec.tasks)}; use the config.yaml "
-                             f"the model was trained with")
+            raise ValueError(
+                f"{asr_train_config}: the model's task mask columns {list(self.asr_model.tasks)} "
+                f"differ from tokenverse_conf.tasks {list(self.spec.tasks)}; use the config.yaml "
+                f"the model was trained with"
+            )
         self.beam_size, self.constrained = beam_size, constrained_decoding
         self.default_active = self.parse_activation(task_activation)
         self.token_list = list(self.asr_model.token_list)
         self._grammar = self._build_span_grammar() if self.span_grammar else None  # token ids: once per model
         self.sample_rate, self.audio_mismatch = model_sample_rate(self.asr_train_args), audio_mismatch
         self._formats_logged: set = set()
-        self.biasing = DecoderBiasing(bias_conf, self.token_list, self.tokenizer, self.converter,  # [biasing]
-                                      self.asr_model.blank_id, token_surface)
+        self.biasing = DecoderBiasing(
+            bias_conf,
+            self.token_list,
+            self.tokenizer,
+            self.converter,  # [biasing]
+            self.asr_model.blank_id,
+            token_surface,
+        )
 
     # ---- audio input --------------------------------------------------------------------------------
     def prepare_audio(self, speech, sample_rate: Optional[int] = None, name: str = "input"):
@@ -116,19 +150,24 @@ class TokenVerseSpeech2Text(Speech2Text):
         if x.ndim == 2 and min(x.shape) <= _MAX_CHANNELS and x.shape[0] != x.shape[1]:
             x = x if x.shape[1] < x.shape[0] else x.T  # x: [T, C]
         elif x.ndim != 1:
-            raise ValueError(f"{name}: audio of shape {tuple(x.shape)}: give a 1-D array of samples, or 2-D "
-                             f"(samples, channels)")
+            raise ValueError(
+                f"{name}: audio of shape {tuple(x.shape)}: give a 1-D array of samples, or 2-D (samples, channels)"
+            )
         channels = 1 if x.ndim == 1 else x.shape[1]
         if rate == self.sample_rate and channels == 1:
             return x.reshape(-1)  # x: [T]
         got, want = describe(rate, channels), describe(self.sample_rate, 1)
         if self.audio_mismatch == "error":
-            raise ValueError(f"{name}: audio is {got} but the model expects {want}; convert it (sox in.wav -r "
-                             f"{self.sample_rate} -c 1 out.wav) or decode with --audio_mismatch resample")
+            raise ValueError(
+                f"{name}: audio is {got} but the model expects {want}; convert it (sox in.wav -r "
+                f"{self.sample_rate} -c 1 out.wav) or decode with --audio_mismatch resample"
+            )
         if (rate, channels) not in self._formats_logged:
             self._formats_logged.add((rate, channels))
-            logging.warning(f"{name}: audio is {got}; converting to {want}, the model's rate (soxr; "
-                            f"--audio_mismatch error refuses such input instead)")
+            logging.warning(
+                f"{name}: audio is {got}; converting to {want}, the model's rate (soxr; "
+                f"--audio_mismatch error refuses such input instead)"
+            )
         return conform(x.astype(np.float32, copy=False), rate, self.sample_rate)
 
     # ---- activation ---------------------------------------------------------------------------------
@@ -149,8 +188,14 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     # ---- decoding -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, speech: Union[torch.Tensor, np.ndarray, str, Path], task_activation=None,
-                 task_mask: Optional[torch.Tensor] = None, sample_rate: Optional[int] = None, biasing=None):
+    def __call__(
+        self,
+        speech: Union[torch.Tensor, np.ndarray, str, Path],
+        task_activation=None,
+        task_mask: Optional[torch.Tensor] = None,
+        sample_rate: Optional[int] = None,
+        biasing=None,
+    ):
         """ESPnet's single-utterance call, plus the tasks to activate. Returns [(text, tokens, ids, hyp)].
         ``biasing``: one list of phrases to pull the search toward (see ``decode_batch``).
 
@@ -174,9 +219,15 @@ class TokenVerseSpeech2Text(Speech2Text):
             return self._decode_single_sample(enc[0])
 
     @torch.no_grad()
-    def decode_batch(self, speech: torch.Tensor, speech_lengths: torch.Tensor,
-                     task_mask: Optional[torch.Tensor] = None, task_activation=None,
-                     with_frames: bool = False, biasing=None) -> List[list]:
+    def decode_batch(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        task_mask: Optional[torch.Tensor] = None,
+        task_activation=None,
+        with_frames: bool = False,
+        biasing=None,
+    ) -> List[list]:
         """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp).
 
         ``biasing`` (contextual biasing, our searches): None; one list for every utterance (a ``BiasingList`` of
@@ -190,7 +241,7 @@ class TokenVerseSpeech2Text(Speech2Text):
         # [biasing] None, or one ContextGraph (or None) per utterance
         graphs = self.biasing.graphs(biasing, batch, self.search_type in OUR_SEARCHES, self.search_type)
         if self.search_type not in OUR_SEARCHES:
-            out = [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i:i + 1]) for i in range(batch)]
+            out = [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i : i + 1]) for i in range(batch)]
             return self._force_aligned(speech, speech_lengths, mask, out) if with_frames else out
         speech = speech.to(self.device, getattr(torch, self.dtype))
         enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=mask)
@@ -199,15 +250,32 @@ class TokenVerseSpeech2Text(Speech2Text):
         suppress = self._suppress(mask)
         decoder, joint = self.asr_model.decoder, self.asr_model.joint_network
         if self.search_type == "greedy":
-            seqs, frames = greedy_search_batch(enc, enc_lens, decoder, joint, suppress_mask=suppress,
-                                               return_frames=True, blank_penalty=self.blank_penalty,
-                                               span_grammar=self._span_grammar(), biasing=graphs)
+            seqs, frames = greedy_search_batch(
+                enc,
+                enc_lens,
+                decoder,
+                joint,
+                suppress_mask=suppress,
+                return_frames=True,
+                blank_penalty=self.blank_penalty,
+                span_grammar=self._span_grammar(),
+                biasing=graphs,
+            )
             nbests = [[Hypothesis(yseq=list(s), score=0.0, frames=f)] for s, f in zip(seqs, frames)]
         else:
-            nbests = modified_beam_search(enc, enc_lens, decoder, joint, beam=self.beam_size,
-                                          suppress_mask=suppress, nbest=self.nbest, length_norm=True,
-                                          blank_penalty=self.blank_penalty, span_grammar=self._span_grammar(),
-                                          biasing=graphs)
+            nbests = modified_beam_search(
+                enc,
+                enc_lens,
+                decoder,
+                joint,
+                beam=self.beam_size,
+                suppress_mask=suppress,
+                nbest=self.nbest,
+                length_norm=True,
+                blank_penalty=self.blank_penalty,
+                span_grammar=self._span_grammar(),
+                biasing=graphs,
+            )
         return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
 
     def decode_recording(self, path: Union[str, Path], long_form: str = "segment", task_activation=None, **options):
@@ -219,8 +287,9 @@ class TokenVerseSpeech2Text(Speech2Text):
         from espnet2_ext.data.audio_blocks import RecordingReader
 
         reader = RecordingReader(path, self.sample_rate)
-        return decode_recording(self, reader, Path(path).stem, LongFormOptions(mode=long_form, **options),
-                                task_activation)
+        return decode_recording(
+            self, reader, Path(path).stem, LongFormOptions(mode=long_form, **options), task_activation
+        )
 
     @property
     def frame_shift(self) -> float:
@@ -240,10 +309,12 @@ class TokenVerseSpeech2Text(Speech2Text):
         for i, nbest in enumerate(results):
             row = []
             for text, token, token_int, hyp in nbest:
-                frames = force_align_frames(enc[i, : int(enc_lens[i])], self.asr_model.decoder,
-                                            self.asr_model.joint_network, token_int)
-                hyp = TimedHypothesis(score=hyp.score, yseq=hyp.yseq, dec_state=hyp.dec_state,
-                                      lm_state=hyp.lm_state, frames=frames)
+                frames = force_align_frames(
+                    enc[i, : int(enc_lens[i])], self.asr_model.decoder, self.asr_model.joint_network, token_int
+                )
+                hyp = TimedHypothesis(
+                    score=hyp.score, yseq=hyp.yseq, dec_state=hyp.dec_state, lm_state=hyp.lm_state, frames=frames
+                )
                 row.append((text, token, token_int, hyp))
             out.append(row)
         return out
@@ -293,8 +364,9 @@ class TokenVerseSpeech2Text(Speech2Text):
 
     # ---- loading ------------------------------------------------------------------------------------
     @staticmethod
-    def from_pretrained(model_tag: Optional[str] = None, allow_network: bool = False,
-                        **kwargs) -> "TokenVerseSpeech2Text":
+    def from_pretrained(
+        model_tag: Optional[str] = None, allow_network: bool = False, **kwargs
+    ) -> "TokenVerseSpeech2Text":
         """Build from a packed model (zip made by the recipe's pack stage, or its unpacked dir), offline.
 
         ``model_tag`` may also be given as ``asr_train_config``/``asr_model_file`` keyword arguments instead.
@@ -320,8 +392,10 @@ def unpack_model(path: Union[str, Path], cache_dir: Optional[str] = None) -> Dic
     if path.is_dir():
         found = _files_from_meta(path)
         if not found:
-            raise FileNotFoundError(f"{path}: no meta.yaml (or its files are missing); give a zip made by the pack "
-                                    f"stage or the directory it was unpacked into")
+            raise FileNotFoundError(
+                f"{path}: no meta.yaml (or its files are missing); give a zip made by the pack "
+                f"stage or the directory it was unpacked into"
+            )
     elif path.exists():
         out = cache_dir or tempfile.mkdtemp(prefix="tokenverse_model_")
         try:

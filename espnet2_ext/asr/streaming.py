@@ -20,6 +20,7 @@ It is exact: the result equals decoding the whole utterance offline with the sam
 Not streamable, rejected with a message: utterance-level waveform normalisation (see the frontend's
 ``wav_normalize``), ESPnet's ``utterance_mvn``, and encoders other than ``identity`` (they see all frames).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,11 @@ from espnet2_ext.layers.chunk_attention import FRAME_MS, SAMPLE_RATE, EncoderStr
 def configure_chunking(frontend, chunk_size_ms=None, left_chunks=None, attention_sink_frames=None) -> None:
     """Override the frontend's chunk options for decoding; None keeps the model's configured value."""
     cfg = frontend.chunk_cfg
-    frontend.set_chunking(chunk_size_ms if chunk_size_ms is not None else
-                          (cfg.chunk_frames * FRAME_MS if cfg.chunked else None),
-                          cfg.left_chunks if left_chunks is None else left_chunks,
-                          cfg.sink_frames if attention_sink_frames is None else attention_sink_frames)
+    frontend.set_chunking(
+        chunk_size_ms if chunk_size_ms is not None else (cfg.chunk_frames * FRAME_MS if cfg.chunked else None),
+        cfg.left_chunks if left_chunks is None else left_chunks,
+        cfg.sink_frames if attention_sink_frames is None else attention_sink_frames,
+    )
 
 
 def algorithmic_latency_ms(chunk_size_ms: int, field: int = 400, hop: int = 320) -> float:
@@ -56,26 +58,39 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
     is_final)``, ``reset()``). ``chunk_size_ms``/``left_chunks``/``attention_sink_frames`` default to the
     model's frontend config; ``decode_batch`` (inherited) decodes whole utterances with the same chunk mask."""
 
-    def __init__(self, *args, chunk_size_ms: Union[int, str, None] = None, left_chunks: Optional[int] = None,
-                 attention_sink_frames: Optional[int] = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        chunk_size_ms: Union[int, str, None] = None,
+        left_chunks: Optional[int] = None,
+        attention_sink_frames: Optional[int] = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         fe = self.asr_model.frontend
         if not hasattr(fe, "set_chunking") or getattr(fe, "_wav2vec2", None) is None:
             raise ValueError("streaming needs the s3prl_tokenverse frontend with a wav2vec2/XLSR upstream")
         configure_chunking(fe, chunk_size_ms, left_chunks, attention_sink_frames)
         if not fe.chunk_cfg.chunked:
-            raise ValueError("streaming needs a chunk size: give chunk_size_ms (--chunk_size_ms), e.g. 640; this "
-                             "model's config has none (full context)")
+            raise ValueError(
+                "streaming needs a chunk size: give chunk_size_ms (--chunk_size_ms), e.g. 640; this "
+                "model's config has none (full context)"
+            )
         if self.search_type not in OUR_SEARCHES:
-            raise ValueError(f"streaming supports the frame-synchronous searches {', '.join(OUR_SEARCHES)}, not "
-                             f"'{self.search_type}'")
+            raise ValueError(
+                f"streaming supports the frame-synchronous searches {', '.join(OUR_SEARCHES)}, not '{self.search_type}'"
+            )
         m = self.asr_model
         if m.normalize is not None and type(m.normalize).__name__ != "GlobalMVN":
-            raise ValueError(f"normalize: {type(m.normalize).__name__} uses whole-utterance statistics and cannot "
-                             f"stream; train with normalize: null or global_mvn")
+            raise ValueError(
+                f"normalize: {type(m.normalize).__name__} uses whole-utterance statistics and cannot "
+                f"stream; train with normalize: null or global_mvn"
+            )
         if m.preencoder is not None or m.postencoder is not None or type(m.encoder).__name__ != "IdentityEncoder":
-            raise ValueError(f"streaming needs encoder: identity without pre/post-encoder (the XLSR frontend is the "
-                             f"chunked encoder); this model has {type(m.encoder).__name__}")
+            raise ValueError(
+                f"streaming needs encoder: identity without pre/post-encoder (the XLSR frontend is the "
+                f"chunked encoder); this model has {type(m.encoder).__name__}"
+            )
         self.field, self.hop = fe.frame_geometry
         self.reset()
 
@@ -103,18 +118,37 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         m = self.asr_model
         graphs = self.biasing.graphs(None if biasing is None else [biasing], 1, True, self.search_type)  # [biasing]
         if self.search_type == "greedy":
-            self._search = GreedyStream(m.decoder, m.joint_network, suppress, self.device,
-                                        blank_penalty=self.blank_penalty, span_grammar=self._span_grammar(),
-                                        biasing=graphs)
+            self._search = GreedyStream(
+                m.decoder,
+                m.joint_network,
+                suppress,
+                self.device,
+                blank_penalty=self.blank_penalty,
+                span_grammar=self._span_grammar(),
+                biasing=graphs,
+            )
         else:
-            self._search = BeamStream(m.decoder, m.joint_network, suppress, self.device, beam=self.beam_size,
-                                      blank_penalty=self.blank_penalty, span_grammar=self._span_grammar(),
-                                      biasing=graphs)
+            self._search = BeamStream(
+                m.decoder,
+                m.joint_network,
+                suppress,
+                self.device,
+                beam=self.beam_size,
+                blank_penalty=self.blank_penalty,
+                span_grammar=self._span_grammar(),
+                biasing=graphs,
+            )
         self._encoder_state = EncoderStreamState()
 
     @torch.no_grad()
-    def __call__(self, speech: Union[torch.Tensor, np.ndarray], is_final: bool = True, task_activation=None,
-                 task_mask: Optional[torch.Tensor] = None, biasing=None):
+    def __call__(
+        self,
+        speech: Union[torch.Tensor, np.ndarray],
+        is_final: bool = True,
+        task_activation=None,
+        task_mask: Optional[torch.Tensor] = None,
+        biasing=None,
+    ):
         """Add ``speech`` (1-D, 16 kHz) to the running utterance; returns its n-best so far as
         [(text, tokens, ids, hyp)]. The tasks and the biasing list (as ``decode_batch``'s for one utterance) are
         fixed by the first call of an utterance. ``is_final`` decodes the rest and resets the stream."""
@@ -125,11 +159,16 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         need = (self.chunk_frames - 1) * self.hop + self.field
         while self._buffer.numel() >= need:
             self._step(self._buffer[:need], self.chunk_frames)
-            self._buffer = self._buffer[self.chunk_samples:]          # keeps the CNN's overlap (field - hop)
+            self._buffer = self._buffer[self.chunk_samples :]  # keeps the CNN's overlap (field - hop)
         if not is_final:
             return self._results(to_espnet_hypotheses(self._search.nbest(self.nbest), self.asr_model.blank_id))
-        frames = int(self.asr_model.frontend._wav2vec2._get_feat_extract_output_lengths(
-            torch.tensor([self._buffer.numel()]))) if self._buffer.numel() >= self.field else 0
+        frames = (
+            int(
+                self.asr_model.frontend._wav2vec2._get_feat_extract_output_lengths(torch.tensor([self._buffer.numel()]))
+            )
+            if self._buffer.numel() >= self.field
+            else 0
+        )
         if frames > 0:
             self._step(self._buffer[: (frames - 1) * self.hop + self.field], frames)
         results = self._results(to_espnet_hypotheses(self._search.nbest(self.nbest), self.asr_model.blank_id))
@@ -146,7 +185,7 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
             raise RuntimeError(f"streaming frontend returned {int(feats_lens[0])} frames for a {frames}-frame chunk")
         if self.asr_model.normalize is not None:
             feats, feats_lens = self.asr_model.normalize(feats, feats_lens)
-        self._search.advance(feats[:, :frames])                      # identity encoder: frontend output
+        self._search.advance(feats[:, :frames])  # identity encoder: frontend output
 
     @staticmethod
     def from_pretrained(model_tag: Optional[str] = None, **kwargs) -> "TokenVerseStreamingSpeech2Text":
@@ -155,9 +194,16 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         return TokenVerseStreamingSpeech2Text(**kwargs)
 
 
-def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_dir: str,
-                            piece_samples: int = 0, per_utt_masks: bool = False, task_activation=None,
-                            timed=None, biasing_of=None) -> Dict:
+def decode_streaming_to_dir(
+    s2t: TokenVerseStreamingSpeech2Text,
+    loader,
+    output_dir: str,
+    piece_samples: int = 0,
+    per_utt_masks: bool = False,
+    task_activation=None,
+    timed=None,
+    biasing_of=None,
+) -> Dict:
     """Stream every utterance of ``loader`` (ESPnet streaming iterator) in pieces of ``piece_samples`` (0: one
     chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
     (audio seconds, decoding wall seconds, real-time factor, latency) and returns it. A non-streaming ``s2t`` (full
@@ -179,19 +225,24 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
         for keys, batch in loader:
             for i, key in enumerate(keys):
                 wav = batch["speech"][i, : int(batch["speech_lengths"][i])]
-                mask = batch[TASK_MASK][i:i + 1] if per_utt_masks else None
+                mask = batch[TASK_MASK][i : i + 1] if per_utt_masks else None
                 lst = biasing_of(key) if biasing_of is not None else None  # [biasing]
                 start = time.perf_counter()
                 if streaming:
                     s2t.reset()
                     s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask, biasing=lst)
                     for b in range(0, wav.numel(), piece):
-                        s2t(wav[b:b + piece], is_final=False)
+                        s2t(wav[b : b + piece], is_final=False)
                     nbest = s2t(wav[:0], is_final=True)
                 else:
-                    nbest = s2t.decode_batch(wav[None], torch.tensor([wav.numel()]), task_mask=mask,
-                                             task_activation=task_activation, with_frames=timed is not None,
-                                             biasing=None if lst is None else [lst])[0]
+                    nbest = s2t.decode_batch(
+                        wav[None],
+                        torch.tensor([wav.numel()]),
+                        task_mask=mask,
+                        task_activation=task_activation,
+                        with_frames=timed is not None,
+                        biasing=None if lst is None else [lst],
+                    )[0]
                 wall_s += time.perf_counter() - start
                 audio_s += wav.numel() / SAMPLE_RATE
                 n_utt += 1
@@ -202,15 +253,21 @@ def decode_streaming_to_dir(s2t: TokenVerseStreamingSpeech2Text, loader, output_
         timed.write(Path(output_dir) / "1best_recog")
     cfg = getattr(s2t.asr_model.frontend, "chunk_cfg", None)
     chunked = cfg is not None and cfg.chunked
-    stats = {"utterances": n_utt, "audio_s": round(audio_s, 3), "wall_s": round(wall_s, 3),
-             "rtf": round(wall_s / audio_s, 4) if audio_s else None,
-             "chunk_size_ms": cfg.chunk_frames * FRAME_MS if chunked else "full",
-             "left_chunks": cfg.left_chunks if chunked else None,
-             "attention_sink_frames": cfg.sink_frames if chunked else None,
-             # full context: a frame's output waits for the end of the utterance
-             "algorithmic_latency_ms": s2t.latency_ms() if streaming else "utterance",
-             "streamed": streaming, "piece_samples": piece, "search_type": s2t.search_type,
-             "torch_threads": torch.get_num_threads()}
+    stats = {
+        "utterances": n_utt,
+        "audio_s": round(audio_s, 3),
+        "wall_s": round(wall_s, 3),
+        "rtf": round(wall_s / audio_s, 4) if audio_s else None,
+        "chunk_size_ms": cfg.chunk_frames * FRAME_MS if chunked else "full",
+        "left_chunks": cfg.left_chunks if chunked else None,
+        "attention_sink_frames": cfg.sink_frames if chunked else None,
+        # full context: a frame's output waits for the end of the utterance
+        "algorithmic_latency_ms": s2t.latency_ms() if streaming else "utterance",
+        "streamed": streaming,
+        "piece_samples": piece,
+        "search_type": s2t.search_type,
+        "torch_threads": torch.get_num_threads(),
+    }
     atomic_write_text(Path(output_dir) / "streaming_stats.json", json.dumps(stats, indent=1) + "\n")
     return stats
 
@@ -221,21 +278,38 @@ def add_streaming_arguments(parser) -> None:
     from espnet2.utils.types import str_or_none
 
     group = parser.add_argument_group("Streaming (chunked attention)")
-    group.add_argument("--chunk_size_ms", type=str_or_none, default=None,
-                       help="attention chunk in ms (multiple of 20) or 'full'; default: the model's frontend config. "
-                            "Without --streaming: offline decoding with the same chunk mask")
-    group.add_argument("--left_chunks", type=int, default=None,
-                       help="left chunks each frame attends to (-1: all); default: the model's config")
-    group.add_argument("--attention_sink_frames", type=int, default=None,
-                       help="first frames every frame may attend to; default: the model's config")
-    group.add_argument("--sim_chunk_length", type=int, default=0,
-                       help="samples per piece fed to the streaming decoder (as ESPnet's); 0: one chunk's samples")
+    group.add_argument(
+        "--chunk_size_ms",
+        type=str_or_none,
+        default=None,
+        help="attention chunk in ms (multiple of 20) or 'full'; default: the model's frontend config. "
+        "Without --streaming: offline decoding with the same chunk mask",
+    )
+    group.add_argument(
+        "--left_chunks",
+        type=int,
+        default=None,
+        help="left chunks each frame attends to (-1: all); default: the model's config",
+    )
+    group.add_argument(
+        "--attention_sink_frames",
+        type=int,
+        default=None,
+        help="first frames every frame may attend to; default: the model's config",
+    )
+    group.add_argument(
+        "--sim_chunk_length",
+        type=int,
+        default=0,
+        help="samples per piece fed to the streaming decoder (as ESPnet's); 0: one chunk's samples",
+    )
 
 
 def speech2text_for(args, **kwargs) -> TokenVerseSpeech2Text:
     """The decoder ``asr_inference`` asks for: streaming, or offline with the chunk options applied (if given)."""
-    chunking = dict(chunk_size_ms=args.chunk_size_ms, left_chunks=args.left_chunks,
-                    attention_sink_frames=args.attention_sink_frames)
+    chunking = dict(
+        chunk_size_ms=args.chunk_size_ms, left_chunks=args.left_chunks, attention_sink_frames=args.attention_sink_frames
+    )
     if args.streaming and chunk_frames_of(args.chunk_size_ms) is not None:
         return TokenVerseStreamingSpeech2Text(**kwargs, **chunking)
     # --streaming with --chunk_size_ms full: the reference row of a latency table (whole utterances, timed alike)
@@ -255,24 +329,36 @@ def latency_table(decode_dirs: Sequence[str]) -> str:
 
     from espnet2_ext.scoring.report import METRIC_COLUMNS, fmt, md_table
 
-    header = ["Chunk (ms)", "Left chunks", "Sinks", "Algorithmic latency (ms)", "RTF (1 core)"] + \
-        [name for _, name in METRIC_COLUMNS] + ["EP50 (ms)", "EP90 (ms)"]
+    header = (
+        ["Chunk (ms)", "Left chunks", "Sinks", "Algorithmic latency (ms)", "RTF (1 core)"]
+        + [name for _, name in METRIC_COLUMNS]
+        + ["EP50 (ms)", "EP90 (ms)"]
+    )
     rows = []
     for d in decode_dirs:
         d = Path(d)
         stats_file, score_file = d / "streaming_stats.json", d / "score.json"
         for f in (stats_file, score_file):
             if not f.is_file():
-                raise FileNotFoundError(f"{f}: missing; decode with asr_inference --streaming true and score with "
-                                        f"tokenverse_score --out_json {score_file} first")
+                raise FileNotFoundError(
+                    f"{f}: missing; decode with asr_inference --streaming true and score with "
+                    f"tokenverse_score --out_json {score_file} first"
+                )
         stats = json.loads(stats_file.read_text(encoding="utf-8"))
         score = json.loads(score_file.read_text(encoding="utf-8"))
         endp = (score.get("time") or {}).get("endp") or {}
         ep = [None if endp.get(k) is None else 1000.0 * endp[k] for k in ("ep50", "ep90")]
-        rows.append([str(stats["chunk_size_ms"]), fmt(stats["left_chunks"]), fmt(stats["attention_sink_frames"]),
-                     fmt(stats["algorithmic_latency_ms"]),
-                     "-" if stats["rtf"] is None else f"{stats['rtf']:.3f}"]
-                    + [fmt(score.get(k)) for k, _ in METRIC_COLUMNS] + [fmt(x) for x in ep])
+        rows.append(
+            [
+                str(stats["chunk_size_ms"]),
+                fmt(stats["left_chunks"]),
+                fmt(stats["attention_sink_frames"]),
+                fmt(stats["algorithmic_latency_ms"]),
+                "-" if stats["rtf"] is None else f"{stats['rtf']:.3f}",
+            ]
+            + [fmt(score.get(k)) for k, _ in METRIC_COLUMNS]
+            + [fmt(x) for x in ep]
+        )
     return md_table(header, rows)
 
 

@@ -11,6 +11,7 @@
 
 A token emitted at frame ``t`` is stamped ``t * frame_shift`` seconds (the start of the frame's hop).
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,17 @@ from espnet2.asr.transducer.beam_search_transducer import Hypothesis as EspnetHy
 from espnet2_ext.asr.transducer.search_common import JointScorer, PredictionNet
 
 # ESPnet's input layers and the factor by which they subsample time.
-_SUBSAMPLING = {"Conv2dSubsampling": 4, "Conv2dSubsampling1": 1, "Conv2dSubsampling2": 2, "Conv2dSubsampling6": 6,
-                "Conv2dSubsampling8": 8, "Conv1dSubsampling": 1, "Linear": 1, "Embedding": 1, "Sequential": 1}
+_SUBSAMPLING = {
+    "Conv2dSubsampling": 4,
+    "Conv2dSubsampling1": 1,
+    "Conv2dSubsampling2": 2,
+    "Conv2dSubsampling6": 6,
+    "Conv2dSubsampling8": 8,
+    "Conv1dSubsampling": 1,
+    "Linear": 1,
+    "Embedding": 1,
+    "Sequential": 1,
+}
 
 
 @dataclass
@@ -43,8 +53,10 @@ def frontend_hop_samples(frontend: torch.nn.Module) -> float:
     elif hasattr(frontend, "hop_length"):
         hop = frontend.hop_length  # S3PRL: featurizer.downsample_rate; DefaultFrontend: STFT hop
     else:
-        raise ValueError(f"cannot tell the frame shift of frontend {type(frontend).__name__}: it has neither a "
-                         f"wav2vec2 CNN nor a hop_length; decode with --write_times false to skip token times")
+        raise ValueError(
+            f"cannot tell the frame shift of frontend {type(frontend).__name__}: it has neither a "
+            f"wav2vec2 CNN nor a hop_length; decode with --write_times false to skip token times"
+        )
     return float(hop) / float(getattr(frontend, "tile_factor", 1) or 1)
 
 
@@ -74,8 +86,9 @@ def frames_to_seconds(frames: Sequence[int], shift: float) -> List[float]:
 
 
 @torch.no_grad()
-def force_align_frames(encoder_out: torch.Tensor, decoder: torch.nn.Module, joint_network: torch.nn.Module,
-                       tokens: Sequence[int]) -> List[int]:
+def force_align_frames(
+    encoder_out: torch.Tensor, decoder: torch.nn.Module, joint_network: torch.nn.Module, tokens: Sequence[int]
+) -> List[int]:
     """Emission frame of each token on the best RNN-T path that outputs exactly ``tokens``.
 
     Args:

@@ -12,6 +12,7 @@
 silero-vad calls ``torch.set_num_threads(1)`` when its package is imported; we load the TorchScript file
 directly and restore the thread count around the import of its helper functions.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,9 +34,9 @@ _LANE_S, _MAX_LANES, _STEP_WINDOWS = 30.0, 32, 64  # silero: one lane per 30 s, 
 @dataclass(frozen=True)
 class VADConfig:
     kind: str = "silero"
-    threshold: float = 0.5            # speech probability that starts a region (silero's default)
+    threshold: float = 0.5  # speech probability that starts a region (silero's default)
     min_speech_s: float = 0.25
-    min_silence_s: float = 0.1        # a gap shorter than this does not end a region
+    min_silence_s: float = 0.1  # a gap shorter than this does not end a region
     speech_pad_s: float = 0.03
 
 
@@ -43,8 +44,10 @@ def _silero_helpers():
     """silero-vad's ``get_speech_timestamps_from_probs`` and the path of its shipped TorchScript model."""
     spec = importlib.util.find_spec("silero_vad")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("silero-vad is not installed: pip install 'silero-vad==6.2.3' (it ships its weights, no "
-                          "network needed at run time), or decode with --vad energy")
+        raise ImportError(
+            "silero-vad is not installed: pip install 'silero-vad==6.2.3' (it ships its weights, no "
+            "network needed at run time), or decode with --vad energy"
+        )
     jit = Path(list(spec.submodule_search_locations)[0]) / "data" / "silero_vad.jit"
     threads = torch.get_num_threads()
     try:
@@ -103,7 +106,7 @@ def _silero_lanes(model, reader, lanes: Optional[int]) -> np.ndarray:
             x[i, : y.size] = y
         xt = torch.from_numpy(x)
         for j in range(k):
-            p = model(xt[:, j * WINDOW: (j + 1) * WINDOW], SAMPLE_RATE)  # p: [lanes, 1]
+            p = model(xt[:, j * WINDOW : (j + 1) * WINDOW], SAMPLE_RATE)  # p: [lanes, 1]
             out[np.arange(lanes) * per_lane + w0 + j] = p.view(-1).numpy()
     model.reset_states()
     return out[:n_win]
@@ -117,7 +120,7 @@ def energy_probs(blocks, n_samples: int) -> np.ndarray:
         n = -(-x.size // WINDOW)
         frames = np.pad(x, (0, n * WINDOW - x.size)).reshape(n, WINDOW)  # frames: [n, 512]
         rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-        db[start // WINDOW: start // WINDOW + n] = 20 * np.log10(rms)
+        db[start // WINDOW : start // WINDOW + n] = 20 * np.log10(rms)
     floor = float(np.percentile(db, 10)) if db.size else -100.0
     return np.clip((db - floor - 6.0) / 12.0, 0.0, 1.0)
 
@@ -137,14 +140,20 @@ def speech_regions(reader, config: VADConfig, max_region_s: float) -> List[Tuple
     return regions_from_probs(probs, n, config, max_region_s)
 
 
-def regions_from_probs(probs: np.ndarray, n_samples: int, config: VADConfig,
-                       max_region_s: float) -> List[Tuple[int, int]]:
+def regions_from_probs(
+    probs: np.ndarray, n_samples: int, config: VADConfig, max_region_s: float
+) -> List[Tuple[int, int]]:
     get_from_probs, _ = _silero_helpers()
     stamps = get_from_probs(
-        [float(p) for p in probs], sampling_rate=SAMPLE_RATE, threshold=config.threshold,
-        min_speech_duration_ms=int(config.min_speech_s * 1000), max_speech_duration_s=max_region_s,
-        min_silence_duration_ms=int(config.min_silence_s * 1000), speech_pad_ms=int(config.speech_pad_s * 1000),
-        audio_length_samples=n_samples)
+        [float(p) for p in probs],
+        sampling_rate=SAMPLE_RATE,
+        threshold=config.threshold,
+        min_speech_duration_ms=int(config.min_speech_s * 1000),
+        max_speech_duration_s=max_region_s,
+        min_silence_duration_ms=int(config.min_silence_s * 1000),
+        speech_pad_ms=int(config.speech_pad_s * 1000),
+        audio_length_samples=n_samples,
+    )
     regions = [(int(s["start"]), min(int(s["end"]), n_samples)) for s in stamps]
     logging.debug(f"VAD ({config.kind}): {len(regions)} speech regions in {n_samples / SAMPLE_RATE:.1f} s")
     return [(a, b) for a, b in regions if b > a]

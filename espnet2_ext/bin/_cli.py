@@ -5,6 +5,7 @@ and tests want it (a report, scores); bad input is an exception. ``main = cli_ma
 ``main(argv) -> int``, the exit status: an expected error is printed as one line ``<prog>: <message>`` on stderr
 (no traceback) and gives 1. ``python -m`` runs ``sys.exit(main())``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,13 @@ from espnet2_ext.common import DataError
 Argv = Optional[Sequence[str]]
 
 
-def run_cli(run: Callable[[Argv], object], argv: Argv = None, *, prog: str,
-            errors: Tuple[Type[BaseException], ...] = (DataError,)) -> int:
+def run_cli(
+    run: Callable[[Argv], object],
+    argv: Argv = None,
+    *,
+    prog: str,
+    errors: Tuple[Type[BaseException], ...] = (DataError,),
+) -> int:
     """0 when ``run(argv)`` returns (whatever it returns); 1 and ``<prog>: <message>`` on stderr for ``errors``.
     ``prog`` is the head of the message as the tool's users know it (e.g. ``tokenverse_score: error``)."""
     try:
@@ -28,9 +34,11 @@ def run_cli(run: Callable[[Argv], object], argv: Argv = None, *, prog: str,
     return 0
 
 
-def cli_main(run: Callable[[Argv], object], *, prog: str,
-             errors: Tuple[Type[BaseException], ...] = (DataError,)) -> Callable[[Argv], int]:
+def cli_main(
+    run: Callable[[Argv], object], *, prog: str, errors: Tuple[Type[BaseException], ...] = (DataError,)
+) -> Callable[[Argv], int]:
     """The ``main(argv=None) -> int`` of a CLI module whose work is ``run``."""
+
     def main(argv: Argv = None) -> int:
         return run_cli(run, argv, prog=prog, errors=errors)
 
@@ -48,13 +56,19 @@ def importer_parser(doc: str, src: str, out_dir: str) -> argparse.ArgumentParser
     p.add_argument("--src", required=True, help=src)
     p.add_argument("--out_dir", required=True, help=out_dir)
     p.add_argument("--languages", default="en,de,es,fr", help="languages of the task spec")
-    p.add_argument("--dump_wav_dir", default=None,
-                   help="decode every clip (mp3/flac/ogg/opus/wav, any rate or channel count; pipes; segments) "
-                        "into one 16 kHz mono wav per utterance here, so ESPnet's 'sound' loader can read the dir "
-                        "(what asr.sh's format_wav_scp did); the data dir appears only if all of them decode")
-    p.add_argument("--skip_bad_audio", action="store_true",
-                   help="with --dump_wav_dir: leave clips that cannot be decoded out (counted on stderr) instead of "
-                        "failing; without it one bad clip fails the import and nothing is written")
+    p.add_argument(
+        "--dump_wav_dir",
+        default=None,
+        help="decode every clip (mp3/flac/ogg/opus/wav, any rate or channel count; pipes; segments) "
+        "into one 16 kHz mono wav per utterance here, so ESPnet's 'sound' loader can read the dir "
+        "(what asr.sh's format_wav_scp did); the data dir appears only if all of them decode",
+    )
+    p.add_argument(
+        "--skip_bad_audio",
+        action="store_true",
+        help="with --dump_wav_dir: leave clips that cannot be decoded out (counted on stderr) instead of "
+        "failing; without it one bad clip fails the import and nothing is written",
+    )
     return p
 
 

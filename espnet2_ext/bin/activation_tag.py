@@ -4,6 +4,7 @@
 
 Imports neither torch nor espnet2 (a recipe calls it once per decode dir).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -20,6 +20,7 @@ Contextual biasing: ``--biasing_list FILE`` (one list for every utterance) or ``
 utterance or recording), ``--biasing_weight``, ``--biasing_mode``, ``--biasing_close_bonus`` (README, "Contextual
 biasing").
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,8 +34,13 @@ from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
 
 from espnet2_ext.asr.nbest_output import write_nbest
-from espnet2_ext.asr.speech2text import (AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES, TokenVerseSpeech2Text,
-                                         unpack_model)
+from espnet2_ext.asr.speech2text import (
+    AUDIO_MISMATCH,
+    ESPNET_SEARCHES,
+    OUR_SEARCHES,
+    TokenVerseSpeech2Text,
+    unpack_model,
+)
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import TASK_MASK, TASKS_NAME, DataError
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
@@ -44,33 +50,75 @@ def get_parser() -> config_argparse.ArgumentParser:
     parser = espnet_inference.get_parser()
     parser.description = __doc__.splitlines()[0]
     group = parser.add_argument_group("TokenVerse++")
-    group.add_argument("--task_activation", type=str, default=None,
-                       help="comma-separated tasks to switch on, e.g. asr,scd,lid (default: all trained tasks)")
-    group.add_argument("--search_type", type=str, default=None, choices=OUR_SEARCHES + ESPNET_SEARCHES,
-                       help="overrides transducer_conf.search_type (default modified_beam_search)")
-    group.add_argument("--blank_penalty", type=float, default=None,
-                       help="overrides transducer_conf.blank_penalty: subtracted from the blank logit at every "
-                            "frame (icefall's blank_penalty; fewer deletions, more insertions; 0 = off)")
-    group.add_argument("--span_grammar", type=str2bool, default=None,
-                       help="overrides transducer_conf.span_grammar: keep [NE] ... [/NE] well formed ([NE] only "
-                            "outside a span, [/NE] only inside, closed before [ENDP]/[SCD]/a language token)")
-    group.add_argument("--constrained_decoding", type=str2bool, default=True,
-                       help="forbid tokens of inactive tasks (ITT = 0); false: let the model decide")
-    group.add_argument("--model_file", type=str, default=None,
-                       help="packed model (zip from the pack stage, or its unpacked dir): replaces "
-                            "--asr_train_config/--asr_model_file; no network needed")
-    group.add_argument("--allow_network_upstream", action="store_true",
-                       help="let the model's config name an S3PRL/hub upstream that downloads (default: refused)")
-    group.add_argument("--audio_mismatch", type=str, default="resample", choices=AUDIO_MISMATCH,
-                       help="audio whose rate or channel count differs from the model's: resample/downmix it "
-                            "(one log line per input format) or stop with an error")
-    group.add_argument("--write_times", type=str2bool, default=True,
-                       help="also write 1best_recog/{ctm,rttm,events.jsonl}: word times, segments cut at [SCD], "
-                            "endpoints and entity spans (in the recording's clock when the data dir has "
-                            "segments/orig_segments)")
-    group.add_argument("--rttm_labels", type=str, default="alternate", choices=("alternate", "segment"),
-                       help="RTTM segment labels: A/B alternating at each [SCD] (two-party calls) or one label "
-                            "per segment; either way a change detection, not speaker identities")
+    group.add_argument(
+        "--task_activation",
+        type=str,
+        default=None,
+        help="comma-separated tasks to switch on, e.g. asr,scd,lid (default: all trained tasks)",
+    )
+    group.add_argument(
+        "--search_type",
+        type=str,
+        default=None,
+        choices=OUR_SEARCHES + ESPNET_SEARCHES,
+        help="overrides transducer_conf.search_type (default modified_beam_search)",
+    )
+    group.add_argument(
+        "--blank_penalty",
+        type=float,
+        default=None,
+        help="overrides transducer_conf.blank_penalty: subtracted from the blank logit at every "
+        "frame (icefall's blank_penalty; fewer deletions, more insertions; 0 = off)",
+    )
+    group.add_argument(
+        "--span_grammar",
+        type=str2bool,
+        default=None,
+        help="overrides transducer_conf.span_grammar: keep [NE] ... [/NE] well formed ([NE] only "
+        "outside a span, [/NE] only inside, closed before [ENDP]/[SCD]/a language token)",
+    )
+    group.add_argument(
+        "--constrained_decoding",
+        type=str2bool,
+        default=True,
+        help="forbid tokens of inactive tasks (ITT = 0); false: let the model decide",
+    )
+    group.add_argument(
+        "--model_file",
+        type=str,
+        default=None,
+        help="packed model (zip from the pack stage, or its unpacked dir): replaces "
+        "--asr_train_config/--asr_model_file; no network needed",
+    )
+    group.add_argument(
+        "--allow_network_upstream",
+        action="store_true",
+        help="let the model's config name an S3PRL/hub upstream that downloads (default: refused)",
+    )
+    group.add_argument(
+        "--audio_mismatch",
+        type=str,
+        default="resample",
+        choices=AUDIO_MISMATCH,
+        help="audio whose rate or channel count differs from the model's: resample/downmix it "
+        "(one log line per input format) or stop with an error",
+    )
+    group.add_argument(
+        "--write_times",
+        type=str2bool,
+        default=True,
+        help="also write 1best_recog/{ctm,rttm,events.jsonl}: word times, segments cut at [SCD], "
+        "endpoints and entity spans (in the recording's clock when the data dir has "
+        "segments/orig_segments)",
+    )
+    group.add_argument(
+        "--rttm_labels",
+        type=str,
+        default="alternate",
+        choices=("alternate", "segment"),
+        help="RTTM segment labels: A/B alternating at each [SCD] (two-party calls) or one label "
+        "per segment; either way a change detection, not speaker identities",
+    )
     from espnet2_ext.asr.streaming import add_streaming_arguments
 
     add_streaming_arguments(parser)
@@ -86,8 +134,11 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
     if args.ngpu > 1:
         raise ValueError("--ngpu > 1: only single-device decoding is supported; split the data with --key_file")
     device = "cuda" if args.ngpu >= 1 else "cpu"
-    paths = unpack_model(args.model_file) if args.model_file else {
-        "asr_train_config": args.asr_train_config, "asr_model_file": args.asr_model_file}
+    paths = (
+        unpack_model(args.model_file)
+        if args.model_file
+        else {"asr_train_config": args.asr_train_config, "asr_model_file": args.asr_model_file}
+    )
     transducer_conf = dict(args.transducer_conf or {})
     if args.search_type:
         transducer_conf["search_type"] = args.search_type
@@ -98,12 +149,25 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
     from espnet2_ext.asr.streaming import speech2text_for
 
     return speech2text_for(
-        args, **paths, transducer_conf=transducer_conf, task_activation=args.task_activation,
-        constrained_decoding=args.constrained_decoding, lm_train_config=args.lm_train_config, lm_file=args.lm_file,
-        token_type=args.token_type, bpemodel=args.bpemodel, device=device, dtype=args.dtype,
-        beam_size=args.beam_size, lm_weight=args.lm_weight, nbest=args.nbest, audio_mismatch=args.audio_mismatch,
-        biasing_weight=args.biasing_weight, biasing_mode=args.biasing_mode,
-        biasing_close_bonus=args.biasing_close_bonus)
+        args,
+        **paths,
+        transducer_conf=transducer_conf,
+        task_activation=args.task_activation,
+        constrained_decoding=args.constrained_decoding,
+        lm_train_config=args.lm_train_config,
+        lm_file=args.lm_file,
+        token_type=args.token_type,
+        bpemodel=args.bpemodel,
+        device=device,
+        dtype=args.dtype,
+        beam_size=args.beam_size,
+        lm_weight=args.lm_weight,
+        nbest=args.nbest,
+        audio_mismatch=args.audio_mismatch,
+        biasing_weight=args.biasing_weight,
+        biasing_mode=args.biasing_mode,
+        biasing_close_bonus=args.biasing_close_bonus,
+    )
 
 
 def add_biasing_arguments(parser) -> None:
@@ -111,18 +175,39 @@ def add_biasing_arguments(parser) -> None:
     from espnet2_ext.asr.transducer.context_graph import MODES
 
     group = parser.add_argument_group("Contextual biasing (our searches)")
-    group.add_argument("--biasing_list", type=str, default=None,
-                       help="phrases to bias every utterance toward: one per line, optional ' :weight', # comments")
-    group.add_argument("--utt2biasing", type=str, default=None,
-                       help="per-utterance lists: '<utt-or-recording-id> <list file>' or '<id> | phrase | ...'; "
-                            "recording ids need a segments file in the same folder")
-    group.add_argument("--biasing_weight", type=float, default=None,
-                       help=f"bonus per matched token of a phrase without its own weight (default "
-                            f"{DEFAULT_BIASING_WEIGHT}; a failed partial match gives it back)")
-    group.add_argument("--biasing_mode", type=str, default=None, choices=MODES,
-                       help="ungated: bonus anywhere (default); gated: only inside an open [NE] span")
-    group.add_argument("--biasing_close_bonus", type=float, default=None,
-                       help="bonus for [/NE] right after a complete phrase (default 0)")
+    group.add_argument(
+        "--biasing_list",
+        type=str,
+        default=None,
+        help="phrases to bias every utterance toward: one per line, optional ' :weight', # comments",
+    )
+    group.add_argument(
+        "--utt2biasing",
+        type=str,
+        default=None,
+        help="per-utterance lists: '<utt-or-recording-id> <list file>' or '<id> | phrase | ...'; "
+        "recording ids need a segments file in the same folder",
+    )
+    group.add_argument(
+        "--biasing_weight",
+        type=float,
+        default=None,
+        help=f"bonus per matched token of a phrase without its own weight (default "
+        f"{DEFAULT_BIASING_WEIGHT}; a failed partial match gives it back)",
+    )
+    group.add_argument(
+        "--biasing_mode",
+        type=str,
+        default=None,
+        choices=MODES,
+        help="ungated: bonus anywhere (default); gated: only inside an open [NE] span",
+    )
+    group.add_argument(
+        "--biasing_close_bonus",
+        type=float,
+        default=None,
+        help="bonus for [/NE] right after a complete phrase (default 0)",
+    )
 
 
 def biasing_lookup(args, s2t: TokenVerseSpeech2Text):
@@ -131,8 +216,9 @@ def biasing_lookup(args, s2t: TokenVerseSpeech2Text):
     from espnet2_ext.text.biasing_list import read_biasing_list, read_lists_for
 
     if args.biasing_list and args.utt2biasing:
-        raise ValueError("give --biasing_list or --utt2biasing, not both (an utt2biasing line may name a shared "
-                         "list file)")
+        raise ValueError(
+            "give --biasing_list or --utt2biasing, not both (an utt2biasing line may name a shared list file)"
+        )
     if args.biasing_list:
         lst = read_biasing_list(args.biasing_list)
         s2t.biasing.graphs(lst, 1, s2t.search_type in OUR_SEARCHES, s2t.search_type)  # refused or built now
@@ -201,11 +287,21 @@ class _TimedOutputs:
 
         frames = getattr(hyp, "frames", None)
         if frames is None or len(frames) != len(tokens):
-            raise ValueError(f"utterance {key}: the search returned no emission frames; decode with "
-                             f"--write_times false")
+            raise ValueError(
+                f"utterance {key}: the search returned no emission frames; decode with --write_times false"
+            )
         rec, off = self.origins.get(key, (key, 0.0))
-        self.utts.append(TimedUtterance(key, list(tokens), frames_to_seconds(frames, self.shift), self.shift,
-                                        n_samples / float(getattr(self.s2t, "sample_rate", 16000)), rec, off))
+        self.utts.append(
+            TimedUtterance(
+                key,
+                list(tokens),
+                frames_to_seconds(frames, self.shift),
+                self.shift,
+                n_samples / float(getattr(self.s2t, "sample_rate", 16000)),
+                rec,
+                off,
+            )
+        )
 
     def write(self, out_dir: Path) -> None:
         from espnet2_ext.text.time_outputs import write_time_outputs
@@ -227,28 +323,44 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
     sound = {name: path for path, name, kind in args.data_path_and_name_and_type if kind == "sound"}
     triplets = [(p, n, "text" if n in sound else k) for p, n, k in args.data_path_and_name_and_type]
     loader = TokenVerseASRTask.build_streaming_iterator(
-        triplets, dtype=args.dtype, batch_size=args.batch_size, key_file=args.key_file,
+        triplets,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        key_file=args.key_file,
         num_workers=args.num_workers,
         preprocess_fn=_AudioAtModelRate(s2t, sound, TokenVerseASRTask.build_preprocess_fn(train_args, False)),
         collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
-        allow_variable_data_keys=args.allow_variable_data_keys, inference=True)
+        allow_variable_data_keys=args.allow_variable_data_keys,
+        inference=True,
+    )
     biasing_of = biasing_lookup(args, s2t)  # [biasing] utt -> list, or None
     if getattr(args, "streaming", False):  # utterance by utterance, fed in pieces; see asr/streaming.py
         from espnet2_ext.asr.streaming import decode_streaming_to_dir
 
-        decode_streaming_to_dir(s2t, _batches(loader), output_dir, args.sim_chunk_length,
-                                TASKS_NAME in data_names, task_activation,
-                                _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None,
-                                biasing_of=biasing_of)
+        decode_streaming_to_dir(
+            s2t,
+            _batches(loader),
+            output_dir,
+            args.sim_chunk_length,
+            TASKS_NAME in data_names,
+            task_activation,
+            _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None,
+            biasing_of=biasing_of,
+        )
         return
     timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     with DatadirWriter(output_dir) as writer:
         for keys, batch in _batches(loader):
             # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.
             mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
-            results = s2t.decode_batch(batch["speech"], batch["speech_lengths"], task_mask=mask,
-                                       task_activation=task_activation, with_frames=timed is not None,
-                                       biasing=None if biasing_of is None else [biasing_of(k) for k in keys])
+            results = s2t.decode_batch(
+                batch["speech"],
+                batch["speech_lengths"],
+                task_mask=mask,
+                task_activation=task_activation,
+                with_frames=timed is not None,
+                biasing=None if biasing_of is None else [biasing_of(k) for k in keys],
+            )
             for i, (key, nbest) in enumerate(zip(keys, results)):
                 write_nbest(writer, key, nbest)
                 if timed is not None and nbest:
@@ -264,8 +376,7 @@ def inference(args) -> None:
 def run(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     if not args.model_file and not args.asr_train_config and not args.model_tag:
         parser.error("give --model_file (packed model) or --asr_train_config and --asr_model_file")
     if args.model_tag and not args.model_file:

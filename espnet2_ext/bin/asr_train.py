@@ -6,6 +6,7 @@
 
 All of ESPnet's asr_train options are accepted.
 """
+
 from __future__ import annotations
 
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask

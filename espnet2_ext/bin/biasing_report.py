@@ -9,6 +9,7 @@
     python -m espnet2_ext.bin.biasing_report table --records $O/records --chosen $O/chosen.json \
         --lists $O/lists --out RESULTS_biasing.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="the markdown report")
     tb.add_argument("--records", required=True)
     tb.add_argument("--chosen", required=True, help="choose's --out")
-    tb.add_argument("--lists", default=None, help="the folder of make_biasing_lists outputs (one per set): their "
-                    "sizes are stated under the heading")
+    tb.add_argument(
+        "--lists",
+        default=None,
+        help="the folder of make_biasing_lists outputs (one per set): their sizes are stated under the heading",
+    )
     tb.add_argument("--note", action="append", default=[], help="a paragraph added under the heading")
     tb.add_argument("--out", required=True)
     return p
@@ -59,17 +63,33 @@ def run(argv: Optional[Sequence[str]] = None) -> object:
     if args.command == "record":
         if args.mode != R.NONE and args.weight is None:
             raise DataError(f"--mode {args.mode} needs the --weight the decode used")
-        record = R.make_record(args.score, args.decode_stats, args.config, model=args.model, set=args.set,
-                               kind=args.kind, n=args.n, mode=args.mode, weight=args.weight,
-                               list_seed=args.list_seed, stage=args.stage)
+        record = R.make_record(
+            args.score,
+            args.decode_stats,
+            args.config,
+            model=args.model,
+            set=args.set,
+            kind=args.kind,
+            n=args.n,
+            mode=args.mode,
+            weight=args.weight,
+            list_seed=args.list_seed,
+            stage=args.stage,
+        )
         atomic_write_text(args.out, json.dumps(record, indent=1) + "\n")
         return record
     if args.command == "choose":
         sets = comma_list(args.tune_sets)
         rows = R.tuning_rows(R.load_records(args.records), sets, args.kind, args.n, args.max_u_wer_rise)
         chosen = R.choose(rows)
-        out = {**chosen, "tune_sets": sets, "kind": args.kind, "n": args.n, "rows": rows,
-               "table": R.tuning_table(rows, sets, chosen)}
+        out = {
+            **chosen,
+            "tune_sets": sets,
+            "kind": args.kind,
+            "n": args.n,
+            "rows": rows,
+            "table": R.tuning_table(rows, sets, chosen),
+        }
         atomic_write_text(args.out, json.dumps(out, indent=1) + "\n")
         print(f"{chosen['mode']} {chosen['weight']:g}")
         for mode, weight in chosen["per_mode"].items():

@@ -8,6 +8,7 @@ importable or not, with what a missing one disables, the optional RNN-T loss bac
 are on PATH. Exit status 0 when the core works (every core dependency imports, the stack is supported and
 espnet2_ext's classes register in ESPnet's ASR task); otherwise 1 with one line saying what to install.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,10 @@ from espnet2_ext.stack import MINIMUM, stack_problems
 
 @dataclass(frozen=True)
 class Part:
-    dist: str     # distribution name as pyproject.toml declares it
-    module: str   # what is imported to prove it works
-    extra: str    # "" for the core
-    serves: str   # what does not work without it
+    dist: str  # distribution name as pyproject.toml declares it
+    module: str  # what is imported to prove it works
+    extra: str  # "" for the core
+    serves: str  # what does not work without it
 
 
 # Every dependency pyproject.toml declares, in its core or an extra (test/test_packaging.py keeps the two equal).
@@ -48,13 +49,21 @@ PARTS = (
     Part("humanfriendly", "humanfriendly", "", "sample rates written as '16k' in model configs"),
     Part("packaging", "packaging.version", "", "the version check of `import espnet2_ext`"),
     Part("pyannote.core", "pyannote.core", "scoring", "time-based SCD/ENDP metrics of tokenverse_score"),
-    Part("pyannote.metrics", "pyannote.metrics.segmentation", "scoring",
-         "time-based SCD/ENDP metrics of tokenverse_score"),
+    Part(
+        "pyannote.metrics",
+        "pyannote.metrics.segmentation",
+        "scoring",
+        "time-based SCD/ENDP metrics of tokenverse_score",
+    ),
     Part("faker", "faker", "corpus", "the read subset's name lists (prepare_mini_tokenverse --read_names)"),
     Part("wordfreq", "wordfreq", "corpus", "the word lists of the pretraining corpus (prepare_ssl_corpus)"),
     Part("scikit-learn", "sklearn.cluster", "corpus", "k-means targets of the encoder pretraining (pretrain_standin)"),
-    Part("espnet_model_zoo", "espnet_model_zoo.downloader", "zoo",
-         "Speech2Text.from_pretrained with a packed model (zip) or a model name"),
+    Part(
+        "espnet_model_zoo",
+        "espnet_model_zoo.downloader",
+        "zoo",
+        "Speech2Text.from_pretrained with a packed model (zip) or a model name",
+    ),
     Part("huggingface_hub", "huggingface_hub", "hub", "upload_model --push"),
     Part("silero-vad", "silero_vad", "longform", "voice-activity segmentation of long recordings"),
     Part("pytest", "pytest", "test", "the test suite"),
@@ -66,8 +75,7 @@ OPTIONAL = (
     Part("warp-rnnt", "warp_rnnt", "", "model_conf.rnnt_loss: warp_rnnt"),
     Part("k2", "k2", "", "model_conf.rnnt_loss: k2"),
 )
-TOOLS = {"espeak-ng": "the mini corpus synthesis (recipe stage 1)",
-         "sox": "the mini corpus synthesis (recipe stage 1)"}
+TOOLS = {"espeak-ng": "the mini corpus synthesis (recipe stage 1)", "sox": "the mini corpus synthesis (recipe stage 1)"}
 STACK_NAMES = {"torch": "torch", "torchaudio": "torchaudio", "espnet": "ESPnet", "espnet-s3prl": "S3PRL"}
 
 
@@ -129,6 +137,7 @@ def stack_line(dist: str, probes: Sequence[Probe]) -> str:
     note = f"supported >= {minimum}"
     if version != "not installed":
         from packaging.version import InvalidVersion, Version
+
         try:
             if Version(version).release > Version(minimum).release:
                 note += f"; newer than the tested {minimum}: untested"
@@ -143,26 +152,37 @@ def part_line(p: Probe) -> str:
     return f"  [MISSING] {p.part.dist}: {p.error} -> disables: {p.part.serves}"
 
 
-def report_lines(probes: Sequence[Probe], optional: Sequence[Probe], tools: dict, gpu: str,
-                 problems: Sequence[str], registration: Optional[str]) -> List[str]:
-    lines = ["espnet2_ext environment check",
-             f"{'Python':<11} {sys.version.split()[0]} ({sys.executable})"]
+def report_lines(
+    probes: Sequence[Probe],
+    optional: Sequence[Probe],
+    tools: dict,
+    gpu: str,
+    problems: Sequence[str],
+    registration: Optional[str],
+) -> List[str]:
+    lines = ["espnet2_ext environment check", f"{'Python':<11} {sys.version.split()[0]} ({sys.executable})"]
     lines += [stack_line(dist, probes) for dist in MINIMUM]
     lines += [f"{'GPU':<11} {gpu}", "", "core:"]
     lines += [part_line(p) for p in probes if not p.part.extra]
-    lines.append(f"  [{'ok' if registration is None else 'FAILED'}]      espnet2_ext registered in ESPnet's ASR task"
-                 + (f": {registration}" if registration else ""))
+    lines.append(
+        f"  [{'ok' if registration is None else 'FAILED'}]      espnet2_ext registered in ESPnet's ASR task"
+        + (f": {registration}" if registration else "")
+    )
     for extra in dict.fromkeys(p.part.extra for p in probes if p.part.extra):
         members = [p for p in probes if p.part.extra == extra]
         state = "ok" if all(p.ok for p in members) else f'incomplete: pip install "espnet2_ext[{extra}]"'
         lines.append(f"extra {extra}: {state}")
         lines += [part_line(p) for p in members]
     lines.append("optional RNN-T loss backends (not declared):")
-    lines += [f"  [{'ok' if p.ok else 'absent'}]  {p.part.dist}"
-              + ("" if p.ok else f" -> unavailable: {p.part.serves}") for p in optional]
+    lines += [
+        f"  [{'ok' if p.ok else 'absent'}]  {p.part.dist}" + ("" if p.ok else f" -> unavailable: {p.part.serves}")
+        for p in optional
+    ]
     lines.append("system tools:")
-    lines += [f"  [{'ok' if path else 'MISSING'}]  {tool}" + (f" {path}" if path else f" -> disables: {TOOLS[tool]}")
-              for tool, path in tools.items()]
+    lines += [
+        f"  [{'ok' if path else 'MISSING'}]  {tool}" + (f" {path}" if path else f" -> disables: {TOOLS[tool]}")
+        for tool, path in tools.items()
+    ]
     lines += [f"stack: {p}" for p in problems]
     return lines
 
@@ -178,16 +198,33 @@ def run(argv: Optional[List[str]] = None) -> List[Probe]:
     missing_core = [p.part.dist for p in probes if not p.part.extra and not p.ok]
     registration = registered() if not missing_core else "(core incomplete)"
     problems = stack_problems()
-    print("\n".join(report_lines(probes, [probe(p) for p in OPTIONAL], {t: shutil.which(t) for t in TOOLS},
-                                 gpu_line(), problems, registration)))
+    print(
+        "\n".join(
+            report_lines(
+                probes,
+                [probe(p) for p in OPTIONAL],
+                {t: shutil.which(t) for t in TOOLS},
+                gpu_line(),
+                problems,
+                registration,
+            )
+        )
+    )
     if missing_core or problems or registration:
-        reasons = ([f"missing {', '.join(missing_core)} (pip install espnet2_ext installs them)"] if missing_core
-                   else [registration] if registration else []) + problems
-        raise CoreBroken(f"the core does not work here: {'; '.join(reasons)}; "
-                         f"see README 'Add to an existing ESPnet environment'")
+        reasons = (
+            [f"missing {', '.join(missing_core)} (pip install espnet2_ext installs them)"]
+            if missing_core
+            else [registration]
+            if registration
+            else []
+        ) + problems
+        raise CoreBroken(
+            f"the core does not work here: {'; '.join(reasons)}; see README 'Add to an existing ESPnet environment'"
+        )
     missing = sorted({p.part.extra for p in probes if p.part.extra and not p.ok})
-    print("result: the core works; " + (f"extras incomplete: {', '.join(missing)}" if missing
-                                        else "every extra imports"))
+    print(
+        "result: the core works; " + (f"extras incomplete: {', '.join(missing)}" if missing else "every extra imports")
+    )
     return probes
 
 

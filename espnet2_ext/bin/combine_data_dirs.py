@@ -5,6 +5,7 @@
 Utterance ids must be unique across the inputs (importers prefix them with corpus/speaker). The output appears
 only when complete; inputs are never modified.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,10 @@ def combine(dst: str, srcs: List[str]) -> Path:
     for src in srcs:
         for u in read_data_dir(src):
             if u.utt_id in seen:
-                raise DataError(f"utterance id {u.utt_id} is in both {seen[u.utt_id]} and {src}; make ids unique "
-                                f"(e.g. prefix them with the corpus name) before combining")
+                raise DataError(
+                    f"utterance id {u.utt_id} is in both {seen[u.utt_id]} and {src}; make ids unique "
+                    f"(e.g. prefix them with the corpus name) before combining"
+                )
             seen[u.utt_id] = src
             utts.append(u)
     return write_data_dir(utts, dst)

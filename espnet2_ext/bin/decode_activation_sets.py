@@ -10,6 +10,7 @@ moved into place when complete, and existing complete dirs newer than the model 
 gets ``decode_stats.json``: the decode's wall time (model loading excluded), the test set's audio seconds and
 their ratio, the real-time factor (``rtf``; null where the durations are unknown).
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,11 @@ def decode_stats(test_dir: str, wall_s: float) -> dict:
     except (DataError, OSError) as e:
         logging.warning(f"{test_dir}: audio duration unknown ({e}); no RTF in {STATS_NAME}")
         audio_s = None
-    return {"wall_s": round(wall_s, 3), "audio_s": None if audio_s is None else round(audio_s, 3),
-            "rtf": round(wall_s / audio_s, 4) if audio_s else None}
+    return {
+        "wall_s": round(wall_s, 3),
+        "audio_s": None if audio_s is None else round(audio_s, 3),
+        "rtf": round(wall_s / audio_s, 4) if audio_s else None,
+    }
 
 
 def run(cmd: Optional[List[str]] = None) -> None:

@@ -10,6 +10,7 @@ the ordinary ``asr_train --config <out_dir>/config.yaml`` (its init_param is ext
 the new task/language; ``--freeze_old true`` writes ``model_conf.freeze_old`` so only the new rows train.
 See espnet2_ext/asr/extend.py for how each table grows.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,23 +31,51 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--base", required=True, help="trained experiment dir, its config.yaml, or a packed model zip")
     p.add_argument("--model_file", default=None, help="weights in the experiment dir (default valid.loss.best.pth)")
     p.add_argument("--out_dir", required=True, help="the new experiment dir (must not exist)")
-    p.add_argument("--add_task", action="append", default=[], metavar="NAME=TOKEN[,TOKEN]",
-                   help="a new auxiliary task and its tag tokens, e.g. 'qst=[Q]' (repeatable)")
-    p.add_argument("--add_language", action="append", default=[], metavar="CODE",
-                   help="a new language for the lid task, e.g. it (repeatable or comma-separated)")
-    p.add_argument("--freeze_old", type=bool_arg, default=False,
-                   help="train only the new token rows and task-vector rows (model_conf.freeze_old)")
-    p.add_argument("--also_train", default="", help="with --freeze_old: comma-separated module prefixes trained in "
-                                                    "full, e.g. joint_network,decoder")
-    p.add_argument("--row_init", choices=ROW_INITS, default="mean",
-                   help="new token rows: mean of the same task's old token rows, or random")
-    p.add_argument("--vector_init", choices=VECTOR_INITS, default="mean",
-                   help="per_task: the new task's vector (mean of the old auxiliary rows, zero, random); "
-                        "per_combination rows always start as their counterpart without the new task")
+    p.add_argument(
+        "--add_task",
+        action="append",
+        default=[],
+        metavar="NAME=TOKEN[,TOKEN]",
+        help="a new auxiliary task and its tag tokens, e.g. 'qst=[Q]' (repeatable)",
+    )
+    p.add_argument(
+        "--add_language",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="a new language for the lid task, e.g. it (repeatable or comma-separated)",
+    )
+    p.add_argument(
+        "--freeze_old",
+        type=bool_arg,
+        default=False,
+        help="train only the new token rows and task-vector rows (model_conf.freeze_old)",
+    )
+    p.add_argument(
+        "--also_train",
+        default="",
+        help="with --freeze_old: comma-separated module prefixes trained in full, e.g. joint_network,decoder",
+    )
+    p.add_argument(
+        "--row_init",
+        choices=ROW_INITS,
+        default="mean",
+        help="new token rows: mean of the same task's old token rows, or random",
+    )
+    p.add_argument(
+        "--vector_init",
+        choices=VECTOR_INITS,
+        default="mean",
+        help="per_task: the new task's vector (mean of the old auxiliary rows, zero, random); "
+        "per_combination rows always start as their counterpart without the new task",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", type=bool_arg, default=False)
-    p.add_argument("--allow_network_upstream", action="store_true",
-                   help="let the base model's config name an S3PRL/hub upstream that downloads (off: refused)")
+    p.add_argument(
+        "--allow_network_upstream",
+        action="store_true",
+        help="let the base model's config name an S3PRL/hub upstream that downloads (off: refused)",
+    )
     return p
 
 
@@ -59,11 +88,20 @@ def run(argv: Optional[List[str]] = None) -> Path:
     tasks = dict(parse_task_arg(v) for v in args.add_task)
     if len(tasks) != len(args.add_task):
         raise DataError("the same task is given twice with --add_task")
-    out = extend_experiment(args.base, args.out_dir, tasks, [x for v in args.add_language for x in comma_list(v)],
-                            model_file=args.model_file, freeze_old=args.freeze_old,
-                            also_train=comma_list(args.also_train), row_init=args.row_init,
-                            vector_init=args.vector_init, seed=args.seed, overwrite=args.overwrite,
-                            allow_network=args.allow_network_upstream or None)
+    out = extend_experiment(
+        args.base,
+        args.out_dir,
+        tasks,
+        [x for v in args.add_language for x in comma_list(v)],
+        model_file=args.model_file,
+        freeze_old=args.freeze_old,
+        also_train=comma_list(args.also_train),
+        row_init=args.row_init,
+        vector_init=args.vector_init,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        allow_network=args.allow_network_upstream or None,
+    )
     print(out)
     return out
 

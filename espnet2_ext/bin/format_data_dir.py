@@ -7,6 +7,7 @@ channels, pipes, ``segments``) is decoded once (soundfile + soxr) into ``<dst>_w
 format stage did). The source dir is never modified and the
 destination appears only when complete.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -5,6 +5,7 @@
 
 See ``espnet2_ext/scoring/grid_cells.py`` for the cell layout and the verdict rule.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,19 +26,25 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_set", default="test")
     p.add_argument("--partial_test_set", default="test_partial")
     p.add_argument("--model_file", default="valid.loss.best.pth", help="the checkpoint the cells were decoded with")
-    p.add_argument("--save_model_info", action="store_true",
-                   help="first write each cell's model_info.json (parameters, decoded epoch) from its weights, so "
-                        "the model table stays whole where the weights are not kept")
-    p.add_argument("--append", action="append", default=[],
-                   help="markdown copied in at the end, e.g. the corpus statistics (repeatable)")
+    p.add_argument(
+        "--save_model_info",
+        action="store_true",
+        help="first write each cell's model_info.json (parameters, decoded epoch) from its weights, so "
+        "the model table stays whole where the weights are not kept",
+    )
+    p.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        help="markdown copied in at the end, e.g. the corpus statistics (repeatable)",
+    )
     return p
 
 
 def run(argv: Optional[Sequence[str]] = None) -> str:
     args = get_parser().parse_args(argv)
     roles = Roles(args.full_set, args.mixed_set, args.dev_set, args.test_set, args.partial_test_set)
-    report = write_grid_report(args.exp_dir, args.out, roles, args.model_file, args.append,
-                               args.save_model_info)
+    report = write_grid_report(args.exp_dir, args.out, roles, args.model_file, args.append, args.save_model_info)
     print(f"wrote {args.out}")
     return report
 

@@ -1,9 +1,10 @@
 """Import JSON-lines conversations (format: docs/data_formats.md) as a Kaldi data dir with segments.
 
-    python -m espnet2_ext.bin.import_jsonl --src convs.jsonl --out_dir data/convs
-        [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR [--skip_bad_audio]]
-        [--languages en,de,es,fr]
+python -m espnet2_ext.bin.import_jsonl --src convs.jsonl --out_dir data/convs
+    [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR [--skip_bad_audio]]
+    [--languages en,de,es,fr]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,16 @@ def run(argv: Optional[List[str]] = None) -> None:
     args = parse_import_args(get_parser(), argv)
     from espnet2_ext.data.jsonl_conversations import import_jsonl
 
-    import_jsonl(args.src, args.out_dir, languages=comma_list(args.languages), max_turns=args.max_turns,
-                 max_duration=args.max_duration, max_gap=args.max_gap, dump_wav_dir=args.dump_wav_dir,
-                 skip_bad_audio=args.skip_bad_audio)
+    import_jsonl(
+        args.src,
+        args.out_dir,
+        languages=comma_list(args.languages),
+        max_turns=args.max_turns,
+        max_duration=args.max_duration,
+        max_gap=args.max_gap,
+        dump_wav_dir=args.dump_wav_dir,
+        skip_bad_audio=args.skip_bad_audio,
+    )
 
 
 main = cli_main(run, prog="import_jsonl", errors=IMPORT_ERRORS)

@@ -1,9 +1,10 @@
 """Import STM conversations (+ optional RTTM, entity list) as TokenVerse utterances with segments.
 
-    python -m espnet2_ext.bin.import_stm --src dev.stm --out_dir data/conv_dev --audio_dir wav/
-        [--wav_scp rec.scp] [--rttm dev.rttm] [--entities names.txt] [--lang en]
-        [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR [--skip_bad_audio]]
+python -m espnet2_ext.bin.import_stm --src dev.stm --out_dir data/conv_dev --audio_dir wav/
+    [--wav_scp rec.scp] [--rttm dev.rttm] [--entities names.txt] [--lang en]
+    [--max_turns 4] [--max_duration 20] [--max_gap 3] [--dump_wav_dir DIR [--skip_bad_audio]]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,10 +32,21 @@ def run(argv: Optional[List[str]] = None) -> None:
         raise DataError("give --audio_dir or --wav_scp to locate the recordings")
     from espnet2_ext.data.stm_conversations import import_stm
 
-    import_stm(args.src, args.out_dir, audio_dir=args.audio_dir, wav_scp=args.wav_scp, rttm=args.rttm,
-               entity_list=args.entities, lang=args.lang, languages=comma_list(args.languages),
-               max_turns=args.max_turns, max_duration=args.max_duration, max_gap=args.max_gap,
-               dump_wav_dir=args.dump_wav_dir, skip_bad_audio=args.skip_bad_audio)
+    import_stm(
+        args.src,
+        args.out_dir,
+        audio_dir=args.audio_dir,
+        wav_scp=args.wav_scp,
+        rttm=args.rttm,
+        entity_list=args.entities,
+        lang=args.lang,
+        languages=comma_list(args.languages),
+        max_turns=args.max_turns,
+        max_duration=args.max_duration,
+        max_gap=args.max_gap,
+        dump_wav_dir=args.dump_wav_dir,
+        skip_bad_audio=args.skip_bad_audio,
+    )
 
 
 main = cli_main(run, prog="import_stm", errors=IMPORT_ERRORS)

@@ -11,6 +11,7 @@ resident memory of the process tree's largest process (``getrusage(RUSAGE_CHILDR
 ``place``: a per-utterance decode moved into the recordings' clock. ``table``: the markdown table from the
 score JSONs (``tokenverse_score``) and the ``measure`` records.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,14 @@ def measure(command: List[str], out_json: str, audio_s: Optional[float]) -> Dict
     rc = subprocess.call(command)
     wall = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB, largest child process
-    rec = {"command": command, "returncode": rc, "wall_s": round(wall, 2), "peak_rss_gb": round(peak_kb / 2 ** 20, 3),
-           "audio_s": audio_s, "rtf": round(wall / audio_s, 4) if audio_s else None}
+    rec = {
+        "command": command,
+        "returncode": rc,
+        "wall_s": round(wall, 2),
+        "peak_rss_gb": round(peak_kb / 2**20, 3),
+        "audio_s": audio_s,
+        "rtf": round(wall / audio_s, 4) if audio_s else None,
+    }
     atomic_write_text(out_json, json.dumps(rec, indent=1) + "\n")
     if rc != 0:
         raise DataError(f"measure: '{' '.join(command[:3])} ...' exited with {rc}")
@@ -81,9 +88,22 @@ def _f(x, scale: float = 1.0, nd: int = 2) -> str:
 def table(exp_dir: Path, sets: Sequence[str], data_root: Path, title: str) -> str:
     from espnet2_ext.scoring.time_metrics import flat_time_scores
 
-    head = ["set", "audio (min)", "recordings", "WER utt", "WER long", "SCD F1 @0.5 s utt", "SCD F1 @0.5 s long",
-            "ENDP F1 utt", "ENDP F1 long", "EP50/EP90 utt (ms)", "EP50/EP90 long (ms)", "LID long", "peak RSS (GB)",
-            "RTF"]
+    head = [
+        "set",
+        "audio (min)",
+        "recordings",
+        "WER utt",
+        "WER long",
+        "SCD F1 @0.5 s utt",
+        "SCD F1 @0.5 s long",
+        "ENDP F1 utt",
+        "ENDP F1 long",
+        "EP50/EP90 utt (ms)",
+        "EP50/EP90 long (ms)",
+        "LID long",
+        "peak RSS (GB)",
+        "RTF",
+    ]
     rows = []
     for s in sets:
         utt, lf, run = (_load(exp_dir / s / n) for n in ("score_utt.json", "score_long.json", "run_long.json"))
@@ -96,9 +116,24 @@ def table(exp_dir: Path, sets: Sequence[str], data_root: Path, title: str) -> st
             run = _load(exp_dir / s / "run_long_partial.json")
         stopped = run is not None and run.get("returncode") != 0  # e.g. a time limit: RSS so far, no RTF
         rss = _f(g(run, "peak_rss_gb")) + (f" (stopped after {run['wall_s']:.0f} s)" if stopped else "")
-        rows.append([s, f"{sum(durs) / 60:.1f}", str(len(durs)), _f(g(utt, "wer")), _f(g(lf, "wer")),
-                     _f(tu["scd_f1_0.5"]), _f(tl["scd_f1_0.5"]), _f(g(utt, "endp_f1")), _f(g(lf, "endp_f1")),
-                     ep(tu), ep(tl), _f(g(lf, "lid_acc")), rss, "-" if stopped else _f(g(run, "rtf"), nd=3)])
+        rows.append(
+            [
+                s,
+                f"{sum(durs) / 60:.1f}",
+                str(len(durs)),
+                _f(g(utt, "wer")),
+                _f(g(lf, "wer")),
+                _f(tu["scd_f1_0.5"]),
+                _f(tl["scd_f1_0.5"]),
+                _f(g(utt, "endp_f1")),
+                _f(g(lf, "endp_f1")),
+                ep(tu),
+                ep(tl),
+                _f(g(lf, "lid_acc")),
+                rss,
+                "-" if stopped else _f(g(run, "rtf"), nd=3),
+            ]
+        )
     lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
@@ -110,8 +145,9 @@ def run(argv: Optional[Sequence[str]] = None):
         from espnet2_ext.data.long_form_set import make_sets
 
         minutes = [int(m) for m in comma_list(args.minutes)]
-        made = make_sets(Path(args.src), Path(args.out_root), Path(args.wav_dir), minutes, args.seed,
-                         prefix=args.prefix)
+        made = make_sets(
+            Path(args.src), Path(args.out_root), Path(args.wav_dir), minutes, args.seed, prefix=args.prefix
+        )
         print("\n".join(str(d) for d in made))
         return made
     if args.cmd == "measure":

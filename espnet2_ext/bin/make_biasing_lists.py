@@ -8,6 +8,7 @@ Writes ``<out_dir>/<kind>_n<N>/{utt2biasing,lists/}`` and ``<out_dir>/manifest.j
 the same file. ``--corpus_seed``: mini_tokenverse read speech (no ``[NE]`` spans in its text) takes its entities
 from the corpus plan of that seed. Prints the kinds written, one per line (``<kind>_n<N>``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,19 +32,27 @@ def run(argv: Optional[Sequence[str]] = None) -> dict:
     p.add_argument("--data_dir", required=True, help="Kaldi data dir (text with [NE] ... [/NE], utt2tasks)")
     p.add_argument("--out_dir", required=True, help="replaced as a whole when complete")
     p.add_argument("--seed", type=int, default=0, help="seed of the distractor draws")
-    p.add_argument("--distractors", type=_counts, default=list(DEFAULT_DISTRACTORS),
-                   help="distractors per list, comma-separated")
+    p.add_argument(
+        "--distractors", type=_counts, default=list(DEFAULT_DISTRACTORS), help="distractors per list, comma-separated"
+    )
     p.add_argument("--kinds", default=",".join(KINDS), help=f"list kinds out of {', '.join(KINDS)}")
-    p.add_argument("--corpus_seed", type=int, default=None,
-                   help="mini_tokenverse: utterances not annotated for ner take their entities from the corpus "
-                        "plan of this seed (the --seed of local/data.sh)")
+    p.add_argument(
+        "--corpus_seed",
+        type=int,
+        default=None,
+        help="mini_tokenverse: utterances not annotated for ner take their entities from the corpus "
+        "plan of this seed (the --seed of local/data.sh)",
+    )
     args = p.parse_args(argv)
-    manifest = make_lists(args.data_dir, args.out_dir, args.seed, args.distractors, comma_list(args.kinds),
-                          args.corpus_seed)
+    manifest = make_lists(
+        args.data_dir, args.out_dir, args.seed, args.distractors, comma_list(args.kinds), args.corpus_seed
+    )
     if manifest["utts_without_entity_annotation"]:
-        print(f"warning: {manifest['utts_without_entity_annotation']} utterances of {args.data_dir} carry no entity "
-              f"annotation: their lists hold distractors only (mini_tokenverse read speech: give --corpus_seed)",
-              file=sys.stderr)
+        print(
+            f"warning: {manifest['utts_without_entity_annotation']} utterances of {args.data_dir} carry no entity "
+            f"annotation: their lists hold distractors only (mini_tokenverse read speech: give --corpus_seed)",
+            file=sys.stderr,
+        )
     for kind, info in manifest["kinds"].items():
         if "skipped" in info:
             print(f"note: no {kind} lists: {info['skipped']}", file=sys.stderr)

@@ -8,6 +8,7 @@ tokens of the other tasks are removed from text (see espnet2_ext/data/replay.py)
 task of a trained model (its config's tokenverse_conf), as run_extend.sh replays by default. The source dir is never
 modified; the output appears only when complete.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,15 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output data dir")
     p.add_argument("--per_lang", type=int, required=True, help="utterances per language (all there are if fewer)")
     tasks = p.add_mutually_exclusive_group()
-    tasks.add_argument("--tasks", default=None, help="tasks the replayed utterances keep (comma-separated; "
-                       "default asr,lid)")
-    tasks.add_argument("--tasks_of_config", default=None, metavar="CONFIG_YAML",
-                       help="keep every task of this model config's tokenverse_conf (e.g. exp/asr_train/config.yaml)")
+    tasks.add_argument(
+        "--tasks", default=None, help="tasks the replayed utterances keep (comma-separated; default asr,lid)"
+    )
+    tasks.add_argument(
+        "--tasks_of_config",
+        default=None,
+        metavar="CONFIG_YAML",
+        help="keep every task of this model config's tokenverse_conf (e.g. exp/asr_train/config.yaml)",
+    )
     p.add_argument("--languages", default="", help="languages to draw (default: all of src)")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -46,9 +52,11 @@ def tasks_of_config(path: str) -> List[str]:
             raise ValueError("not a mapping")
         return list(task_spec_of(conf).tasks)
     except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"--tasks_of_config {path}: cannot read the model's tasks ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else e!r}); give a trained model's config.yaml "
-                        f"or --tasks") from None
+        raise DataError(
+            f"--tasks_of_config {path}: cannot read the model's tasks ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else e!r}); give a trained model's config.yaml "
+            f"or --tasks"
+        ) from None
 
 
 def run(argv: Optional[List[str]] = None) -> Dict[str, int]:
@@ -61,13 +69,14 @@ def run(argv: Optional[List[str]] = None) -> Dict[str, int]:
         tasks = tasks_of_config(args.tasks_of_config)
     else:
         tasks = comma_list(args.tasks) if args.tasks is not None else list(DEFAULT_TASKS)
-    counts = make_replay_subset(args.src, args.dst, args.per_lang, tasks,
-                                comma_list(args.languages) or None, args.seed)
+    counts = make_replay_subset(args.src, args.dst, args.per_lang, tasks, comma_list(args.languages) or None, args.seed)
     per = ", ".join(f"{lang} {n}" for lang, n in counts.items())
     short = [lang for lang, n in counts.items() if n < args.per_lang]
     note = f" (fewer than {args.per_lang} available: {', '.join(short)})" if short else ""
-    print(f"make_replay_subset: {args.src} -> {args.dst}: {sum(counts.values())} utterances ({per}), tasks "
-          f"{','.join(tasks)}{note}")
+    print(
+        f"make_replay_subset: {args.src} -> {args.dst}: {sum(counts.values())} utterances ({per}), tasks "
+        f"{','.join(tasks)}{note}"
+    )
     return counts
 
 

@@ -4,6 +4,7 @@
 
 Use it with ``frontend_conf: {frontend_conf: {upstream: wav2vec2_local, path_or_url: <out>}}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,6 +27,7 @@ def run(argv=None) -> Path:
     cfg = model_cfg_for(args.preset, **overrides)
     path = save_checkpoint(args.out, cfg, seed=args.seed)
     import torch
+
     n = sum(v.numel() for v in torch.load(path, map_location="cpu", weights_only=True)["model_weight"].values())
     print(f"wrote {path} (preset {args.preset}, {n / 1e6:.2f}M parameters)")
     return path

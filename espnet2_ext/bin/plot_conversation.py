@@ -8,6 +8,7 @@ Lanes, top to bottom, on the utterance's clock (seconds from its start): the wav
 (reference ends of speech vs. hypothesis ``[ENDP]``); entity spans with their words; the hypothesis words. Without
 ``--utt`` the first utterance of the data dir with reference turns and at least two speakers is drawn.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,10 @@ def _events_record(decode_dir: Path, utt: str) -> dict:
 
     path = next((p for p in (decode_dir / EVENTS_NAME, decode_dir / "1best_recog" / EVENTS_NAME) if p.is_file()), None)
     if path is None:
-        raise DataError(f"{decode_dir}: no {EVENTS_NAME} (nor 1best_recog/{EVENTS_NAME}); decode with "
-                        f"espnet2_ext.bin.asr_inference (--write_times true)")
+        raise DataError(
+            f"{decode_dir}: no {EVENTS_NAME} (nor 1best_recog/{EVENTS_NAME}); decode with "
+            f"espnet2_ext.bin.asr_inference (--write_times true)"
+        )
     with path.open(encoding="utf-8") as f:
         for line in f:
             if line.strip():
@@ -57,8 +60,13 @@ def plot(out: Path, audio, rate: int, turns: Sequence, record: Optional[dict], t
 
     off = float(record.get("offset", 0.0)) if record else 0.0
     lanes = ["waveform", "reference turns", "hypothesis segments", "endpoints", "entities", "words"]
-    fig, axes = plt.subplots(len(lanes), 1, figsize=(14, 1.3 * len(lanes) + 0.6), sharex=True,
-                             gridspec_kw={"height_ratios": [2.2, 1, 1, 1, 1, 1]})
+    fig, axes = plt.subplots(
+        len(lanes),
+        1,
+        figsize=(14, 1.3 * len(lanes) + 0.6),
+        sharex=True,
+        gridspec_kw={"height_ratios": [2.2, 1, 1, 1, 1, 1]},
+    )
     x = np.asarray(audio, dtype=float).reshape(-1)
     t = np.arange(x.size) / float(rate)
     axes[0].plot(t, x, linewidth=0.4, color="0.3")
@@ -78,8 +86,9 @@ def plot(out: Path, audio, rate: int, turns: Sequence, record: Optional[dict], t
         for e in record.get("endpoints", []):
             axes[3].axvline(e - off, ymin=0.0, ymax=0.5, color="tab:red", linewidth=1.5)
         for ent in record.get("entities", []):
-            axes[4].broken_barh([(ent["start"] - off, max(ent["end"] - ent["start"], 0.02))], (0.2, 0.6),
-                                color="tab:purple", alpha=0.6)
+            axes[4].broken_barh(
+                [(ent["start"] - off, max(ent["end"] - ent["start"], 0.02))], (0.2, 0.6), color="tab:purple", alpha=0.6
+            )
             axes[4].text(ent["start"] - off, 0.5, f" {ent['text']}", va="center", fontsize=8)
         for k, (w, s, _) in enumerate(record.get("words", [])):
             axes[5].text(s - off, 0.25 + 0.5 * (k % 2), w, fontsize=7, rotation=0)
@@ -119,7 +128,7 @@ def run(argv: Optional[List[str]] = None) -> Path:
     u = utts[utt]
     audio, rate = load_audio(u.wav)  # audio: [T, C]
     if u.start is not None:
-        audio = audio[int(u.start * rate): int(u.end * rate)]
+        audio = audio[int(u.start * rate) : int(u.end * rate)]
     record = _events_record(Path(args.decode_dir), utt) if args.decode_dir else None
     out = plot(Path(args.out), audio.mean(axis=1), rate, turns.get(utt, ()), record, f"{utt}")
     print(f"plot_conversation: wrote {out}")

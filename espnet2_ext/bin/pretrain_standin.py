@@ -11,6 +11,7 @@
 Training writes <exp_dir>/checkpoint.pt atomically every --save_every steps; the same command continues it.
 The export is the wav2vec2 weights only, in S3PRL's wav2vec2_local format (what the frontend loads).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,12 +28,18 @@ def get_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data_dir", help="Kaldi dir with wav.scp and text (training)")
-    p.add_argument("--valid_dir", default=None,
-                   help="held-out Kaldi dir: with --objective ctc, its CTC loss and greedy CER at every save")
+    p.add_argument(
+        "--valid_dir",
+        default=None,
+        help="held-out Kaldi dir: with --objective ctc, its CTC loss and greedy CER at every save",
+    )
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--export", default=None, help="write the wav2vec2 weights of exp_dir/checkpoint.pt here and stop")
-    p.add_argument("--checkpoint", default="checkpoint.pt",
-                   help="with --export: which checkpoint of exp_dir (checkpoint_best.pt: the lowest valid CER)")
+    p.add_argument(
+        "--checkpoint",
+        default="checkpoint.pt",
+        help="with --export: which checkpoint of exp_dir (checkpoint_best.pt: the lowest valid CER)",
+    )
     p.add_argument("--fp32", action="store_true", help="export in fp32 (default fp16 storage)")
     p.add_argument("--readme", default=None, help="with --export: write the provenance README here")
     p.add_argument("--corpus_stats", default=None, help="with --readme: corpus_stats.md to include")
@@ -41,8 +48,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--notes", default=None, help="with --readme: a markdown file appended as it is (history, choices)")
     for f in fields(PretrainConfig):
         if f.name == "model_overrides":
-            p.add_argument("--model_overrides", type=json.loads, default={},
-                           help="JSON dict of wav2vec2 config overrides on top of the preset")
+            p.add_argument(
+                "--model_overrides",
+                type=json.loads,
+                default={},
+                help="JSON dict of wav2vec2 config overrides on top of the preset",
+            )
             continue
         if isinstance(f.default, bool):
             p.add_argument(f"--{f.name}", type=bool_arg, default=f.default, metavar="true|false")
@@ -66,8 +77,11 @@ def run(argv: Optional[List[str]] = None) -> None:
 
             stats = Path(args.corpus_stats).read_text() if args.corpus_stats else ""
             notes = Path(args.notes).read_text() if args.notes else ""
-            atomic_write_text(args.readme, provenance_markdown(args.exp_dir, info, stats, args.commit,
-                                                               args.command, args.checkpoint) + (f"\n{notes}" if notes else ""))
+            atomic_write_text(
+                args.readme,
+                provenance_markdown(args.exp_dir, info, stats, args.commit, args.command, args.checkpoint)
+                + (f"\n{notes}" if notes else ""),
+            )
         print(json.dumps(info))
         return
     if not args.data_dir:

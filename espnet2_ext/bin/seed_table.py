@@ -6,6 +6,7 @@
 
 See espnet2_ext/scoring/seed_table.py for the columns and the verdict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,14 @@ def run(argv: Optional[List[str]] = None) -> str:
     p.add_argument("--delta", default=None, help="NAME=...: adds the column 'after mean - NAME'")
     p.add_argument("--no_verdict", action="store_true")
     args = p.parse_args(argv)
-    table = seed_table(comma_list(args.metrics), [parse_column(s) for s in args.before],
-                       [parse_column(s) for s in args.after], [parse_column(s) for s in args.show],
-                       parse_column(args.delta) if args.delta else None, not args.no_verdict)
+    table = seed_table(
+        comma_list(args.metrics),
+        [parse_column(s) for s in args.before],
+        [parse_column(s) for s in args.after],
+        [parse_column(s) for s in args.show],
+        parse_column(args.delta) if args.delta else None,
+        not args.no_verdict,
+    )
     print(table)
     return table
 

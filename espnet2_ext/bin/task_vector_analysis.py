@@ -3,6 +3,7 @@
     python -m espnet2_ext.bin.task_vector_analysis --model_file exp/asr_x/valid.acc.ave.pth \
         --config exp/asr_x/config.yaml --out_dir exp/asr_x/task_vector_analysis
 """
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,7 @@ into entities seen / unseen in training, with the count of wrong spans (``ner_by
 (the lists the decode was biased with) the JSON gets a ``biasing`` section (``scoring/biasing_metrics.py``): U-WER,
 B-WER (Le et al. 2021), false alarms and list-phrase recall.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,33 +31,55 @@ from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ref", required=True, help="reference Kaldi text (with task tokens)")
-    p.add_argument("--hyp", required=True,
-                   help="hypothesis Kaldi text, e.g. ESPnet's 1best_recog/text (a decode dir holding it also works)")
+    p.add_argument(
+        "--hyp",
+        required=True,
+        help="hypothesis Kaldi text, e.g. ESPnet's 1best_recog/text (a decode dir holding it also works)",
+    )
     p.add_argument("--task_activation", required=True, help="tasks active at inference, comma-separated")
     p.add_argument("--utt2lang", default=None, help="'<utt-id> <lang>' per line for the per-language breakdown")
     p.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES), help="languages of the LID task tokens")
-    p.add_argument("--extra_tasks", action="append", default=[], metavar="NAME=TOKEN",
-                   help="a task added to the model (extend_model --add_task), e.g. 'qst=[Q]': scored by aligned tag "
-                        "matching like scd/endp (F1 as <name>_f1)")
-    p.add_argument("--train_text", default=None,
-                   help="the training references (Kaldi text): NER recall is also split into entities whose words "
-                        "all occur there (seen) and the others (unseen), with the wrong spans (JSON 'ner_by_seen')")
-    p.add_argument("--utt2biasing", default=None,
-                   help="the biasing lists of the decode (utt2biasing, text/biasing_list.py's format; recording ids "
-                        "through segments/orig_segments next to --ref or segments next to it): adds U-WER, B-WER, false alarms and list "
-                        "phrase recall (JSON 'biasing')")
+    p.add_argument(
+        "--extra_tasks",
+        action="append",
+        default=[],
+        metavar="NAME=TOKEN",
+        help="a task added to the model (extend_model --add_task), e.g. 'qst=[Q]': scored by aligned tag "
+        "matching like scd/endp (F1 as <name>_f1)",
+    )
+    p.add_argument(
+        "--train_text",
+        default=None,
+        help="the training references (Kaldi text): NER recall is also split into entities whose words "
+        "all occur there (seen) and the others (unseen), with the wrong spans (JSON 'ner_by_seen')",
+    )
+    p.add_argument(
+        "--utt2biasing",
+        default=None,
+        help="the biasing lists of the decode (utt2biasing, text/biasing_list.py's format; recording ids "
+        "through segments/orig_segments next to --ref or segments next to it): adds U-WER, B-WER, false alarms and list "
+        "phrase recall (JSON 'biasing')",
+    )
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")
     p.add_argument("--test_set", default=None, help="test set name stored in the JSON (for tokenverse_report)")
     g = p.add_argument_group("time-based scoring")
     g.add_argument("--ref_turns", default=None, help="reference turn times (default: utt2turns next to --ref, if any)")
-    g.add_argument("--hyp_events", default=None,
-                   help="hypothesis times (default: events.jsonl next to the hypothesis text)")
-    g.add_argument("--utt2tasks", default=None, help="which utterances are annotated for scd/endp (default: "
-                   "utt2tasks next to --ref; without it, those whose reference has the task's tokens)")
+    g.add_argument(
+        "--hyp_events", default=None, help="hypothesis times (default: events.jsonl next to the hypothesis text)"
+    )
+    g.add_argument(
+        "--utt2tasks",
+        default=None,
+        help="which utterances are annotated for scd/endp (default: "
+        "utt2tasks next to --ref; without it, those whose reference has the task's tokens)",
+    )
     g.add_argument("--collars", default="0.25,0.5", help="SCD collars in seconds, comma-separated")
-    g.add_argument("--ref_ctm", default=None, help="reference word times (CTM, same file ids as the hypothesis "
-                   "ctm) for the word start error")
+    g.add_argument(
+        "--ref_ctm",
+        default=None,
+        help="reference word times (CTM, same file ids as the hypothesis ctm) for the word start error",
+    )
     return p
 
 
@@ -74,8 +97,11 @@ def score_time_section(args, ref, hyp_path: Path, spec: TaskSpec, active) -> Opt
     if not events_path.is_file():
         if args.hyp_events:
             raise DataError(f"{events_path}: no such file (--hyp_events)")
-        print(f"warning: {turns_path} has reference times but {events_path} is missing: no time-based scores "
-              f"(decode again with espnet2_ext.bin.asr_inference)", file=sys.stderr)
+        print(
+            f"warning: {turns_path} has reference times but {events_path} is missing: no time-based scores "
+            f"(decode again with espnet2_ext.bin.asr_inference)",
+            file=sys.stderr,
+        )
         return None
     try:
         collars = [float(c) for c in comma_list(args.collars)]
@@ -90,8 +116,9 @@ def score_time_section(args, ref, hyp_path: Path, spec: TaskSpec, active) -> Opt
         has = lambda utt, task: task in annotated.get(utt, ())  # noqa: E731
     else:
         has = lambda utt, task: any(spec.task_of(w) == task for w in ref[utt])  # noqa: E731
-    chosen = {task: [u for u in ref if u in turns and has(u, task)] if task in active else []
-              for task in ("scd", "endp")}
+    chosen = {
+        task: [u for u in ref if u in turns and has(u, task)] if task in active else [] for task in ("scd", "endp")
+    }
     ref_ctm = read_ctm(args.ref_ctm) if args.ref_ctm else None
     section = score_times(turns, events, chosen["scd"], chosen["endp"], collars, ref_ctm, hyp_name=str(events_path))
     section["ref_turns"], section["hyp_events"] = str(turns_path), str(events_path)
@@ -158,10 +185,21 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         unknown = unknown_tags(texts, spec)
         if unknown:
             listed = ", ".join(f"{t} x{n}" for t, n in sorted(unknown.items()))
-            print(f"warning: {name} has tags unknown to the task spec, scored as words: {listed} "
-                  f"(set --languages if these are language tokens)", file=sys.stderr)
-    result = score_corpus(ref, hyp, spec, active, utt2lang, ref_name=str(args.ref), hyp_name=str(hyp_path),
-                          utt2lang_name=str(args.utt2lang))
+            print(
+                f"warning: {name} has tags unknown to the task spec, scored as words: {listed} "
+                f"(set --languages if these are language tokens)",
+                file=sys.stderr,
+            )
+    result = score_corpus(
+        ref,
+        hyp,
+        spec,
+        active,
+        utt2lang,
+        ref_name=str(args.ref),
+        hyp_name=str(hyp_path),
+        utt2lang_name=str(args.utt2lang),
+    )
     if args.train_text is not None:
         from espnet2_ext.scoring.metrics import entities_by_seen
 
@@ -187,13 +225,17 @@ def run(argv: Optional[Sequence[str]] = None) -> Dict[str, object]:
         print(md_table([name for _, name in TIME_COLUMNS], [[fmt(flat[k]) for k, _ in TIME_COLUMNS]]))
     if "ner_by_seen" in result:
         b = result["ner_by_seen"]
-        print(f"entities found exactly: seen in train {b['seen_found']}/{b['seen']}, unseen {b['unseen_found']}/"
-              f"{b['unseen']}; wrong spans {b['wrong_spans']}")
+        print(
+            f"entities found exactly: seen in train {b['seen_found']}/{b['seen']}, unseen {b['unseen_found']}/"
+            f"{b['unseen']}; wrong spans {b['wrong_spans']}"
+        )
     if "biasing" in result:
         b = result["biasing"]
-        print(f"biasing lists ({b['counts']['utts_with_list']} utterances, mean {fmt(b['mean_list_size'])} "
-              f"phrases): U-WER {fmt(b['u_wer'])}, B-WER {fmt(b['b_wer'])}, phrase recall {fmt(b['phrase_recall'])}, "
-              f"false alarms {b['counts']['false_alarms']} ({fmt(b['fa_rate'])} % of emitted list phrases)")
+        print(
+            f"biasing lists ({b['counts']['utts_with_list']} utterances, mean {fmt(b['mean_list_size'])} "
+            f"phrases): U-WER {fmt(b['u_wer'])}, B-WER {fmt(b['b_wer'])}, phrase recall {fmt(b['phrase_recall'])}, "
+            f"false alarms {b['counts']['false_alarms']} ({fmt(b['fa_rate'])} % of emitted list phrases)"
+        )
     return result
 
 

@@ -8,6 +8,7 @@ Writes ``bpe.model``, ``bpe.vocab``, ``tokens.txt`` to ``--out_dir`` and prints 
 ``--compare_plain`` also trains (in a temporary folder) the same model with unprefixed tag symbols and prints
 its numbers next to ours.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,14 @@ from typing import Dict, List, Optional, Tuple
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import comma_list
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
-from espnet2_ext.text.tag_aware_bpe import (DEFAULT_INPUT_SENTENCE_SIZE, MODEL_TYPES, VocabSizeError,
-                                            read_texts, tag_piece_stats, train_tag_aware_bpe)
+from espnet2_ext.text.tag_aware_bpe import (
+    DEFAULT_INPUT_SENTENCE_SIZE,
+    MODEL_TYPES,
+    VocabSizeError,
+    read_texts,
+    tag_piece_stats,
+    train_tag_aware_bpe,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -35,8 +42,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--languages", default=",".join(DEFAULT_LANGUAGES), help="comma-separated, e.g. en,de,es,fr")
     p.add_argument("--tasks", default=None, help="comma-separated task names (default: all known tasks)")
-    p.add_argument("--compare_plain", action="store_true",
-                   help="also measure a model with unprefixed tag symbols trained on the same text")
+    p.add_argument(
+        "--compare_plain",
+        action="store_true",
+        help="also measure a model with unprefixed tag symbols trained on the same text",
+    )
     return p
 
 
@@ -53,9 +63,19 @@ def _train_plain(texts: List[str], spec: TaskSpec, args: argparse.Namespace) -> 
     with tempfile.TemporaryDirectory(prefix="plain_spm_") as tmp:
         for _ in range(2):
             try:
-                model = train_tag_aware_bpe(texts, spec, vocab, tmp, args.model_type, args.character_coverage,
-                                            args.input_sentence_size, args.num_threads, args.seed, kaldi=False,
-                                            prefix_tags=False)
+                model = train_tag_aware_bpe(
+                    texts,
+                    spec,
+                    vocab,
+                    tmp,
+                    args.model_type,
+                    args.character_coverage,
+                    args.input_sentence_size,
+                    args.num_threads,
+                    args.seed,
+                    kaldi=False,
+                    prefix_tags=False,
+                )
                 return tag_piece_stats(model, texts, spec, kaldi=False), vocab
             except VocabSizeError as e:
                 vocab = e.limit
@@ -64,8 +84,18 @@ def _train_plain(texts: List[str], spec: TaskSpec, args: argparse.Namespace) -> 
 
 def format_table(rows: List[Tuple[str, int, Dict]]) -> str:
     head = ("model", "vocab", "pieces", "pieces/utt", "tags", "split_tags", "lone_\u2581_before_tag")
-    lines = [head] + [(name, str(v), str(s["pieces"]), f"{s['pieces_per_utt']:.2f}", str(s["tags"]),
-                       str(s["split_tags"]), str(s["lone_boundary_before_tag"])) for name, v, s in rows]
+    lines = [head] + [
+        (
+            name,
+            str(v),
+            str(s["pieces"]),
+            f"{s['pieces_per_utt']:.2f}",
+            str(s["tags"]),
+            str(s["split_tags"]),
+            str(s["lone_boundary_before_tag"]),
+        )
+        for name, v, s in rows
+    ]
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in lines)
 
@@ -74,9 +104,18 @@ def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     spec = _spec(args)
     texts = read_texts([Path(t) for t in args.text])
-    model = train_tag_aware_bpe(texts, spec, args.vocab_size, args.out_dir, args.model_type,
-                                args.character_coverage, args.input_sentence_size, args.num_threads, args.seed,
-                                kaldi=False)
+    model = train_tag_aware_bpe(
+        texts,
+        spec,
+        args.vocab_size,
+        args.out_dir,
+        args.model_type,
+        args.character_coverage,
+        args.input_sentence_size,
+        args.num_threads,
+        args.seed,
+        kaldi=False,
+    )
     ours = tag_piece_stats(model, texts, spec, kaldi=False)
     rows = [("tag-aware (\u2581[TAG])", args.vocab_size, ours)]
     if args.compare_plain:

@@ -11,6 +11,7 @@ bpe model; the token list lives inside the config), plus a ``README.md`` model c
 ``--push`` uploads the folder, and only when ``huggingface_hub`` is importable and a token is found (``HF_TOKEN``
 or the token stored by ``hf auth login``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,12 +44,16 @@ def hub_token_or_error():
     try:
         import huggingface_hub
     except ImportError:
-        raise UploadError("--push needs the huggingface_hub package, which is not installed: pip install "
-                          "huggingface_hub (or leave out --push for a dry run)") from None
+        raise UploadError(
+            "--push needs the huggingface_hub package, which is not installed: pip install "
+            "huggingface_hub (or leave out --push for a dry run)"
+        ) from None
     token = os.environ.get("HF_TOKEN") or huggingface_hub.get_token()
     if not token:
-        raise UploadError("--push needs a Hugging Face token and none was found: set HF_TOKEN or run "
-                          "`hf auth login` (or leave out --push for a dry run)")
+        raise UploadError(
+            "--push needs a Hugging Face token and none was found: set HF_TOKEN or run "
+            "`hf auth login` (or leave out --push for a dry run)"
+        )
     return huggingface_hub, token
 
 
@@ -56,8 +61,10 @@ def hub_token_or_error():
 def read_package(path: Path) -> Tuple[List[str], Dict]:
     """Member names and parsed ``meta.yaml`` of an ESPnet packed model, validated."""
     if not path.is_file() or not zipfile.is_zipfile(path):
-        raise UploadError(f"{path}: not a zip file; make one with `python -m espnet2.bin.pack asr ...` "
-                          f"(recipe stage 8) or give --exp_dir")
+        raise UploadError(
+            f"{path}: not a zip file; make one with `python -m espnet2.bin.pack asr ...` "
+            f"(recipe stage 8) or give --exp_dir"
+        )
     with zipfile.ZipFile(path) as z:
         names = [n for n in z.namelist() if not n.endswith("/")]
         bad = [n for n in names if PurePosixPath(n).is_absolute() or ".." in PurePosixPath(n).parts]
@@ -71,14 +78,18 @@ def read_package(path: Path) -> Tuple[List[str], Dict]:
             meta = load_yaml_bytes(z.read("meta.yaml"), f"{path}: meta.yaml")
         except UnsafeModelError as e:
             raise UploadError(str(e)) from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("yaml_files"), dict) \
-            or not isinstance(meta.get("files"), dict):
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("yaml_files"), dict)
+        or not isinstance(meta.get("files"), dict)
+    ):
         raise UploadError(f"{path}: meta.yaml lacks the yaml_files/files mappings that ESPnet's packer writes")
     for key, where in ((CONFIG_KEY, "yaml_files"), (MODEL_KEY, "files")):
         member = meta[where].get(key)
         if member is None:
-            raise UploadError(f"{path}: meta.yaml {where} has no {key}: pack an ASR model "
-                              f"(espnet2.bin.pack asr --{key} ...)")
+            raise UploadError(
+                f"{path}: meta.yaml {where} has no {key}: pack an ASR model (espnet2.bin.pack asr --{key} ...)"
+            )
         if member not in names:
             raise UploadError(f"{path}: meta.yaml names {member} as {key}, but the zip does not contain it")
     return names, meta
@@ -97,12 +108,16 @@ def check_config(root: Path, meta: Dict) -> Dict:
         needed.append(("token_list", config["token_list"]))
     for key, value in needed:
         if not value or Path(value).is_absolute() or not (root / value).is_file():
-            raise UploadError(f"{cfg_rel}: {key} '{value}' is not in the package: repack with --option {value}, "
-                              f"running the packer from the recipe dir so the path stays relative")
+            raise UploadError(
+                f"{cfg_rel}: {key} '{value}' is not in the package: repack with --option {value}, "
+                f"running the packer from the recipe dir so the path stays relative"
+            )
     front = config.get("frontend_conf") or {}
     if config.get("frontend") == "s3prl_tokenverse" and "upstream_skeleton" not in front:
-        print(f"warning: {cfg_rel} has no frontend_conf.upstream_skeleton: loading will need the upstream "
-              f"checkpoint {(front.get('frontend_conf') or {}).get('path_or_url')}")
+        print(
+            f"warning: {cfg_rel} has no frontend_conf.upstream_skeleton: loading will need the upstream "
+            f"checkpoint {(front.get('frontend_conf') or {}).get('path_or_url')}"
+        )
     return config
 
 
@@ -128,15 +143,23 @@ def build_upload_folder(packed: Path, repo_id: str, out_dir: Path, results_md: O
             packaged = sorted(n for n in names if PurePosixPath(n).name == "RESULTS.md")
             results_md = (tmp / packaged[0]).read_text(encoding="utf-8") if packaged else None
         files = sorted(set(names) | {"README.md"})
-        card = build_model_card(repo_id, config, files, results_md, meta, config_path=meta["yaml_files"][CONFIG_KEY],
-                                model_path=meta["files"][MODEL_KEY])
+        card = build_model_card(
+            repo_id,
+            config,
+            files,
+            results_md,
+            meta,
+            config_path=meta["yaml_files"][CONFIG_KEY],
+            model_path=meta["files"][MODEL_KEY],
+        )
         (tmp / "README.md").write_text(card, encoding="utf-8")
     return files
 
 
 # ---- packing an exp dir with ESPnet's packer ----------------------------------------------------------
-def pack_exp_dir(exp_dir: Path, outpath: Path, model_file: Optional[Path] = None,
-                 results_md: Optional[Path] = None) -> Path:
+def pack_exp_dir(
+    exp_dir: Path, outpath: Path, model_file: Optional[Path] = None, results_md: Optional[Path] = None
+) -> Path:
     """``espnet2.bin.pack asr`` on an experiment dir, as the recipe's pack stage does (run from the recipe dir)."""
     config_path = exp_dir / "config.yaml"
     if not config_path.is_file():
@@ -153,8 +176,10 @@ def pack_exp_dir(exp_dir: Path, outpath: Path, model_file: Optional[Path] = None
     if config.get("token_type") == "bpe":
         bpe = Path(config.get("bpemodel") or "")
         if not bpe.is_file() or bpe.is_absolute():
-            raise UploadError(f"{config_path}: bpemodel '{bpe}' must be an existing path relative to the current "
-                              f"directory: run from the recipe dir")
+            raise UploadError(
+                f"{config_path}: bpemodel '{bpe}' must be an existing path relative to the current "
+                f"directory: run from the recipe dir"
+            )
         options.append(bpe)
     results = results_md or exp_dir / "RESULTS.md"
     options += [p for p in (results, exp_dir / "images") if p.exists()]
@@ -170,13 +195,22 @@ def get_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--packed_model", type=Path, help="zip written by espnet2.bin.pack asr")
     src.add_argument("--exp_dir", type=Path, help="training output dir: packed here first (run from the recipe dir)")
-    p.add_argument("--model_file", type=Path, default=None,
-                   help=f"with --exp_dir; default: first of {', '.join(MODEL_FILE_PREFERENCE)}")
+    p.add_argument(
+        "--model_file",
+        type=Path,
+        default=None,
+        help=f"with --exp_dir; default: first of {', '.join(MODEL_FILE_PREFERENCE)}",
+    )
     p.add_argument("--repo_id", required=True, help="Hugging Face repo, user/name")
-    p.add_argument("--out_dir", type=Path, default=Path("exp/hub_upload"),
-                   help="the folder that is (or would be) pushed")
-    p.add_argument("--results_md", type=Path, default=None,
-                   help="results table for the card (default: the package's RESULTS.md, if any)")
+    p.add_argument(
+        "--out_dir", type=Path, default=Path("exp/hub_upload"), help="the folder that is (or would be) pushed"
+    )
+    p.add_argument(
+        "--results_md",
+        type=Path,
+        default=None,
+        help="results table for the card (default: the package's RESULTS.md, if any)",
+    )
     p.add_argument("--push", action="store_true", help="upload; without it nothing leaves this machine")
     p.add_argument("--private", action="store_true", help="with --push: create the repo as private")
     p.add_argument("--commit_message", default="Upload TokenVerse++ ESPnet model")
@@ -209,8 +243,10 @@ def run(argv: Optional[List[str]] = None) -> Path:
         files = build_upload_folder(args.packed_model, args.repo_id, args.out_dir, results)
     sizes = {f: (args.out_dir / f).stat().st_size for f in files}
     verb = "pushing" if args.push else "would push"
-    print(f"{verb} {len(files)} files ({_size(sum(sizes.values()))}) from {args.out_dir} to "
-          f"https://huggingface.co/{args.repo_id}:")
+    print(
+        f"{verb} {len(files)} files ({_size(sum(sizes.values()))}) from {args.out_dir} to "
+        f"https://huggingface.co/{args.repo_id}:"
+    )
     for f in files:
         print(f"  {_size(sizes[f]):>10}  {f}")
     if not args.push:
@@ -218,8 +254,9 @@ def run(argv: Optional[List[str]] = None) -> Path:
         return args.out_dir
     api = hub.HfApi(token=token)
     api.create_repo(args.repo_id, repo_type="model", private=args.private, exist_ok=True)
-    api.upload_folder(folder_path=str(args.out_dir), repo_id=args.repo_id, repo_type="model",
-                      commit_message=args.commit_message)
+    api.upload_folder(
+        folder_path=str(args.out_dir), repo_id=args.repo_id, repo_type="model", commit_message=args.commit_message
+    )
     print(f"pushed: https://huggingface.co/{args.repo_id}")
     return args.out_dir
 

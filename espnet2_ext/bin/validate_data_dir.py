@@ -4,6 +4,7 @@
 
 Exits 1 with a one-line message naming the file, line and fix on the first problem; prints a summary otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,12 +18,16 @@ from espnet2_ext.common import comma_list
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data_dir", help="Kaldi data dir (wav.scp, text, utt2spk, utt2tasks, ...)")
-    p.add_argument("--check_audio", action="store_true",
-                   help="also decode every audio file (exists, non-empty, decodable, not truncated) and report "
-                        "the ones format_data_dir will convert to 16 kHz mono")
+    p.add_argument(
+        "--check_audio",
+        action="store_true",
+        help="also decode every audio file (exists, non-empty, decodable, not truncated) and report "
+        "the ones format_data_dir will convert to 16 kHz mono",
+    )
     p.add_argument("--languages", default="en,de,es,fr", help="comma-separated language codes of the task spec")
-    p.add_argument("--tasks", default=None,
-                   help="comma-separated task names of the spec (default: all known: scd,endp,ner,lid)")
+    p.add_argument(
+        "--tasks", default=None, help="comma-separated task names of the spec (default: all known: scd,endp,ner,lid)"
+    )
     return p
 
 

@@ -5,6 +5,7 @@ soundfile seeks in WAV/FLAC/Ogg/MP3 files, so a span costs only its own samples.
 be read in parts: it is refused with a message saying how to convert it. Resampling (soxr) of a span reads a few
 milliseconds of margin on each side so the filter has its context, then trims it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,9 +28,11 @@ class RecordingReader:
     def __init__(self, entry: Union[str, Path], target_rate: int = 16000):
         entry = str(entry)
         if not is_plain_path(entry):
-            raise DataError(f"'{entry}': a Kaldi pipe/ark entry cannot be read in parts, so long-form decoding "
-                            f"would hold the whole recording; convert it to a wav/flac file first (e.g. "
-                            f"'sox in.sph out.wav') and point wav.scp at it")
+            raise DataError(
+                f"'{entry}': a Kaldi pipe/ark entry cannot be read in parts, so long-form decoding "
+                f"would hold the whole recording; convert it to a wav/flac file first (e.g. "
+                f"'sox in.sph out.wav') and point wav.scp at it"
+            )
         import soundfile as sf
 
         self.path, self.target_rate = Path(entry), int(target_rate)
@@ -39,8 +42,10 @@ class RecordingReader:
         try:
             info = sf.info(str(self.path))
         except Exception as e:  # LibsndfileError/RuntimeError depending on the damage
-            raise DataError(f"{self.path}: cannot decode audio (corrupt, truncated or not audio: "
-                            f"{_first_line(e)}); re-encode the file or leave it out") from None
+            raise DataError(
+                f"{self.path}: cannot decode audio (corrupt, truncated or not audio: "
+                f"{_first_line(e)}); re-encode the file or leave it out"
+            ) from None
         self.rate, self.channels, self.frames = int(info.samplerate), int(info.channels), int(info.frames)
         if self.rate <= 0:
             raise DataError(f"{self.path}: header gives sample rate {self.rate}; re-encode the file")
@@ -61,11 +66,15 @@ class RecordingReader:
                 f.seek(start)
                 x = f.read(stop - start, dtype="float32", always_2d=True)  # x: [T, C]
         except Exception as e:
-            raise DataError(f"{self.path}: cannot decode audio at {start / self.rate:.2f} s (corrupt or "
-                            f"truncated: {_first_line(e)}); re-encode the file or leave it out") from None
+            raise DataError(
+                f"{self.path}: cannot decode audio at {start / self.rate:.2f} s (corrupt or "
+                f"truncated: {_first_line(e)}); re-encode the file or leave it out"
+            ) from None
         if x.shape[0] < stop - start and stop - start > 0 and x.shape[0] < 0.9 * (stop - start):
-            raise DataError(f"{self.path}: audio ends at {(start + x.shape[0]) / self.rate:.2f} s but its header "
-                            f"announces {self.duration:.2f} s (truncated); re-encode the file or leave it out")
+            raise DataError(
+                f"{self.path}: audio ends at {(start + x.shape[0]) / self.rate:.2f} s but its header "
+                f"announces {self.duration:.2f} s (truncated); re-encode the file or leave it out"
+            )
         return x
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -81,7 +90,7 @@ class RecordingReader:
         lo, hi = max(0, a - margin), min(self.frames, b + margin)
         y = conform(self._native(lo, hi), self.rate, self.target_rate)  # y: [~(hi - lo) * target / rate]
         skip = int(round((a - lo) * self.target_rate / self.rate))
-        out = y[skip: skip + (stop - start)]
+        out = y[skip : skip + (stop - start)]
         return np.pad(out, (0, stop - start - out.size)) if out.size < stop - start else out
 
     def blocks(self, block: int) -> Iterator[Tuple[int, np.ndarray]]:

@@ -5,6 +5,7 @@ All decoding goes through ``audio_io`` (soundfile + soxr). ``wav.scp`` may refer
 ``--dump_wav_dir`` turn them into the 16 kHz mono wavs that ESPnet's ``sound`` loader reads as they are. Relative
 paths are taken relative to the current directory, as Kaldi does (run from the recipe directory).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -16,8 +17,16 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import soundfile as sf
 
 from espnet2_ext.common import DataError, fresh_temp_sibling, move_dir_into_place
-from espnet2_ext.data.audio_io import (TARGET_SAMPLE_RATE, conform, describe, is_ark, is_pipe,  # noqa: F401
-                                       is_plain_path, load_audio, to_pcm16)
+from espnet2_ext.data.audio_io import (
+    TARGET_SAMPLE_RATE,
+    conform,
+    describe,
+    is_ark,
+    is_pipe,  # noqa: F401
+    is_plain_path,
+    load_audio,
+    to_pcm16,
+)
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
 
 EXPECTED_SAMPLE_RATE = TARGET_SAMPLE_RATE
@@ -68,11 +77,13 @@ def check_wav_table(wav, segments=None, expected_sr: int = EXPECTED_SAMPLE_RATE)
             out.durations[key] = x.shape[0] / float(rate)
             if not loader_ready(entry, expected_sr):
                 out.to_convert[key] = f"{describe(rate, x.shape[1])} {Path(entry).suffix.lstrip('.') or 'file'}"
-    for utt, value in (segments.values.items() if segments is not None else ()):
+    for utt, value in segments.values.items() if segments is not None else ():
         rec, end = value.split()[0], float(value.split()[2])
         if rec in out.durations and end > out.durations[rec] + 0.05:
-            raise DataError(f"{segments.where(utt)}: ends at {end:.2f} s but recording {rec} lasts "
-                            f"{out.durations[rec]:.2f} s; fix the segment times")
+            raise DataError(
+                f"{segments.where(utt)}: ends at {end:.2f} s but recording {rec} lasts "
+                f"{out.durations[rec]:.2f} s; fix the segment times"
+            )
     return out
 
 
@@ -104,20 +115,31 @@ class _WavDump:
             except DataError as e:
                 what = f"recording {group[0].recording_id}" if group[0].recording_id else f"utterance {group[0].utt_id}"
                 if not skip_bad:
-                    raise DataError(f"{e} ({what}); nothing was written: fix or remove this clip, or pass "
-                                    f"--skip_bad_audio to leave undecodable clips out") from None
+                    raise DataError(
+                        f"{e} ({what}); nothing was written: fix or remove this clip, or pass "
+                        f"--skip_bad_audio to leave undecodable clips out"
+                    ) from None
                 bad.append((entry, f"{e} ({what})"))
                 continue
             for u in group:
-                seg = x if u.start is None else x[int(round(u.start * self.sr)): int(round(u.end * self.sr))]
+                seg = x if u.start is None else x[int(round(u.start * self.sr)) : int(round(u.end * self.sr))]
                 if seg.size == 0:
-                    raise DataError(f"utterance {u.utt_id}: no audio in {entry} for {u.start}-{u.end} s; fix the "
-                                    f"segment times")
+                    raise DataError(
+                        f"utterance {u.utt_id}: no audio in {entry} for {u.start}-{u.end} s; fix the segment times"
+                    )
                 sf.write(str(self.tmp / f"{u.utt_id}.wav"), to_pcm16(seg), self.sr, subtype="PCM_16", format="WAV")
                 # origin keeps the recording clock (orig_segments) for timed decoding outputs
-                out.append(replace(u, wav=str(self.wav_dir / f"{u.utt_id}.wav"), start=None, end=None,
-                                   recording_id=None, duration=round(len(seg) / self.sr, 3),
-                                   origin=(u.recording_id, u.start, u.end) if u.recording_id else u.origin))
+                out.append(
+                    replace(
+                        u,
+                        wav=str(self.wav_dir / f"{u.utt_id}.wav"),
+                        start=None,
+                        end=None,
+                        recording_id=None,
+                        duration=round(len(seg) / self.sr, 3),
+                        origin=(u.recording_id, u.start, u.end) if u.recording_id else u.origin,
+                    )
+                )
         return out
 
     def commit(self) -> None:
@@ -132,8 +154,12 @@ class _WavDump:
                 pass
 
 
-def write_dirs(jobs: Sequence[Tuple[Sequence, Union[str, Path], Optional[Union[str, Path]]]],
-               skip_bad_audio: bool = False, expected_sr: int = EXPECTED_SAMPLE_RATE, log_name: str = "import"):
+def write_dirs(
+    jobs: Sequence[Tuple[Sequence, Union[str, Path], Optional[Union[str, Path]]]],
+    skip_bad_audio: bool = False,
+    expected_sr: int = EXPECTED_SAMPLE_RATE,
+    log_name: str = "import",
+):
     """Write data dirs all-or-nothing. ``jobs``: ``(utterances, out_dir, wav_dir or None)``; with a wav dir the
     audio of every job is decoded into 16 kHz mono wavs first, and no data dir or wav dir appears unless all of it
     decodes (with ``skip_bad_audio``: undecodable clips are left out and counted). Returns the written dirs'
@@ -153,8 +179,10 @@ def write_dirs(jobs: Sequence[Tuple[Sequence, Union[str, Path], Optional[Union[s
                 raise DataError(f"{out_dir}: no clip could be decoded (first: {bad[0][1] if bad else '-'})")
             results.append(kept)
         if bad:
-            print(f"{log_name}: skipped {len(bad)} undecodable clip(s) (--skip_bad_audio); first: {bad[0][1]}",
-                  file=sys.stderr)
+            print(
+                f"{log_name}: skipped {len(bad)} undecodable clip(s) (--skip_bad_audio); first: {bad[0][1]}",
+                file=sys.stderr,
+            )
         for d in dumps:
             if d is not None:
                 d.commit()

@@ -6,6 +6,7 @@ band-limited resampler, the one sox itself uses). Kaldi pipe/ark entries of a ``
 Every failure is a ``DataError`` whose message says what is wrong and how to fix it; callers prefix where it came
 from (``data/train/wav.scp:3 (u3)``).
 """
+
 from __future__ import annotations
 
 import re
@@ -80,22 +81,28 @@ def load_audio(entry: Union[str, Path]) -> Tuple[np.ndarray, int]:
             why = _first_line(e).replace(f"Error opening {str(p)!r}: ", "")
             if "does not exist or is not a regular file" in why:  # libsndfile's words for "no format matched"
                 why = "no audio format recognised in its bytes"
-            raise DataError(f"{p}: cannot decode audio (corrupt, truncated or not audio: {why}); "
-                            f"re-download or re-encode the file, or leave it out") from None
+            raise DataError(
+                f"{p}: cannot decode audio (corrupt, truncated or not audio: {why}); "
+                f"re-download or re-encode the file, or leave it out"
+            ) from None
         if x.shape[0] == 0:
             raise DataError(f"{p}: audio file holds no samples; regenerate or remove the utterance")
         if 0 < declared and x.shape[0] < _TRUNCATED_SHARE * declared:
-            raise DataError(f"{p}: audio is truncated (decoded {x.shape[0] / rate:.2f} s of the "
-                            f"{declared / rate:.2f} s its header announces); re-download or re-encode the file, "
-                            f"or leave it out")
+            raise DataError(
+                f"{p}: audio is truncated (decoded {x.shape[0] / rate:.2f} s of the "
+                f"{declared / rate:.2f} s its header announces); re-download or re-encode the file, "
+                f"or leave it out"
+            )
         return x, int(rate)
     import kaldiio
 
     try:
         loaded = kaldiio.load_mat(entry_s)
     except Exception as e:  # the command failed or did not produce wav
-        raise DataError(f"could not decode '{entry_s}' ({type(e).__name__}: {_first_line(e)}); run the command "
-                        f"by hand to see why, or point wav.scp at the audio file") from None
+        raise DataError(
+            f"could not decode '{entry_s}' ({type(e).__name__}: {_first_line(e)}); run the command "
+            f"by hand to see why, or point wav.scp at the audio file"
+        ) from None
     if not isinstance(loaded, tuple):
         raise DataError(f"'{entry_s}' is not audio (kaldiio returned a feature matrix); wav.scp needs audio")
     rate, x = loaded

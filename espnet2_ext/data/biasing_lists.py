@@ -27,6 +27,7 @@ hint of which phrases are the references).
 Layout of ``out_dir`` (written whole or not at all): ``<kind>_n<N>/utt2biasing`` (``<utt-id> lists/<group>.txt``,
 ``text/biasing_list.py``'s format), ``<kind>_n<N>/lists/<group>.txt``, ``manifest.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,10 @@ def _language(u, where: str) -> str:
     first = u.text.split()[:1]
     if first and first[0].startswith("[") and first[0] not in (NE_OPEN, NE_CLOSE):
         return first[0][1:-1].lower()
-    raise DataError(f"{where}: utterance {u.utt_id} has no language (no utt2lang line, no language token first "
-                    f"in text); add utt2lang")
+    raise DataError(
+        f"{where}: utterance {u.utt_id} has no language (no utt2lang line, no language token first "
+        f"in text); add utt2lang"
+    )
 
 
 _READ_ID = re.compile(r"^(?P<lang>[a-z]+)-[a-z]\d+-(?P<split>.+)-r(?P<index>\d{4})$")
@@ -82,20 +85,23 @@ def planned_entities(utt_ids: Sequence[str], texts: Mapping[str, str], seed: int
     for utt in utt_ids:
         m = _READ_ID.match(utt)
         if not m:
-            raise DataError(f"utterance {utt}: not a mini_tokenverse read utterance id (<lang>-r01-<split>-r0003); "
-                            f"drop --corpus_seed or annotate its entities with [NE] ... [/NE] in text")
+            raise DataError(
+                f"utterance {utt}: not a mini_tokenverse read utterance id (<lang>-r01-<split>-r0003); "
+                f"drop --corpus_seed or annotate its entities with [NE] ... [/NE] in text"
+            )
         key = (m["lang"], m["split"])
         wanted[key] = max(wanted.get(key, 0), int(m["index"]) + 1)
-    plans = {p.utt_id: p for (lang, split), n in sorted(wanted.items())
-             for p in plan_split(lang, split, 0, n, seed)}
+    plans = {p.utt_id: p for (lang, split), n in sorted(wanted.items()) for p in plan_split(lang, split, 0, n, seed)}
     out: Dict[str, Tuple[str, ...]] = {}
     for utt in utt_ids:
         p = plans.get(utt)
         tokens = [w for t in p.turns for w in t.tokens] if p else []
         spoken = [w for w in tokens if w not in (NE_OPEN, NE_CLOSE)]
         if p is None or spoken != [w for w in texts[utt].split() if not w.startswith("[")]:
-            raise DataError(f"utterance {utt}: its text is not what the mini_tokenverse plan of seed {seed} says; "
-                            f"give the --corpus_seed the corpus was made with")
+            raise DataError(
+                f"utterance {utt}: its text is not what the mini_tokenverse plan of seed {seed} says; "
+                f"give the --corpus_seed the corpus was made with"
+            )
         out[utt] = tuple(normalize_words(e) for e in entities(tokens))
     return out
 
@@ -107,8 +113,11 @@ def read_eval_utts(data_dir: PathLike, corpus_seed: Optional[int] = None) -> Lis
     utts = read_data_dir(data_dir)
     where = str(Path(data_dir))
     unannotated = [u.utt_id for u in utts if "ner" not in u.tasks]
-    planned = planned_entities(unannotated, {u.utt_id: u.text for u in utts}, corpus_seed) \
-        if corpus_seed is not None and unannotated else {}
+    planned = (
+        planned_entities(unannotated, {u.utt_id: u.text for u in utts}, corpus_seed)
+        if corpus_seed is not None and unannotated
+        else {}
+    )
     out = []
     for u in utts:
         conv = u.recording_id or (u.origin[0] if u.origin else u.utt_id)
@@ -125,8 +134,9 @@ def read_eval_utts(data_dir: PathLike, corpus_seed: Optional[int] = None) -> Lis
 
 
 # ---- drawing -------------------------------------------------------------------------------------------
-def distractor_order(lang: str, pools: Mapping[str, Sequence[str]], exclude: set, seed: int, kind: str,
-                     group: str) -> List[str]:
+def distractor_order(
+    lang: str, pools: Mapping[str, Sequence[str]], exclude: set, seed: int, kind: str, group: str
+) -> List[str]:
     """The group's distractors in draw order: its language's names, then the other languages' (each part shuffled
     by the group's own RNG), each name once and none of ``exclude``."""
     rng = random.Random(f"{seed}|{kind}|{group}")  # str seeds hash with sha512: stable across runs and platforms
@@ -146,10 +156,12 @@ def language_pools(langs: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
 
     missing = sorted(set(langs) - set(supported_languages()))
     if missing:
-        raise DataError(f"no distractor names for language '{missing[0]}'; name_pools has "
-                        f"{', '.join(supported_languages())}")
-    return {lang: tuple(sorted({n for names in name_pools(lang).values() for n in names}))
-            for lang in supported_languages()}
+        raise DataError(
+            f"no distractor names for language '{missing[0]}'; name_pools has {', '.join(supported_languages())}"
+        )
+    return {
+        lang: tuple(sorted({n for names in name_pools(lang).values() for n in names})) for lang in supported_languages()
+    }
 
 
 def groups_of(utts: Sequence[EvalUtt], kind: str) -> Dict[str, Tuple[str, List[EvalUtt]]]:
@@ -159,14 +171,17 @@ def groups_of(utts: Sequence[EvalUtt], kind: str) -> Dict[str, Tuple[str, List[E
         gid = {"utt": u.utt_id, "conv": u.conversation, "lang": u.lang}[kind]
         lang, members = out.setdefault(gid, (u.lang, []))
         if lang != u.lang:
-            raise DataError(f"conversation {gid} has utterances in {lang} and {u.lang} ({u.utt_id}); a list per "
-                            f"conversation needs one language per recording")
+            raise DataError(
+                f"conversation {gid} has utterances in {lang} and {u.lang} ({u.utt_id}); a list per "
+                f"conversation needs one language per recording"
+            )
         members.append(u)
     return out
 
 
-def group_lists(utts: Sequence[EvalUtt], kind: str, distractors: Sequence[int], seed: int,
-                pools: Mapping[str, Sequence[str]]) -> Tuple[Dict[int, Dict[str, List[str]]], Dict[str, int]]:
+def group_lists(
+    utts: Sequence[EvalUtt], kind: str, distractors: Sequence[int], seed: int, pools: Mapping[str, Sequence[str]]
+) -> Tuple[Dict[int, Dict[str, List[str]]], Dict[str, int]]:
     """({N: {group: sorted phrases}}, counts) for one kind; counts: groups, reference phrases, borrowed names."""
     exclude = {e for u in utts for e in u.entities}
     out: Dict[int, Dict[str, List[str]]] = {n: {} for n in distractors}
@@ -179,8 +194,10 @@ def group_lists(utts: Sequence[EvalUtt], kind: str, distractors: Sequence[int], 
         counts["reference_phrases"] += len(refs)
         for n in distractors:
             if n > len(order):
-                raise DataError(f"{n} distractors asked for, but the name pools hold {len(order)} usable names; "
-                                f"ask for at most {len(order)}")
+                raise DataError(
+                    f"{n} distractors asked for, but the name pools hold {len(order)} usable names; "
+                    f"ask for at most {len(order)}"
+                )
             out[n][gid] = sorted(refs + order[:n])
             counts[f"borrowed_n{n}"] += max(0, n - own)
     return out, dict(counts)
@@ -194,8 +211,9 @@ def _file_name(gid: str) -> str:
     return _SAFE.sub("_", gid) + ".txt"
 
 
-def write_kind(out: Path, kind: str, n: int, lists: Mapping[str, List[str]], utts: Sequence[EvalUtt],
-               seed: int) -> None:
+def write_kind(
+    out: Path, kind: str, n: int, lists: Mapping[str, List[str]], utts: Sequence[EvalUtt], seed: int
+) -> None:
     """``out/<kind>_n<N>/{utt2biasing, lists/*.txt}``."""
     d = out / f"{kind}_n{n}"
     (d / "lists").mkdir(parents=True)
@@ -203,8 +221,9 @@ def write_kind(out: Path, kind: str, n: int, lists: Mapping[str, List[str]], utt
     for gid, phrases in lists.items():
         name = _file_name(gid)
         if name in names.values():
-            raise DataError(f"groups '{gid}' and '{[g for g, v in names.items() if v == name][0]}' map to one file "
-                            f"name; rename one")
+            raise DataError(
+                f"groups '{gid}' and '{[g for g, v in names.items() if v == name][0]}' map to one file name; rename one"
+            )
         names[gid] = name
         head = f"# {kind} list of {gid}: its reference entities + {n} distractors (seed {seed}), sorted\n"
         (d / "lists" / name).write_text(head + "".join(p + "\n" for p in phrases), encoding="utf-8")
@@ -213,9 +232,14 @@ def write_kind(out: Path, kind: str, n: int, lists: Mapping[str, List[str]], utt
     (d / "utt2biasing").write_text("".join(lines), encoding="utf-8")
 
 
-def make_lists(data_dir: PathLike, out_dir: PathLike, seed: int = 0,
-               distractors: Sequence[int] = DEFAULT_DISTRACTORS, kinds: Sequence[str] = KINDS,
-               corpus_seed: Optional[int] = None) -> Dict[str, object]:
+def make_lists(
+    data_dir: PathLike,
+    out_dir: PathLike,
+    seed: int = 0,
+    distractors: Sequence[int] = DEFAULT_DISTRACTORS,
+    kinds: Sequence[str] = KINDS,
+    corpus_seed: Optional[int] = None,
+) -> Dict[str, object]:
     """Write every (kind, N) list set of ``data_dir`` into ``out_dir`` (whole or not at all); returns the manifest."""
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
@@ -230,18 +254,24 @@ def make_lists(data_dir: PathLike, out_dir: PathLike, seed: int = 0,
     pools = {lang: tuple(n for n in names if not common.intersection(n.split())) for lang, names in all_names.items()}
     n_conv = len({u.conversation for u in utts})
     manifest: Dict[str, object] = {
-        "data_dir": str(data_dir), "seed": seed, "corpus_seed": corpus_seed, "distractors": list(distractors),
-        "n_utts": len(utts), "n_conversations": n_conv,
+        "data_dir": str(data_dir),
+        "seed": seed,
+        "corpus_seed": corpus_seed,
+        "distractors": list(distractors),
+        "n_utts": len(utts),
+        "n_conversations": n_conv,
         "n_reference_entities": sum(len(u.entities) for u in utts),
         "utts_without_entity_annotation": sum(not u.annotated for u in utts),
         "pool_sizes": {lang: len(names) for lang, names in pools.items()},
         "pool_names_dropped_as_common_words": {lang: len(all_names[lang]) - len(pools[lang]) for lang in pools},
-        "kinds": {}}
+        "kinds": {},
+    }
     with atomic_dir(out_dir) as tmp:
         for kind in kinds:
             if kind == "conv" and n_conv == len(utts):
-                manifest["kinds"][kind] = {"skipped": "every utterance is its own conversation: the conv lists "
-                                                      "would be the utt lists"}
+                manifest["kinds"][kind] = {
+                    "skipped": "every utterance is its own conversation: the conv lists would be the utt lists"
+                }
                 continue
             lists, counts = group_lists(utts, kind, distractors, seed, pools)
             for n in distractors:

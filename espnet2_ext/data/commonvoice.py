@@ -7,6 +7,7 @@ with text ``[DE] normalised words``, utt2tasks ``asr lid`` and one speaker per `
 the clips (mp3 and any other format soundfile reads); with ``dump_wav_dir`` every clip is decoded into a 16 kHz
 mono wav first and no split is written unless all of them decode (or ``skip_bad_audio`` leaves bad clips out).
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,9 @@ def locale_to_lang(locale: str) -> str:
     return re.split(r"[-_]", locale.strip())[0].lower()
 
 
-def read_cv_tsv(tsv: Path, clips_dir: Path, lang: Optional[str], languages: Sequence[str],
-                max_utts: Optional[int] = None) -> List[Utterance]:
+def read_cv_tsv(
+    tsv: Path, clips_dir: Path, lang: Optional[str], languages: Sequence[str], max_utts: Optional[int] = None
+) -> List[Utterance]:
     """Utterances of one CommonVoice tsv; rows whose clip is missing or whose sentence normalises to nothing are
     skipped (counted in the printed summary)."""
     csv.field_size_limit(1 << 24)
@@ -48,8 +50,10 @@ def read_cv_tsv(tsv: Path, clips_dir: Path, lang: Optional[str], languages: Sequ
         col = {name.strip(): i for i, name in enumerate(header)}
         missing = [c for c in REQUIRED_COLUMNS if c not in col]
         if missing:
-            raise DataError(f"{tsv}: missing column(s) {', '.join(missing)}; found columns: {', '.join(header)} "
-                            f"(a CommonVoice tsv needs {', '.join(REQUIRED_COLUMNS)})")
+            raise DataError(
+                f"{tsv}: missing column(s) {', '.join(missing)}; found columns: {', '.join(header)} "
+                f"(a CommonVoice tsv needs {', '.join(REQUIRED_COLUMNS)})"
+            )
         if lang is None and "locale" not in col:
             raise DataError(f"{tsv}: no 'locale' column to take the language from; give it with --lang")
         for lineno, row in enumerate(reader, 2):
@@ -60,8 +64,10 @@ def read_cv_tsv(tsv: Path, clips_dir: Path, lang: Optional[str], languages: Sequ
             get = lambda c: row[col[c]].strip()  # noqa: E731
             row_lang = lang or locale_to_lang(get("locale"))
             if row_lang not in languages:
-                raise DataError(f"{tsv}:{lineno}: language '{row_lang}' is not one of {', '.join(languages)}; "
-                                f"add it with --languages or pass --lang")
+                raise DataError(
+                    f"{tsv}:{lineno}: language '{row_lang}' is not one of {', '.join(languages)}; "
+                    f"add it with --languages or pass --lang"
+                )
             name = get("path")
             if not name or not get("client_id"):
                 raise DataError(f"{tsv}:{lineno}: empty 'path' or 'client_id'; fix or delete the row")
@@ -80,18 +86,35 @@ def read_cv_tsv(tsv: Path, clips_dir: Path, lang: Optional[str], languages: Sequ
                 skipped["empty sentence"] += 1
                 continue
             spk = f"cv-{_safe(get('client_id'))[:16]}"
-            utts.append(Utterance(f"{spk}-{_safe(Path(name).stem)}", spk, f"{language_token(row_lang)} {words}",
-                                  row_lang, TASKS, wav_scp_entry(clip.absolute())))
+            utts.append(
+                Utterance(
+                    f"{spk}-{_safe(Path(name).stem)}",
+                    spk,
+                    f"{language_token(row_lang)} {words}",
+                    row_lang,
+                    TASKS,
+                    wav_scp_entry(clip.absolute()),
+                )
+            )
             if max_utts is not None and len(utts) >= max_utts:
                 break
-    print(f"commonvoice: {tsv}: {len(utts)} utterances" +
-          "".join(f", skipped {n} ({why})" for why, n in skipped.items() if n))
+    print(
+        f"commonvoice: {tsv}: {len(utts)} utterances"
+        + "".join(f", skipped {n} ({why})" for why, n in skipped.items() if n)
+    )
     return utts
 
 
-def import_commonvoice(src, out_dir, lang: Optional[str] = None, splits: Sequence[str] = ("train", "dev", "test"),
-                       languages: Sequence[str] = DEFAULT_LANGUAGES, max_utts: Optional[int] = None,
-                       dump_wav_dir=None, skip_bad_audio: bool = False) -> Dict[str, Path]:
+def import_commonvoice(
+    src,
+    out_dir,
+    lang: Optional[str] = None,
+    splits: Sequence[str] = ("train", "dev", "test"),
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    max_utts: Optional[int] = None,
+    dump_wav_dir=None,
+    skip_bad_audio: bool = False,
+) -> Dict[str, Path]:
     """Write ``<out_dir>/<split>`` for each ``<split>.tsv`` of the release ``src``; returns split -> dir.
 
     ``dump_wav_dir``: decode every clip into ``<dump_wav_dir>/<split>/<utt>.wav`` (16 kHz mono) first; nothing is
@@ -105,8 +128,9 @@ def import_commonvoice(src, out_dir, lang: Optional[str] = None, splits: Sequenc
         raise DataError(f"--lang {lang} is not one of {', '.join(languages)}; add it with --languages")
     todo = [s for s in splits if (src / f"{s}.tsv").is_file()]
     if not todo:
-        raise DataError(f"{src}: none of {', '.join(f'{s}.tsv' for s in splits)} found; pick --splits from the "
-                        f"tsv files there")
+        raise DataError(
+            f"{src}: none of {', '.join(f'{s}.tsv' for s in splits)} found; pick --splits from the tsv files there"
+        )
     jobs = []
     for split in todo:
         utts = read_cv_tsv(src / f"{split}.tsv", clips, lang, languages, max_utts)

@@ -12,6 +12,7 @@ relative to the JSON-lines file unless absolute. Without ``tasks``, a conversati
 ``asr scd endp``, plus ``ner`` when any of its turns has an ``entities`` key (turns without it have none) and
 ``lid`` when ``language`` is given. Conversations are cut into chunks like STM imports (shared chunker).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,11 +39,13 @@ def turn_words(turn: Dict[str, Any], where: str) -> List[str]:
     for k, ent in enumerate(turn.get("entities") or []):
         w = f"{where}, entity {k}"
         if not isinstance(ent, dict) or not isinstance(ent.get("start"), int) or not isinstance(ent.get("end"), int):
-            raise DataError(f"{w}: expected {{\"start\": <int>, \"end\": <int>, \"type\": ...}} (character offsets)")
+            raise DataError(f'{w}: expected {{"start": <int>, "end": <int>, "type": ...}} (character offsets)')
         s, e = ent["start"], ent["end"]
         if not 0 <= s < e <= len(text):
-            raise DataError(f"{w}: span {s}-{e} outside the text (length {len(text)}); offsets count characters "
-                            f"of 'text' from 0, end exclusive")
+            raise DataError(
+                f"{w}: span {s}-{e} outside the text (length {len(text)}); offsets count characters "
+                f"of 'text' from 0, end exclusive"
+            )
         if not (_is_boundary(text, s) and _is_boundary(text, e)):
             raise DataError(f"{w}: span {s}-{e} ('{text[s:e]}') cuts a word; make it cover whole words")
         spans.append((s, e))
@@ -73,8 +76,9 @@ def _conversation(obj: Any, where: str, base: Path, spec: TaskSpec):
         raise DataError(f"{where}: id '{conv_id}' contains whitespace")
     lang = obj.get("language")
     if lang is not None and lang not in spec.languages:
-        raise DataError(f"{where}: language '{lang}' is not one of {', '.join(spec.languages)}; add it with "
-                        f"--languages")
+        raise DataError(
+            f"{where}: language '{lang}' is not one of {', '.join(spec.languages)}; add it with --languages"
+        )
     audio = Path(obj["audio"]) if Path(obj["audio"]).is_absolute() else base / obj["audio"]
     if not audio.is_file():
         raise DataError(f"{where}: audio file {audio} not found (relative paths start at the JSON-lines file)")
@@ -83,27 +87,40 @@ def _conversation(obj: Any, where: str, base: Path, spec: TaskSpec):
         w = f"{where}, turn {t}"
         if not isinstance(turn, dict) or not isinstance(turn.get("text"), str) or not turn.get("speaker"):
             raise DataError(f"{w}: needs 'speaker', 'start', 'end' and 'text'")
-        if not all(isinstance(turn.get(k), (int, float)) for k in ("start", "end")) or \
-                not 0 <= turn["start"] < turn["end"]:
+        if (
+            not all(isinstance(turn.get(k), (int, float)) for k in ("start", "end"))
+            or not 0 <= turn["start"] < turn["end"]
+        ):
             raise DataError(f"{w}: needs numeric 0 <= start < end (seconds), got {turn.get('start')} {turn.get('end')}")
-        segs.append(Segment(conv_id, str(turn["speaker"]), float(turn["start"]), float(turn["end"]),
-                            turn_words(turn, w), w))
+        segs.append(
+            Segment(conv_id, str(turn["speaker"]), float(turn["start"]), float(turn["end"]), turn_words(turn, w), w)
+        )
     if "tasks" in obj:
         if not isinstance(obj["tasks"], list):
-            raise DataError(f"{where}: 'tasks' must be a list such as [\"asr\", \"lid\"]")
+            raise DataError(f'{where}: \'tasks\' must be a list such as ["asr", "lid"]')
         tasks = list(parse_tasks_field(" ".join(map(str, obj["tasks"])), spec, where))
     else:
         has_ner = any("entities" in t for t in obj["turns"])
-        tasks = [t for t in spec.tasks if t in ("asr", "scd", "endp") or (t == "ner" and has_ner)
-                 or (t == "lid" and lang is not None)]
+        tasks = [
+            t
+            for t in spec.tasks
+            if t in ("asr", "scd", "endp") or (t == "ner" and has_ner) or (t == "lid" and lang is not None)
+        ]
     if "lid" in tasks and lang is None:
         raise DataError(f"{where}: tasks include 'lid' but 'language' is missing")
     return conv_id, lang, tasks, wav_scp_entry(audio.absolute()), segs
 
 
-def import_jsonl(src, out_dir, languages: Sequence[str] = ("en", "de", "es", "fr"), max_turns: int = 4,
-                 max_duration: float = 20.0, max_gap: float = 3.0, dump_wav_dir=None,
-                 skip_bad_audio: bool = False) -> List[Utterance]:
+def import_jsonl(
+    src,
+    out_dir,
+    languages: Sequence[str] = ("en", "de", "es", "fr"),
+    max_turns: int = 4,
+    max_duration: float = 20.0,
+    max_gap: float = 3.0,
+    dump_wav_dir=None,
+    skip_bad_audio: bool = False,
+) -> List[Utterance]:
     """JSON-lines conversations -> Kaldi dir ``out_dir`` (segments into the recordings; with ``dump_wav_dir``,
     16 kHz mono wavs per utterance, all-or-nothing as for ``import_stm``)."""
     src = Path(src)
@@ -129,7 +146,10 @@ def import_jsonl(src, out_dir, languages: Sequence[str] = ("en", "de", "es", "fr
         raise DataError(f"{src}: no conversations with words")
     if len({u.lang is None for u in utts}) > 1:
         raise DataError(f"{src}: some conversations give 'language' and others do not; give it for all or none")
-    utts = write_dirs([(sorted(utts, key=lambda u: c_sort_key(u.utt_id)), out_dir, dump_wav_dir)], skip_bad_audio,
-                      log_name="import_jsonl")[0]
+    utts = write_dirs(
+        [(sorted(utts, key=lambda u: c_sort_key(u.utt_id)), out_dir, dump_wav_dir)],
+        skip_bad_audio,
+        log_name="import_jsonl",
+    )[0]
     print(f"import_jsonl: {src}: {len(seen)} conversations -> {len(utts)} utterances in {out_dir}")
     return utts

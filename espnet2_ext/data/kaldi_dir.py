@@ -13,6 +13,7 @@ utt2spk_to_spk2utt.pl, subset_data_dir.sh) so recipes run without a Kaldi checko
 Every file is sorted in C-locale byte order; utterance ids start with their speaker id so that sorting by
 utterance also groups speakers (what Kaldi checks).
 """
+
 from __future__ import annotations
 
 import random
@@ -50,7 +51,7 @@ class Utterance:
     end: Optional[float] = None
     recording_id: Optional[str] = None
     duration: Optional[float] = None
-    turns: Optional[tuple] = None    # reference turns (ref_turns.RefTurn), in this utterance's clock
+    turns: Optional[tuple] = None  # reference turns (ref_turns.RefTurn), in this utterance's clock
     origin: Optional[Tuple[str, float, float]] = None  # (recording, start, end) it was cut from, once dumped
 
     @property
@@ -68,6 +69,7 @@ def c_sort_key(s: str) -> bytes:
 
 # ---------------------------------------------------------------------------------------------- writing
 
+
 def _check_records(utts: Sequence[Utterance]) -> None:
     seen = set()
     for u in utts:
@@ -83,19 +85,25 @@ def _check_records(utts: Sequence[Utterance]) -> None:
     if any(u.recording_id is not None for u in utts):
         bad = [u.utt_id for u in utts if u.recording_id is None or u.start is None or u.end is None]
         if bad:
-            raise DataError(f"utterance {bad[0]}: has no recording_id/start/end while others do; a data dir uses "
-                            f"segments for all utterances or for none")
+            raise DataError(
+                f"utterance {bad[0]}: has no recording_id/start/end while others do; a data dir uses "
+                f"segments for all utterances or for none"
+            )
         bad = [u.utt_id for u in utts if not (0 <= u.start < u.end)]
         if bad:
             raise DataError(f"utterance {bad[0]}: segment needs 0 <= start < end")
     if any(u.lang is not None for u in utts) and any(u.lang is None for u in utts):
-        raise DataError(f"utterance {next(u.utt_id for u in utts if u.lang is None)}: no language while others "
-                        f"have one; give every utterance a language or none")
+        raise DataError(
+            f"utterance {next(u.utt_id for u in utts if u.lang is None)}: no language while others "
+            f"have one; give every utterance a language or none"
+        )
     prev = None
     for u in utts:  # utts are sorted by id: speakers must come out sorted too (Kaldi's spk2utt invariant)
         if prev is not None and c_sort_key(u.speaker) < c_sort_key(prev.speaker):
-            raise DataError(f"utterance {u.utt_id} (speaker {u.speaker}) sorts after {prev.utt_id} (speaker "
-                            f"{prev.speaker}); start every utterance id with its speaker id followed by '-'")
+            raise DataError(
+                f"utterance {u.utt_id} (speaker {u.speaker}) sorts after {prev.utt_id} (speaker "
+                f"{prev.speaker}); start every utterance id with its speaker id followed by '-'"
+            )
         prev = u
 
 
@@ -184,12 +192,16 @@ def read_table(path: PathLike, strict: bool = True) -> Table:
             key, value = parts[0], (parts[1] if len(parts) > 1 else "")
             if key in values:
                 if strict:
-                    raise DataError(f"{path}:{lineno} ({key}): duplicate id (first on line {lines[key]}); keep "
-                                    f"one line per id (fix_data_dir keeps the first)")
+                    raise DataError(
+                        f"{path}:{lineno} ({key}): duplicate id (first on line {lines[key]}); keep "
+                        f"one line per id (fix_data_dir keeps the first)"
+                    )
                 continue
             if strict and prev is not None and c_sort_key(key) < c_sort_key(prev):
-                raise DataError(f"{path}:{lineno} ({key}): not sorted (comes after {prev}); sort with "
-                                f"'LC_ALL=C sort' or run fix_data_dir")
+                raise DataError(
+                    f"{path}:{lineno} ({key}): not sorted (comes after {prev}); sort with "
+                    f"'LC_ALL=C sort' or run fix_data_dir"
+                )
             values[key], lines[key], prev = value, lineno, key
     return Table(path, values, lines)
 
@@ -197,16 +209,24 @@ def read_table(path: PathLike, strict: bool = True) -> Table:
 def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Utterance]:
     utts = []
     for utt in ids:
-        kw = dict(utt_id=utt, speaker=tables["utt2spk"].values[utt], text=tables["text"].values[utt],
-                  lang=tables["utt2lang"].values[utt] if "utt2lang" in tables else None,
-                  tasks=tuple(tables["utt2tasks"].values[utt].split()))
+        kw = dict(
+            utt_id=utt,
+            speaker=tables["utt2spk"].values[utt],
+            text=tables["text"].values[utt],
+            lang=tables["utt2lang"].values[utt] if "utt2lang" in tables else None,
+            tasks=tuple(tables["utt2tasks"].values[utt].split()),
+        )
         if "segments" in tables:
             fields = tables["segments"].values[utt].split()
             if len(fields) != 3:
                 raise DataError(f"{tables['segments'].where(utt)}: expected '<utt-id> <recording-id> <start> <end>'")
             rec = fields[0]
-            kw.update(recording_id=rec, wav=tables["wav.scp"].values[rec],
-                      start=tables["segments"].number(utt, fields[1]), end=tables["segments"].number(utt, fields[2]))
+            kw.update(
+                recording_id=rec,
+                wav=tables["wav.scp"].values[rec],
+                start=tables["segments"].number(utt, fields[1]),
+                end=tables["segments"].number(utt, fields[2]),
+            )
         else:
             kw["wav"] = tables["wav.scp"].values[utt]
         if "utt2dur" in tables:
@@ -238,8 +258,18 @@ def read_tables(data_dir: PathLike, strict: bool) -> Dict[str, Table]:
     for name in REQUIRED_FILES:
         if not (d / name).is_file():
             raise DataError(f"{d / name}: missing required file; {HOW_TO_CREATE[name]}")
-    names = ("wav.scp", "text", "utt2spk", "utt2tasks", "utt2lang", "utt2dur", "segments", "spk2utt", TURNS_FILE,
-             ORIGIN_FILE)
+    names = (
+        "wav.scp",
+        "text",
+        "utt2spk",
+        "utt2tasks",
+        "utt2lang",
+        "utt2dur",
+        "segments",
+        "spk2utt",
+        TURNS_FILE,
+        ORIGIN_FILE,
+    )
     return {n: read_table(d / n, strict) for n in names if (d / n).is_file()}
 
 
@@ -250,25 +280,30 @@ def check_consistent(tables: Dict[str, Table]) -> None:
         other = tables[name]
         for key in other.values:
             if key not in text.values:
-                raise DataError(f"{other.where(key)}: utterance not in {text.path}; remove the line or run "
-                                f"fix_data_dir")
+                raise DataError(
+                    f"{other.where(key)}: utterance not in {text.path}; remove the line or run fix_data_dir"
+                )
         for key in text.values:
             if key not in other.values:
-                raise DataError(f"{text.where(key)}: utterance missing from {other.path}; add it there or run "
-                                f"fix_data_dir (drops it)")
+                raise DataError(
+                    f"{text.where(key)}: utterance missing from {other.path}; add it there or run "
+                    f"fix_data_dir (drops it)"
+                )
     for name in (TURNS_FILE, ORIGIN_FILE):  # may cover a subset of the utterances, never more
         if name in tables:
             for key in tables[name].values:
                 if key not in text.values:
-                    raise DataError(f"{tables[name].where(key)}: utterance not in {text.path}; remove the line or "
-                                    f"run fix_data_dir")
+                    raise DataError(
+                        f"{tables[name].where(key)}: utterance not in {text.path}; remove the line or run fix_data_dir"
+                    )
     if "segments" in tables:
         seg, wav = tables["segments"], tables["wav.scp"]
         for key, value in seg.values.items():
             fields = value.split()
             if len(fields) != 3 or not 0 <= seg.number(key, fields[1]) < seg.number(key, fields[2]):
-                raise DataError(f"{seg.where(key)}: expected '<utt-id> <recording-id> <start> <end>' with "
-                                f"0 <= start < end")
+                raise DataError(
+                    f"{seg.where(key)}: expected '<utt-id> <recording-id> <start> <end>' with 0 <= start < end"
+                )
             rec = fields[0]
             if rec not in wav.values:
                 raise DataError(f"{seg.where(key)}: recording '{rec}' not in {wav.path}; add its audio there")
@@ -295,8 +330,10 @@ def fix_data_dir(src: PathLike, dst: PathLike, verbose: bool = True) -> List[Utt
     utts = sorted(_build(Path(src), tables, keep), key=lambda u: c_sort_key(u.utt_id))
     write_data_dir(utts, dst)
     if verbose:
-        print(f"fix_data_dir: {src} -> {dst}: kept {len(keep)} utterances, dropped {dropped} (missing from a "
-              f"file or empty text)")
+        print(
+            f"fix_data_dir: {src} -> {dst}: kept {len(keep)} utterances, dropped {dropped} (missing from a "
+            f"file or empty text)"
+        )
     return utts
 
 
@@ -320,8 +357,13 @@ def filter_by_duration(utts: Iterable[Utterance], min_s: float = 0.0, max_s: flo
     return [u for u in with_durations(utts) if min_s <= u.length <= max_s]
 
 
-def subset(utts: Sequence[Utterance], ids: Optional[Iterable[str]] = None, speakers: Optional[Iterable[str]] = None,
-           n: Optional[int] = None, seed: Optional[int] = None) -> List[Utterance]:
+def subset(
+    utts: Sequence[Utterance],
+    ids: Optional[Iterable[str]] = None,
+    speakers: Optional[Iterable[str]] = None,
+    n: Optional[int] = None,
+    seed: Optional[int] = None,
+) -> List[Utterance]:
     """Select by utterance ids and/or speakers, then ``n`` of them: the first ``n`` in id order, or ``n``
     drawn at random with ``seed``."""
     out = list(utts)
@@ -333,8 +375,11 @@ def subset(utts: Sequence[Utterance], ids: Optional[Iterable[str]] = None, speak
         out = [u for u in out if u.speaker in spk]
     out.sort(key=lambda u: c_sort_key(u.utt_id))
     if n is not None and n < len(out):
-        out = sorted(random.Random(seed).sample(out, n), key=lambda u: c_sort_key(u.utt_id)) if seed is not None \
+        out = (
+            sorted(random.Random(seed).sample(out, n), key=lambda u: c_sort_key(u.utt_id))
+            if seed is not None
             else out[:n]
+        )
     return out
 
 

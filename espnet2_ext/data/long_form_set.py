@@ -14,6 +14,7 @@ and ``ref_segments`` (``<utt-id> <recording-id> <start> <end>``: where each sour
 per-utterance decode can be placed in the same clock with ``place_utterance_decode``; not named ``segments`` so
 no tool cuts the recording along it). Audio is written as it is read, one utterance at a time, atomically.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,11 @@ class SourceUtt:
 
 
 def read_source(src: Path) -> List[SourceUtt]:
-    tables = {name: read_table(src / name, strict=False) for name in ("wav.scp", "text", "utt2turns", "utt2lang")
-              if (src / name).is_file()}
+    tables = {
+        name: read_table(src / name, strict=False)
+        for name in ("wav.scp", "text", "utt2turns", "utt2lang")
+        if (src / name).is_file()
+    }
     missing = {"wav.scp", "text", "utt2turns", "utt2lang"} - set(tables)
     if missing:
         raise DataError(f"{src}: needs {', '.join(sorted(missing))} (a mini_tokenverse conversation set has them)")
@@ -53,9 +57,15 @@ def read_source(src: Path) -> List[SourceUtt]:
     for utt in sorted(tables["wav.scp"].values, key=c_sort_key):
         if utt not in tables["utt2turns"].values:
             continue  # read speech without turn times: not a conversation
-        out.append(SourceUtt(utt, tables["wav.scp"].values[utt], tables["text"].values[utt].split(),
-                             parse_turns(tables["utt2turns"].values[utt], tables["utt2turns"].where(utt)),
-                             tables["utt2lang"].values[utt]))
+        out.append(
+            SourceUtt(
+                utt,
+                tables["wav.scp"].values[utt],
+                tables["text"].values[utt].split(),
+                parse_turns(tables["utt2turns"].values[utt], tables["utt2turns"].where(utt)),
+                tables["utt2lang"].values[utt],
+            )
+        )
     if not out:
         raise DataError(f"{src}/utt2turns: no utterance with turn times; make the set from a conversation set")
     return out
@@ -102,17 +112,39 @@ def write_recording(path: Path, utts: Sequence[SourceUtt], rng, pause_s: Tuple[f
     return placed
 
 
-def write_set(out: Path, wav_dir: Path, recordings: Dict[str, List[SourceUtt]], lang_tokens, seed: int,
-              pause_s: Tuple[float, float], root: Path) -> None:
+def write_set(
+    out: Path,
+    wav_dir: Path,
+    recordings: Dict[str, List[SourceUtt]],
+    lang_tokens,
+    seed: int,
+    pause_s: Tuple[float, float],
+    root: Path,
+) -> None:
     rng = np.random.default_rng(seed)
-    lines: Dict[str, List[str]] = {k: [] for k in ("wav.scp", "text", "utt2turns", "utt2lang", "utt2spk", "spk2utt",
-                                                   "utt2tasks", "utt2dur", "ref_segments")}
+    lines: Dict[str, List[str]] = {
+        k: []
+        for k in (
+            "wav.scp",
+            "text",
+            "utt2turns",
+            "utt2lang",
+            "utt2spk",
+            "spk2utt",
+            "utt2tasks",
+            "utt2dur",
+            "ref_segments",
+        )
+    }
     for rec in sorted(recordings, key=c_sort_key):
         utts = recordings[rec]
         wav = (wav_dir / f"{rec}.wav").absolute()
         placed = write_recording(wav, utts, rng, pause_s, root)
-        turns = [RefTurn(round(t.start + s, 3), round(t.end + s, 3), t.speaker)
-                 for u, (_, s, _) in zip(utts, placed) for t in u.turns]
+        turns = [
+            RefTurn(round(t.start + s, 3), round(t.end + s, 3), t.speaker)
+            for u, (_, s, _) in zip(utts, placed)
+            for t in u.turns
+        ]
         langs = sorted({u.lang for u in utts})
         lines["wav.scp"].append(f"{rec} {wav}")
         lines["text"].append(f"{rec} {' '.join(join_texts(utts, lang_tokens))}")
@@ -131,8 +163,16 @@ def write_set(out: Path, wav_dir: Path, recordings: Dict[str, List[SourceUtt]], 
             (tmp / name).write_text("".join(r + "\n" for r in rows), encoding="utf-8")
 
 
-def make_sets(src: Path, out_root: Path, wav_dir: Path, minutes: Sequence[int] = (10, 60), seed: int = 0,
-              pause_s: Tuple[float, float] = (0.5, 1.5), root: Path = Path("."), prefix: str = "") -> List[Path]:
+def make_sets(
+    src: Path,
+    out_root: Path,
+    wav_dir: Path,
+    minutes: Sequence[int] = (10, 60),
+    seed: int = 0,
+    pause_s: Tuple[float, float] = (0.5, 1.5),
+    root: Path = Path("."),
+    prefix: str = "",
+) -> List[Path]:
     """``lf_conv`` and ``lf_<N>min`` under ``out_root`` from the conversation set ``src``; returns the dirs."""
     from espnet2_ext.task_spec import TaskSpec
 
@@ -143,7 +183,9 @@ def make_sets(src: Path, out_root: Path, wav_dir: Path, minutes: Sequence[int] =
     for u in utts:
         by_lang.setdefault(u.lang, []).append(u)
     made = [out_root / f"{prefix}lf_conv"]
-    write_set(made[0], wav_dir, {f"{prefix}lf-{lang}": us for lang, us in by_lang.items()}, lang_tokens, seed, pause_s, root)
+    write_set(
+        made[0], wav_dir, {f"{prefix}lf-{lang}": us for lang, us in by_lang.items()}, lang_tokens, seed, pause_s, root
+    )
     avg = float(np.mean([u.turns[-1].end + 0.25 for u in utts])) + sum(pause_s) / 2  # seconds per utterance
     for m in minutes:
         n = int(np.ceil(m * 60.0 / avg))
@@ -174,8 +216,10 @@ def place_utterance_decode(ref_segments: Path, utt_decode: Path, out_dir: Path) 
         rec, start, end = value.split()[0], float(value.split()[1]), float(value.split()[2])
         src = utt_r.split(REPEAT)[0]
         if src not in hyp or src not in events:
-            raise DataError(f"{table.where(utt_r)}: utterance {src} missing from {utt_decode}/1best_recog; "
-                            f"decode the source set first")
+            raise DataError(
+                f"{table.where(utt_r)}: utterance {src} missing from {utt_decode}/1best_recog; "
+                f"decode the source set first"
+            )
         r = events[src]
         shift = float(r["frame_shift"])
         texts.setdefault(rec, []).append(hyp[src])
@@ -186,8 +230,8 @@ def place_utterance_decode(ref_segments: Path, utt_decode: Path, out_dir: Path) 
     from espnet2_ext.text.time_outputs import TimedUtterance, write_time_outputs
 
     with atomic_dir(out_dir / "1best_recog") as tmp:
-        (tmp / "text").write_text("".join(f"{rec} {' '.join(texts[rec])}\n" for rec in sorted(texts, key=c_sort_key)),
-                                  encoding="utf-8")
+        (tmp / "text").write_text(
+            "".join(f"{rec} {' '.join(texts[rec])}\n" for rec in sorted(texts, key=c_sort_key)), encoding="utf-8"
+        )
         utts = [TimedUtterance(rec, tokens[rec], times[rec], shift, ends[rec]) for rec in texts]
         write_time_outputs(tmp, utts, TaskSpec.default())
-

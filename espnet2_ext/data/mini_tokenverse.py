@@ -15,6 +15,7 @@ synthesised again when its recipe (text, voices, pauses, espeak version) or its 
 The plans (texts, voices, splits) come from ``mini_tokenverse_plan``; this module renders them with espeak-ng + sox
 and writes the Kaldi-style dirs and the corpus statistics.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,13 +49,35 @@ def check_tools() -> str:
 def _tts(args: List[str], text: str) -> np.ndarray:
     """One sentence as int16 at 16 kHz: espeak-ng (22.05 kHz) resampled by sox without dither (deterministic)."""
     wav = subprocess.run(["espeak-ng", *args, "--stdout", text], capture_output=True, check=True).stdout
-    raw = subprocess.run(["sox", "-D", "-t", "wav", "-", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed-integer",
-                          "-b", "16", "-c", "1", "-L", "-"], input=wav, capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "sox",
+            "-D",
+            "-t",
+            "wav",
+            "-",
+            "-t",
+            "raw",
+            "-r",
+            str(SAMPLE_RATE),
+            "-e",
+            "signed-integer",
+            "-b",
+            "16",
+            "-c",
+            "1",
+            "-L",
+            "-",
+        ],
+        input=wav,
+        capture_output=True,
+        check=True,
+    ).stdout
     x = np.frombuffer(raw, dtype="<i2")
     loud = np.flatnonzero(np.abs(x.astype(np.int32)) > 300)  # trim espeak's own leading/trailing silence
     if loud.size:
         margin = int(0.02 * SAMPLE_RATE)
-        x = x[max(0, loud[0] - margin): loud[-1] + margin]
+        x = x[max(0, loud[0] - margin) : loud[-1] + margin]
     return x
 
 
@@ -83,8 +106,13 @@ def _sha1(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
-               log: Callable[[str], None] = print, turn_times: Optional[Dict[str, list]] = None) -> Dict[str, float]:
+def render_all(
+    plans: Sequence[PlannedUtt],
+    wav_dir: Path,
+    nj: int = 2,
+    log: Callable[[str], None] = print,
+    turn_times: Optional[Dict[str, list]] = None,
+) -> Dict[str, float]:
     """Synthesise every planned wav not already present with the same recipe and content; returns
     utt_id -> duration (s). ``wav_dir/manifest.json`` records recipe hash, content hash, length and each turn's
     [start, end] (s), which ``turn_times`` (utt_id -> list) receives when given."""
@@ -107,8 +135,10 @@ def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
                 turn_times[p.utt_id] = m["turns"]
         else:
             todo.append((p, rh, path))
-    log(f"mini_tokenverse: {len(plans)} wavs, {len(plans) - len(todo)} up to date, synthesising {len(todo)} "
-        f"with {nj} jobs")
+    log(
+        f"mini_tokenverse: {len(plans)} wavs, {len(plans) - len(todo)} up to date, synthesising {len(todo)} "
+        f"with {nj} jobs"
+    )
     step = max(1, len(todo) // 10)
     with ThreadPoolExecutor(max_workers=max(1, nj)) as pool:  # each job drives espeak-ng/sox subprocesses
         bounds: Dict[str, list] = {p.utt_id: [] for p, _, _ in todo}
@@ -128,8 +158,14 @@ def render_all(plans: Sequence[PlannedUtt], wav_dir: Path, nj: int = 2,
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-def _row(name: str, subset: str, plans: Sequence[PlannedUtt], durations: Dict[str, float],
-         train_voices: set, train_entities: set) -> str:
+def _row(
+    name: str,
+    subset: str,
+    plans: Sequence[PlannedUtt],
+    durations: Dict[str, float],
+    train_voices: set,
+    train_entities: set,
+) -> str:
     voices = {t.voice.speaker_id for p in plans for t in p.turns}
     refs = [p.reference().split() for p in plans]
     ents = [(p.lang, e) for p in plans for e in p.entities()]
@@ -141,9 +177,11 @@ def _row(name: str, subset: str, plans: Sequence[PlannedUtt], durations: Dict[st
     tasks = " ".join(plans[0].tasks)
     hours = sum(durations[p.utt_id] for p in plans) / 3600
     na = lambda n: str(n) if conv else "n/a"  # noqa: E731  (not annotated in read speech)
-    return (f"| {name} | {subset} | {tasks} | {len(plans)} | {len(voices)} ({len(voices - train_voices)}) | "
-            f"{hours:.3f} | {na(sum(r.count('[SCD]') for r in refs))} | {na(sum(r.count('[ENDP]') for r in refs))} | "
-            f"{na(len(ents))} | {unseen_ent} | {langs} |")
+    return (
+        f"| {name} | {subset} | {tasks} | {len(plans)} | {len(voices)} ({len(voices - train_voices)}) | "
+        f"{hours:.3f} | {na(sum(r.count('[SCD]') for r in refs))} | {na(sum(r.count('[ENDP]') for r in refs))} | "
+        f"{na(len(ents))} | {unseen_ent} | {langs} |"
+    )
 
 
 def corpus_stats(splits: Dict[str, List[PlannedUtt]], durations: Dict[str, float], seed: int, size: str) -> str:
@@ -151,22 +189,33 @@ def corpus_stats(splits: Dict[str, List[PlannedUtt]], durations: Dict[str, float
     train = splits["train"]
     train_voices = {t.voice.speaker_id for p in train for t in p.turns}
     train_entities = {(p.lang, e) for p in train for e in p.entities()}
-    lines = [f"# mini_tokenverse corpus statistics (seed {seed}, size {size})", "",
-             "| split | subset | tasks | #utts | #speakers (unseen in train) | hours | #SCD | #ENDP | #entities | "
-             "% entities unseen in train | languages |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# mini_tokenverse corpus statistics (seed {seed}, size {size})",
+        "",
+        "| split | subset | tasks | #utts | #speakers (unseen in train) | hours | #SCD | #ENDP | #entities | "
+        "% entities unseen in train | languages |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, plans in splits.items():
         for subset, key in (("conversations", "conv"), ("read", "read")):
             part = [p for p in plans if p.subset == key]
             if part:
                 lines.append(_row(name, subset, part, durations, train_voices, train_entities))
     total = sum(durations[p.utt_id] for p in train) / 3600
-    vocab = {lang: {w for p in train if p.lang == lang for t in p.turns for w in t.spoken.split()}
-             for lang in W.LANGUAGES if any(p.lang == lang for p in train)}
-    lines += ["", f"train total: {len(train)} utterances, {total:.3f} h; `train_full_only` = the conversations "
-              f"of train (fully annotated baseline).", "",
-              "Vocabulary (distinct words in train references, tags excluded): "
-              + ", ".join(f"{lang} {len(words)}" for lang, words in vocab.items()), ""]
+    vocab = {
+        lang: {w for p in train if p.lang == lang for t in p.turns for w in t.spoken.split()}
+        for lang in W.LANGUAGES
+        if any(p.lang == lang for p in train)
+    }
+    lines += [
+        "",
+        f"train total: {len(train)} utterances, {total:.3f} h; `train_full_only` = the conversations "
+        f"of train (fully annotated baseline).",
+        "",
+        "Vocabulary (distinct words in train references, tags excluded): "
+        + ", ".join(f"{lang} {len(words)}" for lang, words in vocab.items()),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -175,14 +224,25 @@ def ref_turns(plan: PlannedUtt, bounds: Sequence[Sequence[float]]) -> tuple:
     from espnet2_ext.data.ref_turns import RefTurn
 
     if len(bounds) != len(plan.turns):
-        raise RuntimeError(f"{plan.utt_id}: {len(bounds)} turn times for {len(plan.turns)} turns; delete its wav "
-                           f"and re-run to synthesise it again")
+        raise RuntimeError(
+            f"{plan.utt_id}: {len(bounds)} turn times for {len(plan.turns)} turns; delete its wav "
+            f"and re-run to synthesise it again"
+        )
     return tuple(RefTurn(float(s), float(e), t.voice.speaker_id) for (s, e), t in zip(bounds, plan.turns))
 
 
-def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial: bool = True,
-            wav_dir=None, log: Callable[[str], None] = print, train_read: Optional[int] = None,
-            read_names: float = 0.0, dev_read: Optional[int] = None) -> Dict[str, list]:
+def prepare(
+    out_dir,
+    seed: int = 0,
+    size: str = "default",
+    nj: int = 2,
+    partial: bool = True,
+    wav_dir=None,
+    log: Callable[[str], None] = print,
+    train_read: Optional[int] = None,
+    read_names: float = 0.0,
+    dev_read: Optional[int] = None,
+) -> Dict[str, list]:
     """Generate the corpus: wavs, Kaldi dirs ``train``, ``train_full_only``, ``dev``, ``test``
     (+ ``test_partial``) under ``out_dir`` and ``out_dir/corpus_stats.md``. Returns dir name -> utterances.
 
@@ -200,15 +260,17 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
 
     out_dir = Path(out_dir)
-    wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "mini_tokenverse"
-                                                                 / "wav"))
+    wav_dir = (
+        Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "mini_tokenverse" / "wav"))
+    )
     wav_dir = wav_dir / f"{size}-seed{seed}"
     if dev_read and not partial:
         raise ValueError("dev_read adds read speech (dev_partial): it cannot go with partial=False (--no_partial)")
     splits = plan_corpus(seed, size, partial, dev_read=dev_read)
     if train_read is not None and not partial:
-        raise ValueError("train_read sets the size of the read-speech subset: it cannot go with partial=False "
-                         "(--no_partial)")
+        raise ValueError(
+            "train_read sets the size of the read-speech subset: it cannot go with partial=False (--no_partial)"
+        )
     if read_names and train_read is None:
         raise ValueError("read_names is a share of the train_read<N> subset's entity slots: give train_read too")
     if train_read is not None:  # same utt ids as in train are the same plans (same stream): synthesised once
@@ -219,9 +281,19 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     durations = render_all(list(unique.values()), wav_dir, nj, log, turn_times=times)
 
     def utts(plans):
-        return [Utterance(p.utt_id, p.speaker, p.reference(), p.lang, p.tasks, str(wav_dir / f"{p.utt_id}.wav"),
-                          duration=round(durations[p.utt_id], 3), turns=ref_turns(p, times[p.utt_id]))
-                for p in plans]
+        return [
+            Utterance(
+                p.utt_id,
+                p.speaker,
+                p.reference(),
+                p.lang,
+                p.tasks,
+                str(wav_dir / f"{p.utt_id}.wav"),
+                duration=round(durations[p.utt_id], 3),
+                turns=ref_turns(p, times[p.utt_id]),
+            )
+            for p in plans
+        ]
 
     dirs = {name: utts(plans) for name, plans in splits.items()}
     dirs["train_full_only"] = utts([p for p in splits["train"] if p.subset == "conv"])
@@ -232,22 +304,43 @@ def prepare(out_dir, seed: int = 0, size: str = "default", nj: int = 2, partial:
     return dirs
 
 
-def prepare_extension(out_dir, extension: str, seed: int = 0, size: str = "default", nj: int = 2, wav_dir=None,
-                      log: Callable[[str], None] = print) -> Dict[str, list]:
+def prepare_extension(
+    out_dir,
+    extension: str,
+    seed: int = 0,
+    size: str = "default",
+    nj: int = 2,
+    wav_dir=None,
+    log: Callable[[str], None] = print,
+) -> Dict[str, list]:
     """Write the Kaldi dirs of ``plan_extension`` under ``out_dir`` (wavs beside the default corpus's, same
     ``<wav_dir>/<size>-seed<seed>/``; their utt ids never collide). Returns dir name -> utterances."""
     from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
 
     out_dir = Path(out_dir)
-    wav_dir = Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "mini_tokenverse"
-                                                                 / "wav"))
+    wav_dir = (
+        Path(wav_dir) if wav_dir else Path(os.path.normpath(out_dir / ".." / "downloads" / "mini_tokenverse" / "wav"))
+    )
     wav_dir = wav_dir / f"{size}-seed{seed}"
     splits = plan_extension(extension, seed, size)
     times: Dict[str, list] = {}
     durations = render_all([p for ps in splits.values() for p in ps], wav_dir, nj, log, turn_times=times)
-    dirs = {name: [Utterance(p.utt_id, p.speaker, p.reference(), p.lang, p.tasks, str(wav_dir / f"{p.utt_id}.wav"),
-                             duration=round(durations[p.utt_id], 3), turns=ref_turns(p, times[p.utt_id]))
-                   for p in plans] for name, plans in splits.items()}
+    dirs = {
+        name: [
+            Utterance(
+                p.utt_id,
+                p.speaker,
+                p.reference(),
+                p.lang,
+                p.tasks,
+                str(wav_dir / f"{p.utt_id}.wav"),
+                duration=round(durations[p.utt_id], 3),
+                turns=ref_turns(p, times[p.utt_id]),
+            )
+            for p in plans
+        ]
+        for name, plans in splits.items()
+    }
     for name, records in dirs.items():
         write_data_dir(records, out_dir / name)
     log(f"mini_tokenverse: wrote {', '.join(str(out_dir / n) for n in dirs)} (extension {extension})")

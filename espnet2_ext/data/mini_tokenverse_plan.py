@@ -5,6 +5,7 @@ template sentences filled per turn, and the utterances of every split (``plan_co
 (``plan_extension``) as ``PlannedUtt``: turns, pauses, the reference text and the task annotation. Nothing here runs
 espeak-ng or touches the disk; ``mini_tokenverse`` renders the plans to audio and writes the data dirs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,10 +26,10 @@ SIZES: Dict[str, Dict[str, int]] = {  # per language
     "small": dict(train_conv=35, train_read=20, dev_conv=4, test_conv=8, test_read=4),
     "default": dict(train_conv=70, train_read=40, dev_conv=8, test_conv=15, test_read=8),
 }
-HELD_OUT_ENTITY_SHARE = 0.4   # of each entity list, never used in train
-P_UNSEEN_ENTITY = 0.5         # dev/test: chance an entity slot takes a held-out name
-P_UNSEEN_VOICE = 0.5          # test: chance a conversation includes a voice not heard in train
-P_SAME_SPEAKER = 0.2          # a turn continued by the same speaker after a pause: [ENDP] without [SCD]
+HELD_OUT_ENTITY_SHARE = 0.4  # of each entity list, never used in train
+P_UNSEEN_ENTITY = 0.5  # dev/test: chance an entity slot takes a held-out name
+P_UNSEEN_VOICE = 0.5  # test: chance a conversation includes a voice not heard in train
+P_SAME_SPEAKER = 0.2  # a turn continued by the same speaker after a pause: [ENDP] without [SCD]
 N_CONV_VOICES, N_UNSEEN_CONV_VOICES, N_READ_VOICES, N_UNSEEN_READ_VOICES = 6, 2, 3, 1
 LEAD_S, TAIL_S, NOISE_STD = 0.15, 0.25, 4.0  # noise floor in 16-bit LSBs: no exact digital silence
 
@@ -36,9 +37,9 @@ LEAD_S, TAIL_S, NOISE_STD = 0.15, 0.25, 4.0  # noise floor in 16-bit LSBs: no ex
 @dataclass(frozen=True)
 class Voice:
     speaker_id: str
-    espeak: str   # e.g. "en-gb+f2"
-    speed: int    # words per minute
-    pitch: int    # 0-99
+    espeak: str  # e.g. "en-gb+f2"
+    speed: int  # words per minute
+    pitch: int  # 0-99
 
     def args(self) -> List[str]:
         return ["-v", self.espeak, "-s", str(self.speed), "-p", str(self.pitch)]
@@ -47,9 +48,9 @@ class Voice:
 @dataclass(frozen=True)
 class Turn:
     voice: Voice
-    tokens: Tuple[str, ...]   # words, with [NE] ... [/NE] around entities
+    tokens: Tuple[str, ...]  # words, with [NE] ... [/NE] around entities
     pause_after: float
-    question: bool = False    # its template is a question (W.QUESTIONS): [Q] of the extension task qst
+    question: bool = False  # its template is a question (W.QUESTIONS): [Q] of the extension task qst
 
     @property
     def spoken(self) -> str:
@@ -60,8 +61,8 @@ class Turn:
 class PlannedUtt:
     utt_id: str
     lang: str
-    split: str        # train | dev | test | test_partial (extension data: qst_train, ...)
-    subset: str       # conv | read | qst (conversations annotated asr + qst only)
+    split: str  # train | dev | test | test_partial (extension data: qst_train, ...)
+    subset: str  # conv | read | qst (conversations annotated asr + qst only)
     turns: Tuple[Turn, ...]
     noise_seed: int
 
@@ -89,11 +90,17 @@ class PlannedUtt:
 
     def entities(self) -> List[str]:
         from espnet2_ext.text.strip_tasks import entities
+
         return entities([w for t in self.turns for w in t.tokens]) if self.subset == "conv" else []
 
     def recipe(self) -> dict:
-        return {"turns": [{"args": t.voice.args(), "text": t.spoken, "pause": t.pause_after} for t in self.turns],
-                "noise_seed": self.noise_seed, "lead": LEAD_S, "tail": TAIL_S, "noise": NOISE_STD}
+        return {
+            "turns": [{"args": t.voice.args(), "text": t.spoken, "pause": t.pause_after} for t in self.turns],
+            "noise_seed": self.noise_seed,
+            "lead": LEAD_S,
+            "tail": TAIL_S,
+            "noise": NOISE_STD,
+        }
 
 
 # ------------------------------------------------------------------------------------------------ planning
@@ -113,8 +120,12 @@ def make_voices(lang: str, seed: int) -> Dict[str, List[Voice]]:
         num = i + 1 if kind == "c" else i + 1 - N_CONV_VOICES - N_UNSEEN_CONV_VOICES
         voices.append(Voice(f"{lang}-{kind}{num:02d}", f"{base}+{var}", rng.randint(160, 190), rng.randint(30, 70)))
     a, b = N_CONV_VOICES, N_CONV_VOICES + N_UNSEEN_CONV_VOICES
-    return {"conv": voices[:a], "conv_unseen": voices[a:b], "read": voices[b:b + N_READ_VOICES],
-            "read_unseen": voices[b + N_READ_VOICES:]}
+    return {
+        "conv": voices[:a],
+        "conv_unseen": voices[a:b],
+        "read": voices[b : b + N_READ_VOICES],
+        "read_unseen": voices[b + N_READ_VOICES :],
+    }
 
 
 def split_entities(lang: str, seed: int) -> Tuple[Dict[str, List[str]], Dict[str, List[str]]]:
@@ -155,8 +166,9 @@ def read_names_percent(read_names: float) -> int:
     return round(100 * read_names)
 
 
-def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind: str = "",
-               read_names: float = 0.0) -> List[PlannedUtt]:
+def plan_split(
+    lang: str, split: str, n_conv: int, n_read: int, seed: int, kind: str = "", read_names: float = 0.0
+) -> List[PlannedUtt]:
     """``kind`` "qst": conversations annotated asr + qst only, from their own RNG stream (split ``qst_<split>``).
 
     ``read_names`` P: each entity slot of a read utterance takes, with probability P, a name from the open pools of
@@ -190,11 +202,18 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
         for k, v in enumerate(seq):  # draws in the order of the original one-expression form: same stream
             template = rng.choice(W.TEMPLATES[lang])
             tokens = tuple(fill_template(template, lang, rng, pick_entity))
-            turns.append(Turn(v, tokens, round(rng.uniform(0.2, 0.5), 2) if k < n_turns - 1 else 0.0,
-                              template in W.QUESTIONS.get(lang, ())))
+            turns.append(
+                Turn(
+                    v,
+                    tokens,
+                    round(rng.uniform(0.2, 0.5), 2) if k < n_turns - 1 else 0.0,
+                    template in W.QUESTIONS.get(lang, ()),
+                )
+            )
         utt_id = f"{seq[0].speaker_id}-{name}-c{i:04d}"
-        plans.append(PlannedUtt(utt_id, lang, name, "qst" if kind == "qst" else "conv", tuple(turns),
-                                _noise_seed(seed, utt_id)))
+        plans.append(
+            PlannedUtt(utt_id, lang, name, "qst" if kind == "qst" else "conv", tuple(turns), _noise_seed(seed, utt_id))
+        )
     read_pool = voices["read"] + (voices["read_unseen"] if split != "train" else [])
     pick_read, read_tag = pick_entity, ""
     if read_names:
@@ -206,6 +225,7 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
         def pick_read(typ: str) -> str:
             usual = pick_entity(typ)  # keeps the main stream exactly as without read_names
             return names_rng.choice(pools[typ]) if names_rng.random() < read_names else usual
+
     for i in range(n_read):
         v = rng.choice(read_pool)
         tokens = tuple(fill_template(rng.choice(W.TEMPLATES[lang]), lang, rng, pick_read))
@@ -214,10 +234,15 @@ def plan_split(lang: str, split: str, n_conv: int, n_read: int, seed: int, kind:
     return plans
 
 
-def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
-                languages: Sequence[str] = W.LANGUAGES,
-                train_read: Optional[int] = None, read_names: float = 0.0,
-                dev_read: Optional[int] = None) -> Dict[str, List[PlannedUtt]]:
+def plan_corpus(
+    seed: int = 0,
+    size: str = "default",
+    partial: bool = True,
+    languages: Sequence[str] = W.LANGUAGES,
+    train_read: Optional[int] = None,
+    read_names: float = 0.0,
+    dev_read: Optional[int] = None,
+) -> Dict[str, List[PlannedUtt]]:
     """Planned utterances per split: train, dev, test (conversations) and test_partial (read).
 
     ``train_read``: read (asr+lid only) utterances per language in train instead of the size's default. Read
@@ -234,8 +259,9 @@ def plan_corpus(seed: int = 0, size: str = "default", partial: bool = True,
     s = dict(SIZES[size], **({} if train_read is None else {"train_read": train_read}))
     out: Dict[str, List[PlannedUtt]] = {"train": [], "dev": [], "test": [], "test_partial": []}
     for lang in languages:
-        out["train"] += plan_split(lang, "train", s["train_conv"], s["train_read"] if partial else 0, seed,
-                                   read_names=read_names)
+        out["train"] += plan_split(
+            lang, "train", s["train_conv"], s["train_read"] if partial else 0, seed, read_names=read_names
+        )
         out["dev"] += plan_split(lang, "dev", s["dev_conv"], 0, seed)
         out["test"] += plan_split(lang, "test", s["test_conv"], 0, seed)
         if partial:
@@ -256,9 +282,11 @@ def plan_extension(extension: str, seed: int = 0, size: str = "default") -> Dict
         raise ValueError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
     s = SIZES[size]
     out: Dict[str, List[PlannedUtt]] = {}
-    for split, n_conv, n_read in (("train", s["train_conv"], s["train_conv"] + s["train_read"]),
-                                  ("dev", s["dev_conv"], s["dev_conv"]), ("test", s["test_conv"],
-                                                                          s["test_conv"] + s["test_read"])):
+    for split, n_conv, n_read in (
+        ("train", s["train_conv"], s["train_conv"] + s["train_read"]),
+        ("dev", s["dev_conv"], s["dev_conv"]),
+        ("test", s["test_conv"], s["test_conv"] + s["test_read"]),
+    ):
         if extension == "qst":
             out[f"qst_{split}"] = [p for lang in W.LANGUAGES for p in plan_split(lang, split, n_conv, 0, seed, "qst")]
         else:

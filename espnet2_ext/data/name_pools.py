@@ -10,6 +10,7 @@ and it is kept only when it has 1-2 words, is spelled with the letters of its la
 tokenizer is trained on) and shares **no word with any mini_tokenverse entity** of any language, so every held-out
 dev/test entity stays unseen. Faker's lists are static data read from its provider classes; nothing is random here.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,16 +21,22 @@ from espnet2_ext.data import mini_tokenverse_words as W
 
 # Faker locale -> the provider attributes each entity type is read from (tuples, dicts or (code, name) pairs).
 _SOURCES: Dict[str, Tuple[Tuple[str, Dict[str, Tuple[str, ...]]], ...]] = {
-    "en": (("en_GB", {"PER": ("person.first_names",), "CITY": ("address.counties",),
-                      "ORG": ("person.last_names",)}),
-           ("en_US", {"PER": ("person.first_names",), "CITY": ("address.states",),
-                      "ORG": ("person.last_names",)})),
-    "de": (("de_DE", {"PER": ("person.first_names",), "CITY": ("address.cities",),
-                      "ORG": ("person.last_names",)}),),
-    "es": (("es_ES", {"PER": ("person.first_names",), "CITY": ("address.states",),
-                      "ORG": ("person.last_names",)}),),
-    "fr": (("fr_FR", {"PER": ("person.first_names",), "CITY": ("address.departments", "address.regions"),
-                      "ORG": ("person.last_names",)}),),
+    "en": (
+        ("en_GB", {"PER": ("person.first_names",), "CITY": ("address.counties",), "ORG": ("person.last_names",)}),
+        ("en_US", {"PER": ("person.first_names",), "CITY": ("address.states",), "ORG": ("person.last_names",)}),
+    ),
+    "de": (("de_DE", {"PER": ("person.first_names",), "CITY": ("address.cities",), "ORG": ("person.last_names",)}),),
+    "es": (("es_ES", {"PER": ("person.first_names",), "CITY": ("address.states",), "ORG": ("person.last_names",)}),),
+    "fr": (
+        (
+            "fr_FR",
+            {
+                "PER": ("person.first_names",),
+                "CITY": ("address.departments", "address.regions"),
+                "ORG": ("person.last_names",),
+            },
+        ),
+    ),
 }
 MAX_WORDS = 2
 
@@ -41,8 +48,9 @@ def supported_languages() -> Tuple[str, ...]:
 @functools.lru_cache(maxsize=None)
 def entity_words() -> FrozenSet[str]:
     """Every word of every mini_tokenverse entity (all languages, seen and held out, extension included)."""
-    return frozenset(w for per_lang in W.ENTITIES.values() for names in per_lang.values()
-                     for name in names for w in name.split())
+    return frozenset(
+        w for per_lang in W.ENTITIES.values() for names in per_lang.values() for name in names for w in name.split()
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -57,8 +65,9 @@ def _provider_values(locale: str, attr: str) -> Iterable[str]:
     try:
         provider = importlib.import_module(f"faker.providers.{kind}.{locale}").Provider
     except ModuleNotFoundError as e:
-        raise RuntimeError("--read_names needs the 'faker' package (its name lists): run 'bash tools/install.sh'") \
-            from e
+        raise RuntimeError(
+            "--read_names needs the 'faker' package (its name lists): run 'bash tools/install.sh'"
+        ) from e
     for v in getattr(provider, name):  # OrderedDict (name -> weight), tuple of names, or (code, name) pairs
         yield v[-1] if isinstance(v, tuple) else v
 
@@ -78,8 +87,7 @@ def normalise(raw: str, lang: str) -> str:
 def name_pools(lang: str) -> Dict[str, Tuple[str, ...]]:
     """Entity type -> sorted names usable in ``lang``'s read subset (none of them a mini_tokenverse entity)."""
     if lang not in _SOURCES:
-        raise ValueError(f"--read_names has no name lists for language '{lang}'; it supports "
-                         f"{', '.join(_SOURCES)}")
+        raise ValueError(f"--read_names has no name lists for language '{lang}'; it supports {', '.join(_SOURCES)}")
     pools: Dict[str, set] = {typ: set() for typ in W.ENTITY_TYPES}
     for locale, attrs in _SOURCES[lang]:
         for typ, sources in attrs.items():

@@ -11,6 +11,7 @@ real call) is marked by writing its start with a leading ``+`` (``+3.900``), whi
 Consecutive turns of the same speaker (a pause in one speaker's speech) are separate turns: each ends with an
 ``[ENDP]`` in the reference text, and only a speaker change carries ``[SCD]``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,11 +40,12 @@ def parse_turns(value: str, where: str) -> Tuple[RefTurn, ...]:
     """Turns of one ``utt2turns`` line (its value after the utterance id); ``where`` names file:line (utt)."""
     f = value.split()
     if not f or len(f) % 3:
-        raise DataError(f"{where}: expected '<start> <end> <speaker>' triples after the utterance id, got "
-                        f"{len(f)} fields")
+        raise DataError(
+            f"{where}: expected '<start> <end> <speaker>' triples after the utterance id, got {len(f)} fields"
+        )
     out = []
     for i in range(0, len(f), 3):
-        start_s, end_s, spk = f[i:i + 3]
+        start_s, end_s, spk = f[i : i + 3]
         try:
             start, end = float(start_s), float(end_s)
         except ValueError:
@@ -65,8 +67,10 @@ def turns_problem(turns: Sequence[RefTurn], duration: Optional[float]) -> Option
             if t.start < prev.start:
                 return f"turn {k}: starts at {t.start:.3f} s, before turn {k - 1} ({prev.start:.3f} s); sort by start"
             if t.start < prev.end and not t.overlap:
-                return (f"turn {k}: starts at {t.start:.3f} s, before turn {k - 1} ends ({prev.end:.3f} s); fix "
-                        f"the times or mark the overlap with '{OVERLAP_MARK}{t.start:.3f}'")
+                return (
+                    f"turn {k}: starts at {t.start:.3f} s, before turn {k - 1} ends ({prev.end:.3f} s); fix "
+                    f"the times or mark the overlap with '{OVERLAP_MARK}{t.start:.3f}'"
+                )
         prev = t
     return None
 

@@ -12,6 +12,7 @@ from ``text`` (the preprocessor would reject them otherwise: a text may only hol
 ``utt2tasks`` lists). Audio, ids, speakers, languages and turn times are unchanged; the source dir is never
 modified and the output dir appears only when complete (``kaldi_dir.write_data_dir``).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,9 +30,15 @@ PathLike = Union[str, os.PathLike]
 DEFAULT_TASKS = ("asr", "lid")
 
 
-def select_replay(utts: Sequence[Utterance], per_lang: int, tasks: Sequence[str] = DEFAULT_TASKS,
-                  languages: Optional[Sequence[str]] = None, seed: int = 0, spec: Optional[TaskSpec] = None,
-                  where: str = "data dir") -> Tuple[List[Utterance], Dict[str, int]]:
+def select_replay(
+    utts: Sequence[Utterance],
+    per_lang: int,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    languages: Optional[Sequence[str]] = None,
+    seed: int = 0,
+    spec: Optional[TaskSpec] = None,
+    where: str = "data dir",
+) -> Tuple[List[Utterance], Dict[str, int]]:
     """``per_lang`` utterances per language annotated for all of ``tasks``, relabelled to exactly ``tasks``.
 
     ``languages``: which languages to draw (default: every language of the eligible utterances). A language with
@@ -44,12 +51,16 @@ def select_replay(utts: Sequence[Utterance], per_lang: int, tasks: Sequence[str]
         raise ValueError(f"per_lang must be >= 1, got {per_lang}")
     tasks = tuple(dict.fromkeys(t.strip() for t in tasks if t.strip()))
     if PRIMARY_TASK not in tasks:
-        raise DataError(f"replay tasks {' '.join(tasks) or '(none)'}: '{PRIMARY_TASK}' must be one of them "
-                        f"(every utterance keeps its transcript)")
+        raise DataError(
+            f"replay tasks {' '.join(tasks) or '(none)'}: '{PRIMARY_TASK}' must be one of them "
+            f"(every utterance keeps its transcript)"
+        )
     no_lang = [u.utt_id for u in utts if not u.lang]
     if no_lang:
-        raise DataError(f"{where}: utterance {no_lang[0]} has no language (utt2lang); a replay subset is drawn "
-                        f"per language, so every utterance needs one")
+        raise DataError(
+            f"{where}: utterance {no_lang[0]} has no language (utt2lang); a replay subset is drawn "
+            f"per language, so every utterance needs one"
+        )
     if spec is None:
         spec = TaskSpec.default(sorted({u.lang for u in utts}))
     try:
@@ -64,13 +75,16 @@ def select_replay(utts: Sequence[Utterance], per_lang: int, tasks: Sequence[str]
         if set(tasks) <= set(u.tasks):
             eligible.setdefault(u.lang, []).append(u)
     if not eligible:
-        raise DataError(f"{where}: no utterance is annotated for all of {' '.join(tasks)} (see its utt2tasks); "
-                        f"nothing to replay")
+        raise DataError(
+            f"{where}: no utterance is annotated for all of {' '.join(tasks)} (see its utt2tasks); nothing to replay"
+        )
     wanted = list(languages) if languages else sorted(eligible, key=c_sort_key)
     missing = [lang for lang in wanted if lang not in eligible]
     if missing:
-        raise DataError(f"{where}: no utterance of language(s) {', '.join(missing)} annotated for "
-                        f"{' '.join(tasks)}; languages there: {', '.join(sorted(eligible))}")
+        raise DataError(
+            f"{where}: no utterance of language(s) {', '.join(missing)} annotated for "
+            f"{' '.join(tasks)}; languages there: {', '.join(sorted(eligible))}"
+        )
     out: List[Utterance] = []
     counts: Dict[str, int] = {}
     for i, lang in enumerate(wanted):
@@ -81,8 +95,14 @@ def select_replay(utts: Sequence[Utterance], per_lang: int, tasks: Sequence[str]
     return sorted(out, key=lambda u: c_sort_key(u.utt_id)), counts
 
 
-def make_replay_subset(src: PathLike, dst: PathLike, per_lang: int, tasks: Sequence[str] = DEFAULT_TASKS,
-                       languages: Optional[Sequence[str]] = None, seed: int = 0) -> Dict[str, int]:
+def make_replay_subset(
+    src: PathLike,
+    dst: PathLike,
+    per_lang: int,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    languages: Optional[Sequence[str]] = None,
+    seed: int = 0,
+) -> Dict[str, int]:
     """Read the Kaldi dir ``src``, write the replay subset to ``dst`` (atomically); returns the count per language.
     ``dst`` must not be ``src``."""
     src, dst = Path(src), Path(dst)

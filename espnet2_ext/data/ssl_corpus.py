@@ -15,6 +15,7 @@ Disjointness from ``mini_tokenverse`` (checked by :func:`check_disjoint`, tested
 Common words (``the``, ``you``, ``morgen``) do occur, as they do in any real pretraining corpus.
 Everything is a function of the seed; synthesis reuses ``mini_tokenverse``'s renderer (resumable, atomic).
 """
+
 from __future__ import annotations
 
 import math
@@ -31,16 +32,79 @@ LANGUAGES: Tuple[str, ...] = W.LANGUAGES
 # espeak-ng 1.51 variants that sound like a person (robot, whisper and croak voices left out) and that the mini
 # corpus never uses (its VARIANTS are m1-m7, f1-f5).
 VARIANTS: Tuple[str, ...] = (
-    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb",
-    "david", "Denis", "Diogo", "ed", "edward", "edward2", "Gene", "Gene2", "gustave", "Henrique", "Hugo", "iven",
-    "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta", "Lee", "linda", "marcelo", "Marco", "Mario", "max",
-    "Michael", "michel", "miguel", "Mike", "Mr", "Nguyen", "pablo", "paul", "pedro", "quincy", "rob", "robert",
-    "steph", "steph2", "steph3", "Storm", "zac", "anika", "AnxiousAndy", "grandpa", "grandma", "klatt", "klatt2",
-    "klatt3", "klatt4", "klatt5", "klatt6", "m8", "norbert", "sandro", "shelby", "travis", "victor",
+    "adam",
+    "Alex",
+    "Alicia",
+    "Andrea",
+    "Andy",
+    "Annie",
+    "antonio",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "caleb",
+    "david",
+    "Denis",
+    "Diogo",
+    "ed",
+    "edward",
+    "edward2",
+    "Gene",
+    "Gene2",
+    "gustave",
+    "Henrique",
+    "Hugo",
+    "iven",
+    "iven2",
+    "iven3",
+    "iven4",
+    "Jacky",
+    "john",
+    "kaukovalta",
+    "Lee",
+    "linda",
+    "marcelo",
+    "Marco",
+    "Mario",
+    "max",
+    "Michael",
+    "michel",
+    "miguel",
+    "Mike",
+    "Mr",
+    "Nguyen",
+    "pablo",
+    "paul",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "steph",
+    "steph2",
+    "steph3",
+    "Storm",
+    "zac",
+    "anika",
+    "AnxiousAndy",
+    "grandpa",
+    "grandma",
+    "klatt",
+    "klatt2",
+    "klatt3",
+    "klatt4",
+    "klatt5",
+    "klatt6",
+    "m8",
+    "norbert",
+    "sandro",
+    "shelby",
+    "travis",
+    "victor",
 )
-N_WORDS = 4000                 # size of each language's word list (most frequent first)
-SENT_WORDS = (4, 11)           # words per sentence, inclusive
-SECONDS_PER_UTT = 3.2          # measured average with these settings, used only to plan the count
+N_WORDS = 4000  # size of each language's word list (most frequent first)
+SENT_WORDS = (4, 11)  # words per sentence, inclusive
+SECONDS_PER_UTT = 3.2  # measured average with these settings, used only to plan the count
 DEV_UTTS_PER_LANG = 40
 _WORD_RE = re.compile(r"^[^\W\d_]+$")  # letters only (accents included): no digits, apostrophes, hyphens
 
@@ -57,7 +121,7 @@ def template_runs(min_len: int = 3) -> Set[Tuple[str, ...]]:
             fixed: List[str] = []
             for tok in t.split() + ["{END}"]:
                 if tok.startswith("{"):
-                    runs.update(tuple(fixed[i:i + min_len]) for i in range(len(fixed) - min_len + 1))
+                    runs.update(tuple(fixed[i : i + min_len]) for i in range(len(fixed) - min_len + 1))
                     fixed = []
                 else:
                     fixed.append(tok)
@@ -71,27 +135,40 @@ def word_list(lang: str, n: int = N_WORDS) -> Tuple[List[str], List[float]]:
     except ImportError as e:  # pragma: no cover - install.sh installs it
         raise RuntimeError("the 'wordfreq' package is missing: run 'bash tools/install.sh'") from e
     banned = mini_entity_words()
-    words = [w for w in wordfreq.top_n_list(lang, 3 * n) if _WORD_RE.match(w) and w not in banned
-             and (len(w) > 1 or w in ("a", "y", "o", "e", "à"))][:n]
+    words = [
+        w
+        for w in wordfreq.top_n_list(lang, 3 * n)
+        if _WORD_RE.match(w) and w not in banned and (len(w) > 1 or w in ("a", "y", "o", "e", "à"))
+    ][:n]
     # sqrt of the frequency: still Zipf-shaped, but rare words are heard often enough to matter
     weights = [math.sqrt(wordfreq.word_frequency(w, lang)) for w in words]
     return words, weights
 
 
 def _contains_run(words: Sequence[str], runs: Set[Tuple[str, ...]], k: int = 3) -> bool:
-    return any(tuple(words[i:i + k]) in runs for i in range(len(words) - k + 1))
+    return any(tuple(words[i : i + k]) in runs for i in range(len(words) - k + 1))
 
 
 def make_speakers(lang: str, n: int, seed: int) -> List[P.Voice]:
     rng = P._rng(seed, "ssl", lang, "speakers")
     combos = [(b, v) for b in W.BASE_VOICES[lang] for v in VARIANTS]
     rng.shuffle(combos)
-    return [P.Voice(f"ssl{lang}{i:03d}", f"{b}+{v}", rng.randint(140, 200), rng.randint(20, 80))
-            for i, (b, v) in enumerate((combos * (n // len(combos) + 1))[:n])]
+    return [
+        P.Voice(f"ssl{lang}{i:03d}", f"{b}+{v}", rng.randint(140, 200), rng.randint(20, 80))
+        for i, (b, v) in enumerate((combos * (n // len(combos) + 1))[:n])
+    ]
 
 
-def _plan_split(lang: str, split: str, count: int, seed: int, pool: Sequence[P.Voice], words: Sequence[str],
-                weights: Sequence[float], runs: Set[Tuple[str, ...]]) -> List[P.PlannedUtt]:
+def _plan_split(
+    lang: str,
+    split: str,
+    count: int,
+    seed: int,
+    pool: Sequence[P.Voice],
+    words: Sequence[str],
+    weights: Sequence[float],
+    runs: Set[Tuple[str, ...]],
+) -> List[P.PlannedUtt]:
     """The first ``count`` utterances of (lang, split): one rng stream per (seed, lang, split), so a larger
     ``count`` extends the list and never changes its head (the ASR+LID subset relies on it)."""
     rng = P._rng(seed, "ssl", lang, split)
@@ -103,8 +180,9 @@ def _plan_split(lang: str, split: str, count: int, seed: int, pool: Sequence[P.V
                 break
         v = rng.choice(pool)
         utt_id = f"{v.speaker_id}-{split}-{i:05d}"
-        out.append(P.PlannedUtt(utt_id, lang, split, "read", (P.Turn(v, tuple(sent), 0.0),),
-                                P._noise_seed(seed, utt_id)))
+        out.append(
+            P.PlannedUtt(utt_id, lang, split, "read", (P.Turn(v, tuple(sent), 0.0),), P._noise_seed(seed, utt_id))
+        )
     return out
 
 
@@ -113,8 +191,13 @@ def _pools(lang: str, seed: int, speakers_per_lang: int) -> Dict[str, List[P.Voi
     return {"train": speakers[:speakers_per_lang], "dev": speakers[speakers_per_lang:]}
 
 
-def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES,
-         speakers_per_lang: int = 48, n_words: int = N_WORDS) -> Dict[str, List[P.PlannedUtt]]:
+def plan(
+    hours: float = 4.0,
+    seed: int = 0,
+    languages: Sequence[str] = LANGUAGES,
+    speakers_per_lang: int = 48,
+    n_words: int = N_WORDS,
+) -> Dict[str, List[P.PlannedUtt]]:
     """Planned utterances: ``train`` (``hours`` in total) and ``dev`` (held-out speakers), drawn from each
     language's ``n_words`` most frequent words."""
     if hours <= 0:
@@ -132,8 +215,13 @@ def plan(hours: float = 4.0, seed: int = 0, languages: Sequence[str] = LANGUAGES
     return out
 
 
-def plan_asr_lid(utts_per_lang: int, seed: int = 0, charset: Optional[Set[str]] = None,
-                 languages: Sequence[str] = LANGUAGES, speakers_per_lang: int = 48) -> List[P.PlannedUtt]:
+def plan_asr_lid(
+    utts_per_lang: int,
+    seed: int = 0,
+    charset: Optional[Set[str]] = None,
+    languages: Sequence[str] = LANGUAGES,
+    speakers_per_lang: int = 48,
+) -> List[P.PlannedUtt]:
     """The first ``utts_per_lang`` train utterances per language whose letters are all in ``charset`` (None: all):
     the same utterances, voices and wavs as the pretraining corpus of that seed (its head, in plan order), for
     fine-tuning as ASR+LID-only read speech with many more distinct words than the mini corpus has. ``charset``
@@ -149,8 +237,10 @@ def plan_asr_lid(utts_per_lang: int, seed: int = 0, charset: Optional[Set[str]] 
         while len(kept) < utts_per_lang:
             count *= 2  # planning is cheap (no audio); the head of a longer plan is the shorter plan
             if count > 64 * utts_per_lang + 1000:
-                raise ValueError(f"ssl_corpus: fewer than {utts_per_lang} {lang} sentences use only the letters "
-                                 f"{''.join(sorted(charset or ()))}: give a larger charset or fewer utterances")
+                raise ValueError(
+                    f"ssl_corpus: fewer than {utts_per_lang} {lang} sentences use only the letters "
+                    f"{''.join(sorted(charset or ()))}: give a larger charset or fewer utterances"
+                )
             planned = _plan_split(lang, "train", count, seed, pool, words, weights, runs)
             kept = [p for p in planned if charset is None or set("".join(p.turns[0].tokens)) <= charset]
         out += kept[:utts_per_lang]
@@ -178,8 +268,15 @@ def corpus_name(hours: float, seed: int, n_words: int = N_WORDS) -> str:
     return f"h{hours:g}-seed{seed}" + (f"-w{n_words}" if n_words != N_WORDS else "")
 
 
-def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=None,
-            log: Callable[[str], None] = print, n_words: int = N_WORDS) -> Dict[str, list]:
+def prepare(
+    out_dir,
+    hours: float = 4.0,
+    seed: int = 0,
+    nj: int = 2,
+    wav_dir=None,
+    log: Callable[[str], None] = print,
+    n_words: int = N_WORDS,
+) -> Dict[str, list]:
     """Synthesise the corpus into Kaldi dirs ``out_dir/{train,dev}`` (text = plain words, no tags) and
     ``out_dir/corpus_stats.md``. Wavs under ``wav_dir/<corpus_name>`` (resumable)."""
     from espnet2_ext.common import atomic_write_text
@@ -193,22 +290,38 @@ def prepare(out_dir, hours: float = 4.0, seed: int = 0, nj: int = 2, wav_dir=Non
     durations = M.render_all([p for ps in plans.values() for p in ps], wav_dir, nj, log)
     dirs = {}
     for split, utts in plans.items():
-        dirs[split] = [Utterance(p.utt_id, p.speaker, " ".join(p.turns[0].tokens), p.lang, ("asr", "lid"),
-                                 str(wav_dir / f"{p.utt_id}.wav"), duration=round(durations[p.utt_id], 3))
-                       for p in utts]
+        dirs[split] = [
+            Utterance(
+                p.utt_id,
+                p.speaker,
+                " ".join(p.turns[0].tokens),
+                p.lang,
+                ("asr", "lid"),
+                str(wav_dir / f"{p.utt_id}.wav"),
+                duration=round(durations[p.utt_id], 3),
+            )
+            for p in utts
+        ]
         write_data_dir(dirs[split], out_dir / split)
-    lines = ["# ssl_corpus statistics (pretraining corpus of the XLSR stand-in)", "",
-             f"seed {seed}; espeak-ng variants: {len(VARIANTS)} (none used by mini_tokenverse); "
-             f"words: the {n_words} most frequent letter-only words per language (wordfreq "
-             f"{_wordfreq_version()}), mini entity words removed", "",
-             "| split | language | #utts | #speakers | hours | distinct words |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# ssl_corpus statistics (pretraining corpus of the XLSR stand-in)",
+        "",
+        f"seed {seed}; espeak-ng variants: {len(VARIANTS)} (none used by mini_tokenverse); "
+        f"words: the {n_words} most frequent letter-only words per language (wordfreq "
+        f"{_wordfreq_version()}), mini entity words removed",
+        "",
+        "| split | language | #utts | #speakers | hours | distinct words |",
+        "|---|---|---|---|---|---|",
+    ]
     for split, utts in plans.items():
         for lang in LANGUAGES:
             part = [p for p in utts if p.lang == lang]
             if part:
                 hrs = sum(durations[p.utt_id] for p in part) / 3600
-                lines.append(f"| {split} | {lang} | {len(part)} | {len({p.speaker for p in part})} | {hrs:.2f} | "
-                             f"{len({w for p in part for w in p.turns[0].tokens})} |")
+                lines.append(
+                    f"| {split} | {lang} | {len(part)} | {len({p.speaker for p in part})} | {hrs:.2f} | "
+                    f"{len({w for p in part for w in p.turns[0].tokens})} |"
+                )
     total = sum(durations[p.utt_id] for p in plans["train"]) / 3600
     lines += ["", f"train total: {len(plans['train'])} utterances, {total:.2f} h", ""]
     atomic_write_text(out_dir / "corpus_stats.md", "\n".join(lines))
@@ -226,8 +339,15 @@ def letters_of_text(path) -> Set[str]:
     return {c for words in read_table(path).values.values() for w in words.split() if not is_tag(w) for c in w}
 
 
-def prepare_asr_lid(out_dir, utts_per_lang: int, seed: int = 0, charset: Optional[Set[str]] = None, nj: int = 2,
-                    wav_dir=None, log: Callable[[str], None] = print) -> List:
+def prepare_asr_lid(
+    out_dir,
+    utts_per_lang: int,
+    seed: int = 0,
+    charset: Optional[Set[str]] = None,
+    nj: int = 2,
+    wav_dir=None,
+    log: Callable[[str], None] = print,
+) -> List:
     """Synthesise :func:`plan_asr_lid` into one Kaldi dir ``out_dir`` labelled for ASR + LID only (text
     ``[EN] words ...``, utt2tasks ``asr lid``): partially labelled read speech for fine-tuning, the role
     CommonVoice plays in the paper. Wavs under ``wav_dir/asr_lid-seed<seed>`` (resumable, shared by any size)."""
@@ -240,9 +360,18 @@ def prepare_asr_lid(out_dir, utts_per_lang: int, seed: int = 0, charset: Optiona
     plans = plan_asr_lid(utts_per_lang, seed, charset)
     check_disjoint({"train": plans})
     durations = M.render_all(plans, wav_dir, nj, log)
-    utts = [Utterance(p.utt_id, p.speaker, " ".join((language_token(p.lang),) + p.turns[0].tokens), p.lang,
-                      ("asr", "lid"), str(wav_dir / f"{p.utt_id}.wav"), duration=round(durations[p.utt_id], 3))
-            for p in plans]
+    utts = [
+        Utterance(
+            p.utt_id,
+            p.speaker,
+            " ".join((language_token(p.lang),) + p.turns[0].tokens),
+            p.lang,
+            ("asr", "lid"),
+            str(wav_dir / f"{p.utt_id}.wav"),
+            duration=round(durations[p.utt_id], 3),
+        )
+        for p in plans
+    ]
     write_data_dir(utts, out_dir)
     hours = sum(u.duration for u in utts) / 3600
     words = {w for p in plans for w in p.turns[0].tokens}
@@ -253,6 +382,7 @@ def prepare_asr_lid(out_dir, utts_per_lang: int, seed: int = 0, charset: Optiona
 def _wordfreq_version() -> str:
     try:
         from importlib.metadata import version
+
         return version("wordfreq")
     except Exception:  # pragma: no cover
         return "?"

@@ -11,6 +11,7 @@ ignored segment starts a new chunk). Each chunk is one utterance cut from the re
 a longest-match entity list. utt2tasks lists only what the source can provide: ``asr scd endp`` + ``ner`` (entity
 source) + ``lid`` (``--lang``). The chunker is shared with the JSON-lines importer.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,8 +42,9 @@ class Segment:
 
 
 # ---------------------------------------------------------------------------------------------- chunking
-def chunk_segments(segs: Sequence[Segment], max_turns: int = 4, max_duration: float = 20.0,
-                   max_gap: float = 3.0) -> List[List[Segment]]:
+def chunk_segments(
+    segs: Sequence[Segment], max_turns: int = 4, max_duration: float = 20.0, max_gap: float = 3.0
+) -> List[List[Segment]]:
     """Group time-sorted segments of one recording into chunks (ignored segments only break chunks)."""
     chunks: List[List[Segment]] = []
     cur: List[Segment] = []
@@ -52,8 +54,11 @@ def chunk_segments(segs: Sequence[Segment], max_turns: int = 4, max_duration: fl
                 chunks.append(cur)
             cur = []
             continue
-        if cur and (len(cur) >= max_turns or seg.end - cur[0].start > max_duration
-                    or seg.start - max(s.end for s in cur) > max_gap):
+        if cur and (
+            len(cur) >= max_turns
+            or seg.end - cur[0].start > max_duration
+            or seg.start - max(s.end for s in cur) > max_gap
+        ):
             chunks.append(cur)
             cur = []
         cur.append(seg)
@@ -80,8 +85,9 @@ def speaker_id(recording: str, speaker: str) -> str:
     return spk if spk.startswith(recording) else f"{recording}-{spk}"
 
 
-def chunks_to_utts(chunks: Iterable[List[Segment]], wav: Dict[str, str], tasks: Sequence[str],
-                   lang: Optional[str]) -> List[Utterance]:
+def chunks_to_utts(
+    chunks: Iterable[List[Segment]], wav: Dict[str, str], tasks: Sequence[str], lang: Optional[str]
+) -> List[Utterance]:
     utts = []
     for chunk in chunks:
         if not any(w not in (NE_OPEN, NE_CLOSE) for s in chunk for w in s.words):
@@ -92,9 +98,20 @@ def chunks_to_utts(chunks: Iterable[List[Segment]], wav: Dict[str, str], tasks: 
         utt_id = f"{spk}-{first.recording}-{int(round(start * 100)):07d}-{int(round(end * 100)):07d}"
         # Reference turn times (utt2turns) in the utterance's clock; cross-talk is marked as overlapping.
         turns = turns_relative([(s.start, s.end, speaker_id(s.recording, s.speaker)) for s in chunk], start)
-        utts.append(Utterance(utt_id, spk, chunk_reference(chunk, tasks, lang), lang, tuple(tasks),
-                              wav[first.recording], start=start, end=end, recording_id=first.recording,
-                              turns=turns))
+        utts.append(
+            Utterance(
+                utt_id,
+                spk,
+                chunk_reference(chunk, tasks, lang),
+                lang,
+                tuple(tasks),
+                wav[first.recording],
+                start=start,
+                end=end,
+                recording_id=first.recording,
+                turns=turns,
+            )
+        )
     return utts
 
 
@@ -118,8 +135,8 @@ def tag_entities(words: List[str], entities: Set[Tuple[str, ...]]) -> List[str]:
     out, i = [], 0
     while i < len(words):
         for n in range(min(longest, len(words) - i), 0, -1):
-            if tuple(words[i:i + n]) in entities:
-                out += [NE_OPEN, *words[i:i + n], NE_CLOSE]
+            if tuple(words[i : i + n]) in entities:
+                out += [NE_OPEN, *words[i : i + n], NE_CLOSE]
                 i += n
                 break
         else:
@@ -212,15 +229,29 @@ def audio_entries(recordings: Iterable[str], audio_dir: Optional[Path], wav_scp:
         found = [audio_dir / f"{rec}{ext}" for ext in AUDIO_EXTENSIONS] if audio_dir else []
         found = [p for p in found if p.is_file()]
         if not found:
-            raise DataError(f"no audio for recording '{rec}': put {rec}.wav (or .flac/.sph/.mp3) in --audio_dir or "
-                            f"a line '{rec} <path>' in --wav_scp")
+            raise DataError(
+                f"no audio for recording '{rec}': put {rec}.wav (or .flac/.sph/.mp3) in --audio_dir or "
+                f"a line '{rec} <path>' in --wav_scp"
+            )
         out[rec] = wav_scp_entry(found[0].absolute())
     return out
 
 
-def import_stm(stm, out_dir, audio_dir=None, wav_scp=None, rttm=None, entity_list=None, lang: Optional[str] = None,
-               languages: Sequence[str] = ("en", "de", "es", "fr"), max_turns: int = 4, max_duration: float = 20.0,
-               max_gap: float = 3.0, dump_wav_dir=None, skip_bad_audio: bool = False) -> List[Utterance]:
+def import_stm(
+    stm,
+    out_dir,
+    audio_dir=None,
+    wav_scp=None,
+    rttm=None,
+    entity_list=None,
+    lang: Optional[str] = None,
+    languages: Sequence[str] = ("en", "de", "es", "fr"),
+    max_turns: int = 4,
+    max_duration: float = 20.0,
+    max_gap: float = 3.0,
+    dump_wav_dir=None,
+    skip_bad_audio: bool = False,
+) -> List[Utterance]:
     """STM (+ RTTM, entity list) -> Kaldi dir ``out_dir`` with segments. Returns the utterances written.
 
     ``dump_wav_dir``: cut every utterance into a 16 kHz mono wav there instead (no segments); nothing is written
@@ -237,13 +268,17 @@ def import_stm(stm, out_dir, audio_dir=None, wav_scp=None, rttm=None, entity_lis
             if s.words and NE_OPEN not in s.words:  # inline annotation wins over the list
                 s.words = tag_entities(s.words, ents)
     tasks = ["asr", "scd", "endp"] + (["ner"] if entity_list or inline else []) + (["lid"] if lang else [])
-    wav = audio_entries((s.recording for s in segs), Path(audio_dir) if audio_dir else None,
-                        Path(wav_scp) if wav_scp else None)
+    wav = audio_entries(
+        (s.recording for s in segs), Path(audio_dir) if audio_dir else None, Path(wav_scp) if wav_scp else None
+    )
     by_rec: Dict[str, List[Segment]] = {}
     for s in segs:
         by_rec.setdefault(s.recording, []).append(s)
-    chunks = [c for rec in sorted(by_rec, key=c_sort_key)
-              for c in chunk_segments(by_rec[rec], max_turns, max_duration, max_gap)]
+    chunks = [
+        c
+        for rec in sorted(by_rec, key=c_sort_key)
+        for c in chunk_segments(by_rec[rec], max_turns, max_duration, max_gap)
+    ]
     utts = chunks_to_utts(chunks, wav, tasks, lang)
     if not utts:
         raise DataError(f"{stm}: no usable segments (all ignored or empty)")

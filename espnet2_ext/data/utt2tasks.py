@@ -1,8 +1,9 @@
 """Kaldi-style partial labels: ``utt2tasks`` lists, per utterance, the tasks its ``text`` is annotated for.
 
-    utt1 asr scd endp ner lid
-    utt2 asr lid
+utt1 asr scd endp ner lid
+utt2 asr lid
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,13 +27,14 @@ def parse_tasks_field(value: str, spec: TaskSpec, where: str) -> Tuple[str, ...]
     return tasks
 
 
-def read_utt2tasks(path: Union[str, Path], spec: TaskSpec,
-                   utt_ids: Iterable[str] = None) -> Dict[str, Tuple[str, ...]]:
+def read_utt2tasks(path: Union[str, Path], spec: TaskSpec, utt_ids: Iterable[str] = None) -> Dict[str, Tuple[str, ...]]:
     """Read and validate; when ``utt_ids`` is given every one of them must have an entry."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: missing; write one line '<utt-id> asr [scd endp ner lid]' per utterance "
-                        f"(every utterance in text) to say which tasks it is annotated for")
+        raise DataError(
+            f"{path}: missing; write one line '<utt-id> asr [scd endp ner lid]' per utterance "
+            f"(every utterance in text) to say which tasks it is annotated for"
+        )
     out: Dict[str, Tuple[str, ...]] = {}
     with path.open(encoding="utf-8") as f, utf8_errors(path):
         for lineno, line in enumerate(f, 1):
@@ -47,6 +49,8 @@ def read_utt2tasks(path: Union[str, Path], spec: TaskSpec,
         missing = [u for u in utt_ids if u not in out]
         if missing:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise DataError(f"{path}: no entry for utterance(s) {', '.join(missing[:3])}{more}; add a line "
-                            f"'<utt-id> asr ...' for each")
+            raise DataError(
+                f"{path}: no entry for utterance(s) {', '.join(missing[:3])}{more}; add a line "
+                f"'<utt-id> asr ...' for each"
+            )
     return out

@@ -2,6 +2,7 @@
 
 ``validate_data_dir`` raises ``DataError`` with one line naming the file, line / utt-id and the fix.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,14 +28,24 @@ class DataDirSummary:
         tasks = " ".join(f"{t}={n}" for t, n in self.task_counts.items())
         langs = " ".join(f"{lang}={n}" for lang, n in sorted(self.languages.items())) or "-"
         hours = f"{self.hours:.3f}" if self.hours is not None else "unknown (no utt2dur; use --check_audio)"
-        return (f"{self.path}: OK: {self.n_utts} utterances, {self.n_speakers} speakers, hours {hours}; "
-                f"tasks: {tasks}; languages: {langs}" +
-                (f"; audio checked: {self.n_audio_checked} files" if self.n_audio_checked else "") +
-                (f"; {self.n_pipes} pipe/ark entries (not checked; ESPnet's 'sound' loader needs files: run "
-                 f"dump_audio / --dump_wav_dir)" if self.n_pipes else "") +
-                (f"; {len(self.to_convert)} files not 16 kHz mono wav/flac (e.g. {next(iter(self.to_convert))}: "
-                 f"{next(iter(self.to_convert.values()))}): format_data_dir (stage 2) / --dump_wav_dir converts "
-                 f"them with soxr" if self.to_convert else ""))
+        return (
+            f"{self.path}: OK: {self.n_utts} utterances, {self.n_speakers} speakers, hours {hours}; "
+            f"tasks: {tasks}; languages: {langs}"
+            + (f"; audio checked: {self.n_audio_checked} files" if self.n_audio_checked else "")
+            + (
+                f"; {self.n_pipes} pipe/ark entries (not checked; ESPnet's 'sound' loader needs files: run "
+                f"dump_audio / --dump_wav_dir)"
+                if self.n_pipes
+                else ""
+            )
+            + (
+                f"; {len(self.to_convert)} files not 16 kHz mono wav/flac (e.g. {next(iter(self.to_convert))}: "
+                f"{next(iter(self.to_convert.values()))}): format_data_dir (stage 2) / --dump_wav_dir converts "
+                f"them with soxr"
+                if self.to_convert
+                else ""
+            )
+        )
 
 
 def _check_text(table: Table, utt: str, tasks: Tuple[str, ...], spec, utt2lang: Optional[Table]) -> Optional[str]:
@@ -84,8 +95,10 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
         if not spk or len(spk.split()) != 1:
             raise DataError(f"{utt2spk.where(utt)}: expected exactly one speaker id")
         if prev is not None and c_sort_key(spk) < c_sort_key(utt2spk.values[prev]):
-            raise DataError(f"{utt2spk.where(utt)}: speaker {spk} sorts before that of {prev}; start each utterance "
-                            f"id with its speaker id followed by '-'")
+            raise DataError(
+                f"{utt2spk.where(utt)}: speaker {spk} sorts before that of {prev}; start each utterance "
+                f"id with its speaker id followed by '-'"
+            )
         prev = utt
     if "spk2utt" in tables:
         expect: Dict[str, List[str]] = {}
@@ -94,8 +107,9 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
         got = {s: v.split() for s, v in tables["spk2utt"].values.items()}
         if got != expect:
             bad = next(iter(s for s in set(got) | set(expect) if got.get(s) != expect.get(s)))
-            raise DataError(f"{tables['spk2utt'].path}: speaker {bad} disagrees with utt2spk; rebuild spk2utt "
-                            f"(fix_data_dir)")
+            raise DataError(
+                f"{tables['spk2utt'].path}: speaker {bad} disagrees with utt2spk; rebuild spk2utt (fix_data_dir)"
+            )
     utt2tasks = read_utt2tasks(tables["utt2tasks"].path, spec, utt_ids=list(text.values))
     for utt in text.values:
         err = _check_text(text, utt, utt2tasks[utt], spec, tables.get("utt2lang"))
@@ -104,15 +118,23 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
     if "utt2lang" in tables:
         for utt, lang in tables["utt2lang"].values.items():
             if lang not in spec.languages:
-                raise DataError(f"{tables['utt2lang'].where(utt)}: language '{lang}' not in the task spec "
-                                f"({', '.join(spec.languages)}); add it (--languages) or fix the line")
+                raise DataError(
+                    f"{tables['utt2lang'].where(utt)}: language '{lang}' not in the task spec "
+                    f"({', '.join(spec.languages)}); add it (--languages) or fix the line"
+                )
     hours: Optional[float] = None
     if "utt2dur" in tables:
         hours = sum(tables["utt2dur"].number(k, v) for k, v in tables["utt2dur"].values.items()) / 3600
     elif "segments" in tables:
         seg = tables["segments"]
-        hours = sum(seg.number(k, v.split()[2]) - seg.number(k, v.split()[1]) for k, v in seg.values.items()
-                    if len(v.split()) == 3) / 3600
+        hours = (
+            sum(
+                seg.number(k, v.split()[2]) - seg.number(k, v.split()[1])
+                for k, v in seg.values.items()
+                if len(v.split()) == 3
+            )
+            / 3600
+        )
     n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
     n_checked, to_convert, rec_dur = 0, None, {}
     if check_audio:
@@ -128,5 +150,14 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
         first = text.values[utt].split()[0]
         if spec.task_of(first) == "lid":
             langs[first[1:-1].lower()] = langs.get(first[1:-1].lower(), 0) + 1
-    return DataDirSummary(str(data_dir), len(text.values), len(set(utt2spk.values.values())), task_counts, langs,
-                          hours, n_checked, n_pipes, to_convert)
+    return DataDirSummary(
+        str(data_dir),
+        len(text.values),
+        len(set(utt2spk.values.values())),
+        task_counts,
+        langs,
+        hours,
+        n_checked,
+        n_pipes,
+        to_convert,
+    )

@@ -5,6 +5,7 @@ Strategies (``c`` is a per-utterance 0/1 mask over ``(asr, aux_1, ..., aux_K)``)
     (row 0 is ASR only).
   * ``per_task``: K+1 vectors, one per task including ASR; v(c) = sum of the active tasks' rows.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence
@@ -17,7 +18,7 @@ VECTOR_INITS = ("mean", "zero", "random")  # a new per_task row (grow_task_vecto
 
 def num_vectors(strategy: str, n_aux: int) -> int:
     if strategy == "per_combination":
-        return 2 ** n_aux
+        return 2**n_aux
     if strategy == "per_task":
         return n_aux + 1
     raise ValueError(f"unknown task-vector strategy '{strategy}': choose one of {', '.join(STRATEGIES)}")
@@ -28,8 +29,9 @@ def vector_labels(strategy: str, aux_tasks: Sequence[str], primary: str = "asr")
     if strategy == "per_task":
         return [primary] + list(aux_tasks)
     num_vectors(strategy, len(aux_tasks))
-    return ["+".join([primary] + [t for i, t in enumerate(aux_tasks) if (c >> i) & 1])
-            for c in range(2 ** len(aux_tasks))]
+    return [
+        "+".join([primary] + [t for i, t in enumerate(aux_tasks) if (c >> i) & 1]) for c in range(2 ** len(aux_tasks))
+    ]
 
 
 def combination_index(task_mask: torch.Tensor) -> torch.Tensor:
@@ -64,8 +66,9 @@ class TaskVectors(torch.nn.Module):
 
 
 # ---- growing a trained table by new tasks (bin/extend_model) ---------------------------------------------
-def grow_task_vectors(weight: torch.Tensor, strategy: str, n_old: int, n_new: int, init: str = "mean",
-                      seed: int = 0) -> torch.Tensor:
+def grow_task_vectors(
+    weight: torch.Tensor, strategy: str, n_old: int, n_new: int, init: str = "mean", seed: int = 0
+) -> torch.Tensor:
     """(rows, D) table for ``n_old`` auxiliary tasks -> the table for ``n_new`` (new tasks appended).
 
     per_task: rows 0..n_old are kept, one new row per new task (mean of the old auxiliary rows, zero, or random
@@ -73,9 +76,9 @@ def grow_task_vectors(weight: torch.Tensor, strategy: str, n_old: int, n_new: in
     the old row r, row r >= 2^n_old starts as row ``r mod 2^n_old`` (same combination without the new tasks).
     """
     if strategy == "per_combination":
-        if weight.size(0) != 2 ** n_old:
-            raise ValueError(f"per_combination table has {weight.size(0)} rows, expected {2 ** n_old}")
-        return weight[torch.arange(2 ** n_new) % (2 ** n_old)].clone()  # [2^n_new, D]
+        if weight.size(0) != 2**n_old:
+            raise ValueError(f"per_combination table has {weight.size(0)} rows, expected {2**n_old}")
+        return weight[torch.arange(2**n_new) % (2**n_old)].clone()  # [2^n_new, D]
     if strategy != "per_task":
         raise ValueError(f"unknown task-vector strategy '{strategy}'")
     if weight.size(0) != n_old + 1:
@@ -97,5 +100,5 @@ def grow_task_vectors(weight: torch.Tensor, strategy: str, n_old: int, n_new: in
 def new_vector_rows(strategy: str, n_old: int, n_new: int) -> List[int]:
     """Rows of the grown table that did not exist before (what ``freeze_old`` leaves trainable)."""
     if strategy == "per_combination":
-        return list(range(2 ** n_old, 2 ** n_new))
+        return list(range(2**n_old, 2**n_new))
     return list(range(n_old + 1, n_new + 1))

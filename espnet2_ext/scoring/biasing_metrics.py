@@ -24,6 +24,7 @@ insertions/deletions 3, which can align a few words differently).
 
 Utterances without a list (no ``utt2biasing`` line) count as all-unbiased.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -45,7 +46,7 @@ def occurrences(words: Sequence[str], phrases: Iterable[Phrase]) -> List[Tuple[i
     out = []
     for i in range(len(words)):
         for n in sorted(by_len):
-            cand = tuple(words[i:i + n])
+            cand = tuple(words[i : i + n])
             if len(cand) == n and cand in by_len[n]:
                 out.append((i, cand))
     return out
@@ -58,8 +59,10 @@ def _alignment(ref: Sequence[str], hyp: Sequence[str]):
     if not hyp:
         return [("delete", list(range(len(ref))), [])]
     chunks = jiwer.process_words(" ".join(ref), " ".join(hyp)).alignments[0]
-    return [(c.type, list(range(c.ref_start_idx, c.ref_end_idx)), list(range(c.hyp_start_idx, c.hyp_end_idx)))
-            for c in chunks]
+    return [
+        (c.type, list(range(c.ref_start_idx, c.ref_end_idx)), list(range(c.hyp_start_idx, c.hyp_end_idx)))
+        for c in chunks
+    ]
 
 
 def score_biasing_utterance(ref: Sequence[str], hyp: Sequence[str], phrases: Iterable[Phrase]) -> Counter:
@@ -68,7 +71,7 @@ def score_biasing_utterance(ref: Sequence[str], hyp: Sequence[str], phrases: Ite
     ref_occ, hyp_occ = occurrences(ref, phrases), occurrences(hyp, phrases)
     biased = [False] * len(ref)
     for start, p in ref_occ:
-        biased[start:start + len(p)] = [True] * len(p)
+        biased[start : start + len(p)] = [True] * len(p)
     biasing_words = {w for _, p in ref_occ for w in p}
     c: Counter = Counter()
     c["b_ref"] = sum(biased)
@@ -94,16 +97,36 @@ def _pct(num: int, den: int) -> Optional[float]:
 def summarize_biasing(c: Counter, n_utts: int) -> Dict[str, object]:
     b_err, u_err = c["b_S"] + c["b_D"] + c["b_I"], c["u_S"] + c["u_D"] + c["u_I"]
     return {
-        "u_wer": _pct(u_err, c["u_ref"]), "b_wer": _pct(b_err, c["b_ref"]),
-        "fa_rate": _pct(c["false_alarms"], c["hyp_phrases"]), "fa_per_100_utts": _pct(c["false_alarms"], n_utts),
+        "u_wer": _pct(u_err, c["u_ref"]),
+        "b_wer": _pct(b_err, c["b_ref"]),
+        "fa_rate": _pct(c["false_alarms"], c["hyp_phrases"]),
+        "fa_per_100_utts": _pct(c["false_alarms"], n_utts),
         "phrase_recall": _pct(c["phrase_hits"], c["ref_phrases"]),
-        "counts": {k: c[k] for k in ("u_ref", "u_S", "u_D", "u_I", "b_ref", "b_S", "b_D", "b_I", "ref_phrases",
-                                     "hyp_phrases", "phrase_hits", "false_alarms", "utts_with_list", "list_phrases")},
+        "counts": {
+            k: c[k]
+            for k in (
+                "u_ref",
+                "u_S",
+                "u_D",
+                "u_I",
+                "b_ref",
+                "b_S",
+                "b_D",
+                "b_I",
+                "ref_phrases",
+                "hyp_phrases",
+                "phrase_hits",
+                "false_alarms",
+                "utts_with_list",
+                "list_phrases",
+            )
+        },
     }
 
 
-def score_biasing(ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[str]],
-                  lists: Mapping[str, BiasingList], is_task_token) -> Dict[str, object]:
+def score_biasing(
+    ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[str]], lists: Mapping[str, BiasingList], is_task_token
+) -> Dict[str, object]:
     """Corpus scores (``summarize_biasing``) of ``hyp`` against ``ref`` (same utterances; the caller checks) with
     each utterance's list (``lists_per_utterance``); ``is_task_token`` tells the task tokens to drop."""
     total: Counter = Counter()

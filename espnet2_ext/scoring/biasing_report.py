@@ -13,6 +13,7 @@ sum over the tune sets of their target error wins: 100 - NER F1 where the set is
 the WER (dev_partial, read speech). Ties: the smaller weight, then the mode's name. Per mode the best weight, and
 the default mode.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,35 @@ from espnet2_ext.scoring.grid_cells import Stat
 from espnet2_ext.scoring.report import fmt, md_table
 
 NONE = "none"
-METRICS = ("wer", "scd_f1", "endp_f1", "ner_f1", "lid_acc", "u_wer", "b_wer", "fa_rate", "fa_per_100_utts",
-           "phrase_recall", "seen_recall", "unseen_recall", "rtf", "wall_s", "audio_s")
-TABLE_COLUMNS = (("wer", "WER"), ("u_wer", "U-WER"), ("b_wer", "B-WER"), ("ner_f1", "NER F1"),
-                 ("unseen_recall", "unseen recall"), ("seen_recall", "seen recall"), ("phrase_recall",
-                 "list-phrase recall"), ("fa_rate", "FA % of emitted"), ("fa_per_100_utts", "FA / 100 utts"),
-                 ("rtf", "RTF"))
+METRICS = (
+    "wer",
+    "scd_f1",
+    "endp_f1",
+    "ner_f1",
+    "lid_acc",
+    "u_wer",
+    "b_wer",
+    "fa_rate",
+    "fa_per_100_utts",
+    "phrase_recall",
+    "seen_recall",
+    "unseen_recall",
+    "rtf",
+    "wall_s",
+    "audio_s",
+)
+TABLE_COLUMNS = (
+    ("wer", "WER"),
+    ("u_wer", "U-WER"),
+    ("b_wer", "B-WER"),
+    ("ner_f1", "NER F1"),
+    ("unseen_recall", "unseen recall"),
+    ("seen_recall", "seen recall"),
+    ("phrase_recall", "list-phrase recall"),
+    ("fa_rate", "FA % of emitted"),
+    ("fa_per_100_utts", "FA / 100 utts"),
+    ("rtf", "RTF"),
+)
 
 
 # ---- records -------------------------------------------------------------------------------------------
@@ -81,8 +105,12 @@ def make_record(score_json: PathLike, decode_stats: Optional[PathLike], config: 
     stats = load_json(decode_stats, "decode_stats.json of the decode") if decode_stats else None
     if key.get("mode") != NONE and "biasing" not in score:
         raise DataError(f"{score_json}: no 'biasing' section; score the decode with tokenverse_score --utt2biasing")
-    return {**key, "seed": training_seed(config), "metrics": flatten_scores(score, stats),
-            "score_json": str(score_json)}
+    return {
+        **key,
+        "seed": training_seed(config),
+        "metrics": flatten_scores(score, stats),
+        "score_json": str(score_json),
+    }
 
 
 def load_records(root: PathLike) -> List[dict]:
@@ -98,8 +126,10 @@ def load_records(root: PathLike) -> List[dict]:
     shared = {seed: sorted(m) for seed, m in models.items() if len(m) > 1}
     if shared:
         seed, names = next(iter(shared.items()))
-        raise DataError(f"{root}: models {', '.join(names)} were all trained with seed {seed}: statistics over seeds "
-                        f"need one model per seed (train them with --asr_args '--seed N')")
+        raise DataError(
+            f"{root}: models {', '.join(names)} were all trained with seed {seed}: statistics over seeds "
+            f"need one model per seed (train them with --asr_args '--seed N')"
+        )
     return records
 
 
@@ -120,8 +150,9 @@ def target_error(records: Sequence[dict]) -> Optional[float]:
     return wer.mean if wer.n else None
 
 
-def tuning_rows(records: Sequence[dict], sets: Sequence[str], kind: str, n: int,
-                max_u_wer_rise: float = 0.5) -> List[dict]:
+def tuning_rows(
+    records: Sequence[dict], sets: Sequence[str], kind: str, n: int, max_u_wer_rise: float = 0.5
+) -> List[dict]:
     """Per setting (mode, weight) of the tune stage: per set the target error and U-WER rise, allowed, objective."""
     tune = select(records, stage="tune", kind=kind, n=n)
     base = {s: _stat(select(tune, set=s, mode=NONE), "u_wer").mean for s in sets}
@@ -146,6 +177,7 @@ def tuning_rows(records: Sequence[dict], sets: Sequence[str], kind: str, n: int,
 
 def choose(rows: Sequence[dict]) -> Dict[str, object]:
     """{"mode", "weight", "per_mode": {mode: weight}, "guard_met": bool} from ``tuning_rows``."""
+
     def best(cands):
         pool = [r for r in cands if r["allowed"]] or list(cands)
         return min(pool, key=lambda r: (r["objective"], r["weight"])), any(r["allowed"] for r in cands)
@@ -160,10 +192,14 @@ def tuning_table(rows: Sequence[dict], sets: Sequence[str], chosen: Mapping) -> 
     body = []
     for r in rows:
         cells = [f"{fmt(r['per_set'][s]['error'])} / {fmt(r['per_set'][s]['u_wer_rise'])}" for s in sets]
-        mark = "**chosen**" if (r["mode"], r["weight"]) == (chosen["mode"], chosen["weight"]) else (
-            "best of its mode" if chosen["per_mode"].get(r["mode"]) == r["weight"] else "")
-        body.append([r["mode"], fmt(r["weight"])] + cells + ["yes" if r["allowed"] else "no", fmt(r["objective"]),
-                                                             mark])
+        mark = (
+            "**chosen**"
+            if (r["mode"], r["weight"]) == (chosen["mode"], chosen["weight"])
+            else ("best of its mode" if chosen["per_mode"].get(r["mode"]) == r["weight"] else "")
+        )
+        body.append(
+            [r["mode"], fmt(r["weight"])] + cells + ["yes" if r["allowed"] else "no", fmt(r["objective"]), mark]
+        )
     return md_table(header, body)
 
 
@@ -200,10 +236,16 @@ def _row(name: str, target: str, values: Mapping[int, float], verdict_text: str)
 def targets_table(records: Sequence[dict], mode: str, n: int = 100, n_large: int = 1000) -> str:
     """Issue #29 item 5 at test, per-utterance lists with ``n`` distractors, the chosen ``mode``."""
     at = dict(kind="utt", n=n, mode=mode)
-    ratio = _paired(per_seed(records, "rtf", set="test", kind="utt", n=n_large, mode=mode),
-                    per_seed(records, "rtf", set="test", kind="utt", n=n_large, mode=NONE), lambda a, b: a / b)
-    rise = _paired(per_seed(records, "u_wer", set="test", **at),
-                   per_seed(records, "u_wer", set="test", kind="utt", n=n, mode=NONE), lambda a, b: a - b)
+    ratio = _paired(
+        per_seed(records, "rtf", set="test", kind="utt", n=n_large, mode=mode),
+        per_seed(records, "rtf", set="test", kind="utt", n=n_large, mode=NONE),
+        lambda a, b: a / b,
+    )
+    rise = _paired(
+        per_seed(records, "u_wer", set="test", **at),
+        per_seed(records, "u_wer", set="test", kind="utt", n=n, mode=NONE),
+        lambda a, b: a - b,
+    )
     ner = per_seed(records, "ner_f1", set="test", **at)
     unseen = per_seed(records, "unseen_recall", set="test", **at)
     partial = per_seed(records, "wer", set="test_partial", **at)
@@ -215,16 +257,27 @@ def targets_table(records: Sequence[dict], mode: str, n: int = 100, n_large: int
         _row("test_partial WER", "<= 10", partial, verdict(partial, 10, False)),
         _row("U-WER rise over no biasing (absolute)", "<= 0.5", rise, verdict(rise, 0.5, False)),
         _row(f"NER F1 at N = {n_large}", ">= 55", ner_large, verdict(ner_large, 55, True)),
-        _row(f"decoding time, {n_large}-phrase lists / none (RTF ratio)", "<= 1.3", ratio,
-             verdict(ratio, 1.3, False) + "; separate decodes: benchmark/bench_biasing.py's one-run ratio decides"),
+        _row(
+            f"decoding time, {n_large}-phrase lists / none (RTF ratio)",
+            "<= 1.3",
+            ratio,
+            verdict(ratio, 1.3, False) + "; separate decodes: benchmark/bench_biasing.py's one-run ratio decides",
+        ),
     ]
     return md_table(["measure", "target", "per seed", "mean ± std", "verdict"], rows)
 
 
 def no_list_table(records: Sequence[dict]) -> str:
     """Issue #29 item 6: every seed without a list, test (all tasks) and test_partial, with the seen/unseen split."""
-    cols = (("wer", "WER"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"),
-            ("lid_acc", "LID acc"), ("seen_recall", "seen recall"), ("unseen_recall", "unseen recall"))
+    cols = (
+        ("wer", "WER"),
+        ("scd_f1", "SCD F1"),
+        ("endp_f1", "ENDP F1"),
+        ("ner_f1", "NER F1"),
+        ("lid_acc", "LID acc"),
+        ("seen_recall", "seen recall"),
+        ("unseen_recall", "unseen recall"),
+    )
     seeds = sorted({r["seed"] for r in select(records, stage="test", mode=NONE)})
     rows = []
     for seed in seeds:
@@ -236,10 +289,12 @@ def no_list_table(records: Sequence[dict]) -> str:
             verdicts.append("WER <= 15 " + ("met" if m["wer"] <= 15 else f"missed by {m['wer'] - 15:.2f}"))
         if m.get("scd_f1") is not None:
             verdicts.append("SCD F1 >= 90 " + ("met" if m["scd_f1"] >= 90 else f"missed by {90 - m['scd_f1']:.2f}"))
-        rows.append([str(seed), test["model"] if test else "-"] + [fmt(m.get(k)) for k, _ in cols]
-                    + [fmt(part["metrics"].get("wer")) if part else "-", "; ".join(verdicts) or "-"])
-    return md_table(["seed", "model"] + [f"test {name}" for _, name in cols] + ["test_partial WER", "verdicts"],
-                    rows)
+        rows.append(
+            [str(seed), test["model"] if test else "-"]
+            + [fmt(m.get(k)) for k, _ in cols]
+            + [fmt(part["metrics"].get("wer")) if part else "-", "; ".join(verdicts) or "-"]
+        )
+    return md_table(["seed", "model"] + [f"test {name}" for _, name in cols] + ["test_partial WER", "verdicts"], rows)
 
 
 def grid_table(records: Sequence[dict]) -> str:
@@ -253,8 +308,17 @@ def grid_table(records: Sequence[dict]) -> str:
     for key in keys:
         rs = groups[key]
         weight = {r.get("weight") for r in rs} - {None}
-        rows.append([key[0], key[1], str(key[2]), key[3], ", ".join(fmt(w) for w in sorted(weight)) or "-",
-                     str(len({r['seed'] for r in rs}))] + [_stat(rs, k).fmt() for k, _ in TABLE_COLUMNS])
+        rows.append(
+            [
+                key[0],
+                key[1],
+                str(key[2]),
+                key[3],
+                ", ".join(fmt(w) for w in sorted(weight)) or "-",
+                str(len({r["seed"] for r in rs})),
+            ]
+            + [_stat(rs, k).fmt() for k, _ in TABLE_COLUMNS]
+        )
     return md_table(["set", "list kind", "N", "mode", "weight", "seeds"] + [n for _, n in TABLE_COLUMNS], rows)
 
 
@@ -269,21 +333,26 @@ def list_notes(lists_root: PathLike) -> List[str]:
         for kind, info in m.get("kinds", {}).items():
             if "skipped" in info:
                 parts.append(f"no {kind} lists ({info['skipped']})")
-            borrowed = {k[len("borrowed_n"):]: v for k, v in info.items() if k.startswith("borrowed_n") and v}
+            borrowed = {k[len("borrowed_n") :]: v for k, v in info.items() if k.startswith("borrowed_n") and v}
             if borrowed:
-                parts.append(f"{kind} lists: " + ", ".join(f"{v} distractors from another language's pool at "
-                                                           f"N = {n}" for n, v in borrowed.items()))
+                parts.append(
+                    f"{kind} lists: "
+                    + ", ".join(f"{v} distractors from another language's pool at N = {n}" for n, v in borrowed.items())
+                )
         lines.append(f"- `{path.parent.name}` (list seed {m['seed']}): " + "; ".join(parts) + ".")
     return lines
 
 
 def build_report(records: Sequence[dict], chosen: Mapping, tuning_md: str, notes: Sequence[str] = ()) -> str:
     mode, weight, n = chosen["mode"], chosen["weight"], chosen.get("n", 100)  # n: the lists the choice used
-    guard = "" if chosen.get("guard_met", True) else (" No setting kept the dev U-WER within 0.5 of the no-list "
-                                                      "decode: the lowest objective was taken anyway.")
+    guard = (
+        ""
+        if chosen.get("guard_met", True)
+        else (" No setting kept the dev U-WER within 0.5 of the no-list decode: the lowest objective was taken anyway.")
+    )
     parts = [
         "# RESULTS: contextual biasing (issue #29)",
-        "Made by `run_biasing.sh` (README, \"Evaluating biasing\"). Lists: reference entities + N distractors "
+        'Made by `run_biasing.sh` (README, "Evaluating biasing"). Lists: reference entities + N distractors '
         "(Le et al. 2021), per utterance (utt), per conversation (conv) and per-language catalogue (lang). U-WER / "
         "B-WER: reference words outside / inside the list phrases of the utterance (insertions of the utterance's "
         "biasing words count toward B-WER, other insertions toward U-WER, as Le et al.); FA = list phrases emitted "
@@ -291,9 +360,11 @@ def build_report(records: Sequence[dict], chosen: Mapping, tuning_md: str, notes
         "scored against that row's lists.",
         *notes,
         f"## Choice on dev\n\nChosen: mode **{mode}**, weight **{fmt(weight)}** (per mode: "
-        + ", ".join(f"{m} {fmt(w)}" for m, w in chosen["per_mode"].items()) + ")." + guard
+        + ", ".join(f"{m} {fmt(w)}" for m, w in chosen["per_mode"].items())
+        + ")."
+        + guard
         + " Error = 100 - NER F1 on a set annotated for NER, its WER otherwise; U-WER rise against the no-list "
-          "decode; allowed = rise <= 0.5 on every tune set; objective = the sum of the errors.\n\n" + tuning_md,
+        "decode; allowed = rise <= 0.5 on every tune set; objective = the sum of the errors.\n\n" + tuning_md,
         f"## Targets (test, per-utterance lists, N = {n}, mode {mode})\n\n" + targets_table(records, mode, n),
         "## Without lists, every seed\n\n" + no_list_table(records),
         "## Every list kind, N and mode (test sets)\n\n" + grid_table(records),

@@ -11,6 +11,7 @@ the claimed direction is "reproduced", in the other "not reproduced". The best T
 WER (``dev_best``; among the configs with >= 2 seeds when there are any), never on test.
 ``grid_report`` renders them (tables, claim verdicts); this module knows nothing of markdown.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ from espnet2_ext.common import DataError, atomic_write_text
 from espnet2_ext.scoring.report import PathLike, load_score
 
 ALL_TASKS = ("asr", "scd", "endp", "ner", "lid")
-METRICS = (("wer", "WER"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"),
-           ("lid_acc", "LID acc"))
+METRICS = (("wer", "WER"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"), ("lid_acc", "LID acc"))
 AUX_METRICS = (("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"))
 BEST_STRATEGY, BEST_INJECTION = "per_task", "feature_encoder"  # the paper's best config (claim c)
 CMD_FILE = "grid_cmd.txt"  # written by run_grid.sh: "<date>\t<commit>\t<train|decode>\t<command>" per line
@@ -43,10 +43,10 @@ MODEL_INFO_FILE = "model_info.json"
 @dataclass
 class Cell:
     path: Path
-    config: str           # the training config file given to the recipe
+    config: str  # the training config file given to the recipe
     train_set: str
     seed: int
-    strategy: str         # task-vector strategy ("none": TokenVerse baseline)
+    strategy: str  # task-vector strategy ("none": TokenVerse baseline)
     injection: str
     scores: Dict[Tuple[str, str], Mapping] = field(default_factory=dict)  # (test set, activation tag) -> score
 
@@ -63,8 +63,11 @@ def model_info(cell_dir: Path, model_file: str) -> Optional[dict]:
         import torch
 
         state = torch.load(str(path), map_location="cpu", weights_only=True)  # untrusted file: tensors only
-        return {"model_file": model_file, "decoded": path.resolve().name,
-                "parameters": sum(int(v.numel()) for v in state.values() if hasattr(v, "numel"))}
+        return {
+            "model_file": model_file,
+            "decoded": path.resolve().name,
+            "parameters": sum(int(v.numel()) for v in state.values() if hasattr(v, "numel")),
+        }
     saved = cell_dir / MODEL_INFO_FILE
     if not saved.is_file():
         return None
@@ -73,9 +76,13 @@ def model_info(cell_dir: Path, model_file: str) -> Optional[dict]:
         info = json.loads(saved.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{saved}: not valid JSON ({e}); {fix}") from None
-    if not (isinstance(info, dict) and isinstance(info.get("parameters"), int)
-            and isinstance(info.get("decoded"), str) and isinstance(info.get("model_file"), str)):
-        raise DataError(f"{saved}: expected {{\"model_file\": str, \"decoded\": str, \"parameters\": int}}; {fix}")
+    if not (
+        isinstance(info, dict)
+        and isinstance(info.get("parameters"), int)
+        and isinstance(info.get("decoded"), str)
+        and isinstance(info.get("model_file"), str)
+    ):
+        raise DataError(f'{saved}: expected {{"model_file": str, "decoded": str, "parameters": int}}; {fix}')
     if info["model_file"] != model_file:
         raise DataError(f"{saved}: describes {info['model_file']}, the report asks for {model_file}; {fix}")
     return info
@@ -110,8 +117,14 @@ def load_cell(exp: Path) -> Cell:
     if not speech:
         raise DataError(f"{conf_path}: train_data_path_and_name_and_type has no 'speech' entry")
     fe = conf.get("frontend_conf") or {}
-    cell = Cell(exp, str(conf["config"]), Path(speech[0]).parent.name, int(conf["seed"]),
-                str(fe.get("task_vector_strategy", "none")), str(fe.get("task_vector_injection", "-")))
+    cell = Cell(
+        exp,
+        str(conf["config"]),
+        Path(speech[0]).parent.name,
+        int(conf["seed"]),
+        str(fe.get("task_vector_strategy", "none")),
+        str(fe.get("task_vector_injection", "-")),
+    )
     for path in sorted(exp.glob("decode_*/*/score.json")):
         e = load_score(path)
         cell.scores[(e.test_set, activation_tag(e.activation))] = e.scores
@@ -133,8 +146,9 @@ def find_cells(exp_dir: PathLike) -> Tuple[List[Cell], List[Path]]:
             continue
         ident = (*cell.key, cell.seed)
         if ident in seen:
-            raise DataError(f"{exp} and {seen[ident]} are both {cell.key[0]} on {cell.train_set} with seed "
-                            f"{cell.seed}; remove one")
+            raise DataError(
+                f"{exp} and {seen[ident]} are both {cell.key[0]} on {cell.train_set} with seed {cell.seed}; remove one"
+            )
         seen[ident] = exp
         cells.append(cell)
     return cells, pending
@@ -237,13 +251,16 @@ class Group:
 
     def activations(self, test_set: str) -> List[str]:
         acts = {a for c in self.cells for (t, a) in c.scores if t == test_set}
-        return sorted(acts, key=lambda a: (-len(a.split("+")), [ALL_TASKS.index(t) if t in ALL_TASKS else 99
-                                                                for t in a.split("+")]))
+        return sorted(
+            acts,
+            key=lambda a: (-len(a.split("+")), [ALL_TASKS.index(t) if t in ALL_TASKS else 99 for t in a.split("+")]),
+        )
 
     def languages(self, test_set: str) -> List[str]:
         act = "+".join(ALL_TASKS)
-        return sorted({lang for c in self.cells for lang in ((c.scores.get((test_set, act)) or {})
-                                                             .get("per_language") or {})})
+        return sorted(
+            {lang for c in self.cells for lang in ((c.scores.get((test_set, act)) or {}).get("per_language") or {})}
+        )
 
 
 def make_groups(cells: Sequence[Cell]) -> List[Group]:
@@ -253,15 +270,17 @@ def make_groups(cells: Sequence[Cell]) -> List[Group]:
     for (cfg, ts), cs in by_key.items():
         kinds = {(c.strategy, c.injection) for c in cs}
         if len(kinds) > 1:
-            raise DataError(f"{cfg} on {ts}: its seeds were trained with different task-vector settings {kinds} "
-                            f"({', '.join(str(c.path) for c in cs)}); retrain them with one config")
+            raise DataError(
+                f"{cfg} on {ts}: its seeds were trained with different task-vector settings {kinds} "
+                f"({', '.join(str(c.path) for c in cs)}); retrain them with one config"
+            )
     return [Group(cfg, ts, cs) for (cfg, ts), cs in by_key.items()]
 
 
 @dataclass
 class Roles:
-    full_set: str         # fully annotated conversations only
-    mixed_set: str        # conversations + ASR/LID-only read speech
+    full_set: str  # fully annotated conversations only
+    mixed_set: str  # conversations + ASR/LID-only read speech
     dev_set: str = "dev"
     test_set: str = "test"
     partial_test_set: str = "test_partial"
@@ -273,6 +292,7 @@ def order_groups(groups: Sequence[Group], roles: Roles) -> List[Group]:
         if g.is_baseline:
             return (0, set_rank, g.config)
         return (1 if g.train_set == roles.mixed_set else 2, g.strategy, g.injection, set_rank, g.config)
+
     return sorted(groups, key=rank)
 
 
@@ -280,7 +300,6 @@ def dev_best(groups: Sequence[Group], roles: Roles, train_set: str) -> Optional[
     """The TokenVerse++ group on ``train_set`` with the lowest mean dev WER (all tasks active), among the groups
     with >= 2 dev-scored seeds when there are any: a one-seed mean is not comparable with a mean over seeds (one
     lucky seed would win), and a claim on a one-seed choice could never get a verdict under the rule above."""
-    cands = [g for g in groups if not g.is_baseline and g.train_set == train_set
-             and g.stat(roles.dev_set, "wer").n]
+    cands = [g for g in groups if not g.is_baseline and g.train_set == train_set and g.stat(roles.dev_set, "wer").n]
     seeded = [g for g in cands if g.stat(roles.dev_set, "wer").n >= 2]
     return min(seeded or cands, key=lambda g: (g.stat(roles.dev_set, "wer").mean, g.config)) if cands else None

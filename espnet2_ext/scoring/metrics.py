@@ -9,6 +9,7 @@
 All metrics are percentages except ITT (a count). A metric is None unless its task was active at inference
 and the reference carries its tokens.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -70,8 +71,9 @@ def _id_list(ids: Iterable[str], shown: int = 5) -> str:
     return ", ".join(ids[:shown]) + more
 
 
-def check_same_utts(ref: Mapping[str, object], hyp: Mapping[str, object], ref_name: str = "reference",
-                    hyp_name: str = "hypothesis") -> None:
+def check_same_utts(
+    ref: Mapping[str, object], hyp: Mapping[str, object], ref_name: str = "reference", hyp_name: str = "hypothesis"
+) -> None:
     """Both files must hold the same utterances; the error names the ids present in one file only."""
     only_ref = set(ref) - set(hyp)
     only_hyp = set(hyp) - set(ref)
@@ -81,8 +83,11 @@ def check_same_utts(ref: Mapping[str, object], hyp: Mapping[str, object], ref_na
     if only_hyp:
         problems.append(f"in {hyp_name} but missing from {ref_name}: {_id_list(only_hyp)}")
     if problems:
-        raise DataError("utterance ids differ; " + "; ".join(problems)
-                        + ". Score the same set of utterances (decode all of them or subset the reference)")
+        raise DataError(
+            "utterance ids differ; "
+            + "; ".join(problems)
+            + ". Score the same set of utterances (decode all of them or subset the reference)"
+        )
 
 
 def unknown_tags(texts: Mapping[str, Sequence[str]], spec: TaskSpec) -> Counter:
@@ -91,8 +96,7 @@ def unknown_tags(texts: Mapping[str, Sequence[str]], spec: TaskSpec) -> Counter:
 
 
 # ---- alignment -----------------------------------------------------------------------------------------
-def align_matches(ref: Sequence[str], hyp: Sequence[str],
-                  is_tag: Callable[[str], bool]) -> List[Tuple[int, int]]:
+def align_matches(ref: Sequence[str], hyp: Sequence[str], is_tag: Callable[[str], bool]) -> List[Tuple[int, int]]:
     """Matched ``(ref_idx, hyp_idx)`` pairs of a minimum edit-distance alignment.
 
     Ties among minimum-cost alignments go to the most matched words, then the most matched task tokens, tag
@@ -103,7 +107,7 @@ def align_matches(ref: Sequence[str], hyp: Sequence[str],
     """
     n, m = len(ref), len(hyp)
     big = n + m + 1
-    weight = {t: big ** k for k, t in enumerate(sorted({t for t in (*ref, *hyp) if is_tag(t)}, reverse=True))}
+    weight = {t: big**k for k, t in enumerate(sorted({t for t in (*ref, *hyp) if is_tag(t)}, reverse=True))}
     word = big ** len(weight)
     unit = word * big
     back = [bytearray(m + 1) for _ in range(n + 1)]  # 0 diagonal, 1 deletion (ref only), 2 insertion (hyp only)
@@ -263,25 +267,34 @@ def counts_json(counts: Counts) -> Dict[str, object]:
     return out
 
 
-def utterance_language(utt: str, ref: Sequence[str], spec: TaskSpec,
-                       utt2lang: Optional[Mapping[str, str]] = None) -> str:
+def utterance_language(
+    utt: str, ref: Sequence[str], spec: TaskSpec, utt2lang: Optional[Mapping[str, str]] = None
+) -> str:
     if utt2lang is not None:
         return utt2lang[utt]
     tok = _first_of_task(ref, "lid", spec)
     return tok[1:-1].lower() if tok is not None else "unk"
 
 
-def score_corpus(ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[str]], spec: TaskSpec,
-                 active: Sequence[str], utt2lang: Optional[Mapping[str, str]] = None,
-                 ref_name: str = "reference", hyp_name: str = "hypothesis",
-                 utt2lang_name: str = "utt2lang") -> Dict[str, object]:
+def score_corpus(
+    ref: Mapping[str, Sequence[str]],
+    hyp: Mapping[str, Sequence[str]],
+    spec: TaskSpec,
+    active: Sequence[str],
+    utt2lang: Optional[Mapping[str, str]] = None,
+    ref_name: str = "reference",
+    hyp_name: str = "hypothesis",
+    utt2lang_name: str = "utt2lang",
+) -> Dict[str, object]:
     """Scores of ``hyp`` against ``ref`` (utt-id -> tokens): overall, per language, and the raw counts."""
     check_same_utts(ref, hyp, ref_name, hyp_name)
     if utt2lang is not None:
         missing = set(ref) - set(utt2lang)
         if missing:
-            raise DataError(f"{utt2lang_name}: no language for utterance(s) {_id_list(missing)}; add a line "
-                            f"'<utt-id> <lang>' for each")
+            raise DataError(
+                f"{utt2lang_name}: no language for utterance(s) {_id_list(missing)}; add a line "
+                f"'<utt-id> <lang>' for each"
+            )
     total = Counts()
     by_lang: Dict[str, Counts] = defaultdict(Counts)
     for utt in sorted(ref):
@@ -298,8 +311,9 @@ def score_corpus(ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[st
     return result
 
 
-def entities_by_seen(ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[str]],
-                     known_words: Iterable[str]) -> Dict[str, int]:
+def entities_by_seen(
+    ref: Mapping[str, Sequence[str]], hyp: Mapping[str, Sequence[str]], known_words: Iterable[str]
+) -> Dict[str, int]:
     """NER recall split by whether the training text had the entity's words (``known_words``): a reference entity
     is *seen* when every word of it occurs there, *unseen* otherwise; found = matched exactly, per utterance (the
     ``ner_tp`` rule). ``wrong_spans`` = hypothesis entities that match no reference entity (the NER false

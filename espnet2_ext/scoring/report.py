@@ -9,6 +9,7 @@
 A score file names its model, test set and task activation; missing fields are taken from the path
 ``<exp>/<model>/decode_<task+task+...>/<test_set>/score.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,13 @@ from espnet2_ext.activation import activation_tag, order_tasks, task_rank
 from espnet2_ext.common import DataError, atomic_write_text
 
 PathLike = Union[str, Path]
-METRIC_COLUMNS = (("wer", "WER (%)"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"),
-                  ("lid_acc", "LID acc"))
+METRIC_COLUMNS = (
+    ("wer", "WER (%)"),
+    ("scd_f1", "SCD F1"),
+    ("endp_f1", "ENDP F1"),
+    ("ner_f1", "NER F1"),
+    ("lid_acc", "LID acc"),
+)
 ITT_COLUMN = ("itt", "ITT")
 DECODE_PREFIX = "decode_"
 
@@ -53,11 +59,13 @@ def load_score(path: PathLike) -> ScoreEntry:
     if isinstance(activation, str):
         activation = activation.replace(",", "+").split("+")
     if not activation and from_path:
-        activation = decode_dir.name[len(DECODE_PREFIX):].split("+")
+        activation = decode_dir.name[len(DECODE_PREFIX) :].split("+")
     if not (model and test_set and activation):
-        raise DataError(f"{path}: cannot tell model, test set and task activation; write them into the file "
-                        f"(tokenverse_score --model --test_set) or place it at "
-                        f"<exp>/<model>/{DECODE_PREFIX}<task+task>/<test_set>/score.json")
+        raise DataError(
+            f"{path}: cannot tell model, test set and task activation; write them into the file "
+            f"(tokenverse_score --model --test_set) or place it at "
+            f"<exp>/<model>/{DECODE_PREFIX}<task+task>/<test_set>/score.json"
+        )
     return ScoreEntry(str(model), str(test_set), order_tasks([t for t in activation if t]), data, path)
 
 
@@ -75,8 +83,10 @@ def find_scores(exp_dirs: Sequence[PathLike], test_sets: Sequence[str] = ()) -> 
                 continue
             key = (e.model, e.test_set, e.activation)
             if key in entries:
-                raise DataError(f"{path} and {entries[key].path} both score model {e.model} on {e.test_set} with "
-                                f"tasks {activation_tag(e.activation)}; remove one or give them different --model")
+                raise DataError(
+                    f"{path} and {entries[key].path} both score model {e.model} on {e.test_set} with "
+                    f"tasks {activation_tag(e.activation)}; remove one or give them different --model"
+                )
             entries[key] = e
     if not entries:
         only = f" for test sets {', '.join(test_sets)}" if test_sets else ""
@@ -168,8 +178,11 @@ def table_per_language(entries: Sequence[ScoreEntry]) -> str:
 def table_activations(entries: Sequence[ScoreEntry], model: str) -> str:
     cols = metric_columns([e for e in entries if e.model == model]) + [ITT_COLUMN]
     header = ["Tasks", "Test set"] + [name for _, name in cols]
-    rows = [[activation_tag(e.activation), e.test_set] + [fmt(e.scores.get(k)) for k, _ in cols]
-            for e in entries if e.model == model]
+    rows = [
+        [activation_tag(e.activation), e.test_set] + [fmt(e.scores.get(k)) for k, _ in cols]
+        for e in entries
+        if e.model == model
+    ]
     return md_table(header, rows)
 
 
@@ -191,7 +204,7 @@ def table_time(entries: Sequence[ScoreEntry]) -> str:
 def _heading(line: str) -> Tuple[int, str]:
     """(level, title) of a markdown ATX heading line; (0, "") for any other line."""
     hashes = len(line) - len(line.lstrip("#"))
-    if 0 < hashes <= 6 and line[hashes:hashes + 1] == " ":
+    if 0 < hashes <= 6 and line[hashes : hashes + 1] == " ":
         return hashes, line[hashes:].strip()
     return 0, ""
 
@@ -214,34 +227,43 @@ def nest_markdown(text: str, present: str) -> str:
     return "\n".join(out).strip("\n")
 
 
-def build_report(entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), figures: Sequence[str] = (),
-                 append: Sequence[str] = ()) -> str:
+def build_report(
+    entries: Sequence[ScoreEntry], prepend: Sequence[str] = (), figures: Sequence[str] = (), append: Sequence[str] = ()
+) -> str:
     """The markdown report; ``figures``: image paths (relative to the report) shown after the tables; ``append``:
     markdown texts added at the end, nested (``nest_markdown``)."""
     parts: List[str] = [p.rstrip("\n") for p in prepend]
-    parts.append("## Table II: results with all tasks active\n\n"
-                 "Each model at the largest task activation it was decoded with. WER in %, F1 and accuracy in %; "
-                 "'-' = task not active or not annotated in the test set.\n\n" + table_main(entries))
-    parts.append("## Table III: per-language results\n\nSame task activation as Table II.\n\n"
-                 + table_per_language(entries))
+    parts.append(
+        "## Table II: results with all tasks active\n\n"
+        "Each model at the largest task activation it was decoded with. WER in %, F1 and accuracy in %; "
+        "'-' = task not active or not annotated in the test set.\n\n" + table_main(entries)
+    )
+    parts.append(
+        "## Table III: per-language results\n\nSame task activation as Table II.\n\n" + table_per_language(entries)
+    )
     per_model = [f"### {model}\n\n{table_activations(entries, model)}" for model in _models(entries)]
-    parts.append("## Table IV: task activation at inference\n\n"
-                 "ITT = hypothesis tokens of tasks that were not active (inactive-task tokens).\n\n"
-                 + "\n\n".join(per_model))
+    parts.append(
+        "## Table IV: task activation at inference\n\n"
+        "ITT = hypothesis tokens of tasks that were not active (inactive-task tokens).\n\n" + "\n\n".join(per_model)
+    )
     timed = table_time(entries)
     if timed:
-        parts.append("## Table V: time-based scores\n\n"
-                     "From the reference turn times of the test set (utt2turns) and the emission times of the 1-best "
-                     "hypothesis (events.jsonl). SCD F1 in % at a collar (pyannote.metrics segmentation "
-                     "precision/recall on change points); purity/coverage in % (pyannote.metrics); EP50/EP90 = "
-                     "median/90th-percentile delay of the first [ENDP] after each reference end of speech (negative: "
-                     "before it); early cutoff = [ENDP] before the end of speech, missed = no [ENDP] for the turn "
-                     "(% of reference endpoints).\n\n" + timed)
+        parts.append(
+            "## Table V: time-based scores\n\n"
+            "From the reference turn times of the test set (utt2turns) and the emission times of the 1-best "
+            "hypothesis (events.jsonl). SCD F1 in % at a collar (pyannote.metrics segmentation "
+            "precision/recall on change points); purity/coverage in % (pyannote.metrics); EP50/EP90 = "
+            "median/90th-percentile delay of the first [ENDP] after each reference end of speech (negative: "
+            "before it); early cutoff = [ENDP] before the end of speech, missed = no [ENDP] for the turn "
+            "(% of reference endpoints).\n\n" + timed
+        )
     if figures:
-        parts.append("## A decoded test conversation\n\n"
-                     "Waveform, reference turns (utt2turns) vs. hypothesis segments cut at [SCD], reference ends of "
-                     "speech vs. hypothesis [ENDP], entity spans and words, on the utterance's clock "
-                     "(`plot_conversation`).\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figures))
+        parts.append(
+            "## A decoded test conversation\n\n"
+            "Waveform, reference turns (utt2turns) vs. hypothesis segments cut at [SCD], reference ends of "
+            "speech vs. hypothesis [ENDP], entity spans and words, on the utterance's clock "
+            "(`plot_conversation`).\n\n" + "\n\n".join(f"![{Path(f).stem}]({f})" for f in figures)
+        )
     for text in append:
         parts.append(nest_markdown(text, "\n\n".join(parts)))
     return "\n\n".join(parts) + "\n"
@@ -256,9 +278,14 @@ def _read_all(paths: Sequence[PathLike], option: str) -> List[str]:
     return texts
 
 
-def write_report(exp_dirs: Sequence[PathLike], out: PathLike, prepend: Sequence[PathLike] = (),
-                 figures: Sequence[PathLike] = (), test_sets: Sequence[str] = (),
-                 append: Sequence[PathLike] = ()) -> str:
+def write_report(
+    exp_dirs: Sequence[PathLike],
+    out: PathLike,
+    prepend: Sequence[PathLike] = (),
+    figures: Sequence[PathLike] = (),
+    test_sets: Sequence[str] = (),
+    append: Sequence[PathLike] = (),
+) -> str:
     texts = _read_all(prepend, "--prepend")
     appended = _read_all(append, "--append")
     rel = []

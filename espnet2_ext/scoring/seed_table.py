@@ -7,6 +7,7 @@ runs after it, their mean ± std, and two verdicts (RESULTS_extend.md's tables; 
 A column is ``NAME=path/score.json`` (tokenverse_score's output) or ``NAME=metric:value,...`` (numbers quoted from
 elsewhere, e.g. RESULTS.md). std is the sample standard deviation (n - 1); '-' where a metric is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,9 @@ def verdict(before: Sequence[float], after_mean: Optional[float]) -> str:
     lo, hi = min(before), max(before)
     if lo <= after_mean <= hi:
         return "within"
-    return f"outside: below by {fmt(lo - after_mean)}" if after_mean < lo else f"outside: above by {fmt(after_mean - hi)}"
+    return (
+        f"outside: below by {fmt(lo - after_mean)}" if after_mean < lo else f"outside: above by {fmt(after_mean - hi)}"
+    )
 
 
 def noise_verdict(before: Sequence[float], after: Sequence[float]) -> str:
@@ -76,8 +79,14 @@ def noise_verdict(before: Sequence[float], after: Sequence[float]) -> str:
     return f"differs by {a.mean - b.mean:+.2f} (> max std {fmt(max(a.std, b.std))})"
 
 
-def seed_table(metrics: Sequence[str], before: Sequence[Column], after: Sequence[Column],
-               show: Sequence[Column] = (), delta: Optional[Column] = None, with_verdict: bool = True) -> str:
+def seed_table(
+    metrics: Sequence[str],
+    before: Sequence[Column],
+    after: Sequence[Column],
+    show: Sequence[Column] = (),
+    delta: Optional[Column] = None,
+    with_verdict: bool = True,
+) -> str:
     """The markdown table; ``show`` columns are printed after the before columns but take no part in the
     statistics; ``delta`` adds the column 'after mean − NAME'."""
     header: List[str] = ["metric"] + [n for n, _ in before]

@@ -4,6 +4,7 @@ Tables are the parameters ``...task_vectors.<point>.weight`` (``<point>`` = ``fe
 ``encoder_output``) of an ESPnet checkpoint; row labels come from the config's task-vector strategy and task
 list. Writes ``task_vectors.md``, ``task_vectors.json`` and one heat-map PNG per table.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def analyze(weight: torch.Tensor, labels: Sequence[str]) -> Dict[str, object]:
     if weight.dim() != 2:
         raise ValueError(f"task-vector table must be 2-D (N, D), got shape {tuple(weight.shape)}")
     if weight.size(0) != len(labels):
-        raise ValueError(f"task-vector table has {weight.size(0)} rows but {len(labels)} labels ({', '.join(labels)})"
-                         f"; the config's strategy/tasks do not match the checkpoint")
+        raise ValueError(
+            f"task-vector table has {weight.size(0)} rows but {len(labels)} labels ({', '.join(labels)})"
+            f"; the config's strategy/tasks do not match the checkpoint"
+        )
     w = weight.detach().cpu().to(torch.float64)
     norms = w.norm(dim=1)
     unit = w / norms.clamp_min(torch.finfo(torch.float64).tiny).unsqueeze(1)
@@ -56,8 +59,10 @@ def find_tables(state: Mapping[str, torch.Tensor], where: str = "model") -> Dict
     """Injection point -> (N, D) table; the full parameter name is used if a point occurs twice."""
     found: List[Tuple[str, str]] = [(m.group(1), k) for k in state for m in [_TABLE_RE.search(k)] if m]
     if not found:
-        raise DataError(f"{where}: this model has no task vectors (trained without conditioning?); no parameter "
-                        f"name ends in task_vectors.<point>.weight")
+        raise DataError(
+            f"{where}: this model has no task vectors (trained without conditioning?); no parameter "
+            f"name ends in task_vectors.<point>.weight"
+        )
     points = [p for p, _ in found]
     named = {(p if points.count(p) == 1 else k): state[k] for p, k in found}
     rank = {p: i for i, p in enumerate(_POINT_ORDER)}
@@ -74,8 +79,7 @@ def labels_from_config(config_path: PathLike) -> Tuple[str, List[str]]:
     strategy = (conf.get("frontend_conf") or {}).get("task_vector_strategy")
     tasks = (conf.get("tokenverse_conf") or {}).get("tasks")
     if not strategy:
-        raise DataError(f"{config_path}: frontend_conf.task_vector_strategy is missing (per_task or "
-                        f"per_combination)")
+        raise DataError(f"{config_path}: frontend_conf.task_vector_strategy is missing (per_task or per_combination)")
     if not tasks:
         raise DataError(f"{config_path}: tokenverse_conf.tasks is missing (e.g. [asr, scd, endp, ner, lid])")
     aux = [t for t in tasks if t != PRIMARY_TASK]
@@ -92,8 +96,9 @@ def to_markdown(results: Mapping[str, Mapping[str, object]], strategy: str) -> s
         labels: List[str] = res["labels"]  # type: ignore[assignment]
         n, d = res["shape"]  # type: ignore[misc]
         norms = md_table(["Vector", "L2 norm"], [[lab, f"{v:.4f}"] for lab, v in zip(labels, res["norms"])])
-        cos = md_table(["cosine"] + labels,
-                       [[lab] + [f"{v:.3f}" for v in row] for lab, row in zip(labels, res["cosine"])])
+        cos = md_table(
+            ["cosine"] + labels, [[lab] + [f"{v:.3f}" for v in row] for lab, row in zip(labels, res["cosine"])]
+        )
         parts.append(f"## {name} ({n} x {d})\n\n{norms}\n\nPairwise cosine similarity:\n\n{cos}")
     return "\n\n".join(parts) + "\n"
 
@@ -140,7 +145,8 @@ def run_analysis(model_file: PathLike, config: PathLike, out_dir: PathLike) -> D
     out_dir = Path(out_dir)
     for name, res in results.items():
         plot_heatmap(res, f"Task-vector cosine similarity: {name} ({strategy})", out_dir / f"task_vectors_{name}.png")
-    atomic_write_text(out_dir / "task_vectors.json",
-                      json.dumps({"strategy": strategy, "tables": results}, indent=2) + "\n")
+    atomic_write_text(
+        out_dir / "task_vectors.json", json.dumps({"strategy": strategy, "tables": results}, indent=2) + "\n"
+    )
     atomic_write_text(out_dir / "task_vectors.md", to_markdown(results, strategy))
     return results

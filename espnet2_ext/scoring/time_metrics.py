@@ -19,6 +19,7 @@ clock. Hypothesis: ``1best_recog/events.jsonl`` (``text/time_outputs.py``), move
 * Word timing (with a reference CTM): hypothesis and reference words of a recording are aligned (jiwer); the
   error is the median |hyp start - ref start| over the aligned identical words.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,10 @@ def read_utt2turns(path: PathLike) -> Dict[str, Tuple[RefTurn, ...]]:
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file; write '<utt-id> <start> <end> <speaker> ...' per utterance "
-                        f"(docs/data_formats.md, utt2turns)")
+        raise DataError(
+            f"{path}: no such file; write '<utt-id> <start> <end> <speaker> ...' per utterance "
+            f"(docs/data_formats.md, utt2turns)"
+        )
     table = read_table(path, strict=False)
     return {utt: parse_turns(v, table.where(utt)) for utt, v in table.values.items()}
 
@@ -88,11 +91,18 @@ class EndpointStats:
         lat = np.asarray(self.latencies, dtype=float)
         pct = lambda n: 100.0 * n / self.n_ref if self.n_ref else None  # noqa: E731
         stat = lambda f: round(float(f(lat)), 6) if lat.size else None  # noqa: E731
-        return {"ep50": stat(lambda x: np.percentile(x, 50)), "ep90": stat(lambda x: np.percentile(x, 90)),
-                "mean_latency": stat(np.mean),
-                "early_cutoff_rate": pct(self.early), "missed_rate": pct(self.missed),
-                "n_ref": self.n_ref, "n_detected": len(self.latencies), "early_cutoffs": self.early,
-                "missed": self.missed, "extra": self.extra}
+        return {
+            "ep50": stat(lambda x: np.percentile(x, 50)),
+            "ep90": stat(lambda x: np.percentile(x, 90)),
+            "mean_latency": stat(np.mean),
+            "early_cutoff_rate": pct(self.early),
+            "missed_rate": pct(self.missed),
+            "n_ref": self.n_ref,
+            "n_detected": len(self.latencies),
+            "early_cutoffs": self.early,
+            "missed": self.missed,
+            "extra": self.extra,
+        }
 
 
 def endpoint_stats(turns: Sequence[RefTurn], hyp_endpoints: Sequence[float]) -> EndpointStats:
@@ -124,7 +134,9 @@ def word_timing_errors(ref_words: Sequence[Tuple[str, float]], hyp_words: Sequen
     errors = []
     for chunk in out.alignments[0]:
         if chunk.type == "equal":
-            for i, j in zip(range(chunk.ref_start_idx, chunk.ref_end_idx), range(chunk.hyp_start_idx, chunk.hyp_end_idx)):
+            for i, j in zip(
+                range(chunk.ref_start_idx, chunk.ref_end_idx), range(chunk.hyp_start_idx, chunk.hyp_end_idx)
+            ):
                 errors.append(abs(hyp_words[j][1] - ref_words[i][1]))
     return errors
 
@@ -149,14 +161,23 @@ def read_ctm(path: PathLike) -> Dict[str, List[Tuple[str, float]]]:
     return {k: sorted(v, key=lambda x: x[1]) for k, v in out.items()}
 
 
-def score_times(ref_turns: Mapping[str, Sequence[RefTurn]], hyp: Mapping[str, UttEvents],
-                scd_utts: Sequence[str], endp_utts: Sequence[str], collars: Sequence[float] = DEFAULT_COLLARS,
-                ref_ctm: Optional[Mapping[str, List[Tuple[str, float]]]] = None,
-                hyp_name: str = "events.jsonl") -> Dict[str, object]:
+def score_times(
+    ref_turns: Mapping[str, Sequence[RefTurn]],
+    hyp: Mapping[str, UttEvents],
+    scd_utts: Sequence[str],
+    endp_utts: Sequence[str],
+    collars: Sequence[float] = DEFAULT_COLLARS,
+    ref_ctm: Optional[Mapping[str, List[Tuple[str, float]]]] = None,
+    hyp_name: str = "events.jsonl",
+) -> Dict[str, object]:
     """Time-based scores. ``scd_utts``/``endp_utts``: the utterances annotated for each task (they must have
     reference turns and hypothesis events)."""
-    from pyannote.metrics.segmentation import (SegmentationCoverage, SegmentationPrecision, SegmentationPurity,
-                                               SegmentationRecall)
+    from pyannote.metrics.segmentation import (
+        SegmentationCoverage,
+        SegmentationPrecision,
+        SegmentationPurity,
+        SegmentationRecall,
+    )
 
     for utt in sorted(set(scd_utts) | set(endp_utts)):
         if utt not in hyp:
@@ -183,13 +204,22 @@ def score_times(ref_turns: Mapping[str, Sequence[RefTurn]], hyp: Mapping[str, Ut
         scd: Dict[str, object] = {"n_utts": len(scd_utts)}
         for c in collars:
             p_det, r_det = prec[c].accumulated_, rec[c].accumulated_
-            matches, n_hyp, n_ref = p_det["number of matches"], p_det["number of boundaries"], \
-                r_det["number of boundaries"]
+            matches, n_hyp, n_ref = (
+                p_det["number of matches"],
+                p_det["number of boundaries"],
+                r_det["number of boundaries"],
+            )
             p = matches / n_hyp if n_hyp else None
             r = matches / n_ref if n_ref else None
             f1 = 2 * matches / (n_hyp + n_ref) if n_hyp + n_ref else None
-            scd[f"collar_{c:g}"] = {"precision": _pct(p), "recall": _pct(r), "f1": _pct(f1),
-                                    "matches": int(matches), "n_hyp": int(n_hyp), "n_ref": int(n_ref)}
+            scd[f"collar_{c:g}"] = {
+                "precision": _pct(p),
+                "recall": _pct(r),
+                "f1": _pct(f1),
+                "matches": int(matches),
+                "n_hyp": int(n_hyp),
+                "n_ref": int(n_ref),
+            }
         scd["purity"] = _pct(abs(purity))
         scd["coverage"] = _pct(abs(coverage))
         result["scd"] = scd
@@ -205,8 +235,10 @@ def score_times(ref_turns: Mapping[str, Sequence[RefTurn]], hyp: Mapping[str, Ut
         errors: List[float] = []
         for recording, words in ref_ctm.items():
             errors += word_timing_errors(words, by_rec.get(recording, []))
-        result["word_timing"] = {"median_abs_start_error": float(np.median(errors)) if errors else None,
-                                 "n_matched_words": len(errors)}
+        result["word_timing"] = {
+            "median_abs_start_error": float(np.median(errors)) if errors else None,
+            "n_matched_words": len(errors),
+        }
     return result
 
 
@@ -214,9 +246,17 @@ def _pct(x: Optional[float]) -> Optional[float]:
     return None if x is None else 100.0 * float(x)
 
 
-TIME_COLUMNS = (("scd_f1_0.25", "SCD F1 @0.25 s"), ("scd_f1_0.5", "SCD F1 @0.5 s"), ("purity", "Purity"),
-                ("coverage", "Coverage"), ("ep50_ms", "EP50 (ms)"), ("ep90_ms", "EP90 (ms)"),
-                ("early_cutoff", "Early cutoff (%)"), ("missed", "Missed EP (%)"), ("word_ms", "Word start err (ms)"))
+TIME_COLUMNS = (
+    ("scd_f1_0.25", "SCD F1 @0.25 s"),
+    ("scd_f1_0.5", "SCD F1 @0.5 s"),
+    ("purity", "Purity"),
+    ("coverage", "Coverage"),
+    ("ep50_ms", "EP50 (ms)"),
+    ("ep90_ms", "EP90 (ms)"),
+    ("early_cutoff", "Early cutoff (%)"),
+    ("missed", "Missed EP (%)"),
+    ("word_ms", "Word start err (ms)"),
+)
 
 
 def flat_time_scores(time: Mapping[str, object]) -> Dict[str, Optional[float]]:
@@ -225,7 +265,14 @@ def flat_time_scores(time: Mapping[str, object]) -> Dict[str, Optional[float]]:
     endp = time.get("endp") or {}
     word = time.get("word_timing") or {}
     ms = lambda x: None if x is None else 1000.0 * x  # noqa: E731
-    return {"scd_f1_0.25": (scd.get("collar_0.25") or {}).get("f1"), "scd_f1_0.5": (scd.get("collar_0.5") or {}).get("f1"),
-            "purity": scd.get("purity"), "coverage": scd.get("coverage"), "ep50_ms": ms(endp.get("ep50")),
-            "ep90_ms": ms(endp.get("ep90")), "early_cutoff": endp.get("early_cutoff_rate"),
-            "missed": endp.get("missed_rate"), "word_ms": ms(word.get("median_abs_start_error"))}
+    return {
+        "scd_f1_0.25": (scd.get("collar_0.25") or {}).get("f1"),
+        "scd_f1_0.5": (scd.get("collar_0.5") or {}).get("f1"),
+        "purity": scd.get("purity"),
+        "coverage": scd.get("coverage"),
+        "ep50_ms": ms(endp.get("ep50")),
+        "ep90_ms": ms(endp.get("ep90")),
+        "early_cutoff": endp.get("early_cutoff_rate"),
+        "missed": endp.get("missed_rate"),
+        "word_ms": ms(word.get("median_abs_start_error")),
+    }

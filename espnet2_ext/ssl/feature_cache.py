@@ -9,6 +9,7 @@ File format: a NumPy ``.npz`` read with ``allow_pickle=False`` (the file may com
 ``utt_ids`` [N] str, ``offsets`` [N+1] int64, ``data`` [sum T, C] int8, ``scales`` [N, C] float32 and
 ``cnn_sha256`` (of the CNN weights that made it). A cache made by other CNN weights is refused when loaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,12 @@ def cnn_sha256(wav2vec2: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def compute(utt_ids: Sequence[str], audio: Sequence[np.ndarray], wav2vec2: torch.nn.Module,
-            device: torch.device = torch.device("cpu")) -> Dict[str, np.ndarray]:
+def compute(
+    utt_ids: Sequence[str],
+    audio: Sequence[np.ndarray],
+    wav2vec2: torch.nn.Module,
+    device: torch.device = torch.device("cpu"),
+) -> Dict[str, np.ndarray]:
     """Quantised CNN outputs of each int16 waveform, normalised per utterance as ``targets.collate`` does.
 
     One utterance at a time: the CNN has no cross-frame normalisation, so its valid frames do not depend on the
@@ -54,10 +59,13 @@ def compute(utt_ids: Sequence[str], audio: Sequence[np.ndarray], wav2vec2: torch
         scales.append(scale.float().cpu().numpy())
         offsets.append(offsets[-1] + q.shape[0])
     channels = data[0].shape[1] if data else 0
-    return {"utt_ids": np.array(list(utt_ids), dtype=str), "offsets": np.array(offsets, dtype=np.int64),
-            "data": np.concatenate(data) if data else np.zeros((0, channels), np.int8),
-            "scales": np.stack(scales) if scales else np.zeros((0, channels), np.float32),
-            "cnn_sha256": np.array(cnn_sha256(wav2vec2))}
+    return {
+        "utt_ids": np.array(list(utt_ids), dtype=str),
+        "offsets": np.array(offsets, dtype=np.int64),
+        "data": np.concatenate(data) if data else np.zeros((0, channels), np.int8),
+        "scales": np.stack(scales) if scales else np.zeros((0, channels), np.float32),
+        "cnn_sha256": np.array(cnn_sha256(wav2vec2)),
+    }
 
 
 def save(cache: Dict[str, np.ndarray], path) -> Path:
@@ -81,19 +89,23 @@ def features(cache: Dict[str, np.ndarray], path, expect_cnn_sha256: str, utt_ids
     """The features of ``utt_ids`` (in that order) as float32 [T, C] tensors. Refuses a cache (``path`` names it in
     the error) made by other CNN weights or lacking one of the utterances."""
     if str(cache["cnn_sha256"]) != expect_cnn_sha256:
-        raise ValueError(f"{path}: made by other CNN weights (sha256 {str(cache['cnn_sha256'])[:12]} vs "
-                         f"{expect_cnn_sha256[:12]} of this model's); delete it to recompute, or start from the "
-                         f"--init_from that made it")
+        raise ValueError(
+            f"{path}: made by other CNN weights (sha256 {str(cache['cnn_sha256'])[:12]} vs "
+            f"{expect_cnn_sha256[:12]} of this model's); delete it to recompute, or start from the "
+            f"--init_from that made it"
+        )
     index = {u: i for i, u in enumerate(cache["utt_ids"].tolist())}
     missing = [u for u in utt_ids if u not in index]
     if missing:
-        raise ValueError(f"{path}: no features for {len(missing)} utterance(s) of the data dir (e.g. {missing[0]}); "
-                         f"delete it to recompute")
+        raise ValueError(
+            f"{path}: no features for {len(missing)} utterance(s) of the data dir (e.g. {missing[0]}); "
+            f"delete it to recompute"
+        )
     offsets, data, scales = cache["offsets"], cache["data"], cache["scales"]
     out = []
     for u in utt_ids:
         i = index[u]
-        q = torch.from_numpy(data[offsets[i]:offsets[i + 1]].astype(np.float32))  # [T, C]
+        q = torch.from_numpy(data[offsets[i] : offsets[i + 1]].astype(np.float32))  # [T, C]
         out.append(q * torch.from_numpy(scales[i])[None, :])
     return out
 

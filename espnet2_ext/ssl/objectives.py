@@ -3,6 +3,7 @@
 * ``hubert``: cross-entropy on the k-means cluster of each masked frame.
 * ``ctc``: character CTC on the transcript; :func:`evaluate_ctc` gives the held-out loss and greedy CER.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
@@ -33,8 +34,13 @@ class Pretrainer(torch.nn.Module):
             torch.manual_seed(seed + 1)
             self.head = torch.nn.Linear(dim, n_out)
 
-    def forward(self, wav: Optional[torch.Tensor], pad: torch.Tensor, mask_indices: Optional[torch.Tensor],
-                cnn_feats: Optional[torch.Tensor] = None):
+    def forward(
+        self,
+        wav: Optional[torch.Tensor],
+        pad: torch.Tensor,
+        mask_indices: Optional[torch.Tensor],
+        cnn_feats: Optional[torch.Tensor] = None,
+    ):
         """wav: [B, L], pad: [B, L] (True = padding), mask_indices: [B, T] or None
         -> logits [B, T, n_out], frame padding [B, T].
         With ``cnn_feats`` [B, T, C] (cached outputs of the frozen CNN) the CNN is skipped: ``wav`` is unused and
@@ -60,8 +66,14 @@ class Pretrainer(torch.nn.Module):
         return self.head(x), fpad
 
 
-def objective_loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mask: Optional[torch.Tensor],
-                   targets: List[torch.Tensor], frame_lens: List[int]) -> Tuple[torch.Tensor, float]:
+def objective_loss(
+    objective: str,
+    logits: torch.Tensor,
+    fpad: torch.Tensor,
+    mask: Optional[torch.Tensor],
+    targets: List[torch.Tensor],
+    frame_lens: List[int],
+) -> Tuple[torch.Tensor, float]:
     """(loss, a float to log): hubert = cross-entropy on the masked frames and their accuracy; ctc = CTC loss and the
     share of frames predicted blank."""
     B, T, V = logits.shape
@@ -80,8 +92,7 @@ def objective_loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mas
     in_lens = (~fpad).sum(1)
     tgt_lens = torch.tensor([len(t) for t in targets])
     # the lengths stay on the CPU (what both CTC kernels accept); the targets go where the logits are
-    loss = F.ctc_loss(logp, torch.cat(targets).to(logits.device), in_lens.cpu(), tgt_lens, blank=0,
-                      zero_infinity=True)
+    loss = F.ctc_loss(logp, torch.cat(targets).to(logits.device), in_lens.cpu(), tgt_lens, blank=0, zero_infinity=True)
     # greedy frame-level proxy: share of frames predicted blank (falls as the head learns characters)
     err = (logits.argmax(-1)[~fpad] == 0).float().mean().item()
     return loss, err
@@ -90,13 +101,19 @@ def objective_loss(objective: str, logits: torch.Tensor, fpad: torch.Tensor, mas
 def ctc_targets(items, vocab: List[str]) -> List[torch.Tensor]:
     """Character ids of each transcript (space = ``|``); characters outside ``vocab`` are left out."""
     index = {c: i for i, c in enumerate(vocab)}
-    return [torch.tensor([index[c] for c in t.replace(" ", "|") if c in index], dtype=torch.long)
-            for _, _, t in items]
+    return [torch.tensor([index[c] for c in t.replace(" ", "|") if c in index], dtype=torch.long) for _, _, t in items]
 
 
 @torch.no_grad()
-def evaluate_ctc(model: Pretrainer, source, targets: List[torch.Tensor], vocab: List[str], batch_samples: int,
-                  device: torch.device, cached: bool) -> Dict[str, float]:
+def evaluate_ctc(
+    model: Pretrainer,
+    source,
+    targets: List[torch.Tensor],
+    vocab: List[str],
+    batch_samples: int,
+    device: torch.device,
+    cached: bool,
+) -> Dict[str, float]:
     """CTC loss per character and greedy character error rate (jiwer) on a held-out set, without masking."""
     import jiwer
 

@@ -16,6 +16,7 @@ what a step reads (audio or cached CNN features) from :mod:`espnet2_ext.ssl.sour
 held-out scoring from :mod:`espnet2_ext.ssl.objectives`, the checkpoint files (init, export, provenance) from
 :mod:`espnet2_ext.ssl.checkpoints`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,29 +34,38 @@ from espnet2_ext.common import atomic_write_text
 from espnet2_ext.ssl import sources as S
 from espnet2_ext.ssl.checkpoints import load_init, save_atomic
 from espnet2_ext.ssl.objectives import Pretrainer, ctc_targets, evaluate_ctc, objective_loss
-from espnet2_ext.ssl.targets import (SAMPLE_RATE, char_vocab, fit_kmeans, load_audio, make_batches, mfcc_frames,
-                                     n_frames, read_data_dir, span_mask)
+from espnet2_ext.ssl.targets import (
+    SAMPLE_RATE,
+    char_vocab,
+    fit_kmeans,
+    load_audio,
+    make_batches,
+    mfcc_frames,
+    n_frames,
+    read_data_dir,
+    span_mask,
+)
 from espnet2_ext.upstream.xlsr_standin import _plain, model_cfg_for
 
 
 @dataclass
 class PretrainConfig:
-    objective: str = "hubert"          # hubert | ctc
+    objective: str = "hubert"  # hubert | ctc
     preset: str = "mini"
     seed: int = 0
     max_steps: int = 3000
-    max_minutes: float = 0.0           # > 0: also stop after this much wall time in this run (resume continues)
-    batch_seconds: float = 60.0        # audio per batch
+    max_minutes: float = 0.0  # > 0: also stop after this much wall time in this run (resume continues)
+    batch_seconds: float = 60.0  # audio per batch
     max_utt_seconds: float = 8.0
     lr: float = 2e-3
     warmup_steps: int = 300
     grad_clip: float = 5.0
     threads: int = 2
-    n_clusters: int = 100              # hubert
-    kmeans_frames: int = 150000        # hubert: frames sampled to fit k-means
-    mask_prob: float = 0.65            # hubert: wav2vec2 semantics, ~50 % of frames masked after overlaps
+    n_clusters: int = 100  # hubert
+    kmeans_frames: int = 150000  # hubert: frames sampled to fit k-means
+    mask_prob: float = 0.65  # hubert: wav2vec2 semantics, ~50 % of frames masked after overlaps
     mask_length: int = 5
-    ctc_mask_prob: float = 0.05        # ctc: light masking as augmentation
+    ctc_mask_prob: float = 0.05  # ctc: light masking as augmentation
     save_every: int = 200
     log_every: int = 20
     model_overrides: Dict = field(default_factory=dict)
@@ -94,19 +104,29 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         # keys added after an experiment started are at their defaults in it; where its steps run and where the
         # cache lives are not part of what it is
         defaults = asdict(PretrainConfig())
-        changed = {k for k, v in asdict(cfg).items() if stored.get(k, defaults[k]) != v
-                   and k not in ("max_steps", "max_minutes", "threads", "log_every", "device", "feature_cache")}
+        changed = {
+            k
+            for k, v in asdict(cfg).items()
+            if stored.get(k, defaults[k]) != v
+            and k not in ("max_steps", "max_minutes", "threads", "log_every", "device", "feature_cache")
+        }
         if changed:
-            raise ValueError(f"{cfg_path}: this experiment was started with other settings ({', '.join(sorted(changed))}); "
-                             f"use the same options to resume, or another --exp_dir")
+            raise ValueError(
+                f"{cfg_path}: this experiment was started with other settings ({', '.join(sorted(changed))}); "
+                f"use the same options to resume, or another --exp_dir"
+            )
     if cfg.feature_cache and cfg.objective != "ctc":
         raise ValueError("--feature_cache goes with --objective ctc (hubert's targets are computed from the audio)")
     frozen = cfg.freeze_feature_encoder or bool(cfg.feature_cache)
     items = read_data_dir(Path(data_dir))
     # held-out scoring is CTC's (loss and CER); a hubert run ignores --valid_dir
     valid_items = read_data_dir(Path(valid_dir)) if valid_dir and cfg.objective == "ctc" else []
-    model_cfg = model_cfg_for(cfg.preset, mask_prob=cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob,
-                              mask_length=cfg.mask_length, **cfg.model_overrides)
+    model_cfg = model_cfg_for(
+        cfg.preset,
+        mask_prob=cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob,
+        mask_length=cfg.mask_length,
+        **cfg.model_overrides,
+    )
 
     audio: List[np.ndarray] = []
     if not cfg.feature_cache:
@@ -152,8 +172,15 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         _write_json(exp_dir / "init_from.json", {"path": cfg.init_from, "sha256": sha})
 
     def save(path=ckpt_path):
-        save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                      "model_cfg": {k: _plain(v) for k, v in model_cfg.items()}}, path)
+        save_atomic(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "state": state,
+                "model_cfg": {k: _plain(v) for k, v in model_cfg.items()},
+            },
+            path,
+        )
 
     def validate():
         # a long run on a small corpus can over-fit: the step with the lowest held-out CER is kept beside the
@@ -167,8 +194,9 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         if name == "valid" and not its:
             continue
         if cfg.feature_cache:
-            sources[name] = S.cached_features(cfg.feature_cache, model.wav2vec2, d, its, device, cfg.max_utt_seconds,
-                                              log)
+            sources[name] = S.cached_features(
+                cfg.feature_cache, model.wav2vec2, d, its, device, cfg.max_utt_seconds, log
+            )
         else:
             sources[name] = audio if name == "train" else load_audio(its, cfg.max_utt_seconds)
     cached = bool(cfg.feature_cache)
@@ -176,8 +204,9 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
     lengths = S.sample_lengths(sources["train"], cached)
     valid_eval = None
     if valid_items:
-        valid_eval = functools.partial(evaluate_ctc, model, sources["valid"], ctc_targets(valid_items, vocab), vocab,
-                                       batch_samples, device, cached)
+        valid_eval = functools.partial(
+            evaluate_ctc, model, sources["valid"], ctc_targets(valid_items, vocab), vocab, batch_samples, device, cached
+        )
 
     # which machines the steps ran on (the provenance README says so): a run may resume on another device
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cfg.threads} thread(s)"
@@ -192,8 +221,9 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
             idx = batches[state["batch_in_epoch"]]
             gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
             wav, pad, cnn_feats = S.batch(sources["train"], idx, device, cached)
-            frame_lens = [min(n_frames(lengths[i]), len(targets[i]) if cfg.objective == "hubert" else 10**9)
-                          for i in idx]
+            frame_lens = [
+                min(n_frames(lengths[i]), len(targets[i]) if cfg.objective == "hubert" else 10**9) for i in idx
+            ]
             T = n_frames(wav.shape[1]) if cnn_feats is None else cnn_feats.shape[1]
             prob = cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob
             mask = span_mask((len(idx), T), frame_lens, prob, cfg.mask_length, gen) if prob > 0 else None
@@ -219,17 +249,21 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
                 run_loss = []
                 rate = cfg.log_every / max(el, 1e-6)
                 eta = (cfg.max_steps - state["step"]) / max(rate, 1e-9)
-                log(f"pretrain[{cfg.objective}] step {state['step']}/{cfg.max_steps} epoch {state['epoch']} "
+                log(
+                    f"pretrain[{cfg.objective}] step {state['step']}/{cfg.max_steps} epoch {state['epoch']} "
                     f"loss {ml:.3f} {'acc' if cfg.objective == 'hubert' else 'frame-err'} {ma:.3f} "
-                    f"lr {_lr(state['step'], cfg):.2e} {rate:.2f} steps/s ETA {eta / 60:.0f} min")
+                    f"lr {_lr(state['step'], cfg):.2e} {rate:.2f} steps/s ETA {eta / 60:.0f} min"
+                )
             if state["step"] % cfg.save_every == 0:
                 if valid_eval is not None:
                     validate()
                 save()
             if cfg.max_minutes > 0 and time.time() - run_t0 > cfg.max_minutes * 60:
                 save()
-                log(f"pretrain[{cfg.objective}]: --max_minutes {cfg.max_minutes} reached at step {state['step']}; "
-                    f"run the same command again to continue")
+                log(
+                    f"pretrain[{cfg.objective}]: --max_minutes {cfg.max_minutes} reached at step {state['step']}; "
+                    f"run the same command again to continue"
+                )
                 return ckpt_path
         if state["batch_in_epoch"] >= len(batches):
             state["epoch"] += 1

@@ -3,6 +3,7 @@
 Both kinds batch the same way (:func:`sample_lengths` gives the sample count a cached utterance stands for), so the
 training loop and the held-out scoring take either; :func:`batch` returns the model's inputs for each kind.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,15 @@ from espnet2_ext.ssl import feature_cache
 from espnet2_ext.ssl.targets import HOP, WIN, collate, load_audio
 
 
-def cached_features(cache_dir, wav2vec2: torch.nn.Module, data_dir, items, device: torch.device,
-                    max_utt_seconds: float, log: Callable[[str], None] = print) -> List[torch.Tensor]:
+def cached_features(
+    cache_dir,
+    wav2vec2: torch.nn.Module,
+    data_dir,
+    items,
+    device: torch.device,
+    max_utt_seconds: float,
+    log: Callable[[str], None] = print,
+) -> List[torch.Tensor]:
     """The frozen CNN's outputs for ``items`` ([T, C] each, on ``device``) from ``<cache_dir>/<data dir name>.npz``,
     computed into it first if absent."""
     path = Path(cache_dir) / f"{Path(data_dir).name}.npz"

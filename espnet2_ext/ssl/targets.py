@@ -5,6 +5,7 @@ HuBERT-style targets; ``char_vocab`` gives the character CTC alternative's; ``ma
 corpus by audio length, seeded per epoch; ``span_mask`` draws wav2vec2-style masked spans. ``pretrain`` trains on
 them; nothing here holds model weights.
 """
+
 from __future__ import annotations
 
 import random
@@ -49,8 +50,9 @@ def mfcc_frames(x_int16: np.ndarray) -> np.ndarray:
     import torchaudio
 
     wav = torch.from_numpy(x_int16.astype(np.float32)).unsqueeze(0)
-    m = torchaudio.compliance.kaldi.mfcc(wav, sample_frequency=SAMPLE_RATE, frame_length=25.0, frame_shift=20.0,
-                                         num_ceps=13, dither=0.0, snip_edges=True)  # [T, 13]
+    m = torchaudio.compliance.kaldi.mfcc(
+        wav, sample_frequency=SAMPLE_RATE, frame_length=25.0, frame_shift=20.0, num_ceps=13, dither=0.0, snip_edges=True
+    )  # [T, 13]
     d1 = torchaudio.functional.compute_deltas(m.T.unsqueeze(0)).squeeze(0).T
     d2 = torchaudio.functional.compute_deltas(d1.T.unsqueeze(0)).squeeze(0).T
     feats = torch.cat([m, d1, d2], dim=1)  # [T, 39]
@@ -107,8 +109,9 @@ def collate(audio: Sequence[np.ndarray], idx: Sequence[int]) -> Tuple[torch.Tens
     return wav, pad
 
 
-def span_mask(shape: Tuple[int, int], frame_lens: Sequence[int], prob: float, length: int,
-              gen: torch.Generator) -> torch.Tensor:
+def span_mask(
+    shape: Tuple[int, int], frame_lens: Sequence[int], prob: float, length: int, gen: torch.Generator
+) -> torch.Tensor:
     """[B, T] bool: spans of ``length`` frames starting at a ``prob`` share of the valid frames."""
     B, T = shape
     mask = torch.zeros(B, T, dtype=torch.bool)
@@ -118,5 +121,5 @@ def span_mask(shape: Tuple[int, int], frame_lens: Sequence[int], prob: float, le
         k = max(1, int(round(prob * n / length)))  # span starts (wav2vec2's mask_prob semantics; spans may overlap)
         starts = torch.randperm(n - length, generator=gen)[:k]
         for s in starts.tolist():
-            mask[b, s: s + length] = True
+            mask[b, s : s + length] = True
     return mask

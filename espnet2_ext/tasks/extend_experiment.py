@@ -3,6 +3,7 @@ experiment dir, its ``config.yaml`` or a packed model, written as a new experime
 (``--init_param``) trains and ``asr_inference`` decodes. Here, not in ``asr/``, because it builds the model with
 the task (``TokenVerseASRTask.build_model``) and layers only point down.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 import yaml
 
-from espnet2_ext.asr.extend import (MODEL_FILE, Growth, check_tag_aware, grow_spec, grow_state_dict,
-                                    grow_token_list)
+from espnet2_ext.asr.extend import MODEL_FILE, Growth, check_tag_aware, grow_spec, grow_state_dict, grow_token_list
 from espnet2_ext.common import WORD_BOUNDARY, DataError, PathLike, atomic_dir
 from espnet2_ext.layers.task_vectors import new_vector_rows
 from espnet2_ext.task_spec import task_spec_of, tokenverse_conf_of
@@ -53,11 +53,20 @@ def _resolve_source(src: PathLike, model_file: Optional[PathLike], work: Path) -
     return config, model_file, {}
 
 
-def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapping[str, Sequence[str]]] = None,
-                      new_languages: Sequence[str] = (), model_file: Optional[PathLike] = None,
-                      freeze_old: bool = False, also_train: Sequence[str] = (), row_init: str = "mean",
-                      vector_init: str = "mean", seed: int = 0, overwrite: bool = False,
-                      allow_network: Optional[bool] = None) -> Path:
+def extend_experiment(
+    src: PathLike,
+    out_dir: PathLike,
+    new_tasks: Optional[Mapping[str, Sequence[str]]] = None,
+    new_languages: Sequence[str] = (),
+    model_file: Optional[PathLike] = None,
+    freeze_old: bool = False,
+    also_train: Sequence[str] = (),
+    row_init: str = "mean",
+    vector_init: str = "mean",
+    seed: int = 0,
+    overwrite: bool = False,
+    allow_network: Optional[bool] = None,
+) -> Path:
     """Write the extended experiment dir (config.yaml, extended.pth, tokens.txt, [bpe.model], extend.json) and
     return it. The dir appears only when complete. ``allow_network``: the base config may name upstreams that
     download (``utils/config_guard.py``; None: ``TOKENVERSE_ALLOW_NETWORK_UPSTREAM``)."""
@@ -77,8 +86,10 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
         if not isinstance(config, dict) or not config.get("token_list"):
             raise DataError(f"{config_path}: not an ESPnet training config.yaml (no token_list)")
         if config.get("frontend") != "s3prl_tokenverse":
-            raise DataError(f"{config_path}: frontend '{config.get('frontend')}' has no task vectors; extend_model "
-                            f"grows TokenVerse++ models (frontend: s3prl_tokenverse)")
+            raise DataError(
+                f"{config_path}: frontend '{config.get('frontend')}' has no task vectors; extend_model "
+                f"grows TokenVerse++ models (frontend: s3prl_tokenverse)"
+            )
         args = argparse.Namespace(**config)
         old_spec = task_spec_of(args)
         token_list = config["token_list"]
@@ -103,9 +114,12 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
         conf = tokenverse_conf_of(args)
         extra = dict(conf.get("extra_tokens") or {})
         extra.update({t: list(toks) for t, toks in new_tasks.items()})
-        config["tokenverse_conf"] = {**(config.get("tokenverse_conf") or {}), "tasks": list(new_spec.tasks),
-                                     "languages": list(conf["languages"]) + new_languages,
-                                     "extra_tokens": extra or None}
+        config["tokenverse_conf"] = {
+            **(config.get("tokenverse_conf") or {}),
+            "tasks": list(new_spec.tasks),
+            "languages": list(conf["languages"]) + new_languages,
+            "extra_tokens": extra or None,
+        }
         pconf = dict(config.get("preprocessor_conf") or {})
         for key in ("tasks", "languages", "extra_tokens"):  # explicit values there win over tokenverse_conf
             if key in pconf:
@@ -119,8 +133,12 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
         config["output_dir"] = None
         for key in ("config", "required", "version", "distributed"):  # written by ESPnet, not training options
             config.pop(key, None)
-        for key in ("train_data_path_and_name_and_type", "valid_data_path_and_name_and_type",
-                    "train_shape_file", "valid_shape_file"):
+        for key in (
+            "train_data_path_and_name_and_type",
+            "valid_data_path_and_name_and_type",
+            "train_shape_file",
+            "valid_shape_file",
+        ):
             config[key] = []  # the base model's data: the new training names its own
         model_conf = dict(config.get("model_conf") or {})
         model_conf.pop("freeze_old", None)
@@ -128,11 +146,15 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
             model_conf["freeze_old"] = {
                 "new_token_ids": growth.new_token_ids,
                 "new_vector_rows": new_vector_rows(strategy, growth.n_old_aux, growth.n_new_aux),
-                "also_train": list(also_train)}
+                "also_train": list(also_train),
+            }
         config["model_conf"] = model_conf
         if freeze_old and float((config.get("optim_conf") or {}).get("weight_decay", 0) or 0) > 0:
-            log.warning("optim_conf.weight_decay > 0: the optimizer decays the old rows too (their gradient is zero, "
-                        "the decay is not); set weight_decay: 0 in %s to keep them exactly", out_dir / "config.yaml")
+            log.warning(
+                "optim_conf.weight_decay > 0: the optimizer decays the old rows too (their gradient is zero, "
+                "the decay is not); set weight_decay: 0 in %s to keep them exactly",
+                out_dir / "config.yaml",
+            )
 
         # ---- weights: the extended model's own layout, filled from the base model
         build_conf = dict(config, model_conf={k: v for k, v in model_conf.items() if k != "freeze_old"})
@@ -148,18 +170,26 @@ def extend_experiment(src: PathLike, out_dir: PathLike, new_tasks: Optional[Mapp
 
         (tmp / "tokens.txt").write_text("".join(t + "\n" for t in growth.new_tokens), encoding="utf-8")
         record = {
-            "base": str(src), "base_model_file": str(weights) if files == {} else "(packed)",
-            "added_tasks": {t: list(v) for t, v in new_tasks.items()}, "added_languages": new_languages,
-            "added_tokens": added_pieces, "new_token_ids": growth.new_token_ids,
-            "old_to_new_token_ids": growth.old_to_new, "task_vector_strategy": strategy,
+            "base": str(src),
+            "base_model_file": str(weights) if files == {} else "(packed)",
+            "added_tasks": {t: list(v) for t, v in new_tasks.items()},
+            "added_languages": new_languages,
+            "added_tokens": added_pieces,
+            "new_token_ids": growth.new_token_ids,
+            "old_to_new_token_ids": growth.old_to_new,
+            "task_vector_strategy": strategy,
             "new_task_vector_rows": new_vector_rows(strategy, growth.n_old_aux, growth.n_new_aux),
-            "tasks": list(new_spec.tasks), "row_init": row_init, "vector_init": vector_init, "seed": seed,
-            "freeze_old": bool(freeze_old)}
+            "tasks": list(new_spec.tasks),
+            "row_init": row_init,
+            "vector_init": vector_init,
+            "seed": seed,
+            "freeze_old": bool(freeze_old),
+        }
         (tmp / "extend.json").write_text(  # one key a line, lists on one line
             "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in record.items()) + "\n}\n",
-            encoding="utf-8")
-        (tmp / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False),
-                                         encoding="utf-8")
+            encoding="utf-8",
+        )
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
         shutil.rmtree(tmp / "unpacked", ignore_errors=True)
     log.info("extended model: %s (tasks %s)", out_dir, " ".join(new_spec.tasks))
     return out_dir

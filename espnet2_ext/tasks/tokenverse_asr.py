@@ -6,6 +6,7 @@ data name ``tasks`` (the data dir's ``utt2tasks``), and the task-mask collate fu
 options, training loop, samplers, iterators, DDP — is ESPnet's (the trainer subclass only makes
 checkpoint writes atomic, see ``train/trainer.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,17 +35,22 @@ class TokenVerseASRTask(ASRTask):
     def add_task_arguments(cls, parser: argparse.ArgumentParser):
         super().add_task_arguments(parser)
         group = parser.add_argument_group(description="TokenVerse++ related")
-        group.add_argument("--tokenverse_conf", action=NestedDictAction, default=dict(),
-                           help="tasks (asr first), languages, extra_tokens ({task: [tokens]}) and the training "
-                                f"activation policy (label|sample). Defaults: {TOKENVERSE_DEFAULTS}")
+        group.add_argument(
+            "--tokenverse_conf",
+            action=NestedDictAction,
+            default=dict(),
+            help="tasks (asr first), languages, extra_tokens ({task: [tokens]}) and the training "
+            f"activation policy (label|sample). Defaults: {TOKENVERSE_DEFAULTS}",
+        )
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
         return super().optional_data_names(train, inference) + (TASKS_NAME,)
 
     @classmethod
-    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
-            [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
+    def build_collate_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Callable[[Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]]:
         # int pad -1: ESPnet's convention (0 is the blank)
         return TaskMaskCollateFn(float_pad_value=0.0, int_pad_value=-1)
 
@@ -66,9 +72,11 @@ class TokenVerseASRTask(ASRTask):
             # ESPnet's own ASRTask, which knows no tokenverse_conf, rebuilds the same layout from it.
             given = (args.frontend_conf or {}).get("aux_tasks")
             if given is not None and list(given) != list(spec.aux_tasks):
-                raise ValueError(f"frontend_conf.aux_tasks {list(given)} differs from tokenverse_conf.tasks "
-                                 f"{list(spec.tasks)}: remove frontend_conf.aux_tasks (it is derived from "
-                                 f"tokenverse_conf)")
+                raise ValueError(
+                    f"frontend_conf.aux_tasks {list(given)} differs from tokenverse_conf.tasks "
+                    f"{list(spec.tasks)}: remove frontend_conf.aux_tasks (it is derived from "
+                    f"tokenverse_conf)"
+                )
             args.frontend_conf = {**(args.frontend_conf or {}), "aux_tasks": list(spec.aux_tasks)}
         model = super().build_model(args)
         skeleton = getattr(model.frontend, "upstream_skeleton", lambda: None)()

@@ -4,6 +4,7 @@
 ``transcript_error`` adds the data-dir rules that ``validate_data_dir`` checks (language tokens of the spec, first,
 matching utt2lang, not only tags).
 """
+
 from __future__ import annotations
 
 import re
@@ -46,13 +47,17 @@ def annotation_error(text: str, spec: TaskSpec, available: Optional[Sequence[str
         task = spec.task_of(w)
         if task is None:
             if spec.looks_like_tag(w):
-                return (f"unknown tag {w} (known task tokens: {' '.join(spec.all_tokens)}); add it to the task "
-                        f"spec or remove it")
+                return (
+                    f"unknown tag {w} (known task tokens: {' '.join(spec.all_tokens)}); add it to the task "
+                    f"spec or remove it"
+                )
             hidden = hidden_task_token(w, spec)
             if hidden:
-                return (f"word {w!r} turns into the task token {hidden} under the tokenizer's Unicode normalisation "
-                        f"(NFKC, control characters dropped, U+2581 read as a space); write {hidden} on its own or "
-                        f"remove it")
+                return (
+                    f"word {w!r} turns into the task token {hidden} under the tokenizer's Unicode normalisation "
+                    f"(NFKC, control characters dropped, U+2581 read as a space); write {hidden} on its own or "
+                    f"remove it"
+                )
             continue
         if avail is not None and task not in avail:
             return f"token {w} belongs to task '{task}', which utt2tasks does not list for this utterance"
@@ -73,8 +78,9 @@ def annotation_error(text: str, spec: TaskSpec, available: Optional[Sequence[str
     return None
 
 
-def transcript_error(text: str, spec: TaskSpec, tasks: Sequence[str], lang: Optional[str] = None,
-                     lang_where: str = "utt2lang") -> Optional[str]:
+def transcript_error(
+    text: str, spec: TaskSpec, tasks: Sequence[str], lang: Optional[str] = None, lang_where: str = "utt2lang"
+) -> Optional[str]:
     """Why ``text`` is not a valid data-dir transcript for an utterance annotated for ``tasks`` (None when it is):
     ``annotation_error`` plus the language-token rules; ``lang`` is its utt2lang value (``lang_where`` names it)."""
     words = text.split()
@@ -82,8 +88,10 @@ def transcript_error(text: str, spec: TaskSpec, tasks: Sequence[str], lang: Opti
         return "empty transcript; add its words or drop the utterance (fix_data_dir)"
     for w in words:
         if _LANGUAGE_TOKEN.fullmatch(w) and not spec.is_task_token(w) and w != NE_OPEN:
-            return (f"language token {w} is not in the task spec (languages: {', '.join(spec.languages)}); add "
-                    f"the language (--languages) or fix the text")
+            return (
+                f"language token {w} is not in the task spec (languages: {', '.join(spec.languages)}); add "
+                f"the language (--languages) or fix the text"
+            )
     err = annotation_error(text, spec, tasks)
     if err:
         return err

@@ -19,6 +19,7 @@ A data dir's ``utt2biasing`` maps an utterance id, or a recording id when the di
 An utterance gets its own entry's phrases plus its recording's. A list file named by several lines is read once
 and shared (one ``BiasingList`` object), so the biasing graph of a shared list is built once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,9 @@ def parse_phrase_line(line: str, where: str) -> Optional[BiasingPhrase]:
         try:
             weight = float(tail)
         except ValueError:
-            raise DataError(f"{where}: weight '{tail.strip()}' is not a number; write 'phrase :2.0' or drop the "
-                            f"' :...' part") from None
+            raise DataError(
+                f"{where}: weight '{tail.strip()}' is not a number; write 'phrase :2.0' or drop the ' :...' part"
+            ) from None
         if not math.isfinite(weight):
             raise DataError(f"{where}: weight '{tail.strip()}' must be a finite number")
         body = head
@@ -121,8 +123,10 @@ def read_biasing_list(path: PathLike) -> BiasingList:
         lines = path.read_text(encoding="utf-8").splitlines()
     out = build_list(((line, f"{path}:{i}") for i, line in enumerate(lines, 1)), str(path))
     if out.skipped["empty"] or out.skipped["duplicate"]:
-        logging.info(f"{path}: {len(out)} phrases; skipped {out.skipped['empty']} empty and "
-                     f"{out.skipped['duplicate']} duplicate lines")
+        logging.info(
+            f"{path}: {len(out)} phrases; skipped {out.skipped['empty']} empty and "
+            f"{out.skipped['duplicate']} duplicate lines"
+        )
     return out
 
 
@@ -151,13 +155,15 @@ def read_utt2biasing(path: PathLike) -> Dict[str, BiasingList]:
         if not value:
             raise DataError(f"{where}: '{key}' has no list; write '<id> <list file>' or '<id> | phrase | ...'")
         if value.startswith(INLINE):
-            parts = value[len(INLINE):].split(INLINE)
+            parts = value[len(INLINE) :].split(INLINE)
             out[key] = build_list(((p, f"{where} phrase {j}") for j, p in enumerate(parts, 1)), where)
             continue
         file = (path.parent / value) if not Path(value).is_absolute() else Path(value)
         if not file.is_file():
-            raise DataError(f"{where}: list file '{value}' not found (relative paths start at {path.parent}); "
-                            f"or write inline phrases after '|'")
+            raise DataError(
+                f"{where}: list file '{value}' not found (relative paths start at {path.parent}); "
+                f"or write inline phrases after '|'"
+            )
         key_file = file.resolve()
         if key_file not in files:
             files[key_file] = read_biasing_list(file)
@@ -165,9 +171,12 @@ def read_utt2biasing(path: PathLike) -> Dict[str, BiasingList]:
     return out
 
 
-def lists_per_utterance(utt2biasing: Mapping[str, BiasingList], utt_ids: Sequence[str],
-                        utt2rec: Optional[Mapping[str, str]] = None,
-                        source: str = "utt2biasing") -> Dict[str, BiasingList]:
+def lists_per_utterance(
+    utt2biasing: Mapping[str, BiasingList],
+    utt_ids: Sequence[str],
+    utt2rec: Optional[Mapping[str, str]] = None,
+    source: str = "utt2biasing",
+) -> Dict[str, BiasingList]:
     """{utt: list} for the utterances ``utt_ids``: each one's own entry plus its recording's (``utt2rec`` from the
     data dir's ``segments``). An entry naming neither a known utterance nor a known recording is a ``DataError``.
     Utterances with no entry are absent (no biasing)."""
@@ -175,14 +184,21 @@ def lists_per_utterance(utt2biasing: Mapping[str, BiasingList], utt_ids: Sequenc
     known = set(utt_ids) | set(utt2rec.values())
     unknown = [k for k in utt2biasing if k not in known]
     if unknown:
-        raise DataError(f"{source}: id '{unknown[0]}' is neither an utterance nor a recording of the data "
-                        f"({len(unknown)} such ids); fix the id or drop the line")
+        raise DataError(
+            f"{source}: id '{unknown[0]}' is neither an utterance nor a recording of the data "
+            f"({len(unknown)} such ids); fix the id or drop the line"
+        )
     out: Dict[str, BiasingList] = {}
     for utt in utt_ids:
         own, rec = utt2biasing.get(utt), utt2biasing.get(utt2rec.get(utt, ""))
         if own is not None and rec is not None and own is not rec:
-            merged = build_list(((p.text + (f" :{p.weight}" if p.weight is not None else ""), p.where)
-                                 for p in rec.phrases + own.phrases), f"{rec.source}+{own.source}")
+            merged = build_list(
+                (
+                    (p.text + (f" :{p.weight}" if p.weight is not None else ""), p.where)
+                    for p in rec.phrases + own.phrases
+                ),
+                f"{rec.source}+{own.source}",
+            )
             out[utt] = merged
         elif own is not None or rec is not None:
             out[utt] = own if own is not None else rec

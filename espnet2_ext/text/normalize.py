@@ -1,4 +1,5 @@
 """Word normalisation shared by references, importers and biasing lists: one rule for what a "word" is."""
+
 from __future__ import annotations
 
 import unicodedata

@@ -5,6 +5,7 @@ What a valid annotation is (checked before anything is stripped) is ``text/annot
 Text is whitespace-tokenized, so dropping a token also drops the space next to it. ``[NE]``/``[/NE]`` are
 removed as a pair while the entity words stay (they belong to ASR).
 """
+
 from __future__ import annotations
 
 from typing import Iterable, List, Optional, Sequence

@@ -10,6 +10,7 @@ Output layout follows ESPnet's ``asr.sh`` (stage "token list", ``token_type=bpe`
 ``<dir>/bpe.vocab`` and ``<dir>/tokens.txt`` = ``<blank>``, ``<unk>``, the sentencepiece pieces without its
 ``<unk>``/``<s>``/``</s>``, ``<sos/eos>``.
 """
+
 from __future__ import annotations
 
 import io
@@ -65,8 +66,9 @@ def read_texts(source: TextSource, kaldi: bool = True) -> List[str]:
         out: List[str] = []
         for p in paths:
             if not p.is_file():
-                raise DataError(f"{p}: no such text file; give the Kaldi 'text' of the training set "
-                                f"(lines '<utt-id> <transcript>')")
+                raise DataError(
+                    f"{p}: no such text file; give the Kaldi 'text' of the training set (lines '<utt-id> <transcript>')"
+                )
             with p.open(encoding="utf-8") as f, utf8_errors(p):
                 out.extend(read_texts(f, kaldi))
         return out
@@ -87,8 +89,16 @@ def _limit_from_error(message: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def _train_spm(texts: Sequence[str], vocab_size: int, model_type: str, user_defined_symbols: Sequence[str],
-               character_coverage: float, input_sentence_size: int, num_threads: int, seed: int) -> bytes:
+def _train_spm(
+    texts: Sequence[str],
+    vocab_size: int,
+    model_type: str,
+    user_defined_symbols: Sequence[str],
+    character_coverage: float,
+    input_sentence_size: int,
+    num_threads: int,
+    seed: int,
+) -> bytes:
     """The serialized model. Trained in memory: a model_prefix would be stored in the model (not reproducible)."""
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type '{model_type}' is not supported; use one of {', '.join(MODEL_TYPES)}")
@@ -98,22 +108,33 @@ def _train_spm(texts: Sequence[str], vocab_size: int, model_type: str, user_defi
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage,
-            input_sentence_size=input_sentence_size, shuffle_input_sentence=True,
-            user_defined_symbols=list(user_defined_symbols), num_threads=num_threads, minloglevel=2)
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            input_sentence_size=input_sentence_size,
+            shuffle_input_sentence=True,
+            user_defined_symbols=list(user_defined_symbols),
+            num_threads=num_threads,
+            minloglevel=2,
+        )
     except RuntimeError as e:
         limit = _limit_from_error(str(e))
         if limit is None:
             raise
         if "too high" in str(e):
-            msg = (f"vocab_size {vocab_size} is too large for this text ({len(texts)} lines, model_type="
-                   f"{model_type}): sentencepiece allows at most {limit}; use --vocab_size {limit} or less, "
-                   f"or train on more text")
+            msg = (
+                f"vocab_size {vocab_size} is too large for this text ({len(texts)} lines, model_type="
+                f"{model_type}): sentencepiece allows at most {limit}; use --vocab_size {limit} or less, "
+                f"or train on more text"
+            )
         else:
-            msg = (f"vocab_size {vocab_size} is too small: this text needs at least {limit} pieces (its characters, "
-                   f"the {len(user_defined_symbols)} tag symbols and <unk>/<s>/</s>); use --vocab_size {limit} or "
-                   f"more, or lower --character_coverage")
+            msg = (
+                f"vocab_size {vocab_size} is too small: this text needs at least {limit} pieces (its characters, "
+                f"the {len(user_defined_symbols)} tag symbols and <unk>/<s>/</s>); use --vocab_size {limit} or "
+                f"more, or lower --character_coverage"
+            )
         raise VocabSizeError(msg, limit) from None
     return model.getvalue()
 
@@ -127,15 +148,23 @@ def vocab_file_text(model: Union[str, os.PathLike, spm.SentencePieceProcessor]) 
 def espnet_token_list(model: Union[str, os.PathLike, spm.SentencePieceProcessor]) -> List[str]:
     """ESPnet's bpe token list: blank, unk, spm pieces minus spm's control/unknown pieces, sos/eos."""
     sp = _processor(model)
-    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())
-              if not (sp.is_control(i) or sp.is_unknown(i))]
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not (sp.is_control(i) or sp.is_unknown(i))]
     return [BLANK, OOV] + pieces + [SOS_EOS]
 
 
-def train_tag_aware_bpe(texts: TextSource, spec: TaskSpec, vocab_size: int, out_dir: Union[str, os.PathLike],
-                        model_type: str = "bpe", character_coverage: float = 1.0,
-                        input_sentence_size: int = DEFAULT_INPUT_SENTENCE_SIZE, num_threads: int = 1,
-                        seed: int = 0, kaldi: bool = True, prefix_tags: bool = True) -> Path:
+def train_tag_aware_bpe(
+    texts: TextSource,
+    spec: TaskSpec,
+    vocab_size: int,
+    out_dir: Union[str, os.PathLike],
+    model_type: str = "bpe",
+    character_coverage: float = 1.0,
+    input_sentence_size: int = DEFAULT_INPUT_SENTENCE_SIZE,
+    num_threads: int = 1,
+    seed: int = 0,
+    kaldi: bool = True,
+    prefix_tags: bool = True,
+) -> Path:
     """Train on the transcripts of ``texts`` (see ``read_texts``); returns ``<out_dir>/bpe.model``.
 
     Writes ``bpe.model``, ``bpe.vocab`` and ``tokens.txt`` into ``out_dir``, each moved into place only once
@@ -147,10 +176,14 @@ def train_tag_aware_bpe(texts: TextSource, spec: TaskSpec, vocab_size: int, out_
     symbols = prefixed_tag_symbols(spec) if prefix_tags else list(spec.all_tokens)
     out_dir = Path(out_dir)
     # Blocks end innermost first: the token list is moved into place last, as it marks a finished stage.
-    with atomic_output(out_dir / "tokens.txt") as tokens_tmp, atomic_output(out_dir / "bpe.vocab") as vocab_tmp, \
-            atomic_output(out_dir / "bpe.model") as model_tmp:
-        proto = _train_spm(lines, vocab_size, model_type, symbols, character_coverage, input_sentence_size,
-                           num_threads, seed)
+    with (
+        atomic_output(out_dir / "tokens.txt") as tokens_tmp,
+        atomic_output(out_dir / "bpe.vocab") as vocab_tmp,
+        atomic_output(out_dir / "bpe.model") as model_tmp,
+    ):
+        proto = _train_spm(
+            lines, vocab_size, model_type, symbols, character_coverage, input_sentence_size, num_threads, seed
+        )
         model_tmp.write_bytes(proto)
         sp = spm.SentencePieceProcessor(model_proto=proto)
         vocab_tmp.write_text(vocab_file_text(sp), encoding="utf-8")
@@ -163,8 +196,9 @@ def train_tag_aware_bpe(texts: TextSource, spec: TaskSpec, vocab_size: int, out_
 
 
 def _warn_unknown_tags(lines: Sequence[str], spec: TaskSpec) -> None:
-    unknown = sorted({w for line in lines for w in line.split()
-                      if spec.looks_like_tag(w) and not spec.is_task_token(w)})
+    unknown = sorted(
+        {w for line in lines for w in line.split() if spec.looks_like_tag(w) and not spec.is_task_token(w)}
+    )
     if unknown:
         log.warning("bracketed tokens not in the task spec will be split like words: %s", " ".join(unknown[:10]))
 
@@ -177,8 +211,9 @@ def _processor(model: Union[str, os.PathLike, spm.SentencePieceProcessor]) -> sp
     return spm.SentencePieceProcessor(model_file=str(model))
 
 
-def tag_piece_stats(model: Union[str, os.PathLike, spm.SentencePieceProcessor], lines: Iterable[str],
-                    spec: TaskSpec, kaldi: bool = True) -> Dict[str, float]:
+def tag_piece_stats(
+    model: Union[str, os.PathLike, spm.SentencePieceProcessor], lines: Iterable[str], spec: TaskSpec, kaldi: bool = True
+) -> Dict[str, float]:
     """How the model spends pieces on tags, over ``lines`` (Kaldi text lines unless ``kaldi=False``).
 
     Keys: ``utterances``, ``pieces``, ``tags`` (task tokens in the text), ``tag_pieces`` (pieces that are a whole
@@ -199,9 +234,15 @@ def tag_piece_stats(model: Union[str, os.PathLike, spm.SentencePieceProcessor], 
                 n_tag_pieces += 1
                 if i > 0 and pieces[i - 1] == WORD_BOUNDARY:
                     n_lone += 1
-    return {"utterances": len(texts), "pieces": n_pieces, "tags": n_tags, "tag_pieces": n_tag_pieces,
-            "split_tags": max(n_tags - n_tag_pieces, 0), "lone_boundary_before_tag": n_lone,
-            "pieces_per_utt": n_pieces / len(texts) if texts else 0.0}
+    return {
+        "utterances": len(texts),
+        "pieces": n_pieces,
+        "tags": n_tags,
+        "tag_pieces": n_tag_pieces,
+        "split_tags": max(n_tags - n_tag_pieces, 0),
+        "lone_boundary_before_tag": n_lone,
+        "pieces_per_utt": n_pieces / len(texts) if texts else 0.0,
+    }
 
 
 def append_tag_symbols(model: Union[str, os.PathLike, bytes], tags: Sequence[str]) -> bytes:
@@ -216,8 +257,10 @@ def append_tag_symbols(model: Union[str, os.PathLike, bytes], tags: Sequence[str
     for tag in tags:
         piece = WORD_BOUNDARY + tag
         if piece in have or tag in have:
-            raise DataError(f"the sentencepiece model already has the piece {piece if piece in have else tag}: "
-                            f"{tag} cannot be added as a new tag")
+            raise DataError(
+                f"the sentencepiece model already has the piece {piece if piece in have else tag}: "
+                f"{tag} cannot be added as a new tag"
+            )
         m.pieces.add(piece=piece, type=pb.ModelProto.SentencePiece.USER_DEFINED, score=0.0)
         have.add(piece)
     return m.SerializeToString()

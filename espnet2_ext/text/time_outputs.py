@@ -16,6 +16,7 @@ Input per utterance: the hypothesis tokens and the time (seconds from the uttera
 Formats (NIST): CTM ``<file> 1 <start> <dur> <word>``; RTTM ``SPEAKER <file> 1 <start> <dur> <NA> <NA> <label>
 <NA> <NA>``; both sorted by file and start. ``events.jsonl``: see ``docs/data_formats.md``.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,8 @@ class Word:
     text: str
     start: float
     end: float
-    turn: int               # number of [SCD] tokens before it in the utterance
-    entity: Optional[int]   # index of the [NE] span it belongs to
+    turn: int  # number of [SCD] tokens before it in the utterance
+    entity: Optional[int]  # index of the [NE] span it belongs to
 
 
 @dataclass
@@ -68,8 +69,9 @@ def surface(token: str) -> str:
     return token[1:] if token.startswith(SPM_SPACE) else token
 
 
-def timed_words(tokens: Sequence[str], times: Sequence[float], shift: float, spec: TaskSpec,
-                subword: bool = True) -> List[Word]:
+def timed_words(
+    tokens: Sequence[str], times: Sequence[float], shift: float, spec: TaskSpec, subword: bool = True
+) -> List[Word]:
     """Words with start/end (utterance clock) from tokens and their emission times; task tokens excluded."""
     words: List[Word] = []
     turn, entity, n_entities, after_tag = 0, None, 0, True
@@ -140,33 +142,54 @@ def build(utts: Iterable[TimedUtterance], spec: TaskSpec, subword: bool = True, 
             off = u.offset
             words = u.words = timed_words(u.tokens, u.times, u.frame_shift, spec, subword)
             for w in words:
-                ctm.append((c_sort_key(rec), w.start + off, f"{rec} 1 {w.start + off:.3f} {w.end - w.start:.3f} {w.text}"))
+                ctm.append(
+                    (c_sort_key(rec), w.start + off, f"{rec} 1 {w.start + off:.3f} {w.end - w.start:.3f} {w.text}")
+                )
             segs = []
             n_scd = sum(1 for t in u.tokens if surface(t) == SCD)
             for s, e, turn in turn_segments(words):
                 lab = _label(labels, turn_base + turn)
                 segs.append([round(s + off, 3), round(e + off, 3), lab])
-                rttm.append((c_sort_key(rec), s + off,
-                             f"SPEAKER {rec} 1 {s + off:.3f} {e - s:.3f} <NA> <NA> {lab} <NA> <NA>"))
+                rttm.append(
+                    (c_sort_key(rec), s + off, f"SPEAKER {rec} 1 {s + off:.3f} {e - s:.3f} <NA> <NA> {lab} <NA> <NA>")
+                )
             turn_base += n_scd
             shifted = lambda ts: [round(t + off, 3) for t in ts]  # noqa: E731
-            records.append((c_sort_key(u.utt), {
-                "utt": u.utt, "recording": rec, "offset": round(off, 3), "duration": round(u.duration, 3),
-                "frame_shift": u.frame_shift, "tokens": list(u.tokens), "token_times": shifted(u.times),
-                "words": [[w.text, round(w.start + off, 3), round(w.end + off, 3)] for w in words],
-                "speaker_changes": shifted(tag_times(u.tokens, u.times, SCD)),
-                "endpoints": shifted(tag_times(u.tokens, u.times, ENDP)),
-                "entities": [{"text": t, "start": round(s + off, 3), "end": round(e + off, 3)}
-                             for t, s, e in entity_spans(words)],
-                "segments": segs}))
+            records.append(
+                (
+                    c_sort_key(u.utt),
+                    {
+                        "utt": u.utt,
+                        "recording": rec,
+                        "offset": round(off, 3),
+                        "duration": round(u.duration, 3),
+                        "frame_shift": u.frame_shift,
+                        "tokens": list(u.tokens),
+                        "token_times": shifted(u.times),
+                        "words": [[w.text, round(w.start + off, 3), round(w.end + off, 3)] for w in words],
+                        "speaker_changes": shifted(tag_times(u.tokens, u.times, SCD)),
+                        "endpoints": shifted(tag_times(u.tokens, u.times, ENDP)),
+                        "entities": [
+                            {"text": t, "start": round(s + off, 3), "end": round(e + off, 3)}
+                            for t, s, e in entity_spans(words)
+                        ],
+                        "segments": segs,
+                    },
+                )
+            )
     ctm.sort(key=lambda x: (x[0], x[1]))
     rttm.sort(key=lambda x: (x[0], x[1]))
     records.sort(key=lambda x: x[0])
     return [x[2] for x in ctm], [x[2] for x in rttm], [r for _, r in records]
 
 
-def write_time_outputs(out_dir: Union[str, Path], utts: Iterable[TimedUtterance], spec: TaskSpec,
-                       subword: bool = True, labels: str = "alternate") -> Dict[str, Path]:
+def write_time_outputs(
+    out_dir: Union[str, Path],
+    utts: Iterable[TimedUtterance],
+    spec: TaskSpec,
+    subword: bool = True,
+    labels: str = "alternate",
+) -> Dict[str, Path]:
     """Write ``ctm``, ``rttm`` and ``events.jsonl`` into ``out_dir`` (each atomically)."""
     ctm, rttm, records = build(utts, spec, subword, labels)
     out_dir = Path(out_dir)
@@ -195,8 +218,9 @@ def read_events(path: Union[str, Path]) -> Dict[str, UttEvents]:
     """``events.jsonl`` -> utt -> events with times moved back to the utterance clock."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file; decode with espnet2_ext.bin.asr_inference, which writes it next "
-                        f"to 1best_recog/text")
+        raise DataError(
+            f"{path}: no such file; decode with espnet2_ext.bin.asr_inference, which writes it next to 1best_recog/text"
+        )
     out: Dict[str, UttEvents] = {}
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -206,13 +230,20 @@ def read_events(path: Union[str, Path]) -> Dict[str, UttEvents]:
             try:
                 r = json.loads(line)
                 off = float(r.get("offset", 0.0))
-                ev = UttEvents(str(r["utt"]), float(r["duration"]), float(r["frame_shift"]),
-                               [(str(w), float(s) - off, float(e) - off) for w, s, e in r["words"]],
-                               [float(t) - off for t in r["speaker_changes"]],
-                               [float(t) - off for t in r["endpoints"]], str(r.get("recording", r["utt"])), off)
+                ev = UttEvents(
+                    str(r["utt"]),
+                    float(r["duration"]),
+                    float(r["frame_shift"]),
+                    [(str(w), float(s) - off, float(e) - off) for w, s, e in r["words"]],
+                    [float(t) - off for t in r["speaker_changes"]],
+                    [float(t) - off for t in r["endpoints"]],
+                    str(r.get("recording", r["utt"])),
+                    off,
+                )
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise DataError(f"{where}: not an events.jsonl record ({type(e).__name__}: {e}); re-decode to "
-                                f"rewrite the file") from None
+                raise DataError(
+                    f"{where}: not an events.jsonl record ({type(e).__name__}: {e}); re-decode to rewrite the file"
+                ) from None
             if ev.utt in out:
                 raise DataError(f"{where}: duplicate utterance {ev.utt}; keep one record per utterance")
             out[ev.utt] = ev

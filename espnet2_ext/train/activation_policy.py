@@ -5,6 +5,7 @@
   time the utterance is loaded (every subset, the empty one included, has probability 2^-k for k available
   auxiliary tasks).
 """
+
 from __future__ import annotations
 
 from typing import Sequence, Tuple

@@ -9,6 +9,7 @@ Registered in ESPnet's ``ASRTask`` preprocessor choices as ``tokenverse``. Per u
 Without a ``tasks`` field (e.g. plain inference data) the utterance is taken as annotated for ``default_active``
 (``TaskSpec.active_tasks``: None = every task of the spec).
 """
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
@@ -25,10 +26,18 @@ from espnet2_ext.train.activation_policy import POLICIES, choose_active
 
 
 class TokenVersePreprocessor(CommonPreprocessor):
-    def __init__(self, train: bool, tasks: Optional[Sequence[str]] = None,
-                 languages: Sequence[str] = DEFAULT_LANGUAGES, extra_tokens: Optional[Dict] = None,
-                 policy: str = "sample", default_active: Optional[Sequence[str]] = None,
-                 check_annotation: bool = True, seed: Optional[int] = None, **kwargs):
+    def __init__(
+        self,
+        train: bool,
+        tasks: Optional[Sequence[str]] = None,
+        languages: Sequence[str] = DEFAULT_LANGUAGES,
+        extra_tokens: Optional[Dict] = None,
+        policy: str = "sample",
+        default_active: Optional[Sequence[str]] = None,
+        check_annotation: bool = True,
+        seed: Optional[int] = None,
+        **kwargs,
+    ):
         super().__init__(train=train, **kwargs)
         if policy not in POLICIES:
             raise ValueError(f"preprocessor_conf.policy '{policy}' is unknown: choose one of {', '.join(POLICIES)}")

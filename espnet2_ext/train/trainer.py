@@ -11,6 +11,7 @@ loop nor its results:
 * an unreadable checkpoint is a one-line error that says what to do;
 * checkpoints are read with ``torch.load(weights_only=True)`` (``utils/safe_load.py``): resuming never runs code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,9 +56,11 @@ def load_checkpoint(path: Path) -> dict:
     except UnsafeModelError:
         raise
     except Exception as e:  # truncated zip, bad pickle, empty file: all mean the same to the user
-        raise RuntimeError(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): it was cut "
-                           f"off while being written; delete it to restart training from epoch 1, or restore a "
-                           f"copy") from None
+        raise RuntimeError(
+            f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): it was cut "
+            f"off while being written; delete it to restart training from epoch 1, or restore a "
+            f"copy"
+        ) from None
 
 
 def _relink(link: Path, target: str) -> None:
@@ -93,14 +96,29 @@ def repair_last_epoch(output_dir: Path, best_model_criterion) -> None:
 
 class TokenVerseTrainer(Trainer):
     @classmethod
-    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
-            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+    def run(
+        cls,
+        model,
+        optimizers,
+        schedulers,
+        train_iter_factory,
+        valid_iter_factory,
+        plot_attention_iter_factory,
+        trainer_options,
+        distributed_option,
+    ) -> None:
         output_dir = Path(trainer_options.output_dir)
         rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
         if rank0 and trainer_options.resume and (output_dir / "checkpoint.pth").exists():
             repair_last_epoch(output_dir, trainer_options.best_model_criterion)
         with atomic_torch_save(), weights_only_loading():  # resume and n-best averaging load model files
-            super().run(model=model, optimizers=optimizers, schedulers=schedulers,
-                        train_iter_factory=train_iter_factory, valid_iter_factory=valid_iter_factory,
-                        plot_attention_iter_factory=plot_attention_iter_factory, trainer_options=trainer_options,
-                        distributed_option=distributed_option)
+            super().run(
+                model=model,
+                optimizers=optimizers,
+                schedulers=schedulers,
+                train_iter_factory=train_iter_factory,
+                valid_iter_factory=valid_iter_factory,
+                plot_attention_iter_factory=plot_attention_iter_factory,
+                trainer_options=trainer_options,
+                distributed_option=distributed_option,
+            )

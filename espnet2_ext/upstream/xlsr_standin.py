@@ -7,6 +7,7 @@ No model hub is reachable here, so tests and the mini recipe use these stand-ins
 The same helpers rebuild an upstream *skeleton* (architecture only) from a stored ``model_cfg``: that is how a
 packed model is reloaded offline, its weights coming from the model file rather than from a download.
 """
+
 from __future__ import annotations
 
 import enum
@@ -24,22 +25,59 @@ from espnet2_ext.utils.config_literal import layer_spec_text, parse_layer_spec
 # scratch; "base" matches wav2vec2-base (95M) and "xlsr_300m" XLS-R 300M (317M), for benchmarks.
 _CONV_STANDARD = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
 PRESETS: Dict[str, Dict[str, Any]] = {
-    "tiny": dict(encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
-                 conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2", conv_pos=16,
-                 conv_pos_groups=4, final_dim=32),
-    "mini": dict(encoder_layers=4, encoder_embed_dim=128, encoder_ffn_embed_dim=256, encoder_attention_heads=4,
-                 conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2", conv_pos=32,
-                 conv_pos_groups=8, final_dim=64),
-    "base": dict(encoder_layers=12, encoder_embed_dim=768, encoder_ffn_embed_dim=3072, encoder_attention_heads=12,
-                 conv_feature_layers=_CONV_STANDARD, conv_pos=128, conv_pos_groups=16, final_dim=256),
-    "xlsr_300m": dict(encoder_layers=24, encoder_embed_dim=1024, encoder_ffn_embed_dim=4096,
-                      encoder_attention_heads=16, conv_feature_layers=_CONV_STANDARD, conv_pos=128,
-                      conv_pos_groups=16, final_dim=768),
+    "tiny": dict(
+        encoder_layers=2,
+        encoder_embed_dim=64,
+        encoder_ffn_embed_dim=128,
+        encoder_attention_heads=2,
+        conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2",
+        conv_pos=16,
+        conv_pos_groups=4,
+        final_dim=32,
+    ),
+    "mini": dict(
+        encoder_layers=4,
+        encoder_embed_dim=128,
+        encoder_ffn_embed_dim=256,
+        encoder_attention_heads=4,
+        conv_feature_layers="[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2",
+        conv_pos=32,
+        conv_pos_groups=8,
+        final_dim=64,
+    ),
+    "base": dict(
+        encoder_layers=12,
+        encoder_embed_dim=768,
+        encoder_ffn_embed_dim=3072,
+        encoder_attention_heads=12,
+        conv_feature_layers=_CONV_STANDARD,
+        conv_pos=128,
+        conv_pos_groups=16,
+        final_dim=256,
+    ),
+    "xlsr_300m": dict(
+        encoder_layers=24,
+        encoder_embed_dim=1024,
+        encoder_ffn_embed_dim=4096,
+        encoder_attention_heads=16,
+        conv_feature_layers=_CONV_STANDARD,
+        conv_pos=128,
+        conv_pos_groups=16,
+        final_dim=768,
+    ),
 }
 # XLS-R style: layer-norm feature extractor, pre-LN transformer, no dropout for deterministic tests.
-_COMMON = dict(extractor_mode="layer_norm", layer_norm_first=True, dropout=0.0, attention_dropout=0.0,
-               activation_dropout=0.0, dropout_input=0.0, dropout_features=0.0, encoder_layerdrop=0.0,
-               feature_grad_mult=1.0)
+_COMMON = dict(
+    extractor_mode="layer_norm",
+    layer_norm_first=True,
+    dropout=0.0,
+    attention_dropout=0.0,
+    activation_dropout=0.0,
+    dropout_input=0.0,
+    dropout_features=0.0,
+    encoder_layerdrop=0.0,
+    feature_grad_mult=1.0,
+)
 
 
 def _plain(value: Any) -> Any:
@@ -63,8 +101,9 @@ def build_wav2vec2(model_cfg: Dict[str, Any], seed: int = 0) -> torch.nn.Module:
 
     model_cfg = dict(model_cfg)
     if "conv_feature_layers" in model_cfg:  # S3PRL evals it: hand it the checked literal (utils/config_literal.py)
-        model_cfg["conv_feature_layers"] = layer_spec_text(parse_layer_spec(
-            model_cfg["conv_feature_layers"], "model_cfg.conv_feature_layers", "the wav2vec2 config"))
+        model_cfg["conv_feature_layers"] = layer_spec_text(
+            parse_layer_spec(model_cfg["conv_feature_layers"], "model_cfg.conv_feature_layers", "the wav2vec2 config")
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return Wav2Vec2Model(merge_with_parent(Wav2Vec2Config, model_cfg))
@@ -73,8 +112,11 @@ def build_wav2vec2(model_cfg: Dict[str, Any], seed: int = 0) -> torch.nn.Module:
 def save_checkpoint(path: str, model_cfg: Dict[str, Any], normalize: bool = True, seed: int = 0) -> Path:
     """Write a randomly initialised checkpoint loadable by S3PRL's ``wav2vec2_local`` upstream (atomically)."""
     model = build_wav2vec2(model_cfg, seed)
-    state = {"task_cfg": {"normalize": normalize}, "model_cfg": {k: _plain(v) for k, v in model_cfg.items()},
-             "model_weight": model.state_dict()}
+    state = {
+        "task_cfg": {"normalize": normalize},
+        "model_cfg": {k: _plain(v) for k, v in model_cfg.items()},
+        "model_weight": model.state_dict(),
+    }
     with atomic_output(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
@@ -95,6 +137,12 @@ def write_skeleton_checkpoint(skeleton: Dict[str, Any], directory: Optional[str]
     fd, tmp = tempfile.mkstemp(dir=directory, prefix="s3prl_skeleton_", suffix=".pt")
     os.close(fd)
     model = build_wav2vec2(skeleton["model_cfg"])
-    torch.save({"task_cfg": dict(skeleton.get("task_cfg", {})), "model_cfg": dict(skeleton["model_cfg"]),
-                "model_weight": model.state_dict()}, tmp)
+    torch.save(
+        {
+            "task_cfg": dict(skeleton.get("task_cfg", {})),
+            "model_cfg": dict(skeleton["model_cfg"]),
+            "model_weight": model.state_dict(),
+        },
+        tmp,
+    )
     return tmp

@@ -21,6 +21,7 @@ key and the file:
 ``install_s3prl_guards`` also checks ``conv_feature_layers`` inside S3PRL's wav2vec2/HuBERT model classes, for
 configs that come from an upstream checkpoint rather than from config.yaml, and hands S3PRL the canonical literal.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,12 +45,32 @@ SAFE_CHOICES = {
     "normalize": {"global_mvn", "utterance_mvn"},  # global_mvn: np.load(stats_file), no pickle; file checked
     "model": {"espnet", "maskctc", "pit_espnet", "tokenverse", "lm", "lm_multitask"},
     "preencoder": {"sinc", "linear"},
-    "encoder": {"conformer", "transformer", "transformer_multispkr", "contextual_block_transformer",
-                "contextual_block_conformer", "vgg_rnn", "rnn", "branchformer", "e_branchformer",
-                "multiconv_conformer", "identity"},
+    "encoder": {
+        "conformer",
+        "transformer",
+        "transformer_multispkr",
+        "contextual_block_transformer",
+        "contextual_block_conformer",
+        "vgg_rnn",
+        "rnn",
+        "branchformer",
+        "e_branchformer",
+        "multiconv_conformer",
+        "identity",
+    },
     "postencoder": {"length_adaptor"},
-    "decoder": {"transformer", "lightweight_conv", "lightweight_conv2d", "dynamic_conv", "dynamic_conv2d", "rnn",
-                "transducer", "mlm", "s4", "linear_decoder"},
+    "decoder": {
+        "transformer",
+        "lightweight_conv",
+        "lightweight_conv2d",
+        "dynamic_conv",
+        "dynamic_conv2d",
+        "rnn",
+        "transducer",
+        "mlm",
+        "s4",
+        "linear_decoder",
+    },
     "preprocessor": {"default", "multi", "tokenverse"},
     "lm": {"seq_rnn", "transformer"},
 }
@@ -62,8 +83,16 @@ NETWORK_CHOICES = {
     "lm": {"transformer_opt"},
 }
 # Keys naming a file that ESPnet or S3PRL opens, wherever they sit in the config.
-FILE_KEYS = {"token_list", "bpemodel", "stats_file", "path_or_url", "non_linguistic_symbols", "rir_scp",
-             "noise_scp", "download_dir"}
+FILE_KEYS = {
+    "token_list",
+    "bpemodel",
+    "stats_file",
+    "path_or_url",
+    "non_linguistic_symbols",
+    "rir_scp",
+    "noise_scp",
+    "download_dir",
+}
 # S3PRL upstreams that load a local converted wav2vec2/HuBERT checkpoint (torch.load, guarded: weights only).
 LOCAL_UPSTREAMS = {"wav2vec2_local", "wav2vec2_custom", "hubert_local", "hubert_custom"}
 S3PRL_EXTRA_CONF = {"feature_selection"}
@@ -160,8 +189,11 @@ def _is_url(value: str) -> bool:
 def check_skeleton(skeleton: Any, where: str) -> None:
     """``frontend_conf.upstream_skeleton``: the wav2vec2 config our frontend builds the upstream from."""
     key = "frontend_conf.upstream_skeleton"
-    if not isinstance(skeleton, dict) or not isinstance(skeleton.get("model_cfg"), dict) \
-            or not isinstance(skeleton.get("task_cfg", {}), dict):
+    if (
+        not isinstance(skeleton, dict)
+        or not isinstance(skeleton.get("model_cfg"), dict)
+        or not isinstance(skeleton.get("task_cfg", {}), dict)
+    ):
         _refuse(where, key, "not a {task_cfg, model_cfg} mapping as training writes it")
     cfg = skeleton["model_cfg"]
     if "conv_feature_layers" in cfg:
@@ -179,11 +211,16 @@ def _check_s3prl(config: dict, where: str, network: bool) -> Set[int]:
     if not isinstance(inner, dict):
         _refuse(where, "frontend_conf.frontend_conf", "not a mapping")
     extra = inner.get("extra_conf") or {}
-    bad = sorted(str(k) for k in (extra if isinstance(extra, dict) else {"<not a mapping>": 0})
-                 if k not in S3PRL_EXTRA_CONF)
+    bad = sorted(
+        str(k) for k in (extra if isinstance(extra, dict) else {"<not a mapping>": 0}) if k not in S3PRL_EXTRA_CONF
+    )
     if bad:
-        _refuse(where, f"frontend_conf.frontend_conf.extra_conf.{bad[0]}", "S3PRL passes extra_conf to the upstream "
-                "(hooks are eval-ed, legacy/fairseq unpickle with fairseq); only feature_selection is allowed")
+        _refuse(
+            where,
+            f"frontend_conf.frontend_conf.extra_conf.{bad[0]}",
+            "S3PRL passes extra_conf to the upstream "
+            "(hooks are eval-ed, legacy/fairseq unpickle with fairseq); only feature_selection is allowed",
+        )
     if outer.get("download_dir") is not None and not network:
         _refuse(where, "frontend_conf.download_dir", "sets where S3PRL downloads upstreams", NETWORK_FIX)
     if config.get("frontend") == "s3prl_tokenverse" and outer.get("upstream_skeleton") is not None:
@@ -193,23 +230,30 @@ def _check_s3prl(config: dict, where: str, network: bool) -> Set[int]:
     local = _one_of(name, LOCAL_UPSTREAMS) and isinstance(url, str) and not _is_url(url)
     if not local and not network:
         source = f"'{url}'" if isinstance(url, str) else "its hub"
-        _refuse(where, "frontend_conf.frontend_conf.upstream", f"{name!r} is not a local wav2vec2/HuBERT checkpoint: "
-                f"S3PRL would download it from {source}", NETWORK_FIX)
+        _refuse(
+            where,
+            "frontend_conf.frontend_conf.upstream",
+            f"{name!r} is not a local wav2vec2/HuBERT checkpoint: S3PRL would download it from {source}",
+            NETWORK_FIX,
+        )
     return set()
 
 
-def check_model_config(config: Any, where: str, root: Optional[Path] = None,
-                       allow_network: Optional[bool] = None, classes: bool = True) -> None:
+def check_model_config(
+    config: Any, where: str, root: Optional[Path] = None, allow_network: Optional[bool] = None, classes: bool = True
+) -> None:
     """Refuse (one-line ``UnsafeModelError``) a config that would run code, read outside ``root`` (the unpacked
     folder of a packed model; None: a config the user gave by path, whose files are the user's) or download.
     ``classes``: also check the class choices, token type and G2P (ASR and LM configs, the ones audited)."""
     if _env_true(TRUST_CONFIG_ENV):
-        warnings.warn(f"{where}: model config used unchecked because {TRUST_CONFIG_ENV}=1", UntrustedConfigWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"{where}: model config used unchecked because {TRUST_CONFIG_ENV}=1", UntrustedConfigWarning, stacklevel=2
+        )
         return
     if not isinstance(config, dict):
-        raise UnsafeModelError(f"{where}: not a config mapping (got {type(config).__name__}); not a config ESPnet "
-                               f"wrote")
+        raise UnsafeModelError(
+            f"{where}: not a config mapping (got {type(config).__name__}); not a config ESPnet wrote"
+        )
     network = network_allowed() if allow_network is None else allow_network
     if classes:
         _check_choices(config, where, network)
@@ -224,7 +268,7 @@ def check_config_file(path: os.PathLike, allow_network: Optional[bool] = None, c
     """``check_model_config`` of a config.yaml (read with bounded ``yaml.safe_load``); the folder of the packed
     model it was unpacked from, if any, bounds its files. Returns the config."""
     path = Path(path)
-    data = path.read_bytes()[:MAX_YAML_BYTES + 1]
+    data = path.read_bytes()[: MAX_YAML_BYTES + 1]
     if len(data) > MAX_YAML_BYTES:
         raise UnsafeModelError(f"{path}: config larger than {MAX_YAML_BYTES} bytes; not a config ESPnet wrote")
     config = load_yaml_bytes(data, str(path))
@@ -246,8 +290,11 @@ def config_checked(build):
 
     @functools.wraps(build)
     def wrapper(cls, config_file=None, model_file=None, *args, **kwargs):
-        path = Path(config_file) if config_file is not None else (
-            Path(model_file).parent / "config.yaml" if model_file is not None else None)
+        path = (
+            Path(config_file)
+            if config_file is not None
+            else (Path(model_file).parent / "config.yaml" if model_file is not None else None)
+        )
         if path is not None and path.is_file():
             check_config_file(path, classes=_audited_task(cls))
         return build(cls, config_file, model_file, *args, **kwargs)

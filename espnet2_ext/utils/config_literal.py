@@ -14,6 +14,7 @@ INT is a decimal integer (optionally signed). ``+`` concatenates two lists or tw
 strings, floats, other operators) is a one-line ``ConfigLiteralError`` naming the key and the file. The text, the
 nesting and the result are bounded, so a crafted string cannot exhaust memory either.
 """
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ from espnet2_ext.utils.safe_archive import UnsafeModelError
 MAX_TEXT = 4096  # the standard 7-layer spec is 50 characters
 MAX_DEPTH = 16
 MAX_ITEMS = 10_000  # elements in any list/tuple built while evaluating
-MAX_INT = 10 ** 9
+MAX_INT = 10**9
 
 _TOKEN = re.compile(r"\s*(?:(?P<int>[0-9]+)|(?P<op>[-+*\[\](),]))")
 
@@ -40,7 +41,7 @@ def _tokens(text: str, fail) -> List[Tuple[str, Any, int]]:
         if m is None:
             if text[pos:].strip() == "":
                 break
-            fail(f"unexpected {text[pos:pos + 20]!r} at character {pos + 1}")
+            fail(f"unexpected {text[pos : pos + 20]!r} at character {pos + 1}")
         if m.group("int") is not None:
             digits = m.group("int")  # no int() of a 4000-digit string: anything past 12 digits is too large anyway
             out.append(("int", int(digits) if len(digits) <= 12 else MAX_INT + 1, m.start("int")))
@@ -152,9 +153,11 @@ def parse_literal(text: Any, key: str, where: str) -> Any:
     the refused string in the error."""
 
     def fail(why: str):
-        raise ConfigLiteralError(f"{where}: {key}: {why} in {str(text)[:80]!r}; only lists/tuples of integers "
-                                 f"joined by '+' and repeated by '* int' are allowed here (S3PRL would eval this "
-                                 f"string): refusing to build the model")
+        raise ConfigLiteralError(
+            f"{where}: {key}: {why} in {str(text)[:80]!r}; only lists/tuples of integers "
+            f"joined by '+' and repeated by '* int' are allowed here (S3PRL would eval this "
+            f"string): refusing to build the model"
+        )
 
     if not isinstance(text, str):
         fail(f"a {type(text).__name__}, not a string")
@@ -170,12 +173,19 @@ def parse_layer_spec(text: Any, key: str, where: str) -> List[Tuple[int, ...]]:
     """A wav2vec2/HuBERT ``conv_feature_layers`` string: a non-empty list of (dim, kernel, stride[, ...]) int tuples
     with positive entries."""
     value = parse_literal(text, key, where)
-    ok = isinstance(value, list) and value and all(
-        isinstance(layer, tuple) and len(layer) >= 3 and all(isinstance(v, int) and v > 0 for v in layer)
-        for layer in value)
+    ok = (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(layer, tuple) and len(layer) >= 3 and all(isinstance(v, int) and v > 0 for v in layer)
+            for layer in value
+        )
+    )
     if not ok:
-        raise ConfigLiteralError(f"{where}: {key}: {str(text)[:80]!r} is not a list of (dim, kernel, stride) tuples "
-                                 f"of positive integers: refusing to build the model")
+        raise ConfigLiteralError(
+            f"{where}: {key}: {str(text)[:80]!r} is not a list of (dim, kernel, stride) tuples "
+            f"of positive integers: refusing to build the model"
+        )
     return value
 
 

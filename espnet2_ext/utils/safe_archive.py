@@ -13,6 +13,7 @@ writes outside the cache folder; a YAML member is written to ``outpath / name`` 
 
 ``utils/safe_load.py`` (loading model files without running their code, ESPnet's loaders wrapped) builds on this.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,9 @@ import yaml
 from espnet2_ext.common import DataError
 
 PathLike = Union[str, os.PathLike]
-MAX_UNPACK_BYTES = 32 * 1024 ** 3  # a 1B-parameter fp32 model is 4 GiB; far above any real packed model
+MAX_UNPACK_BYTES = 32 * 1024**3  # a 1B-parameter fp32 model is 4 GiB; far above any real packed model
 MAX_MEMBERS = 10_000
-MAX_YAML_BYTES = 16 * 1024 ** 2
+MAX_YAML_BYTES = 16 * 1024**2
 MAX_YAML_NODES = 1_000_000  # a 50k-token token_list is 50k nodes
 MAX_BYTES_ENV, MAX_MEMBERS_ENV = "TOKENVERSE_UNPACK_MAX_BYTES", "TOKENVERSE_UNPACK_MAX_MEMBERS"
 
@@ -107,8 +108,9 @@ def _yaml_nodes(node, where: str, limit: int) -> int:
         elif isinstance(n, yaml.MappingNode):
             total += sum(size(k) + size(v) for k, v in n.value)
         if total > limit:
-            raise UnsafeModelError(f"{where}: YAML expands to more than {limit} nodes (alias bomb?); not a config "
-                                   f"ESPnet wrote")
+            raise UnsafeModelError(
+                f"{where}: YAML expands to more than {limit} nodes (alias bomb?); not a config ESPnet wrote"
+            )
         sizes[key] = total
         return total
 
@@ -148,8 +150,11 @@ def packed_root_of(path: PathLike) -> Optional[Path]:
 def check_meta_entries(meta, root: Path, where: str, resolve: bool = True) -> Dict[str, str]:
     """ESPnet's ``meta.yaml`` ``yaml_files``/``files``: every entry a relative path inside ``root``; ``root`` is
     then recorded as a packed model's folder (``packed_root_of``)."""
-    if not isinstance(meta, dict) or not isinstance(meta.get("yaml_files"), dict) \
-            or not isinstance(meta.get("files"), dict):
+    if (
+        not isinstance(meta, dict)
+        or not isinstance(meta.get("yaml_files"), dict)
+        or not isinstance(meta.get("files"), dict)
+    ):
         raise UnsafeModelError(f"{where}: meta.yaml lacks the yaml_files/files mappings that ESPnet's packer writes")
     entries = {**meta["yaml_files"], **meta["files"]}
     for key, value in entries.items():
@@ -191,13 +196,20 @@ def _open_archive(path: Path, zip_only: bool):
 
         return Archiver(path)
     except (tarfile.TarError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise UnsafeModelError(f"{path}: cannot be opened as a packed model ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:150] if str(e) else ''}); give a .zip or .tar(.gz) "
-                               f"made by espnet2.bin.pack") from None
+        raise UnsafeModelError(
+            f"{path}: cannot be opened as a packed model ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:150] if str(e) else ''}); give a .zip or .tar(.gz) "
+            f"made by espnet2.bin.pack"
+        ) from None
 
 
-def check_archive(archive: PathLike, outpath: PathLike, max_bytes: Optional[int] = None,
-                  max_members: Optional[int] = None, zip_only: bool = False) -> Optional[Dict[str, str]]:
+def check_archive(
+    archive: PathLike,
+    outpath: PathLike,
+    max_bytes: Optional[int] = None,
+    max_members: Optional[int] = None,
+    zip_only: bool = False,
+) -> Optional[Dict[str, str]]:
     """Raise ``UnsafeModelError`` (one line: archive, member, why) unless unpacking into ``outpath`` is safe.
 
     Reads only headers and YAML members; writes nothing. Returns the checked ``meta.yaml`` entries (None when the
@@ -216,8 +228,9 @@ def check_archive(archive: PathLike, outpath: PathLike, max_bytes: Optional[int]
         try:
             for info in arc:
                 if len(infos) == max_members:
-                    raise UnsafeModelError(f"{archive}: more than {max_members} members (limit {MAX_MEMBERS_ENV}); "
-                                           f"{fix}")
+                    raise UnsafeModelError(
+                        f"{archive}: more than {max_members} members (limit {MAX_MEMBERS_ENV}); {fix}"
+                    )
                 name, why, size = _member(info)
                 if why is None:
                     why = _name_problem(name)
@@ -228,12 +241,16 @@ def check_archive(archive: PathLike, outpath: PathLike, max_bytes: Optional[int]
                     raise UnsafeModelError(f"{archive}: member {name!r} is {why}; {fix}")
                 total += size
                 if total > max_bytes:
-                    raise UnsafeModelError(f"{archive}: member {name!r} takes the unpacked size past the limit of "
-                                           f"{max_bytes} bytes (limit {MAX_BYTES_ENV}; a zip bomb?); {fix}")
+                    raise UnsafeModelError(
+                        f"{archive}: member {name!r} takes the unpacked size past the limit of "
+                        f"{max_bytes} bytes (limit {MAX_BYTES_ENV}; a zip bomb?); {fix}"
+                    )
                 infos.append(info)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
-            raise UnsafeModelError(f"{archive}: damaged archive ({type(e).__name__}: "
-                                   f"{(str(e).splitlines() or [''])[0][:150]}); download it again") from None
+            raise UnsafeModelError(
+                f"{archive}: damaged archive ({type(e).__name__}: "
+                f"{(str(e).splitlines() or [''])[0][:150]}); download it again"
+            ) from None
         meta_info = next((i for i in infos if PurePosixPath(_member(i)[0]).name == "meta.yaml"), None)
         if meta_info is None:
             return None

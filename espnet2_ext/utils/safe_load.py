@@ -11,6 +11,7 @@ crafted ``model.pth`` runs arbitrary code. Our models hold only tensors and plai
   ``load_pretrained_model``) with these and ``safe_archive``'s checks, and ``build_model_from_file`` with
   ``config_guard``'s check of the config (issue 33); run by ``registry.register`` when ESPnet's ASR task is imported.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -79,8 +80,9 @@ def plain_globals() -> list:
     import numpy as np
 
     core = getattr(np, "_core", None) or np.core  # numpy 2 / 1
-    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes)
-              if re.fullmatch(r"(Bool|U?Int\d+|Float\d+|Complex\d+)DType", n)]
+    dtypes = [
+        getattr(np.dtypes, n) for n in dir(np.dtypes) if re.fullmatch(r"(Bool|U?Int\d+|Float\d+|Complex\d+)DType", n)
+    ]
     return [core.multiarray.scalar, np.dtype, *dtypes, datetime.timedelta]
 
 
@@ -89,8 +91,11 @@ def _refused_detail(e: Exception) -> str:
     m = re.search(r"(Unsupported global: GLOBAL [^\s]+|unsupported GLOBAL [^\n]+|Unsupported operand [^\n]+)", text)
     if m:
         return m.group(1).rstrip(". ")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(("Weights only load failed",
-                                                                                          "Check the documentation"))]
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip() and not ln.startswith(("Weights only load failed", "Check the documentation"))
+    ]
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
@@ -103,8 +108,12 @@ def load_model_file(f, *args, **kwargs):
     kwargs.pop("weights_only", None)
     load = _torch_load()
     if pickle_trusted():
-        warnings.warn(f"{f}: loading with full unpickling because {TRUST_PICKLE_ENV}=1 (or trusted_pickle_loading)"
-                      f": any code in this file runs now", UnsafeLoadWarning, stacklevel=2)
+        warnings.warn(
+            f"{f}: loading with full unpickling because {TRUST_PICKLE_ENV}=1 (or trusted_pickle_loading)"
+            f": any code in this file runs now",
+            UnsafeLoadWarning,
+            stacklevel=2,
+        )
         return load(f, *args, weights_only=False, **kwargs)
     import torch
 
@@ -115,7 +124,8 @@ def load_model_file(f, *args, **kwargs):
         raise UnsafeModelError(
             f"{f}: refused to load: it holds more than tensors and plain values ({_refused_detail(e)}), and "
             f"unpickling it could run code from the file. If you trust its source, set {TRUST_PICKLE_ENV}=1 to "
-            f"load it with full unpickling") from None
+            f"load it with full unpickling"
+        ) from None
 
 
 @contextlib.contextmanager
@@ -172,8 +182,12 @@ def _guard_hf_snapshot(downloader_cls) -> None:
     def hf_unpack(cache_dir):
         meta = Path(cache_dir) / "meta.yaml"
         if meta.is_file():  # snapshot files are links into the hub's blob store: check names, not link targets
-            check_meta_entries(load_yaml_bytes(meta.read_bytes()[:MAX_YAML_BYTES + 1], str(meta)), Path(cache_dir),
-                                str(meta), resolve=False)
+            check_meta_entries(
+                load_yaml_bytes(meta.read_bytes()[: MAX_YAML_BYTES + 1], str(meta)),
+                Path(cache_dir),
+                str(meta),
+                resolve=False,
+            )
         return original(cache_dir)
 
     downloader_cls._unpack_cache_dir_for_huggingfase = staticmethod(_mark(hf_unpack, original))
@@ -187,11 +201,13 @@ def install_espnet_guards() -> None:
 
     if not getattr(pack_funcs.unpack, "_tokenverse_guard", False):
         # safe_unpack / checked_dict_from_cache reach ESPnet's originals through __wrapped__
-        pack_funcs.unpack = _mark(functools.wraps(pack_funcs.unpack)(lambda *a, **k: safe_unpack(*a, **k)),
-                                  pack_funcs.unpack)
+        pack_funcs.unpack = _mark(
+            functools.wraps(pack_funcs.unpack)(lambda *a, **k: safe_unpack(*a, **k)), pack_funcs.unpack
+        )
         pack_funcs.get_dict_from_cache = _mark(
             functools.wraps(pack_funcs.get_dict_from_cache)(lambda meta: checked_dict_from_cache(meta)),
-            pack_funcs.get_dict_from_cache)
+            pack_funcs.get_dict_from_cache,
+        )
     try:  # Speech2Text.from_pretrained imports it lazily; it bound pack_funcs' names at its own import
         from espnet_model_zoo import downloader
     except ImportError:

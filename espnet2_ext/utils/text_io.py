@@ -1,4 +1,5 @@
 """Reading users' UTF-8 text files: bytes that are not UTF-8 are a one-line ``DataError``, never a traceback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,10 @@ def not_utf8_error(path: Union[str, os.PathLike]):
         return DataError(f"{path}: not UTF-8 text; convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        return DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert "
-                         f"the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+        return DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert "
+            f"the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        )
 
 
 @contextlib.contextmanager

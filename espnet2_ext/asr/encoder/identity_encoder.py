@@ -3,6 +3,7 @@
 ESPnet's ``ASRTask`` builds the transducer's joint network from ``encoder.output_size()``, so an encoder object
 must exist; this one passes features through (optionally with dropout) and keeps padding frames at zero.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -21,7 +22,8 @@ class IdentityEncoder(AbsEncoder):
     def output_size(self) -> int:
         return self._output_size
 
-    def forward(self, xs_pad: torch.Tensor, ilens: torch.Tensor,
-                prev_states: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor, None]:
+    def forward(
+        self, xs_pad: torch.Tensor, ilens: torch.Tensor, prev_states: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor, None]:
         xs_pad = self.dropout(xs_pad).masked_fill(make_pad_mask(ilens, xs_pad, 1), 0.0)
         return xs_pad, ilens, None

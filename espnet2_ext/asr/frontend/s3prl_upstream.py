@@ -2,6 +2,7 @@
 the transformer encoder module (where X + v(c) goes), the exact padding mask, the pretraining heads that
 fine-tuning never uses, wav2vec2's time masking, and S3PRL's hooks on a copied model.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -11,15 +12,23 @@ import torch
 # wav2vec2/HuBERT self-supervised pretraining heads: never used when the upstream extracts features (S3PRL
 # calls extract_features with mask=False), so they never get a gradient. Left trainable they make PyTorch DDP stop
 # with "parameters that were not used in producing loss"; fairseq's fine-tuning drops them for the same reason.
-PRETRAINING_ONLY = ("mask_emb", "project_q", "final_proj", "quantizer", "input_quantizer", "project_inp",
-                    "target_glu", "label_embs_concat")
+PRETRAINING_ONLY = (
+    "mask_emb",
+    "project_q",
+    "final_proj",
+    "quantizer",
+    "input_quantizer",
+    "project_inp",
+    "target_glu",
+    "label_embs_concat",
+)
 
 
 def freeze_pretraining_heads(model: Optional[torch.nn.Module]) -> List[str]:
     """Set ``requires_grad=False`` on the pretraining-only parameters of a wav2vec2-style model (they stay in the
     state dict, so checkpoints load unchanged); returns their names."""
     frozen = []
-    for name, param in (model.named_parameters() if model is not None else ()):
+    for name, param in model.named_parameters() if model is not None else ():
         if name.split(".")[0] in PRETRAINING_ONLY and param.requires_grad:
             param.requires_grad_(False)
             frozen.append(name)
@@ -46,9 +55,11 @@ def transformer_encoder_of(upstream) -> torch.nn.Module:
     model = getattr(getattr(upstream, "upstream", None), "model", None)
     encoder = getattr(model, "encoder", None)
     if encoder is None or not hasattr(encoder, "layers"):
-        raise ValueError(f"task_vector_injection 'feature_encoder' needs a wav2vec2/XLSR-style S3PRL upstream "
-                         f"(got {type(getattr(upstream, 'upstream', upstream)).__name__}); use "
-                         f"task_vector_injection: encoder_output for other upstreams")
+        raise ValueError(
+            f"task_vector_injection 'feature_encoder' needs a wav2vec2/XLSR-style S3PRL upstream "
+            f"(got {type(getattr(upstream, 'upstream', upstream)).__name__}); use "
+            f"task_vector_injection: encoder_output for other upstreams"
+        )
     return encoder
 
 

@@ -20,6 +20,7 @@ keeps replicas, e.g. ``torch.nn.DataParallel``'s, independent).
 rebuilds the wav2vec2 architecture without reading or downloading a pretrained checkpoint: the weights then come
 from the trained model file. That is what makes packed models load offline.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,13 @@ import torch
 from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 
-from espnet2_ext.asr.frontend.s3prl_upstream import (exact_padding_mask, freeze_pretraining_heads,
-                                                     rebind_s3prl_hooks, time_mask_spans, transformer_encoder_of)
+from espnet2_ext.asr.frontend.s3prl_upstream import (
+    exact_padding_mask,
+    freeze_pretraining_heads,
+    rebind_s3prl_hooks,
+    time_mask_spans,
+    transformer_encoder_of,
+)
 from espnet2_ext.layers.chunk_attention import ChunkConfig, EncoderStreamState, chunk_frames_of, chunked_encoder
 from espnet2_ext.layers.task_vectors import STRATEGIES, TaskVectors
 from espnet2_ext.task_spec import DEFAULT_AUX_TASKS, PRIMARY_TASK
@@ -66,11 +72,15 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         mask_time_length: int = 5,
     ):
         if task_vector_strategy not in STRATEGIES + ("none",):
-            raise ValueError(f"frontend_conf.task_vector_strategy '{task_vector_strategy}' is unknown: choose one "
-                             f"of {', '.join(STRATEGIES + ('none',))}")
+            raise ValueError(
+                f"frontend_conf.task_vector_strategy '{task_vector_strategy}' is unknown: choose one "
+                f"of {', '.join(STRATEGIES + ('none',))}"
+            )
         if task_vector_injection not in INJECTION_POINTS:
-            raise ValueError(f"frontend_conf.task_vector_injection '{task_vector_injection}' is unknown: choose "
-                             f"one of {', '.join(INJECTION_POINTS)}")
+            raise ValueError(
+                f"frontend_conf.task_vector_injection '{task_vector_injection}' is unknown: choose "
+                f"one of {', '.join(INJECTION_POINTS)}"
+            )
         frontend_conf = dict(frontend_conf or {"upstream": "wav2vec2_local"})
         skeleton_file = None
         if upstream_skeleton is not None:
@@ -79,8 +89,13 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             frontend_conf.update(upstream="wav2vec2_local", path_or_url=skeleton_file)
             logging.info("Building the S3PRL upstream from upstream_skeleton: its weights must come from a model file")
         try:
-            super().__init__(fs=fs, frontend_conf=frontend_conf, download_dir=download_dir,
-                             multilayer_feature=multilayer_feature, layer=layer)
+            super().__init__(
+                fs=fs,
+                frontend_conf=frontend_conf,
+                download_dir=download_dir,
+                multilayer_feature=multilayer_feature,
+                layer=layer,
+            )
         finally:
             if skeleton_file is not None:
                 os.unlink(skeleton_file)
@@ -109,22 +124,28 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
                     dim = self.upstream.hidden_sizes[0]
                 else:
                     dim = self.output_size()
-                self.task_vectors[point] = TaskVectors(dim, len(self.aux_tasks), self.strategy,
-                                                       task_vector_init_std, task_vector_seed + i)
+                self.task_vectors[point] = TaskVectors(
+                    dim, len(self.aux_tasks), self.strategy, task_vector_init_std, task_vector_seed + i
+                )
         # ---- chunked attention (streaming); see espnet2_ext/layers/chunk_attention.py
         if wav_normalize is not None and hasattr(self.upstream.upstream, "wav_normalize"):
             self.upstream.upstream.wav_normalize = bool(wav_normalize)
         self.multichunk: Tuple[Optional[int], ...] = tuple(
-            chunk_frames_of(v, "multichunk_sizes_ms") for v in (multichunk_sizes_ms or ()))
+            chunk_frames_of(v, "multichunk_sizes_ms") for v in (multichunk_sizes_ms or ())
+        )
         self.set_chunking(chunk_size_ms, left_chunks, attention_sink_frames)
         # ---- wav2vec2-style time masking while fine-tuning (training only)
         self.mask_time_prob, self.mask_time_length = float(mask_time_prob), int(mask_time_length)
         if self.mask_time_prob > 0 and getattr(self._wav2vec2, "mask_emb", None) is None:
-            raise ValueError("frontend_conf.mask_time_prob needs a wav2vec2/XLSR-style S3PRL upstream with a mask_emb "
-                             "(wav2vec2_local, xls_r_300m, ...); set it to 0 for other upstreams")
+            raise ValueError(
+                "frontend_conf.mask_time_prob needs a wav2vec2/XLSR-style S3PRL upstream with a mask_emb "
+                "(wav2vec2_local, xls_r_300m, ...); set it to 0 for other upstreams"
+            )
         if not 0 <= self.mask_time_prob < 1 or self.mask_time_length < 1:
-            raise ValueError(f"frontend_conf.mask_time_prob must be in [0, 1) and mask_time_length >= 1 (got "
-                             f"{mask_time_prob}, {mask_time_length})")
+            raise ValueError(
+                f"frontend_conf.mask_time_prob must be in [0, 1) and mask_time_length >= 1 (got "
+                f"{mask_time_prob}, {mask_time_length})"
+            )
 
     # ---- the task mask ------------------------------------------------------------------------------
     @property
@@ -141,24 +162,30 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         if task_mask is None:
             return torch.ones(batch, len(self.tasks), dtype=torch.long, device=device)
         if task_mask.shape != (batch, len(self.tasks)):
-            raise ValueError(f"task_mask must be (batch={batch}, {len(self.tasks)} tasks {list(self.tasks)}), got "
-                             f"{tuple(task_mask.shape)}")
+            raise ValueError(
+                f"task_mask must be (batch={batch}, {len(self.tasks)} tasks {list(self.tasks)}), got "
+                f"{tuple(task_mask.shape)}"
+            )
         return task_mask.to(device)
 
     # ---- chunked attention -------------------------------------------------------------------------
-    def set_chunking(self, chunk_size_ms: Union[int, str, None], left_chunks: int = -1,
-                     attention_sink_frames: int = 0) -> None:
+    def set_chunking(
+        self, chunk_size_ms: Union[int, str, None], left_chunks: int = -1, attention_sink_frames: int = 0
+    ) -> None:
         """Configure the attention restriction used outside multi-chunk training (validation, decoding)."""
         self.chunk_cfg = ChunkConfig(chunk_frames_of(chunk_size_ms), int(left_chunks), int(attention_sink_frames))
         if self.chunk_cfg.chunked or any(c is not None for c in self.multichunk):
             if self._wav2vec2 is None:
-                raise ValueError("frontend_conf.chunk_size_ms/multichunk_sizes_ms need a wav2vec2/XLSR-style S3PRL "
-                                 "upstream (wav2vec2_local, xls_r_300m, ...)")
+                raise ValueError(
+                    "frontend_conf.chunk_size_ms/multichunk_sizes_ms need a wav2vec2/XLSR-style S3PRL "
+                    "upstream (wav2vec2_local, xls_r_300m, ...)"
+                )
             if getattr(self.upstream.upstream, "wav_normalize", False):
                 raise ValueError(
                     "chunked attention with an upstream that normalises each waveform over the whole utterance "
                     "(task_cfg.normalize: true) would look at the entire recording: set frontend_conf.wav_normalize: "
-                    "false (the model then trains and decodes on raw waveforms)")
+                    "false (the model then trains and decodes on raw waveforms)"
+                )
 
     def chunk_config_for_call(self) -> ChunkConfig:
         """Multi-chunk training draws this batch's chunk size from ``multichunk_sizes_ms`` with torch's global
@@ -172,16 +199,18 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
     def frame_geometry(self) -> Tuple[int, int]:
         """(receptive field, hop) of the CNN feature encoder in samples (400, 320 for wav2vec2/XLS-R)."""
         field_, hop = 1, 1
-        layers = parse_layer_spec(self._wav2vec2.cfg.conv_feature_layers, "model_cfg.conv_feature_layers",
-                                  "the S3PRL upstream's config")  # S3PRL stores it as a string; never eval it
+        layers = parse_layer_spec(
+            self._wav2vec2.cfg.conv_feature_layers, "model_cfg.conv_feature_layers", "the S3PRL upstream's config"
+        )  # S3PRL stores it as a string; never eval it
         for _, kernel, stride, *_ in layers:
             field_ += (kernel - 1) * hop
             hop *= stride
         return field_, hop
 
     # ---- injection ----------------------------------------------------------------------------------
-    def _encoder_pre_hook(self, module, args, kwargs, *, frame_lengths: Optional[torch.Tensor],
-                          task_vector: Optional[torch.Tensor]):
+    def _encoder_pre_hook(
+        self, module, args, kwargs, *, frame_lengths: Optional[torch.Tensor], task_vector: Optional[torch.Tensor]
+    ):
         """Runs on the transformer encoder's input (CNN features + projection).
 
         1. Padding mask made exact: S3PRL marks a frame as padding only when *all* its samples are padding, so in a
@@ -203,8 +232,13 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             x = x + task_vector.to(x.dtype).unsqueeze(1)  # X~ = X + v(c); x: [B, T, D]
         return (x,) + tuple(args[1:]), kwargs
 
-    def forward(self, input: torch.Tensor, input_lengths: torch.Tensor, task_mask: Optional[torch.Tensor] = None,
-                stream: Optional[EncoderStreamState] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        input: torch.Tensor,
+        input_lengths: torch.Tensor,
+        task_mask: Optional[torch.Tensor] = None,
+        stream: Optional[EncoderStreamState] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """input: [B, S] samples, input_lengths: [B]; task_mask: [B, 1 + K] 0/1 over ``self.tasks`` (None: every
         task). ``stream``: the encoder state of a running utterance (``TokenVerseStreamingSpeech2Text``); ``input``
         then holds exactly the samples of its next chunk's frames. Returns feats [B, T, D_out], feats_lens [B]."""
@@ -219,8 +253,9 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
             # Scoped to this call: bound to this batch's frame lengths and v(c) [B, D], removed in `finally`;
             # prepended, so that other pre-hooks on the encoder see its input as the encoder does.
             hook = functools.partial(self._encoder_pre_hook, frame_lengths=frame_lengths, task_vector=fe_vector)
-            handle = transformer_encoder_of(self.upstream).register_forward_pre_hook(hook, with_kwargs=True,
-                                                                                     prepend=True)
+            handle = transformer_encoder_of(self.upstream).register_forward_pre_hook(
+                hook, with_kwargs=True, prepend=True
+            )
         try:
             if chunk_cfg.chunked:
                 with chunked_encoder(transformer_encoder_of(self.upstream), chunk_cfg, frame_lengths, stream):

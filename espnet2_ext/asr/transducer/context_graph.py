@@ -31,6 +31,7 @@ Building: ``build_context_graph`` tokenises each phrase with the model's tokeniz
 mid-sentence; phrases with a piece outside the vocabulary (``<unk>``) are skipped, counted and logged once with the
 first one's ``file:line``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,14 +61,22 @@ class ContextGraph:
         close_bonus: added to ``[/NE]`` right after a complete phrase.
     """
 
-    def __init__(self, phrases: Iterable[Tuple[Sequence[int], float]], vocab: int, blank_id: int = 0,
-                 mode: str = "ungated", open_id: Optional[int] = None, close_id: Optional[int] = None,
-                 close_bonus: float = 0.0):
+    def __init__(
+        self,
+        phrases: Iterable[Tuple[Sequence[int], float]],
+        vocab: int,
+        blank_id: int = 0,
+        mode: str = "ungated",
+        open_id: Optional[int] = None,
+        close_id: Optional[int] = None,
+        close_bonus: float = 0.0,
+    ):
         if mode not in MODES:
             raise ValueError(f"biasing mode '{mode}' is unknown: choose {' or '.join(MODES)}")
         if mode == "gated" and (open_id is None or close_id is None):
-            raise ValueError("gated biasing needs the model's [NE] and [/NE] tokens; this model has none: use "
-                             "--biasing_mode ungated")
+            raise ValueError(
+                "gated biasing needs the model's [NE] and [/NE] tokens; this model has none: use --biasing_mode ungated"
+            )
         self.vocab, self.blank_id, self.mode = int(vocab), int(blank_id), mode
         self.gated = mode == "gated"
         self.open_id, self.close_id, self.close_bonus = open_id, close_id, float(close_bonus)
@@ -273,8 +282,9 @@ class BiasingSlots:
         first = [g.start if g is not None else 0 for g in self.graphs]
         return np.repeat(np.array(first, dtype=np.int64)[:, None], k, axis=1)
 
-    def bonus(self, states: np.ndarray, vocab: int, device: torch.device,
-              rows: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def bonus(
+        self, states: np.ndarray, vocab: int, device: torch.device, rows: Optional[Sequence[int]] = None
+    ) -> torch.Tensor:
         """[N, K, V] float64: the bonus of every next token of every hypothesis (states: [N, K] of the search's
         rows ``rows``, default 0..N-1)."""
         n, k = states.shape
@@ -289,8 +299,9 @@ class BiasingSlots:
                 j = where.get(key)
                 if j is None:
                     j = where[key] = len(table)
-                    table.append(torch.zeros(vocab, dtype=torch.float64, device=device) if g is None
-                                 else g.bonus_row(s, device))  # cached per state
+                    table.append(
+                        torch.zeros(vocab, dtype=torch.float64, device=device) if g is None else g.bonus_row(s, device)
+                    )  # cached per state
                 pos.append(j)
         gather = torch.tensor(pos, dtype=torch.long).to(device)  # [N*K]
         return torch.stack(table).index_select(0, gather).view(n, k, vocab)  # [N, K, V]
@@ -299,8 +310,9 @@ class BiasingSlots:
         """[N, K] int64: the states after emitting ``tokens`` [N, K] from ``states`` [N, K] (blank keeps them);
         ``rows`` as in ``bonus``."""
         out = states.copy()
-        for i, (r, row, toks) in enumerate(zip(range(len(out)) if rows is None else rows, states.tolist(),
-                                               tokens.tolist())):
+        for i, (r, row, toks) in enumerate(
+            zip(range(len(out)) if rows is None else rows, states.tolist(), tokens.tolist())
+        ):
             g = self.graphs[r]
             if g is not None:
                 out[i] = [g.step(s, t)[0] for s, t in zip(row, toks)]
@@ -327,8 +339,9 @@ def per_utterance(biasing, batch: int) -> List[Optional[ContextGraph]]:
     return graphs
 
 
-def build_context_graph(phrases, encode: Callable[[str], List[int]], unk_id: Optional[int], vocab: int,
-                        weight: float, **graph_kwargs) -> Tuple[Optional[ContextGraph], Dict[str, int]]:
+def build_context_graph(
+    phrases, encode: Callable[[str], List[int]], unk_id: Optional[int], vocab: int, weight: float, **graph_kwargs
+) -> Tuple[Optional[ContextGraph], Dict[str, int]]:
     """A graph from a ``BiasingList``'s phrases (``.text``, ``.weight``, ``.where``).
 
     ``encode`` turns a phrase into token ids as its words appear mid-sentence; a phrase with ``unk_id`` among them
@@ -344,8 +357,10 @@ def build_context_graph(phrases, encode: Callable[[str], List[int]], unk_id: Opt
             continue
         spelled.append((ids, float(weight if p.weight is None else p.weight)))
     if bad:
-        logging.warning(f"{bad[0]}: biasing phrase cannot be spelled with the model's tokens (<unk>); skipped "
-                        f"{len(bad)} such phrase(s) of {len(spelled) + len(bad)}")
+        logging.warning(
+            f"{bad[0]}: biasing phrase cannot be spelled with the model's tokens (<unk>); skipped "
+            f"{len(bad)} such phrase(s) of {len(spelled) + len(bad)}"
+        )
     graph = ContextGraph(spelled, vocab, **graph_kwargs) if spelled else None
     stats = {"phrases": len(spelled), "unspellable": len(bad), "seconds": round(time.perf_counter() - start, 3)}
     return graph, stats

@@ -18,6 +18,7 @@ Contextual biasing (``context_graph.py``, lines marked ``[biasing]``): each utte
 only when the utterance emits, and the look-ahead window ends at the first emission, so one bonus row per utterance
 serves its whole window: the window does not change biased results (no fallback to a window of 1 is needed).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Tuple, Union
@@ -42,9 +43,18 @@ class GreedySearch:
     """Greedy search state of N utterances (prediction-network output and state, span flag), advanced over
     frames by ``run``; used by ``greedy_search_batch`` (once) and ``streaming_search.GreedyStream`` (per chunk)."""
 
-    def __init__(self, pred: PredictionNet, joint: JointScorer, n: int, max_sym: int,
-                 suppress_mask: Optional[torch.Tensor], span_grammar: Optional[SpanGrammar], device: torch.device,
-                 window: int = WINDOW, bias: Optional[BiasingSlots] = None):
+    def __init__(
+        self,
+        pred: PredictionNet,
+        joint: JointScorer,
+        n: int,
+        max_sym: int,
+        suppress_mask: Optional[torch.Tensor],
+        span_grammar: Optional[SpanGrammar],
+        device: torch.device,
+        window: int = WINDOW,
+        bias: Optional[BiasingSlots] = None,
+    ):
         self.pred, self.joint, self.max_sym, self.device, self.window = pred, joint, max_sym, device, window
         self.blank, self.grammar = pred.blank_id, span_grammar
         self.suppress_in, self.suppress, self.forbid, self.vocab = suppress_mask, None, None, None
@@ -89,8 +99,9 @@ class GreedySearch:
             rows = act[emits]  # [E] (synchronises)
             if rows.numel():
                 tok = tokens[emits].gather(1, first[emits].unsqueeze(1)).squeeze(1)  # [E]
-                out.append(torch.stack([rows, tok, frames[emits].gather(1, first[emits].unsqueeze(1)).squeeze(1) + t0],
-                                       dim=1))  # [E, 3]
+                out.append(
+                    torch.stack([rows, tok, frames[emits].gather(1, first[emits].unsqueeze(1)).squeeze(1) + t0], dim=1)
+                )  # [E, 3]
                 self._emit(rows, tok)
         return torch.cat(out) if out else torch.zeros(0, 3, dtype=torch.long, device=self.device)
 
@@ -164,8 +175,9 @@ def greedy_search_batch(
     if batch == 0 or max(lens) == 0:
         return (hyps, frames) if return_frames else hyps
     if suppress_mask is not None and (suppress_mask.dim() != 2 or suppress_mask.size(0) != batch):
-        raise ValueError(f"suppress_mask must have shape (batch, vocab) with batch={batch}, got "
-                         f"{tuple(suppress_mask.shape)}")
+        raise ValueError(
+            f"suppress_mask must have shape (batch, vocab) with batch={batch}, got {tuple(suppress_mask.shape)}"
+        )
     pred = PredictionNet(decoder, device)
     joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
     bias = BiasingSlots.open(biasing, batch)  # [biasing] None = no list

@@ -36,6 +36,7 @@ Differences from icefall: ESPnet's prediction network is recurrent, so each hypo
 decoder output; when a blank extension and a symbol extension merge, the blank one's decoder output is reused,
 so only the hypotheses with a new sequence run the prediction network, batched over all utterances.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
@@ -91,9 +92,17 @@ class BeamSearch:
     ``bias``: ``BiasingSlots`` of the N rows (their graphs), or None without a list.
     """
 
-    def __init__(self, pred: PredictionNet, joint: JointScorer, n: int, beam: int,
-                 suppress_mask: Optional[torch.Tensor], span_grammar: Optional[SpanGrammar], device: torch.device,
-                 bias: Optional[BiasingSlots] = None):
+    def __init__(
+        self,
+        pred: PredictionNet,
+        joint: JointScorer,
+        n: int,
+        beam: int,
+        suppress_mask: Optional[torch.Tensor],
+        span_grammar: Optional[SpanGrammar],
+        device: torch.device,
+        bias: Optional[BiasingSlots] = None,
+    ):
         self.pred, self.joint, self.K, self.device = pred, joint, beam, device
         self.blank, self.grammar = pred.blank_id, span_grammar
         self.suppress_in = suppress_mask  # [N, V] bool or None, validated once the vocabulary is known
@@ -150,7 +159,7 @@ class BeamSearch:
         """Score of every (hypothesis, token) candidate: [N, K, V]; with biasing, + every next token's bonus."""
         cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V]
         if self.bias is not None:  # [biasing] before the top-k: a boosted token can enter the beam
-            cand = cand + self.bias.bonus(self.hyp[:cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
+            cand = cand + self.bias.bonus(self.hyp[: cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
         return cand
 
     def _prepare_masks(self, vocab: int) -> None:
@@ -169,12 +178,12 @@ class BeamSearch:
     def _select(self, val: np.ndarray, idx: np.ndarray) -> None:
         """Keep the top-k candidates (val, idx: [N, K], best first) as the next beams, equal sequences merged."""
         slot, tok = np.divmod(idx, self.vocab)  # [N, K] each
-        r = self.row_idx[:slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
+        r = self.row_idx[: slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
         valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
         blank = tok == self.blank
         par = self.hyp[r, slot]  # parents' fields: [N, K, F]
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
-        p_hash = par[..., HASH1:HASH2 + 1]  # [N, K, 2]
+        p_hash = par[..., HASH1 : HASH2 + 1]  # [N, K, 2]
         h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
         key = h[..., 0] * _PRIMES[1] + h[..., 1]  # [N, K], < 2**62
         same = (key[:, :, None] == key[:, None, :]) & (valid[:, :, None] & valid[:, None, :])  # [N, K, K]
@@ -217,8 +226,9 @@ class BeamSearch:
             assign_state(state, rows_t, new_state)
         self.dec, self.state = dec, state
 
-    def final(self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int,
-              length_norm: bool) -> List[List[Hypothesis]]:
+    def final(
+        self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int, length_norm: bool
+    ) -> List[List[Hypothesis]]:
         """n-best lists of utterances ``row0, row0 + 1, ...`` whose last frame is the last of ``history``, from
         their slots' ``fields``."""
         out = []

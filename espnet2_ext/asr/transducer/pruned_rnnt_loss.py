@@ -93,7 +93,7 @@ def simple_rnnt_logprobs(
         real = (pos <= target_lens.to(lm.device).view(B, 1, 1)).to(lm.dtype)  # [B, U1, 1]
         unigram = (lm.softmax(dim=2) * real).sum(dim=(0, 1)) / real.sum()  # [V]
         log_uni = unigram.clamp_min(tiny).log()  # (V,)
-        am_norm = (torch.matmul(am_e, unigram).clamp_min(tiny).log().unsqueeze(2) + am_max)  # [B, T, 1]
+        am_norm = torch.matmul(am_e, unigram).clamp_min(tiny).log().unsqueeze(2) + am_max  # [B, T, 1]
         px = px + am_scale * (am_y + log_uni[y].unsqueeze(1) - am_norm)  # log_uni[y].unsqueeze(1): [B, 1, U1]
         py = py + am_scale * (am_blank + log_uni[blank_id] - am_norm)
     return px, py
@@ -296,16 +296,22 @@ class PrunedRNNTLoss(torch.nn.Module):
         targets = _padded_targets(targets.to(device), target_lens, self.blank_id)[:, :-1]  # [B, U]
         V = self.simple_am_proj.out_features
         if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= V):
-            raise ValueError(
-                f"target ids must lie in [0, {V}); got min {int(targets.min())}, max {int(targets.max())}"
-            )
+            raise ValueError(f"target ids must lie in [0, {V}); got min {int(targets.min())}, max {int(targets.max())}")
 
         am = self.simple_am_proj(encoder_out)  # [B, T, V]
         lm = self.simple_lm_proj(decoder_out)  # [B, U+1, V]
         # simple: [B]; occ_px, occ_py: [B, T, U+1]
         simple, (occ_px, occ_py) = simple_rnnt_loss(
-            am, lm, targets, encoder_lens, target_lens, self.blank_id,
-            self.lm_scale, self.am_scale, reduction="none", return_occupancy=True,
+            am,
+            lm,
+            targets,
+            encoder_lens,
+            target_lens,
+            self.blank_id,
+            self.lm_scale,
+            self.am_scale,
+            reduction="none",
+            return_occupancy=True,
         )
         starts = prune_bounds(occ_px, occ_py, encoder_lens, target_lens, self.prune_range)  # [B, T]
 

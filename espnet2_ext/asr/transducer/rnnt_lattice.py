@@ -67,9 +67,7 @@ def _forward_alpha(pxs: torch.Tensor, pys: torch.Tensor) -> torch.Tensor:
     return alpha
 
 
-def _backward_beta(
-    pxs: torch.Tensor, pys: torch.Tensor, end_diag: List[int], u_lens: List[int]
-) -> torch.Tensor:
+def _backward_beta(pxs: torch.Tensor, pys: torch.Tensor, end_diag: List[int], u_lens: List[int]) -> torch.Tensor:
     """beta[d, b, u] = log-prob of completing a path from (d-u, u).
 
     Diagonal D (one past the last real one) holds the virtual end node

@@ -6,6 +6,7 @@
 - ``suppress_mask_for``: constrained decoding mask forbidding the tokens of each utterance's inactive tasks.
 - ``to_espnet_hypotheses``: results in ESPnet's transducer ``Hypothesis`` format (for a ``Speech2Text``).
 """
+
 from __future__ import annotations
 
 from typing import Iterable, List, Sequence
@@ -17,9 +18,15 @@ from espnet2_ext.asr.transducer.modified_beam_search import modified_beam_search
 from espnet2_ext.asr.transducer.search_common import Hypothesis
 from espnet2_ext.task_spec import TaskSpec
 
-__all__ = ["Hypothesis", "greedy_search_batch", "modified_beam_search", "suppress_mask_for",
-           "suppress_mask_from_task_mask",
-           "to_espnet_hypotheses", "token_surface"]
+__all__ = [
+    "Hypothesis",
+    "greedy_search_batch",
+    "modified_beam_search",
+    "suppress_mask_for",
+    "suppress_mask_from_task_mask",
+    "to_espnet_hypotheses",
+    "token_surface",
+]
 
 SPM_SPACE = "\u2581"  # sentencepiece's word-boundary marker
 
@@ -29,8 +36,9 @@ def token_surface(token: str) -> str:
     return token[1:] if token.startswith(SPM_SPACE) else token
 
 
-def suppress_mask_for(token_list: Sequence[str], spec: TaskSpec,
-                      active_per_utt: Sequence[Iterable[str]]) -> torch.Tensor:
+def suppress_mask_for(
+    token_list: Sequence[str], spec: TaskSpec, active_per_utt: Sequence[Iterable[str]]
+) -> torch.Tensor:
     """(B, V) bool mask: True for every token that is a task token of a task inactive for that utterance.
 
     Args:
@@ -42,15 +50,20 @@ def suppress_mask_for(token_list: Sequence[str], spec: TaskSpec,
     Raises:
         ValueError: an unknown task name (the message names the utterance index).
     """
-    masks = [spec.mask(spec.parse_tasks(list(active), where=f"utterance {i}")) for i, active in enumerate(active_per_utt)]
-    return suppress_mask_from_task_mask(token_list, spec, torch.tensor(masks, dtype=torch.long).view(-1, len(spec.tasks)))
+    masks = [
+        spec.mask(spec.parse_tasks(list(active), where=f"utterance {i}")) for i, active in enumerate(active_per_utt)
+    ]
+    return suppress_mask_from_task_mask(
+        token_list, spec, torch.tensor(masks, dtype=torch.long).view(-1, len(spec.tasks))
+    )
 
 
 def suppress_mask_from_task_mask(token_list: Sequence[str], spec: TaskSpec, task_mask: torch.Tensor) -> torch.Tensor:
     """The same from the batch's task mask [B, 1 + K] (columns = ``spec.tasks``): suppress [B, V] bool."""
     if task_mask.dim() != 2 or task_mask.size(1) != len(spec.tasks):
-        raise ValueError(f"task_mask must be (batch, {len(spec.tasks)}) over {list(spec.tasks)}, got "
-                         f"{tuple(task_mask.shape)}")
+        raise ValueError(
+            f"task_mask must be (batch, {len(spec.tasks)}) over {list(spec.tasks)}, got {tuple(task_mask.shape)}"
+        )
     owner = [spec.task_of(token_surface(tok)) for tok in token_list]
     task_ids = {t: i for i, t in enumerate(spec.tasks)}
     # col: [V] token -> task column; -1 for words and special symbols, which are never suppressed
@@ -65,5 +78,7 @@ def to_espnet_hypotheses(hyps: List[Hypothesis], blank_id: int = 0) -> list:
     also carries ``frames``: the emission frame of each token of ``yseq[1:]``."""
     from espnet2_ext.asr.timing import TimedHypothesis
 
-    return [TimedHypothesis(score=float(h.score), yseq=[blank_id] + list(h.yseq), dec_state=None,
-                            frames=list(h.frames)) for h in hyps]
+    return [
+        TimedHypothesis(score=float(h.score), yseq=[blank_id] + list(h.yseq), dec_state=None, frames=list(h.frames))
+        for h in hyps
+    ]

@@ -4,6 +4,7 @@
 hypotheses; ``JointScorer`` splits ESPnet's ``JointNetwork`` so the encoder projection runs once per utterance
 and the decoder projection once per new decoder output, instead of once per (frame, hypothesis) pair.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,10 @@ class PredictionNet:
         """Decoder output and state after the start symbol (blank) for ``n`` hypotheses (computed once)."""
         tokens = torch.full((1,), self.blank_id, dtype=torch.long, device=self.device)  # [1]
         out, (h, c) = self.step(tokens, self.decoder.init_state(1))  # out: [1, D_dec]
-        return out.expand(n, -1).contiguous(), (h.expand(-1, n, -1).contiguous(),
-                                                None if c is None else c.expand(-1, n, -1).contiguous())
+        return out.expand(n, -1).contiguous(), (
+            h.expand(-1, n, -1).contiguous(),
+            None if c is None else c.expand(-1, n, -1).contiguous(),
+        )
 
     def step(self, tokens: torch.Tensor, state: DecState) -> Tuple[torch.Tensor, DecState]:
         """Feed one label per hypothesis: tokens (N,) -> output (N, D_dec), new state."""
@@ -105,8 +108,15 @@ def _plain_lstm_layers(decoder: torch.nn.Module) -> List[torch.nn.LSTM]:
     layers = getattr(decoder, "decoder", None)
     if getattr(decoder, "dtype", None) != "lstm" or decoder.training or layers is None:
         return []
-    ok = all(isinstance(m, torch.nn.LSTM) and m.num_layers == 1 and m.bias and not m.bidirectional
-             and m.proj_size == 0 and m.batch_first for m in layers)
+    ok = all(
+        isinstance(m, torch.nn.LSTM)
+        and m.num_layers == 1
+        and m.bias
+        and not m.bidirectional
+        and m.proj_size == 0
+        and m.batch_first
+        for m in layers
+    )
     return list(layers) if ok and len(layers) > 0 else []
 
 
@@ -140,8 +150,9 @@ class JointScorer:
         self.split = all(hasattr(joint_network, a) for a in ("lin_enc", "lin_dec", "lin_out"))
         # ESPnet's JointNetwork itself: its forward is act(enc + dec) -> lin_out, called here without the three
         # module dispatches per frame (tanh inline when that is the activation)
-        self.plain = self.split and type(joint_network).__name__ == "JointNetwork" and hasattr(
-            joint_network, "joint_activation")
+        self.plain = (
+            self.split and type(joint_network).__name__ == "JointNetwork" and hasattr(joint_network, "joint_activation")
+        )
         act = getattr(joint_network, "joint_activation", None)
         self.act = torch.tanh if isinstance(act, torch.nn.Tanh) else act
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
@@ -227,8 +238,7 @@ def check_inputs(encoder_out: torch.Tensor, encoder_lens: torch.Tensor) -> List[
         raise ValueError(f"encoder_out must be (B, T, D), got shape {tuple(encoder_out.shape)}")
     lens = [int(x) for x in torch.as_tensor(encoder_lens).reshape(-1).tolist()]
     if len(lens) != encoder_out.size(0):
-        raise ValueError(f"encoder_lens has {len(lens)} entries but encoder_out has batch size "
-                         f"{encoder_out.size(0)}")
+        raise ValueError(f"encoder_lens has {len(lens)} entries but encoder_out has batch size {encoder_out.size(0)}")
     bad = [(i, n) for i, n in enumerate(lens) if n < 0 or n > encoder_out.size(1)]
     if bad:
         i, n = bad[0]
@@ -236,25 +246,35 @@ def check_inputs(encoder_out: torch.Tensor, encoder_lens: torch.Tensor) -> List[
     return lens
 
 
-def frame_masks(suppress_in: Optional[torch.Tensor], grammar: Optional["SpanGrammar"], vocab: int, blank_id: int,
-                device: torch.device) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+def frame_masks(
+    suppress_in: Optional[torch.Tensor],
+    grammar: Optional["SpanGrammar"],
+    vocab: int,
+    blank_id: int,
+    device: torch.device,
+) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
     """What a search masks every frame, made once the vocabulary is known: (suppress [N, V] bool or None, the span
     grammar's forbid table [2, V] (outside / inside a span) or None)."""
-    suppress = None if suppress_in is None else prepare_suppress_mask(suppress_in, suppress_in.size(0), vocab,
-                                                                      blank_id, device)
+    suppress = (
+        None
+        if suppress_in is None
+        else prepare_suppress_mask(suppress_in, suppress_in.size(0), vocab, blank_id, device)
+    )
     return suppress, None if grammar is None else grammar.forbid_table(vocab, device)
 
 
-def prepare_suppress_mask(suppress_mask: Optional[torch.Tensor], batch: int, vocab: int, blank_id: int,
-                          device: torch.device) -> Optional[torch.Tensor]:
+def prepare_suppress_mask(
+    suppress_mask: Optional[torch.Tensor], batch: int, vocab: int, blank_id: int, device: torch.device
+) -> Optional[torch.Tensor]:
     """Validated (B, V) bool mask on ``device`` with the blank column cleared; None when nothing is suppressed."""
     if suppress_mask is None:
         return None
     if suppress_mask.dtype != torch.bool:
         raise ValueError(f"suppress_mask must be a bool tensor, got {suppress_mask.dtype}")
     if tuple(suppress_mask.shape) != (batch, vocab):
-        raise ValueError(f"suppress_mask must have shape (batch, vocab)=({batch}, {vocab}), got "
-                         f"{tuple(suppress_mask.shape)}")
+        raise ValueError(
+            f"suppress_mask must have shape (batch, vocab)=({batch}, {vocab}), got {tuple(suppress_mask.shape)}"
+        )
     mask = suppress_mask.to(device=device, copy=True)  # [B, V] bool
     mask[:, blank_id] = False  # blank must stay available, otherwise a frame could have no way forward
     return mask if bool(mask.any()) else None

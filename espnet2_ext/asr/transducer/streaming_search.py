@@ -3,6 +3,7 @@
 (``GreedySearch``, ``BeamSearch``, with a batch of one) and carry their hypotheses, prediction-network states and
 outputs between chunks (``asr/streaming.py`` drives them).
 """
+
 from __future__ import annotations
 
 from typing import List, Optional
@@ -20,8 +21,17 @@ class GreedyStream:
     ``greedy_search_batch`` with a batch of one."""
 
     @torch.inference_mode()
-    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, max_sym_per_frame: int = 1,
-                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None, biasing=None):
+    def __init__(
+        self,
+        decoder,
+        joint_network,
+        suppress: Optional[torch.Tensor],
+        device,
+        max_sym_per_frame: int = 1,
+        blank_penalty: float = 0.0,
+        span_grammar: Optional[SpanGrammar] = None,
+        biasing=None,
+    ):
         pred = PredictionNet(decoder, device)
         self.joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
         bias = BiasingSlots.open(biasing, 1)  # [biasing] None = no list
@@ -33,7 +43,7 @@ class GreedyStream:
     @torch.inference_mode()
     def advance(self, encoder_out: torch.Tensor) -> None:
         """encoder_out: [1, T_new, D_enc], the next frames."""
-        enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
+        enc = self.joint.enc(encoder_out)  # [1, T_new, D_joint]
         lens = torch.full((1,), enc.size(1), dtype=torch.long, device=enc.device)
         for _, tok, t in self.search.run(enc, lens, self.t0).tolist():
             self.tokens.append(tok)
@@ -49,8 +59,17 @@ class BeamStream:
     arriving in pieces (one utterance): ``BeamSearch.step`` per frame with a batch of one."""
 
     @torch.inference_mode()
-    def __init__(self, decoder, joint_network, suppress: Optional[torch.Tensor], device, beam: int = 4,
-                 blank_penalty: float = 0.0, span_grammar: Optional[SpanGrammar] = None, biasing=None):
+    def __init__(
+        self,
+        decoder,
+        joint_network,
+        suppress: Optional[torch.Tensor],
+        device,
+        beam: int = 4,
+        blank_penalty: float = 0.0,
+        span_grammar: Optional[SpanGrammar] = None,
+        biasing=None,
+    ):
         pred = PredictionNet(decoder, device)
         self.joint = JointScorer(joint_network, pred.blank_id, blank_penalty)
         bias = BiasingSlots.open(biasing, 1)  # [biasing] None = no list
@@ -61,14 +80,14 @@ class BeamStream:
     @torch.inference_mode()
     def advance(self, encoder_out: torch.Tensor) -> None:
         """encoder_out: [1, T_new, D_enc], the next frames."""
-        enc = self.joint.enc(encoder_out)                             # [1, T_new, D_joint]
+        enc = self.joint.enc(encoder_out)  # [1, T_new, D_joint]
         for t in range(enc.size(1)):
-            self.search.step(enc[:, t])                               # [1, D_joint]
+            self.search.step(enc[:, t])  # [1, D_joint]
         self.frames += enc.size(1)
 
     @torch.inference_mode()
     def nbest(self, n: int, length_norm: bool = True) -> List[Hypothesis]:
         if self.frames == 0:
             return [Hypothesis(yseq=[], score=0.0)]
-        self._history.extend(h.tolist() for h in self.search.history[len(self._history):])
+        self._history.extend(h.tolist() for h in self.search.history[len(self._history) :])
         return self.search.final(self.search.fields(), 0, self._history, n, length_norm)[0]
