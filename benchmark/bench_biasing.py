@@ -24,10 +24,10 @@ from typing import List, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_search's helpers
 
-import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 import torch  # noqa: E402
 from bench_search import model_setup, print_environment, random_setup, timed  # noqa: E402
 
+import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 from espnet2_ext.asr.transducer.context_graph import ContextGraph, build_context_graph  # noqa: E402
 from espnet2_ext.asr.transducer.search import greedy_search_batch, modified_beam_search  # noqa: E402
 

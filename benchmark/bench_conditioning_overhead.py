@@ -22,9 +22,9 @@ import espnet2_ext  # noqa: F401
 
 
 def build(standin: Path, strategy: str, vocab: int):
+    from espnet2.asr.ctc import CTC
     from espnet2.asr.decoder.transducer_decoder import TransducerDecoder
     from espnet2.asr_transducer.joint_network import JointNetwork
-    from espnet2.asr.ctc import CTC
 
     from espnet2_ext.asr.encoder.identity_encoder import IdentityEncoder
     from espnet2_ext.asr.frontend.task_conditioned_s3prl import TaskConditionedS3prlFrontend

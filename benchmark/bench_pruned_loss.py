@@ -77,9 +77,9 @@ def _cpu_name() -> str:
 def run_variant(args: argparse.Namespace) -> Dict[str, float]:
     """Build inputs, run one variant, return {'time_s', 'peak_mib', 'loss'}."""
     import torch
+    from espnet2.asr_transducer.joint_network import JointNetwork
 
     import espnet2_ext  # noqa: F401
-    from espnet2.asr_transducer.joint_network import JointNetwork
     from espnet2_ext.asr.transducer.pruned_rnnt_loss import PrunedRNNTLoss, full_rnnt_loss_torchaudio
 
     device = torch.device(args.device)

@@ -29,8 +29,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 import torch  # noqa: E402
+
+import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -348,13 +349,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             decoder, joint, batches, args.beam, length_norm, args.device, base[:2]
         )
         print(
-            f"baseline {args.baseline} greedy:            {tg_base:8.3f} s   ratio baseline/ours {tg_base / tg_ours:6.2f}"
+            f"baseline {args.baseline} greedy:            {tg_base:8.3f} s"
+            f"   ratio baseline/ours {tg_base / tg_ours:6.2f}"
         )
         print(
-            f"baseline {args.baseline} modified beam:     {tb_base:8.3f} s   ratio baseline/ours {tb_base / tb_ours:6.2f}"
+            f"baseline {args.baseline} modified beam:     {tb_base:8.3f} s"
+            f"   ratio baseline/ours {tb_base / tb_ours:6.2f}"
         )
         print(
-            f"identical best outputs vs baseline: greedy {100 * sum(a == b for a, b in zip(g_ours, g_base)) / n_utts:.1f}%"
+            f"identical best outputs vs baseline: "
+            f"greedy {100 * sum(a == b for a, b in zip(g_ours, g_base)) / n_utts:.1f}%"
             f" | beam {100 * sum(a == b for a, b in zip(b_ours, b_base)) / n_utts:.1f}%"
         )
         if enc_time is not None:
@@ -366,7 +370,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             decoder, joint, batches, args.beam, args.stream_chunk, args.device, (BeamStream, GreedyStream)
         )
         print(
-            f"ours   streaming ({args.stream_chunk} frames/chunk, {chunks} chunks): beam {1e3 * sb / chunks:.2f} ms/chunk, "
+            f"ours   streaming ({args.stream_chunk} frames/chunk, {chunks} chunks): "
+            f"beam {1e3 * sb / chunks:.2f} ms/chunk, "
             f"greedy {1e3 * sg / chunks:.2f} ms/chunk"
         )
         if base is not None:
@@ -386,7 +391,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             )
         if args.stream_chunk > 0:
             print(
-                f"ESPnet default beam (per utterance) per {args.stream_chunk}-frame chunk: {1e3 * tb_esp / chunks:.2f} ms"
+                f"ESPnet default beam (per utterance) per {args.stream_chunk}-frame chunk: "
+                f"{1e3 * tb_esp / chunks:.2f} ms"
                 f"   ratio ESPnet/ours streaming beam {tb_esp / sb:6.2f}"
             )
     if to_words is not None and refs:

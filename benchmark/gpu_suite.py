@@ -12,7 +12,7 @@ Sections (each prints its rows; a failing section prints its error and the other
 4. DDP (``torch.nn.parallel.DistributedDataParallel``, NCCL, one process per GPU) of the fine-tuning step when
    the machine has more than one GPU: step time per GPU vs one.
 
-``--tiny``: the same code at tiny sizes on the CPU (``test/test_gpu_suite.py`` runs it), so the suite cannot rot.
+``--tiny``: the same code at tiny sizes on the CPU (``test/benchmark/test_gpu_suite.py`` runs it), so the suite cannot rot.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from typing import Callable, Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 import torch  # noqa: E402
+
+import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 
 CAP_BYTES = 80 * 10**9  # "largest batch at 80 GB"
 Row = List[str]
@@ -63,6 +64,7 @@ class FineTune:
 
     def __init__(self, preset: str, device: torch.device, vocab: int):
         from bench_conditioning_overhead import build
+
         from espnet2_ext.upstream.xlsr_standin import model_cfg_for, save_checkpoint
 
         ckpt = save_checkpoint(str(Path(tempfile.mkdtemp(prefix="gpu_suite_")) / "standin.pt"), model_cfg_for(preset))

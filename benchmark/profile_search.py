@@ -23,10 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
+import bench_search  # noqa: E402
 import torch  # noqa: E402
 
-import bench_search  # noqa: E402
+import espnet2_ext  # noqa: E402,F401  (first: keeps ESPnet's import offline)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -17,8 +17,9 @@ def tiny_trained(tmp_path_factory):
     The XLSR stand-in checkpoint is deleted after training: everything afterwards (reloading, decoding, packing)
     must work from the experiment dir alone, as a packed model must offline.
     """
-    from espnet2_ext.bin.asr_train import main
     from tiny_setup import train_args, write_config, write_data_dir, write_standin
+
+    from espnet2_ext.bin.asr_train import main
 
     root = tmp_path_factory.mktemp("tiny_trained")
     standin = write_standin(root / "tiny.pt")
@@ -41,3 +42,40 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+MULTICHUNK_SIZES = [80, 160]  # ms; test_streaming.SIZES
+
+
+@pytest.fixture(scope="session")
+def multichunk(tiny_trained, tmp_path_factory):
+    """The tiny model fine-tuned a few steps with multi-chunk training (sizes 80, 160 ms and full context)."""
+    import yaml
+    from tiny_setup import train_args, write_config
+
+    from espnet2_ext.bin.asr_train import main
+
+    src_root, data, src = tiny_trained
+    root = tmp_path_factory.mktemp("multichunk")
+    (root / "tokens.txt").write_text((src_root / "tokens.txt").read_text())
+    fc = yaml.safe_load((src / "config.yaml").read_text())["frontend_conf"]
+    fc.update(
+        wav_normalize=False,
+        chunk_size_ms=160,
+        left_chunks=1,
+        attention_sink_frames=2,
+        multichunk_sizes_ms=MULTICHUNK_SIZES + ["full"],
+    )
+    config = write_config(
+        root,
+        root / "unused.pt",
+        frontend_conf=fc,
+        max_epoch=1,
+        num_iters_per_epoch=4,
+        optim_conf={"lr": 0.001},
+        tokenverse_conf={"policy": "label"},
+        init_param=[str(src / "valid.loss.best.pth")],
+    )
+    out = root / "exp"
+    main(train_args(root, data, config, out))
+    return root, data, out

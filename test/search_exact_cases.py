@@ -1,5 +1,5 @@
 """Fixed, seeded tiny transducer models and inputs whose search outputs are pinned in
-``test/data/search_exact.json`` (checked by ``test/test_search_exact.py``).
+``test/fixtures/search_exact.json`` (checked by ``test/asr/test_search_exact.py``).
 
 The fixture records what the searches returned when it was made (before the searches were vectorised, issue #32):
 n-best lists (yseq, score, frames) of ``modified_beam_search``, ``greedy_search_batch`` and the streaming
@@ -12,8 +12,6 @@ Regenerate (only when a change of the outputs is intended, and say so in the com
 
 from __future__ import annotations
 
-import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
-
 import json
 import sys
 from pathlib import Path
@@ -21,7 +19,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-FIXTURE = Path(__file__).resolve().parent / "data" / "search_exact.json"
+import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "search_exact.json"
 D_ENC = 10
 
 # name -> model and input description. ``mask``: {utt: [token ids suppressed]}; ``grammar``: (open, close, closing).

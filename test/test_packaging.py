@@ -9,11 +9,11 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, List, Set
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

@@ -17,7 +17,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from overlay_env import expose, overlay_venv, own_requirements, pip_for, requirement_closure, wheel_requires
 
 ROOT = Path(__file__).resolve().parents[1]

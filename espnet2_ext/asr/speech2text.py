@@ -31,9 +31,9 @@ from espnet2_ext.asr.biasing import DecoderBiasing, biasing_conf
 from espnet2_ext.asr.transducer.search import (
     greedy_search_batch,
     modified_beam_search,
-    token_surface,
     suppress_mask_from_task_mask,
     to_espnet_hypotheses,
+    token_surface,
 )
 from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar, check_blank_penalty
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, task_spec_of

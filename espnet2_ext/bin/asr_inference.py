@@ -7,12 +7,13 @@
 Added options: ``--task_activation`` (default: every task the model was trained with), ``--search_type``
 (shortcut for ``transducer_conf.search_type``; default ``modified_beam_search``), ``--blank_penalty`` (shortcut for
 ``transducer_conf.blank_penalty``, subtracted from the blank logit; default 0), ``--span_grammar`` (shortcut for
-``transducer_conf.span_grammar``: every ``[NE]`` closed by ``[/NE]`` before the turn's next tag), ``--constrained_decoding``,
-``--model_file`` (a packed zip or unpacked dir, offline), ``--audio_mismatch`` (audio at another rate or with
+``transducer_conf.span_grammar``: every ``[NE]`` closed by ``[/NE]`` before the turn's next tag),
+``--constrained_decoding``, ``--model_file`` (a packed zip or unpacked dir, offline), ``--audio_mismatch`` (audio
+at another rate or with
 several channels: ``resample`` to the model's rate and mono, logged once per input format (default), or ``error``).
 ``sound`` inputs are read with soundfile (wav/flac/ogg/opus/mp3) and keep their rate. Per-utterance activation:
-also pass the data dir's ``utt2tasks`` as ``--data_path_and_name_and_type data/test/utt2tasks,tasks,text``. Unlike ESPnet's, ``--batch_size``
-> 1 decodes utterances together (batched encoder and search).
+also pass the data dir's ``utt2tasks`` as ``--data_path_and_name_and_type data/test/utt2tasks,tasks,text``.
+Unlike ESPnet's, ``--batch_size`` > 1 decodes utterances together (batched encoder and search).
 Output: ``<output_dir>/<n>best_recog/{text,token,token_int,score}``, as ESPnet writes them, plus
 ``1best_recog/{ctm,rttm,events.jsonl}`` (word times, segments cut at ``[SCD]``, endpoints and entity spans; see
 docs/data_formats.md; ``--write_times false`` skips them).

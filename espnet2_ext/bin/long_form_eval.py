@@ -4,10 +4,12 @@
     python -m espnet2_ext.bin.long_form_eval measure --out_json run.json -- python -m espnet2_ext.bin.asr_inference ...
     python -m espnet2_ext.bin.long_form_eval place --ref_segments data/lf_conv/ref_segments \
         --utt_decode exp/lf/utt_test --out_dir exp/lf/lf_conv/per_utt
-    python -m espnet2_ext.bin.long_form_eval table --exp_dir exp/long_form --sets lf_conv,lf_10min --out RESULTS_long_form.md
+    python -m espnet2_ext.bin.long_form_eval table --exp_dir exp/long_form --sets lf_conv,lf_10min \
+        --out RESULTS_long_form.md
 
-``make``: the sets (``data/long_form_set.py``). ``measure`` (run it as its own process: the peak is over every child it has waited for): runs a command and writes its wall seconds and the peak
-resident memory of the process tree's largest process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``) as JSON.
+``make``: the sets (``data/long_form_set.py``). ``measure`` (run it as its own process: the peak is over every
+child it has waited for): runs a command and writes its wall seconds and the peak resident memory of the
+process tree's largest process (``getrusage(RUSAGE_CHILDREN).ru_maxrss``) as JSON.
 ``place``: a per-utterance decode moved into the recordings' clock. ``table``: the markdown table from the
 score JSONs (``tokenverse_score``) and the ``measure`` records.
 """

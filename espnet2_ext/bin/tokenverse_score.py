@@ -57,8 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--utt2biasing",
         default=None,
         help="the biasing lists of the decode (utt2biasing, text/biasing_list.py's format; recording ids "
-        "through segments/orig_segments next to --ref or segments next to it): adds U-WER, B-WER, false alarms and list "
-        "phrase recall (JSON 'biasing')",
+        "through segments/orig_segments next to --ref or segments next to it): adds U-WER, B-WER, false alarms "
+        "and list phrase recall (JSON 'biasing')",
     )
     p.add_argument("--out_json", required=True)
     p.add_argument("--model", default=None, help="model name stored in the JSON (for tokenverse_report)")

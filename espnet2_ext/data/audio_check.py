@@ -21,7 +21,6 @@ from espnet2_ext.data.audio_io import (
     TARGET_SAMPLE_RATE,
     conform,
     describe,
-    is_ark,
     is_pipe,  # noqa: F401
     is_plain_path,
     load_audio,

@@ -131,7 +131,8 @@ def _render(utts: Sequence[Utterance]) -> Dict[str, List[str]]:
     if utts and all(u.length is not None for u in utts):
         files["utt2dur"] = [f"{u.utt_id} {u.length:.3f}" for u in utts]
     # Optional per-utterance files that may cover a subset (e.g. conversations with turn times next to read speech).
-    from espnet2_ext.data.ref_turns import FILE_NAME as TURNS_FILE, format_turns
+    from espnet2_ext.data.ref_turns import FILE_NAME as TURNS_FILE
+    from espnet2_ext.data.ref_turns import format_turns
 
     if any(u.turns for u in utts):
         files[TURNS_FILE] = [f"{u.utt_id} {format_turns(u.turns)}" for u in utts if u.turns]

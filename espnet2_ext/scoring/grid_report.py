@@ -28,12 +28,12 @@ from espnet2_ext.scoring.grid_cells import (
     Group,
     Roles,
     Stat,
-    order_groups,
     compare,
     dev_best,
     find_cells,
     make_groups,
     model_info,
+    order_groups,
     save_model_info,
     welch_p,
 )

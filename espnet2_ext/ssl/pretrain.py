@@ -8,8 +8,9 @@ Two objectives over the same S3PRL ``Wav2Vec2Model`` (the architecture the front
 * ``ctc``: supervised multilingual character CTC on the corpus transcripts (a linear head on the last layer),
   the fallback the issue allows when SSL does not reach the targets in the time available.
 
-Only the wav2vec2 weights are exported (:func:`espnet2_ext.ssl.checkpoints.export`): the head is pretraining-only, as XLS-R's
-quantiser and projection heads are. Training is resumable: ``<exp>/checkpoint.pt`` is written atomically every
+Only the wav2vec2 weights are exported (:func:`espnet2_ext.ssl.checkpoints.export`): the head is pretraining-only,
+as XLS-R's quantiser and projection heads are. Training is resumable: ``<exp>/checkpoint.pt`` is written atomically
+every
 ``save_every`` steps and at the end; running the same command again continues from it. This module is the
 configuration and the training loop. The audio, targets, batches and masks come from :mod:`espnet2_ext.ssl.targets`,
 what a step reads (audio or cached CNN features) from :mod:`espnet2_ext.ssl.sources`, the model, losses and
@@ -243,7 +244,7 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
                 el = time.time() - t0
                 state["seconds"] += el
                 t0 = time.time()
-                ml = float(np.mean([l for l, _ in run_loss]))
+                ml = float(np.mean([loss for loss, _ in run_loss]))
                 ma = float(np.mean([a for _, a in run_loss]))
                 state["history"].append({"step": state["step"], "loss": ml, "acc": ma, "seconds": state["seconds"]})
                 run_loss = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
 
 
 class IdentityEncoder(AbsEncoder):

@@ -30,8 +30,8 @@ import os
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
-from espnet2.asr.frontend.s3prl import S3prlFrontend
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.asr.frontend.s3prl import S3prlFrontend
 
 from espnet2_ext.asr.frontend.s3prl_upstream import (
     exact_padding_mask,

@@ -32,8 +32,8 @@ from espnet2_ext.asr.transducer.search_common import (
     SpanGrammar,
     assign_state,
     check_inputs,
-    index_state,
     frame_masks,
+    index_state,
 )
 
 WINDOW = 8  # frames of look-ahead per iteration (see benchmark/README.md for the choice)

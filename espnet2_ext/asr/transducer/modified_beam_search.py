@@ -52,9 +52,9 @@ from espnet2_ext.asr.transducer.search_common import (
     SpanGrammar,
     assign_state,
     check_inputs,
+    frame_masks,
     index_state,
     masked_log_probs,
-    frame_masks,
 )
 
 NEG_INF = float("-inf")

@@ -4,7 +4,12 @@ search, by monkeypatching the joint scorer. For each frame, the log-probs of non
 its projection bias included), as in ILM estimation for RNN-T. Not kept: dev WER rises at every weight
 (RESULTS.md)."""
 
-import os, sys, math, torch
+import math
+import os
+import sys
+
+import torch
+
 import espnet2_ext  # noqa
 import espnet2_ext.asr.transducer.modified_beam_search as MBS
 from espnet2_ext.asr.transducer import search_common as SC
