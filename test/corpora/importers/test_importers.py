@@ -13,11 +13,11 @@ from espnet2_ext.bin import import_commonvoice as cv_cli
 from espnet2_ext.bin import import_jsonl as jsonl_cli
 from espnet2_ext.bin import import_stm as stm_cli
 from espnet2_ext.common import DataError
+from espnet2_ext.corpora.importers.commonvoice import import_commonvoice
+from espnet2_ext.corpora.importers.jsonl_conversations import import_jsonl
+from espnet2_ext.corpora.importers.stm_conversations import import_stm
 from espnet2_ext.data.audio_check import dump_audio
-from espnet2_ext.data.commonvoice import import_commonvoice
-from espnet2_ext.data.jsonl_conversations import import_jsonl
 from espnet2_ext.data.kaldi_dir import read_data_dir, write_data_dir
-from espnet2_ext.data.stm_conversations import import_stm
 from espnet2_ext.data.validate_dir import validate_data_dir
 
 

@@ -79,7 +79,7 @@ _READ_ID = re.compile(r"^(?P<lang>[a-z]+)-[a-z]\d+-(?P<split>.+)-r(?P<index>\d{4
 def planned_entities(utt_ids: Sequence[str], texts: Mapping[str, str], seed: int) -> Dict[str, Tuple[str, ...]]:
     """Entities of mini_tokenverse read utterances (``<lang>-r01-<split>-r0003``) from the corpus plan of ``seed``;
     a ``DataError`` when an id is not a read utterance or the plan's words differ from ``texts`` (another seed)."""
-    from espnet2_ext.data.mini_tokenverse_plan import plan_split
+    from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse_plan import plan_split
 
     wanted: Dict[Tuple[str, str], int] = {}
     for utt in utt_ids:
@@ -152,7 +152,7 @@ def distractor_order(
 
 def language_pools(langs: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
     """Every open name (all entity types) per language, for the languages ``name_pools`` has."""
-    from espnet2_ext.data.name_pools import name_pools, supported_languages
+    from espnet2_ext.corpora.mini_tokenverse.name_pools import name_pools, supported_languages
 
     missing = sorted(set(langs) - set(supported_languages()))
     if missing:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from espnet2_ext.common import DataError
+from espnet2_ext.corpora.importers.stm_conversations import Segment, chunk_segments, chunks_to_utts
 from espnet2_ext.data.audio_check import wav_scp_entry, write_dirs
 from espnet2_ext.data.kaldi_dir import Utterance, c_sort_key, normalize_words
-from espnet2_ext.data.stm_conversations import Segment, chunk_segments, chunks_to_utts
 from espnet2_ext.data.utt2tasks import parse_tasks_field
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
 

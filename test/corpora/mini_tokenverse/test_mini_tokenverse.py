@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 
 import espnet2_ext  # noqa: F401
-from espnet2_ext.data import mini_tokenverse as M
-from espnet2_ext.data import mini_tokenverse_plan as P
-from espnet2_ext.data import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse as M
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
 from espnet2_ext.data.kaldi_dir import read_data_dir
 from espnet2_ext.data.validate_dir import validate_data_dir
 from espnet2_ext.task_spec import TaskSpec
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("mtv")
     log = []
-    dirs = M.prepare(root / "data", seed=0, size="debug", nj=2, log=log.append)
+    dirs = M.prepare_mini_tokenverse(root / "data", seed=0, size="debug", nj=2, log=log.append)
     return root, dirs, log
 
 
@@ -96,7 +96,7 @@ def test_rerun_is_idempotent_and_repairs(corpus):
     mtimes = {p.name: p.stat().st_mtime_ns for p in wav_dir.glob("*.wav")}
     text_before = (root / "data" / "train" / "text").read_text()
     log = []
-    M.prepare(root / "data", seed=0, size="debug", log=log.append)
+    M.prepare_mini_tokenverse(root / "data", seed=0, size="debug", log=log.append)
     assert "synthesising 0" in log[0]
     assert {p.name: p.stat().st_mtime_ns for p in wav_dir.glob("*.wav")} == mtimes
     victim = wav_dir / f"{dirs['train'][0].utt_id}.wav"
@@ -104,7 +104,7 @@ def test_rerun_is_idempotent_and_repairs(corpus):
     (wav_dir / f"{dirs['dev'][0].utt_id}.wav").write_bytes(b"damaged")
     (wav_dir / f".{victim.stem}.0badc0de.tmp.wav").write_bytes(b"left by a SIGKILLed run")
     log = []
-    M.prepare(root / "data", seed=0, size="debug", log=log.append)
+    M.prepare_mini_tokenverse(root / "data", seed=0, size="debug", log=log.append)
     assert "synthesising 2" in log[0]
     assert _md5s(wav_dir) == before
     assert not list(wav_dir.glob(".*.tmp.wav"))

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from espnet2_ext.data import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, language_token
 
 CONV_TASKS = ("asr", "scd", "endp", "ner", "lid")
@@ -217,7 +217,7 @@ def plan_split(
     read_pool = voices["read"] + (voices["read_unseen"] if split != "train" else [])
     pick_read, read_tag = pick_entity, ""
     if read_names:
-        from espnet2_ext.data.name_pools import name_pools
+        from espnet2_ext.corpora.mini_tokenverse.name_pools import name_pools
 
         pools, names_rng = name_pools(lang), _rng(seed, lang, split, "read-names")
         read_tag = f"n{read_names_percent(read_names):03d}-"

@@ -8,10 +8,10 @@ import pytest
 
 import espnet2_ext  # noqa: F401
 from espnet2_ext.bin.prepare_mini_tokenverse import main as prepare_main
-from espnet2_ext.data import mini_tokenverse as M
-from espnet2_ext.data import mini_tokenverse_plan as P
-from espnet2_ext.data import mini_tokenverse_words as W
-from espnet2_ext.data import name_pools as N
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse as M
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import name_pools as N
 from espnet2_ext.data.kaldi_dir import read_data_dir
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN
 
@@ -112,7 +112,7 @@ def test_bad_shares_are_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="steps of 0.01"):
         P.plan_corpus(0, "debug", train_read=3, read_names=0.505)
     with pytest.raises(ValueError, match="give train_read too"):
-        M.prepare(tmp_path / "data", size="debug", read_names=0.5)
+        M.prepare_mini_tokenverse(tmp_path / "data", size="debug", read_names=0.5)
     assert (
         prepare_main(["--out_dir", str(tmp_path / "d"), "--size", "debug", "--train_read", "3", "--read_names", "-0.2"])
         != 0
@@ -125,10 +125,10 @@ def test_bad_shares_are_refused(tmp_path, capsys):
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("espeak-ng", "sox")), reason="needs espeak-ng and sox")
 def test_prepare_writes_a_named_dir_beside_the_plain_one(tmp_path):
     data = tmp_path / "data"
-    M.prepare(data, seed=0, size="debug", nj=2, train_read=4, log=lambda _: None)
+    M.prepare_mini_tokenverse(data, seed=0, size="debug", nj=2, train_read=4, log=lambda _: None)
     plain_before = read_data_dir(data / "train_read4")
     mtimes = {u.wav: os.stat(u.wav).st_mtime_ns for u in plain_before}
-    dirs = M.prepare(data, seed=0, size="debug", nj=2, train_read=4, read_names=1.0, log=lambda _: None)
+    dirs = M.prepare_mini_tokenverse(data, seed=0, size="debug", nj=2, train_read=4, read_names=1.0, log=lambda _: None)
     assert "train_read4_names100" in dirs and "train_read4" not in dirs
     named = read_data_dir(data / "train_read4_names100")
     assert read_data_dir(data / "train_read4") == plain_before  # untouched, and its wavs were not re-synthesised

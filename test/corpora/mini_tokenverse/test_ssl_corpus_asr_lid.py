@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from espnet2_ext.data import ssl_corpus as S
+from espnet2_ext.corpora.mini_tokenverse import ssl_corpus as S
 from espnet2_ext.data.kaldi_dir import read_data_dir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 HAVE_TOOLS = all(shutil.which(t) for t in ("espeak-ng", "sox"))
 
 

@@ -24,9 +24,9 @@ import re
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from espnet2_ext.data import mini_tokenverse as M
-from espnet2_ext.data import mini_tokenverse_plan as P
-from espnet2_ext.data import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse as M
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
 
 LANGUAGES: Tuple[str, ...] = W.LANGUAGES
 # espeak-ng 1.51 variants that sound like a person (robot, whisper and croak voices left out) and that the mini
@@ -268,7 +268,7 @@ def corpus_name(hours: float, seed: int, n_words: int = N_WORDS) -> str:
     return f"h{hours:g}-seed{seed}" + (f"-w{n_words}" if n_words != N_WORDS else "")
 
 
-def prepare(
+def prepare_ssl_corpus(
     out_dir,
     hours: float = 4.0,
     seed: int = 0,

@@ -2,8 +2,8 @@
 determinism."""
 
 import espnet2_ext  # noqa: F401
-from espnet2_ext.data import mini_tokenverse_plan as P
-from espnet2_ext.data import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
 from espnet2_ext.text.strip_tasks import entities
 
 

@@ -31,8 +31,13 @@ import numpy as np
 import soundfile as sf
 
 from espnet2_ext.common import atomic_output, atomic_write_text
-from espnet2_ext.data import mini_tokenverse_words as W
-from espnet2_ext.data.mini_tokenverse_plan import PlannedUtt, plan_corpus, plan_extension, read_names_percent
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse_plan import (
+    PlannedUtt,
+    plan_corpus,
+    plan_extension,
+    read_names_percent,
+)
 
 SAMPLE_RATE = 16000
 
@@ -231,7 +236,7 @@ def ref_turns(plan: PlannedUtt, bounds: Sequence[Sequence[float]]) -> tuple:
     return tuple(RefTurn(float(s), float(e), t.voice.speaker_id) for (s, e), t in zip(bounds, plan.turns))
 
 
-def prepare(
+def prepare_mini_tokenverse(
     out_dir,
     seed: int = 0,
     size: str = "default",

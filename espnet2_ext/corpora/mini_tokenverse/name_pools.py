@@ -17,7 +17,7 @@ import functools
 import importlib
 from typing import Dict, FrozenSet, Iterable, Tuple
 
-from espnet2_ext.data import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
 
 # Faker locale -> the provider attributes each entity type is read from (tuples, dicts or (code, name) pairs).
 _SOURCES: Dict[str, Tuple[Tuple[str, Dict[str, Tuple[str, ...]]], ...]] = {

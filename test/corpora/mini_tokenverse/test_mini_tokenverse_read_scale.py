@@ -9,8 +9,8 @@ import pytest
 
 import espnet2_ext  # noqa: F401
 from espnet2_ext.bin.prepare_mini_tokenverse import get_parser
-from espnet2_ext.data import mini_tokenverse as M
-from espnet2_ext.data import mini_tokenverse_plan as P
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse as M
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
 from espnet2_ext.data.kaldi_dir import read_data_dir
 
 
@@ -77,7 +77,7 @@ def test_bad_values_are_refused(tmp_path):
     with pytest.raises(ValueError, match="train_read must be >= 0"):
         P.plan_corpus(0, "debug", train_read=-1)
     with pytest.raises(ValueError, match="no_partial"):
-        M.prepare(tmp_path / "data", size="debug", partial=False, train_read=4)
+        M.prepare_mini_tokenverse(tmp_path / "data", size="debug", partial=False, train_read=4)
     assert get_parser().parse_args(["--train_read", "7"]).train_read == 7
     assert get_parser().parse_args([]).train_read is None
 
@@ -85,7 +85,7 @@ def test_bad_values_are_refused(tmp_path):
 @pytest.mark.skipif(not all(shutil.which(t) for t in ("espeak-ng", "sox")), reason="needs espeak-ng and sox")
 def test_prepare_writes_a_separate_train_read_dir(tmp_path):
     log = []
-    dirs = M.prepare(tmp_path / "data", seed=0, size="debug", nj=2, train_read=4, log=log.append)
+    dirs = M.prepare_mini_tokenverse(tmp_path / "data", seed=0, size="debug", nj=2, train_read=4, log=log.append)
     assert sorted(dirs) == ["dev", "test", "test_partial", "train", "train_full_only", "train_read4"]
     data = tmp_path / "data"
     train, big, conv = (read_data_dir(data / n) for n in ("train", "train_read4", "train_full_only"))
@@ -122,5 +122,5 @@ def test_dev_read_adds_a_read_dev_set_and_changes_nothing_else(tmp_path):
     with pytest.raises(ValueError, match="dev_read must be >= 0"):
         P.plan_corpus(0, "debug", dev_read=-2)
     with pytest.raises(ValueError, match="no_partial"):
-        M.prepare(tmp_path / "data", size="debug", partial=False, dev_read=3)
+        M.prepare_mini_tokenverse(tmp_path / "data", size="debug", partial=False, dev_read=3)
     assert get_parser().parse_args(["--dev_read", "25"]).dev_read == 25

@@ -1,4 +1,5 @@
-"""Evaluation biasing lists (espnet2_ext.data.biasing_lists, bin/make_biasing_lists): Le et al.'s protocol."""
+"""Evaluation biasing lists (espnet2_ext.corpora.mini_tokenverse.biasing_lists, bin/make_biasing_lists): Le et al.'s
+protocol."""
 
 import json
 
@@ -6,9 +7,9 @@ import pytest
 
 from espnet2_ext.bin.make_biasing_lists import main as cli
 from espnet2_ext.common import DataError
-from espnet2_ext.data.biasing_lists import make_lists
+from espnet2_ext.corpora.mini_tokenverse.biasing_lists import make_lists
+from espnet2_ext.corpora.mini_tokenverse.name_pools import entity_words, name_pools
 from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
-from espnet2_ext.data.name_pools import entity_words, name_pools
 from espnet2_ext.text.biasing_list import read_utt2biasing
 
 CONV = ("asr", "scd", "endp", "ner", "lid")
@@ -110,7 +111,7 @@ def test_conversation_kind_skipped_when_each_utterance_is_one(data, tmp_path, ca
 
 
 def test_read_speech_entities_from_the_corpus_plan(tmp_path):
-    from espnet2_ext.data.mini_tokenverse_plan import plan_split
+    from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse_plan import plan_split
 
     plans = plan_split("en", "test_partial", 0, 3, seed=0)
     wav = str(tmp_path / "x.wav")
