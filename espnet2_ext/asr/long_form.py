@@ -39,6 +39,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet2_ext.asr.audio_input import pad_batch
 from espnet2_ext.asr.vad import SAMPLE_RATE, VADConfig, speech_regions
 from espnet2_ext.text.time_outputs import ENDP, SCD, surface
 
@@ -154,33 +155,23 @@ def decode_pieces(
     reader,
     pieces: Sequence[Piece],
     batch_size: int,
-    task_activation=None,
-    task_mask: Optional[torch.Tensor] = None,
+    task_mask: torch.Tensor,
     biasing=None,
 ) -> List[Tuple[List[str], List[float], float]]:
     """(tokens, times in seconds from the piece's fed start = start - context, score) of each piece; pieces are
-    read and decoded ``batch_size`` at a time (the only audio in memory). ``biasing``: the recording's biasing
-    list (every piece gets it; its graph is built once), or None."""
+    read and decoded ``batch_size`` at a time (the only audio in memory). ``task_mask`` [1, 1+K]: the tasks of
+    every piece. ``biasing``: the recording's biasing list (every piece gets it; its graph is built once), or
+    None."""
     out = []
     for i in range(0, len(pieces), batch_size):
         batch = pieces[i : i + batch_size]
         wavs = [torch.from_numpy(reader.read(p.start - p.context, p.end)) for p in batch]
-        lengths = torch.tensor([w.numel() for w in wavs])
         # padded to a whole number of seconds: few distinct tensor sizes, so freed memory is reused (the
         # valid frames do not depend on the padding: batched == one by one, tested)
-        width = -(-int(lengths.max()) // SAMPLE_RATE) * SAMPLE_RATE
-        speech = torch.zeros(len(batch), width)  # speech: [B, S], S <= piece + context + 1 s
-        for j, w in enumerate(wavs):
-            speech[j, : w.numel()] = w
-        mask = None if task_mask is None else task_mask.view(1, -1).expand(len(batch), -1)
-        results = s2t.decode_batch(
-            speech,
-            lengths,
-            task_mask=mask,
-            task_activation=task_activation,
-            with_frames=True,
-            biasing=None if biasing is None else [biasing] * len(batch),
-        )
+        speech, lengths = pad_batch(wavs, SAMPLE_RATE)  # speech: [B, S], S <= piece + context + 1 s
+        mask = task_mask.view(1, -1).expand(len(batch), -1)  # task_mask: [B, 1+K]
+        one_each = None if biasing is None else [biasing] * len(batch)
+        results = s2t.decode_masked(speech, lengths, mask, with_frames=True, biasing=one_each)
         for nbest in results:
             if not nbest:
                 out.append(([], [], 0.0))
@@ -275,9 +266,10 @@ def stitch(spec, segments: List[Segment], cut_rule: str, scd_token: str = SCD) -
 
 # ---- whole recordings --------------------------------------------------------------------------------------
 def decode_segmented(
-    s2t, reader, recording: str, opts: LongFormOptions, task_activation=None, whole: bool = False, biasing=None
+    s2t, reader, recording: str, opts: LongFormOptions, task_mask: torch.Tensor, whole: bool = False, biasing=None
 ) -> RecordingResult:
-    """Segment mode (``whole``: one piece = the recording, no VAD) for one ``RecordingReader``."""
+    """Segment mode (``whole``: one piece = the recording, no VAD) for one ``RecordingReader``; ``task_mask``
+    [1, 1+K]."""
     n = len(reader)
     result = RecordingResult(recording, n / float(reader.target_rate), [])
     if n < MIN_SAMPLES:
@@ -291,7 +283,7 @@ def decode_segmented(
             result.note = f"the VAD ({opts.vad.kind}) found no speech"
             return result
         pieces = plan_pieces(regions, n, opts, reader.target_rate)
-    decoded = decode_pieces(s2t, reader, pieces, opts.batch_size, task_activation, biasing=biasing)
+    decoded = decode_pieces(s2t, reader, pieces, opts.batch_size, task_mask, biasing=biasing)
     result.segments = inherit_language(
         [piece_segment(s2t.spec, p, *d, rate=reader.target_rate) for p, d in zip(pieces, decoded)]
     )
@@ -302,10 +294,16 @@ def decode_segmented(
 
 
 def decode_streamed(
-    stream_s2t, reader, recording: str, opts: LongFormOptions, task_activation=None, block_s: float = 1.0, biasing=None
+    stream_s2t,
+    reader,
+    recording: str,
+    opts: LongFormOptions,
+    task_mask: torch.Tensor,
+    block_s: float = 1.0,
+    biasing=None,
 ) -> RecordingResult:
     """Stream mode: the recording fed block by block to a ``TokenVerseStreamingSpeech2Text``; the stream restarts
-    at an ``[ENDP]`` after ``target_segment_s``, or after ``max_segment_s`` without one."""
+    at an ``[ENDP]`` after ``target_segment_s``, or after ``max_segment_s`` without one. ``task_mask``: [1, 1+K]."""
     rate, n = reader.target_rate, len(reader)
     result = RecordingResult(recording, n / float(rate), [])
     if n < MIN_SAMPLES:
@@ -314,8 +312,8 @@ def decode_streamed(
     stream_s2t.reset()
     seg_start, fed = 0, 0
     for start, x in reader.blocks(int(block_s * rate)):
-        # the list is taken on the first call of each restarted stream
-        nbest = stream_s2t(x, is_final=False, task_activation=task_activation, biasing=biasing)
+        # the tasks and the list are taken on the first call of each restarted stream
+        nbest = stream_s2t(x, is_final=False, task_mask=task_mask, biasing=biasing)
         fed = start + x.size
         run_s = (fed - seg_start) / rate
         last = surface(nbest[0][1][-1]) if nbest and nbest[0][1] else None

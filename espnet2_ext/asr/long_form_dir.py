@@ -78,10 +78,10 @@ def _streams(s2t) -> bool:
 
 
 def decode_recording(
-    s2t, reader: RecordingReader, recording: str, opts: LongFormOptions, task_activation=None, biasing=None
+    s2t, reader: RecordingReader, recording: str, opts: LongFormOptions, task_mask, biasing=None
 ) -> RecordingResult:
-    """One recording with the mode of ``opts`` (``auto`` resolved here by length and model); ``biasing``: the
-    recording's biasing list (a call's CRM record), or None."""
+    """One recording with the mode of ``opts`` (``auto`` resolved here by length and model), its tasks the mask
+    ``task_mask`` [1, 1+K]; ``biasing``: the recording's biasing list (a call's CRM record), or None."""
     mode = opts.mode
     if mode == "auto":
         mode = "none" if reader.duration <= opts.max_segment_s else ("stream" if _streams(s2t) else "segment")
@@ -91,13 +91,13 @@ def decode_recording(
                 "--long_form stream needs the streaming decoder: add --streaming true --chunk_size_ms "
                 "N (a model trained multi-chunk), or use --long_form segment"
             )
-        return decode_streamed(s2t, reader, recording, opts, task_activation, biasing=biasing)
-    return decode_segmented(s2t, reader, recording, opts, task_activation, whole=mode == "none", biasing=biasing)
+        return decode_streamed(s2t, reader, recording, opts, task_mask, biasing=biasing)
+    return decode_segmented(s2t, reader, recording, opts, task_mask, whole=mode == "none", biasing=biasing)
 
 
-def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_activation=None, biasing_of=None):
-    """(results, failures, stats): every recording tried; failures are (recording, one-line reason).
-    ``biasing_of``: recording id -> its biasing list (or None)."""
+def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_mask, biasing_of=None):
+    """(results, failures, stats): every recording tried with the tasks ``task_mask`` [1, 1+K]; failures are
+    (recording, one-line reason). ``biasing_of``: recording id -> its biasing list (or None)."""
     results: List[RecordingResult] = []
     failures: List[tuple] = []
     stats = []
@@ -106,7 +106,7 @@ def decode_recordings(s2t, entries: Dict[str, str], opts: LongFormOptions, task_
         try:
             reader = RecordingReader(entry, s2t.sample_rate)
             result = decode_recording(
-                s2t, reader, rec, opts, task_activation, biasing=None if biasing_of is None else biasing_of(rec)
+                s2t, reader, rec, opts, task_mask, biasing=None if biasing_of is None else biasing_of(rec)
             )
         except DataError as e:
             logging.error(f"{rec}: not decoded: {e}")
@@ -160,18 +160,18 @@ def write_results(
             write_time_outputs(tmp, utts, s2t.spec, subword, labels)
 
 
-def decode_recordings_to_dir(
-    s2t, args, output_dir: str, task_activation=None, biasing_of=None
-) -> List[RecordingResult]:
+def decode_recordings_to_dir(s2t, args, output_dir: str, task_mask, biasing_of=None) -> List[RecordingResult]:
     """``asr_inference``'s long-form path: the ``wav.scp`` of ``--data_path_and_name_and_type`` decoded
-    recording by recording into ``<output_dir>/1best_recog``; ``biasing_of``: recording id -> biasing list."""
+    recording by recording into ``<output_dir>/1best_recog``, every recording with the tasks ``task_mask``
+    [1, 1+K] (a tasks file names utterances, not recordings: not used here); ``biasing_of``: recording id ->
+    biasing list."""
     from espnet2_ext.data.kaldi_dir import read_table
 
     scp = sound_scp(args)
     if scp is None:
         raise ValueError("--long_form needs a 'sound' input: --data_path_and_name_and_type data/x/wav.scp,speech,sound")
     entries = read_table(scp, strict=False).values
-    results, failures, stats = decode_recordings(s2t, entries, options_of(args), task_activation, biasing_of)
+    results, failures, stats = decode_recordings(s2t, entries, options_of(args), task_mask, biasing_of)
     write_results(
         s2t,
         results,

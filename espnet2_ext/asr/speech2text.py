@@ -15,8 +15,6 @@ the paper's Table IV).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,47 +22,49 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from espnet2.asr.transducer.beam_search_transducer import Hypothesis as TransHypothesis
 from espnet2.bin.asr_inference import Speech2Text
 
+from espnet2_ext.asr import search_driver
+from espnet2_ext.asr.audio_input import AUDIO_MISMATCH, AudioPreparer, model_sample_rate
 from espnet2_ext.asr.biasing import DecoderBiasing, biasing_conf
-from espnet2_ext.asr.transducer.search import (
-    greedy_search_batch,
-    modified_beam_search,
-    suppress_mask_from_task_mask,
-    to_espnet_hypotheses,
-    token_surface,
-)
-from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar, check_blank_penalty
-from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, task_spec_of
+from espnet2_ext.asr.espnet_search import ESPNET_SEARCHES, decode_espnet
+from espnet2_ext.asr.search_driver import OUR_SEARCHES, build_span_grammar
+from espnet2_ext.asr.transducer.search import token_surface
+from espnet2_ext.asr.transducer.search_common import SpanGrammar, check_blank_penalty
+from espnet2_ext.task_spec import task_spec_of
 
-OUR_SEARCHES = ("modified_beam_search", "greedy")
-ESPNET_SEARCHES = ("default", "tsd", "alsd", "nsc", "maes", "mbg")
-AUDIO_MISMATCH = ("resample", "error")  # what to do with audio at another rate / with several channels
-_MAX_CHANNELS = 16  # a 2-D array whose smaller side is at most this is (samples, channels) or (channels, samples)
-
-
-def model_sample_rate(train_args) -> int:
-    """The rate the model was trained on: ``frontend_conf.fs`` (ESPnet also accepts ``16k``), default 16 kHz."""
-    fs = (getattr(train_args, "frontend_conf", None) or {}).get("fs", 16000)
-    if isinstance(fs, str):
-        import humanfriendly
-
-        fs = humanfriendly.parse_size(fs)
-    return int(fs)
+# re-exported: the CLIs and users import them from here
+__all__ = [
+    "AUDIO_MISMATCH",
+    "ESPNET_SEARCHES",
+    "OUR_SEARCHES",
+    "TokenVerseSpeech2Text",
+    "model_sample_rate",
+    "unpack_model",
+]
 
 
-class _MaskedJoint(torch.nn.Module):
-    """Joint network plus a fixed logit bias [V] (ESPnet searches): -1e9 on suppressed tokens, minus the blank
-    penalty on blank."""
-
-    def __init__(self, joint: torch.nn.Module, penalty: torch.Tensor):
-        super().__init__()
-        self.joint, self.penalty = joint, penalty
-
-    def forward(self, *args, **kwargs):
-        out = self.joint(*args, **kwargs)
-        return out + self.penalty.to(out.device, out.dtype)
+def _search_conf(transducer_conf: Optional[Dict]) -> tuple:
+    """``transducer_conf`` -> (search type, blank penalty, span grammar on?, the rest for ESPnet), validated."""
+    conf = dict(transducer_conf or {})
+    search_type = conf.pop("search_type", "modified_beam_search")
+    # subtracted from the blank logit in every search (ours and ESPnet's); ESPnet's own searches know no such key
+    blank_penalty = check_blank_penalty(conf.pop("blank_penalty", 0.0))
+    # well-formed [NE] ... [/NE] (search_common.SpanGrammar): our searches only, ESPnet's know no such rule
+    span_grammar = conf.pop("span_grammar", False)
+    if not isinstance(span_grammar, bool):
+        raise ValueError(f"transducer_conf.span_grammar must be true or false, got {span_grammar!r}")
+    if search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
+        raise ValueError(
+            f"transducer_conf.search_type '{search_type}' is unknown: choose one of "
+            f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}"
+        )
+    if span_grammar and search_type not in OUR_SEARCHES:
+        raise ValueError(
+            f"transducer_conf.span_grammar works with the searches {', '.join(OUR_SEARCHES)}, not "
+            f"ESPnet's '{search_type}': drop span_grammar or change search_type"
+        )
+    return search_type, blank_penalty, span_grammar, conf
 
 
 class TokenVerseSpeech2Text(Speech2Text):
@@ -85,24 +85,7 @@ class TokenVerseSpeech2Text(Speech2Text):
     ):
         if audio_mismatch not in AUDIO_MISMATCH:
             raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
-        conf = dict(transducer_conf or {})
-        self.search_type = conf.pop("search_type", "modified_beam_search")
-        # subtracted from the blank logit in every search (ours and ESPnet's); ESPnet's own searches know no such key
-        self.blank_penalty = check_blank_penalty(conf.pop("blank_penalty", 0.0))
-        # well-formed [NE] ... [/NE] (search_common.SpanGrammar): our searches only, ESPnet's know no such rule
-        self.span_grammar = conf.pop("span_grammar", False)
-        if not isinstance(self.span_grammar, bool):
-            raise ValueError(f"transducer_conf.span_grammar must be true or false, got {self.span_grammar!r}")
-        if self.search_type not in OUR_SEARCHES + ESPNET_SEARCHES:
-            raise ValueError(
-                f"transducer_conf.search_type '{self.search_type}' is unknown: choose one of "
-                f"{', '.join(OUR_SEARCHES + ESPNET_SEARCHES)}"
-            )
-        if self.span_grammar and self.search_type not in OUR_SEARCHES:
-            raise ValueError(
-                f"transducer_conf.span_grammar works with the searches {', '.join(OUR_SEARCHES)}, not "
-                f"ESPnet's '{self.search_type}': drop span_grammar or change search_type"
-            )
+        self.search_type, self.blank_penalty, self.span_grammar, conf = _search_conf(transducer_conf)
         bias_conf = biasing_conf(conf, biasing_weight, biasing_mode, biasing_close_bonus)  # [biasing]
         espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
         super().__init__(
@@ -125,52 +108,20 @@ class TokenVerseSpeech2Text(Speech2Text):
         self.beam_size, self.constrained = beam_size, constrained_decoding
         self.default_active = self.parse_activation(task_activation)
         self.token_list = list(self.asr_model.token_list)
-        self._grammar = self._build_span_grammar() if self.span_grammar else None  # token ids: once per model
+        # token ids of the span rule: once per model
+        self._grammar = build_span_grammar(self.token_list, self.spec) if self.span_grammar else None
         self.sample_rate, self.audio_mismatch = model_sample_rate(self.asr_train_args), audio_mismatch
-        self._formats_logged: set = set()
+        self.audio = AudioPreparer(self.sample_rate, audio_mismatch)
         self.biasing = DecoderBiasing(
-            bias_conf,
-            self.token_list,
-            self.tokenizer,
-            self.converter,  # [biasing]
-            self.asr_model.blank_id,
-            token_surface,
+            bias_conf, self.token_list, self.tokenizer, self.converter, self.asr_model.blank_id, token_surface
         )
 
     # ---- audio input --------------------------------------------------------------------------------
-    def prepare_audio(self, speech, sample_rate: Optional[int] = None, name: str = "input"):
-        """Audio at any rate and channel count -> mono at the model's rate (soxr), one log line per new input
-        format; with ``audio_mismatch='error'`` a ``ValueError`` instead. ``sample_rate=None`` means the model's
-        rate. 2-D input is ``(samples, channels)`` as soundfile returns it, or ``(channels, samples)`` as
-        torchaudio does (the smaller side is the channels)."""
-        from espnet2_ext.data.audio_io import conform, describe
+    def prepare_audio(self, speech, sample_rate: Optional[int] = None, name: str = "input") -> np.ndarray:
+        """Audio at any rate and channel count -> mono at the model's rate (``audio_input.AudioPreparer``)."""
+        return self.audio(speech, sample_rate, name)
 
-        x = speech.detach().cpu().numpy() if isinstance(speech, torch.Tensor) else np.asarray(speech)
-        rate = int(sample_rate) if sample_rate is not None else self.sample_rate
-        if x.ndim == 2 and min(x.shape) <= _MAX_CHANNELS and x.shape[0] != x.shape[1]:
-            x = x if x.shape[1] < x.shape[0] else x.T  # x: [T, C]
-        elif x.ndim != 1:
-            raise ValueError(
-                f"{name}: audio of shape {tuple(x.shape)}: give a 1-D array of samples, or 2-D (samples, channels)"
-            )
-        channels = 1 if x.ndim == 1 else x.shape[1]
-        if rate == self.sample_rate and channels == 1:
-            return x.reshape(-1)  # x: [T]
-        got, want = describe(rate, channels), describe(self.sample_rate, 1)
-        if self.audio_mismatch == "error":
-            raise ValueError(
-                f"{name}: audio is {got} but the model expects {want}; convert it (sox in.wav -r "
-                f"{self.sample_rate} -c 1 out.wav) or decode with --audio_mismatch resample"
-            )
-        if (rate, channels) not in self._formats_logged:
-            self._formats_logged.add((rate, channels))
-            logging.warning(
-                f"{name}: audio is {got}; converting to {want}, the model's rate (soxr; "
-                f"--audio_mismatch error refuses such input instead)"
-            )
-        return conform(x.astype(np.float32, copy=False), rate, self.sample_rate)
-
-    # ---- activation ---------------------------------------------------------------------------------
+    # ---- the task selection: names -> mask, at the public calls only ----------------------------------
     @property
     def model_tasks(self) -> tuple:
         """Every task the model was trained with, primary first (the task mask's columns)."""
@@ -180,11 +131,17 @@ class TokenVerseSpeech2Text(Speech2Text):
         """Validate a task set (``TaskSpec.active_tasks``); None means every task the model was trained with."""
         return self.spec.active_tasks(activation, "--task_activation")
 
-    def _masks(self, batch: int, task_mask: Optional[torch.Tensor], activation) -> torch.Tensor:
+    def task_mask(self, task_activation=None, batch: int = 1) -> torch.Tensor:
+        """The one step from task names to the task mask: ``task_activation`` (names, a comma-separated string, or
+        None = the constructor's ``task_activation``) -> ``task_mask`` [B, 1+K] (0/1 over ``model_tasks``)."""
+        active = self.parse_activation(task_activation) if task_activation is not None else self.default_active
+        return torch.tensor([self.spec.mask(active)] * batch, dtype=torch.long)  # task_mask: [B, 1+K]
+
+    def _selection(self, batch: int, task_activation, task_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """What a public call was given -> ``task_mask`` [B, 1+K]: its mask as it is, else its names."""
         if task_mask is not None:
             return task_mask.long().view(batch, -1)
-        active = self.parse_activation(activation) if activation is not None else self.default_active
-        return torch.tensor([self.spec.mask(active)] * batch, dtype=torch.long)
+        return self.task_mask(task_activation, batch)
 
     # ---- decoding -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -196,27 +153,15 @@ class TokenVerseSpeech2Text(Speech2Text):
         sample_rate: Optional[int] = None,
         biasing=None,
     ):
-        """ESPnet's single-utterance call, plus the tasks to activate. Returns [(text, tokens, ids, hyp)].
-        ``biasing``: one list of phrases to pull the search toward (see ``decode_batch``).
+        """ESPnet's single-utterance call, plus the tasks to activate (names, or ``task_mask`` [1, 1+K]). Returns
+        [(text, tokens, ids, hyp)]. ``biasing``: one list of phrases to pull the search toward (see
+        ``decode_batch``).
 
         ``speech``: samples (``sample_rate``: their rate, default the model's; several channels are averaged) or an
         audio file path (any format soundfile reads). Other rates are resampled, see ``prepare_audio``."""
-        if isinstance(speech, (str, Path)):
-            from espnet2_ext.data.audio_io import load_audio
-
-            speech, sample_rate = load_audio(str(speech))
-        speech = torch.as_tensor(self.prepare_audio(speech, sample_rate))
-        mask = self._masks(1, task_mask, task_activation).to(self.device)
-        lengths = torch.tensor([speech.size(-1)])
-        if self.search_type in OUR_SEARCHES:
-            one = None if biasing is None else [biasing]  # [biasing] this utterance's list
-            return self.decode_batch(speech.view(1, -1), lengths, mask, biasing=one)[0]
-        self.biasing.graphs(biasing, 1, False, self.search_type)  # [biasing] ESPnet's searches refuse a list
-        # ESPnet's search on our encoder output: ESPnet's __call__ minus its encode (which takes no mask).
-        speech = speech.view(1, -1).to(self.device, getattr(torch, self.dtype))  # speech: [1, S]
-        enc, _ = self.asr_model.encode(speech, lengths.to(self.device), task_mask=mask)  # enc: [1, T, D]
-        with self._espnet_search_constrained(mask[0]):
-            return self._decode_single_sample(enc[0])
+        speech, lengths = self.audio.utterance(speech, sample_rate)  # speech: [1, S], lengths: [1]
+        mask = self._selection(1, task_activation, task_mask)  # task_mask: [1, 1+K]
+        return self.decode_masked(speech, lengths, mask, biasing=None if biasing is None else [biasing])[0]
 
     @torch.no_grad()
     def decode_batch(
@@ -228,7 +173,8 @@ class TokenVerseSpeech2Text(Speech2Text):
         with_frames: bool = False,
         biasing=None,
     ) -> List[list]:
-        """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp).
+        """Batched encoder + batched search: per utterance, the n-best list of (text, tokens, ids, hyp). The tasks:
+        ``task_mask`` [B, 1+K], else the names ``task_activation`` (None: the constructor's).
 
         ``biasing`` (contextual biasing, our searches): None; one list for every utterance (a ``BiasingList`` of
         ``text/biasing_list.py`` or a list of phrase strings); or one entry per utterance (a list or None). An empty
@@ -236,47 +182,31 @@ class TokenVerseSpeech2Text(Speech2Text):
 
         Our searches always give ``hyp.frames`` (encoder frame of each token; seconds = frame x
         ``self.frame_shift``). ESPnet's searches keep no frames: ``with_frames`` force-aligns their hypotheses."""
-        batch = speech.size(0)
-        mask = self._masks(batch, task_mask, task_activation).to(self.device)
-        # [biasing] None, or one ContextGraph (or None) per utterance
-        graphs = self.biasing.graphs(biasing, batch, self.search_type in OUR_SEARCHES, self.search_type)
-        if self.search_type not in OUR_SEARCHES:
-            out = [self(speech[i, : int(speech_lengths[i])], task_mask=mask[i : i + 1]) for i in range(batch)]
-            return self._force_aligned(speech, speech_lengths, mask, out) if with_frames else out
-        speech = speech.to(self.device, getattr(torch, self.dtype))
-        enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=mask)
-        if isinstance(enc, tuple):
-            enc = enc[0]
-        suppress = self._suppress(mask)
-        decoder, joint = self.asr_model.decoder, self.asr_model.joint_network
-        if self.search_type == "greedy":
-            seqs, frames = greedy_search_batch(
-                enc,
-                enc_lens,
-                decoder,
-                joint,
-                suppress_mask=suppress,
-                return_frames=True,
-                blank_penalty=self.blank_penalty,
-                span_grammar=self._span_grammar(),
-                biasing=graphs,
-            )
-            nbests = [[Hypothesis(yseq=list(s), score=0.0, frames=f)] for s, f in zip(seqs, frames)]
-        else:
-            nbests = modified_beam_search(
-                enc,
-                enc_lens,
-                decoder,
-                joint,
-                beam=self.beam_size,
-                suppress_mask=suppress,
-                nbest=self.nbest,
-                length_norm=True,
-                blank_penalty=self.blank_penalty,
-                span_grammar=self._span_grammar(),
-                biasing=graphs,
-            )
-        return [self._results(to_espnet_hypotheses(h, self.asr_model.blank_id)) for h in nbests]
+        mask = self._selection(speech.size(0), task_activation, task_mask)  # task_mask: [B, 1+K]
+        return self.decode_masked(speech, speech_lengths, mask, with_frames, biasing)
+
+    @torch.no_grad()
+    def decode_masked(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        task_mask: torch.Tensor,
+        with_frames=False,
+        biasing=None,
+    ) -> List[list]:
+        """The one decoding core (``__call__``, ``decode_batch`` and the CLIs' loops call it): the tasks come as
+        the mask only. ``speech``: [B, S]; ``speech_lengths``: [B]; ``task_mask``: [B, 1+K]; ``biasing`` as in
+        ``decode_batch``."""
+        ours = self.search_type in OUR_SEARCHES
+        task_mask = task_mask.to(self.device)  # task_mask: [B, 1+K]
+        # [biasing] None, or one ContextGraph (or None) per utterance; ESPnet's searches refuse a list here
+        graphs = self.biasing.graphs(biasing, speech.size(0), ours, self.search_type)
+        if not ours:
+            return decode_espnet(self, speech, speech_lengths, task_mask, with_frames)
+        speech = speech.to(self.device, getattr(torch, self.dtype))  # speech: [B, S]
+        enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=task_mask)
+        enc = enc[0] if isinstance(enc, tuple) else enc  # enc: [B, T, D]
+        return search_driver.search(self, enc, enc_lens, task_mask, graphs)
 
     def decode_recording(self, path: Union[str, Path], long_form: str = "segment", task_activation=None, **options):
         """A whole recording (an audio file), decoded long-form in bounded memory: ``asr/long_form.py``
@@ -287,9 +217,8 @@ class TokenVerseSpeech2Text(Speech2Text):
         from espnet2_ext.data.audio_blocks import RecordingReader
 
         reader = RecordingReader(path, self.sample_rate)
-        return decode_recording(
-            self, reader, Path(path).stem, LongFormOptions(mode=long_form, **options), task_activation
-        )
+        mask = self.task_mask(task_activation)  # task_mask: [1, 1+K]
+        return decode_recording(self, reader, Path(path).stem, LongFormOptions(mode=long_form, **options), mask)
 
     @property
     def frame_shift(self) -> float:
@@ -298,69 +227,9 @@ class TokenVerseSpeech2Text(Speech2Text):
 
         return frame_shift_seconds(self.asr_model, getattr(self, "sample_rate", 16000))
 
-    def _force_aligned(self, speech, speech_lengths, mask, results: List[list]) -> List[list]:
-        """ESPnet hypotheses with ``frames`` from a forced alignment of their tokens (timing.force_align_frames)."""
-        from espnet2_ext.asr.timing import TimedHypothesis, force_align_frames
-
-        speech = speech.to(self.device, getattr(torch, self.dtype))
-        enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=mask)
-        enc = enc[0] if isinstance(enc, tuple) else enc  # enc: [B, T, D]
-        out = []
-        for i, nbest in enumerate(results):
-            row = []
-            for text, token, token_int, hyp in nbest:
-                frames = force_align_frames(
-                    enc[i, : int(enc_lens[i])], self.asr_model.decoder, self.asr_model.joint_network, token_int
-                )
-                hyp = TimedHypothesis(
-                    score=hyp.score, yseq=hyp.yseq, dec_state=hyp.dec_state, lm_state=hyp.lm_state, frames=frames
-                )
-                row.append((text, token, token_int, hyp))
-            out.append(row)
-        return out
-
     def _span_grammar(self) -> Optional[SpanGrammar]:
         """[NE] ... [/NE] kept well formed (closed before [ENDP]/[SCD]/a language token), when configured."""
         return self._grammar
-
-    def _build_span_grammar(self) -> Optional[SpanGrammar]:
-        ids = {token_surface(t): i for i, t in enumerate(self.token_list)}
-        if NE_OPEN not in ids or NE_CLOSE not in ids:
-            return None
-        closing = [t for task in ("scd", "endp", "lid") for t in self.spec.aux_tokens.get(task, ())]
-        return SpanGrammar(ids[NE_OPEN], ids[NE_CLOSE], tuple(ids[t] for t in closing if t in ids))
-
-    def _suppress(self, mask: torch.Tensor) -> Optional[torch.Tensor]:
-        if not self.constrained:
-            return None
-        return suppress_mask_from_task_mask(self.token_list, self.spec, mask).to(mask.device)
-
-    @contextlib.contextmanager
-    def _espnet_search_constrained(self, mask_row: torch.Tensor):
-        suppress = self._suppress(mask_row.view(1, -1))
-        search = self.beam_search_transducer
-        if (suppress is None and not self.blank_penalty) or search is None:
-            yield
-            return
-        bias = torch.zeros(len(self.token_list))  # [V]
-        if suppress is not None:
-            bias = bias.masked_fill(suppress[0].cpu(), -1e9)
-        bias[self.asr_model.blank_id] -= self.blank_penalty
-        joint = search.joint_network
-        search.joint_network = _MaskedJoint(joint, bias)
-        try:
-            yield
-        finally:
-            search.joint_network = joint
-
-    def _results(self, hyps: List[TransHypothesis]) -> list:
-        out = []
-        for hyp in hyps[: self.nbest]:
-            token_int = [int(t) for t in hyp.yseq[1:] if int(t) != self.asr_model.blank_id]
-            token = self.converter.ids2tokens(token_int)
-            text = self.tokenizer.tokens2text(token) if self.tokenizer is not None else None
-            out.append((text, token, token_int, hyp))
-        return out
 
     # ---- loading ------------------------------------------------------------------------------------
     @staticmethod

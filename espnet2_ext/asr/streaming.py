@@ -30,8 +30,9 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from espnet2_ext.asr.speech2text import OUR_SEARCHES, TokenVerseSpeech2Text, unpack_model
-from espnet2_ext.asr.transducer.search import to_espnet_hypotheses
+from espnet2_ext.asr import search_driver
+from espnet2_ext.asr.search_driver import OUR_SEARCHES
+from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text, unpack_model
 from espnet2_ext.asr.transducer.streaming_search import BeamStream, GreedyStream
 from espnet2_ext.layers.chunk_attention import FRAME_MS, SAMPLE_RATE, EncoderStreamState, chunk_frames_of
 
@@ -112,9 +113,10 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         self._search = None
         self._mask: Optional[torch.Tensor] = None
 
-    def _start(self, task_activation, task_mask, biasing=None) -> None:
-        self._mask = self._masks(1, task_mask, task_activation).to(self.device)
-        suppress = self._suppress(self._mask)
+    def _start(self, task_mask: torch.Tensor, biasing=None) -> None:
+        """A new utterance: its ``task_mask`` [1, 1+K] and biasing list hold until ``reset``."""
+        self._mask = task_mask.to(self.device)  # task_mask: [1, 1+K]
+        suppress = search_driver.suppress_of(self, self._mask)  # suppress: [1, V] or None
         m = self.asr_model
         graphs = self.biasing.graphs(None if biasing is None else [biasing], 1, True, self.search_type)  # [biasing]
         if self.search_type == "greedy":
@@ -150,10 +152,11 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         biasing=None,
     ):
         """Add ``speech`` (1-D, 16 kHz) to the running utterance; returns its n-best so far as
-        [(text, tokens, ids, hyp)]. The tasks and the biasing list (as ``decode_batch``'s for one utterance) are
-        fixed by the first call of an utterance. ``is_final`` decodes the rest and resets the stream."""
+        [(text, tokens, ids, hyp)]. The tasks (names, or ``task_mask`` [1, 1+K]) and the biasing list (as
+        ``decode_batch``'s for one utterance) are fixed by the first call of an utterance. ``is_final`` decodes the
+        rest and resets the stream."""
         if self._search is None:
-            self._start(task_activation, task_mask, biasing)
+            self._start(self._selection(1, task_activation, task_mask), biasing)
         speech = torch.as_tensor(speech, dtype=torch.float32).reshape(-1)
         self._buffer = torch.cat([self._buffer, speech])
         need = (self.chunk_frames - 1) * self.hop + self.field
@@ -161,7 +164,7 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
             self._step(self._buffer[:need], self.chunk_frames)
             self._buffer = self._buffer[self.chunk_samples :]  # keeps the CNN's overlap (field - hop)
         if not is_final:
-            return self._results(to_espnet_hypotheses(self._search.nbest(self.nbest), self.asr_model.blank_id))
+            return search_driver.results(self, self._search.nbest(self.nbest))
         frames = (
             int(
                 self.asr_model.frontend._wav2vec2._get_feat_extract_output_lengths(torch.tensor([self._buffer.numel()]))
@@ -171,7 +174,7 @@ class TokenVerseStreamingSpeech2Text(TokenVerseSpeech2Text):
         )
         if frames > 0:
             self._step(self._buffer[: (frames - 1) * self.hop + self.field], frames)
-        results = self._results(to_espnet_hypotheses(self._search.nbest(self.nbest), self.asr_model.blank_id))
+        results = search_driver.results(self, self._search.nbest(self.nbest))
         self.reset()
         return results
 
@@ -199,13 +202,12 @@ def decode_streaming_to_dir(
     loader,
     output_dir: str,
     piece_samples: int = 0,
-    per_utt_masks: bool = False,
-    task_activation=None,
     timed=None,
     biasing_of=None,
 ) -> Dict:
-    """Stream every utterance of ``loader`` (ESPnet streaming iterator) in pieces of ``piece_samples`` (0: one
-    chunk's samples) into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
+    """Stream every utterance of ``loader`` (ESPnet streaming iterator; each batch holds its ``task_mask``
+    [B, 1+K], see ``bin/asr_inference.decode_to_dir``) in pieces of ``piece_samples`` (0: one chunk's samples)
+    into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
     (audio seconds, decoding wall seconds, real-time factor, latency) and returns it. A non-streaming ``s2t`` (full
     context) decodes each utterance whole, one at a time, timed the same way: the reference row of a latency table.
     ``biasing_of``: utterance id -> its biasing list (or None), for contextual biasing.
@@ -225,23 +227,18 @@ def decode_streaming_to_dir(
         for keys, batch in loader:
             for i, key in enumerate(keys):
                 wav = batch["speech"][i, : int(batch["speech_lengths"][i])]
-                mask = batch[TASK_MASK][i : i + 1] if per_utt_masks else None
+                mask = batch[TASK_MASK][i : i + 1]  # task_mask: [1, 1+K]
                 lst = biasing_of(key) if biasing_of is not None else None  # [biasing]
                 start = time.perf_counter()
                 if streaming:
                     s2t.reset()
-                    s2t(wav[:0], is_final=False, task_activation=task_activation, task_mask=mask, biasing=lst)
+                    s2t(wav[:0], is_final=False, task_mask=mask, biasing=lst)
                     for b in range(0, wav.numel(), piece):
                         s2t(wav[b : b + piece], is_final=False)
                     nbest = s2t(wav[:0], is_final=True)
                 else:
-                    nbest = s2t.decode_batch(
-                        wav[None],
-                        torch.tensor([wav.numel()]),
-                        task_mask=mask,
-                        task_activation=task_activation,
-                        with_frames=timed is not None,
-                        biasing=None if lst is None else [lst],
+                    nbest = s2t.decode_masked(
+                        wav[None], torch.tensor([wav.numel()]), mask, timed is not None, None if lst is None else [lst]
                     )[0]
                 wall_s += time.perf_counter() - start
                 audio_s += wav.numel() / SAMPLE_RATE

@@ -24,16 +24,19 @@ biasing").
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
+import torch
 from espnet2.bin import asr_inference as espnet_inference
 from espnet2.fileio.datadir_writer import DatadirWriter
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
 
+from espnet2_ext.asr.audio_input import AudioAtModelRate
 from espnet2_ext.asr.nbest_output import write_nbest
 from espnet2_ext.asr.speech2text import (
     AUDIO_MISMATCH,
@@ -43,13 +46,27 @@ from espnet2_ext.asr.speech2text import (
     unpack_model,
 )
 from espnet2_ext.bin._cli import cli_main
-from espnet2_ext.common import TASK_MASK, TASKS_NAME, DataError
+from espnet2_ext.common import TASK_MASK
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 
 
 def get_parser() -> config_argparse.ArgumentParser:
+    """ESPnet's ``asr_inference`` parser plus ours: tasks and search, streaming, biasing, long form."""
     parser = espnet_inference.get_parser()
     parser.description = __doc__.splitlines()[0]
+    add_tokenverse_arguments(parser)
+    from espnet2_ext.asr.streaming import add_streaming_arguments
+
+    add_streaming_arguments(parser)
+    add_biasing_arguments(parser)
+    from espnet2_ext.asr.long_form_dir import add_long_form_arguments
+
+    add_long_form_arguments(parser)  # --long_form, --max_segment_s, ... (issue #30)
+    parser.set_defaults(beam_size=4)
+    return parser
+
+
+def add_tokenverse_arguments(parser) -> None:
     group = parser.add_argument_group("TokenVerse++")
     group.add_argument(
         "--task_activation",
@@ -120,15 +137,6 @@ def get_parser() -> config_argparse.ArgumentParser:
         help="RTTM segment labels: A/B alternating at each [SCD] (two-party calls) or one label "
         "per segment; either way a change detection, not speaker identities",
     )
-    from espnet2_ext.asr.streaming import add_streaming_arguments
-
-    add_streaming_arguments(parser)
-    add_biasing_arguments(parser)
-    from espnet2_ext.asr.long_form_dir import add_long_form_arguments
-
-    add_long_form_arguments(parser)  # --long_form, --max_segment_s, ... (issue #30)
-    parser.set_defaults(beam_size=4)
-    return parser
 
 
 def build_speech2text(args) -> TokenVerseSpeech2Text:
@@ -234,32 +242,16 @@ def biasing_lookup(args, s2t: TokenVerseSpeech2Text):
     return None
 
 
-class _AudioAtModelRate:
-    """Preprocess step that reads the ``sound`` inputs itself: ESPnet's streaming loader keeps only the samples of
-    ``soundfile.read`` (the rate is dropped, so 44.1 kHz audio would pass as 16 kHz, and stereo reaches the model
-    as [T, 2]). The loader hands over the wav.scp entry; this decodes it (``audio_io``) and converts it to the
-    model's rate and mono (``TokenVerseSpeech2Text.prepare_audio``)."""
-
-    def __init__(self, s2t: TokenVerseSpeech2Text, sound: Dict[str, str], preprocess):
-        self.s2t, self.sound, self.preprocess = s2t, sound, preprocess  # sound: data name -> wav.scp path
-
-    def __call__(self, uid: str, data: Dict):
-        from espnet2_ext.data.audio_io import load_audio
-
-        for name, scp in self.sound.items():
-            try:
-                x, rate = load_audio(data[name])  # x: [T, C]
-                data[name] = self.s2t.prepare_audio(x, rate, name=f"{scp} ({uid})")
-            except DataError as e:
-                raise DataError(f"{scp} ({uid}): {e}") from None
-        return self.preprocess(uid, data) if self.preprocess is not None else data
-
-
-def _batches(loader):
-    """The loader's batches; an input error raised in a DataLoader worker comes back as its own one-line message
-    (PyTorch re-raises it with the worker's traceback folded into the text)."""
+def _batches(loader, task_mask: torch.Tensor):
+    """The loader's batches, each with its ``task_mask`` [B, 1+K] (the preprocessor's; the CLI's for every
+    utterance when the model's preprocessor is not ``tokenverse`` and emits none). An input error raised in a
+    DataLoader worker comes back as its own one-line message (PyTorch re-raises it with the worker's traceback
+    folded into the text)."""
     try:
-        yield from loader
+        for keys, batch in loader:
+            if TASK_MASK not in batch:
+                batch[TASK_MASK] = task_mask.expand(len(keys), -1)
+            yield keys, batch
     except ValueError as e:
         text = str(e)
         if "Original Traceback" not in text:
@@ -310,55 +302,30 @@ class _TimedOutputs:
         write_time_outputs(out_dir, self.utts, self.s2t.spec, self.subword, self.labels)
 
 
-def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activation=None) -> None:
-    """Decode ``args.data_path_and_name_and_type`` into ESPnet's ``<output_dir>/<n>best_recog`` layout."""
+def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_mask: torch.Tensor) -> None:
+    """Decode ``args.data_path_and_name_and_type`` into ESPnet's ``<output_dir>/<n>best_recog`` layout. The tasks
+    come as a mask only: ``task_mask`` [1, 1+K] (``--task_activation``, resolved in ``inference``) for every
+    utterance without a tasks-file entry; per-utterance ones come with the loader's batches."""
     from espnet2_ext.asr.long_form_dir import decode_recordings_to_dir, wants_long_form
 
     if wants_long_form(args):  # whole recordings, read lazily, cut and stitched: asr/long_form_dir.py
         # [biasing] keys are the wav.scp's recording ids: a recording's list (a call's CRM record) biases each piece
-        decode_recordings_to_dir(s2t, args, output_dir, task_activation, biasing_of=biasing_lookup(args, s2t))
+        decode_recordings_to_dir(s2t, args, output_dir, task_mask, biasing_of=biasing_lookup(args, s2t))
         return
-    data_names = [name for _, name, _ in args.data_path_and_name_and_type]
-    train_args = s2t.asr_train_args
-    # 'sound' entries reach _AudioAtModelRate as text (the wav.scp value), so their rate is not lost.
-    sound = {name: path for path, name, kind in args.data_path_and_name_and_type if kind == "sound"}
-    triplets = [(p, n, "text" if n in sound else k) for p, n, k in args.data_path_and_name_and_type]
-    loader = TokenVerseASRTask.build_streaming_iterator(
-        triplets,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        key_file=args.key_file,
-        num_workers=args.num_workers,
-        preprocess_fn=_AudioAtModelRate(s2t, sound, TokenVerseASRTask.build_preprocess_fn(train_args, False)),
-        collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
-        allow_variable_data_keys=args.allow_variable_data_keys,
-        inference=True,
-    )
+    batches = _batches(_loader(s2t, args, task_mask), task_mask)
     biasing_of = biasing_lookup(args, s2t)  # [biasing] utt -> list, or None
+    timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     if getattr(args, "streaming", False):  # utterance by utterance, fed in pieces; see asr/streaming.py
         from espnet2_ext.asr.streaming import decode_streaming_to_dir
 
-        decode_streaming_to_dir(
-            s2t,
-            _batches(loader),
-            output_dir,
-            args.sim_chunk_length,
-            TASKS_NAME in data_names,
-            task_activation,
-            _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None,
-            biasing_of=biasing_of,
-        )
+        decode_streaming_to_dir(s2t, batches, output_dir, args.sim_chunk_length, timed, biasing_of=biasing_of)
         return
-    timed = _TimedOutputs(s2t, args) if getattr(args, "write_times", True) else None
     with DatadirWriter(output_dir) as writer:
-        for keys, batch in _batches(loader):
-            # A task mask only when the user gave per-utterance tasks; otherwise the activation applies.
-            mask = batch.get(TASK_MASK) if TASKS_NAME in data_names else None
-            results = s2t.decode_batch(
-                batch["speech"],
+        for keys, batch in batches:
+            results = s2t.decode_masked(
+                batch["speech"],  # speech: [B, S]
                 batch["speech_lengths"],
-                task_mask=mask,
-                task_activation=task_activation,
+                batch[TASK_MASK],  # task_mask: [B, 1+K]
                 with_frames=timed is not None,
                 biasing=None if biasing_of is None else [biasing_of(k) for k in keys],
             )
@@ -370,8 +337,37 @@ def decode_to_dir(s2t: TokenVerseSpeech2Text, args, output_dir: str, task_activa
         timed.write(Path(output_dir) / "1best_recog")
 
 
+def _loader(s2t: TokenVerseSpeech2Text, args, task_mask: torch.Tensor):
+    """ESPnet's streaming iterator over the inputs, read at the model's rate, with the training config's
+    preprocessor: it builds each utterance's task mask, from the tasks file's entry when one is given
+    (``--data_path_and_name_and_type utt2tasks,tasks,text``), else from ``task_mask``'s tasks (its
+    ``default_active``; see ``train/preprocessor.py``)."""
+    train_args = s2t.asr_train_args
+    if getattr(train_args, "preprocessor", None) == "tokenverse":
+        pconf = {
+            **(train_args.preprocessor_conf or {}),
+            "default_active": list(s2t.spec.active_from_mask(task_mask[0])),
+        }
+        train_args = argparse.Namespace(**{**vars(train_args), "preprocessor_conf": pconf})
+    # 'sound' entries reach AudioAtModelRate as text (the wav.scp value), so their rate is not lost.
+    sound = {name: path for path, name, kind in args.data_path_and_name_and_type if kind == "sound"}
+    triplets = [(p, n, "text" if n in sound else k) for p, n, k in args.data_path_and_name_and_type]
+    return TokenVerseASRTask.build_streaming_iterator(
+        triplets,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        key_file=args.key_file,
+        num_workers=args.num_workers,
+        preprocess_fn=AudioAtModelRate(s2t.audio, sound, TokenVerseASRTask.build_preprocess_fn(train_args, False)),
+        collate_fn=TokenVerseASRTask.build_collate_fn(train_args, False),
+        allow_variable_data_keys=args.allow_variable_data_keys,
+        inference=True,
+    )
+
+
 def inference(args) -> None:
-    decode_to_dir(build_speech2text(args), args, args.output_dir)
+    s2t = build_speech2text(args)
+    decode_to_dir(s2t, args, args.output_dir, s2t.task_mask(args.task_activation))  # task_mask: [1, 1+K]
 
 
 def run(cmd: Optional[List[str]] = None) -> None:

@@ -56,8 +56,8 @@ def run(cmd: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
     s2t = build_speech2text(args)
     model_time = Path(args.asr_model_file).stat().st_mtime if args.asr_model_file else 0
-    for act in args.activation_sets:
-        s2t.parse_activation(act)  # fail before decoding anything
+    # each set's task mask [1, 1+K], resolved here, once: an unknown task fails before anything is decoded
+    masks = {act: s2t.task_mask(act) for act in args.activation_sets}
     for act in args.activation_sets:
         for test_dir in args.test_dirs:
             out = Path(args.output_root) / f"decode_{activation_tag(act)}" / Path(test_dir).name
@@ -69,7 +69,7 @@ def run(cmd: Optional[List[str]] = None) -> None:
             args.data_path_and_name_and_type = [(f"{test_dir}/wav.scp", "speech", "sound")]
             with atomic_dir(out) as tmp:
                 start = time.perf_counter()
-                decode_to_dir(s2t, args, str(tmp), task_activation=act)
+                decode_to_dir(s2t, args, str(tmp), masks[act])
                 stats = decode_stats(test_dir, time.perf_counter() - start)
                 (tmp / STATS_NAME).write_text(json.dumps(stats) + "\n", encoding="utf-8")
 

@@ -205,6 +205,59 @@ def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
     assert not (tmp_path / "bad" / "1best_recog").exists()
 
 
+@pytest.mark.parametrize("search", ["greedy", "default"])
+def test_the_selection_is_resolved_once_and_both_entries_share_one_core(tiny_trained, s2t_factory, search, monkeypatch):
+    """Names -> mask in one function (``task_mask``); ``__call__`` and ``decode_batch`` never call each other: both
+    hand the mask to ``decode_masked`` (ESPnet's searches too)."""
+    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
+
+    _, data, _ = tiny_trained
+    s2t = s2t_factory(transducer_conf={"search_type": search}, task_activation="asr,lid")
+    assert s2t.task_mask().tolist() == [SPEC.mask(["asr", "lid"])]  # the constructor's selection
+    assert s2t.task_mask("ner", 2).tolist() == [SPEC.mask(["asr", "ner"])] * 2  # asr always on
+    seen = []
+    core = TokenVerseSpeech2Text.decode_masked
+    monkeypatch.setattr(
+        TokenVerseSpeech2Text, "decode_masked", lambda self, *a, **k: seen.append(a[2]) or core(self, *a, **k)
+    )
+    x = wav(data, UTTS[0][0])
+    with monkeypatch.context() as m:
+        m.setattr(
+            TokenVerseSpeech2Text, "decode_batch", lambda *a, **k: pytest.fail("__call__ went through decode_batch")
+        )
+        one = s2t(x, task_activation="asr,scd")
+    with monkeypatch.context() as m:
+        m.setattr(TokenVerseSpeech2Text, "__call__", lambda *a, **k: pytest.fail("decode_batch went through __call__"))
+        batch = s2t.decode_batch(x[None], torch.tensor([x.numel()]), task_activation="asr,scd")
+    assert [m.tolist() for m in seen] == [[SPEC.mask(["asr", "scd"])]] * 2
+    assert one[0][2] == batch[0][0][2]
+
+
+def test_cli_decodes_with_the_preprocessors_masks(tiny_trained, tmp_path, monkeypatch):
+    """The loader's preprocessor builds each utterance's mask: its tasks-file entry when a tasks file is given,
+    else --task_activation; the decode loop hands exactly those masks to the model."""
+    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
+    from espnet2_ext.bin.asr_inference import run
+
+    _, data, out = tiny_trained
+    seen = []
+    core = TokenVerseSpeech2Text.decode_masked
+    monkeypatch.setattr(
+        TokenVerseSpeech2Text, "decode_masked", lambda self, *a, **k: seen.append(a[2]) or core(self, *a, **k)
+    )
+    common = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth")]
+    common += ["--data_path_and_name_and_type", f"{data}/wav.scp,speech,sound", "--batch_size", "3"]
+    run(common + ["--task_activation", "lid", "--output_dir", str(tmp_path / "lid")])
+    assert [row for m in seen for row in m.tolist()] == [SPEC.mask(["asr", "lid"])] * len(UTTS)
+    seen.clear()
+    acts = tmp_path / "utt2tasks"
+    acts.write_text("".join(f"{u} {'asr' if i % 2 else 'asr ner'}\n" for i, (u, _, _) in enumerate(UTTS)))
+    tasks = ["--data_path_and_name_and_type", f"{acts},tasks,text", "--task_activation", "lid"]
+    run(common + tasks + ["--output_dir", str(tmp_path / "per_utt")])
+    want = [SPEC.mask(["asr"] if i % 2 else ["asr", "ner"]) for i in range(len(UTTS))]
+    assert [row for m in seen for row in m.tolist()] == want  # the file's entries win over --task_activation
+
+
 @pytest.fixture(scope="module")
 def packed(tiny_trained):
     root, _, out = tiny_trained

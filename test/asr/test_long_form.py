@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from tiny_setup import UTTS
 
 from espnet2_ext.asr import long_form as lf
@@ -40,7 +41,7 @@ def test_pieces_merge_toward_the_target_and_cut_in_pauses():
 
 
 class FakeS2T:
-    """decode_batch -> fixed tokens per piece length, frames = token index * 5; records every input shape."""
+    """decode_masked -> fixed tokens per piece length, frames = token index * 5; records every input shape."""
 
     spec, frame_shift, sample_rate = SPEC, 0.02, SR
     token_list = ["<blank>", "[EN]", "[DE]", "a", "b", "[ENDP]", "[SCD]"]
@@ -49,7 +50,8 @@ class FakeS2T:
     def __init__(self):
         self.shapes = []
 
-    def decode_batch(self, speech, lengths, task_mask=None, task_activation=None, with_frames=False, biasing=None):
+    def decode_masked(self, speech, lengths, task_mask, with_frames=False, biasing=None):
+        assert task_mask.shape == (speech.size(0), len(SPEC.tasks))  # task_mask: [B, 1+K]
         self.shapes.append(tuple(speech.shape))
         out = []
         for n in lengths.tolist():
@@ -66,7 +68,8 @@ def test_stitched_times_are_piece_times_plus_offsets():
         lf.Piece(10 * SR, 12 * SR, forced_end=True),
         lf.Piece(12 * SR, 13 * SR),
     ]
-    decoded = lf.decode_pieces(s2t, SimpleNamespace(read=lambda a, b: np.zeros(b - a, np.float32)), pieces, 3)
+    reader = SimpleNamespace(read=lambda a, b: np.zeros(b - a, np.float32))
+    decoded = lf.decode_pieces(s2t, reader, pieces, 3, torch.tensor([SPEC.mask(SPEC.tasks)]))
     segs = [lf.piece_segment(SPEC, p, *d) for p, d in zip(pieces, decoded)]
     for p, seg, (toks, times, _) in zip(pieces, segs, decoded):
         assert seg.tokens[1:] == [t for t in toks[1:] if not (p.forced_end and t == "[ENDP]")]
@@ -132,8 +135,8 @@ def test_batched_pieces_equal_one_by_one(tiny_trained, s2t, tmp_path):
 
     pieces = lf.plan_pieces(speech_regions(reader, opts.vad, opts.max_segment_s), len(reader), opts)
     assert len(pieces) >= 4
-    batched = lf.decode_pieces(s2t, reader, pieces, batch_size=4)
-    single = lf.decode_pieces(s2t, reader, pieces, batch_size=1)
+    batched = lf.decode_pieces(s2t, reader, pieces, 4, s2t.task_mask())
+    single = lf.decode_pieces(s2t, reader, pieces, 1, s2t.task_mask())
     assert [b[0] for b in batched] == [s[0] for s in single]
     assert [b[1] for b in batched] == [s[1] for s in single]
     assert any(b[0] for b in batched)
@@ -169,12 +172,12 @@ def test_a_recordings_biasing_list_biases_every_piece(tiny_trained, s2t, tmp_pat
     opts = lf.LongFormOptions(**OPTS)
     pieces = lf.plan_pieces(speech_regions(reader, opts.vad, opts.max_segment_s), len(reader), opts)
     strong = phrases_list(["maria berlin :8", "guten thanks :8"])
-    plain = lf.decode_pieces(s2t, reader, pieces, batch_size=4)
-    biased = lf.decode_pieces(s2t, reader, pieces, batch_size=4, biasing=strong)
-    alone = [lf.decode_pieces(s2t, reader, [p], batch_size=1, biasing=strong)[0] for p in pieces]
+    plain = lf.decode_pieces(s2t, reader, pieces, 4, s2t.task_mask())
+    biased = lf.decode_pieces(s2t, reader, pieces, 4, s2t.task_mask(), biasing=strong)
+    alone = [lf.decode_pieces(s2t, reader, [p], 1, s2t.task_mask(), biasing=strong)[0] for p in pieces]
     assert [b[0] for b in biased] == [a[0] for a in alone] and [b[1] for b in biased] == [a[1] for a in alone]
     assert [b[0] for b in biased] != [p[0] for p in plain]
-    assert lf.decode_pieces(s2t, reader, pieces, batch_size=4, biasing=phrases_list([])) == plain
+    assert lf.decode_pieces(s2t, reader, pieces, 4, s2t.task_mask(), biasing=phrases_list([])) == plain
 
 
 def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch):
@@ -186,11 +189,11 @@ def test_memory_is_bounded_by_structure(tiny_trained, s2t, tmp_path, monkeypatch
     bound = int((opts["max_segment_s"] + 2 * opts["context_s"]) * SR)
     assert n > 10 * bound
     reads, inputs = [], []
-    real_read, real_decode = RecordingReader.read, type(s2t).decode_batch
+    real_read, real_decode = RecordingReader.read, type(s2t).decode_masked
     monkeypatch.setattr(RecordingReader, "read", lambda self, a, b: reads.append(b - a) or real_read(self, a, b))
     monkeypatch.setattr(
         type(s2t),
-        "decode_batch",
+        "decode_masked",
         lambda self, sp, *a, **k: inputs.append(tuple(sp.shape)) or real_decode(self, sp, *a, **k),
     )
     for vad in ("energy", "silero"):
@@ -368,7 +371,7 @@ def test_stream_mode_restarts_at_endpoints_and_covers_the_recording(multichunk, 
         transducer_conf={"search_type": "greedy"},
     )
     opts = lf.LongFormOptions(mode="stream", target_segment_s=2.0, max_segment_s=4.0)
-    result = lf.decode_streamed(s2t, RecordingReader(tmp_path / "rec.wav"), "rec", opts, block_s=0.5)
+    result = lf.decode_streamed(s2t, RecordingReader(tmp_path / "rec.wav"), "rec", opts, s2t.task_mask(), block_s=0.5)
     segs = result.segments
     assert len(segs) >= 3 and segs[0].start == 0 and segs[-1].end == pytest.approx(n / SR)
     assert all(a.end == b.start for a, b in zip(segs, segs[1:]))  # contiguous: every sample decoded once

@@ -84,29 +84,32 @@ def test_decode_activation_sets_names_dirs_by_the_tag_and_writes_them_whole(tmp_
 
     decoded = []
 
-    def decode(s2t, args, out_dir, task_activation):
-        decoded.append(task_activation)
+    def decode(s2t, args, out_dir, task_mask):
+        decoded.append(task_mask)
         (Path(out_dir) / "1best_recog").mkdir()
         (Path(out_dir) / "1best_recog" / "text").write_text("u1 hi\n")
-        if task_activation == "asr,scd":
+        if task_mask == "mask of asr,scd":
             raise ValueError("data/test/wav.scp (u1): cannot decode audio")
 
     class Model:
-        def parse_activation(self, act):
+        def task_mask(self, act):  # the names resolved once, before decoding: a stand-in "mask"
             if "topic" in act:
                 raise ValueError("--task_activation: topic not among this model's tasks")
+            return f"mask of {act}"
 
     monkeypatch.setattr(das, "build_speech2text", lambda args: Model())
     monkeypatch.setattr(das, "decode_to_dir", decode)
     exp = tmp_path / "exp"
     argv = ["--test_dirs", str(tmp_path / "test"), "--output_root", str(exp), "--activation_sets"]
     das.run(argv + ["lid,asr", "asr"])
-    assert decoded == ["lid,asr", "asr"]
+    assert decoded == ["mask of lid,asr", "mask of asr"]
     assert sorted(p.name for p in exp.iterdir()) == ["decode_asr", "decode_asr+lid"]  # the tag, as the shell's
     assert [p.name for p in (exp / "decode_asr+lid").iterdir()] == ["test"]  # no temporary dir left
     das.run(argv + ["asr"])  # complete and newer than the model: kept
-    assert decoded == ["lid,asr", "asr"] and "already decoded" in capsys.readouterr().out
+    assert decoded == ["mask of lid,asr", "mask of asr"] and "already decoded" in capsys.readouterr().out
     assert das.main(argv + ["asr,scd"]) == 1  # the decode fails half-way: nothing appears
     assert not (exp / "decode_asr+scd" / "test").exists() and not list((exp / "decode_asr+scd").iterdir())
     assert capsys.readouterr().err == "decode_activation_sets: error: data/test/wav.scp (u1): cannot decode audio\n"
-    assert das.main(argv + ["asr,ner", "asr,topic"]) == 1 and decoded[-1] == "asr,scd"  # all checked before decoding
+    assert (
+        das.main(argv + ["asr,ner", "asr,topic"]) == 1 and decoded[-1] == "mask of asr,scd"
+    )  # all checked before decoding
