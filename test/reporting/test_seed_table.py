@@ -8,7 +8,7 @@ import pytest
 
 from espnet2_ext.bin.seed_table import main
 from espnet2_ext.common import DataError
-from espnet2_ext.scoring.seed_table import mean_std, noise_verdict, parse_column, seed_table, verdict
+from espnet2_ext.reporting.seed_table import mean_std, noise_verdict, parse_column, seed_table, verdict
 
 
 def test_verdict_is_the_before_range():

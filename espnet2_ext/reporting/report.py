@@ -20,15 +20,9 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 from espnet2_ext.activation import activation_tag, order_tasks, task_rank
 from espnet2_ext.common import DataError, atomic_write_text
+from espnet2_ext.reporting.markdown import METRIC_COLUMNS, added_f1_columns, fmt, md_table
 
 PathLike = Union[str, Path]
-METRIC_COLUMNS = (
-    ("wer", "WER (%)"),
-    ("scd_f1", "SCD F1"),
-    ("endp_f1", "ENDP F1"),
-    ("ner_f1", "NER F1"),
-    ("lid_acc", "LID acc"),
-)
 ITT_COLUMN = ("itt", "ITT")
 DECODE_PREFIX = "decode_"
 
@@ -99,24 +93,6 @@ def _entry_key(e: ScoreEntry) -> tuple:
 
 
 # ---- tables --------------------------------------------------------------------------------------------
-def fmt(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def largest_activation(entries: Sequence[ScoreEntry], model: str) -> Tuple[str, ...]:
     """The model's largest task activation (ties: the first in canonical order)."""
     mine = [e for e in entries if e.model == model]
@@ -130,15 +106,6 @@ def _models(entries: Sequence[ScoreEntry]) -> List[str]:
 
 def _lang_key(lang: str) -> tuple:
     return (lang == "unk", lang)
-
-
-def added_f1_columns(scores: Sequence[Mapping[str, object]]) -> List[Tuple[str, str]]:
-    """An F1 column for each task added to a model that the score dicts hold (e.g. ``qst_f1`` -> 'QST F1')."""
-    known = {k for k, _ in METRIC_COLUMNS}
-    extra: List[str] = []
-    for score in scores:
-        extra += [k for k in score if k.endswith("_f1") and k not in known and k not in extra]
-    return [(k, f"{k[:-3].upper()} F1") for k in extra]
 
 
 def metric_columns(entries: Sequence[ScoreEntry]) -> List[Tuple[str, str]]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_ext.common import DataError
-from espnet2_ext.scoring.grid_cells import Stat, within_noise
-from espnet2_ext.scoring.report import fmt, md_table
+from espnet2_ext.reporting.grid_cells import Stat, within_noise
+from espnet2_ext.reporting.markdown import fmt, md_table
 
 Column = Tuple[str, Dict[str, float]]
 

@@ -24,8 +24,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from espnet2_ext.common import DataError, PathLike
-from espnet2_ext.scoring.grid_cells import Stat
-from espnet2_ext.scoring.report import fmt, md_table
+from espnet2_ext.reporting.grid_cells import Stat
+from espnet2_ext.reporting.markdown import fmt, md_table
 
 NONE = "none"
 METRICS = (

@@ -10,7 +10,7 @@ import espnet2_ext  # noqa: F401  (offline guard before anything else)
 from espnet2_ext.bin import task_vector_analysis as tva_cli
 from espnet2_ext.bin import tokenverse_report
 from espnet2_ext.common import DataError
-from espnet2_ext.scoring.task_vector_analysis import analyze
+from espnet2_ext.reporting.task_vector_analysis import analyze
 
 ALL = "asr+scd+endp+ner+lid"
 

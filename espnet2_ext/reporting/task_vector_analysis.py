@@ -17,7 +17,7 @@ import yaml
 
 from espnet2_ext.common import DataError, atomic_output, atomic_write_text
 from espnet2_ext.layers.task_vectors import vector_labels
-from espnet2_ext.scoring.report import md_table
+from espnet2_ext.reporting.markdown import md_table
 from espnet2_ext.task_spec import PRIMARY_TASK
 from espnet2_ext.utils.safe_load import load_model_file
 

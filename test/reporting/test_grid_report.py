@@ -9,8 +9,8 @@ import yaml
 
 from espnet2_ext.bin import grid_report as cli
 from espnet2_ext.common import DataError
-from espnet2_ext.scoring import grid_cells as C
-from espnet2_ext.scoring import grid_report as G
+from espnet2_ext.reporting import grid_cells as C
+from espnet2_ext.reporting import grid_report as G
 
 ALL = "asr+scd+endp+ner+lid"
 FULL, MIXED = "train_full_only", "train_read400"

@@ -7,7 +7,7 @@ import pytest
 
 from espnet2_ext.bin.biasing_report import main as cli
 from espnet2_ext.common import DataError
-from espnet2_ext.scoring import biasing_report as R
+from espnet2_ext.reporting import biasing_report as R
 
 
 def _score(tmp_path, name, wer, ner=None, u=None, seen=(0, 0), unseen=(0, 0), biasing=True):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_ext.common import DataError, atomic_write_text
-from espnet2_ext.scoring.grid_cells import (
+from espnet2_ext.reporting.grid_cells import (
     ALL_TASKS,
     AUX_METRICS,
     BEST_INJECTION,
@@ -37,7 +37,8 @@ from espnet2_ext.scoring.grid_cells import (
     save_model_info,
     welch_p,
 )
-from espnet2_ext.scoring.report import PathLike, md_table
+from espnet2_ext.reporting.markdown import md_table
+from espnet2_ext.reporting.report import PathLike
 
 
 # ---- tables ----------------------------------------------------------------------------------------------

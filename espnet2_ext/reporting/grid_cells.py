@@ -27,7 +27,7 @@ import yaml
 
 from espnet2_ext.activation import activation_tag
 from espnet2_ext.common import DataError, atomic_write_text
-from espnet2_ext.scoring.report import PathLike, load_score
+from espnet2_ext.reporting.report import PathLike, load_score
 
 ALL_TASKS = ("asr", "scd", "endp", "ner", "lid")
 METRICS = (("wer", "WER"), ("scd_f1", "SCD F1"), ("endp_f1", "ENDP F1"), ("ner_f1", "NER F1"), ("lid_acc", "LID acc"))
