@@ -281,15 +281,18 @@ def build_report(
     model_file: str = "valid.loss.best.pth",
     append: Sequence[str] = (),
     known_info: Optional[Dict[Path, Optional[dict]]] = None,
+    models_md: Optional[str] = None,
+    preamble: str = "Made by `./run_grid.sh` (`espnet2_ext.bin.grid_report`).",
 ) -> str:
-    """``known_info``: cell dir -> model info already read (``save_model_info``), so no checkpoint is loaded twice."""
+    """``known_info``: cell dir -> model info already read (``save_model_info``), so no checkpoint is loaded twice;
+    ``models_md``: the model section's body when the cells are records, not exp dirs (``results_tables``)."""
     if not cells:
         raise DataError("no scored grid cell found; run ./run_grid.sh (its cells write decode_*/*/score.json)")
     groups = order_groups(make_groups(cells), roles)
     best = dev_best(groups, roles, roles.mixed_set)
     parts = [
         "# RESULTS_grid: the paper's comparisons with seeds\n\n"
-        f"Made by `./run_grid.sh` (`espnet2_ext.bin.grid_report`). Train sets: `{roles.full_set}` = fully "
+        f"{preamble} Train sets: `{roles.full_set}` = fully "
         f"annotated conversations only, `{roles.mixed_set}` = the same conversations + ASR/LID-only read "
         f"speech. {RULE}"
     ]
@@ -320,7 +323,7 @@ def build_report(
     )
     parts.append(
         "## Models (parameters, config, commands, decoded checkpoint, date/commit)\n\n"
-        + table_models(groups, model_file, known_info)
+        + (models_md if models_md is not None else table_models(groups, model_file, known_info))
     )
     if pending:
         parts.append("## Cells not scored yet\n\n" + "\n".join(f"- `{p}`" for p in pending))
