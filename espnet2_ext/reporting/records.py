@@ -6,6 +6,8 @@ Schema (``"schema": "espnet2_ext.results/1"``; ``null`` where unknown):
 * ``model`` (str): the model's tag (``--asr_tag``); the file name is ``<model>.json``.
 * ``kind`` (str): which RESULTS file shows it: ``run`` (``./run.sh`` and its seeds: RESULTS.md), ``grid``
   (``run_grid.sh``: RESULTS_grid.md), ``extend`` (``run_extend.sh``: RESULTS_extend.md).
+* ``group``, ``label`` (str, optional): the comparison a model belongs to (e.g. ``before``, a replay setting) and
+  its column name in that comparison's table.
 * ``source`` (str): where the numbers were read from (an exp dir, or a committed table when the raw score files are
   not in git).
 * ``commit``, ``date`` (str): the espnet2_ext commit and the day the model was decoded and scored.
@@ -41,7 +43,7 @@ PathLike = Union[str, Path]
 SCHEMA = "espnet2_ext.results/1"
 KINDS = ("run", "grid", "extend")
 METRIC_KEYS = ("wer", "scd_f1", "endp_f1", "ner_f1", "lid_acc", "itt")
-_STR_OR_NULL = ("source", "commit", "date", "train_set", "strategy", "injection")
+_STR_OR_NULL = ("source", "commit", "date", "train_set", "strategy", "injection", "group", "label")
 
 
 @dataclass(frozen=True)

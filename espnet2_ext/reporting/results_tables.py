@@ -3,6 +3,9 @@
 * ``RESULTS.md``: environment, then the ``run`` models (``./run.sh`` and its seeds): config, parameters, checkpoint,
   commands, Tables II-V, the targets with mean ± std over seeds and a verdict each.
 * ``RESULTS_grid.md``: the ``grid`` models (``run_grid.sh``), rendered by ``grid_report`` (verdicts per claim).
+* ``RESULTS_extend.md``: the ``extend`` models (``run_extend.sh``): settings on dev, old tasks before/after over
+  seeds with verdicts (``seed_table``), the new task and language; what to compare: ``results/recipe/extend.json``.
+* ``RESULTS_biasing.md``: from ``results/biasing/tables.json`` (``run_biasing.sh``'s tables).
 * ``RESULTS_long_form.md`` / ``RESULTS_long_form_dev.md``: from ``results/long_form*/`` (``run_long_form.sh``).
 * ``RESULTS_streaming.md``: from ``results/streaming.json``.
 
@@ -272,6 +275,12 @@ def generate(recipe: PathLike) -> Dict[str, str]:
     grid = grid_md(recipe, records)
     if grid:
         out["RESULTS_grid.md"] = grid
+    ext = extend_md(recipe, records)
+    if ext:
+        out["RESULTS_extend.md"] = ext
+    bias = biasing_md(recipe)
+    if bias:
+        out["RESULTS_biasing.md"] = bias
     out.update(long_form_md(recipe))
     stream = streaming_md(recipe)
     if stream:
@@ -287,3 +296,92 @@ def write_all(recipe: PathLike, out_dir: Optional[PathLike] = None) -> List[Path
         atomic_write_text(target / name, text)
         written.append(target / name)
     return written
+
+
+# ---- RESULTS_extend.md ---------------------------------------------------------------------------------------
+EXTEND_FILE = "recipe/extend.json"  # settings (group -> description), shipped, compare, old_metrics, dev, new
+
+
+def _values(r: Record, test_set: str, act: str) -> Dict[str, float]:
+    vals = (r.scores.get(test_set) or {}).get(act) or {}
+    return {k: v for k, v in vals.items() if isinstance(v, (int, float))}
+
+
+def _by_seed(rs: Sequence[Record]) -> List[Record]:
+    return sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, r.model))
+
+
+def extend_md(recipe: Path, records: Sequence[Record]) -> Optional[str]:
+    from espnet2_ext.reporting.seed_table import seed_table
+
+    ext = [r for r in records if r.kind == "extend"]
+    spec_path = recipe / RESULTS_DIR / EXTEND_FILE
+    if not ext or not spec_path.is_file():
+        return None
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    groups: Dict[str, List[Record]] = {}
+    for r in ext:
+        groups.setdefault(r.data.get("group") or "", []).append(r)
+    before = _by_seed(groups.get("before", []))
+    untrained = groups.get("untrained", [])
+    parts = [
+        f"# RESULTS_extend: growing the model by a task and a language (`run_extend.sh`)\n\n{GENERATED} "
+        f"The story and the settings' reasons: {STORY}.",
+        "## Models\n\n" + models_block(_by_seed(ext)),
+    ]
+    rows = []
+    for group, desc in spec["settings"].items():
+        rs = _by_seed(groups.get(group, []))
+        cells = [" / ".join(fmt(_values(r, t, a).get(m)) for r in rs) for t, a, m, _ in spec["dev"]]
+        rows.append([desc, ", ".join(str(r.seed) for r in rs)] + cells)
+    parts.append(
+        "## Settings compared on dev (one value per seed)\n\n"
+        + md_table(["setting", "seeds"] + [name for *_, name in spec["dev"]], rows)
+    )
+    all_old = "+".join(("asr", "scd", "endp", "ner", "lid"))
+    rerun = next((r for r in before if r.data.get("label", "").endswith("rerun (extended here)")), None)
+    for group in spec["compare"]:
+        after = [(r.data.get("label") or r.model, _values(r, "test", all_old)) for r in _by_seed(groups.get(group, []))]
+        cols = [(r.data.get("label") or r.model, _values(r, "test", all_old)) for r in before]
+        delta = (rerun.data.get("label"), _values(rerun, "test", all_old)) if rerun else None
+        parts.append(
+            f"## Old tasks before and after: {spec['settings'][group]} (test, all old tasks)\n\n"
+            + seed_table(spec["old_metrics"], cols, after, delta=delta)
+        )
+    shipped = _by_seed(groups.get(spec["shipped"], []))
+    for test_set, act, metrics in spec["new"]:
+        show = [(r.data.get("label") or r.model, _values(r, test_set, act)) for r in untrained]
+        after = [(r.data.get("label") or r.model, _values(r, test_set, act)) for r in shipped]
+        parts.append(
+            f"## New: `{test_set}`, tasks {act} ({spec['settings'][spec['shipped']]})\n\n"
+            + seed_table(metrics, [], after, show=show, with_verdict=False)
+        )
+    parts.append(
+        "## Table II: all tasks active\n\n"
+        + table_main(entries([r for r in ext if r.data.get("group") != "before" or r is rerun]))
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+# ---- RESULTS_biasing.md --------------------------------------------------------------------------------------
+def biasing_md(recipe: Path) -> Optional[str]:
+    """From ``results/biasing/tables.json``: the report's sections (title, intro lines, columns, rows) as they were
+    computed by ``biasing_report`` (the per-decode scores of ``exp_biasing/`` are not kept)."""
+    path = recipe / RESULTS_DIR / "biasing" / "tables.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        parts = [
+            f"# RESULTS_biasing: {data['title']}\n\n{GENERATED} Models {', '.join(data['models'])}, "
+            f"commits {data['commit']}, {data['date']}. The story: {STORY}.\n\n{data['intro']}",
+            "## Commands\n\n" + "\n".join(f"- `{c}`" for c in data["commands"]),
+        ]
+        for s in data["sections"]:
+            body = "\n".join(s["intro"])
+            if s["columns"]:
+                body += ("\n\n" if body else "") + md_table(s["columns"], s["rows"])
+            parts.append(f"## {s['title']}\n\n{body}")
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{path}: missing field {e}; expected title, models, commit, date, intro, commands, sections")
+    return "\n\n".join(parts) + "\n"
