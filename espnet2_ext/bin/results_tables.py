@@ -22,9 +22,11 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", required=True, help="recipe dir holding results/ and the RESULTS*.md")
     p.add_argument("--out_dir", default="", help="write the RESULTS files here instead of the recipe dir")
+    p.add_argument("--results_md", default="", help="write RESULTS.md's text to this path instead (tokenverse.sh)")
     g = p.add_argument_group("writing a record first")
     g.add_argument("--record", default="", help="exp dir of a scored model (<expdir>/asr_<tag>)")
     g.add_argument("--kind", default="run", choices=("run", "grid", "extend"))
+    g.add_argument("--decode_root", default="", help="where the decode_<tasks>/<set> dirs are (default: --record)")
     g.add_argument("--model", default="", help="the model's tag (default: the exp dir's name without asr_)")
     g.add_argument("--model_file", default="valid.loss.ave.pth", help="the checkpoint the decodes used")
     g.add_argument("--commit", default="", help="espnet2_ext commit the model was scored at")
@@ -55,12 +57,14 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
             args.date or None,
             {"train": args.train_command, "decode": args.decode_command},
             comma_list(args.test_sets),
+            decode_root=args.decode_root or None,
         )
         rec["environment"] = environment()
         print(f"wrote {dump_record(rec, recipe / RESULTS_DIR)}")
     if args.corpus_stats and Path(args.corpus_stats).is_file():
+        (recipe / RESULTS_DIR / CORPUS_FILE).parent.mkdir(parents=True, exist_ok=True)
         (recipe / RESULTS_DIR / CORPUS_FILE).write_text(Path(args.corpus_stats).read_text(encoding="utf-8"))
-    written = [str(p) for p in write_all(recipe, args.out_dir or None)]
+    written = [str(p) for p in write_all(recipe, args.out_dir or None, args.results_md or None)]
     print("wrote " + " ".join(written))
     return written
 

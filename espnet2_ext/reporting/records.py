@@ -250,18 +250,21 @@ def record_from_exp(
     commands: Optional[Mapping[str, Optional[str]]] = None,
     test_sets: Sequence[str] = (),
     source: Optional[str] = None,
+    decode_root: Optional[PathLike] = None,
 ) -> Dict[str, object]:
     """A record from an exp dir ``<exp>/asr_<tag>``: its config.yaml, decode_*/<set>/score.json, the decoded
-    checkpoint (or the model_info.json kept in its place) and train.log (the training command)."""
+    checkpoint (or the model_info.json kept in its place) and train.log (the training command); ``decode_root``:
+    where the decode dirs are when not in the exp dir (tokenverse.sh --decode_root)."""
     from espnet2_ext.reporting.grid_cells import load_cell, model_info
 
     exp = Path(exp)
     if not (exp / "config.yaml").is_file():
         raise DataError(f"{exp}: no config.yaml; give the exp dir of a trained model (<expdir>/asr_<tag>)")
     cell = load_cell(exp)
-    scores = collect_scores(exp, test_sets)
+    decodes = Path(decode_root) if decode_root else exp
+    scores = collect_scores(decodes, test_sets)
     if not scores:
-        raise DataError(f"{exp}: no decode_*/<test set>/score.json; run the scoring stage (7) first")
+        raise DataError(f"{decodes}: no decode_*/<test set>/score.json; run the scoring stage (7) first")
     info = model_info(exp, model_file) or {"parameters": logged_parameters(exp / "train.log")}
     cmds = {"train": train_command(exp / "train.log"), "decode": None}
     cmds.update({k: v for k, v in (commands or {}).items() if v})
@@ -270,7 +273,7 @@ def record_from_exp(
         "schema": SCHEMA,
         "model": tag,
         "kind": kind,
-        "source": source or f"{exp} (config.yaml, decode_*/*/score.json)",
+        "source": source or f"{exp} (config.yaml, train.log), {decodes}/decode_*/*/score.json",
         "commit": commit,
         "date": date,
         "config": config_entry(cell.config, recipe, commit),

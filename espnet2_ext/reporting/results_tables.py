@@ -288,13 +288,17 @@ def generate(recipe: PathLike) -> Dict[str, str]:
     return out
 
 
-def write_all(recipe: PathLike, out_dir: Optional[PathLike] = None) -> List[Path]:
+def write_all(
+    recipe: PathLike, out_dir: Optional[PathLike] = None, results_md: Optional[PathLike] = None
+) -> List[Path]:
+    """Write every generated file into ``out_dir`` (default: the recipe); ``results_md``: RESULTS.md's path instead."""
     texts = generate(recipe)
     target = Path(out_dir) if out_dir else Path(recipe)
     written = []
     for name, text in texts.items():
-        atomic_write_text(target / name, text)
-        written.append(target / name)
+        path = Path(results_md) if results_md and name == "RESULTS.md" else target / name
+        atomic_write_text(path, text)
+        written.append(path)
     return written
 
 

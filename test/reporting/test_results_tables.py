@@ -156,6 +156,40 @@ def test_record_from_exp_then_results_md(tmp_path):
     out = tmp_path / "out"
     written = write_all(recipe, out)
     assert [p.name for p in written] == ["RESULTS.md"]
-    text = (out / "RESULTS.md").read_text()
-    assert "| tiny | test | asr+lid | 10.00 | - | - | - | 100.00 |" in text
-    assert "| `tiny` | [conf/train_tiny.yaml](conf/train_tiny.yaml)" in text
+    assert "| tiny | test | asr+lid | 10.00 | - | - | - | 100.00 |" in (out / "RESULTS.md").read_text()
+    assert "| `tiny` | [conf/train_tiny.yaml](conf/train_tiny.yaml)" in (out / "RESULTS.md").read_text()
+
+
+def test_cli_writes_the_record_then_the_tables(tmp_path):
+    """What stage 7 of tokenverse.sh runs: the decodes under --decode_root, RESULTS.md to --results_md."""
+    from espnet2_ext.bin.results_tables import run
+
+    recipe = tmp_path / "recipe"
+    (recipe / "conf").mkdir(parents=True)
+    (recipe / "conf" / "train_tiny.yaml").write_text("seed: 0\n")
+    exp = recipe / "exp" / "asr_tiny"
+    exp.mkdir(parents=True)
+    conf = {
+        "config": "conf/train_tiny.yaml",
+        "seed": 0,
+        "train_data_path_and_name_and_type": [["dump/raw/train_x/wav.scp", "speech", "sound"]],
+    }
+    (exp / "config.yaml").write_text(yaml.safe_dump(conf))
+    decodes = recipe / "exp" / "decodes"
+    for test_set in ("test", "dev"):
+        d = decodes / "decode_asr+lid" / test_set
+        d.mkdir(parents=True)
+        (d / "score.json").write_text(json.dumps(_score("asr+lid", 10.0)))
+    stats = tmp_path / "corpus_stats.md"
+    stats.write_text("# tiny corpus statistics\n\n| split |\n|---|\n| test |\n")
+    run(
+        ["--recipe", str(recipe), "--results_md", str(recipe / "RESULTS_main.md"), "--record", str(exp),
+         "--decode_root", str(decodes), "--model", "tiny_s0", "--test_sets", "test", "--commit", "abc1234",
+         "--train_command", "tokenverse.sh --stage 5", "--corpus_stats", str(stats)]
+    )  # fmt: skip
+    rec = load_record(recipe / "results" / "tiny_s0.json")
+    assert list(rec.scores) == ["test"] and rec.commands["train"] == "tokenverse.sh --stage 5"
+    assert rec.strategy == "none" and set(rec.environment) >= {"python", "torch"}
+    text = (recipe / "RESULTS_main.md").read_text()
+    assert not (recipe / "RESULTS.md").exists()
+    assert "## tiny corpus statistics" in text and "| tiny_s0 | test | asr+lid |" in text
