@@ -22,8 +22,8 @@ Schema (``"schema": "espnet2_ext.results/1"``; ``null`` where unknown):
   resolved to (e.g. 13epoch.pth)}``.
 * ``scores``: ``{test set: {activation tag (asr+scd+...): {metric: value}}}``; metrics as ``tokenverse_score``
   writes them (``wer``, ``scd_f1``, ``endp_f1``, ``ner_f1``, ``lid_acc``, ``itt``, any added ``<task>_f1``), plus
-  ``per_language`` ({lang: {metric: value}}) and ``time`` (the flat columns of ``time_metrics.TIME_COLUMNS``) where
-  scored. Values are in % (ITT: a count), unrounded.
+  ``per_language`` ({lang: {metric: value}}) and ``time`` (the flat columns of ``time_metrics.TIME_COLUMNS``) at the
+  model's largest activation (what Tables III and V show). Values are in % (ITT: a count), unrounded.
 """
 
 from __future__ import annotations
@@ -229,7 +229,23 @@ def collect_scores(exp: Path, test_sets: Sequence[str] = ()) -> Dict[str, Dict[s
         if test_sets and e.test_set not in test_sets:
             continue
         scores.setdefault(e.test_set, {})[activation_tag(e.activation)] = scores_of(e.scores)
-    return {t: dict(sorted(a.items(), key=lambda kv: _act_key(kv[0]))) for t, a in sorted(scores.items())}
+    return slim({t: dict(sorted(a.items(), key=lambda kv: _act_key(kv[0]))) for t, a in sorted(scores.items())})
+
+
+def slim(scores: Dict[str, Dict[str, dict]]) -> Dict[str, Dict[str, dict]]:
+    """``per_language`` and ``time`` only at the model's largest activation, the one Tables III and V show."""
+    acts = {a for per_set in scores.values() for a in per_set}
+    if not acts:
+        return scores
+    most = max(len(a.split("+")) for a in acts)
+    top = min((a for a in acts if len(a.split("+")) == most), key=_act_key)
+    return {
+        t: {
+            a: (v if a == top else {k: x for k, x in v.items() if k not in ("per_language", "time")})
+            for a, v in per_set.items()
+        }
+        for t, per_set in scores.items()
+    }
 
 
 def _act_key(tag: str) -> tuple:
