@@ -130,14 +130,14 @@ def targets_block(records: Sequence[Record], targets: Sequence[Mapping]) -> str:
     return md_table(header, rows)
 
 
-def results_md(recipe: Path, records: Sequence[Record]) -> str:
+def results_md(recipe: Path, records: Sequence[Record], others: Sequence[str] = ()) -> str:
     runs = [r for r in records if r.kind == "run"]
     if not runs:
         raise DataError(f"{recipe / RESULTS_DIR}: no record of kind 'run'; run ./run.sh (stage 7 writes one)")
     ents = entries(runs)
     parts = [
         f"# RESULTS: {recipe.parent.name}/{recipe.name}\n\n{GENERATED} How each setting was chosen, and the trials "
-        f"that were not kept: {STORY}. Other tables: {_others(recipe)}.",
+        f"that were not kept: {STORY}. Other tables: {_others(others)}.",
         "## Environment\n\n" + environment_block(runs),
         "## Models\n\nConfigs are paths in this recipe; the sha256 is of the file at the record's commit.\n\n"
         + models_block(runs),
@@ -172,9 +172,8 @@ def _figure(recipe: Path, r: Record) -> bool:
     return (recipe / "images" / f"conversation_{r.model}.png").is_file()
 
 
-def _others(recipe: Path) -> str:
-    names = sorted(p.name for p in recipe.glob("RESULTS_*.md"))
-    return ", ".join(f"[{n}]({n})" for n in names) or "none"
+def _others(names: Sequence[str]) -> str:
+    return ", ".join(f"[{n}]({n})" for n in sorted(names)) or "none"
 
 
 # ---- RESULTS_grid.md ------------------------------------------------------------------------------------------
@@ -271,7 +270,7 @@ def generate(recipe: PathLike) -> Dict[str, str]:
     """RESULTS file name -> text, for every file whose records exist."""
     recipe = Path(recipe)
     records = load_records(recipe / RESULTS_DIR)
-    out = {"RESULTS.md": results_md(recipe, records)}
+    out: Dict[str, str] = {}
     grid = grid_md(recipe, records)
     if grid:
         out["RESULTS_grid.md"] = grid
@@ -285,7 +284,7 @@ def generate(recipe: PathLike) -> Dict[str, str]:
     stream = streaming_md(recipe)
     if stream:
         out["RESULTS_streaming.md"] = stream
-    return out
+    return {"RESULTS.md": results_md(recipe, records, list(out)), **out}
 
 
 def write_all(
