@@ -219,3 +219,14 @@ def test_recipe_shell_has_no_inline_python():
         if not line.lstrip().startswith("#") and _INLINE_PYTHON.search(line)
     ]
     assert not found, f"inline python -c in {found}: move it into espnet2_ext (a bin/ CLI or an option of one)"
+
+
+def test_scoring_does_not_import_reporting(graph):
+    up = {
+        (m, t)
+        for m, targets in graph.items()
+        if m.startswith(f"{PKG}.scoring")
+        for t in targets
+        if t.startswith(f"{PKG}.reporting")
+    }
+    assert up == set(), "scoring/ (the metrics) must not import reporting/ (the tables built on them)"

@@ -324,7 +324,7 @@ def latency_table(decode_dirs: Sequence[str]) -> str:
     ``score.json`` (``tokenverse_score``): chunk, latency, RTF, WER, task F1s, LID accuracy, EP50/EP90 if scored."""
     from pathlib import Path
 
-    from espnet2_ext.scoring.report import METRIC_COLUMNS, fmt, md_table
+    from espnet2_ext.reporting.markdown import METRIC_COLUMNS, fmt, md_table
 
     header = (
         ["Chunk (ms)", "Left chunks", "Sinks", "Algorithmic latency (ms)", "RTF (1 core)"]

@@ -1,4 +1,4 @@
-"""The biasing evaluation's bookkeeping for ``run_biasing.sh`` (``scoring/biasing_report.py``), three commands
+"""The biasing evaluation's bookkeeping for ``run_biasing.sh`` (``reporting/biasing_report.py``), three commands
 (``$O`` = run_biasing.sh's ``--out``, e.g. exp_biasing/lists_seed0):
 
     python -m espnet2_ext.bin.biasing_report record --score d/score_utt_n100.json --decode_stats \
@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, atomic_write_text, comma_list
-from espnet2_ext.scoring import biasing_report as R
+from espnet2_ext.reporting import biasing_report as R
 
 
 def _parser() -> argparse.ArgumentParser:

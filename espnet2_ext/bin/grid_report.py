@@ -3,7 +3,7 @@
     python -m espnet2_ext.bin.grid_report --exp_dir exp_grid --out RESULTS_grid.md \
         --full_set train_full_only --mixed_set train_read400 [--append data/corpus_stats.md]
 
-See ``espnet2_ext/scoring/grid_cells.py`` for the cell layout and the verdict rule.
+See ``espnet2_ext/reporting/grid_cells.py`` for the cell layout and the verdict rule.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from typing import Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
-from espnet2_ext.scoring.grid_report import Roles, write_grid_report
+from espnet2_ext.reporting.grid_report import Roles, write_grid_report
 
 
 def get_parser() -> argparse.ArgumentParser:

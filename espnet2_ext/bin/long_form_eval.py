@@ -79,66 +79,11 @@ def measure(command: List[str], out_json: str, audio_s: Optional[float]) -> Dict
     return rec
 
 
-def _load(path: Path) -> Optional[Dict]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _f(x, scale: float = 1.0, nd: int = 2) -> str:
-    return "-" if x is None else f"{x * scale:.{nd}f}"
-
-
 def table(exp_dir: Path, sets: Sequence[str], data_root: Path, title: str) -> str:
-    from espnet2_ext.scoring.time_metrics import flat_time_scores
+    from espnet2_ext.reporting.long_form import sizes_from_data
+    from espnet2_ext.reporting.long_form import table as long_form_table
 
-    head = [
-        "set",
-        "audio (min)",
-        "recordings",
-        "WER utt",
-        "WER long",
-        "SCD F1 @0.5 s utt",
-        "SCD F1 @0.5 s long",
-        "ENDP F1 utt",
-        "ENDP F1 long",
-        "EP50/EP90 utt (ms)",
-        "EP50/EP90 long (ms)",
-        "LID long",
-        "peak RSS (GB)",
-        "RTF",
-    ]
-    rows = []
-    for s in sets:
-        utt, lf, run = (_load(exp_dir / s / n) for n in ("score_utt.json", "score_long.json", "run_long.json"))
-        durs = [float(line.split()[1]) for line in (data_root / s / "utt2dur").read_text().splitlines() if line]
-        tu = flat_time_scores((utt or {}).get("time") or {})
-        tl = flat_time_scores((lf or {}).get("time") or {})
-        ep = lambda t: f"{_f(t['ep50_ms'], nd=0)}/{_f(t['ep90_ms'], nd=0)}"  # noqa: E731
-        g = lambda d, k: None if d is None else d.get(k)  # noqa: E731
-        if run is None and (exp_dir / s / "run_long_partial.json").is_file():
-            run = _load(exp_dir / s / "run_long_partial.json")
-        stopped = run is not None and run.get("returncode") != 0  # e.g. a time limit: RSS so far, no RTF
-        rss = _f(g(run, "peak_rss_gb")) + (f" (stopped after {run['wall_s']:.0f} s)" if stopped else "")
-        rows.append(
-            [
-                s,
-                f"{sum(durs) / 60:.1f}",
-                str(len(durs)),
-                _f(g(utt, "wer")),
-                _f(g(lf, "wer")),
-                _f(tu["scd_f1_0.5"]),
-                _f(tl["scd_f1_0.5"]),
-                _f(g(utt, "endp_f1")),
-                _f(g(lf, "endp_f1")),
-                ep(tu),
-                ep(tl),
-                _f(g(lf, "lid_acc")),
-                rss,
-                "-" if stopped else _f(g(run, "rtf"), nd=3),
-            ]
-        )
-    lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    return long_form_table(exp_dir, sets, sizes_from_data(data_root, sets), title)
 
 
 def run(argv: Optional[Sequence[str]] = None):

@@ -4,7 +4,7 @@
         --before "base seed 0=exp/x/decode_asr+lid/test/score.json" --before "base seed 1=wer:34.41,lid_acc:86.67" \\
         --after "ext seed 0=exp/y/.../score.json" --after "ext seed 1=..." [--show NAME=...] [--delta NAME=...]
 
-See espnet2_ext/scoring/seed_table.py for the columns and the verdict.
+See espnet2_ext/reporting/seed_table.py for the columns and the verdict.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from espnet2_ext.common import comma_list
 
 
 def run(argv: Optional[List[str]] = None) -> str:
-    from espnet2_ext.scoring.seed_table import parse_column, seed_table
+    from espnet2_ext.reporting.seed_table import parse_column, seed_table
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--metrics", required=True, help="comma-separated score keys, e.g. wer,scd_f1,lid_acc")

@@ -24,7 +24,7 @@ def get_parser() -> argparse.ArgumentParser:
 def run(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, object]]:
     args = get_parser().parse_args(argv)
     # Imported here so --help stays fast (torch).
-    from espnet2_ext.scoring.task_vector_analysis import run_analysis
+    from espnet2_ext.reporting.task_vector_analysis import run_analysis
 
     results = run_analysis(args.model_file, args.config, args.out_dir)
     print(f"analysed {', '.join(results)}; wrote {args.out_dir}/task_vectors.md, task_vectors.json and heat-maps")

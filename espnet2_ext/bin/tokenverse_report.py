@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import comma_list
-from espnet2_ext.scoring.report import write_report
+from espnet2_ext.reporting.report import write_report
 
 
 def get_parser() -> argparse.ArgumentParser:

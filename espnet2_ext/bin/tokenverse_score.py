@@ -23,8 +23,8 @@ from typing import Dict, Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, atomic_write_text, comma_list
+from espnet2_ext.reporting.markdown import added_f1_columns, fmt, md_table
 from espnet2_ext.scoring.metrics import METRIC_KEYS, read_text, read_utt2lang, score_corpus, unknown_tags
-from espnet2_ext.scoring.report import added_f1_columns, fmt, md_table
 from espnet2_ext.task_spec import DEFAULT_LANGUAGES, TaskSpec
 
 

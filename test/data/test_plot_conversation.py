@@ -51,7 +51,7 @@ def test_plot_writes_a_png_and_the_report_embeds_it(tmp_path):
     import matplotlib.image
 
     from espnet2_ext.bin.plot_conversation import run as plot
-    from espnet2_ext.scoring.report import write_report
+    from espnet2_ext.reporting.report import write_report
 
     data, hyp = _conversation(tmp_path)
     out = plot(["--data_dir", str(data), "--decode_dir", str(hyp.parent), "--out", str(tmp_path / "img" / "c.png")])

@@ -94,7 +94,7 @@ def _decode_dir(tmp_path, ref_lines, tokens, times, offset=0.0, recording=None):
 
 def test_scorer_and_report_from_files(tmp_path):
     from espnet2_ext.bin.tokenverse_score import run as score
-    from espnet2_ext.scoring.report import write_report
+    from espnet2_ext.reporting.report import write_report
 
     tokens = ["hi", "[ENDP]", "[ENDP]", "[SCD]", "yo", "[ENDP]", "[SCD]", "ok", "[ENDP]", "[SCD]", "bye", "[ENDP]"]
     times = [0.2, 1.1, 1.2, 1.4, 1.5, 2.1, 2.5, 2.6, 3.2, 3.9, 4.0, 4.4]

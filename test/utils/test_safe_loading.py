@@ -398,7 +398,7 @@ def test_packed_model_whose_weights_run_code_is_refused_everywhere(tiny_trained,
 
 def test_espnet_checkpoint_loads_weights_only(tiny_trained):
     """checkpoint.pth (reporter with numpy scalars and timedeltas, optimizer state) needs no full unpickling."""
-    from espnet2_ext.scoring.task_vector_analysis import load_state_dict
+    from espnet2_ext.reporting.task_vector_analysis import load_state_dict
     from espnet2_ext.train.trainer import load_checkpoint
 
     _, _, out = tiny_trained

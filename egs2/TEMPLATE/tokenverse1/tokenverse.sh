@@ -152,35 +152,24 @@ if run_stage 7; then
   ${python} -m espnet2_ext.bin.task_vector_analysis --model_file "${asr_exp}/${inference_model}" \
     --config "${asr_exp}/config.yaml" --out_dir "${asr_exp}/task_vectors" \
     || log "  (no task-vector analysis for ${asr_tag})"
-  header="${expdir}/results_header.md"
-  {
-    echo "# RESULTS: $(basename "$(cd .. && pwd)")"
-    echo
-    echo "- made by \`tokenverse.sh\` stages ${stage}-${stop_stage} on $(date '+%Y-%m-%d'), espnet2_ext commit" \
-         "$(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(nproc) CPU cores, ngpu ${ngpu}"
-    echo "- training config(s): see \`<exp>/config.yaml\` of each model; this run: \`${asr_config}\`" \
-         "(model \`${asr_tag}\`), decoding: \`${inference_config}\` (model file \`${inference_model}\`)"
-    echo "- reproduce: \`./run.sh --asr_config ${asr_config}\` (all stages) or \`./run.sh --stage 6 --stop_stage 7\` to re-score"
-    echo
-  } > "${header}"
   # One test conversation drawn (first activation set, first test set), when that set has reference turn times.
-  figure=""
   first_act="${activation_sets%% *}"; first_set="${test_sets%% *}"
   d="${decode_root}/decode_$(act_tag "${first_act}")/${first_set}"
   if [ -f "${dumpdir}/raw/${first_set}/utt2turns" ] && [ -f "${d}/1best_recog/events.jsonl" ]; then
-    fig="$(dirname "${results_md}")/images/conversation_${asr_tag}.png"
     ${python} -m espnet2_ext.bin.plot_conversation --data_dir "${dumpdir}/raw/${first_set}" --decode_dir "${d}" \
-      --out "${fig}" && figure="--figure ${fig}"
+      --out "$(dirname "${results_md}")/images/conversation_${asr_tag}.png" || log "  (no conversation figure)"
   fi
-  prepend="--prepend ${header}"
-  [ -f local/results_notes.md ] && prepend+=" --prepend local/results_notes.md"
-  [ -f data/corpus_stats.md ] && prepend+=" --prepend data/corpus_stats.md"
-  for f in ${results_append}; do [ -f "${f}" ] && prepend+=" --append ${f}"; done
-  # shellcheck disable=SC2086
-  # only the recipe's test sets: a dev decode (made to choose a setting) under ${expdir} stays out of the tables
-  ${python} -m espnet2_ext.bin.tokenverse_report --exp_dir "${expdir}" --out "${results_md}" ${prepend} ${figure} \
-    --test_sets "${test_sets}"
-  log "wrote ${results_md}"
+  if [ -n "${results_md}" ]; then  # --results_md "": scores only (a caller that writes its own report)
+    # results/<asr_tag>.json = this model's record (the recipe's test sets only: a dev decode made to choose a setting
+    # stays out); then every RESULTS*.md beside ${results_md} is regenerated from all records (results_tables)
+    ${python} -m espnet2_ext.bin.results_tables --recipe "$(dirname "${results_md}")" --results_md "${results_md}" \
+      --record "${asr_exp}" --decode_root "${decode_root}" --model "${asr_tag}" --kind run \
+      --model_file "${inference_model}" --test_sets "${test_sets}" --corpus_stats data/corpus_stats.md \
+      --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" --date "$(date '+%Y-%m-%d')" \
+      --train_command "tokenverse.sh --stage 5 --stop_stage 5 --train_set ${train_set} --asr_config ${asr_config} --asr_tag ${asr_tag}${asr_args:+ --asr_args '${asr_args}'}" \
+      --decode_command "tokenverse.sh --stage 6 --stop_stage 7 --asr_tag ${asr_tag} --inference_config ${inference_config} --inference_model ${inference_model}${inference_args:+ --inference_args '${inference_args}'}"
+    log "wrote ${results_md}"
+  fi
 fi
 
 if run_stage 8; then

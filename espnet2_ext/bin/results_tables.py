@@ -1,0 +1,75 @@
+"""Regenerate every RESULTS*.md of a recipe from its records (``<recipe>/results/*.json``), or write one record.
+
+    python -m espnet2_ext.bin.results_tables --recipe egs2/mini_tokenverse/asr1 [--out_dir /tmp/x]
+    python -m espnet2_ext.bin.results_tables --recipe . --record exp/asr_train --kind run \\
+        --model_file valid.loss.ave.pth --commit "$(git rev-parse --short HEAD)" --test_sets "test test_partial"
+
+``--record``: first write ``results/<tag>.json`` from that exp dir (what stage 7 of tokenverse.sh does), then
+regenerate. Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional, Sequence
+
+from espnet2_ext.bin._cli import cli_main
+from espnet2_ext.common import comma_list
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", required=True, help="recipe dir holding results/ and the RESULTS*.md")
+    p.add_argument("--out_dir", default="", help="write the RESULTS files here instead of the recipe dir")
+    p.add_argument("--results_md", default="", help="write RESULTS.md's text to this path instead (tokenverse.sh)")
+    g = p.add_argument_group("writing a record first")
+    g.add_argument("--record", default="", help="exp dir of a scored model (<expdir>/asr_<tag>)")
+    g.add_argument("--kind", default="run", choices=("run", "grid", "extend"))
+    g.add_argument("--decode_root", default="", help="where the decode_<tasks>/<set> dirs are (default: --record)")
+    g.add_argument("--model", default="", help="the model's tag (default: the exp dir's name without asr_)")
+    g.add_argument("--model_file", default="valid.loss.ave.pth", help="the checkpoint the decodes used")
+    g.add_argument("--commit", default="", help="espnet2_ext commit the model was scored at")
+    g.add_argument("--date", default="", help="day the model was scored (YYYY-MM-DD)")
+    g.add_argument("--train_command", default="", help="recipe command that trained it (default: from train.log)")
+    g.add_argument("--decode_command", default="", help="recipe command that decoded it")
+    g.add_argument("--test_sets", default="", help="only these test sets (commas or spaces)")
+    g.add_argument("--corpus_stats", default="", help="corpus table to keep beside the records (results/)")
+    return p
+
+
+def run(argv: Optional[Sequence[str]] = None) -> List[str]:
+    from pathlib import Path
+
+    from espnet2_ext.reporting.records import dump_record, environment, record_from_exp
+    from espnet2_ext.reporting.results_tables import CORPUS_FILE, RESULTS_DIR, write_all
+
+    args = get_parser().parse_args(argv)
+    recipe = Path(args.recipe)
+    if args.record:
+        rec = record_from_exp(
+            args.record,
+            args.kind,
+            recipe,
+            args.model or None,
+            args.model_file,
+            args.commit or None,
+            args.date or None,
+            {"train": args.train_command, "decode": args.decode_command},
+            comma_list(args.test_sets),
+            decode_root=args.decode_root or None,
+        )
+        rec["environment"] = environment()
+        print(f"wrote {dump_record(rec, recipe / RESULTS_DIR)}")
+    if args.corpus_stats and Path(args.corpus_stats).is_file():
+        (recipe / RESULTS_DIR / CORPUS_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / RESULTS_DIR / CORPUS_FILE).write_text(Path(args.corpus_stats).read_text(encoding="utf-8"))
+    written = [str(p) for p in write_all(recipe, args.out_dir or None, args.results_md or None)]
+    print("wrote " + " ".join(written))
+    return written
+
+
+main = cli_main(run, prog="results_tables: error", errors=(ValueError,))  # DataError is a ValueError
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Every RESULTS*.md of a recipe, generated from its records (``<recipe>/results/``; schema in ``records.py``).
+
+* ``RESULTS.md``: environment, then the ``run`` models (``./run.sh`` and its seeds): config, parameters, checkpoint,
+  commands, Tables II-V, the targets with mean ± std over seeds and a verdict each.
+* ``RESULTS_grid.md``: the ``grid`` models (``run_grid.sh``), rendered by ``grid_report`` (verdicts per claim).
+* ``RESULTS_extend.md``: the ``extend`` models (``run_extend.sh``): settings on dev, old tasks before/after over
+  seeds with verdicts (``seed_table``), the new task and language; what to compare: ``results/recipe/extend.json``.
+* ``RESULTS_biasing.md``: from ``results/biasing/tables.json`` (``run_biasing.sh``'s tables).
+* ``RESULTS_long_form.md`` / ``RESULTS_long_form_dev.md``: from ``results/long_form*/`` (``run_long_form.sh``).
+* ``RESULTS_streaming.md``: from ``results/streaming.json``.
+
+A file is written only when its records exist; the text depends on the records alone (no date, no machine), so
+regenerating unchanged records gives the same bytes (``test_results_tables`` checks the committed files).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from espnet2_ext.common import DataError, atomic_write_text
+from espnet2_ext.reporting.markdown import fmt, md_table
+from espnet2_ext.reporting.records import PathLike, Record, load_records
+from espnet2_ext.reporting.report import (
+    ScoreEntry,
+    _entry_key,
+    table_activations,
+    table_main,
+    table_per_language,
+    table_time,
+)
+
+RESULTS_DIR = "results"
+GENERATED = (
+    "Generated from `results/*.json` by `python -m espnet2_ext.bin.results_tables --recipe <this dir>`; do not edit."
+)
+STORY = "[docs/experiments.md](../../../docs/experiments.md)"
+TARGETS_FILE = "recipe/targets.json"  # [{"test_set", "metric", "goal", "lower_is_better"}]: the main command's goals
+CORPUS_FILE = "recipe/corpus_stats.md"  # the recipe's corpus table (stage 7 copies data/corpus_stats.md here)
+ALL_ACT = "asr+scd+endp+ner+lid"
+
+
+# ---- records -> score entries ---------------------------------------------------------------------------------
+def entries(records: Sequence[Record]) -> List[ScoreEntry]:
+    out = [
+        ScoreEntry(r.model, test_set, tuple(act.split("+")), values, r.path)
+        for r in records
+        for test_set, acts in r.scores.items()
+        for act, values in acts.items()
+    ]
+    return sorted(out, key=_entry_key)
+
+
+def _params(value: object) -> str:
+    if value is None:
+        return "unknown"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _config_cell(conf: Mapping) -> str:
+    sha = f" (sha256 `{conf['sha256'][:12]}`)" if conf.get("sha256") else ""
+    where = f"[{conf['path']}]({conf['path']})" if not conf.get("inline") else f"`{conf['path']}` (inline in record)"
+    return where + sha
+
+
+# ---- RESULTS.md ---------------------------------------------------------------------------------------------
+def models_block(records: Sequence[Record]) -> str:
+    rows = [
+        [
+            f"`{r.model}`",
+            _config_cell(r.config),
+            str(r.train_set or "-"),
+            str(r.seed if r.seed is not None else "-"),
+            _params(r.parameters),
+            f"`{r.checkpoint['model_file']}`",
+            f"{r.commit or '-'}, {r.date or '-'}",
+        ]
+        for r in records
+    ]
+    table = md_table(["model", "config", "train set", "seed", "parameters", "checkpoint", "commit, date"], rows)
+    cmds = []
+    for r in records:
+        for stage in ("train", "decode"):
+            if r.commands.get(stage):
+                cmds.append(f"- `{r.model}` {stage}: `{r.commands[stage]}`")
+    return table + ("\n\n" + "\n".join(cmds) if cmds else "")
+
+
+def environment_block(records: Sequence[Record]) -> str:
+    lines = []
+    for r in records:
+        env = r.data.get("environment") or {}
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(env.items())) or "versions not recorded"
+        lines.append(f"- `{r.model}`: {r.date or 'date unknown'}, espnet2_ext {r.commit or 'unknown'}; {versions}")
+    return "\n".join(lines)
+
+
+def _mean_std(xs: Sequence[float]) -> str:
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:.2f}"
+    return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}"
+
+
+def targets_block(records: Sequence[Record], targets: Sequence[Mapping]) -> str:
+    """One row per goal: each seed's value (all tasks active), mean ± std, and the verdict (every seed / mean)."""
+    seeded = [r for r in records if r.seed is not None]
+    seeded.sort(key=lambda r: r.seed)
+    header = ["test set", "metric", "goal"] + [f"seed {r.seed}" for r in seeded] + ["mean ± std", "verdict"]
+    rows = []
+    for t in targets:
+        vals = [((r.scores.get(t["test_set"]) or {}).get(ALL_ACT) or {}).get(t["metric"]) for r in seeded]
+        got = [float(v) for v in vals if v is not None]
+        low = bool(t.get("lower_is_better"))
+        ok = [(v <= t["goal"]) if low else (v >= t["goal"]) for v in got]
+        mean_ok = got and ((statistics.mean(got) <= t["goal"]) if low else (statistics.mean(got) >= t["goal"]))
+        if not got:
+            verdict = "not scored"
+        elif all(ok):
+            verdict = "met (every seed)"
+        elif mean_ok:
+            verdict = f"met on the mean ({sum(ok)} of {len(ok)} seeds)"
+        else:
+            verdict = f"missed ({sum(ok)} of {len(ok)} seeds)"
+        goal = f"{'≤' if low else '≥'} {t['goal']:g}"
+        rows.append([t["test_set"], t["metric"], goal] + [fmt(v) for v in vals] + [_mean_std(got), verdict])
+    return md_table(header, rows)
+
+
+def results_md(recipe: Path, records: Sequence[Record], others: Sequence[str] = ()) -> str:
+    runs = [r for r in records if r.kind == "run"]
+    if not runs:
+        raise DataError(f"{recipe / RESULTS_DIR}: no record of kind 'run'; run ./run.sh (stage 7 writes one)")
+    ents = entries(runs)
+    parts = [
+        f"# RESULTS: {recipe.parent.name}/{recipe.name}\n\n{GENERATED} How each setting was chosen, and the trials "
+        f"that were not kept: {STORY}. Other tables: {_others(others)}.",
+        "## Environment\n\n" + environment_block(runs),
+        "## Models\n\nConfigs are paths in this recipe; the sha256 is of the file at the record's commit.\n\n"
+        + models_block(runs),
+    ]
+    targets = recipe / RESULTS_DIR / TARGETS_FILE
+    if targets.is_file():
+        goals = json.loads(targets.read_text(encoding="utf-8"))
+        parts.append("## Targets (all tasks active, one row per goal)\n\n" + targets_block(runs, goals))
+    corpus = recipe / RESULTS_DIR / CORPUS_FILE
+    if corpus.is_file():
+        parts.append("#" + corpus.read_text(encoding="utf-8").strip("\n").replace("\n#", "\n##"))
+    parts.append(
+        "## Table II: all tasks active\n\nWER, F1 and accuracy in %; '-' = not active or not annotated.\n\n"
+        + table_main(ents)
+    )
+    parts.append("## Table III: per language (all tasks active)\n\n" + table_per_language(ents))
+    per_model = [f"### {m}\n\n{table_activations(ents, m)}" for m in sorted({r.model for r in runs})]
+    parts.append(
+        "## Table IV: task activation at inference\n\nITT = tokens of inactive tasks in the hypotheses.\n\n"
+        + "\n\n".join(per_model)
+    )
+    timed = table_time(ents)
+    if timed:
+        parts.append("## Table V: time-based scores\n\nCollars in s, latencies in ms (`time_metrics`).\n\n" + timed)
+    figures = [f"![conversation_{r.model}](images/conversation_{r.model}.png)" for r in runs if _figure(recipe, r)]
+    if figures:
+        parts.append("## A decoded test conversation (`plot_conversation`)\n\n" + "\n\n".join(figures))
+    return "\n\n".join(parts) + "\n"
+
+
+def _figure(recipe: Path, r: Record) -> bool:
+    return (recipe / "images" / f"conversation_{r.model}.png").is_file()
+
+
+def _others(names: Sequence[str]) -> str:
+    return ", ".join(f"[{n}]({n})" for n in sorted(names)) or "none"
+
+
+# ---- RESULTS_grid.md ------------------------------------------------------------------------------------------
+def grid_cells(records: Sequence[Record]):
+    from espnet2_ext.reporting.grid_cells import Cell
+
+    cells = []
+    for r in records:
+        cell = Cell(r.path, r.config["path"], r.train_set, r.seed, r.strategy or "none", r.injection or "-")
+        cell.scores = {(t, a): v for t, acts in r.scores.items() for a, v in acts.items()}
+        cells.append(cell)
+    return cells
+
+
+def grid_models_table(records: Sequence[Record]) -> str:
+    """One row per config and train set (the seeds' records hold the exact commands)."""
+    groups: Dict[tuple, List[Record]] = {}
+    for r in records:
+        groups.setdefault((r.config["path"], r.train_set), []).append(r)
+    rows = []
+    for (config, train_set), rs in sorted(groups.items()):
+        rs.sort(key=lambda r: r.seed)
+        params = sorted({_params(r.parameters) for r in rs})
+        decoded = ", ".join(f"{r.seed}: {r.checkpoint.get('decoded') or '-'}" for r in rs)
+        commits = ", ".join(sorted({r.commit or "-" for r in rs}))
+        rows.append(
+            [
+                _config_cell(rs[0].config),
+                train_set,
+                ", ".join(params),
+                f"`{rs[0].checkpoint['model_file']}` ({decoded})",
+                commits,
+            ]
+        )
+    return md_table(["config", "train set", "parameters", "checkpoint (seed: decoded)", "commits"], rows)
+
+
+def grid_md(recipe: Path, records: Sequence[Record]) -> Optional[str]:
+    from espnet2_ext.reporting.grid_report import Roles, build_report
+
+    grid = [r for r in records if r.kind == "grid"]
+    if not grid:
+        return None
+    roles = Roles("train_full_only", "train_read400")
+    models = (
+        grid_models_table(grid)
+        + "\n\nExact train/decode commands, dates and commits per seed: `results/<model>.json` (`commands`)."
+    )
+    return build_report(grid_cells(grid), roles, models_md=models, preamble=GENERATED)
+
+
+# ---- long form, streaming ------------------------------------------------------------------------------------
+def long_form_md(recipe: Path) -> Dict[str, str]:
+    """RESULTS_long_form.md (seed 0 per set + the other seeds) and RESULTS_long_form_dev.md (cut rules on dev)."""
+    from espnet2_ext.reporting.long_form import dev_table, seeds_table, sets_table
+
+    root = recipe / RESULTS_DIR
+    out = {}
+    if (root / "long_form" / "sets.json").is_file():
+        out["RESULTS_long_form.md"] = "\n".join(
+            [
+                f"# Long-form decoding\n\n{GENERATED} The story: {STORY}.\n",
+                sets_table(root / "long_form"),
+                seeds_table(root),
+            ]
+        )
+        dev = dev_table(root / "long_form")
+        if dev:
+            out["RESULTS_long_form_dev.md"] = dev
+    return out
+
+
+def streaming_md(recipe: Path) -> Optional[str]:
+    found = sorted((recipe / RESULTS_DIR / "streaming").glob("*.json"))
+    if not found:
+        return None
+    path = found[0]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        cols, rows = data["columns"], [[r[c] for c in data["columns"]] for r in data["rows"]]
+        intro = (
+            f"# Streaming: latency / accuracy\n\n{GENERATED} Model `{data['model']}` (`{data['config']}`), "
+            f"`{data['test_set']}`, tasks {data['activation']}, commit {data['commit']}. The story: {STORY}."
+        )
+    except (KeyError, TypeError) as e:
+        raise DataError(
+            f"{path}: missing field {e}; expected model, config, test_set, activation, commit, columns, rows"
+        )
+    return intro + "\n\n" + md_table(cols, rows) + "\n"
+
+
+# ---- all ----------------------------------------------------------------------------------------------------
+def generate(recipe: PathLike) -> Dict[str, str]:
+    """RESULTS file name -> text, for every file whose records exist."""
+    recipe = Path(recipe)
+    records = load_records(recipe / RESULTS_DIR)
+    out: Dict[str, str] = {}
+    grid = grid_md(recipe, records)
+    if grid:
+        out["RESULTS_grid.md"] = grid
+    ext = extend_md(recipe, records)
+    if ext:
+        out["RESULTS_extend.md"] = ext
+    bias = biasing_md(recipe)
+    if bias:
+        out["RESULTS_biasing.md"] = bias
+    out.update(long_form_md(recipe))
+    stream = streaming_md(recipe)
+    if stream:
+        out["RESULTS_streaming.md"] = stream
+    return {"RESULTS.md": results_md(recipe, records, list(out)), **out}
+
+
+def write_all(
+    recipe: PathLike, out_dir: Optional[PathLike] = None, results_md: Optional[PathLike] = None
+) -> List[Path]:
+    """Write every generated file into ``out_dir`` (default: the recipe); ``results_md``: RESULTS.md's path instead."""
+    texts = generate(recipe)
+    target = Path(out_dir) if out_dir else Path(recipe)
+    written = []
+    for name, text in texts.items():
+        path = Path(results_md) if results_md and name == "RESULTS.md" else target / name
+        atomic_write_text(path, text)
+        written.append(path)
+    return written
+
+
+# ---- RESULTS_extend.md ---------------------------------------------------------------------------------------
+EXTEND_FILE = "recipe/extend.json"  # settings (group -> description), shipped, compare, old_metrics, dev, new
+
+
+def _values(r: Record, test_set: str, act: str) -> Dict[str, float]:
+    vals = (r.scores.get(test_set) or {}).get(act) or {}
+    return {k: v for k, v in vals.items() if isinstance(v, (int, float))}
+
+
+def _by_seed(rs: Sequence[Record]) -> List[Record]:
+    return sorted(rs, key=lambda r: (r.seed is None, r.seed or 0, r.model))
+
+
+def extend_md(recipe: Path, records: Sequence[Record]) -> Optional[str]:
+    from espnet2_ext.reporting.seed_table import seed_table
+
+    ext = [r for r in records if r.kind == "extend"]
+    spec_path = recipe / RESULTS_DIR / EXTEND_FILE
+    if not ext or not spec_path.is_file():
+        return None
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    groups: Dict[str, List[Record]] = {}
+    for r in ext:
+        groups.setdefault(r.data.get("group") or "", []).append(r)
+    before = _by_seed(groups.get("before", []))
+    untrained = groups.get("untrained", [])
+    parts = [
+        f"# RESULTS_extend: growing the model by a task and a language (`run_extend.sh`)\n\n{GENERATED} "
+        f"The story and the settings' reasons: {STORY}.",
+        "## Models\n\n" + models_block(_by_seed(ext)),
+    ]
+    rows = []
+    for group, desc in spec["settings"].items():
+        rs = _by_seed(groups.get(group, []))
+        cells = [" / ".join(fmt(_values(r, t, a).get(m)) for r in rs) for t, a, m, _ in spec["dev"]]
+        rows.append([desc, ", ".join(str(r.seed) for r in rs)] + cells)
+    parts.append(
+        "## Settings compared on dev (one value per seed)\n\n"
+        + md_table(["setting", "seeds"] + [name for *_, name in spec["dev"]], rows)
+    )
+    all_old = "+".join(("asr", "scd", "endp", "ner", "lid"))
+    rerun = next((r for r in before if r.data.get("label", "").endswith("rerun (extended here)")), None)
+    for group in spec["compare"]:
+        after = [(r.data.get("label") or r.model, _values(r, "test", all_old)) for r in _by_seed(groups.get(group, []))]
+        cols = [(r.data.get("label") or r.model, _values(r, "test", all_old)) for r in before]
+        delta = (rerun.data.get("label"), _values(rerun, "test", all_old)) if rerun else None
+        parts.append(
+            f"## Old tasks before and after: {spec['settings'][group]} (test, all old tasks)\n\n"
+            + seed_table(spec["old_metrics"], cols, after, delta=delta)
+        )
+    shipped = _by_seed(groups.get(spec["shipped"], []))
+    for test_set, act, metrics in spec["new"]:
+        show = [(r.data.get("label") or r.model, _values(r, test_set, act)) for r in untrained]
+        after = [(r.data.get("label") or r.model, _values(r, test_set, act)) for r in shipped]
+        parts.append(
+            f"## New: `{test_set}`, tasks {act} ({spec['settings'][spec['shipped']]})\n\n"
+            + seed_table(metrics, [], after, show=show, with_verdict=False)
+        )
+    parts.append(
+        "## Table II: all tasks active\n\n"
+        + table_main(entries([r for r in ext if r.data.get("group") != "before" or r is rerun]))
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+# ---- RESULTS_biasing.md --------------------------------------------------------------------------------------
+def biasing_md(recipe: Path) -> Optional[str]:
+    """From ``results/biasing/tables.json``: the report's sections (title, intro lines, columns, rows) as they were
+    computed by ``biasing_report`` (the per-decode scores of ``exp_biasing/`` are not kept)."""
+    path = recipe / RESULTS_DIR / "biasing" / "tables.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        parts = [
+            f"# RESULTS_biasing: {data['title']}\n\n{GENERATED} Models {', '.join(data['models'])}, "
+            f"commits {data['commit']}, {data['date']}. The story: {STORY}.\n\n{data['intro']}",
+            "## Commands\n\n" + "\n".join(f"- `{c}`" for c in data["commands"]),
+        ]
+        for s in data["sections"]:
+            body = "\n".join(s["intro"])
+            if s["columns"]:
+                body += ("\n\n" if body else "") + md_table(s["columns"], s["rows"])
+            parts.append(f"## {s['title']}\n\n{body}")
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{path}: missing field {e}; expected title, models, commit, date, intro, commands, sections")
+    return "\n\n".join(parts) + "\n"
