@@ -31,8 +31,10 @@ def is_recipe_test(relpath: str, function: str) -> bool:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items):
-    for item in items:
-        if is_recipe_test(item.path.relative_to(TEST_DIR).as_posix(), item.originalname):
+    for item in items:  # every collected item, also any outside test/ (this hook is not scoped to its folder)
+        if item.path.is_relative_to(TEST_DIR) and is_recipe_test(
+            item.path.relative_to(TEST_DIR).as_posix(), getattr(item, "originalname", item.name)
+        ):
             item.add_marker(pytest.mark.recipe)
 
 
