@@ -6,8 +6,10 @@
    ``pip install --no-deps --target`` into tools/second_espnet/ (once: a stamp holds the pin file's hash);
 2. checks, with that folder first on ``sys.path``, that the recipe venv satisfies every requirement of what was
    installed, transitively (espnet with the extras pyproject.toml requests): nothing else is installed, no torch
-   is downloaded, and a requirement the stack does not meet is one line naming it and the pin file to extend;
-3. runs ``pytest -m "not recipe"`` on test/ (or on PYTEST_ARGS) with ``PYTHONPATH=<folder>:<repository>``.
+   is downloaded, and a requirement the stack does not meet stops the run with one line naming it and the pin file;
+3. runs ``pytest -m "not recipe"`` on test/ (or on PYTEST_ARGS) with ``PYTHONPATH=<folder>:<repository>`` and
+   ``$ESPNET2_EXT_SECOND_PINS`` naming the pin file (test_packaging.py then checks the overlay is what runs; set
+   beforehand, it picks another pin file).
 
 test/test_wheel.py is left out: it resolves the package under tools/constraints.txt in a fresh venv (packaging, not
 ESPnet's behaviour, and it would link the overlay's espnet as if it were the pinned one).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +81,7 @@ def install(pins_file: Path, target: Path) -> None:
         return
     pins = read_pins(pins_file)
     print(f"[second_espnet] installing {' '.join(f'{k}=={v}' for k, v in pins.items())} (--no-deps) into {target}")
-    subprocess.run(["rm", "-rf", str(target)], check=True)
+    shutil.rmtree(target, ignore_errors=True)
     pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps"]
     subprocess.run(pip + ["--target", str(target)] + [f"{k}=={v}" for k, v in pins.items()], check=True)
     stamp.write_text(key + "\n")
@@ -112,11 +115,13 @@ def overlay_env(target: Path, pins_file: Path) -> Dict[str, str]:
 def check(target: Path, pins_file: Path) -> None:
     env = overlay_env(target, pins_file)
     env["PYTHONPATH"] += os.pathsep + str(ROOT / "test")
-    r = subprocess.run([sys.executable, "-c", CHECK, str(target), *requirements(read_pins(pins_file))], env=env)
+    reqs = requirements(read_pins(pins_file))
+    r = subprocess.run([sys.executable, "-c", CHECK, str(target), *reqs], env=env, stdout=None, stderr=subprocess.PIPE)
     if r.returncode:
+        why = (r.stderr.decode().strip().splitlines() or ["(no message)"])[-1]
         raise SystemExit(
-            f"second_espnet: the recipe venv does not meet what {pins_file.name} installs (above): "
-            f"pin the missing version in {pins_file} (or the stack's in {MAIN_PINS.name})"
+            f"second_espnet: the recipe venv does not meet what {pins_file.name} installs: {why}: "
+            f"pin a version that fits in {pins_file} (or in {MAIN_PINS.name} for the whole stack)"
         )
 
 
