@@ -12,7 +12,8 @@ Sections (each prints its rows; a failing section prints its error and the other
 4. DDP (``torch.nn.parallel.DistributedDataParallel``, NCCL, one process per GPU) of the fine-tuning step when
    the machine has more than one GPU: step time per GPU vs one.
 
-``--tiny``: the same code at tiny sizes on the CPU (``test/benchmark/test_gpu_suite.py`` runs it), so the suite cannot rot.
+``--tiny``: the same code at tiny sizes on the CPU (``test/benchmark/test_gpu_suite.py`` runs it), so the suite
+cannot rot.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Layers point down (issue #13): the package's own import graph, read with ``ast`` (nothing is imported).
+"""Layers point down (issues #13, #31): the package's own import graph, read with ``ast`` (nothing is imported).
 
 Function-local imports count like top-level ones: they dodge a circle at import time but keep the two modules
-tangled.
+tangled. ``LAYERS`` lists the package bottom-up; a module may import its own layer and the ones below it.
 """
 
 from __future__ import annotations
@@ -9,12 +9,43 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
-from typing import Dict, List, Set
+from typing import Dict, List, Mapping, Sequence, Set, Tuple
 
 import pytest
 
 PKG = "espnet2_ext"
 ROOT = Path(__file__).resolve().parents[1] / PKG
+
+# Bottom-up. Each entry is one layer: top-level modules or subpackages of espnet2_ext ("" is the package's own
+# __init__, which installs the import hook). A new subpackage must be placed here (test_every_module_has_a_layer).
+LAYERS: Tuple[Tuple[str, ...], ...] = (
+    ("common", "_offline", "stack"),  # nothing from the package
+    ("utils",),  # text I/O, Kaldi tables, safe loading
+    ("task_spec",),
+    ("activation",),
+    ("text",),  # task tokens, normalisation, time outputs
+    ("data",),  # Kaldi data-dir I/O and checks
+    ("upstream",),
+    ("layers",),
+    ("asr",),
+    ("ssl",),
+    ("train",),
+    ("registry",),  # names the asr/train classes for ESPnet
+    ("tasks",),
+    ("hub",),
+    ("scoring",),  # metrics
+    ("reporting",),  # tables and reports built on the metrics
+    ("corpora",),  # corpus preparation (synthetic corpus, importers): makes data dirs
+    ("bin",),  # thin CLIs
+    ("", "_import_hook"),
+)
+
+# Modules allowed to import a higher layer, each with the reason; an entry that no longer imports up fails
+# test_allowed_upward_imports_are_still_needed, so it is removed once the code moves.
+UPWARD_ALLOWED: Dict[str, str] = {
+    f"{PKG}.asr.streaming": "latency_table() writes a markdown report (scoring/reporting's table helpers); it "
+    "belongs in reporting/ with the `python -m espnet2_ext.asr.streaming table` CLI that run_streaming.sh calls",
+}
 
 
 def module_name(path: Path) -> str:
@@ -55,6 +86,20 @@ def import_graph() -> Dict[str, Set[str]]:
                     if target and target != mod:
                         graph[mod].add(target)
     return graph
+
+
+def layer_of(module: str, layers: Sequence[Sequence[str]] = LAYERS) -> int:
+    """Index in ``layers`` of the entry naming ``module``'s top-level part under the package (-1: none)."""
+    head = module.split(".")[1] if "." in module else ""
+    for i, names in enumerate(layers):
+        if head in names:
+            return i
+    return -1
+
+
+def upward_imports(graph: Mapping[str, Set[str]], layers: Sequence[Sequence[str]] = LAYERS) -> List[Tuple[str, str]]:
+    """(importer, imported) pairs where the imported module sits in a higher layer than its importer."""
+    return sorted((m, t) for m, targets in graph.items() for t in targets if layer_of(t, layers) > layer_of(m, layers))
 
 
 def cycles(graph: Dict[str, Set[str]]) -> List[List[str]]:
@@ -111,6 +156,31 @@ def test_cycle_detection_finds_a_circle():
 
 def test_no_import_circle(graph):
     assert cycles(graph) == [], "modules that import each other (directly or through others): move the shared part down"
+
+
+def test_every_module_has_a_layer(graph):
+    assert [m for m in graph if layer_of(m) < 0] == [], "place the new subpackage in LAYERS (test/test_layering.py)"
+
+
+def test_upward_import_detection_finds_one():
+    layers = (("common",), ("data",), ("bin",))
+    g = {f"{PKG}.common": set(), f"{PKG}.data.x": {f"{PKG}.common"}, f"{PKG}.bin.y": {f"{PKG}.data.x"}}
+    assert upward_imports(g, layers) == []
+    g[f"{PKG}.common"] = {f"{PKG}.bin.y"}
+    g[f"{PKG}.data.x"].add(f"{PKG}.data.z")  # the same layer is fine
+    assert upward_imports(g, layers) == [(f"{PKG}.common", f"{PKG}.bin.y")]
+    assert layer_of(f"{PKG}.nowhere", layers) == -1
+    assert layer_of(PKG, (("common",), ("",))) == 1
+
+
+def test_no_import_from_a_lower_layer_to_a_higher_one(graph):
+    up = [(m, t) for m, t in upward_imports(graph) if m not in UPWARD_ALLOWED]
+    assert up == [], "a module imports a higher layer (LAYERS): move the shared part down, or the importer up"
+
+
+def test_allowed_upward_imports_are_still_needed(graph):
+    still = {m for m, _ in upward_imports(graph)}
+    assert sorted(set(UPWARD_ALLOWED) - still) == [], "no longer imports up: remove it from UPWARD_ALLOWED"
 
 
 def test_common_imports_nothing_from_the_package(graph):

@@ -42,6 +42,7 @@ PARTS = (
     Part("soxr", "soxr", "", "resampling audio that is not at the model's rate"),
     Part("kaldiio", "kaldiio", "", "Kaldi ark and pipe entries in wav.scp"),
     Part("jiwer", "jiwer", "", "WER scoring"),
+    Part("rapidfuzz", "rapidfuzz", "", "entity snapping to a biasing list (snap_entities)"),
     Part("numpy", "numpy", "", "everything"),
     Part("scipy", "scipy.stats", "", "grid_report's t-tests"),
     Part("PyYAML", "yaml", "", "configs"),

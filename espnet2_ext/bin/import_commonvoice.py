@@ -29,7 +29,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[List[str]] = None) -> None:
     args = parse_import_args(get_parser(), argv)
-    from espnet2_ext.data.commonvoice import import_commonvoice
+    from espnet2_ext.corpora.importers.commonvoice import import_commonvoice
 
     import_commonvoice(
         args.src,

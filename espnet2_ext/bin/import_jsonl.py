@@ -23,7 +23,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[List[str]] = None) -> None:
     args = parse_import_args(get_parser(), argv)
-    from espnet2_ext.data.jsonl_conversations import import_jsonl
+    from espnet2_ext.corpora.importers.jsonl_conversations import import_jsonl
 
     import_jsonl(
         args.src,

@@ -30,7 +30,7 @@ def run(argv: Optional[List[str]] = None) -> None:
     args = parse_import_args(get_parser(), argv)
     if not args.audio_dir and not args.wav_scp:
         raise DataError("give --audio_dir or --wav_scp to locate the recordings")
-    from espnet2_ext.data.stm_conversations import import_stm
+    from espnet2_ext.corpora.importers.stm_conversations import import_stm
 
     import_stm(
         args.src,

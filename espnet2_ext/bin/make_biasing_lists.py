@@ -1,4 +1,5 @@
-"""Write the evaluation biasing lists of a data dir (Le et al. 2021's protocol; ``data/biasing_lists.py``).
+"""Write the evaluation biasing lists of a data dir (Le et al. 2021's protocol;
+``corpora/mini_tokenverse/biasing_lists.py``).
 
     python -m espnet2_ext.bin.make_biasing_lists --data_dir dump/raw/test --out_dir exp_biasing/lists/test \
         --seed 0 --distractors 0,100,500,1000 --kinds utt,conv,lang [--corpus_seed 0]
@@ -17,7 +18,7 @@ from typing import Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, comma_list
-from espnet2_ext.data.biasing_lists import DEFAULT_DISTRACTORS, KINDS, make_lists
+from espnet2_ext.corpora.mini_tokenverse.biasing_lists import DEFAULT_DISTRACTORS, KINDS, make_lists
 
 
 def _counts(value: str):

@@ -8,11 +8,11 @@ Writes data/{train,train_full_only,dev,test,test_partial} Kaldi dirs, wavs under
 <out_dir>/../downloads/mini_tokenverse/wav (or --wav_dir) and data/corpus_stats.md; with --train_read N also
 data/train_read<N> (train's conversations + N read utterances per language; data/train is unchanged), and with
 --read_names P data/train_read<N>_names<100 P> instead (a share P of the read entity slots from open name lists, no
-mini_tokenverse entity among them: espnet2_ext/data/name_pools.py); with --dev_read N also data/dev_partial (N read
-utterances per language drawn like test_partial: a dev set for the read-speech target). Re-running only
-synthesises wavs whose recipe or content changed. --extension writes only the data for extending a trained model
-(data/qst_{train,dev,test}: asr + questions [Q]; data/it_{train,dev,test}: Italian, asr + lid), never the default
-corpus (README "Adding a task or a language").
+mini_tokenverse entity among them: espnet2_ext/corpora/mini_tokenverse/name_pools.py); with --dev_read N also
+data/dev_partial (N read utterances per language drawn like test_partial: a dev set for the read-speech target).
+Re-running only synthesises wavs whose recipe or content changed. --extension writes only the data for extending a
+trained model (data/qst_{train,dev,test}: asr + questions [Q]; data/it_{train,dev,test}: Italian, asr + lid), never
+the default corpus (README "Adding a task or a language").
 """
 
 from __future__ import annotations
@@ -77,14 +77,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    from espnet2_ext.data.mini_tokenverse import prepare, prepare_extension
+    from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse import prepare_extension, prepare_mini_tokenverse
 
     if args.extension:
         prepare_extension(
             args.out_dir, args.extension, seed=args.seed, size=args.size, nj=args.nj, wav_dir=args.wav_dir
         )
     else:
-        prepare(
+        prepare_mini_tokenverse(
             args.out_dir,
             seed=args.seed,
             size=args.size,

@@ -52,12 +52,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def run(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    from espnet2_ext.data import ssl_corpus
+    from espnet2_ext.corpora.mini_tokenverse import ssl_corpus
 
     if args.asr_lid_per_lang is None:
         if args.charset_from:
             raise ValueError("--charset_from only goes with --asr_lid_per_lang")
-        ssl_corpus.prepare(
+        ssl_corpus.prepare_ssl_corpus(
             args.out_dir,
             hours=args.hours,
             seed=args.seed,

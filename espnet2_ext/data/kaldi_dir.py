@@ -23,11 +23,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.text.normalize import normalize_words  # noqa: F401  (re-exported: importers use it from here)
-from espnet2_ext.utils.text_io import utf8_errors
+from espnet2_ext.utils.kaldi_table import ORIGIN_FILE, TURNS_FILE, Table, c_sort_key, read_table  # noqa: F401  (re-exported)
 
 PathLike = Union[str, Path]
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "utt2tasks")
-TURNS_FILE, ORIGIN_FILE = "utt2turns", "orig_segments"  # optional, may list a subset of the utterances
 HOW_TO_CREATE = {
     "wav.scp": "write '<utt-id> <audio path>' per utterance",
     "text": "write '<utt-id> <transcript>' per utterance",
@@ -60,11 +59,6 @@ class Utterance:
         if self.start is not None and self.end is not None:
             return self.end - self.start
         return self.duration
-
-
-def c_sort_key(s: str) -> bytes:
-    """``LC_ALL=C sort`` order."""
-    return s.encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -157,54 +151,6 @@ def write_data_dir(utts: Iterable[Utterance], out_dir: PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-@dataclass
-class Table:
-    """A Kaldi table file: key -> value with the line number of each key."""
-
-    path: Path
-    values: Dict[str, str]
-    lines: Dict[str, int]
-
-    def where(self, key: str) -> str:
-        return f"{self.path}:{self.lines[key]} ({key})"
-
-    def number(self, key: str, field: str) -> float:
-        """``field`` (a column of ``key``'s line) as a float; a DataError naming the line otherwise."""
-        try:
-            return float(field)
-        except ValueError:
-            raise DataError(f"{self.where(key)}: '{field}' is not a number") from None
-
-
-def read_table(path: PathLike, strict: bool = True) -> Table:
-    """Parse ``<key> <value...>`` lines. ``strict``: blank lines, duplicate keys and unsorted keys raise
-    ``DataError``; otherwise blank lines are skipped and the first of duplicate keys wins."""
-    path = Path(path)
-    values: Dict[str, str] = {}
-    lines: Dict[str, int] = {}
-    prev = None
-    with path.open(encoding="utf-8") as f, utf8_errors(path):
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().split(maxsplit=1)
-            if not parts:
-                if strict:
-                    raise DataError(f"{path}:{lineno}: empty line; remove it")
-                continue
-            key, value = parts[0], (parts[1] if len(parts) > 1 else "")
-            if key in values:
-                if strict:
-                    raise DataError(
-                        f"{path}:{lineno} ({key}): duplicate id (first on line {lines[key]}); keep "
-                        f"one line per id (fix_data_dir keeps the first)"
-                    )
-                continue
-            if strict and prev is not None and c_sort_key(key) < c_sort_key(prev):
-                raise DataError(
-                    f"{path}:{lineno} ({key}): not sorted (comes after {prev}); sort with "
-                    f"'LC_ALL=C sort' or run fix_data_dir"
-                )
-            values[key], lines[key], prev = value, lineno, key
-    return Table(path, values, lines)
 
 
 def _build(d: Path, tables: Dict[str, Table], ids: Sequence[str]) -> List[Utterance]:

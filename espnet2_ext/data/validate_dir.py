@@ -79,17 +79,9 @@ def _check_turns(tables: Dict[str, Table], audio_dur: Dict[str, float]) -> None:
             raise DataError(f"{turns.where(utt)}: {err}")
 
 
-def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) -> DataDirSummary:
-    """Check a data dir without modifying it; the first problem raises ``DataError`` with a one-line
-    message naming the file, line/utterance and the fix. Returns a summary on success."""
-    from espnet2_ext.data.audio_check import check_wav_table, is_plain_path
-    from espnet2_ext.data.utt2tasks import read_utt2tasks
-    from espnet2_ext.task_spec import TaskSpec
-
-    spec = spec or TaskSpec.default()
-    tables = read_tables(data_dir, strict=True)
-    check_consistent(tables)
-    text, utt2spk = tables["text"], tables["utt2spk"]
+def _check_speakers(tables: Dict[str, Table]) -> None:
+    """One speaker id per utterance, utterances grouped by speaker (Kaldi's sort rule), spk2utt agreeing."""
+    utt2spk = tables["utt2spk"]
     prev = None
     for utt, spk in utt2spk.values.items():
         if not spk or len(spk.split()) != 1:
@@ -110,18 +102,22 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
             raise DataError(
                 f"{tables['spk2utt'].path}: speaker {bad} disagrees with utt2spk; rebuild spk2utt (fix_data_dir)"
             )
-    utt2tasks = read_utt2tasks(tables["utt2tasks"].path, spec, utt_ids=list(text.values))
-    for utt in text.values:
-        err = _check_text(text, utt, utt2tasks[utt], spec, tables.get("utt2lang"))
-        if err:
-            raise DataError(f"{text.where(utt)}: {err}")
-    if "utt2lang" in tables:
-        for utt, lang in tables["utt2lang"].values.items():
-            if lang not in spec.languages:
-                raise DataError(
-                    f"{tables['utt2lang'].where(utt)}: language '{lang}' not in the task spec "
-                    f"({', '.join(spec.languages)}); add it (--languages) or fix the line"
-                )
+
+
+def _check_languages(tables: Dict[str, Table], spec) -> None:
+    """Every utt2lang language is one of the task spec's."""
+    if "utt2lang" not in tables:
+        return
+    for utt, lang in tables["utt2lang"].values.items():
+        if lang not in spec.languages:
+            raise DataError(
+                f"{tables['utt2lang'].where(utt)}: language '{lang}' not in the task spec "
+                f"({', '.join(spec.languages)}); add it (--languages) or fix the line"
+            )
+
+
+def _listed_hours(tables: Dict[str, Table]) -> Optional[float]:
+    """Hours from utt2dur, else from segments (None when neither lists them)."""
     hours: Optional[float] = None
     if "utt2dur" in tables:
         hours = sum(tables["utt2dur"].number(k, v) for k, v in tables["utt2dur"].values.items()) / 3600
@@ -135,6 +131,28 @@ def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) 
             )
             / 3600
         )
+    return hours
+
+
+def validate_data_dir(data_dir: PathLike, spec=None, check_audio: bool = False) -> DataDirSummary:
+    """Check a data dir without modifying it; the first problem raises ``DataError`` with a one-line
+    message naming the file, line/utterance and the fix. Returns a summary on success."""
+    from espnet2_ext.data.audio_check import check_wav_table, is_plain_path
+    from espnet2_ext.data.utt2tasks import read_utt2tasks
+    from espnet2_ext.task_spec import TaskSpec
+
+    spec = spec or TaskSpec.default()
+    tables = read_tables(data_dir, strict=True)
+    check_consistent(tables)
+    text, utt2spk = tables["text"], tables["utt2spk"]
+    _check_speakers(tables)
+    utt2tasks = read_utt2tasks(tables["utt2tasks"].path, spec, utt_ids=list(text.values))
+    for utt in text.values:
+        err = _check_text(text, utt, utt2tasks[utt], spec, tables.get("utt2lang"))
+        if err:
+            raise DataError(f"{text.where(utt)}: {err}")
+    _check_languages(tables, spec)
+    hours = _listed_hours(tables)
     n_pipes = sum(not is_plain_path(v) for v in tables["wav.scp"].values.values())
     n_checked, to_convert, rec_dur = 0, None, {}
     if check_audio:

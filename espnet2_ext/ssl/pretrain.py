@@ -26,7 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -92,6 +92,161 @@ def _lr(step: int, cfg: PretrainConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def _check_same_settings(cfg_path: Path, cfg: PretrainConfig) -> None:
+    """A resumed experiment must run with the settings it was started with (``pretrain_config.json``)."""
+    stored = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
+    if stored is None:
+        return
+    # keys added after an experiment started are at their defaults in it; where its steps run and where the
+    # cache lives are not part of what it is
+    defaults = asdict(PretrainConfig())
+    changed = {
+        k
+        for k, v in asdict(cfg).items()
+        if stored.get(k, defaults[k]) != v
+        and k not in ("max_steps", "max_minutes", "threads", "log_every", "device", "feature_cache")
+    }
+    if changed:
+        raise ValueError(
+            f"{cfg_path}: this experiment was started with other settings ({', '.join(sorted(changed))}); "
+            f"use the same options to resume, or another --exp_dir"
+        )
+
+
+def _objective_targets(
+    cfg: PretrainConfig, exp_dir: Path, items, audio: List[np.ndarray], log: Callable[[str], None]
+) -> Tuple[list, int, Optional[List[str]]]:
+    """Per-utterance targets, the output size and the CTC vocabulary (None for hubert). The k-means centres or the
+    vocabulary are fitted once and kept in ``exp_dir`` so a resumed run uses the same ones."""
+    aux_path = exp_dir / ("kmeans.json" if cfg.objective == "hubert" else "vocab.json")
+    if cfg.objective == "hubert":
+        if aux_path.is_file():
+            km = json.loads(aux_path.read_text())
+            centers = torch.tensor(km["centers"])
+        else:
+            log(f"pretrain[hubert]: fitting k-means ({cfg.n_clusters} clusters) on MFCC frames")
+            km_model = fit_kmeans(audio, cfg.n_clusters, cfg.kmeans_frames, cfg.seed)
+            centers = torch.tensor(km_model.cluster_centers_, dtype=torch.float32)
+            _write_json(aux_path, {"centers": centers.tolist()})
+        log("pretrain[hubert]: labelling every frame with its cluster")
+        targets = [torch.cdist(torch.from_numpy(mfcc_frames(a)), centers).argmin(1) for a in audio]
+        return targets, centers.shape[0], None
+    if cfg.objective == "ctc":
+        if aux_path.is_file():
+            vocab = json.loads(aux_path.read_text())["vocab"]
+        else:
+            vocab = char_vocab([t for _, _, t in items])
+            _write_json(aux_path, {"vocab": vocab})
+        return ctc_targets(items, vocab), len(vocab), vocab
+    raise ValueError(f"unknown objective '{cfg.objective}': choose hubert or ctc")
+
+
+def _start_or_resume(
+    cfg: PretrainConfig, model_cfg: Dict, n_out: int, device, exp_dir: Path, log: Callable[[str], None]
+) -> Tuple[Pretrainer, torch.optim.Optimizer, Dict]:
+    """The model, its optimiser and the run state: from ``checkpoint.pt`` when it exists, else fresh (the
+    wav2vec2 part from ``--init_from`` when given)."""
+    frozen = cfg.freeze_feature_encoder or bool(cfg.feature_cache)
+    model = Pretrainer(model_cfg, n_out, cfg.seed, freeze_feature_encoder=frozen).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "seconds": 0.0}
+    ckpt_path = exp_dir / "checkpoint.pt"
+    if ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        state = ck["state"]
+        log(f"pretrain[{cfg.objective}]: resumed at step {state['step']} (epoch {state['epoch']})")
+    elif cfg.init_from:
+        sha = load_init(model.wav2vec2, cfg.init_from, model_cfg)
+        log(f"pretrain[{cfg.objective}]: wav2vec2 weights from {cfg.init_from} (sha256 {sha[:12]})")
+        _write_json(exp_dir / "init_from.json", {"path": cfg.init_from, "sha256": sha})
+    return model, opt, state
+
+
+def _train_step(model, opt, state: Dict, cfg: PretrainConfig, train, targets, lengths, idx, gen, device, cached):
+    """One optimiser step on the batch ``idx`` (masked spans seeded by the step); returns (loss, acc)."""
+    gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
+    wav, pad, cnn_feats = S.batch(train, idx, device, cached)
+    frame_lens = [min(n_frames(lengths[i]), len(targets[i]) if cfg.objective == "hubert" else 10**9) for i in idx]
+    T = n_frames(wav.shape[1]) if cnn_feats is None else cnn_feats.shape[1]
+    prob = cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob
+    mask = span_mask((len(idx), T), frame_lens, prob, cfg.mask_length, gen) if prob > 0 else None
+    for g in opt.param_groups:
+        g["lr"] = _lr(state["step"], cfg)
+    mask = mask.to(device, non_blocking=True) if mask is not None else None
+    logits, fpad = model(wav, pad, mask, cnn_feats)  # logits: [B, T, n_out]
+    loss, acc = objective_loss(cfg.objective, logits, fpad, mask, [targets[i] for i in idx], frame_lens)
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    state["step"] += 1
+    state["batch_in_epoch"] += 1
+    return loss.item(), acc
+
+
+def _log_progress(state: Dict, run_loss: List[Tuple[float, float]], elapsed: float, cfg: PretrainConfig, log) -> None:
+    """Add the mean loss/accuracy of the last ``log_every`` steps to the history and log them with the ETA."""
+    state["seconds"] += elapsed
+    ml = float(np.mean([loss for loss, _ in run_loss]))
+    ma = float(np.mean([a for _, a in run_loss]))
+    state["history"].append({"step": state["step"], "loss": ml, "acc": ma, "seconds": state["seconds"]})
+    rate = cfg.log_every / max(elapsed, 1e-6)
+    eta = (cfg.max_steps - state["step"]) / max(rate, 1e-9)
+    log(
+        f"pretrain[{cfg.objective}] step {state['step']}/{cfg.max_steps} epoch {state['epoch']} "
+        f"loss {ml:.3f} {'acc' if cfg.objective == 'hubert' else 'frame-err'} {ma:.3f} "
+        f"lr {_lr(state['step'], cfg):.2e} {rate:.2f} steps/s ETA {eta / 60:.0f} min"
+    )
+
+
+def _sources(cfg: PretrainConfig, model, device, dirs, train_audio: List[np.ndarray], log) -> Dict[str, list]:
+    """data dir name -> per-utterance inputs: cached CNN features (tensors on the device) or int16 audio."""
+    sources = {}
+    for name, d, its in dirs:
+        if name == "valid" and not its:
+            continue
+        if cfg.feature_cache:
+            sources[name] = S.cached_features(
+                cfg.feature_cache, model.wav2vec2, d, its, device, cfg.max_utt_seconds, log
+            )
+        else:
+            sources[name] = train_audio if name == "train" else load_audio(its, cfg.max_utt_seconds)
+    return sources
+
+
+def _run_steps(model, opt, state: Dict, cfg: PretrainConfig, data, save, checkpoint, log) -> bool:
+    """Train until ``max_steps`` (True) or until ``max_minutes`` pass (False: saved; the same command continues),
+    with ``checkpoint()`` every ``save_every`` steps."""
+    train, targets, lengths, batch_samples, device, cached = data
+    gen = torch.Generator()
+    t0, run_t0, run_loss = time.time(), time.time(), []
+    model.train()
+    while state["step"] < cfg.max_steps:
+        batches = make_batches(lengths, batch_samples, cfg.seed, state["epoch"])
+        while state["batch_in_epoch"] < len(batches) and state["step"] < cfg.max_steps:
+            idx = batches[state["batch_in_epoch"]]
+            run_loss.append(_train_step(model, opt, state, cfg, train, targets, lengths, idx, gen, device, cached))
+            if state["step"] % cfg.log_every == 0:
+                elapsed, t0 = time.time() - t0, time.time()
+                _log_progress(state, run_loss, elapsed, cfg, log)
+                run_loss = []
+            if state["step"] % cfg.save_every == 0:
+                checkpoint()
+            if cfg.max_minutes > 0 and time.time() - run_t0 > cfg.max_minutes * 60:
+                save()
+                log(
+                    f"pretrain[{cfg.objective}]: --max_minutes {cfg.max_minutes} reached at step {state['step']}; "
+                    f"run the same command again to continue"
+                )
+                return False
+        if state["batch_in_epoch"] >= len(batches):
+            state["epoch"] += 1
+            state["batch_in_epoch"] = 0
+    return True
+
+
 def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callable[[str], None] = print) -> Path:
     """Run (or continue) pretraining; returns the path of ``checkpoint.pt``."""
     torch.set_num_threads(cfg.threads)
@@ -100,25 +255,9 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
     exp_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = exp_dir / "checkpoint.pt"
     cfg_path = exp_dir / "pretrain_config.json"
-    stored = json.loads(cfg_path.read_text()) if cfg_path.is_file() else None
-    if stored is not None:
-        # keys added after an experiment started are at their defaults in it; where its steps run and where the
-        # cache lives are not part of what it is
-        defaults = asdict(PretrainConfig())
-        changed = {
-            k
-            for k, v in asdict(cfg).items()
-            if stored.get(k, defaults[k]) != v
-            and k not in ("max_steps", "max_minutes", "threads", "log_every", "device", "feature_cache")
-        }
-        if changed:
-            raise ValueError(
-                f"{cfg_path}: this experiment was started with other settings ({', '.join(sorted(changed))}); "
-                f"use the same options to resume, or another --exp_dir"
-            )
+    _check_same_settings(cfg_path, cfg)
     if cfg.feature_cache and cfg.objective != "ctc":
         raise ValueError("--feature_cache goes with --objective ctc (hubert's targets are computed from the audio)")
-    frozen = cfg.freeze_feature_encoder or bool(cfg.feature_cache)
     items = read_data_dir(Path(data_dir))
     # held-out scoring is CTC's (loss and CER); a hubert run ignores --valid_dir
     valid_items = read_data_dir(Path(valid_dir)) if valid_dir and cfg.objective == "ctc" else []
@@ -133,44 +272,9 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
     if not cfg.feature_cache:
         log(f"pretrain[{cfg.objective}]: loading {len(items)} utterances from {data_dir}")
         audio = load_audio(items, cfg.max_utt_seconds)
-    aux_path = exp_dir / ("kmeans.json" if cfg.objective == "hubert" else "vocab.json")
-    if cfg.objective == "hubert":
-        if aux_path.is_file():
-            km = json.loads(aux_path.read_text())
-            centers = torch.tensor(km["centers"])
-        else:
-            log(f"pretrain[hubert]: fitting k-means ({cfg.n_clusters} clusters) on MFCC frames")
-            km_model = fit_kmeans(audio, cfg.n_clusters, cfg.kmeans_frames, cfg.seed)
-            centers = torch.tensor(km_model.cluster_centers_, dtype=torch.float32)
-            _write_json(aux_path, {"centers": centers.tolist()})
-        n_out = centers.shape[0]
-        log("pretrain[hubert]: labelling every frame with its cluster")
-        targets = [torch.cdist(torch.from_numpy(mfcc_frames(a)), centers).argmin(1) for a in audio]
-    elif cfg.objective == "ctc":
-        if aux_path.is_file():
-            vocab = json.loads(aux_path.read_text())["vocab"]
-        else:
-            vocab = char_vocab([t for _, _, t in items])
-            _write_json(aux_path, {"vocab": vocab})
-        n_out = len(vocab)
-        targets = ctc_targets(items, vocab)
-    else:
-        raise ValueError(f"unknown objective '{cfg.objective}': choose hubert or ctc")
+    targets, n_out, vocab = _objective_targets(cfg, exp_dir, items, audio, log)
     _write_json(cfg_path, asdict(cfg))
-
-    model = Pretrainer(model_cfg, n_out, cfg.seed, freeze_feature_encoder=frozen).to(device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01)
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "seconds": 0.0}
-    if ckpt_path.is_file():
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        state = ck["state"]
-        log(f"pretrain[{cfg.objective}]: resumed at step {state['step']} (epoch {state['epoch']})")
-    elif cfg.init_from:
-        sha = load_init(model.wav2vec2, cfg.init_from, model_cfg)
-        log(f"pretrain[{cfg.objective}]: wav2vec2 weights from {cfg.init_from} (sha256 {sha[:12]})")
-        _write_json(exp_dir / "init_from.json", {"path": cfg.init_from, "sha256": sha})
+    model, opt, state = _start_or_resume(cfg, model_cfg, n_out, device, exp_dir, log)
 
     def save(path=ckpt_path):
         save_atomic(
@@ -190,16 +294,7 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
         if state["valid"][-1]["cer"] <= min(v["cer"] for v in state["valid"]):
             save(exp_dir / "checkpoint_best.pt")
 
-    sources = {}  # data dir -> per-utterance inputs: cached CNN features (tensors on the device) or int16 audio
-    for name, d, its in (("train", data_dir, items), ("valid", valid_dir, valid_items)):
-        if name == "valid" and not its:
-            continue
-        if cfg.feature_cache:
-            sources[name] = S.cached_features(
-                cfg.feature_cache, model.wav2vec2, d, its, device, cfg.max_utt_seconds, log
-            )
-        else:
-            sources[name] = audio if name == "train" else load_audio(its, cfg.max_utt_seconds)
+    sources = _sources(cfg, model, device, (("train", data_dir, items), ("valid", valid_dir, valid_items)), audio, log)
     cached = bool(cfg.feature_cache)
     batch_samples = int(cfg.batch_seconds * SAMPLE_RATE)
     lengths = S.sample_lengths(sources["train"], cached)
@@ -213,62 +308,15 @@ def pretrain(data_dir, exp_dir, cfg: PretrainConfig, valid_dir=None, log: Callab
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {cfg.threads} thread(s)"
     if where not in state.setdefault("devices", []):
         state["devices"].append(where)
-    gen = torch.Generator()
-    t0, run_t0, run_loss = time.time(), time.time(), []
-    model.train()
-    while state["step"] < cfg.max_steps:
-        batches = make_batches(lengths, batch_samples, cfg.seed, state["epoch"])
-        while state["batch_in_epoch"] < len(batches) and state["step"] < cfg.max_steps:
-            idx = batches[state["batch_in_epoch"]]
-            gen.manual_seed(cfg.seed * 1_000_003 + state["step"])
-            wav, pad, cnn_feats = S.batch(sources["train"], idx, device, cached)
-            frame_lens = [
-                min(n_frames(lengths[i]), len(targets[i]) if cfg.objective == "hubert" else 10**9) for i in idx
-            ]
-            T = n_frames(wav.shape[1]) if cnn_feats is None else cnn_feats.shape[1]
-            prob = cfg.mask_prob if cfg.objective == "hubert" else cfg.ctc_mask_prob
-            mask = span_mask((len(idx), T), frame_lens, prob, cfg.mask_length, gen) if prob > 0 else None
-            for g in opt.param_groups:
-                g["lr"] = _lr(state["step"], cfg)
-            mask = mask.to(device, non_blocking=True) if mask is not None else None
-            logits, fpad = model(wav, pad, mask, cnn_feats)  # logits: [B, T, n_out]
-            loss, acc = objective_loss(cfg.objective, logits, fpad, mask, [targets[i] for i in idx], frame_lens)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            state["step"] += 1
-            state["batch_in_epoch"] += 1
-            run_loss.append((loss.item(), acc))
-            if state["step"] % cfg.log_every == 0:
-                el = time.time() - t0
-                state["seconds"] += el
-                t0 = time.time()
-                ml = float(np.mean([loss for loss, _ in run_loss]))
-                ma = float(np.mean([a for _, a in run_loss]))
-                state["history"].append({"step": state["step"], "loss": ml, "acc": ma, "seconds": state["seconds"]})
-                run_loss = []
-                rate = cfg.log_every / max(el, 1e-6)
-                eta = (cfg.max_steps - state["step"]) / max(rate, 1e-9)
-                log(
-                    f"pretrain[{cfg.objective}] step {state['step']}/{cfg.max_steps} epoch {state['epoch']} "
-                    f"loss {ml:.3f} {'acc' if cfg.objective == 'hubert' else 'frame-err'} {ma:.3f} "
-                    f"lr {_lr(state['step'], cfg):.2e} {rate:.2f} steps/s ETA {eta / 60:.0f} min"
-                )
-            if state["step"] % cfg.save_every == 0:
-                if valid_eval is not None:
-                    validate()
-                save()
-            if cfg.max_minutes > 0 and time.time() - run_t0 > cfg.max_minutes * 60:
-                save()
-                log(
-                    f"pretrain[{cfg.objective}]: --max_minutes {cfg.max_minutes} reached at step {state['step']}; "
-                    f"run the same command again to continue"
-                )
-                return ckpt_path
-        if state["batch_in_epoch"] >= len(batches):
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
+
+    def checkpoint():
+        if valid_eval is not None:
+            validate()
+        save()
+
+    data = (sources["train"], targets, lengths, batch_samples, device, cached)
+    if not _run_steps(model, opt, state, cfg, data, save, checkpoint, log):
+        return ckpt_path
     if valid_eval is not None and (not state.get("valid") or state["valid"][-1]["step"] != state["step"]):
         validate()
     save()

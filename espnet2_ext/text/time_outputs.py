@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from espnet2_ext.common import DataError, atomic_write_text
-from espnet2_ext.data.kaldi_dir import c_sort_key
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
+from espnet2_ext.utils.kaldi_table import ORIGIN_FILE, c_sort_key, read_table
 
 SPM_SPACE = "\u2581"
 SCD, ENDP = "[SCD]", "[ENDP]"
@@ -252,8 +252,6 @@ def read_events(path: Union[str, Path]) -> Dict[str, UttEvents]:
 
 def read_origins(data_dir: Union[str, Path]) -> Dict[str, Tuple[str, float]]:
     """utt -> (recording, start) from a data dir's ``segments`` or ``orig_segments`` (empty when it has neither)."""
-    from espnet2_ext.data.kaldi_dir import ORIGIN_FILE, read_table
-
     d = Path(data_dir)
     for name in ("segments", ORIGIN_FILE):
         if (d / name).is_file():

@@ -208,7 +208,7 @@ def test_silero_finds_the_turns_of_synthesised_speech(tmp_path):
     if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
         pytest.skip("espeak-ng/sox not installed")
     from espnet2_ext.asr.vad import speech_regions
-    from espnet2_ext.data.mini_tokenverse import _tts
+    from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse import _tts
 
     pause = np.zeros(int(1.5 * SR), np.int16)
     turns = [_tts(["-v", "en"], "hello how are you today"), _tts(["-v", "de"], "guten morgen wie geht es")]

@@ -196,8 +196,8 @@ def test_stm_rttm_conversation_decodes_in_the_recording_clock_and_is_scored(tiny
     from espnet2_ext.bin.format_data_dir import format_data_dir
     from espnet2_ext.bin.plot_conversation import run as plot
     from espnet2_ext.bin.tokenverse_score import run as score
+    from espnet2_ext.corpora.importers.stm_conversations import import_stm
     from espnet2_ext.data.kaldi_dir import read_data_dir
-    from espnet2_ext.data.stm_conversations import import_stm
     from espnet2_ext.data.validate_dir import validate_data_dir
 
     segs = _conversation(tiny_trained, tmp_path / "src")

@@ -172,7 +172,7 @@ def test_corrupt_clip_fails_the_whole_import_or_is_skipped_on_request(tmp_path, 
 
 def test_validate_decodes_audio_and_reports_what_will_be_converted(tmp_path):
     src = cv_release(tmp_path / "cv", corrupt=True)
-    from espnet2_ext.data.commonvoice import import_commonvoice
+    from espnet2_ext.corpora.importers.commonvoice import import_commonvoice
 
     d = import_commonvoice(src, tmp_path / "data", lang="de", splits=("dev", "train"))  # clips referenced as-is
     summary = validate_data_dir(d["dev"], check_audio=True)

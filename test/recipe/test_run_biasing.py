@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse_plan import plan_split
 from espnet2_ext.data.kaldi_dir import Utterance, write_data_dir
-from espnet2_ext.data.mini_tokenverse_plan import plan_split
 
 REPO = Path(__file__).resolve().parents[2]
 CONV = ("asr", "scd", "endp", "ner", "lid")

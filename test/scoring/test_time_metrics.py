@@ -167,8 +167,8 @@ def test_generator_turn_times_are_where_the_speech_is(tmp_path):
     import numpy as np
     import soundfile as sf
 
-    from espnet2_ext.data import mini_tokenverse as M
-    from espnet2_ext.data import mini_tokenverse_plan as P
+    from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse as M
+    from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
 
     plan = next(p for p in P.plan_corpus(0, "debug")["test"] if len(p.turns) >= 2)
     bounds: list = []

@@ -10,9 +10,9 @@ import pytest
 import torch
 from tiny_setup import write_noise_dir
 
-from espnet2_ext.data import mini_tokenverse_plan as P
-from espnet2_ext.data import mini_tokenverse_words as W
-from espnet2_ext.data import ssl_corpus as S
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_plan as P
+from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
+from espnet2_ext.corpora.mini_tokenverse import ssl_corpus as S
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}

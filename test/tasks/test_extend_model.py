@@ -341,8 +341,8 @@ def test_cli_refuses_bad_extensions_with_one_line(extended, tmp_path, capsys):
 
 # ---- extension data of the mini corpus -----------------------------------------------------------------
 def test_extension_data_plans():
-    from espnet2_ext.data import mini_tokenverse_words as W
-    from espnet2_ext.data.mini_tokenverse_plan import plan_extension
+    from espnet2_ext.corpora.mini_tokenverse import mini_tokenverse_words as W
+    from espnet2_ext.corpora.mini_tokenverse.mini_tokenverse_plan import plan_extension
 
     qst = plan_extension("qst", seed=0, size="debug")
     assert sorted(qst) == ["qst_dev", "qst_test", "qst_train"]

@@ -49,6 +49,18 @@ from espnet2_ext.utils.config_literal import parse_layer_spec
 INJECTION_POINTS = ("feature_encoder", "encoder_output", "both")
 
 
+def _check_task_vector_options(strategy: str, injection: str) -> None:
+    if strategy not in STRATEGIES + ("none",):
+        raise ValueError(
+            f"frontend_conf.task_vector_strategy '{strategy}' is unknown: choose one "
+            f"of {', '.join(STRATEGIES + ('none',))}"
+        )
+    if injection not in INJECTION_POINTS:
+        raise ValueError(
+            f"frontend_conf.task_vector_injection '{injection}' is unknown: choose one of {', '.join(INJECTION_POINTS)}"
+        )
+
+
 class TaskConditionedS3prlFrontend(S3prlFrontend):
     def __init__(
         self,
@@ -71,16 +83,7 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         mask_time_prob: float = 0.0,
         mask_time_length: int = 5,
     ):
-        if task_vector_strategy not in STRATEGIES + ("none",):
-            raise ValueError(
-                f"frontend_conf.task_vector_strategy '{task_vector_strategy}' is unknown: choose one "
-                f"of {', '.join(STRATEGIES + ('none',))}"
-            )
-        if task_vector_injection not in INJECTION_POINTS:
-            raise ValueError(
-                f"frontend_conf.task_vector_injection '{task_vector_injection}' is unknown: choose "
-                f"one of {', '.join(INJECTION_POINTS)}"
-            )
+        _check_task_vector_options(task_vector_strategy, task_vector_injection)
         frontend_conf = dict(frontend_conf or {"upstream": "wav2vec2_local"})
         skeleton_file = None
         if upstream_skeleton is not None:
@@ -104,8 +107,14 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         self.strategy = task_vector_strategy
         self.injection = task_vector_injection
         self._skeleton = upstream_skeleton or skeleton_of(self.upstream.upstream)
+        self._init_wav2vec2_reference()
+        self._init_task_vectors(task_vector_init_std, task_vector_seed)
+        self._init_streaming(wav_normalize, multichunk_sizes_ms, chunk_size_ms, left_chunks, attention_sink_frames)
+        self._init_time_masking(mask_time_prob, mask_time_length)
 
-        self.task_vectors = torch.nn.ModuleDict()
+    def _init_wav2vec2_reference(self) -> None:
+        """``self._wav2vec2``: the upstream's wav2vec2-style model (None for others: no feature-encoder hook); its
+        SSL pretraining heads are frozen."""
         ssl_model = getattr(getattr(self.upstream, "upstream", None), "model", None)
         frozen = freeze_pretraining_heads(ssl_model)
         if frozen:
@@ -115,6 +124,10 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
         # A plain reference, not a registered submodule: registering it would list every upstream weight twice
         # in the state dict (frontend._wav2vec2.* next to frontend.upstream.*).
         self.__dict__["_wav2vec2"] = ssl_model
+
+    def _init_task_vectors(self, init_std: float, seed: int) -> None:
+        """One ``TaskVectors`` table per injection point (none for strategy ``none``)."""
+        self.task_vectors = torch.nn.ModuleDict()
         if self.strategy != "none":
             points = ("feature_encoder", "encoder_output") if self.injection == "both" else (self.injection,)
             for i, point in enumerate(points):
@@ -124,17 +137,19 @@ class TaskConditionedS3prlFrontend(S3prlFrontend):
                     dim = self.upstream.hidden_sizes[0]
                 else:
                     dim = self.output_size()
-                self.task_vectors[point] = TaskVectors(
-                    dim, len(self.aux_tasks), self.strategy, task_vector_init_std, task_vector_seed + i
-                )
-        # ---- chunked attention (streaming); see espnet2_ext/layers/chunk_attention.py
+                self.task_vectors[point] = TaskVectors(dim, len(self.aux_tasks), self.strategy, init_std, seed + i)
+
+    def _init_streaming(self, wav_normalize, multichunk_sizes_ms, chunk_size_ms, left_chunks, attention_sink_frames):
+        """Chunked attention (streaming); see espnet2_ext/layers/chunk_attention.py."""
         if wav_normalize is not None and hasattr(self.upstream.upstream, "wav_normalize"):
             self.upstream.upstream.wav_normalize = bool(wav_normalize)
         self.multichunk: Tuple[Optional[int], ...] = tuple(
             chunk_frames_of(v, "multichunk_sizes_ms") for v in (multichunk_sizes_ms or ())
         )
         self.set_chunking(chunk_size_ms, left_chunks, attention_sink_frames)
-        # ---- wav2vec2-style time masking while fine-tuning (training only)
+
+    def _init_time_masking(self, mask_time_prob: float, mask_time_length: int) -> None:
+        """wav2vec2-style time masking while fine-tuning (training only)."""
         self.mask_time_prob, self.mask_time_length = float(mask_time_prob), int(mask_time_length)
         if self.mask_time_prob > 0 and getattr(self._wav2vec2, "mask_emb", None) is None:
             raise ValueError(
