@@ -19,7 +19,9 @@ RECIPE_FOLDERS = {"recipe"}
 # and these tests elsewhere (file relative to test/ -> test functions; test_second_espnet.py checks the names exist):
 RECIPE_TESTS = {
     "ssl/test_ssl_pretrain.py": {"test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint"},
-    "data/test_ssl_corpus_asr_lid.py": {"test_data_sh_wordlist_read_writes_the_set_and_the_combined_train_set"},
+    "corpora/mini_tokenverse/test_ssl_corpus_asr_lid.py": {
+        "test_data_sh_wordlist_read_writes_the_set_and_the_combined_train_set"
+    },
     "data/test_audio_formats.py": {"test_commonvoice_import_then_recipe_stages_1_to_4"},
 }
 
