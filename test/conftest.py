@@ -9,6 +9,36 @@ sys.path.insert(0, str(Path(__file__).parent))  # tiny_setup
 
 import espnet2_ext  # noqa: E402,F401  (offline import guard + ESPnet registration hook)
 
+TEST_DIR = Path(__file__).parent
+
+# The `recipe` marker (pyproject.toml), set here and nowhere else: tests that run a whole recipe script (run.sh,
+# run_*.sh, local/data.sh) on a tiny config. The default run includes them (CI runs everything); `-m "not recipe"`
+# leaves them out (the unit tests against the second ESPnet release, tools/second_espnet.py).
+# Everything under these folders of test/:
+RECIPE_FOLDERS = {"recipe"}
+# and these tests elsewhere (file relative to test/ -> test functions; test_second_espnet.py checks the names exist):
+RECIPE_TESTS = {
+    "ssl/test_ssl_pretrain.py": {"test_recipe_smoke_resumes_and_exports_a_loadable_checkpoint"},
+    "corpora/mini_tokenverse/test_ssl_corpus_asr_lid.py": {
+        "test_data_sh_wordlist_read_writes_the_set_and_the_combined_train_set"
+    },
+    "data/test_audio_formats.py": {"test_commonvoice_import_then_recipe_stages_1_to_4"},
+}
+
+
+def is_recipe_test(relpath: str, function: str) -> bool:
+    """Whether test ``function`` of ``relpath`` (a file relative to test/, posix) is a recipe test."""
+    return relpath.split("/")[0] in RECIPE_FOLDERS or function in RECIPE_TESTS.get(relpath, ())
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items):
+    for item in items:  # every collected item, also any outside test/ (this hook is not scoped to its folder)
+        if item.path.is_relative_to(TEST_DIR) and is_recipe_test(
+            item.path.relative_to(TEST_DIR).as_posix(), getattr(item, "originalname", item.name)
+        ):
+            item.add_marker(pytest.mark.recipe)
+
 
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):

@@ -7,6 +7,7 @@ test_wheel.py.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 from importlib import metadata
@@ -16,13 +17,18 @@ from typing import Dict, List, Set
 import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from espnet2_ext.bin.check_install import OPTIONAL, PARTS
-from espnet2_ext.stack import MINIMUM
+from espnet2_ext.stack import MINIMUM, TESTED
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 CONSTRAINTS = ROOT / "tools" / "constraints.txt"
+# the second ESPnet release the unit tests also run against in CI (tools/second_espnet.py, which names this file in
+# $ESPNET2_EXT_SECOND_PINS for the tests it runs)
+SECOND_PINS = ROOT / "tools" / "constraints_espnet202509.txt"
+SECOND_PINS_ENV = "ESPNET2_EXT_SECOND_PINS"
 
 
 def declared() -> Dict[str, List[Requirement]]:
@@ -32,9 +38,9 @@ def declared() -> Dict[str, List[Requirement]]:
     return out
 
 
-def pins() -> Dict[str, str]:
+def pins(path: Path = CONSTRAINTS) -> Dict[str, str]:
     out = {}
-    for line in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         line = line.split("#")[0].strip()
         if "==" in line:
             name, version = line.split("==")
@@ -55,21 +61,35 @@ def test_extras_are_the_documented_ones_and_all_holds_every_one():
 
 
 def test_every_requirement_has_a_lower_bound_that_is_the_pinned_version():
-    """The lower bound is a version we run: the recipe/CI pin. No upper bounds (a newer torch stays in place)."""
-    p = pins()
+    """The lower bound is a version we run: the recipe/CI pin, or the second release CI runs the unit tests against
+    (tools/constraints_espnet202509.txt). No upper bounds (a newer torch stays in place)."""
+    p, second = pins(), pins(SECOND_PINS)
     for extra, reqs in declared().items():
         for req in reqs:
             name = canonicalize_name(req.name)
             assert {s.operator for s in req.specifier} == {">="}, f"{req} ({extra or 'core'}): give one >= bound"
-            assert p.get(name) == lower_bound(req), (
-                f"{req}: tools/constraints.txt pins {name}=={p.get(name)}; the lower bound must be a version we run"
+            assert lower_bound(req) in (p.get(name), second.get(name)), (
+                f"{req}: tools/constraints.txt pins {name}=={p.get(name)}"
+                + (f" and {SECOND_PINS.name} {name}=={second[name]}" if name in second else "")
+                + "; the lower bound must be a version CI runs"
             )
 
 
+def test_the_newest_tested_versions_are_the_pins():
+    """check_install's "newer than the tested": the pinned stack, the newest CI runs."""
+    p = pins()
+    assert TESTED == {d: p[d] for d in MINIMUM}
+    assert all(Version(MINIMUM[d][0]) <= Version(v) for d, v in TESTED.items())
+
+
 def test_the_recipe_venv_runs_the_pins():
-    """What CI tests is what the constraints file says (after `bash tools/install.sh`)."""
+    """What CI tests is what the constraints file says (after `bash tools/install.sh`); under tools/second_espnet.py,
+    with the second release's pins in place of the stack's."""
+    running = pins()
+    if os.environ.get(SECOND_PINS_ENV):
+        running.update(pins(Path(os.environ[SECOND_PINS_ENV])))
     wrong = {}
-    for name, version in pins().items():
+    for name, version in running.items():
         try:
             found = metadata.version(name)
         except metadata.PackageNotFoundError:

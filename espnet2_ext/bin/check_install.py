@@ -20,7 +20,7 @@ from importlib import metadata
 from typing import List, Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
-from espnet2_ext.stack import MINIMUM, stack_problems
+from espnet2_ext.stack import MINIMUM, TESTED, stack_problems
 
 
 @dataclass(frozen=True)
@@ -140,8 +140,8 @@ def stack_line(dist: str, probes: Sequence[Probe]) -> str:
         from packaging.version import InvalidVersion, Version
 
         try:
-            if Version(version).release > Version(minimum).release:
-                note += f"; newer than the tested {minimum}: untested"
+            if Version(version).release > Version(TESTED[dist]).release:
+                note += f"; newer than the tested {TESTED[dist]}: untested"
         except InvalidVersion:  # a custom build's version string
             note += "; version not comparable"
     return f"{STACK_NAMES[dist]:<11} {version} ({note})"

@@ -73,7 +73,7 @@ def test_an_old_stack_makes_check_install_fail(monkeypatch, capsys):
     monkeypatch.setattr(stack, "installed_version", lambda d: "202402" if d == "espnet" else real(d))
     assert check_install.main([]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("check_install: the core does not work here: espnet>=202511 (found 202402)")
+    assert err.startswith("check_install: the core does not work here: espnet>=202509 (found 202402)")
 
 
 # ---- the stack check of `import espnet2_ext` -------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_importing_with_an_old_torch_and_espnet_fails_with_one_line(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(
         "espnet2_ext.stack.UnsupportedStackError: espnet2_ext needs torch>=2.9.1 (found 2.4.0); "
-        "espnet>=202511 (found 202402): upgrade them"
+        "espnet>=202509 (found 202402): upgrade them"
     )
     assert stack.SKIP_ENV in last
 
@@ -144,4 +144,4 @@ def test_a_newer_or_unreadable_version_is_marked():
     assert line == "torch       2.15.0 (supported >= 2.9.1; newer than the tested 2.9.1: untested)"
     line = check_install.stack_line("torch", [check_install.Probe(torch_part, "custom_build", None)])
     assert line.endswith("(supported >= 2.9.1; version not comparable)")
-    assert check_install.stack_line("espnet", []) == "ESPnet      not installed (supported >= 202511)"
+    assert check_install.stack_line("espnet", []) == "ESPnet      not installed (supported >= 202509)"
