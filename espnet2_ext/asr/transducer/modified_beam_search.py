@@ -46,15 +46,14 @@ import torch
 
 from espnet2_ext.asr.transducer.context_graph import BiasingSlots
 from espnet2_ext.asr.transducer.search_common import (
+    DecoderMemory,
     Hypothesis,
     JointScorer,
     PredictionNet,
     SpanGrammar,
-    assign_state,
     check_inputs,
     frame_masks,
-    index_state,
-    masked_log_probs,
+    masked_log_softmax,
 )
 
 NEG_INF = float("-inf")
@@ -109,8 +108,8 @@ class BeamSearch:
         self.suppress: Optional[torch.Tensor] = None
         self.forbid: Optional[torch.Tensor] = None  # [2, V] span-grammar rule (outside / inside a span)
         self.vocab: Optional[int] = None
-        dec_out, self.state = pred.start(n * beam)  # [N*K, D_dec]; state [L, N*K, H]
-        self.dec = joint.dec(dec_out)  # [N*K, D_joint]
+        self.memory = DecoderMemory(pred, joint)
+        self.mem = self.memory.start(n * beam)  # decoder output and state of the N*K slots
         self.scores = np.full((n, beam), NEG_INF)  # [N, K] float64
         self.scores[:, 0] = 0.0  # one empty hypothesis per utterance
         self.hyp = np.zeros((n, beam, 5), dtype=np.int64)  # [N, K, F]; empty sequence: hashes 0
@@ -140,24 +139,24 @@ class BeamSearch:
         """Keep the first ``n`` utterances; returns the ``fields`` of the dropped ones."""
         tail, m = self.fields(n), n * self.K
         self.scores, self.hyp = self.scores[:n], self.hyp[:n]
-        h, c = self.state  # [L, N*K, H] each
-        self.dec, self.state = self.dec[:m], (h[:, :m], None if c is None else c[:, :m])
+        self.mem = self.memory.head(self.mem, m)
         return tail
 
     def step(self, enc_t: torch.Tensor) -> None:
         """Advance every utterance by one frame. enc_t: [N, D_joint] (the joint's encoder projection)."""
         n, k = enc_t.size(0), self.K
-        logits = self.joint.logits(enc_t.unsqueeze(1), self.dec.view(n, k, -1))  # [N, K, V]
+        logits = self.joint.logits(enc_t.unsqueeze(1), self.memory.dec(self.mem).view(n, k, -1))  # [N, K, V]
         if self.vocab is None:
             self._prepare_masks(logits.size(-1))
-        logp = masked_log_probs(logits, self._mask(n))  # [N, K, V] float64
-        cand = self.candidate_scores(logp)  # [N, K, V]
+        logp = masked_log_softmax(logits, self._mask(n))  # [N, K, V] float32
+        cand = self.candidate_scores(logp)  # [N, K, V] float64
         val, idx = cand.view(n, -1).topk(k, dim=1)  # [N, K] each; idx = slot * V + token, best first
         self._select(val.cpu().numpy(), idx.cpu().numpy())  # one synchronisation per frame on a GPU
 
     def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
-        """Score of every (hypothesis, token) candidate: [N, K, V]; with biasing, + every next token's bonus."""
-        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V]
+        """Score of every (hypothesis, token) candidate: [N, K, V] float64 (``logp`` float32 or float64); with
+        biasing, + every next token's bonus."""
+        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64
         if self.bias is not None:  # [biasing] before the top-k: a boosted token can enter the beam
             cand = cand + self.bias.bonus(self.hyp[: cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
         return cand
@@ -215,16 +214,18 @@ class BeamSearch:
     def _advance_decoder(self, new: np.ndarray) -> None:
         """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
         n = new.shape[0]
-        src = torch.from_numpy((self.row_base[:n] + new[..., _SRC]).reshape(-1)).to(self.device)  # [N*K]
-        dec, state = self.dec.index_select(0, src), index_state(self.state, src)  # [N*K, D_joint]; [L, N*K, H]
+        src = (self.row_base[:n] + new[..., _SRC]).reshape(-1)  # [N*K] flat source slot of each new slot
         rows = np.flatnonzero(new[..., _STEP])  # [E] hyps extended by a symbol (flat)
-        if rows.size:
-            tokens = torch.from_numpy(new[..., _TOKEN].reshape(-1)[rows]).to(self.device)  # [E]
-            rows_t = torch.from_numpy(rows).to(self.device)
-            out, new_state = self.pred.step(tokens, index_state(state, rows_t))  # out: [E, D_dec]
-            dec.index_copy_(0, rows_t, self.joint.dec(out))  # [E, D_joint]
-            assign_state(state, rows_t, new_state)
-        self.dec, self.state = dec, state
+        if not rows.size:
+            self.mem = self.memory.select(self.mem, torch.from_numpy(src).to(self.device))
+            return
+        # one host-to-device copy: [parents (E), tokens (E), where each new slot's memory is (N*K)]
+        where = src.copy()
+        where[rows] = len(src) + np.arange(rows.size)  # the stepped ones: row j of the step's output
+        idx = torch.from_numpy(np.concatenate([src[rows], new[..., _TOKEN].reshape(-1)[rows], where])).to(self.device)
+        e = rows.size
+        stepped = self.memory.step(self.mem, idx[:e], idx[e : 2 * e])  # [E] new decoder outputs/states
+        self.mem = self.memory.gather(self.mem, stepped, idx[2 * e :])
 
     def final(
         self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int, length_norm: bool

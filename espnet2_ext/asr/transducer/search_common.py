@@ -102,6 +102,143 @@ class PredictionNet:
         return x, (torch.stack(hs), torch.stack(cs))  # out: [N, H]; state: [L, N, H] each
 
 
+# Per-hypothesis decoder memory of a batch (``DecoderMemory``): a [N, W] tensor (fused layout) or
+# (dec [N, D_joint], (h, c) [L, N, H]) (generic layout).
+Memory = object
+
+
+class DecoderMemory:
+    """What the searches keep per hypothesis of the prediction network: its joint-projected output (read by the
+    joint every frame) and its RNN state, for a batch of hypotheses; ``step`` advances any subset by one label.
+
+    Fused layout, for a single-layer LSTM in eval mode and ESPnet's ``JointNetwork``: one [N, D_joint + 4H + H]
+    tensor holding per hypothesis ``lin_dec(h)``, ``W_hh @ h`` (the recurrent half of its next step's gates) and
+    the cell ``c``. Both halves that read ``h`` come from one matrix product when ``h`` is made, so a step is one
+    gather of the parents' rows, the gate arithmetic and one matrix product, and ``h`` itself is never stored
+    (on a CPU a small-batch matrix product costs its weights' memory traffic plus a fixed set-up, whatever the
+    rows: one product over [W_dec; W_hh] instead of two, measured in benchmark/README.md). Otherwise (GRU,
+    several layers, another joint) the generic layout uses ``PredictionNet.step`` and ``JointScorer.dec``.
+    """
+
+    def __init__(self, pred: PredictionNet, joint: "JointScorer"):
+        self.pred, self.joint = pred, joint
+        self.fused = _fused_weights(pred, joint)  # (W [D_joint + 4H, H], b [D_joint + 4H], packed W or None) or None
+        if self.fused is not None:
+            self.d_joint = joint.joint.lin_dec.weight.size(0)
+            self.hidden = pred.layers[0].hidden_size
+
+    def start(self, n: int) -> Memory:
+        """Memory after the start symbol (blank) for ``n`` hypotheses."""
+        out, state = self.pred.start(1)  # out: [1, D_dec]; state: [L, 1, H] each
+        if self.fused is None:
+            dec = self.joint.dec(out).expand(n, -1).contiguous()  # [n, D_joint]
+            h, c = state
+            return dec, (h.expand(-1, n, -1).contiguous(), None if c is None else c.expand(-1, n, -1).contiguous())
+        row = torch.cat([self._project(out), state[1][0]], dim=1)  # [1, W]
+        return row.expand(n, -1).contiguous()  # [n, W]
+
+    def dec(self, mem: Memory) -> torch.Tensor:
+        """[N, D_joint] joint-projected decoder outputs (a view in the fused layout)."""
+        return mem[0] if self.fused is None else mem[:, : self.d_joint]
+
+    def head(self, mem: Memory, m: int) -> Memory:
+        """The first ``m`` hypotheses."""
+        if self.fused is None:
+            dec, (h, c) = mem
+            return dec[:m], (h[:, :m], None if c is None else c[:, :m])
+        return mem[:m]
+
+    def step(self, mem: Memory, parents: torch.Tensor, tokens: torch.Tensor) -> Memory:
+        """Memory of the hypotheses ``parents`` ([E] rows of ``mem``) each extended by ``tokens`` ([E])."""
+        if self.fused is None:
+            dec, state = mem
+            out, new_state = self.pred.step(tokens, index_state(state, parents))  # out: [E, D_dec]
+            return self.joint.dec(out), new_state
+        d, h4 = self.d_joint, 4 * self.hidden
+        par = mem.index_select(0, parents)  # [E, W]
+        gates = self.pred.input_gates.index_select(0, tokens) + par[:, d : d + h4]  # [E, 4H]: i, f, g, o
+        g4 = gates.view(gates.size(0), 4, -1)  # [E, 4, H]
+        act = torch.sigmoid(g4)  # [E, 4, H] (the cell slot is unused)
+        c = torch.addcmul(act[:, 1] * par[:, d + h4 :], act[:, 0], torch.tanh(g4[:, 2]))  # [E, H]
+        h = act[:, 3] * torch.tanh(c)  # [E, H]
+        return torch.cat([self._project(h), c], dim=1)  # [E, W]
+
+    def _project(self, h: torch.Tensor) -> torch.Tensor:
+        """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
+        weight, bias, packed = self.fused
+        if packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(h, packed, bias, "none", [], "")
+        return torch.nn.functional.linear(h, weight, bias)
+
+    def gather(self, mem: Memory, new: Memory, idx: torch.Tensor) -> Memory:
+        """Rows ``idx`` of ``mem`` followed by ``new`` (index len(mem) + j = new row j): the next frame's memory."""
+        if self.fused is None:
+            (dec, (h, c)), (n_dec, (n_h, n_c)) = mem, new
+            return torch.cat([dec, n_dec]).index_select(0, idx), (
+                torch.cat([h, n_h], dim=1).index_select(1, idx),
+                None if c is None else torch.cat([c, n_c], dim=1).index_select(1, idx),
+            )
+        return torch.cat([mem, new]).index_select(0, idx)  # [len(idx), W]
+
+    def select(self, mem: Memory, idx: torch.Tensor) -> Memory:
+        """Rows ``idx`` of ``mem`` (a copy)."""
+        if self.fused is None:
+            dec, state = mem
+            return dec.index_select(0, idx), index_state(state, idx)
+        return mem.index_select(0, idx)
+
+    def assign(self, mem: Memory, rows: torch.Tensor, new: Memory) -> None:
+        """Write ``new`` into the rows ``rows`` of ``mem`` in place."""
+        if self.fused is None:
+            mem[0].index_copy_(0, rows, new[0])
+            assign_state(mem[1], rows, new[1])
+        else:
+            mem.index_copy_(0, rows, new)
+
+
+_FUSED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _fused_weights(pred: PredictionNet, joint: "JointScorer") -> Optional[tuple]:
+    """([lin_dec.weight; W_hh] [D_joint + 4H, H], [lin_dec.bias; 0], the weight packed for oneDNN or None) for the
+    fused ``DecoderMemory`` layout, or None when it does not apply (not one plain LSTM layer, or not ESPnet's
+    JointNetwork); cached per joint network until the weights change."""
+    if len(pred.layers) != 1 or not joint.plain:
+        return None
+    lin, lstm = joint.joint.lin_dec, pred.layers[0]
+    tensors = (lin.weight, lstm.weight_hh_l0) + (() if lin.bias is None else (lin.bias,))
+    key = (lstm, tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors))
+    hit = _FUSED.get(joint.joint)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode(False), torch.no_grad():  # cached across calls: plain tensors, usable anywhere
+        weight = torch.cat([lin.weight, lstm.weight_hh_l0])  # [D_joint + 4H, H]
+        bias = torch.zeros(weight.size(0), dtype=weight.dtype, device=weight.device)
+        if lin.bias is not None:
+            bias[: lin.weight.size(0)] = lin.bias
+        fused = (weight, bias, _onednn_packed(weight, bias))
+    _FUSED[joint.joint] = (key, fused)
+    return fused
+
+
+def _onednn_packed(weight: torch.Tensor, bias: torch.Tensor) -> Optional[torch.Tensor]:
+    """``weight`` packed for oneDNN's linear (CPU, float32), or None where that is unavailable or disagrees with
+    ``F.linear``. Why: the prediction-network product has a handful of rows per frame, and MKL's small-row sgemm
+    on this project's AMD CPUs runs at AVX2 speed while oneDNN's uses AVX-512; packed once, it took 82 us instead
+    of 137 us for 8 x 256 x 1280 (benchmark/README.md). Results differ from ``F.linear`` by float rounding only
+    (another summation order), as between MKL's own kernels for different row counts."""
+    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 8)  # layout tuned for ~8 rows; any count works
+        probe = torch.linspace(-1, 1, 3 * weight.size(1)).view(3, -1)  # [3, H]
+        got = torch.ops.mkldnn._linear_pointwise(probe, packed, bias, "none", [], "")
+    except (AttributeError, RuntimeError):  # private ops of torch's oneDNN integration: absent in some builds
+        return None
+    want = torch.nn.functional.linear(probe, weight, bias)
+    return packed if torch.allclose(got, want, rtol=1e-4, atol=1e-5) else None
+
+
 def _plain_lstm_layers(decoder: torch.nn.Module) -> List[torch.nn.LSTM]:
     """The decoder's single-layer ``nn.LSTM`` modules when the fast step reproduces ``rnn_forward`` (LSTM, eval
     mode, no projection, biases present, batch_first); [] otherwise."""
@@ -284,7 +421,13 @@ def masked_log_probs(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torc
     """log_softmax over the allowed tokens only, in float64 (scores sum thousands of these): suppressed tokens
     (``mask`` True) leave the softmax, as ESPnet's searches see them through the masked joint, so an extended
     model with its new tasks off scores exactly like its base. logits: [H, V], mask: [H, V] or None."""
+    return masked_log_softmax(logits, mask).double()  # [H, V] float64
+
+
+def masked_log_softmax(logits: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """``masked_log_probs`` still in float32: adding it to float64 scores gives the same float64 sums (the
+    conversion is exact) without a separate conversion of the [H, V] array."""
     logits = logits.float()
     if mask is not None:
         logits = logits.masked_fill(mask, float("-inf"))  # [H, V]
-    return torch.log_softmax(logits, dim=-1).double()  # [H, V] float64
+    return torch.log_softmax(logits, dim=-1)  # [H, V] float32
