@@ -117,9 +117,9 @@ class BeamSearch:
         if bias is not None:  # [biasing] every slot starts in its graph's start state
             self.hyp[..., BIAS] = bias.start(beam)
         self.history: List[np.ndarray] = []  # per frame [N_t, K, 2]: (parent slot, token), blank = blank id
-        k_idx = np.arange(beam)
-        self.earlier = k_idx[None, :] < k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
-        self.later = self.earlier.T.copy()
+        self.k_idx = np.arange(beam)  # [K]
+        self.k_last = beam - 1
+        self.lone = -1 - self.k_idx  # [K] keys of invalid candidates (no sequence key is negative)
         self.row_idx = np.arange(n)[:, None]  # [N, 1]
         self.bases, self.primes = np.array(_BASES, dtype=np.int64), np.array(_PRIMES, dtype=np.int64)
         self.row_base = self.row_idx * beam  # [N, 1] first flat row of each utterance
@@ -184,18 +184,18 @@ class BeamSearch:
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
         p_hash = par[..., HASH1 : HASH2 + 1]  # [N, K, 2]
         h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
-        key = h[..., 0] * _PRIMES[1] + h[..., 1]  # [N, K], < 2**62
-        same = (key[:, :, None] == key[:, None, :]) & (valid[:, :, None] & valid[:, None, :])  # [N, K, K]
-        leader = valid & ~(same & self.earlier).any(2)  # first (best) candidate of each sequence
-        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the partner
-        later = same & self.later
-        has_partner = later.any(2)
-        partner = later.argmax(2)  # [N, K]
+        # one key per sequence (< 2**62); an invalid candidate gets a negative key of its own: it merges with nothing
+        key = np.where(valid, h[..., 0] * _PRIMES[1] + h[..., 1], self.lone)  # [N, K]
+        same = key[:, :, None] == key[:, None, :]  # [N, K, K], True on the diagonal
+        leader = (same.argmax(2) == self.k_idx) & valid  # first (best) candidate of each sequence
+        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the leader's
+        # partner (the last equal candidate; a candidate's own index when it has none)
+        partner = self.k_last - same[:, :, ::-1].argmax(2)  # [N, K]
+        has_partner = partner != self.k_idx
         merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
         partner_blank = has_partner & blank[r, partner]
         # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
         src = np.where(partner_blank, slot[r, partner], slot)
-        step = leader & ~(blank | partner_blank)
         inside = par[..., INSIDE]
         if self.grammar is not None:
             g = self.grammar
@@ -203,10 +203,17 @@ class BeamSearch:
         state = par[..., BIAS]  # [N, K]
         if self.bias is not None:  # [biasing] the graph state after the candidate's token
             state = self.bias.advance(state, tok)  # blank (tok == blank id) keeps the state
-        own = np.stack([par[..., LEN] + ~blank, inside, h[..., 0], h[..., 1], state, slot, tok, src, step], axis=2)
-        perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
-        new = own[r, perm]  # [N, K, 9]
-        self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
+        new = np.empty(par.shape[:2] + (_STEP + 1,), dtype=np.int64)  # [N, K, 9]: the fields, then the step's
+        new[..., LEN] = par[..., LEN] + ~blank
+        new[..., INSIDE], new[..., HASH1 : HASH2 + 1], new[..., BIAS] = inside, h, state
+        new[..., _SLOT], new[..., _TOKEN], new[..., _SRC] = slot, tok, src
+        new[..., _STEP] = leader > (blank | partner_blank)  # a leader with a new sequence
+        if leader.all():  # nothing merged (the usual frame): the order stays
+            self.scores = merged
+        else:
+            perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
+            new = new[r, perm]
+            self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
         self.hyp = new[..., :_SLOT]
         self.history.append(new[..., _SLOT:_SRC])
         self._advance_decoder(new)
@@ -215,7 +222,7 @@ class BeamSearch:
         """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
         n = new.shape[0]
         src = (self.row_base[:n] + new[..., _SRC]).reshape(-1)  # [N*K] flat source slot of each new slot
-        rows = np.flatnonzero(new[..., _STEP])  # [E] hyps extended by a symbol (flat)
+        rows = new[..., _STEP].ravel().nonzero()[0]  # [E] hyps extended by a symbol (flat)
         if not rows.size:
             self.mem = self.memory.select(self.mem, torch.from_numpy(src).to(self.device))
             return
@@ -301,8 +308,10 @@ def modified_beam_search(
     bias = BiasingSlots.open(biasing, batch, running)  # [biasing] graphs in row order; None = no list
     search = BeamSearch(pred, joint, len(running), beam, suppress_mask, span_grammar, device, bias)
     finished: List[Tuple[int, int, tuple]] = []  # (first row, frames, retired fields), traced back at the end
-    for t in range(lens[running[0]]):
-        n = sum(1 for u in running if lens[u] > t)
+    run_lens, n = [lens[u] for u in running], len(running)  # decreasing
+    for t in range(run_lens[0]):
+        while run_lens[n - 1] <= t:  # utterances that ended at frame t
+            n -= 1
         if n < search.rows:
             finished.append((n, t, search.retire(n)))
         search.step(enc[:n, t])

@@ -126,6 +126,7 @@ class DecoderMemory:
         if self.fused is not None:
             self.d_joint = joint.joint.lin_dec.weight.size(0)
             self.hidden = pred.layers[0].hidden_size
+            self.parts = (self.d_joint, 4 * self.hidden, self.hidden)  # the columns of a memory row
 
     def start(self, n: int) -> Memory:
         """Memory after the start symbol (blank) for ``n`` hypotheses."""
@@ -154,14 +155,11 @@ class DecoderMemory:
             dec, state = mem
             out, new_state = self.pred.step(tokens, index_state(state, parents))  # out: [E, D_dec]
             return self.joint.dec(out), new_state
-        d, h4 = self.d_joint, 4 * self.hidden
-        par = mem.index_select(0, parents)  # [E, W]
-        gates = self.pred.input_gates.index_select(0, tokens) + par[:, d : d + h4]  # [E, 4H]: i, f, g, o
-        g4 = gates.view(gates.size(0), 4, -1)  # [E, 4, H]
-        act = torch.sigmoid(g4)  # [E, 4, H] (the cell slot is unused)
-        c = torch.addcmul(act[:, 1] * par[:, d + h4 :], act[:, 0], torch.tanh(g4[:, 2]))  # [E, H]
-        h = act[:, 3] * torch.tanh(c)  # [E, H]
-        return torch.cat([self._project(h), c], dim=1)  # [E, W]
+        _, hw, c_prev = mem.index_select(0, parents).split(self.parts, dim=1)  # [E, D_joint], [E, 4H], [E, H]
+        g4 = self.pred.input_gates.index_select(0, tokens).add_(hw).view(-1, 4, self.hidden)  # [E, 4, H]: i, f, g, o
+        i, f, _, o = torch.sigmoid(g4).unbind(1)  # [E, H] each (the cell slot is unused)
+        c = torch.addcmul(f * c_prev, i, torch.tanh(g4.select(1, 2)))  # [E, H]
+        return torch.cat([self._project(o * torch.tanh(c)), c], dim=1)  # [E, W]
 
     def _project(self, h: torch.Tensor) -> torch.Tensor:
         """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
@@ -292,6 +290,8 @@ class JointScorer:
         )
         act = getattr(joint_network, "joint_activation", None)
         self.act = torch.tanh if isinstance(act, torch.nn.Tanh) else act
+        if self.plain:  # looked up once, not through nn.Module.__getattr__ every frame
+            self.out = (joint_network.lin_out.weight, joint_network.lin_out.bias)
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
@@ -305,8 +305,8 @@ class JointScorer:
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
         if self.plain:
-            lin = self.joint.lin_out
-            out = torch.nn.functional.linear(self.act(enc + dec), lin.weight, lin.bias)  # [..., V]
+            hidden = (enc + dec).tanh_() if self.act is torch.tanh else self.act(enc + dec)  # [..., D_joint]
+            out = torch.nn.functional.linear(hidden, *self.out)  # [..., V]
             if self.blank_penalty:
                 out[..., self.blank_id] -= self.blank_penalty  # a fresh tensor: in place is safe
             return out
