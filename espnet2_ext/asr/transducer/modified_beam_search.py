@@ -230,9 +230,8 @@ class BeamSearch:
         where = src.copy()
         where[rows] = len(src) + np.arange(rows.size)  # the stepped ones: row j of the step's output
         idx = torch.from_numpy(np.concatenate([src[rows], new[..., _TOKEN].reshape(-1)[rows], where])).to(self.device)
-        e = rows.size
-        stepped = self.memory.step(self.mem, idx[:e], idx[e : 2 * e])  # [E] new decoder outputs/states
-        self.mem = self.memory.gather(self.mem, stepped, idx[2 * e :])
+        parents, tokens, where = idx.split_with_sizes([rows.size, rows.size, len(src)])
+        self.mem = self.memory.gather(self.mem, self.memory.step(self.mem, parents, tokens), where)
 
     def final(
         self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int, length_norm: bool

@@ -155,7 +155,9 @@ class DecoderMemory:
             dec, state = mem
             out, new_state = self.pred.step(tokens, index_state(state, parents))  # out: [E, D_dec]
             return self.joint.dec(out), new_state
-        _, hw, c_prev = mem.index_select(0, parents).split(self.parts, dim=1)  # [E, D_joint], [E, 4H], [E, H]
+        _, hw, c_prev = mem.index_select(0, parents).split_with_sizes(
+            self.parts, dim=1
+        )  # [E, D_joint], [E, 4H], [E, H]
         g4 = self.pred.input_gates.index_select(0, tokens).add_(hw).view(-1, 4, self.hidden)  # [E, 4, H]: i, f, g, o
         i, f, _, o = torch.sigmoid(g4).unbind(1)  # [E, H] each (the cell slot is unused)
         c = torch.addcmul(f * c_prev, i, torch.tanh(g4.select(1, 2)))  # [E, H]
