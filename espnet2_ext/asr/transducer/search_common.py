@@ -115,14 +115,13 @@ class DecoderMemory:
     tensor holding per hypothesis ``lin_dec(h)``, ``W_hh @ h`` (the recurrent half of its next step's gates) and
     the cell ``c``. Both halves that read ``h`` come from one matrix product when ``h`` is made, so a step is one
     gather of the parents' rows, the gate arithmetic and one matrix product, and ``h`` itself is never stored
-    (on a CPU a small-batch matrix product costs its weights' memory traffic plus a fixed set-up, whatever the
-    rows: one product over [W_dec; W_hh] instead of two, measured in benchmark/README.md). Otherwise (GRU,
+    (a parent with two symbol children is multiplied once, not twice). Otherwise (GRU,
     several layers, another joint) the generic layout uses ``PredictionNet.step`` and ``JointScorer.dec``.
     """
 
     def __init__(self, pred: PredictionNet, joint: "JointScorer"):
         self.pred, self.joint = pred, joint
-        self.fused = _fused_weights(pred, joint)  # (W [D_joint + 4H, H], b [D_joint + 4H], packed W or None) or None
+        self.fused = _fused_weights(pred, joint)  # (W [D_joint + 4H, H], b [D_joint + 4H]) or None
         if self.fused is not None:
             self.d_joint = joint.joint.lin_dec.weight.size(0)
             self.hidden = pred.layers[0].hidden_size
@@ -165,10 +164,7 @@ class DecoderMemory:
 
     def _project(self, h: torch.Tensor) -> torch.Tensor:
         """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
-        weight, bias, packed = self.fused
-        if packed is not None:
-            return torch.ops.mkldnn._linear_pointwise(h, packed, bias, "none", [], "")
-        return torch.nn.functional.linear(h, weight, bias)
+        return torch.nn.functional.linear(h, *self.fused)
 
     def gather(self, mem: Memory, new: Memory, idx: torch.Tensor) -> Memory:
         """Rows ``idx`` of ``mem`` followed by ``new`` (index len(mem) + j = new row j): the next frame's memory."""
@@ -200,9 +196,9 @@ _FUSED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _fused_weights(pred: PredictionNet, joint: "JointScorer") -> Optional[tuple]:
-    """([lin_dec.weight; W_hh] [D_joint + 4H, H], [lin_dec.bias; 0], the weight packed for oneDNN or None) for the
-    fused ``DecoderMemory`` layout, or None when it does not apply (not one plain LSTM layer, or not ESPnet's
-    JointNetwork); cached per joint network until the weights change."""
+    """([lin_dec.weight; W_hh] [D_joint + 4H, H], [lin_dec.bias; 0]) for the fused ``DecoderMemory`` layout, or None
+    when it does not apply (not one plain LSTM layer, or not ESPnet's JointNetwork); cached per joint network until
+    the weights change."""
     if len(pred.layers) != 1 or not joint.plain:
         return None
     lin, lstm = joint.joint.lin_dec, pred.layers[0]
@@ -216,27 +212,9 @@ def _fused_weights(pred: PredictionNet, joint: "JointScorer") -> Optional[tuple]
         bias = torch.zeros(weight.size(0), dtype=weight.dtype, device=weight.device)
         if lin.bias is not None:
             bias[: lin.weight.size(0)] = lin.bias
-        fused = (weight, bias, _onednn_packed(weight, bias))
+        fused = (weight, bias)
     _FUSED[joint.joint] = (key, fused)
     return fused
-
-
-def _onednn_packed(weight: torch.Tensor, bias: torch.Tensor) -> Optional[torch.Tensor]:
-    """``weight`` packed for oneDNN's linear (CPU, float32), or None where that is unavailable or disagrees with
-    ``F.linear``. Why: the prediction-network product has a handful of rows per frame, and MKL's small-row sgemm
-    on this project's AMD CPUs runs at AVX2 speed while oneDNN's uses AVX-512; packed once, it took 82 us instead
-    of 137 us for 8 x 256 x 1280 (benchmark/README.md). Results differ from ``F.linear`` by float rounding only
-    (another summation order), as between MKL's own kernels for different row counts."""
-    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 8)  # layout tuned for ~8 rows; any count works
-        probe = torch.linspace(-1, 1, 3 * weight.size(1)).view(3, -1)  # [3, H]
-        got = torch.ops.mkldnn._linear_pointwise(probe, packed, bias, "none", [], "")
-    except (AttributeError, RuntimeError):  # private ops of torch's oneDNN integration: absent in some builds
-        return None
-    want = torch.nn.functional.linear(probe, weight, bias)
-    return packed if torch.allclose(got, want, rtol=1e-4, atol=1e-5) else None
 
 
 def _plain_lstm_layers(decoder: torch.nn.Module) -> List[torch.nn.LSTM]:
