@@ -188,14 +188,8 @@ class BeamSearch:
         key = np.where(valid, h[..., 0] * _PRIMES[1] + h[..., 1], self.lone)  # [N, K]
         same = key[:, :, None] == key[:, None, :]  # [N, K, K], True on the diagonal
         leader = (same.argmax(2) == self.k_idx) & valid  # first (best) candidate of each sequence
-        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the leader's
-        # partner (the last equal candidate; a candidate's own index when it has none)
-        partner = self.k_last - same[:, :, ::-1].argmax(2)  # [N, K]
-        has_partner = partner != self.k_idx
-        merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
-        partner_blank = has_partner & blank[r, partner]
-        # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
-        src = np.where(partner_blank, slot[r, partner], slot)
+        all_lead = leader.all()  # nothing merged and every candidate valid (most frames): no partners
+        merged, src, new_seq = (val, slot, ~blank) if all_lead else self._merge(val, slot, blank, same, leader, r)
         inside = par[..., INSIDE]
         if self.grammar is not None:
             g = self.grammar
@@ -207,8 +201,8 @@ class BeamSearch:
         new[..., LEN] = par[..., LEN] + ~blank
         new[..., INSIDE], new[..., HASH1 : HASH2 + 1], new[..., BIAS] = inside, h, state
         new[..., _SLOT], new[..., _TOKEN], new[..., _SRC] = slot, tok, src
-        new[..., _STEP] = leader > (blank | partner_blank)  # a leader with a new sequence
-        if leader.all():  # nothing merged (the usual frame): the order stays
+        new[..., _STEP] = new_seq  # a leader with a new sequence
+        if all_lead:  # the order stays
             self.scores = merged
         else:
             perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
@@ -217,6 +211,19 @@ class BeamSearch:
         self.hyp = new[..., :_SLOT]
         self.history.append(new[..., _SLOT:_SRC])
         self._advance_decoder(new)
+
+    def _merge(self, val, slot, blank, same, leader, r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Merged scores, source slots of the decoder memory and 'needs a prediction-network step' per candidate
+        ([N, K] each) when some candidates share a sequence (``same`` [N, K, K]; ``leader``: first of each)."""
+        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the leader's
+        # partner (the last equal candidate; a candidate's own index when it has none)
+        partner = self.k_last - same[:, :, ::-1].argmax(2)  # [N, K]
+        has_partner = partner != self.k_idx
+        merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
+        partner_blank = has_partner & blank[r, partner]
+        # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
+        src = np.where(partner_blank, slot[r, partner], slot)
+        return merged, src, leader > (blank | partner_blank)
 
     def _advance_decoder(self, new: np.ndarray) -> None:
         """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
