@@ -13,7 +13,8 @@ searches as they were at that revision; ``--stream_chunk 32`` also times the str
 Prints: machine and versions, the exact command, wall times of our modified beam search (batched) and ESPnet's
 ``default`` beam search (per utterance) with the same beam, their ratio, the same for greedy search, the share of
 utterances where both give the same best tokens, and WERs when references exist. With a model it also prints the
-encoder time, to put the decoder + joint cost of greedy search in proportion.
+encoder time, to put the decoder + joint cost of greedy search in proportion. Next to each wall time: the process's CPU
+time (and the ESPnet/ours ratio of CPU times), which the waits for a core on a shared machine do not inflate.
 """
 
 from __future__ import annotations
@@ -113,13 +114,20 @@ def print_environment(argv: Sequence[str], device: str) -> None:
 
 
 def timed(fn: Callable, device: str):
+    out, wall, _ = timed_cpu(fn, device)
+    return out, wall
+
+
+def timed_cpu(fn: Callable, device: str):
+    """(output, wall seconds, CPU seconds of this process). On a CPU shared with other jobs the wall time includes
+    the waits for a core, which vary from run to run; the process's CPU time does not."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return out, time.perf_counter() - start
+    return out, time.perf_counter() - start, time.process_time() - cpu
 
 
 @torch.no_grad()
@@ -225,12 +233,13 @@ def run_ours(decoder, joint, batches, beam: int, length_norm: bool, device: str,
     warm = [(enc[:1, :8], lens[:1].clamp(max=8)) for enc, lens in batches[:1]]  # first-call costs off the clock
     greedy_search_batch(*warm[0], decoder, joint)
     modified_beam_search(*warm[0], decoder, joint, beam=beam)
-    g, g_time = timed(greedy, device)
-    b, b_time = timed(mbs, device)
-    return g, g_time, b, b_time
+    g, g_time, g_cpu = timed_cpu(greedy, device)
+    b, b_time, b_cpu = timed_cpu(mbs, device)
+    return g, g_time, b, b_time, (g_cpu, b_cpu)
 
 
 SEARCH_MODULES = ("search_common", "greedy_search", "modified_beam_search", "streaming_search", "search")
+OPTIONAL_MODULES = ("context_graph",)  # imported by the searches of later revisions only
 
 
 def load_baseline(rev: str):
@@ -244,10 +253,12 @@ def load_baseline(rev: str):
     pkg = Path(tempfile.mkdtemp(prefix="bench_search_baseline_")) / "baseline_transducer"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for name in SEARCH_MODULES:
+    for name in SEARCH_MODULES + OPTIONAL_MODULES:
         src = subprocess.run(
             ["git", "show", f"{rev}:espnet2_ext/asr/transducer/{name}.py"], cwd=root, capture_output=True, text=True
         )
+        if src.returncode != 0 and name in OPTIONAL_MODULES:
+            continue
         if src.returncode != 0:
             raise SystemExit(
                 f"--baseline {rev}: cannot read espnet2_ext/asr/transducer/{name}.py ({src.stderr.strip()})"
@@ -295,9 +306,9 @@ def run_espnet(decoder, joint, batches, beam: int, length_norm: bool, device: st
     enc0, _ = batches[0]  # first-call costs off the clock
     with torch.no_grad():
         BeamSearchTransducer(decoder=decoder, joint_network=joint, beam_size=beam)(enc0[0, :8])
-    g, g_time = timed(lambda: search(1), device)
-    b, b_time = timed(lambda: search(beam), device)
-    return g, g_time, b, b_time
+    g, g_time, g_cpu = timed_cpu(lambda: search(1), device)
+    b, b_time, b_cpu = timed_cpu(lambda: search(beam), device)
+    return g, g_time, b, b_time, (g_cpu, b_cpu)
 
 
 def report_wer(name: str, keys: List[str], hyps: List[str], refs: Dict[str, str]) -> None:
@@ -334,9 +345,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"length norm {length_norm}"
     )
 
-    g_ours, tg_ours, b_ours, tb_ours = run_ours(decoder, joint, batches, args.beam, length_norm, args.device)
-    print(f"ours   greedy (batched):              {tg_ours:8.3f} s")
-    print(f"ours   modified beam search (batched): {tb_ours:8.3f} s")
+    g_ours, tg_ours, b_ours, tb_ours, cpu_ours = run_ours(decoder, joint, batches, args.beam, length_norm, args.device)
+    print(f"ours   greedy (batched):              {tg_ours:8.3f} s   (CPU {cpu_ours[0]:.3f} s)")
+    print(f"ours   modified beam search (batched): {tb_ours:8.3f} s   (CPU {cpu_ours[1]:.3f} s)")
     print(f"emitted symbols per frame (ours, beam): {sum(map(len, b_ours)) / max(n_frames, 1):.3f}")
     if enc_time is not None:
         print(
@@ -345,7 +356,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         )
     base = load_baseline(args.baseline) if args.baseline else None
     if base is not None:
-        g_base, tg_base, b_base, tb_base = run_ours(
+        g_base, tg_base, b_base, tb_base, _ = run_ours(
             decoder, joint, batches, args.beam, length_norm, args.device, base[:2]
         )
         print(
@@ -381,9 +392,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 f"greedy {1e3 * bg / chunks:.2f} ms/chunk (baseline/ours {bg / sg:.2f})"
             )
     if not args.skip_espnet:
-        g_esp, tg_esp, b_esp, tb_esp = run_espnet(decoder, joint, batches, args.beam, length_norm, args.device)
-        print(f"ESPnet greedy (per utterance):        {tg_esp:8.3f} s   ratio ESPnet/ours {tg_esp / tg_ours:6.2f}")
-        print(f"ESPnet default beam (per utterance):  {tb_esp:8.3f} s   ratio ESPnet/ours {tb_esp / tb_ours:6.2f}")
+        g_esp, tg_esp, b_esp, tb_esp, cpu_esp = run_espnet(decoder, joint, batches, args.beam, length_norm, args.device)
+        print(
+            f"ESPnet greedy (per utterance):        {tg_esp:8.3f} s   ratio ESPnet/ours {tg_esp / tg_ours:6.2f}"
+            f"   (CPU {cpu_esp[0]:.3f} s, CPU ratio {cpu_esp[0] / cpu_ours[0]:6.2f})"
+        )
+        print(
+            f"ESPnet default beam (per utterance):  {tb_esp:8.3f} s   ratio ESPnet/ours {tb_esp / tb_ours:6.2f}"
+            f"   (CPU {cpu_esp[1]:.3f} s, CPU ratio {cpu_esp[1] / cpu_ours[1]:6.2f})"
+        )
         if base is not None:
             print(
                 f"baseline {args.baseline}: ratio ESPnet/baseline greedy {tg_esp / tg_base:6.2f} | "

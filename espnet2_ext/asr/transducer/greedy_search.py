@@ -27,13 +27,12 @@ import torch
 
 from espnet2_ext.asr.transducer.context_graph import BiasingSlots
 from espnet2_ext.asr.transducer.search_common import (
+    DecoderMemory,
     JointScorer,
     PredictionNet,
     SpanGrammar,
-    assign_state,
     check_inputs,
     frame_masks,
-    index_state,
 )
 
 WINDOW = 8  # frames of look-ahead per iteration (see benchmark/README.md for the choice)
@@ -58,8 +57,8 @@ class GreedySearch:
         self.pred, self.joint, self.max_sym, self.device, self.window = pred, joint, max_sym, device, window
         self.blank, self.grammar = pred.blank_id, span_grammar
         self.suppress_in, self.suppress, self.forbid, self.vocab = suppress_mask, None, None, None
-        dec_out, self.state = pred.start(n)  # [N, D_dec]; state [L, N, H]
-        self.dec = joint.dec(dec_out)  # [N, D_joint], until the utterance's next emission
+        self.memory = DecoderMemory(pred, joint)
+        self.mem = self.memory.start(n)  # decoder output ([N, D_joint], until the next emission) and state
         self.inside = torch.zeros(n, dtype=torch.bool, device=device)  # [N] inside an entity span
         self.bias = bias  # [biasing] None = no list
         self.bias_state = None if bias is None else bias.start(1)[:, 0]  # [N] int64 graph state per utterance
@@ -79,7 +78,7 @@ class GreedySearch:
             frames = t[act].unsqueeze(1) + offsets  # [A, W]
             ok = frames < lens[act].unsqueeze(1)  # [A, W]
             e = enc[act.unsqueeze(1), frames.clamp(max=total - 1)]  # [A, W, D_joint]
-            logits = self.joint.logits(e, self.dec[act].unsqueeze(1))  # [A, W, V]
+            logits = self.joint.logits(e, self.memory.dec(self.mem)[act].unsqueeze(1))  # [A, W, V]
             if self.vocab is None:
                 self._prepare_masks(logits.size(-1))
             mask = self._mask(act)  # [A, 1, V] or None
@@ -107,9 +106,7 @@ class GreedySearch:
 
     def _emit(self, rows: torch.Tensor, tok: torch.Tensor) -> None:
         """Prediction-network step for the utterances ``rows`` that emitted ``tok`` ([E] each)."""
-        new_out, new_state = self.pred.step(tok, index_state(self.state, rows))  # new_out: [E, D_dec]
-        self.dec[rows] = self.joint.dec(new_out)  # [E, D_joint]
-        assign_state(self.state, rows, new_state)
+        self.memory.assign(self.mem, rows, self.memory.step(self.mem, rows, tok))
         if self.grammar is not None:
             self.inside[rows] = self.grammar.next_inside(self.inside[rows], tok)
         if self.bias is not None:  # [biasing]

@@ -46,15 +46,14 @@ import torch
 
 from espnet2_ext.asr.transducer.context_graph import BiasingSlots
 from espnet2_ext.asr.transducer.search_common import (
+    DecoderMemory,
     Hypothesis,
     JointScorer,
     PredictionNet,
     SpanGrammar,
-    assign_state,
     check_inputs,
     frame_masks,
-    index_state,
-    masked_log_probs,
+    masked_log_softmax,
 )
 
 NEG_INF = float("-inf")
@@ -109,8 +108,8 @@ class BeamSearch:
         self.suppress: Optional[torch.Tensor] = None
         self.forbid: Optional[torch.Tensor] = None  # [2, V] span-grammar rule (outside / inside a span)
         self.vocab: Optional[int] = None
-        dec_out, self.state = pred.start(n * beam)  # [N*K, D_dec]; state [L, N*K, H]
-        self.dec = joint.dec(dec_out)  # [N*K, D_joint]
+        self.memory = DecoderMemory(pred, joint)
+        self.mem = self.memory.start(n * beam)  # decoder output and state of the N*K slots
         self.scores = np.full((n, beam), NEG_INF)  # [N, K] float64
         self.scores[:, 0] = 0.0  # one empty hypothesis per utterance
         self.hyp = np.zeros((n, beam, 5), dtype=np.int64)  # [N, K, F]; empty sequence: hashes 0
@@ -118,9 +117,9 @@ class BeamSearch:
         if bias is not None:  # [biasing] every slot starts in its graph's start state
             self.hyp[..., BIAS] = bias.start(beam)
         self.history: List[np.ndarray] = []  # per frame [N_t, K, 2]: (parent slot, token), blank = blank id
-        k_idx = np.arange(beam)
-        self.earlier = k_idx[None, :] < k_idx[:, None]  # [K, K]: [c, c'] True when c' comes before c
-        self.later = self.earlier.T.copy()
+        self.k_idx = np.arange(beam)  # [K]
+        self.k_last = beam - 1
+        self.lone = -1 - self.k_idx  # [K] keys of invalid candidates (no sequence key is negative)
         self.row_idx = np.arange(n)[:, None]  # [N, 1]
         self.bases, self.primes = np.array(_BASES, dtype=np.int64), np.array(_PRIMES, dtype=np.int64)
         self.row_base = self.row_idx * beam  # [N, 1] first flat row of each utterance
@@ -140,24 +139,24 @@ class BeamSearch:
         """Keep the first ``n`` utterances; returns the ``fields`` of the dropped ones."""
         tail, m = self.fields(n), n * self.K
         self.scores, self.hyp = self.scores[:n], self.hyp[:n]
-        h, c = self.state  # [L, N*K, H] each
-        self.dec, self.state = self.dec[:m], (h[:, :m], None if c is None else c[:, :m])
+        self.mem = self.memory.head(self.mem, m)
         return tail
 
     def step(self, enc_t: torch.Tensor) -> None:
         """Advance every utterance by one frame. enc_t: [N, D_joint] (the joint's encoder projection)."""
         n, k = enc_t.size(0), self.K
-        logits = self.joint.logits(enc_t.unsqueeze(1), self.dec.view(n, k, -1))  # [N, K, V]
+        logits = self.joint.logits(enc_t.unsqueeze(1), self.memory.dec(self.mem).view(n, k, -1))  # [N, K, V]
         if self.vocab is None:
             self._prepare_masks(logits.size(-1))
-        logp = masked_log_probs(logits, self._mask(n))  # [N, K, V] float64
-        cand = self.candidate_scores(logp)  # [N, K, V]
+        logp = masked_log_softmax(logits, self._mask(n))  # [N, K, V] float32
+        cand = self.candidate_scores(logp)  # [N, K, V] float64
         val, idx = cand.view(n, -1).topk(k, dim=1)  # [N, K] each; idx = slot * V + token, best first
         self._select(val.cpu().numpy(), idx.cpu().numpy())  # one synchronisation per frame on a GPU
 
     def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
-        """Score of every (hypothesis, token) candidate: [N, K, V]; with biasing, + every next token's bonus."""
-        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V]
+        """Score of every (hypothesis, token) candidate: [N, K, V] float64 (``logp`` float32 or float64); with
+        biasing, + every next token's bonus."""
+        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64
         if self.bias is not None:  # [biasing] before the top-k: a boosted token can enter the beam
             cand = cand + self.bias.bonus(self.hyp[: cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
         return cand
@@ -185,18 +184,12 @@ class BeamSearch:
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
         p_hash = par[..., HASH1 : HASH2 + 1]  # [N, K, 2]
         h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
-        key = h[..., 0] * _PRIMES[1] + h[..., 1]  # [N, K], < 2**62
-        same = (key[:, :, None] == key[:, None, :]) & (valid[:, :, None] & valid[:, None, :])  # [N, K, K]
-        leader = valid & ~(same & self.earlier).any(2)  # first (best) candidate of each sequence
-        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the partner
-        later = same & self.later
-        has_partner = later.any(2)
-        partner = later.argmax(2)  # [N, K]
-        merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
-        partner_blank = has_partner & blank[r, partner]
-        # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
-        src = np.where(partner_blank, slot[r, partner], slot)
-        step = leader & ~(blank | partner_blank)
+        # one key per sequence (< 2**62); an invalid candidate gets a negative key of its own: it merges with nothing
+        key = np.where(valid, h[..., 0] * _PRIMES[1] + h[..., 1], self.lone)  # [N, K]
+        same = key[:, :, None] == key[:, None, :]  # [N, K, K], True on the diagonal
+        leader = (same.argmax(2) == self.k_idx) & valid  # first (best) candidate of each sequence
+        all_lead = leader.all()  # nothing merged and every candidate valid (most frames): no partners
+        merged, src, new_seq = (val, slot, ~blank) if all_lead else self._merge(val, slot, blank, same, leader, r)
         inside = par[..., INSIDE]
         if self.grammar is not None:
             g = self.grammar
@@ -204,27 +197,48 @@ class BeamSearch:
         state = par[..., BIAS]  # [N, K]
         if self.bias is not None:  # [biasing] the graph state after the candidate's token
             state = self.bias.advance(state, tok)  # blank (tok == blank id) keeps the state
-        own = np.stack([par[..., LEN] + ~blank, inside, h[..., 0], h[..., 1], state, slot, tok, src, step], axis=2)
-        perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
-        new = own[r, perm]  # [N, K, 9]
-        self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
+        new = np.empty(par.shape[:2] + (_STEP + 1,), dtype=np.int64)  # [N, K, 9]: the fields, then the step's
+        new[..., LEN] = par[..., LEN] + ~blank
+        new[..., INSIDE], new[..., HASH1 : HASH2 + 1], new[..., BIAS] = inside, h, state
+        new[..., _SLOT], new[..., _TOKEN], new[..., _SRC] = slot, tok, src
+        new[..., _STEP] = new_seq  # a leader with a new sequence
+        if all_lead:  # the order stays
+            self.scores = merged
+        else:
+            perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
+            new = new[r, perm]
+            self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
         self.hyp = new[..., :_SLOT]
         self.history.append(new[..., _SLOT:_SRC])
         self._advance_decoder(new)
 
+    def _merge(self, val, slot, blank, same, leader, r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Merged scores, source slots of the decoder memory and 'needs a prediction-network step' per candidate
+        ([N, K] each) when some candidates share a sequence (``same`` [N, K, K]; ``leader``: first of each)."""
+        # a sequence has at most two candidates (p + blank, prefix-of-p + last token): the later one is the leader's
+        # partner (the last equal candidate; a candidate's own index when it has none)
+        partner = self.k_last - same[:, :, ::-1].argmax(2)  # [N, K]
+        has_partner = partner != self.k_idx
+        merged = np.where(has_partner, np.logaddexp(val, val[r, partner]), val)
+        partner_blank = has_partner & blank[r, partner]
+        # decoder output: a blank member's (its parent's) when the sequence has one, else one prediction-net step
+        src = np.where(partner_blank, slot[r, partner], slot)
+        return merged, src, leader > (blank | partner_blank)
+
     def _advance_decoder(self, new: np.ndarray) -> None:
         """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
         n = new.shape[0]
-        src = torch.from_numpy((self.row_base[:n] + new[..., _SRC]).reshape(-1)).to(self.device)  # [N*K]
-        dec, state = self.dec.index_select(0, src), index_state(self.state, src)  # [N*K, D_joint]; [L, N*K, H]
-        rows = np.flatnonzero(new[..., _STEP])  # [E] hyps extended by a symbol (flat)
-        if rows.size:
-            tokens = torch.from_numpy(new[..., _TOKEN].reshape(-1)[rows]).to(self.device)  # [E]
-            rows_t = torch.from_numpy(rows).to(self.device)
-            out, new_state = self.pred.step(tokens, index_state(state, rows_t))  # out: [E, D_dec]
-            dec.index_copy_(0, rows_t, self.joint.dec(out))  # [E, D_joint]
-            assign_state(state, rows_t, new_state)
-        self.dec, self.state = dec, state
+        src = (self.row_base[:n] + new[..., _SRC]).reshape(-1)  # [N*K] flat source slot of each new slot
+        rows = new[..., _STEP].ravel().nonzero()[0]  # [E] hyps extended by a symbol (flat)
+        if not rows.size:
+            self.mem = self.memory.select(self.mem, torch.from_numpy(src).to(self.device))
+            return
+        # one host-to-device copy: [parents (E), tokens (E), where each new slot's memory is (N*K)]
+        where = src.copy()
+        where[rows] = len(src) + np.arange(rows.size)  # the stepped ones: row j of the step's output
+        idx = torch.from_numpy(np.concatenate([src[rows], new[..., _TOKEN].reshape(-1)[rows], where])).to(self.device)
+        parents, tokens, where = idx.split_with_sizes([rows.size, rows.size, len(src)])
+        self.mem = self.memory.gather(self.mem, self.memory.step(self.mem, parents, tokens), where)
 
     def final(
         self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int, length_norm: bool
@@ -300,8 +314,10 @@ def modified_beam_search(
     bias = BiasingSlots.open(biasing, batch, running)  # [biasing] graphs in row order; None = no list
     search = BeamSearch(pred, joint, len(running), beam, suppress_mask, span_grammar, device, bias)
     finished: List[Tuple[int, int, tuple]] = []  # (first row, frames, retired fields), traced back at the end
-    for t in range(lens[running[0]]):
-        n = sum(1 for u in running if lens[u] > t)
+    run_lens, n = [lens[u] for u in running], len(running)  # decreasing
+    for t in range(run_lens[0]):
+        while run_lens[n - 1] <= t:  # utterances that ended at frame t
+            n -= 1
         if n < search.rows:
             finished.append((n, t, search.retire(n)))
         search.step(enc[:n, t])
