@@ -145,14 +145,25 @@ def _missing(claim: str, what: str, needs: str) -> str:
 
 
 def verdicts(groups: Sequence[Group], roles: Roles) -> List[str]:
+    """One markdown line per paper claim (a)-(d), each with its verdict."""
     base_full, base_mixed = (
         next((g for g in groups if g.is_baseline and g.train_set == ts), None)
         for ts in (roles.full_set, roles.mixed_set)
     )
     best_mixed = dev_best(groups, roles, roles.mixed_set)
-    t, all_act = roles.test_set, "+".join(ALL_TASKS)
-    out: List[str] = []
+    tv_pair = _tv_pair(groups, roles, best_mixed)
+    return [
+        *_claim_a(roles, best_mixed, base_full),
+        *_claim_b(roles, base_full, base_mixed, tv_pair),
+        *_claim_c(groups, roles, best_mixed),
+        *_claim_d(roles, tv_pair),
+    ]
 
+
+def _claim_a(roles: Roles, best_mixed: Optional[Group], base_full: Optional[Group]) -> List[str]:
+    """(a): TokenVerse++ on the mixed data (its dev-best config) against the baseline on the fully labelled data."""
+    t = roles.test_set
+    out: List[str] = []
     what = f"TokenVerse++ with partial data has lower {t} WER than the TokenVerse baseline (all tasks active)"
     if best_mixed and base_full:
         out.append(
@@ -171,13 +182,24 @@ def verdicts(groups: Sequence[Group], roles: Roles) -> List[str]:
             _missing("a", what, f"TokenVerse++ on {roles.mixed_set} with dev scores and baseline on {roles.full_set}")
         )
 
-    # (b): same config, full vs mixed: the baseline should lose aux F1, TokenVerse++ should not.
+    return out
+
+
+def _tv_pair(groups: Sequence[Group], roles: Roles, best_mixed: Optional[Group]):
+    """(full, mixed): one TokenVerse++ config trained on both sets (the dev-best config when it is one), or None."""
     tv_full = [g for g in groups if not g.is_baseline and g.train_set == roles.full_set]
     tv_pair = None
     for g in tv_full:
         mixed = next((m for m in groups if m.config == g.config and m.train_set == roles.mixed_set), None)
         if mixed and (tv_pair is None or g.config == (best_mixed.config if best_mixed else None)):
             tv_pair = (g, mixed)
+    return tv_pair
+
+
+def _claim_b(roles: Roles, base_full, base_mixed, tv_pair) -> List[str]:
+    """(b): same config, full vs mixed: the baseline should lose aux F1, TokenVerse++ should not."""
+    t = roles.test_set
+    out: List[str] = []
     for key, name in AUX_METRICS:
         what = (
             f"trained on mixed partial data, the baseline loses {name} on {t} while TokenVerse++ does not "
@@ -211,6 +233,13 @@ def verdicts(groups: Sequence[Group], roles: Roles) -> List[str]:
         )
         out.append(f"- **(b)** {what}: {base_text}; TokenVerse++ `{tv_pair[0].config}` {tv_text} → **{verdict}**")
 
+    return out
+
+
+def _claim_c(groups: Sequence[Group], roles: Roles, best_mixed: Optional[Group]) -> List[str]:
+    """(c): per-task vectors at the feature encoder beat every other TokenVerse++ config."""
+    t = roles.test_set
+    out: List[str] = []
     what = (
         f"per-task vectors at the feature encoder are the best TokenVerse++ config ({t} WER, all tasks, "
         f"{roles.mixed_set})"
@@ -239,13 +268,16 @@ def verdicts(groups: Sequence[Group], roles: Roles) -> List[str]:
             _missing("c", what, f"per_task@feature_encoder and another TokenVerse++ config on {roles.mixed_set}")
         )
 
-    # (d): the same TokenVerse++ config with and without the ASR+LID-only data, per language.
+    return out
+
+
+def _claim_d(roles: Roles, tv_pair) -> List[str]:
+    """(d): the same TokenVerse++ config with and without the ASR+LID-only data, per language."""
+    t, all_act = roles.test_set, "+".join(ALL_TASKS)
     what_all = "adding ASR+LID-only data lowers TokenVerse++ WER"
     if tv_pair is None:
-        out.append(
-            _missing("d", what_all, f"TokenVerse++ config trained on both {roles.full_set} and {roles.mixed_set}")
-        )
-        return out
+        return [_missing("d", what_all, f"TokenVerse++ config trained on both {roles.full_set} and {roles.mixed_set}")]
+    out: List[str] = []
     full, mixed = tv_pair
     targets = [
         (t, None),
