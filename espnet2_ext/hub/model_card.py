@@ -169,7 +169,33 @@ def build_model_card(
         if results_md and results_md.strip()
         else ["No results were given when this card was written."]
     )
+    lines += _usage(repo_id, config_path, model_path)
+    lines += [f"- `{f}`" for f in files]
     lines += [
+        "",
+        "<details><summary>Full training config</summary>",
+        "",
+        "```yaml",
+        yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True).rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        CITATION_TOKENVERSEPP,
+        "",
+        CITATION_ESPNET,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _usage(repo_id: str, config_path: str, model_path: str) -> List[str]:
+    """The card's "How to use" section: ESPnet's model zoo, or the inference CLI on downloaded files."""
+    return [
         "",
         "## How to use",
         "",
@@ -203,24 +229,3 @@ def build_model_card(
         "## Files",
         "",
     ]
-    lines += [f"- `{f}`" for f in files]
-    lines += [
-        "",
-        "<details><summary>Full training config</summary>",
-        "",
-        "```yaml",
-        yaml.safe_dump(dict(config), sort_keys=False, allow_unicode=True).rstrip(),
-        "```",
-        "",
-        "</details>",
-        "",
-        "## Citation",
-        "",
-        "```bibtex",
-        CITATION_TOKENVERSEPP,
-        "",
-        CITATION_ESPNET,
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
