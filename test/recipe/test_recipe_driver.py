@@ -101,7 +101,10 @@ def test_tokenverse_options_for_an_extended_experiment(tmp_path, fake_venv):
     assert "--train_shape_file exp/asr_x_ext/stats/train/speech_shape" in train
     assert train.endswith("--init_param exp/asr_x_ext/extended.pth")
     decode = next(c for c in calls if "decode_activation_sets" in c)
-    assert "--output_root exp/asr_x_ext/decode_of_m" in decode and "--test_dirs dump/raw/qst_test --activation_sets asr,qst" in decode
+    assert (
+        "--output_root exp/asr_x_ext/decode_of_m" in decode
+        and "--test_dirs dump/raw/qst_test --activation_sets asr,qst" in decode
+    )
     (score,) = [c for c in calls if "tokenverse_score" in c]
     assert "--hyp exp/asr_x_ext/decode_of_m/decode_asr+qst/qst_test/1best_recog/text" in score
     assert "--model m " in score and score.endswith("--extra_tasks qst=[Q]")
@@ -161,3 +164,30 @@ def test_run_extend_calls_tokenverse_stages(tmp_path):
         (recipe / ext / "decode_of_asr_train_debug_ext_extended/decode_asr+qst/qst_test/score.json").read_text()
     )
     assert score["model"] == "asr_train_debug_ext_extended"
+
+
+def test_streaming_decodes_through_stage_6_equal_asr_inference(multichunk, tmp_path):
+    """run_streaming.sh decodes with tokenverse.sh's stage 6 (decode_activation_sets, --inference_args
+    "--streaming true ..."): the same output and streaming statistics as the asr_inference call it replaced."""
+    from espnet2_ext.bin import asr_inference, decode_activation_sets
+
+    _, data, out = multichunk
+    model = ["--asr_train_config", str(out / "config.yaml"), "--asr_model_file", str(out / "valid.loss.best.pth")]
+    opts = ["--streaming", "true", "--chunk_size_ms", "80", "--search_type", "modified_beam_search"]
+    opts += ["--beam_size", "2", "--batch_size", "1", "--num_workers", "0", "--ngpu", "0"]
+    act = "asr,scd,endp,ner,lid"
+    asr_inference.run(
+        model
+        + opts
+        + ["--task_activation", act, "--data_path_and_name_and_type", f"{data / 'wav.scp'},speech,sound"]
+        + ["--output_dir", str(tmp_path / "direct")]
+    )
+    decode_activation_sets.run(
+        model + opts + ["--test_dirs", str(data), "--activation_sets", act, "--output_root", str(tmp_path / "stage6")]
+    )
+    staged = tmp_path / "stage6" / "decode_asr+scd+endp+ner+lid" / data.name
+    for f in ("text", "token_int", "ctm", "events.jsonl"):
+        assert (staged / "1best_recog" / f).read_text() == (tmp_path / "direct" / "1best_recog" / f).read_text(), f
+    a, b = (json.loads((d / "streaming_stats.json").read_text()) for d in (tmp_path / "direct", staged))
+    timing = {"rtf", "wall_s", "decode_s", "seconds"}
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}

@@ -30,7 +30,7 @@ asr_args=""                      # extra options for asr_train
 tokens_from_config=false         # true: the config names tokenizer, token list and tasks (an extended experiment's,
                                  # run_extend.sh); stages 4-5 then pass none of their own
 stats_dir=""                     # stage 4's shape files (default: ${expdir}/asr_stats_<train_set>_bpe<nbpe>)
-inference_config=conf/decode.yaml
+inference_config=conf/decode.yaml  # "": none (the decoder's defaults and --inference_args only)
 inference_args=""
 inference_model=valid.loss.best.pth
 activation_sets="asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid"  # space-separated sets
@@ -138,7 +138,7 @@ if run_stage 6; then
   # One model load for every (activation set, test set); each decode dir appears only when complete.
   mkdir -p "${decode_root}"
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
+  ${python} -m espnet2_ext.bin.decode_activation_sets ${inference_config:+--config "${inference_config}"} --ngpu "${ngpu}" \
     --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
     --test_dirs ${test_dirs} --activation_sets ${activation_sets} --output_root "${decode_root}" \
     --batch_size "${decode_batch_size}" ${inference_args} 2> "${decode_root}/decode.log" \
