@@ -191,3 +191,44 @@ def test_streaming_decodes_through_stage_6_equal_asr_inference(multichunk, tmp_p
     a, b = (json.loads((d / "streaming_stats.json").read_text()) for d in (tmp_path / "direct", staged))
     timing = {"rtf", "wall_s", "decode_s", "seconds"}
     assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+
+
+FAKE_STREAMING_RUN = r"""#!/usr/bin/env bash
+# records its arguments; stage 6-7 leaves what a streaming decode and its scoring leave
+set -euo pipefail
+echo "$*" >> calls.log
+stage=1; stop_stage=9; test_sets=""; activation_sets=""; decode_root=""; inference_args=""
+while [ $# -gt 0 ]; do n="${1#--}"; printf -v "$n" '%s' "$2"; shift 2; done
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 7 ]; then
+  d="${decode_root}/decode_${activation_sets//,/+}/${test_sets}"; mkdir -p "${d}"
+  size="$(echo "${inference_args}" | sed 's/.*--chunk_size_ms \([^ ]*\).*/\1/')"
+  stats='"left_chunks": 2, "attention_sink_frames": 4, "algorithmic_latency_ms": 1.0, "rtf": 0.1'
+  printf '{"chunk_size_ms": "%s", %s}\n' "${size}" "${stats}" > "${d}/streaming_stats.json"
+  echo '{"wer": 12.5}' > "${d}/score.json"
+fi
+"""
+
+
+def test_run_streaming_decodes_and_scores_through_tokenverse_stages(tmp_path):
+    recipe = _copy(tmp_path)
+    (recipe / "run.sh").write_text(FAKE_STREAMING_RUN)
+    (recipe / "dump" / "raw" / "test").mkdir(parents=True)
+    (recipe / "dump" / "raw" / "test" / "wav.scp").write_text("")
+    (recipe / "exp" / "asr_m").mkdir(parents=True)
+    (recipe / "exp" / "asr_m" / "valid.loss.best.pth").write_text("")
+    r = subprocess.run(
+        ["./run_streaming.sh", "--train", "false", "--asr_tag", "m", "--sizes", "320 full", "--left_chunks", "2"],
+        cwd=recipe,
+        env={**os.environ, "ESPNET2_EXT_VENV": sys.prefix},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    calls = (recipe / "calls.log").read_text().splitlines()
+    assert len(calls) == 2 and all("--stage 6 --stop_stage 7" in c and "--results_md " in c for c in calls)
+    assert "--inference_config  --inference_args --streaming true --chunk_size_ms 320 " in calls[0]
+    assert "--beam_size 4 --num_workers 0 --left_chunks 2 --decode_batch_size 1 --ngpu 0" in calls[0]
+    assert "--decode_root exp/asr_m/decode_streaming_full --model_name asr_m_fullms" in calls[1]
+    table = (recipe / "RESULTS_streaming.md").read_text().splitlines()
+    assert [row.split(" | ")[0] for row in table[2:]] == ["| 320", "| full"] and "12.50" in table[2]
