@@ -244,7 +244,7 @@ def test_extending_the_trained_model_runs_from_the_recipe(recipe_run, tmp_path):
         env=ENV,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=2400,  # seven decodes and scorings, each its own model load: slow on a shared 2-core machine
     )
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     replay = (ext / "dump/raw/replay_train/utt2tasks").read_text().splitlines()

@@ -27,15 +27,20 @@ bpe_train_text=""                # default: data/${train_set}/text
 asr_config=conf/train.yaml
 asr_tag=""                       # default: from the config name
 asr_args=""                      # extra options for asr_train
-inference_config=conf/decode.yaml
+tokens_from_config=false         # true: the config names tokenizer, token list and tasks (an extended experiment's,
+                                 # run_extend.sh); stages 4-5 then pass none of their own
+stats_dir=""                     # stage 4's shape files (default: ${expdir}/asr_stats_<train_set>_bpe<nbpe>)
+inference_config=conf/decode.yaml  # "": none (the decoder's defaults and --inference_args only)
 inference_args=""
 inference_model=valid.loss.best.pth
 activation_sets="asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid"  # space-separated sets
 decode_batch_size=8
 decode_root=""                   # where stage 6 writes decode_<tasks>/<set> (default: the model's exp dir)
+model_name=""                    # the model column of stage 7's scores (default: the asr tag)
+score_args=""                    # extra tokenverse_score options, e.g. "--extra_tasks qst=[Q]"
 expdir=exp
 dumpdir=dump
-results_md=RESULTS.md
+results_md=RESULTS.md            # "": stage 7 only scores (for a caller that writes its own report)
 results_append=""                # markdown files added at the end of ${results_md} (headings nested), when present
 hub_repo=""                      # e.g. yourname/tokenverse_mini
 hub_push=false
@@ -46,7 +51,8 @@ hub_push=false
 [ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)"
 asr_exp="${expdir}/asr_${asr_tag}"
 decode_root="${decode_root:-${asr_exp}}"
-stats_dir="${expdir}/asr_stats_${train_set}_bpe${nbpe}"
+stats_dir="${stats_dir:-${expdir}/asr_stats_${train_set}_bpe${nbpe}}"
+model_name="${model_name:-${asr_tag}}"
 token_dir="data/token_list/bpe${nbpe}"
 bpe_train_text="${bpe_train_text:-data/${train_set}/text}"
 all_sets="${train_set} ${valid_set} ${test_sets}"
@@ -81,11 +87,12 @@ train_data_opts() {  # $1 = train|valid, $2 = dump dir
 }
 common_train_opts="--token_type bpe --bpemodel ${token_dir}/bpe.model --token_list ${token_dir}/tokens.txt
   --tokenverse_conf tasks=[${tasks}] --tokenverse_conf languages=[${languages}] --ngpu ${ngpu}"
+[ "${tokens_from_config}" = false ] || common_train_opts="--ngpu ${ngpu}"
 
 if run_stage 4; then
   stage_banner 4 "statistics: shape files for length-sorted batching (${stats_dir})"
   # Shapes only (extract_feats_in_collect_stats: false): one CPU process is enough, whatever --ngpu says.
-  mkdir -p "${expdir}"
+  mkdir -p "$(dirname "${stats_dir}")"
   # shellcheck disable=SC2046,SC2086
   ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${asr_config}" ${common_train_opts} \
     --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 --ngpu 0 \
@@ -131,7 +138,7 @@ if run_stage 6; then
   # One model load for every (activation set, test set); each decode dir appears only when complete.
   mkdir -p "${decode_root}"
   # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
+  ${python} -m espnet2_ext.bin.decode_activation_sets ${inference_config:+--config "${inference_config}"} --ngpu "${ngpu}" \
     --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
     --test_dirs ${test_dirs} --activation_sets ${activation_sets} --output_root "${decode_root}" \
     --batch_size "${decode_batch_size}" ${inference_args} 2> "${decode_root}/decode.log" \
@@ -144,11 +151,15 @@ if run_stage 7; then
     for dset in ${test_sets}; do
       d="${decode_root}/decode_$(act_tag "${act}")/${dset}"
       [ -f "${d}/1best_recog/text" ] || { log "  ${d}: not decoded, skipped"; continue; }
+      # shellcheck disable=SC2086
       ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${dset}/text" --hyp "${d}/1best_recog/text" \
         --task_activation "${act}" --languages "${languages}" --utt2lang "${dumpdir}/raw/${dset}/utt2lang" \
-        --model "${asr_tag}" --test_set "${dset}" --out_json "${d}/score.json" > "${d}/score.txt"
+        --model "${model_name}" --test_set "${dset}" --out_json "${d}/score.json" ${score_args} > "${d}/score.txt"
     done
   done
+fi
+
+if run_stage 7 && [ -n "${results_md}" ]; then
   ${python} -m espnet2_ext.bin.task_vector_analysis --model_file "${asr_exp}/${inference_model}" \
     --config "${asr_exp}/config.yaml" --out_dir "${asr_exp}/task_vectors" \
     || log "  (no task-vector analysis for ${asr_tag})"

@@ -97,22 +97,43 @@ if run_stage 1; then
   done
 fi
 
-if run_stage 2; then
-  log "stage 2: tuning decodes of ${tune_models} on ${tune_sets} (modes ${modes}, weights ${weights})"
-  for model in ${tune_models}; do
-    for dset in ${tune_sets}; do
-      [ -f "${out}/lists/${dset}/${tune_kind}_n${tune_n}/utt2biasing" ] || { echo "$0: no ${tune_kind} lists with" \
-        "${tune_n} distractors for ${dset}: --tune_kind/--tune_n must be among --kinds/--distractors (stage 1)" >&2
-        exit 1; }
-      decode "${model}" "${dset}" none
-      score "${model}" "${dset}" none "${tune_kind}" "${tune_n}" none "" tune
-      for mode in ${modes}; do
-        for w in ${weights}; do
-          biased "${model}" "${dset}" "${tune_kind}" "${tune_n}" "${mode}" "${w}" tune
-        done
+tune() {  # <model> <set>: the no-list decode and every mode x weight with the tune lists
+  local mode w
+  [ -f "${out}/lists/$2/${tune_kind}_n${tune_n}/utt2biasing" ] || { echo "$0: no ${tune_kind} lists with" \
+    "${tune_n} distractors for $2: --tune_kind/--tune_n must be among --kinds/--distractors (stage 1)" >&2; exit 1; }
+  decode "$1" "$2" none
+  score "$1" "$2" none "${tune_kind}" "${tune_n}" none "" tune
+  for mode in ${modes}; do
+    for w in ${weights}; do biased "$1" "$2" "${tune_kind}" "${tune_n}" "${mode}" "${w}" tune; done
+  done
+}
+
+weight_of() { awk -v m="$1" '$1 == m {print $2}' "${chosen_txt}"; }
+test_decodes() {  # <model> <set>: the no-list decode, then each mode (its chosen weight) x kind x N
+  local kind n mode w
+  decode "$1" "$2" none
+  for kind in ${kinds}; do
+    for n in ${distractors}; do score "$1" "$2" none "${kind}" "${n}" none "" test; done
+  done
+  for mode in ${modes}; do
+    w="$(weight_of "${mode}")"
+    [ -n "${w}" ] || { echo "$0: no weight chosen for mode ${mode} in ${chosen_txt}: tune it (stage 2-3)" >&2; exit 1; }
+    for kind in ${kinds}; do
+      for n in ${distractors}; do
+        [ ! -f "${out}/lists/$2/${kind}_n${n}/utt2biasing" ] || biased "$1" "$2" "${kind}" "${n}" "${mode}" "${w}" test
       done
     done
   done
+}
+
+each_model_and_set() {  # <models> <sets> <function>: the function for every (model, set)
+  local model dset
+  for model in $1; do for dset in $2; do "$3" "${model}" "${dset}"; done; done
+}
+
+if run_stage 2; then
+  log "stage 2: tuning decodes of ${tune_models} on ${tune_sets} (modes ${modes}, weights ${weights})"
+  each_model_and_set "${tune_models}" "${tune_sets}" tune
 fi
 
 if run_stage 3; then
@@ -122,29 +143,10 @@ if run_stage 3; then
   cat "${chosen_txt}"
 fi
 
-weight_of() { awk -v m="$1" '$1 == m {print $2}' "${chosen_txt}"; }
 if run_stage 4; then
   [ -f "${chosen_txt}" ] || { echo "$0: ${chosen_txt} missing: run stage 3 first" >&2; exit 1; }
   log "stage 4: test decodes of ${models} on ${test_sets}"
-  for model in ${models}; do
-    for dset in ${test_sets}; do
-      decode "${model}" "${dset}" none
-      for kind in ${kinds}; do
-        for n in ${distractors}; do score "${model}" "${dset}" none "${kind}" "${n}" none "" test; done
-      done
-      for mode in ${modes}; do
-        w="$(weight_of "${mode}")"
-        [ -n "${w}" ] || { echo "$0: no weight chosen for mode ${mode} in ${chosen_txt}: tune it (stage 2-3)" >&2
-          exit 1; }
-        for kind in ${kinds}; do
-          for n in ${distractors}; do
-            [ -f "${out}/lists/${dset}/${kind}_n${n}/utt2biasing" ] || continue
-            biased "${model}" "${dset}" "${kind}" "${n}" "${mode}" "${w}" test
-          done
-        done
-      done
-    done
-  done
+  each_model_and_set "${models}" "${test_sets}" test_decodes
 fi
 
 if run_stage 5; then

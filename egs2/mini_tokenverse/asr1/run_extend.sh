@@ -12,10 +12,12 @@
 # are mixed into ext_train/ext_dev, so the new rows also see the old languages and tasks; 0 = none.
 #
 #  1 extension data (local/data.sh --extension qst|it)   2 format + replay + combine (ext_train, ext_dev)
-#  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring
+#  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring + report
+# Stages 1 and 4-7 are tokenverse.sh's (through ./run.sh, with the extended experiment's config, data and decodes).
 set -euo pipefail
 cd "$(dirname "$0")"
 log() { printf '%s (%s) %s\n' "$(date '+%Y-%m-%dT%H:%M:%S')" "run_extend.sh" "$*"; }
+stage_banner() { log "=== Stage $1: $2 ==="; }
 
 stage=1; stop_stage=7
 data_opts=""                 # as given to ./run.sh (the extension data uses the same size and seed)
@@ -56,17 +58,17 @@ base_exp="${expdir}/asr_${base_tag}"
 ext_exp="${expdir}/asr_${ext_tag}"
 languages="en,de,es,fr,it"; tasks="asr,scd,endp,ner,lid,qst"
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+# tokenverse.sh's stages for the extended experiment; --results_md "": its stage 7 scores, the report is ours
+run=(./run.sh --expdir "${expdir}" --dumpdir "${dumpdir}" --ngpu "${ngpu}" --languages "${languages}" --results_md "")
 
 if run_stage 1; then
-  log "=== Stage 1: extension data (qst, it) ==="
-  # shellcheck disable=SC2086
-  local/data.sh ${data_opts} --extension qst
-  # shellcheck disable=SC2086
-  local/data.sh ${data_opts} --extension it
+  stage_banner 1 "extension data (qst, it)"
+  "${run[@]}" --stage 1 --stop_stage 1 --data_opts "${data_opts} --extension qst"
+  "${run[@]}" --stage 1 --stop_stage 1 --data_opts "${data_opts} --extension it"
 fi
 
 if run_stage 2; then
-  log "=== Stage 2: format into ${dumpdir}/raw; ext_train = qst_train + it_train [+ replay_train], ext_dev = qst_dev + it_dev [+ replay_dev] ==="
+  stage_banner 2 "format into ${dumpdir}/raw; ext_train = qst_train + it_train [+ replay_train], ext_dev = qst_dev + it_dev [+ replay_dev]"
   for x in qst_train qst_dev qst_test it_train it_dev it_test; do
     ${python} -m espnet2_ext.bin.format_data_dir "data/${x}" "${dumpdir}/raw/${x}"
   done
@@ -94,7 +96,7 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
-  log "=== Stage 3: extend ${base_exp}/${base_model} -> ${ext_exp} (+qst [Q], +it; freeze_old ${freeze_old}) ==="
+  stage_banner 3 "extend ${base_exp}/${base_model} -> ${ext_exp} (+qst [Q], +it; freeze_old ${freeze_old})"
   [ -f "${base_exp}/${base_model}" ] || { log "no base model ${base_exp}/${base_model}: run ./run.sh first"; exit 1; }
   ${python} -m espnet2_ext.bin.extend_model --base "${base_exp}" --model_file "${base_exp}/${base_model}" \
     --out_dir "${ext_exp}" --overwrite true --add_task 'qst=[Q]' --add_language it \
@@ -104,69 +106,49 @@ if run_stage 3; then
   cp "${ext_exp}/config.yaml" "${ext_exp}/extend_config.yaml"
 fi
 ext_config="${ext_exp}/extend_config.yaml"
+ext_opts=(--asr_config "${ext_config}" --asr_tag "${ext_tag}" --tokens_from_config true
+          --train_set "ext_train${ext_sets_suffix}" --valid_set "ext_dev${ext_sets_suffix}" --stats_dir "${ext_exp}/stats")
 
-train_data_opts() {  # $1 = train|valid, $2 = dump dir
-  echo "--${1}_data_path_and_name_and_type $2/wav.scp,speech,sound" \
-       "--${1}_data_path_and_name_and_type $2/text,text,text" \
-       "--${1}_data_path_and_name_and_type $2/utt2tasks,tasks,text"
-}
-stats_dir="${ext_exp}/stats"
 if run_stage 4; then
-  log "=== Stage 4: statistics (${stats_dir}) ==="
-  # shellcheck disable=SC2046
-  ${python} -m espnet2_ext.bin.asr_train --collect_stats true --config "${ext_config}" --init_param \
-    --use_preprocessor true --num_workers 0 --batch_type unsorted --batch_size 4 --ngpu 0 \
-    $(train_data_opts train "${dumpdir}/raw/ext_train${ext_sets_suffix}") $(train_data_opts valid "${dumpdir}/raw/ext_dev${ext_sets_suffix}") \
-    --train_shape_file "${dumpdir}/raw/ext_train${ext_sets_suffix}/wav.scp" \
-    --valid_shape_file "${dumpdir}/raw/ext_dev${ext_sets_suffix}/wav.scp" \
-    --output_dir "${stats_dir}" > "${stats_dir}.log" 2>&1 || { tail -n 20 "${stats_dir}.log"; exit 1; }
+  stage_banner 4 "statistics (${ext_exp}/stats)"
+  "${run[@]}" --stage 4 --stop_stage 4 "${ext_opts[@]}"
 fi
 
 if run_stage 5; then
-  log "=== Stage 5: training ${ext_exp} from ${ext_exp}/extended.pth; log: ${ext_exp}/train.log ==="
+  stage_banner 5 "training ${ext_exp} from ${ext_exp}/extended.pth; log: ${ext_exp}/train.log"
   # The ordinary trainer; --init_param is ESPnet's way to start from weights (also set in the written config).
-  # shellcheck disable=SC2046,SC2086
-  ${python} -m espnet2_ext.bin.asr_train --config "${ext_config}" --init_param "${ext_exp}/extended.pth" \
-    --use_preprocessor true --ngpu "${ngpu}" \
-    $(train_data_opts train "${dumpdir}/raw/ext_train${ext_sets_suffix}") $(train_data_opts valid "${dumpdir}/raw/ext_dev${ext_sets_suffix}") \
-    --train_shape_file "${stats_dir}/train/speech_shape" --valid_shape_file "${stats_dir}/valid/speech_shape" \
-    --resume true --output_dir "${ext_exp}" ${asr_args} > "${ext_exp}/train.log" 2>&1 \
-    || { tail -n 20 "${ext_exp}/train.log"; exit 1; }
-  [ -f "${ext_exp}/valid.loss.best.pth" ] || { log "training did not produce ${ext_exp}/valid.loss.best.pth"; exit 1; }
+  "${run[@]}" --stage 5 --stop_stage 5 "${ext_opts[@]}" --inference_model valid.loss.best.pth \
+    --asr_args "--init_param ${ext_exp}/extended.pth ${asr_args}"
 fi
 
-if run_stage 6; then
-  log "=== Stage 6: decoding (old tasks on test; asr,lid on it_test; asr,qst on qst_test) ==="
-  models="${ext_exp}:valid.loss.best.pth"
-  [ "${decode_base}" = true ] && models="${base_exp}:${base_model} ${ext_exp}:extended.pth ${models}"
-  for exp_model in ${models}; do
-    exp="${exp_model%%:*}"; model="${exp_model##*:}"; out="${ext_exp}/decode_of_${exp##*/}_${model%.pth}"
+decodes() {  # "<asr tag> <model file> <test set> <activation set>", one line per decode of stages 6-7
+  local models="${ext_tag}:valid.loss.best.pth" tag_model tag model pairs pair
+  [ "${decode_base}" = true ] && models="${base_tag}:${base_model} ${ext_tag}:extended.pth ${models}"
+  for tag_model in ${models}; do
+    tag="${tag_model%%:*}"; model="${tag_model##*:}"
     pairs="test:asr,scd,endp,ner,lid"  # (test set, activation set): the base model only knows the old ones
-    [ "${exp}" = "${base_exp}" ] || pairs+=" it_test:asr,lid qst_test:asr,qst"
-    if [ "${decode_dev}" = true ] && [ "${exp}" = "${ext_exp}" ] && [ "${model}" = valid.loss.best.pth ]; then
+    [ "${tag}" = "${base_tag}" ] || pairs+=" it_test:asr,lid qst_test:asr,qst"
+    if [ "${decode_dev}" = true ] && [ "${tag}" = "${ext_tag}" ] && [ "${model}" = valid.loss.best.pth ]; then
       pairs+=" it_dev:asr,lid qst_dev:asr,qst ${valid_set}:asr,scd,endp,ner,lid"
     fi
-    for pair in ${pairs}; do
-      ${python} -m espnet2_ext.bin.decode_activation_sets --config "${inference_config}" --ngpu "${ngpu}" \
-        --asr_train_config "${exp}/config.yaml" --asr_model_file "${exp}/${model}" \
-        --test_dirs "${dumpdir}/raw/${pair%%:*}" --activation_sets "${pair##*:}" --output_root "${out}" \
-        --batch_size "${decode_batch_size}" 2> "${out}.log" || { tail -n 20 "${out}.log"; exit 1; }
-    done
+    for pair in ${pairs}; do echo "${tag} ${model} ${pair%%:*} ${pair##*:}"; done
   done
+}
+
+if run_stage 6 || run_stage 7; then
+  from=$((stage > 6 ? stage : 6)); to=$((stop_stage < 7 ? stop_stage : 7))
+  stage_banner "${from}-${to}" "decoding and scoring (old tasks on test; asr,lid on it_test; asr,qst on qst_test)"
+  while read -r tag model dset act; do
+    name="asr_${tag}_${model%.pth}"  # the report's model: before, untrained, after
+    "${run[@]}" --stage "${from}" --stop_stage "${to}" --asr_tag "${tag}" --inference_model "${model}" \
+      --inference_config "${inference_config}" --decode_batch_size "${decode_batch_size}" \
+      --test_sets "${dset}" --activation_sets "${act}" --decode_root "${ext_exp}/decode_of_${name}" \
+      --model_name "${name}" --score_args "--extra_tasks qst=[Q]" < /dev/null
+  done < <(decodes)
 fi
 
 if run_stage 7; then
-  log "=== Stage 7: scoring (old tasks before/after on test, WER + LID on it_test, WER + QST F1 on qst_test; dev sets if decoded) ==="
-  for hyp in "${ext_exp}"/decode_of_*/decode_*/*/1best_recog/text; do
-    [ -f "${hyp}" ] || continue
-    d="$(dirname "$(dirname "${hyp}")")"
-    act="$(basename "$(dirname "${d}")")"; act="${act#decode_}"; act="${act//+/,}"
-    set_name="$(basename "${d}")"; model_name="$(basename "$(dirname "$(dirname "${d}")")")"
-    ${python} -m espnet2_ext.bin.tokenverse_score --ref "${dumpdir}/raw/${set_name}/text" --hyp "${d}/1best_recog/text" \
-      --task_activation "${act}" --languages "${languages}" --extra_tasks 'qst=[Q]' --utt2lang "${dumpdir}/raw/${set_name}/utt2lang" \
-      --model "${model_name#decode_of_}" --test_set "${set_name}" --out_json "${d}/score.json" > "${d}/score.txt"
-    log "${d}: $(head -n 3 "${d}/score.txt" | tr '\n' ' ')"
-  done
+  stage_banner 7 "report ${results_md} (old tasks before/after on test, WER + LID on it_test, WER + QST F1 on qst_test)"
   prepend=""; [ -f local/results_extend_notes.md ] && prepend="--prepend local/results_extend_notes.md"
   # shellcheck disable=SC2086
   report_dirs="--exp_dir ${ext_exp}"; for d in ${report_exp_dirs}; do report_dirs+=" --exp_dir ${d}"; done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 1 for mini_tokenverse: synthesise the corpus (seeded, deterministic) into data/{train,dev,test,...}.
-#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial] [--train_read N [--read_names P]]
+#   local/data.sh [--size debug|small|default] [--seed 0] [--no_partial true] [--train_read N [--read_names P]]
 #                 [--dev_read N] [--wordlist_read M]
 #   (--train_read N: also data/train_read<N> = train's conversations + N read utterances per language;
 #    --read_names P, with --train_read N: data/train_read<N>_names<100 P> instead, a share P of the read entity slots
@@ -14,23 +14,17 @@ set -euo pipefail
 for tool in espeak-ng sox; do
   command -v "${tool}" >/dev/null || { echo "local/data.sh: ${tool} is missing: run 'bash tools/install.sh' (it installs espeak-ng and sox)" >&2; exit 1; }
 done
-args=(); wordlist_read=""; train_read=""; seed=0   # --wordlist_read is ours; the rest go to prepare_mini_tokenverse
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --wordlist_read|--train_read|--seed)
-      [ $# -ge 2 ] || { echo "local/data.sh: option $1 needs a value" >&2; exit 1; }
-      case "$1" in
-        --wordlist_read) wordlist_read="$2" ;;
-        --train_read) train_read="$2"; args+=("$1" "$2") ;;
-        --seed) seed="$2"; args+=("$1" "$2") ;;
-      esac
-      shift 2 ;;
-    *) args+=("$1"); shift ;;
-  esac
+size=""; seed=0; no_partial=false; train_read=""; read_names=""; dev_read=""; extension=""
+wordlist_read=""  # ours; the rest go to prepare_mini_tokenverse
+. ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
+args=(--seed "${seed}")
+for opt in size train_read read_names dev_read extension; do
+  [ -z "${!opt}" ] || args+=("--${opt}" "${!opt}")
 done
+[ "${no_partial}" = false ] || args+=(--no_partial)
 [ -z "${wordlist_read}" ] || [ -n "${train_read}" ] || \
   { echo "local/data.sh: --wordlist_read adds to data/train_read<N>: give --train_read N too" >&2; exit 1; }
-[ -z "${wordlist_read}" ] || [[ " ${args[*]} " != *" --read_names "* ]] || \
+[ -z "${wordlist_read}" ] || [ -z "${read_names}" ] || \
   { echo "local/data.sh: --wordlist_read adds to data/train_read<N>, which --read_names replaces: give one of them" >&2; exit 1; }
 "${python}" -m espnet2_ext.bin.prepare_mini_tokenverse --out_dir data --wav_dir downloads/mini_tokenverse/wav --nj 2 "${args[@]}"
 if [ -n "${wordlist_read}" ]; then

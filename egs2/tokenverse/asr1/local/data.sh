@@ -19,17 +19,7 @@ set -euo pipefail
 . ./path.sh
 cv_root=""; cv_langs="en,de,es,fr"; conv_jsonl=""; conv_stm=""; stm_rttm_dir=""; stm_entities=""; stm_lang=""
 max_turns=4; max_duration=20; max_gap=3; languages="en,de,es,fr"; skip_bad_audio=false
-while [ $# -gt 0 ]; do
-  [ $# -ge 2 ] || { echo "local/data.sh: option $1 needs a value" >&2; exit 1; }
-  case "$1" in
-  --cv_root) cv_root="$2";; --cv_langs) cv_langs="$2";;
-  --conv_jsonl) conv_jsonl="$2";; --conv_stm) conv_stm="$2";;
-  --stm_rttm_dir) stm_rttm_dir="$2";; --stm_entities) stm_entities="$2";; --stm_lang) stm_lang="$2";;
-  --max_turns) max_turns="$2";; --max_duration) max_duration="$2";; --max_gap) max_gap="$2";;
-  --languages) languages="$2";; --skip_bad_audio) skip_bad_audio="$2";;
-  *) echo "local/data.sh: unknown option $1 (see the usage lines at the top of local/data.sh)" >&2; exit 1;; esac
-  shift 2
-done
+. ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 [ -n "${cv_root}${conv_jsonl}${conv_stm}" ] || { echo "local/data.sh: give --cv_root and/or --conv_jsonl/--conv_stm (see run.sh)" >&2; exit 1; }
 audio_opts=(); [ "${skip_bad_audio}" = true ] && audio_opts=(--skip_bad_audio)
 chunk_opts=(--max_turns "${max_turns}" --max_duration "${max_duration}" --max_gap "${max_gap}" --languages "${languages}")
