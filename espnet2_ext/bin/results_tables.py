@@ -4,8 +4,9 @@
     python -m espnet2_ext.bin.results_tables --recipe . --record exp/asr_train --kind run \\
         --model_file valid.loss.ave.pth --commit "$(git rev-parse --short HEAD)" --test_sets "test test_partial"
 
-``--record``: first write ``results/<tag>.json`` from that exp dir (what stage 7 of tokenverse.sh does), then
-regenerate. Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py``.
+``--record`` (repeatable): first write ``results/<tag>.json`` from each exp dir (what stage 7 of tokenverse.sh does
+for one model), or from each scored cell of ``--grid_dir`` (run_grid.sh), then regenerate.
+Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", default="", help="write the RESULTS files here instead of the recipe dir")
     p.add_argument("--results_md", default="", help="write RESULTS.md's text to this path instead (tokenverse.sh)")
     g = p.add_argument_group("writing a record first")
-    g.add_argument("--record", default="", help="exp dir of a scored model (<expdir>/asr_<tag>)")
+    g.add_argument(
+        "--record", action="append", default=[], help="exp dir of a scored model (<expdir>/asr_<tag>; repeatable)"
+    )
+    g.add_argument(
+        "--grid_dir",
+        default="",
+        help="a run_grid.sh exp dir: a record (kind grid, whatever --kind) for each of its scored cells",
+    )
     g.add_argument("--kind", default="run", choices=("run", "grid", "extend"))
     g.add_argument("--decode_root", default="", help="where the decode_<tasks>/<set> dirs are (default: --record)")
     g.add_argument("--model", default="", help="the model's tag (default: the exp dir's name without asr_)")
@@ -46,10 +54,17 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
 
     args = get_parser().parse_args(argv)
     recipe = Path(args.recipe)
-    if args.record:
+    exps = [(exp, args.kind) for exp in args.record]
+    if args.grid_dir:
+        from espnet2_ext.reporting.grid_cells import find_cells
+
+        exps += [(str(cell.path), "grid") for cell in find_cells(args.grid_dir)[0]]
+    if args.model and len(exps) > 1:
+        raise ValueError("--model names one record: give it with a single --record")
+    for exp, kind in exps:
         rec = record_from_exp(
-            args.record,
-            args.kind,
+            exp,
+            kind,
             recipe,
             args.model or None,
             args.model_file,

@@ -255,6 +255,20 @@ def _act_key(tag: str) -> tuple:
     return (len(tasks), [task_rank(t) for t in tasks], tag)
 
 
+def cell_commands(exp: Path) -> Dict[str, tuple]:
+    """stage -> (date, commit, command), the last line of each stage in a run_grid.sh cell's grid_cmd.txt."""
+    from espnet2_ext.reporting.grid_cells import CMD_FILE
+
+    out = {}
+    path = exp / CMD_FILE
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t", 3)
+            if len(parts) == 4:
+                out[parts[2]] = (parts[0], parts[1], parts[3].strip())
+    return out
+
+
 def record_from_exp(
     exp: PathLike,
     kind: str,
@@ -269,7 +283,8 @@ def record_from_exp(
     decode_root: Optional[PathLike] = None,
 ) -> Dict[str, object]:
     """A record from an exp dir ``<exp>/asr_<tag>``: its config.yaml, decode_*/<set>/score.json, the decoded
-    checkpoint (or the model_info.json kept in its place) and train.log (the training command); ``decode_root``:
+    checkpoint (or the model_info.json kept in its place), train.log (the training command) or a grid cell's
+    grid_cmd.txt (its commands, date and commit); ``decode_root``:
     where the decode dirs are when not in the exp dir (tokenverse.sh --decode_root)."""
     from espnet2_ext.reporting.grid_cells import load_cell, model_info
 
@@ -283,7 +298,12 @@ def record_from_exp(
         raise DataError(f"{decodes}: no decode_*/<test set>/score.json; run the scoring stage (7) first")
     info = model_info(exp, model_file) or {"parameters": logged_parameters(exp / "train.log")}
     cmds = {"train": train_command(exp / "train.log"), "decode": None}
+    logged = cell_commands(exp)
+    cmds.update({stage: cmd for stage, (_, _, cmd) in logged.items() if stage in cmds})
     cmds.update({k: v for k, v in (commands or {}).items() if v})
+    if "decode" in logged:  # a grid cell: decoded and scored at the date and commit its decode line names
+        date = date or logged["decode"][0][:10]
+        commit = commit or logged["decode"][1]
     tag = model or (exp.name[len("asr_") :] if exp.name.startswith("asr_") else exp.name)
     return {
         "schema": SCHEMA,

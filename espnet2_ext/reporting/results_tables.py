@@ -211,13 +211,25 @@ def grid_models_table(records: Sequence[Record]) -> str:
     return md_table(["config", "train set", "parameters", "checkpoint (seed: decoded)", "commits"], rows)
 
 
+def grid_roles(records: Sequence[Record]):
+    """The grid's two train sets, from its records: every config trains on the mixed set (run_grid.sh), only the
+    baseline and the best config on the fully annotated one, so the mixed set is the one with the most records."""
+    from espnet2_ext.reporting.grid_report import Roles
+
+    counts: Dict[str, int] = {}
+    for r in records:
+        counts[r.train_set] = counts.get(r.train_set, 0) + 1
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))
+    return Roles(ranked[1] if len(ranked) > 1 else "train_full_only", ranked[0])
+
+
 def grid_md(recipe: Path, records: Sequence[Record]) -> Optional[str]:
-    from espnet2_ext.reporting.grid_report import Roles, build_report
+    from espnet2_ext.reporting.grid_report import build_report
 
     grid = [r for r in records if r.kind == "grid"]
     if not grid:
         return None
-    roles = Roles("train_full_only", "train_read400")
+    roles = grid_roles(grid)
     models = (
         grid_models_table(grid)
         + "\n\nExact train/decode commands, dates and commits per seed: `results/<model>.json` (`commands`)."
