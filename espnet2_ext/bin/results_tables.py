@@ -42,6 +42,13 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--train_command", default="", help="recipe command that trained it (default: from train.log)")
     g.add_argument("--decode_command", default="", help="recipe command that decoded it")
     g.add_argument("--test_sets", default="", help="only these test sets (commas or spaces)")
+    g.add_argument(
+        "--streaming_dirs",
+        default="",
+        help="run_streaming.sh's decode dirs (<root>/decode_<tasks>/<test set>, one per chunk size): write "
+        "results/streaming/<--model>.json",
+    )
+    g.add_argument("--config", default="", help="the training config of --streaming_dirs' model")
     g.add_argument("--corpus_stats", default="", help="corpus table to keep beside the records (results/)")
     return p
 
@@ -76,6 +83,13 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
         )
         rec["environment"] = environment()
         print(f"wrote {dump_record(rec, recipe / RESULTS_DIR)}")
+    if args.streaming_dirs:
+        from espnet2_ext.reporting.streaming_table import dump_streaming_record, streaming_record
+
+        if not args.model:
+            raise ValueError("--streaming_dirs needs --model (the streaming model's tag)")
+        rec = streaming_record(comma_list(args.streaming_dirs), args.model, args.config or None, args.commit or None)
+        print(f"wrote {dump_streaming_record(rec, recipe / RESULTS_DIR)}")
     if args.corpus_stats and Path(args.corpus_stats).is_file():
         (recipe / RESULTS_DIR / CORPUS_FILE).parent.mkdir(parents=True, exist_ok=True)
         (recipe / RESULTS_DIR / CORPUS_FILE).write_text(Path(args.corpus_stats).read_text(encoding="utf-8"))
@@ -84,7 +98,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
     return written
 
 
-main = cli_main(run, prog="results_tables: error", errors=(ValueError,))  # DataError is a ValueError
+main = cli_main(run, prog="results_tables: error", errors=(ValueError, FileNotFoundError))  # DataError is a ValueError
 
 if __name__ == "__main__":
     sys.exit(main())

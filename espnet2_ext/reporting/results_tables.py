@@ -7,7 +7,7 @@
   seeds with verdicts (``seed_table``), the new task and language; what to compare: ``results/recipe/extend.json``.
 * ``RESULTS_biasing.md``: from ``results/biasing/tables.json`` (``run_biasing.sh``'s tables).
 * ``RESULTS_long_form.md`` / ``RESULTS_long_form_dev.md``: from ``results/long_form*/`` (``run_long_form.sh``).
-* ``RESULTS_streaming.md``: from ``results/streaming.json``.
+* ``RESULTS_streaming.md``: from ``results/streaming/<model>.json`` (``run_streaming.sh``; ``streaming_table``).
 
 A file is written only when its records exist; the text depends on the records alone (no date, no machine), so
 regenerating unchanged records gives the same bytes (``test_results_tables`` checks the committed files).
@@ -259,22 +259,30 @@ def long_form_md(recipe: Path) -> Dict[str, str]:
 
 
 def streaming_md(recipe: Path) -> Optional[str]:
+    """One table per record of ``results/streaming/`` (``run_streaming.sh``; ``reporting/streaming_table.py``)."""
     found = sorted((recipe / RESULTS_DIR / "streaming").glob("*.json"))
     if not found:
         return None
-    path = found[0]
-    data = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        cols, rows = data["columns"], [[r[c] for c in data["columns"]] for r in data["rows"]]
+    parts = []
+    for path in found:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            cols, rows = data["columns"], [[r[c] for c in data["columns"]] for r in data["rows"]]
+            about = (
+                f"Model `{data['model']}` (`{data['config']}`), `{data['test_set']}`, tasks {data['activation']}, "
+                f"commit {data['commit']}."
+            )
+        except (KeyError, TypeError) as e:
+            raise DataError(
+                f"{path}: missing field {e}; expected model, config, test_set, activation, commit, columns, rows"
+            )
         intro = (
-            f"# Streaming: latency / accuracy\n\n{GENERATED} Model `{data['model']}` (`{data['config']}`), "
-            f"`{data['test_set']}`, tasks {data['activation']}, commit {data['commit']}. The story: {STORY}."
+            f"# Streaming: latency / accuracy\n\n{GENERATED} {about} The story: {STORY}."
+            if not parts
+            else f"## `{data['model']}`\n\n{about}"
         )
-    except (KeyError, TypeError) as e:
-        raise DataError(
-            f"{path}: missing field {e}; expected model, config, test_set, activation, commit, columns, rows"
-        )
-    return intro + "\n\n" + md_table(cols, rows) + "\n"
+        parts.append(intro + "\n\n" + md_table(cols, rows) + "\n")
+    return "\n".join(parts)
 
 
 # ---- all ----------------------------------------------------------------------------------------------------

@@ -230,5 +230,12 @@ def test_run_streaming_decodes_and_scores_through_tokenverse_stages(tmp_path):
     assert "--inference_config  --inference_args --streaming true --chunk_size_ms 320 " in calls[0]
     assert "--beam_size 4 --num_workers 0 --left_chunks 2 --decode_batch_size 1 --ngpu 0" in calls[0]
     assert "--decode_root exp/asr_m/decode_streaming_full --model_name asr_m_fullms" in calls[1]
-    table = (recipe / "RESULTS_streaming.md").read_text().splitlines()
-    assert [row.split(" | ")[0] for row in table[2:]] == ["| 320", "| full"] and "12.50" in table[2]
+    record = json.loads((recipe / "results" / "streaming" / "m.json").read_text())
+    assert record["test_set"] == "test" and record["activation"] == "asr+scd+endp+ner+lid"
+    assert record["config"] == "conf/tuning/train_multichunk.yaml"
+    assert [row["Chunk (ms)"] for row in record["rows"]] == ["320", "full"] and record["rows"][0]["WER (%)"] == "12.50"
+    results = (recipe / "RESULTS_streaming.md").read_text()  # generated from the records: the committed one and m
+    section = results.split("Model `m`")[1].split("Model `train_multichunk`")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Chunk")]
+    assert [row.split(" | ")[0] for row in rows] == ["| 320", "| full"] and "12.50" in rows[0]
+    assert results.startswith("# Streaming: latency / accuracy") and "Model `train_multichunk`" in results
