@@ -49,6 +49,11 @@ def get_parser() -> argparse.ArgumentParser:
         "results/streaming/<--model>.json",
     )
     g.add_argument("--config", default="", help="the training config of --streaming_dirs' model")
+    g.add_argument("--long_form", default="", help="run_long_form.sh's exp dir: write results/<--long_form_name>/")
+    g.add_argument("--long_form_name", default="long_form", help="records folder: long_form, long_form_seed<k>")
+    g.add_argument("--long_form_sets", default="", help="its long-form test sets, in table order")
+    g.add_argument("--long_form_dev_rules", default="", help="the cut rules measured on dev (dev_rule_<rule>/)")
+    g.add_argument("--data_root", default="data", help="where the long-form sets' data dirs are (their sizes)")
     g.add_argument("--corpus_stats", default="", help="corpus table to keep beside the records (results/)")
     return p
 
@@ -90,6 +95,17 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
             raise ValueError("--streaming_dirs needs --model (the streaming model's tag)")
         rec = streaming_record(comma_list(args.streaming_dirs), args.model, args.config or None, args.commit or None)
         print(f"wrote {dump_streaming_record(rec, recipe / RESULTS_DIR)}")
+    if args.long_form:
+        from espnet2_ext.reporting.long_form import write_records
+
+        for path in write_records(
+            Path(args.long_form),
+            recipe / RESULTS_DIR / args.long_form_name,
+            Path(args.data_root),
+            comma_list(args.long_form_sets),
+            comma_list(args.long_form_dev_rules),
+        ):
+            print(f"wrote {path}")
     if args.corpus_stats and Path(args.corpus_stats).is_file():
         (recipe / RESULTS_DIR / CORPUS_FILE).parent.mkdir(parents=True, exist_ok=True)
         (recipe / RESULTS_DIR / CORPUS_FILE).write_text(Path(args.corpus_stats).read_text(encoding="utf-8"))
