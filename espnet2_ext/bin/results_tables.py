@@ -54,6 +54,10 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--long_form_sets", default="", help="its long-form test sets, in table order")
     g.add_argument("--long_form_dev_rules", default="", help="the cut rules measured on dev (dev_rule_<rule>/)")
     g.add_argument("--data_root", default="data", help="where the long-form sets' data dirs are (their sizes)")
+    g.add_argument(
+        "--biasing_out", default="", help="run_biasing.sh's --out (records/, chosen.json, lists/): results/biasing/"
+    )
+    g.add_argument("--biasing_command", action="append", default=[], help="command shown for it (repeatable)")
     g.add_argument("--corpus_stats", default="", help="corpus table to keep beside the records (results/)")
     return p
 
@@ -106,6 +110,15 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
             comma_list(args.long_form_dev_rules),
         ):
             print(f"wrote {path}")
+    if args.biasing_out:
+        import json
+
+        from espnet2_ext.common import atomic_write_text
+        from espnet2_ext.reporting.biasing_report import TABLES_RECORD, tables_record
+
+        data = tables_record(args.biasing_out, args.commit or None, args.date or None, args.biasing_command)
+        atomic_write_text(recipe / RESULTS_DIR / TABLES_RECORD, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {recipe / RESULTS_DIR / TABLES_RECORD}")
     if args.corpus_stats and Path(args.corpus_stats).is_file():
         (recipe / RESULTS_DIR / CORPUS_FILE).parent.mkdir(parents=True, exist_ok=True)
         (recipe / RESULTS_DIR / CORPUS_FILE).write_text(Path(args.corpus_stats).read_text(encoding="utf-8"))
