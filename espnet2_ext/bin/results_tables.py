@@ -34,6 +34,10 @@ def get_parser() -> argparse.ArgumentParser:
         help="a run_grid.sh exp dir: a record (kind grid, whatever --kind) for each of its scored cells",
     )
     g.add_argument("--kind", default="run", choices=("run", "grid", "extend"))
+    g.add_argument(
+        "--group", default="", help="the comparison the model belongs to (extend: before, untrained, a setting)"
+    )
+    g.add_argument("--label", default="", help="its column name there; {seed} = the model's training seed")
     g.add_argument("--decode_root", default="", help="where the decode_<tasks>/<set> dirs are (default: --record)")
     g.add_argument("--model", default="", help="the model's tag (default: the exp dir's name without asr_)")
     g.add_argument("--model_file", default="valid.loss.ave.pth", help="the checkpoint the decodes used")
@@ -90,6 +94,10 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
             comma_list(args.test_sets),
             decode_root=args.decode_root or None,
         )
+        if args.group:
+            rec["group"] = args.group
+        if args.label:
+            rec["label"] = args.label.format(seed=rec["seed"])
         rec["environment"] = environment()
         print(f"wrote {dump_record(rec, recipe / RESULTS_DIR)}")
     if args.streaming_dirs:

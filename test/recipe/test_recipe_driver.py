@@ -115,7 +115,16 @@ def test_tokenverse_options_for_an_extended_experiment(tmp_path, fake_venv):
 def test_run_extend_calls_tokenverse_stages(tmp_path):
     recipe = _copy(tmp_path)
     (recipe / "run.sh").write_text(FAKE_RUN)
-    env = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # stage 7's report is the real CLI
+    for rec in (recipe / "results").glob("*.json"):  # the committed extend records: this run writes its own
+        if json.loads(rec.read_text())["kind"] == "extend":
+            rec.unlink()
+    for tag, train_set, seed in (("train_debug", "train", 0), ("train_debug_ext", "ext_train", 1)):
+        (recipe / "exp" / f"asr_{tag}").mkdir(parents=True)  # what training leaves (stage 7 reads seed and data)
+        (recipe / "exp" / f"asr_{tag}" / "config.yaml").write_text(
+            f"config: conf/train_debug.yaml\nseed: {seed}\n"
+            f"train_data_path_and_name_and_type:\n- [dump/raw/{train_set}/wav.scp, speech, sound]\n"
+        )
+    env = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # stage 7's records and tables are the real CLI
     r = subprocess.run(
         ["./run_extend.sh", "--stage", "4", "--asr_config", "conf/train_debug.yaml", "--decode_dev", "true"],
         cwd=recipe,
@@ -153,13 +162,24 @@ def test_run_extend_calls_tokenverse_stages(tmp_path):
         f"--decode_root {ext}/decode_of_asr_train_debug_ext_extended --model_name asr_train_debug_ext_extended"
         in (decodes[1])
     )
-    results = (recipe / "RESULTS_extend.md").read_text()
+    results = (recipe / "RESULTS_extend.md").read_text()  # generated from the three records below only
     for model in (
         "asr_train_debug_valid.loss.best",
         "asr_train_debug_ext_extended",
         "asr_train_debug_ext_valid.loss.best",
     ):
         assert f"| {model} |" in results
+    after = json.loads((recipe / "results" / "asr_train_debug_ext_valid.loss.best.json").read_text())
+    assert (after["kind"], after["group"], after["label"], after["seed"]) == ("extend", "rconv_tv", "ext seed 1", 1)
+    assert sorted(after["scores"]) == ["dev", "it_dev", "it_test", "qst_dev", "qst_test", "test"]
+    before = json.loads((recipe / "results" / "asr_train_debug_valid.loss.best.json").read_text())
+    assert (before["group"], before["label"], list(before["scores"])) == (
+        "before",
+        "base seed 0 rerun (extended here)",
+        ["test"],
+    )
+    untrained = json.loads((recipe / "results" / "asr_train_debug_ext_extended.json").read_text())
+    assert (untrained["group"], untrained["checkpoint"]["model_file"]) == ("untrained", "extended.pth")
     score = json.loads(
         (recipe / ext / "decode_of_asr_train_debug_ext_extended/decode_asr+qst/qst_test/score.json").read_text()
     )
