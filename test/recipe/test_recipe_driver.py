@@ -80,7 +80,10 @@ def test_tokenverse_defaults_pass_the_recipe_tokenizer_and_write_the_report(tmp_
     assert "--token_list data/token_list/bpe150/tokens.txt" in stats and "--tokenverse_conf tasks=[" in train
     score = next(c for c in calls if "tokenverse_score" in c)
     assert "--model train " in score and "--extra_tasks" not in score
-    assert any("task_vector_analysis" in c for c in calls) and any("tokenverse_report" in c for c in calls)
+    assert any("task_vector_analysis" in c for c in calls)
+    # the model's record, then every RESULTS*.md from the records (no report written directly)
+    assert any("espnet2_ext.bin.results_tables" in c and "--record exp/asr_train --decode_root" in c for c in calls)
+    assert not any("tokenverse_report" in c for c in calls)
 
 
 def test_tokenverse_options_for_an_extended_experiment(tmp_path, fake_venv):
@@ -108,8 +111,8 @@ def test_tokenverse_options_for_an_extended_experiment(tmp_path, fake_venv):
     (score,) = [c for c in calls if "tokenverse_score" in c]
     assert "--hyp exp/asr_x_ext/decode_of_m/decode_asr+qst/qst_test/1best_recog/text" in score
     assert "--model m " in score and score.endswith("--extra_tasks qst=[Q]")
-    # --results_md "": scores only, no report of its own (nor the task-vector figures that go with it)
-    assert not any("tokenverse_report" in c or "task_vector_analysis" in c for c in calls)
+    # --results_md "": scores only, no record or report of its own (nor the task-vector figures that go with it)
+    assert not any(t in c for c in calls for t in ("tokenverse_report", "results_tables", "task_vector_analysis"))
 
 
 def test_run_extend_calls_tokenverse_stages(tmp_path):
