@@ -255,20 +255,6 @@ def _act_key(tag: str) -> tuple:
     return (len(tasks), [task_rank(t) for t in tasks], tag)
 
 
-def cell_commands(exp: Path) -> Dict[str, tuple]:
-    """stage -> (date, commit, command), the last line of each stage in a run_grid.sh cell's grid_cmd.txt."""
-    from espnet2_ext.reporting.grid_cells import CMD_FILE
-
-    out = {}
-    path = exp / CMD_FILE
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            parts = line.split("\t", 3)
-            if len(parts) == 4:
-                out[parts[2]] = (parts[0], parts[1], parts[3].strip())
-    return out
-
-
 def record_from_exp(
     exp: PathLike,
     kind: str,
@@ -286,7 +272,7 @@ def record_from_exp(
     checkpoint (or the model_info.json kept in its place), train.log (the training command) or a grid cell's
     grid_cmd.txt (its commands, date and commit); ``decode_root``:
     where the decode dirs are when not in the exp dir (tokenverse.sh --decode_root)."""
-    from espnet2_ext.reporting.grid_cells import load_cell, model_info
+    from espnet2_ext.reporting.grid_cells import cell_commands, load_cell, model_info
 
     exp = Path(exp)
     if not (exp / "config.yaml").is_file():
