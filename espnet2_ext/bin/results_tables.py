@@ -4,8 +4,14 @@
     python -m espnet2_ext.bin.results_tables --recipe . --record exp/asr_train --kind run \\
         --model_file valid.loss.ave.pth --commit "$(git rev-parse --short HEAD)" --test_sets "test test_partial"
 
-``--record`` (repeatable): first write ``results/<tag>.json`` from each exp dir (what stage 7 of tokenverse.sh does
-for one model), or from each scored cell of ``--grid_dir`` (run_grid.sh), then regenerate.
+First write the records the options name, then regenerate; every recipe script keeps its numbers this way:
+
+* ``--record`` (repeatable): ``results/<tag>.json`` from each exp dir (tokenverse.sh stage 7, kind run;
+  run_extend.sh stage 7, kind extend with ``--group``/``--label``); ``--grid_dir``: one per scored cell (run_grid.sh).
+* ``--streaming_dirs``: ``results/streaming/<model>.json`` (run_streaming.sh; ``reporting/streaming_table.py``).
+* ``--biasing_out``: ``results/biasing/tables.json`` (run_biasing.sh stage 5; ``reporting/biasing_report.py``).
+* ``--long_form``: ``results/<--long_form_name>/`` (run_long_form.sh stages 4-5; ``reporting/long_form.py``).
+
 Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py``.
 """
 
