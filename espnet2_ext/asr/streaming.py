@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import torch
@@ -317,70 +317,3 @@ def speech2text_for(args, **kwargs) -> TokenVerseSpeech2Text:
             raise ValueError("--chunk_size_ms/--left_chunks/--attention_sink_frames need the s3prl_tokenverse frontend")
         configure_chunking(fe, **chunking)
     return s2t
-
-
-def latency_table(decode_dirs: Sequence[str]) -> str:
-    """Markdown trade-off table from decode dirs holding ``streaming_stats.json`` (``decode_streaming_to_dir``) and
-    ``score.json`` (``tokenverse_score``): chunk, latency, RTF, WER, task F1s, LID accuracy, EP50/EP90 if scored."""
-    from pathlib import Path
-
-    from espnet2_ext.reporting.markdown import METRIC_COLUMNS, fmt, md_table
-
-    header = (
-        ["Chunk (ms)", "Left chunks", "Sinks", "Algorithmic latency (ms)", "RTF (1 core)"]
-        + [name for _, name in METRIC_COLUMNS]
-        + ["EP50 (ms)", "EP90 (ms)"]
-    )
-    rows = []
-    for d in decode_dirs:
-        d = Path(d)
-        stats_file, score_file = d / "streaming_stats.json", d / "score.json"
-        for f in (stats_file, score_file):
-            if not f.is_file():
-                raise FileNotFoundError(
-                    f"{f}: missing; decode with asr_inference --streaming true and score with "
-                    f"tokenverse_score --out_json {score_file} first"
-                )
-        stats = json.loads(stats_file.read_text(encoding="utf-8"))
-        score = json.loads(score_file.read_text(encoding="utf-8"))
-        endp = (score.get("time") or {}).get("endp") or {}
-        ep = [None if endp.get(k) is None else 1000.0 * endp[k] for k in ("ep50", "ep90")]
-        rows.append(
-            [
-                str(stats["chunk_size_ms"]),
-                fmt(stats["left_chunks"]),
-                fmt(stats["attention_sink_frames"]),
-                fmt(stats["algorithmic_latency_ms"]),
-                "-" if stats["rtf"] is None else f"{stats['rtf']:.3f}",
-            ]
-            + [fmt(score.get(k)) for k, _ in METRIC_COLUMNS]
-            + [fmt(x) for x in ep]
-        )
-    return md_table(header, rows)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """``python -m espnet2_ext.asr.streaming table DIR... [--out FILE]``: print/write the trade-off table."""
-    import argparse
-    import sys
-
-    from espnet2_ext.common import atomic_write_text
-
-    p = argparse.ArgumentParser(prog="python -m espnet2_ext.asr.streaming", description=main.__doc__)
-    p.add_argument("command", choices=["table"])
-    p.add_argument("decode_dirs", nargs="+")
-    p.add_argument("--out", default=None, help="write the table here (atomically) instead of printing it")
-    args = p.parse_args(argv)
-    try:
-        table = latency_table(args.decode_dirs)
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        print(f"streaming table: error: {e}", file=sys.stderr)
-        sys.exit(1)
-    if args.out:
-        atomic_write_text(args.out, table + "\n")
-    else:
-        print(table)
-
-
-if __name__ == "__main__":
-    main()

@@ -188,6 +188,13 @@ def choose(rows: Sequence[dict]) -> Dict[str, object]:
 
 
 def tuning_table(rows: Sequence[dict], sets: Sequence[str], chosen: Mapping) -> str:
+    return md_table(*tuning_cells(rows, sets, chosen))
+
+
+Cells = Tuple[List[str], List[List[str]]]  # (header, rows) of a table, for md_table or a record
+
+
+def tuning_cells(rows: Sequence[dict], sets: Sequence[str], chosen: Mapping) -> Cells:
     header = ["mode", "weight"] + [f"{s}: error / U-WER rise" for s in sets] + ["allowed", "objective", ""]
     body = []
     for r in rows:
@@ -200,7 +207,7 @@ def tuning_table(rows: Sequence[dict], sets: Sequence[str], chosen: Mapping) -> 
         body.append(
             [r["mode"], fmt(r["weight"])] + cells + ["yes" if r["allowed"] else "no", fmt(r["objective"]), mark]
         )
-    return md_table(header, body)
+    return header, body
 
 
 # ---- RESULTS_biasing.md --------------------------------------------------------------------------------
@@ -234,6 +241,10 @@ def _row(name: str, target: str, values: Mapping[int, float], verdict_text: str)
 
 
 def targets_table(records: Sequence[dict], mode: str, n: int = 100, n_large: int = 1000) -> str:
+    return md_table(*targets_cells(records, mode, n, n_large))
+
+
+def targets_cells(records: Sequence[dict], mode: str, n: int = 100, n_large: int = 1000) -> Cells:
     """Issue #29 item 5 at test, per-utterance lists with ``n`` distractors, the chosen ``mode``."""
     at = dict(kind="utt", n=n, mode=mode)
     ratio = _paired(
@@ -264,10 +275,14 @@ def targets_table(records: Sequence[dict], mode: str, n: int = 100, n_large: int
             verdict(ratio, 1.3, False) + "; separate decodes: benchmark/bench_biasing.py's one-run ratio decides",
         ),
     ]
-    return md_table(["measure", "target", "per seed", "mean ± std", "verdict"], rows)
+    return ["measure", "target", "per seed", "mean ± std", "verdict"], rows
 
 
 def no_list_table(records: Sequence[dict]) -> str:
+    return md_table(*no_list_cells(records))
+
+
+def no_list_cells(records: Sequence[dict]) -> Cells:
     """Issue #29 item 6: every seed without a list, test (all tasks) and test_partial, with the seen/unseen split."""
     cols = (
         ("wer", "WER"),
@@ -294,10 +309,14 @@ def no_list_table(records: Sequence[dict]) -> str:
             + [fmt(m.get(k)) for k, _ in cols]
             + [fmt(part["metrics"].get("wer")) if part else "-", "; ".join(verdicts) or "-"]
         )
-    return md_table(["seed", "model"] + [f"test {name}" for _, name in cols] + ["test_partial WER", "verdicts"], rows)
+    return ["seed", "model"] + [f"test {name}" for _, name in cols] + ["test_partial WER", "verdicts"], rows
 
 
 def grid_table(records: Sequence[dict]) -> str:
+    return md_table(*settings_cells(records))
+
+
+def settings_cells(records: Sequence[dict]) -> Cells:
     """Every (set, kind, N, mode) of the test stage: mean ± std over seeds (n)."""
     groups: Dict[Tuple, List[dict]] = defaultdict(list)
     for r in select(records, stage="test"):
@@ -319,7 +338,7 @@ def grid_table(records: Sequence[dict]) -> str:
             ]
             + [_stat(rs, k).fmt() for k, _ in TABLE_COLUMNS]
         )
-    return md_table(["set", "list kind", "N", "mode", "weight", "seeds"] + [n for _, n in TABLE_COLUMNS], rows)
+    return ["set", "list kind", "N", "mode", "weight", "seeds"] + [n for _, n in TABLE_COLUMNS], rows
 
 
 def list_notes(lists_root: PathLike) -> List[str]:
@@ -343,30 +362,81 @@ def list_notes(lists_root: PathLike) -> List[str]:
     return lines
 
 
-def build_report(records: Sequence[dict], chosen: Mapping, tuning_md: str, notes: Sequence[str] = ()) -> str:
-    mode, weight, n = chosen["mode"], chosen["weight"], chosen.get("n", 100)  # n: the lists the choice used
+INTRO = (
+    'Made by `run_biasing.sh` (README, "Evaluating biasing"). Lists: reference entities + N distractors '
+    "(Le et al. 2021), per utterance (utt), per conversation (conv) and per-language catalogue (lang). U-WER / "
+    "B-WER: reference words outside / inside the list phrases of the utterance (insertions of the utterance's "
+    "biasing words count toward B-WER, other insertions toward U-WER, as Le et al.); FA = list phrases emitted "
+    "beyond the reference. Mean ± sample std over training seeds; mode `none` = decoded without a list, "
+    "scored against that row's lists."
+)
+
+
+def choice_text(chosen: Mapping) -> str:
     guard = (
         ""
         if chosen.get("guard_met", True)
         else (" No setting kept the dev U-WER within 0.5 of the no-list decode: the lowest objective was taken anyway.")
     )
-    parts = [
-        "# RESULTS: contextual biasing (issue #29)",
-        'Made by `run_biasing.sh` (README, "Evaluating biasing"). Lists: reference entities + N distractors '
-        "(Le et al. 2021), per utterance (utt), per conversation (conv) and per-language catalogue (lang). U-WER / "
-        "B-WER: reference words outside / inside the list phrases of the utterance (insertions of the utterance's "
-        "biasing words count toward B-WER, other insertions toward U-WER, as Le et al.); FA = list phrases emitted "
-        "beyond the reference. Mean ± sample std over training seeds; mode `none` = decoded without a list, "
-        "scored against that row's lists.",
-        *notes,
-        f"## Choice on dev\n\nChosen: mode **{mode}**, weight **{fmt(weight)}** (per mode: "
+    return (
+        f"Chosen: mode **{chosen['mode']}**, weight **{fmt(chosen['weight'])}** (per mode: "
         + ", ".join(f"{m} {fmt(w)}" for m, w in chosen["per_mode"].items())
         + ")."
         + guard
         + " Error = 100 - NER F1 on a set annotated for NER, its WER otherwise; U-WER rise against the no-list "
-        "decode; allowed = rise <= 0.5 on every tune set; objective = the sum of the errors.\n\n" + tuning_md,
+        "decode; allowed = rise <= 0.5 on every tune set; objective = the sum of the errors."
+    )
+
+
+def build_report(records: Sequence[dict], chosen: Mapping, tuning_md: str, notes: Sequence[str] = ()) -> str:
+    mode, n = chosen["mode"], chosen.get("n", 100)  # n: the lists the choice used
+    parts = [
+        "# RESULTS: contextual biasing (issue #29)",
+        INTRO,
+        *notes,
+        f"## Choice on dev\n\n{choice_text(chosen)}\n\n" + tuning_md,
         f"## Targets (test, per-utterance lists, N = {n}, mode {mode})\n\n" + targets_table(records, mode, n),
         "## Without lists, every seed\n\n" + no_list_table(records),
         "## Every list kind, N and mode (test sets)\n\n" + grid_table(records),
     ]
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+# ---- the record results_tables makes RESULTS_biasing.md from (<recipe>/results/biasing/tables.json) ----------
+TABLES_RECORD = "biasing/tables.json"  # under <recipe>/results/
+
+
+def tables_record(
+    out: PathLike, commit: Optional[str], date: Optional[str], commands: Sequence[str]
+) -> Dict[str, object]:
+    """The report's sections (title, intro lines, columns, rows) from run_biasing.sh's ``--out`` folder (records/,
+    chosen.json, lists/); the per-decode records stay there (not tracked)."""
+    out = Path(out)
+    records = load_records(out / "records")
+    chosen = load_json(out / "chosen.json", "biasing_report choose --out (run_biasing.sh stage 3)")
+    mode, n = chosen["mode"], chosen.get("n", 100)
+    tuning = tuning_cells(chosen.get("rows", []), chosen.get("tune_sets", []), chosen)
+
+    def section(title: str, intro: Sequence[str], cells: Optional[Cells] = None) -> dict:
+        cols, rows = cells or ([], [])
+        return {"title": title, "intro": list(intro), "columns": cols, "rows": rows}
+
+    sections = []
+    if (out / "lists").is_dir():
+        sections.append(section("Lists per set", list_notes(out / "lists")))
+    sections += [
+        section("Choice on dev", [choice_text(chosen)], tuning),
+        section(f"Targets (test, per-utterance lists, N = {n}, mode {mode})", [], targets_cells(records, mode, n)),
+        section("Without lists, every seed", [], no_list_cells(records)),
+        section("Every list kind, N and mode (test sets)", [], settings_cells(records)),
+    ]
+    return {
+        "title": "Contextual biasing (`run_biasing.sh`)",
+        "source": f"run_biasing.sh: {out}/records (per-decode scores), {out}/chosen.json, {out}/lists",
+        "models": sorted({r["model"] for r in select(records, stage="test")}),
+        "commit": commit,
+        "date": date,
+        "commands": list(commands),
+        "intro": INTRO,
+        "sections": sections,
+    }

@@ -88,6 +88,18 @@ def model_info(cell_dir: Path, model_file: str) -> Optional[dict]:
     return info
 
 
+def cell_commands(cell_dir: Path) -> Dict[str, Tuple[str, str, str]]:
+    """stage -> (date, commit, command), the last line of each stage in a cell's grid_cmd.txt (run_grid.sh)."""
+    out = {}
+    path = cell_dir / CMD_FILE
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t", 3)
+            if len(parts) == 4:
+                out[parts[2]] = (parts[0], parts[1], parts[3].strip())
+    return out
+
+
 def save_model_info(cell_dir: Path, model_file: str) -> Optional[dict]:
     """Write the cell's model_info.json from its weights; None (nothing written) when the weights are absent."""
     if not (cell_dir / model_file).is_file():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from espnet2_ext.common import DataError, atomic_write_text
 from espnet2_ext.reporting.grid_cells import (
@@ -28,6 +28,7 @@ from espnet2_ext.reporting.grid_cells import (
     Group,
     Roles,
     Stat,
+    cell_commands,
     compare,
     dev_best,
     find_cells,
@@ -87,18 +88,6 @@ def table_activations(groups: Sequence[Group], roles: Roles) -> str:
     return md_table(header, rows)
 
 
-def _commands(cell: Cell) -> Dict[str, Tuple[str, str, str]]:
-    """stage -> (date, commit, command), the last one of each stage in the cell's grid_cmd.txt."""
-    out = {}
-    path = cell.path / CMD_FILE
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            parts = line.split("\t", 3)
-            if len(parts) == 4:
-                out[parts[2]] = (parts[0], parts[1], parts[3].strip())
-    return out
-
-
 def table_models(groups: Sequence[Group], model_file: str, known: Optional[Dict[Path, Optional[dict]]] = None) -> str:
     """icefall-style provenance: parameters, config, exact commands, decoded checkpoint, date/commit per seed."""
     blocks = []
@@ -112,7 +101,7 @@ def table_models(groups: Sequence[Group], model_file: str, known: Optional[Dict[
         )
         for c in sorted(g.cells, key=lambda c: c.seed):
             decoded = infos[c.seed]["decoded"] if infos[c.seed] else "missing"
-            cmds = _commands(c)
+            cmds = cell_commands(c.path)
             lines.append(f"- seed {c.seed} (`{c.path.name}`): decoded `{model_file}` = `{decoded}`")
             for stage in ("train", "decode"):
                 if stage in cmds:

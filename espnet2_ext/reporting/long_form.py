@@ -175,3 +175,58 @@ def dev_table(exp_dir: Path) -> Optional[str]:
         sizes = set_sizes(d)
         parts.append(table(d, list(sizes), sizes, f"dev, --cut_rule {d.name[len('dev_rule_') :]}"))
     return "\n".join(parts) if parts else None
+
+
+# ---- records: what run_long_form.sh keeps of exp/long_form in <recipe>/results/long_form*/ --------------------
+RECORD_FILES = ("run_long.json", "run_long_partial.json", "score_utt.json", "score_long.json")
+
+
+def _copy_set(src: Path, dst: Path) -> None:
+    """One set's records: the scores as they are, the decode's per-recording stats (``long/long_form.json``), and
+    the measured command with the interpreter's machine path cut to ``python``."""
+    from espnet2_ext.common import atomic_write_text
+
+    if not (src / "score_long.json").is_file():
+        raise DataError(f"{src / 'score_long.json'}: missing; run run_long_form.sh's decoding and scoring first")
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in RECORD_FILES:
+        if not (src / name).is_file():
+            continue
+        text = (src / name).read_text(encoding="utf-8")
+        data = _load(src / name)
+        cmd = data.get("command") if isinstance(data, dict) else None
+        if isinstance(cmd, list) and cmd and Path(cmd[0]).name.startswith("python") and cmd[0] != "python":
+            text = json.dumps({**data, "command": ["python"] + cmd[1:]}, indent=1) + "\n"  # as measure writes it
+        atomic_write_text(dst / name, text)
+    stats = src / "long" / "long_form.json"
+    if stats.is_file():
+        atomic_write_text(dst / "long_form.json", stats.read_text(encoding="utf-8"))
+
+
+def write_records(
+    exp_dir: Path, out_dir: Path, data_root: Path, sets: Sequence[str] = (), dev_rules: Sequence[str] = ()
+) -> List[Path]:
+    """``out_dir/sets.json`` + ``out_dir/<set>/`` for the long-form test sets (in table order), and
+    ``out_dir/dev_rule_<rule>/`` (its own sets.json + the dev set) for each cut rule measured on dev."""
+    from espnet2_ext.common import atomic_write_text
+
+    written = []
+    if sets:
+        for s in sets:
+            _copy_set(exp_dir / s, out_dir / s)
+        atomic_write_text(out_dir / SETS_FILE, json.dumps(sizes_from_data(data_root, sets), indent=1) + "\n")
+        written.append(out_dir)
+    for rule in dev_rules:
+        src = exp_dir / f"dev_rule_{rule}"
+        dev_sets = sorted(p.parent.name for p in src.glob("*/score_long.json"))
+        if not dev_sets:
+            raise DataError(
+                f"{src}: no <dev set>/score_long.json; run run_long_form.sh's stage 5 for --cut_rule {rule}"
+            )
+        for s in dev_sets:
+            _copy_set(src / s, out_dir / src.name / s)
+        atomic_write_text(
+            out_dir / src.name / SETS_FILE, json.dumps(sizes_from_data(data_root, dev_sets), indent=1) + "\n"
+        )
+        written.append(out_dir / src.name)
+    return written

@@ -269,9 +269,10 @@ def record_from_exp(
     decode_root: Optional[PathLike] = None,
 ) -> Dict[str, object]:
     """A record from an exp dir ``<exp>/asr_<tag>``: its config.yaml, decode_*/<set>/score.json, the decoded
-    checkpoint (or the model_info.json kept in its place) and train.log (the training command); ``decode_root``:
+    checkpoint (or the model_info.json kept in its place), train.log (the training command) or a grid cell's
+    grid_cmd.txt (its commands, date and commit); ``decode_root``:
     where the decode dirs are when not in the exp dir (tokenverse.sh --decode_root)."""
-    from espnet2_ext.reporting.grid_cells import load_cell, model_info
+    from espnet2_ext.reporting.grid_cells import cell_commands, load_cell, model_info
 
     exp = Path(exp)
     if not (exp / "config.yaml").is_file():
@@ -283,7 +284,12 @@ def record_from_exp(
         raise DataError(f"{decodes}: no decode_*/<test set>/score.json; run the scoring stage (7) first")
     info = model_info(exp, model_file) or {"parameters": logged_parameters(exp / "train.log")}
     cmds = {"train": train_command(exp / "train.log"), "decode": None}
+    logged = cell_commands(exp)
+    cmds.update({stage: cmd for stage, (_, _, cmd) in logged.items() if stage in cmds})
     cmds.update({k: v for k, v in (commands or {}).items() if v})
+    if "decode" in logged:  # a grid cell: decoded and scored at the date and commit its decode line names
+        date = date or logged["decode"][0][:10]
+        commit = commit or logged["decode"][1]
     tag = model or (exp.name[len("asr_") :] if exp.name.startswith("asr_") else exp.name)
     return {
         "schema": SCHEMA,

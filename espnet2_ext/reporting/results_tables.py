@@ -7,7 +7,7 @@
   seeds with verdicts (``seed_table``), the new task and language; what to compare: ``results/recipe/extend.json``.
 * ``RESULTS_biasing.md``: from ``results/biasing/tables.json`` (``run_biasing.sh``'s tables).
 * ``RESULTS_long_form.md`` / ``RESULTS_long_form_dev.md``: from ``results/long_form*/`` (``run_long_form.sh``).
-* ``RESULTS_streaming.md``: from ``results/streaming.json``.
+* ``RESULTS_streaming.md``: from ``results/streaming/<model>.json`` (``run_streaming.sh``; ``streaming_table``).
 
 A file is written only when its records exist; the text depends on the records alone (no date, no machine), so
 regenerating unchanged records gives the same bytes (``test_results_tables`` checks the committed files).
@@ -211,13 +211,25 @@ def grid_models_table(records: Sequence[Record]) -> str:
     return md_table(["config", "train set", "parameters", "checkpoint (seed: decoded)", "commits"], rows)
 
 
+def grid_roles(records: Sequence[Record]):
+    """The grid's two train sets, from its records: every config trains on the mixed set (run_grid.sh), only the
+    baseline and the best config on the fully annotated one, so the mixed set is the one with the most records."""
+    from espnet2_ext.reporting.grid_report import Roles
+
+    counts: Dict[str, int] = {}
+    for r in records:
+        counts[r.train_set] = counts.get(r.train_set, 0) + 1
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))
+    return Roles(ranked[1] if len(ranked) > 1 else "train_full_only", ranked[0])
+
+
 def grid_md(recipe: Path, records: Sequence[Record]) -> Optional[str]:
-    from espnet2_ext.reporting.grid_report import Roles, build_report
+    from espnet2_ext.reporting.grid_report import build_report
 
     grid = [r for r in records if r.kind == "grid"]
     if not grid:
         return None
-    roles = Roles("train_full_only", "train_read400")
+    roles = grid_roles(grid)
     models = (
         grid_models_table(grid)
         + "\n\nExact train/decode commands, dates and commits per seed: `results/<model>.json` (`commands`)."
@@ -247,22 +259,30 @@ def long_form_md(recipe: Path) -> Dict[str, str]:
 
 
 def streaming_md(recipe: Path) -> Optional[str]:
+    """One table per record of ``results/streaming/`` (``run_streaming.sh``; ``reporting/streaming_table.py``)."""
     found = sorted((recipe / RESULTS_DIR / "streaming").glob("*.json"))
     if not found:
         return None
-    path = found[0]
-    data = json.loads(path.read_text(encoding="utf-8"))
-    try:
-        cols, rows = data["columns"], [[r[c] for c in data["columns"]] for r in data["rows"]]
+    parts = []
+    for path in found:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            cols, rows = data["columns"], [[r[c] for c in data["columns"]] for r in data["rows"]]
+            about = (
+                f"Model `{data['model']}` (`{data['config']}`), `{data['test_set']}`, tasks {data['activation']}, "
+                f"commit {data['commit']}."
+            )
+        except (KeyError, TypeError) as e:
+            raise DataError(
+                f"{path}: missing field {e}; expected model, config, test_set, activation, commit, columns, rows"
+            )
         intro = (
-            f"# Streaming: latency / accuracy\n\n{GENERATED} Model `{data['model']}` (`{data['config']}`), "
-            f"`{data['test_set']}`, tasks {data['activation']}, commit {data['commit']}. The story: {STORY}."
+            f"# Streaming: latency / accuracy\n\n{GENERATED} {about} The story: {STORY}."
+            if not parts
+            else f"## `{data['model']}`\n\n{about}"
         )
-    except (KeyError, TypeError) as e:
-        raise DataError(
-            f"{path}: missing field {e}; expected model, config, test_set, activation, commit, columns, rows"
-        )
-    return intro + "\n\n" + md_table(cols, rows) + "\n"
+        parts.append(intro + "\n\n" + md_table(cols, rows) + "\n")
+    return "\n".join(parts)
 
 
 # ---- all ----------------------------------------------------------------------------------------------------

@@ -80,7 +80,10 @@ def test_tokenverse_defaults_pass_the_recipe_tokenizer_and_write_the_report(tmp_
     assert "--token_list data/token_list/bpe150/tokens.txt" in stats and "--tokenverse_conf tasks=[" in train
     score = next(c for c in calls if "tokenverse_score" in c)
     assert "--model train " in score and "--extra_tasks" not in score
-    assert any("task_vector_analysis" in c for c in calls) and any("tokenverse_report" in c for c in calls)
+    assert any("task_vector_analysis" in c for c in calls)
+    # the model's record, then every RESULTS*.md from the records (no report written directly)
+    assert any("espnet2_ext.bin.results_tables" in c and "--record exp/asr_train --decode_root" in c for c in calls)
+    assert not any("tokenverse_report" in c for c in calls)
 
 
 def test_tokenverse_options_for_an_extended_experiment(tmp_path, fake_venv):
@@ -108,14 +111,23 @@ def test_tokenverse_options_for_an_extended_experiment(tmp_path, fake_venv):
     (score,) = [c for c in calls if "tokenverse_score" in c]
     assert "--hyp exp/asr_x_ext/decode_of_m/decode_asr+qst/qst_test/1best_recog/text" in score
     assert "--model m " in score and score.endswith("--extra_tasks qst=[Q]")
-    # --results_md "": scores only, no report of its own (nor the task-vector figures that go with it)
-    assert not any("tokenverse_report" in c or "task_vector_analysis" in c for c in calls)
+    # --results_md "": scores only, no record or report of its own (nor the task-vector figures that go with it)
+    assert not any(t in c for c in calls for t in ("tokenverse_report", "results_tables", "task_vector_analysis"))
 
 
 def test_run_extend_calls_tokenverse_stages(tmp_path):
     recipe = _copy(tmp_path)
     (recipe / "run.sh").write_text(FAKE_RUN)
-    env = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # stage 7's report is the real CLI
+    for rec in (recipe / "results").glob("*.json"):  # the committed extend records: this run writes its own
+        if json.loads(rec.read_text())["kind"] == "extend":
+            rec.unlink()
+    for tag, train_set, seed in (("train_debug", "train", 0), ("train_debug_ext", "ext_train", 1)):
+        (recipe / "exp" / f"asr_{tag}").mkdir(parents=True)  # what training leaves (stage 7 reads seed and data)
+        (recipe / "exp" / f"asr_{tag}" / "config.yaml").write_text(
+            f"config: conf/train_debug.yaml\nseed: {seed}\n"
+            f"train_data_path_and_name_and_type:\n- [dump/raw/{train_set}/wav.scp, speech, sound]\n"
+        )
+    env = {**os.environ, "ESPNET2_EXT_VENV": sys.prefix}  # stage 7's records and tables are the real CLI
     r = subprocess.run(
         ["./run_extend.sh", "--stage", "4", "--asr_config", "conf/train_debug.yaml", "--decode_dev", "true"],
         cwd=recipe,
@@ -153,13 +165,24 @@ def test_run_extend_calls_tokenverse_stages(tmp_path):
         f"--decode_root {ext}/decode_of_asr_train_debug_ext_extended --model_name asr_train_debug_ext_extended"
         in (decodes[1])
     )
-    results = (recipe / "RESULTS_extend.md").read_text()
+    results = (recipe / "RESULTS_extend.md").read_text()  # generated from the three records below only
     for model in (
         "asr_train_debug_valid.loss.best",
         "asr_train_debug_ext_extended",
         "asr_train_debug_ext_valid.loss.best",
     ):
         assert f"| {model} |" in results
+    after = json.loads((recipe / "results" / "asr_train_debug_ext_valid.loss.best.json").read_text())
+    assert (after["kind"], after["group"], after["label"], after["seed"]) == ("extend", "rconv_tv", "ext seed 1", 1)
+    assert sorted(after["scores"]) == ["dev", "it_dev", "it_test", "qst_dev", "qst_test", "test"]
+    before = json.loads((recipe / "results" / "asr_train_debug_valid.loss.best.json").read_text())
+    assert (before["group"], before["label"], list(before["scores"])) == (
+        "before",
+        "base seed 0 rerun (extended here)",
+        ["test"],
+    )
+    untrained = json.loads((recipe / "results" / "asr_train_debug_ext_extended.json").read_text())
+    assert (untrained["group"], untrained["checkpoint"]["model_file"]) == ("untrained", "extended.pth")
     score = json.loads(
         (recipe / ext / "decode_of_asr_train_debug_ext_extended/decode_asr+qst/qst_test/score.json").read_text()
     )
@@ -230,5 +253,12 @@ def test_run_streaming_decodes_and_scores_through_tokenverse_stages(tmp_path):
     assert "--inference_config  --inference_args --streaming true --chunk_size_ms 320 " in calls[0]
     assert "--beam_size 4 --num_workers 0 --left_chunks 2 --decode_batch_size 1 --ngpu 0" in calls[0]
     assert "--decode_root exp/asr_m/decode_streaming_full --model_name asr_m_fullms" in calls[1]
-    table = (recipe / "RESULTS_streaming.md").read_text().splitlines()
-    assert [row.split(" | ")[0] for row in table[2:]] == ["| 320", "| full"] and "12.50" in table[2]
+    record = json.loads((recipe / "results" / "streaming" / "m.json").read_text())
+    assert record["test_set"] == "test" and record["activation"] == "asr+scd+endp+ner+lid"
+    assert record["config"] == "conf/tuning/train_multichunk.yaml"
+    assert [row["Chunk (ms)"] for row in record["rows"]] == ["320", "full"] and record["rows"][0]["WER (%)"] == "12.50"
+    results = (recipe / "RESULTS_streaming.md").read_text()  # generated from the records: the committed one and m
+    section = results.split("Model `m`")[1].split("Model `train_multichunk`")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Chunk")]
+    assert [row.split(" | ")[0] for row in rows] == ["| 320", "| full"] and "12.50" in rows[0]
+    assert results.startswith("# Streaming: latency / accuracy") and "Model `train_multichunk`" in results

@@ -119,7 +119,13 @@ def test_run_biasing_end_to_end_with_a_fake_decoder(tmp_path):
         x for x in records if x["set"] == "test_partial" and x["mode"] == "gated" and x["n"] == 0 and x["kind"] == "utt"
     ][0]
     assert part["metrics"]["b_wer"] == 0.0  # read speech has its entities from the corpus plan
-    report = (r / "RESULTS_biasing.md").read_text()
+    report = (r / "RESULTS_biasing.md").read_text()  # generated from results/biasing/tables.json only
+    tables = json.loads((r / "results" / "biasing" / "tables.json").read_text())
+    assert tables["models"] == ["train"]
+    assert tables["commands"] == [
+        "./run_biasing.sh --models train --distractors 0\\ 10 --kinds utt\\ conv\\ lang --weights 1\\ 2 --tune_n 10"
+    ]
+    assert [s["title"] for s in tables["sections"]][:2] == ["Lists per set", "Choice on dev"]
     assert "Chosen: mode **gated**, weight **2.00**" in report
     assert "| NER F1 | >= 60 | 0: 100.00 |" in report and "no conv lists" in report
     # a failing decode stops the script and shows its log

@@ -1,6 +1,7 @@
 """run_grid.sh's wiring, with run.sh replaced by a recorder that writes what the real stages leave behind
 (config.yaml at training, score.json per activation set and test set at decoding): which cells run, in which order,
-with which seeds/activation sets, that scored cells are skipped on a re-run, and that RESULTS_grid.md is written.
+with which seeds/activation sets, that scored cells are skipped on a re-run, and that each scored cell gets a record
+from which RESULTS_grid.md is generated.
 The real stages are covered by test_recipe.py; training a grid for real takes hours."""
 
 import json
@@ -51,6 +52,9 @@ def recipe(tmp_path):
     )
     r = tmp_path / "egs2" / "mini_tokenverse" / "asr1"
     (r / "run.sh").write_text(FAKE_RUN)
+    for rec in (r / "results").glob("*.json"):  # the committed grid's records: this fake grid writes its own
+        if json.loads(rec.read_text())["kind"] == "grid":
+            rec.unlink()
     return r
 
 
@@ -103,7 +107,13 @@ def test_grid_cells_order_skip_and_report(recipe):
     cmds = (exp / "grid_cmd.txt").read_text().splitlines()
     assert [line.split("\t")[2] for line in cmds] == ["train", "decode"]
     assert "--asr_tag train_per_task_encoder_output_train_read5_seed1" in cmds[0]
-    report = (recipe / "RESULTS_grid.md").read_text()
+    report = (recipe / "RESULTS_grid.md").read_text()  # generated from the cells' records only
+    record = json.loads((recipe / "results" / f"{exp.name[4:]}.json").read_text())
+    assert record["kind"] == "grid" and record["seed"] == 1 and record["train_set"] == "train_read5"
+    assert record["checkpoint"]["model_file"] == "valid.loss.best.pth"
+    assert record["commands"]["decode"].startswith("./run.sh --expdir exp_grid") and record["commit"]
+    assert record["scores"]["dev"]["asr+ner"] == {"wer": 11}
+    assert "`train_read5` = the same conversations" in report  # the mixed set, told from the records
     assert "| TokenVerse baseline (`train_tokenverse_baseline`) | train_full_only | 2 | 10.50 ± 0.71 |" in report
     assert report.count("→ **within seed noise**") >= 1  # every config has WER 10, 11: no finding
 

@@ -9,7 +9,8 @@
 #    N ${tune_n})
 #  3 choose the weight per mode and the default mode on the tune sets only (biasing_report choose -> chosen.txt)
 #  4 test: ${models} decode ${test_sets} once without a list and once per mode (its chosen weight) x kind x N
-#  5 ${results}: targets with verdicts, no-list numbers per seed, the N x kind x mode table (biasing_report table)
+#  5 results/biasing/tables.json (targets with verdicts, no-list numbers per seed, the N x kind x mode table), the
+#    record from which results_tables regenerates RESULTS_biasing.md
 #   ./run_biasing.sh                                        # all of it (3 models: about 120 decodes of 32-60 utts)
 #   ./run_biasing.sh --models train --distractors "0 100"   # one seed, small lists
 # dev_partial (the read-speech dev set): ./run.sh --stage 1 --stop_stage 2 --data_opts "--train_read 400 --dev_read 8"
@@ -36,7 +37,7 @@ close_bonus=""                           # --biasing_close_bonus of gated decode
 activation=asr,scd,endp,ner,lid
 train_text=data/train_read400/text       # the seen / unseen entity split
 languages=en,de,es,fr
-results=RESULTS_biasing.md
+command="$(printf '%q ' ./run_biasing.sh "$@")"  # shown under the report's commands
 
 . ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 . ./path.sh
@@ -150,8 +151,8 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-  log "stage 5: ${results}"
-  ${python} -m espnet2_ext.bin.biasing_report table --records "${out}/records" --chosen "${out}/chosen.json" \
-    --lists "${out}/lists" --out "${results}"
+  log "stage 5: results/biasing/tables.json, RESULTS_biasing.md regenerated"
+  ${python} -m espnet2_ext.bin.results_tables --recipe . --biasing_out "${out}" --biasing_command "${command% }" \
+    --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" --date "$(date -u +%F)"
 fi
 log "done (stages ${stage}-${stop_stage})"

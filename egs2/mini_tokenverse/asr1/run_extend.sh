@@ -12,7 +12,9 @@
 # are mixed into ext_train/ext_dev, so the new rows also see the old languages and tasks; 0 = none.
 #
 #  1 extension data (local/data.sh --extension qst|it)   2 format + replay + combine (ext_train, ext_dev)
-#  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring + report
+#  3 extend the base model (espnet2_ext.bin.extend_model)  4 statistics   5 training   6 decoding   7 scoring + records
+# Stage 7 writes a record (kind extend) per decoded model, results/<model>.json, and regenerates RESULTS_extend.md
+# from every extend record (other seeds and settings: their own runs' records).
 # Stages 1 and 4-7 are tokenverse.sh's (through ./run.sh, with the extended experiment's config, data and decodes).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -43,12 +45,12 @@ decode_base=true             # stage 6 also decodes the base and the untrained e
                              # trained one, e.g. for further seeds of the same base)
 decode_dev=false             # stage 6 also decodes the dev sets with the trained model (it_dev, qst_dev and the old
                              # ${valid_set} with every old task: for choosing settings without looking at test)
-report_exp_dirs=""           # stage 7: further experiment dirs in the same report (space-separated), e.g. seeds
+setting=rconv_tv             # stage 7: the row of results/recipe/extend.json this run's options make (the
+                             # defaults: replay 70 conversations / language, every old task, freeze_old)
 inference_config=conf/decode.yaml
 decode_batch_size=8
 ngpu=0
 expdir=exp; dumpdir=dump
-results_md=RESULTS_extend.md
 . ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 . ./path.sh
 
@@ -148,13 +150,17 @@ if run_stage 6 || run_stage 7; then
 fi
 
 if run_stage 7; then
-  stage_banner 7 "report ${results_md} (old tasks before/after on test, WER + LID on it_test, WER + QST F1 on qst_test)"
-  prepend=""; [ -f local/results_extend_notes.md ] && prepend="--prepend local/results_extend_notes.md"
-  # shellcheck disable=SC2086
-  report_dirs="--exp_dir ${ext_exp}"; for d in ${report_exp_dirs}; do report_dirs+=" --exp_dir ${d}"; done
-  # shellcheck disable=SC2086
-  ${python} -m espnet2_ext.bin.tokenverse_report ${report_dirs} --out "${results_md}" ${prepend}
-  log "wrote ${results_md} (before = asr_${base_tag}_valid.loss.best, untrained = asr_${ext_tag}_extended," \
-      "after = asr_${ext_tag}_valid.loss.best)"
+  stage_banner 7 "records results/asr_<tag>_<checkpoint>.json (before, untrained, after); RESULTS_extend.md"
+  while read -r tag model; do
+    name="asr_${tag}_${model%.pth}"
+    case "${tag}:${model}" in  # the comparison each decoded model is in (results/recipe/extend.json)
+      "${base_tag}:${base_model}") group=before; label="base seed {seed} rerun (extended here)" ;;
+      "${ext_tag}:extended.pth") group=untrained; label="untrained extended" ;;
+      *) group="${setting}"; label="ext seed {seed}" ;;
+    esac
+    ${python} -m espnet2_ext.bin.results_tables --recipe . --record "${expdir}/asr_${tag}" --kind extend \
+      --model "${name}" --model_file "${model}" --decode_root "${ext_exp}/decode_of_${name}" --group "${group}" \
+      --label "${label}" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" --date "$(date '+%Y-%m-%d')"
+  done < <(decodes | cut -d' ' -f1,2 | uniq)
 fi
 log "done (stages ${stage}-${stop_stage}); tasks ${tasks}, languages ${languages}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's comparisons with seeds (issue #12): every cell = one config x train set x seed, its own exp dir
 # ${grid_expdir}/asr_<config>_<train set>_seed<k>, trained, decoded (dev, test, test_partial) and scored by run.sh;
-# RESULTS_grid.md (Tables II-IV, mean ± std over seeds, one verdict line per claim) is rewritten after each seed.
+# RESULTS_grid.md (Tables II-IV, mean ± std over seeds, one verdict line per claim) is regenerated after each seed
+# from the cells' records (results/<cell>.json, written by results_tables --grid_dir).
 #   TokenVerse baseline (no task vectors)        on train_full_only (conversations) and on train_read<N> (mixed)
 #   TokenVerse++ conf/tuning/train_per_*.yaml    on train_read<N>
 #   the --best TokenVerse++ config               on train_full_only (does the ASR+LID-only data lower WER?)
@@ -28,7 +29,6 @@ best=conf/tuning/train_per_task_feature_encoder.yaml
 full_set=train_full_only
 grid_expdir=exp_grid             # not exp/: run.sh's RESULTS.md collects every score.json under exp/
 nbpe=150
-results=RESULTS_grid.md
 all_acts="asr,scd,endp,ner,lid"
 tv_acts="asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid asr,scd,endp"  # as run.sh
 test_sets="dev test test_partial"  # dev: for choosing --best
@@ -88,12 +88,9 @@ cell() {  # $1 config, $2 train set, $3 seed, $4 activation sets
     "${args[@]}"
   done
 }
-report() {
-  local stats=(); [ -f data/corpus_stats.md ] && stats=(--append data/corpus_stats.md)
-  # --save_model_info: each cell's parameter count and decoded epoch into its model_info.json (committed with the
-  # logs and scores, so a clone without the weights still gets the whole model table)
-  "${python}" -m espnet2_ext.bin.grid_report --exp_dir "${grid_expdir}" --out "${results}" \
-    --full_set "${full_set}" --mixed_set "${mixed_set}" --save_model_info "${stats[@]}"
+report() {  # a record per scored cell (results/<cell>.json, kind grid), then every RESULTS*.md from the records
+  "${python}" -m espnet2_ext.bin.results_tables --recipe . --grid_dir "${grid_expdir}" \
+    --model_file valid.loss.best.pth
 }
 
 if run_stage 2; then
@@ -117,5 +114,5 @@ fi
 
 if run_stage 3; then
   report
-  log "wrote ${results}"
+  log "wrote RESULTS_grid.md"
 fi

@@ -3,8 +3,10 @@
 # test conversations (data/lf_conv: one recording per language; data/lf_<N>min: every conversation in turn,
 # repeated to N minutes), decoded with asr_inference --long_form segment, and the same audio decoded per utterance
 # and placed in the recordings' clock; both scored with tokenverse_score (WER, SCD/ENDP F1, time metrics from the
-# generator's turn times); peak RSS and wall time of each long-form decode measured; table -> ${out}.
-# Stage 5 measures the cut rules (tags across cuts) on dev recordings (data/dev_lf_conv) -> ${out_dev}.
+# generator's turn times); peak RSS and wall time of each long-form decode measured; stage 4 keeps the scores and
+# measurements as records (results/${records}/) and regenerates RESULTS_long_form.md from them.
+# Stage 5 measures the cut rules (tags across cuts) on dev recordings (data/dev_lf_conv): records in
+# results/${records}/dev_rule_<rule>/, RESULTS_long_form_dev.md regenerated.
 #   ./run.sh                                   # the main command: data, model, exp/asr_train/model.zip
 #   ./run_long_form.sh                         # stages 1-5
 #   ./run_long_form.sh --minutes 10 --stage 3  # a slice
@@ -28,8 +30,7 @@ max_segment_s=20
 vad=silero
 dev_rules="none scd context"
 exp=exp/long_form
-out=RESULTS_long_form.md
-out_dev=RESULTS_long_form_dev.md
+records=long_form                # results/<records>/: long_form (the main model), long_form_seed<k> (the others)
 stage=1
 stop_stage=5
 
@@ -37,11 +38,9 @@ stop_stage=5
 . ./path.sh
 if [ -n "${asr_train_config}" ]; then
   model_opts=(--asr_train_config "${asr_train_config}" --asr_model_file "${asr_model_file}")
-  model_name="${asr_model_file}"
 else
   [ -f "${model_file}" ] || { echo "$0: ${model_file} missing: run ./run.sh first (its stage 8 packs it)" >&2; exit 1; }
   model_opts=(--model_file "${model_file}")
-  model_name="${model_file}"
 fi
 for dset in ${test_set} ${dev_set}; do  # --test_set "": only the dev measurement (stage 5)
   [ -f "data/${dset}/utt2turns" ] || { echo "$0: data/${dset}/utt2turns missing: run ./run.sh --stop_stage 1" >&2; exit 1; }
@@ -95,13 +94,12 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ] && [ -n "${sets}" ]; then
-  log "stage 4: table -> ${out}"
-  "${python}" -m espnet2_ext.bin.long_form_eval table --exp_dir "${exp}" --sets "${sets// /,}" --out "${out}" \
-    --title "Long-form decoding (${model_name}, --long_form segment --cut_rule ${cut_rule}, 2 CPU cores)"
+  log "stage 4: records -> results/${records}/, RESULTS_long_form.md regenerated"
+  "${python}" -m espnet2_ext.bin.results_tables --recipe . --long_form "${exp}" --long_form_name "${records}" \
+    --long_form_sets "${sets}"
 fi
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-  dev_sets=""
   for rule in ${dev_rules}; do
     d="${exp}/dev_rule_${rule}"
     log "stage 5: dev_lf_conv with --cut_rule ${rule} -> ${d}"
@@ -113,10 +111,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
       --audio_s "${audio}" -- "${decode[@]}" $(long_opts "${rule}") --data_path_and_name_and_type "data/dev_lf_conv/wav.scp,speech,sound" \
       --output_dir "${d}/dev_lf_conv/long" 2> "${d}.log" || { tail -n 20 "${d}.log"; exit 1; }
     score data/dev_lf_conv "${d}/dev_lf_conv/long" "${d}/dev_lf_conv/score_long.json"
-    "${python}" -m espnet2_ext.bin.long_form_eval table --exp_dir "${d}" --sets dev_lf_conv --out "${d}/table.md" \
-      --title "dev, --cut_rule ${rule}"
-    dev_sets+=" ${d}/table.md"
   done
-  for f in ${dev_sets}; do cat "${f}"; echo; done > "${out_dev}"
-  cat "${out_dev}"
+  log "stage 5: records -> results/${records}/dev_rule_*/, RESULTS_long_form_dev.md regenerated"
+  "${python}" -m espnet2_ext.bin.results_tables --recipe . --long_form "${exp}" --long_form_name "${records}" \
+    --long_form_dev_rules "${dev_rules}"
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Streaming latency / accuracy trade-off on mini_tokenverse (README "Streaming"). Decodes a multi-chunk model chunk
 # by chunk at each chunk size on ONE CPU core (asr_inference --streaming true: RTF and algorithmic latency in
-# <decode dir>/streaming_stats.json), scores it with the recipe's scorer and writes the table to ${out}.
+# <decode dir>/streaming_stats.json), scores it with the recipe's scorer and keeps the table as a record,
+# results/streaming/<tag>.json, from which results_tables generates RESULTS_streaming.md.
 # "full" is the full-context reference row (whole utterances, timed the same way).
 #   ./run.sh --stop_stage 4                         # data, tokenizer, shapes (once)
 #   ./run_streaming.sh                              # trains conf/tuning/train_multichunk.yaml if needed (stage 5)
@@ -24,7 +25,6 @@ activation=asr,scd,endp,ner,lid
 search_type=modified_beam_search
 beam_size=4
 languages=en,de,es,fr
-out=RESULTS_streaming.md
 
 . ./parse_options.sh  # --name value -> $name (egs2/TEMPLATE/tokenverse1/parse_options.sh)
 . ./path.sh
@@ -54,5 +54,7 @@ for size in ${sizes}; do
     --languages "${languages}" --decode_root "${root}" --model_name "${asr_exp##*/}_${size}ms" --results_md ""
   dirs+=("${root}/decode_${act_tag}/${test_set}")
 done
-"${python}" -m espnet2_ext.asr.streaming table "${dirs[@]}" --out "${out}"
-cat "${out}"
+# the table's record (results/streaming/<tag>.json), then every RESULTS*.md from the records
+"${python}" -m espnet2_ext.bin.results_tables --recipe . --streaming_dirs "${dirs[*]}" --model "${asr_tag}" \
+  --config "${asr_config}" --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+cat RESULTS_streaming.md
