@@ -41,7 +41,6 @@ score_args=""                    # extra tokenverse_score options, e.g. "--extra
 expdir=exp
 dumpdir=dump
 results_md=RESULTS.md            # "": stage 7 only scores (for a caller that writes its own report)
-results_append=""                # markdown files added at the end of ${results_md} (headings nested), when present
 hub_repo=""                      # e.g. yourname/tokenverse_mini
 hub_push=false
 

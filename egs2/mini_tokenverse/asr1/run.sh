@@ -11,8 +11,8 @@
 # --train_set train trains on it (the main command before 2026-12-01, and the only train set of --size debug).
 # Encoder: ../ssl1/pretrained_ctc/xlsr_mini_ssl_ctc.pt (HuBERT-style SSL, then character CTC on a disjoint corpus);
 # decoded: the average of the 5 best epochs (valid.loss.ave.pth) with conf/decode.yaml's blank penalty.
-# RESULTS.md ends with the paper's comparisons of ./run_grid.sh (RESULTS_grid.md), then RESULTS_biasing.md
-# (./run_biasing.sh) and RESULTS_long_form.md (./run_long_form.sh), as they stood when stage 7 ran.
+# Stage 7 writes results/<asr_tag>.json (this model's record) and regenerates every RESULTS*.md from results/;
+# RESULTS.md links RESULTS_grid.md (./run_grid.sh), RESULTS_biasing.md (./run_biasing.sh) and the others.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -22,6 +22,5 @@ cd "$(dirname "$0")"
   --languages en,de,es,fr --tasks asr,scd,endp,ner,lid \
   --nbpe 150 \
   --asr_config conf/train.yaml --inference_config conf/decode.yaml --inference_model valid.loss.ave.pth \
-  --results_append "RESULTS_grid.md RESULTS_biasing.md RESULTS_long_form.md" \
   --activation_sets "asr,scd,endp,ner,lid asr asr,scd asr,endp asr,ner asr,lid asr,scd,endp" \
   "$@"

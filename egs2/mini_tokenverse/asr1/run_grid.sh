@@ -36,7 +36,7 @@ test_sets="dev test test_partial"  # dev: for choosing --best
 . ./path.sh
 mixed_set="train_read${train_read}"
 # Every cell decoded as the grid always was (best epoch, no blank penalty), whatever run.sh's defaults become.
-run=(./run.sh --expdir "${grid_expdir}" --nbpe "${nbpe}" --results_md "${grid_expdir}/RESULTS_cells.md" --results_append ""
+run=(./run.sh --expdir "${grid_expdir}" --nbpe "${nbpe}" --results_md "${grid_expdir}/RESULTS_cells.md"
      --inference_config conf/tuning/decode_no_blank_penalty.yaml --inference_model valid.loss.best.pth)
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
