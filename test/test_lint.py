@@ -1,4 +1,4 @@
-"""The tree is formatted and linted with ruff (pyproject.toml's [tool.ruff]; the same checks as .pre-commit-config.yaml)."""
+"""The tree is formatted and linted with ruff (pyproject.toml's [tool.ruff]; the checks of .pre-commit-config.yaml)."""
 
 import subprocess
 import sys

@@ -101,8 +101,10 @@ def test_the_check_names_an_unmet_requirement_and_the_pin_file(tmp_path):
 def test_the_overlay_runs_unit_tests_only_and_ci_runs_it_after_the_main_suite():
     assert second_espnet.PYTEST[:2] == ["-m", "not recipe"]
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
-    main_suite = ci.index("tools/venv/bin/python -m pytest -q test/")
-    assert any(line.startswith("tools/venv/bin/python tools/second_espnet.py") for line in ci[main_suite + 1 :])
+    command = ci[-1]  # the README's test command, as written there
+    assert f"```bash\n   {command}\n   ```" in (ROOT / "README.md").read_text(encoding="utf-8")
+    main_suite = command.index("tools/venv/bin/python -m pytest -q test/")
+    assert command.index("tools/venv/bin/python tools/second_espnet.py -q test/") > main_suite
     assert "tools/second_espnet/" in (ROOT / ".gitignore").read_text().splitlines()
 
 
