@@ -5,6 +5,10 @@
     s2t.decode_batch(speech, lengths, biasing=[["anna berg"], None, lst])          # one per utterance
     s2t(wav, biasing=["john smith", "hauptstraße zwölf :3"])                         # phrases as strings
 
+Modes: ``ungated`` and ``gated`` bias the search through a graph; ``rescore`` leaves the search as it is and then
+re-decides each ``[NE] … [/NE]`` span of the result among the list's phrases by the model's own likelihood
+(``transducer/span_rescore.py``; whole utterances only, so not in streaming).
+
 The graph (``transducer/context_graph.py``) is built from the model's own tokenizer (``train_args.bpemodel`` for
 BPE models, the token list for word models), once per ``BiasingList`` object: utterances that share a list file
 (``utt2biasing``) share its graph. An empty list, or none, leaves decoding exactly as without biasing.
@@ -15,30 +19,37 @@ from __future__ import annotations
 import logging
 import math
 import weakref
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_ext.asr.transducer.context_graph import MODES, ContextGraph, build_context_graph
+from espnet2_ext.asr.transducer.span_rescore import list_candidates
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN
 from espnet2_ext.text.biasing_list import BiasingList, phrases_list
 
 DEFAULT_BIASING_WEIGHT = 2.0  # bonus per matched token (icefall's LibriSpeech biasing recipes use 2; tune on dev)
-CONF_KEYS = ("biasing_weight", "biasing_mode", "biasing_close_bonus")  # also accepted in transducer_conf
+# log-likelihood bonus of a list phrase over the heard words in mode rescore: chosen on dev (docs/experiments.md 10c)
+DEFAULT_RESCORE_BONUS = 10.0
+RESCORE = "rescore"
+BIASING_MODES = MODES + (RESCORE,)
+CONF_KEYS = ("biasing_weight", "biasing_mode", "biasing_close_bonus", "biasing_rescore_bonus")  # transducer_conf too
 
 
-def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None) -> Dict:
-    """Validated {weight, mode, close_bonus}: arguments first, then ``transducer_conf``'s keys ``biasing_weight``,
-    ``biasing_mode``, ``biasing_close_bonus`` (popped from ``conf``), then the defaults (2.0, ungated, 0)."""
+def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None, rescore_bonus=None) -> Dict:
+    """Validated {weight, mode, close_bonus, rescore_bonus}: arguments first, then ``transducer_conf``'s keys
+    ``biasing_weight``, ``biasing_mode``, ``biasing_close_bonus``, ``biasing_rescore_bonus`` (popped from ``conf``),
+    then the defaults (2.0, ungated, 0, ``DEFAULT_RESCORE_BONUS``)."""
     picked = {}
     for key, arg, default in (
         ("weight", weight, DEFAULT_BIASING_WEIGHT),
         ("mode", mode, "ungated"),
         ("close_bonus", close_bonus, 0.0),
+        ("rescore_bonus", rescore_bonus, DEFAULT_RESCORE_BONUS),
     ):
         value = conf.pop(f"biasing_{key}", None)
         picked[key] = arg if arg is not None else (value if value is not None else default)
-    if picked["mode"] not in MODES:
-        raise ValueError(f"biasing_mode '{picked['mode']}' is unknown: choose {' or '.join(MODES)}")
-    for key in ("weight", "close_bonus"):
+    if picked["mode"] not in BIASING_MODES:
+        raise ValueError(f"biasing_mode '{picked['mode']}' is unknown: choose {', '.join(BIASING_MODES)}")
+    for key in ("weight", "close_bonus", "rescore_bonus"):
         try:
             picked[key] = float(picked[key])
         except (TypeError, ValueError):
@@ -67,13 +78,31 @@ class DecoderBiasing:
         self.vocab, self.blank_id = len(token_list), int(blank_id)
         self.tokenizer, self.converter = tokenizer, converter
         self._graphs: "weakref.WeakKeyDictionary[BiasingList, Optional[ContextGraph]]" = weakref.WeakKeyDictionary()
+        self._candidates: "weakref.WeakKeyDictionary[BiasingList, list]" = weakref.WeakKeyDictionary()
         self.last_stats: Dict = {}
 
+    @property
+    def rescoring(self) -> bool:
+        return self.conf["mode"] == RESCORE
+
     def graphs(self, biasing, batch: int, ours: bool, search: str) -> Optional[List[Optional[ContextGraph]]]:
-        """``biasing`` of ``decode_batch`` -> None (nothing to bias) or one graph (or None) per utterance.
+        """``biasing`` of ``decode_batch`` -> None (nothing to bias) or one graph (or None) per utterance, for a
+        search that biases as it goes (streaming too): mode rescore is refused here, it needs whole utterances.
         ``ours``: the search can bias; otherwise a non-empty list is refused (one line naming ``search``)."""
+        graphs, lists = self.plan(biasing, batch, ours, search)
+        if lists is not None and self.rescoring:
+            raise ValueError(
+                "biasing_mode rescore re-decides entity spans once the whole utterance is decoded, which a "
+                "streaming search never has: use --biasing_mode gated or ungated here"
+            )
+        return graphs
+
+    def plan(self, biasing, batch: int, ours: bool, search: str) -> tuple:
+        """``biasing`` of ``decode_batch`` -> (graphs, lists): one graph (or None) per utterance for the search
+        (None in mode rescore or without a list), and one ``BiasingList`` (or None) per utterance (None when no
+        utterance has a phrase). ``ours``: the search can bias; otherwise a list is refused in one line."""
         if biasing is None:
-            return None
+            return None, None
         per_utt = [biasing] * batch if is_one_list(biasing) else list(biasing)
         if len(per_utt) != batch:
             raise ValueError(
@@ -82,14 +111,16 @@ class DecoderBiasing:
             )
         lists = [self.as_list(b) for b in per_utt]
         if not any(lists):
-            return None
+            return None, None
         if not ours:
             raise ValueError(
                 f"contextual biasing works with our searches (modified_beam_search, greedy), not "
                 f"ESPnet's '{search}': change --search_type or drop the biasing list"
             )
+        if self.rescoring:
+            return None, lists
         graphs = [self.graph(lst) if lst else None for lst in lists]
-        return graphs if any(g is not None for g in graphs) else None
+        return (graphs if any(g is not None for g in graphs) else None), lists
 
     @staticmethod
     def as_list(biasing) -> Optional[BiasingList]:
@@ -104,6 +135,16 @@ class DecoderBiasing:
         if lst not in self._graphs:
             self._graphs[lst] = self.build(lst)
         return self._graphs[lst]
+
+    def candidates(self, lst: BiasingList) -> List[Tuple[str, List[int]]]:
+        """(phrase, token ids) of the list's spellable phrases, for mode rescore; once per list object."""
+        if lst not in self._candidates:
+            unk = self.converter.unk_id
+            self._candidates[lst] = list_candidates(lst.texts, self.encode, unk)
+            dropped = len(lst.phrases) - len(self._candidates[lst])
+            if dropped:
+                logging.info(f"{lst.source or 'a biasing list'}: {dropped} phrases not spellable or repeated, skipped")
+        return self._candidates[lst]
 
     def encode(self, text: str) -> List[int]:
         """Token ids of a normalised phrase as its words appear mid-sentence (sentencepiece's word-start pieces)."""

@@ -18,6 +18,7 @@ from espnet2_ext.asr.transducer.search import (
     token_surface,
 )
 from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar
+from espnet2_ext.asr.transducer.span_rescore import SpanRescorer
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN
 
 OUR_SEARCHES = ("modified_beam_search", "greedy")
@@ -40,9 +41,29 @@ def suppress_of(s2t, task_mask: torch.Tensor) -> Optional[torch.Tensor]:
     return suppress_mask_from_task_mask(s2t.token_list, s2t.spec, task_mask).to(task_mask.device)
 
 
-def search(s2t, enc: torch.Tensor, enc_lens: torch.Tensor, task_mask: torch.Tensor, graphs=None) -> List[list]:
+def build_rescorer(s2t) -> SpanRescorer:
+    """The entity-span rescorer of mode rescore (``transducer/span_rescore.py``) on the model's decoder and joint
+    network, scoring with the search's blank penalty; a model without ``[NE]``/``[/NE]`` is refused in one line."""
+    ids = {token_surface(t): i for i, t in enumerate(s2t.token_list)}
+    if NE_OPEN not in ids or NE_CLOSE not in ids:
+        raise ValueError(
+            "biasing_mode rescore re-decides [NE] ... [/NE] spans, and this model has no entity tokens: use "
+            "--biasing_mode ungated"
+        )
+    tags = [i for t, i in ids.items() if len(t) > 2 and t[0] == "[" and t[-1] == "]"]
+    m = s2t.asr_model
+    return SpanRescorer(
+        m.decoder, m.joint_network, m.blank_id, ids[NE_OPEN], ids[NE_CLOSE], tags, s2t.blank_penalty, s2t.device
+    )
+
+
+def search(
+    s2t, enc: torch.Tensor, enc_lens: torch.Tensor, task_mask: torch.Tensor, graphs=None, rescore_lists=None
+) -> List[list]:
     """``s2t.search_type`` over ``enc`` [B, T, D] (``enc_lens`` [B], ``task_mask`` [B, 1+K]; ``graphs``: one
-    biasing graph or None per utterance, or None): per utterance its n-best as (text, tokens, ids, hyp)."""
+    biasing graph or None per utterance, or None): per utterance its n-best as (text, tokens, ids, hyp).
+    ``rescore_lists``: one ``BiasingList`` (or None) per utterance whose entity spans ``s2t.rescorer`` re-decides
+    after the search (mode rescore), or None."""
     suppress = suppress_of(s2t, task_mask)  # suppress: [B, V] or None
     decoder, joint = s2t.asr_model.decoder, s2t.asr_model.joint_network
     common = dict(
@@ -55,7 +76,23 @@ def search(s2t, enc: torch.Tensor, enc_lens: torch.Tensor, task_mask: torch.Tens
         nbests = modified_beam_search(
             enc, enc_lens, decoder, joint, beam=s2t.beam_size, nbest=s2t.nbest, length_norm=True, **common
         )
+    if rescore_lists is not None:
+        nbests = [
+            rescore_nbest(s2t, enc[b, : int(enc_lens[b])], nbest, lst, None if suppress is None else suppress[b])
+            for b, (nbest, lst) in enumerate(zip(nbests, rescore_lists))
+        ]
     return [results(s2t, h) for h in nbests]
+
+
+def rescore_nbest(s2t, enc: torch.Tensor, nbest: List[Hypothesis], lst, suppress) -> List[Hypothesis]:
+    """Each hypothesis of one utterance's n-best with its entity spans re-decided among ``lst`` (``enc``:
+    [T, D]; ``suppress``: [V] or None), best first again; as it was without a list or spans."""
+    if not lst:
+        return nbest
+    cands = s2t.biasing.candidates(lst)
+    bonus = s2t.biasing.conf["rescore_bonus"]
+    new = [s2t.rescorer.rescore(enc, h, cands, bonus, suppress)[0] for h in nbest]
+    return sorted(new, key=lambda h: -h.score) if len(new) > 1 else new
 
 
 def results(s2t, nbest: List[Hypothesis]) -> list:

@@ -81,12 +81,13 @@ class TokenVerseSpeech2Text(Speech2Text):
         biasing_weight: Optional[float] = None,
         biasing_mode: Optional[str] = None,
         biasing_close_bonus: Optional[float] = None,
+        biasing_rescore_bonus: Optional[float] = None,
         **kwargs,
     ):
         if audio_mismatch not in AUDIO_MISMATCH:
             raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
         self.search_type, self.blank_penalty, self.span_grammar, conf = _search_conf(transducer_conf)
-        bias_conf = biasing_conf(conf, biasing_weight, biasing_mode, biasing_close_bonus)  # [biasing]
+        bias_conf = biasing_conf(conf, biasing_weight, biasing_mode, biasing_close_bonus, biasing_rescore_bonus)
         espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
         super().__init__(
             asr_train_config=asr_train_config,
@@ -115,6 +116,7 @@ class TokenVerseSpeech2Text(Speech2Text):
         self.biasing = DecoderBiasing(
             bias_conf, self.token_list, self.tokenizer, self.converter, self.asr_model.blank_id, token_surface
         )
+        self.rescorer = search_driver.build_rescorer(self) if self.biasing.rescoring else None  # mode rescore
 
     # ---- audio input --------------------------------------------------------------------------------
     def prepare_audio(self, speech, sample_rate: Optional[int] = None, name: str = "input") -> np.ndarray:
@@ -199,14 +201,16 @@ class TokenVerseSpeech2Text(Speech2Text):
         ``decode_batch``."""
         ours = self.search_type in OUR_SEARCHES
         task_mask = task_mask.to(self.device)  # task_mask: [B, 1+K]
-        # [biasing] None, or one ContextGraph (or None) per utterance; ESPnet's searches refuse a list here
-        graphs = self.biasing.graphs(biasing, speech.size(0), ours, self.search_type)
+        # [biasing] graphs: None, or one ContextGraph (or None) per utterance for the search; lists: one list (or
+        # None) per utterance, for mode rescore after it. ESPnet's searches refuse a list here.
+        graphs, lists = self.biasing.plan(biasing, speech.size(0), ours, self.search_type)
         if not ours:
             return decode_espnet(self, speech, speech_lengths, task_mask, with_frames)
         speech = speech.to(self.device, getattr(torch, self.dtype))  # speech: [B, S]
         enc, enc_lens = self.asr_model.encode(speech, speech_lengths.to(self.device), task_mask=task_mask)
         enc = enc[0] if isinstance(enc, tuple) else enc  # enc: [B, T, D]
-        return search_driver.search(self, enc, enc_lens, task_mask, graphs)
+        rescore = lists if self.rescorer is not None else None
+        return search_driver.search(self, enc, enc_lens, task_mask, graphs, rescore_lists=rescore)
 
     def decode_recording(self, path: Union[str, Path], long_form: str = "segment", task_activation=None, **options):
         """A whole recording (an audio file), decoded long-form in bounded memory: ``asr/long_form.py``

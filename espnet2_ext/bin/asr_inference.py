@@ -176,12 +176,12 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
         biasing_weight=args.biasing_weight,
         biasing_mode=args.biasing_mode,
         biasing_close_bonus=args.biasing_close_bonus,
+        biasing_rescore_bonus=args.biasing_rescore_bonus,
     )
 
 
 def add_biasing_arguments(parser) -> None:
-    from espnet2_ext.asr.biasing import DEFAULT_BIASING_WEIGHT
-    from espnet2_ext.asr.transducer.context_graph import MODES
+    from espnet2_ext.asr.biasing import BIASING_MODES, DEFAULT_BIASING_WEIGHT, DEFAULT_RESCORE_BONUS
 
     group = parser.add_argument_group("Contextual biasing (our searches)")
     group.add_argument(
@@ -208,14 +208,23 @@ def add_biasing_arguments(parser) -> None:
         "--biasing_mode",
         type=str,
         default=None,
-        choices=MODES,
-        help="ungated: bonus anywhere (default); gated: only inside an open [NE] span",
+        choices=BIASING_MODES,
+        help="ungated: bonus anywhere (default); gated: only inside an open [NE] span; rescore: the search is not "
+        "biased, then each [NE] span of the result becomes the list phrase the model scores best, if it beats the "
+        "heard words by --biasing_rescore_bonus (not with --streaming)",
     )
     group.add_argument(
         "--biasing_close_bonus",
         type=float,
         default=None,
         help="bonus for [/NE] right after a complete phrase (default 0)",
+    )
+    group.add_argument(
+        "--biasing_rescore_bonus",
+        type=float,
+        default=None,
+        help=f"mode rescore: log-likelihood bonus of a list phrase over the heard words of a span (default "
+        f"{DEFAULT_RESCORE_BONUS}, chosen on dev; higher replaces more spans)",
     )
 
 
@@ -228,16 +237,18 @@ def biasing_lookup(args, s2t: TokenVerseSpeech2Text):
         raise ValueError(
             "give --biasing_list or --utt2biasing, not both (an utt2biasing line may name a shared list file)"
         )
+    # refused (ESPnet's searches; mode rescore in streaming) or the graph built now, before any decoding
+    check = s2t.biasing.graphs if getattr(args, "streaming", False) else s2t.biasing.plan
     if args.biasing_list:
         lst = read_biasing_list(args.biasing_list)
-        s2t.biasing.graphs(lst, 1, s2t.search_type in OUR_SEARCHES, s2t.search_type)  # refused or built now
+        check(lst, 1, s2t.search_type in OUR_SEARCHES, s2t.search_type)
         return lambda key: lst
     if args.utt2biasing:
         scps = [p for p, _, kind in args.data_path_and_name_and_type if kind == "sound"]
         utt_ids = list(read_table(scps[0], strict=False).values) if scps else []  # the whole set, not --key_file's
         lists = read_lists_for(args.utt2biasing, utt_ids)
-        if lists and s2t.search_type not in OUR_SEARCHES:
-            s2t.biasing.graphs(next(iter(lists.values())), 1, False, s2t.search_type)  # the one-line refusal
+        if lists:
+            check(next(iter(lists.values())), 1, s2t.search_type in OUR_SEARCHES, s2t.search_type)
         return lists.get
     return None
 

@@ -86,30 +86,37 @@ def test_run_biasing_end_to_end_with_a_fake_decoder(tmp_path):
         "utt conv lang",
         "--weights",
         "1 2",
+        "--rescore_bonuses",
+        "3",
         "--tune_n",
         "10",
     ]
     p = subprocess.run(["./run_biasing.sh", *args], cwd=r, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout + p.stderr
     out = r / "exp_biasing" / "lists_seed0"
-    assert (out / "chosen.txt").read_text().split("\n")[:2] == ["gated 2", "ungated 2"]
+    assert (out / "chosen.txt").read_text().split("\n")[:3] == ["gated 2", "rescore 3", "ungated 2"]
     calls = (r / "calls.log").read_text().splitlines()
     tune = [c for c in calls if "--test_sets dev" in c]
     test = [c for c in calls if "--test_sets test" in c]
-    # tune: per dev set one decode without a list + 2 modes x 2 weights; every decode only stage 6, all tasks
+    # tune: per dev set one decode without a list + 2 modes x 2 weights + rescore x 1 bonus; every decode only
+    # stage 6, all tasks
     bad = subprocess.run(
         ["./run_biasing.sh", *args[:-2], "--stage", "2"], cwd=r, env=env, capture_output=True, text=True, timeout=300
     )  # tune lists with N = 100 were not made
     assert bad.returncode == 1 and "--tune_kind/--tune_n must be among" in bad.stderr
-    assert len(tune) == 2 * 5 and all("--stage 6 --stop_stage 6" in c and "asr,scd,endp,ner,lid" in c for c in calls)
-    # test: per test set one decode without a list + 2 modes x 2 kinds (no conv: one utterance per conversation)
-    # x 2 N, each at its mode's chosen weight
+    assert len(tune) == 2 * 6 and all("--stage 6 --stop_stage 6" in c and "asr,scd,endp,ner,lid" in c for c in calls)
+    # test: per test set one decode without a list + 3 modes x 2 kinds (no conv: one utterance per conversation)
+    # x 2 N, each at its mode's chosen weight (rescore: its chosen bonus)
     biased = [c for c in test if "--biasing_weight" in c]
-    assert len(test) == 2 * 9 and len(biased) == 16 and all("--biasing_weight 2 " in c for c in biased)
+    rescored = [c for c in test if "--biasing_mode rescore" in c]
+    assert len(test) == 2 * 13 and len(biased) == 16 and all("--biasing_weight 2" in c for c in biased)
     assert {c.split("--biasing_mode ")[1].split()[0] for c in biased} == {"gated", "ungated"}
+    assert len(rescored) == 8 and all(
+        "--biasing_rescore_bonus 3" in c and "--biasing_weight" not in c for c in rescored
+    )
     records = [json.loads(f.read_text()) for f in (out / "records" / "test").rglob("*.json")]
-    # per test set: none scored against 2 kinds x 2 N, plus 8 biased decodes
-    assert len(records) == 2 * (4 + 8)
+    # per test set: none scored against 2 kinds x 2 N, plus 12 biased decodes
+    assert len(records) == 2 * (4 + 12)
     gated = [x for x in records if x["set"] == "test" and x["mode"] == "gated" and x["kind"] == "utt" and x["n"] == 10][
         0
     ]
@@ -123,7 +130,8 @@ def test_run_biasing_end_to_end_with_a_fake_decoder(tmp_path):
     tables = json.loads((r / "results" / "biasing" / "tables.json").read_text())
     assert tables["models"] == ["train"]
     assert tables["commands"] == [
-        "./run_biasing.sh --models train --distractors 0\\ 10 --kinds utt\\ conv\\ lang --weights 1\\ 2 --tune_n 10"
+        "./run_biasing.sh --models train --distractors 0\\ 10 --kinds utt\\ conv\\ lang --weights 1\\ 2 "
+        "--rescore_bonuses 3 --tune_n 10"
     ]
     assert [s["title"] for s in tables["sections"]][:2] == ["Lists per set", "Choice on dev"]
     assert "Chosen: mode **gated**, weight **2.00**" in report

@@ -6,7 +6,7 @@
 # --utt2biasing per decode and list, not tokenverse.sh's stage 7 (which rewrites RESULTS.md).
 #  1 lists: reference entities + N distractors per utterance / conversation / language (make_biasing_lists)
 #  2 tune: ${tune_models} decode ${tune_sets} without a list and with every mode x weight (lists: ${tune_kind},
-#    N ${tune_n})
+#    N ${tune_n}); mode rescore's "weight" is its phrase bonus (--biasing_rescore_bonus), tried over ${rescore_bonuses}
 #  3 choose the weight per mode and the default mode on the tune sets only (biasing_report choose -> chosen.txt)
 #  4 test: ${models} decode ${test_sets} once without a list and once per mode (its chosen weight) x kind x N
 #  5 results/biasing/tables.json (targets with verdicts, no-list numbers per seed, the N x kind x mode table), the
@@ -31,8 +31,9 @@ test_sets="test test_partial"
 kinds="utt conv lang"
 distractors="0 100 500 1000"
 tune_kind=utt; tune_n=100                # the lists the choice is made with (the targets' setting)
-modes="ungated gated"
-weights="1 2 3 4"                        # --biasing_weight values tried on the tune sets
+modes="ungated gated rescore"           # rescore: the search unbiased, then [NE] spans re-decided among the list
+weights="1 2 3 4"                        # --biasing_weight values tried on the tune sets (ungated, gated)
+rescore_bonuses="5 10 15"                # --biasing_rescore_bonus values tried on the tune sets (rescore)
 close_bonus=""                           # --biasing_close_bonus of gated decodes (empty: the decoder's default)
 activation=asr,scd,endp,ner,lid
 train_text=data/train_read400/text       # the seen / unseen entity split
@@ -76,10 +77,13 @@ score() {  # <model> <set> <setting> <kind> <N> <mode> <weight> <tune|test>: sco
 }
 
 bias_opts() {  # <set> <kind> <N> <mode> <weight>: asr_inference options of a biased decode
-  local o="--utt2biasing ${out}/lists/$1/$2_n$3/utt2biasing --biasing_weight $5 --biasing_mode $4"
+  local o="--utt2biasing ${out}/lists/$1/$2_n$3/utt2biasing --biasing_mode $4"
+  if [ "$4" = rescore ]; then o+=" --biasing_rescore_bonus $5"; else o+=" --biasing_weight $5"; fi
   if [ "$4" = gated ] && [ -n "${close_bonus}" ]; then o+=" --biasing_close_bonus ${close_bonus}"; fi
   echo "${o}"
 }
+
+values_of() { if [ "$1" = rescore ]; then echo "${rescore_bonuses}"; else echo "${weights}"; fi; }
 
 biased() {  # <model> <set> <kind> <N> <mode> <weight> <tune|test>: one biased decode and its record
   local setting="$5_w$6_$3_n$4"
@@ -105,7 +109,7 @@ tune() {  # <model> <set>: the no-list decode and every mode x weight with the t
   decode "$1" "$2" none
   score "$1" "$2" none "${tune_kind}" "${tune_n}" none "" tune
   for mode in ${modes}; do
-    for w in ${weights}; do biased "$1" "$2" "${tune_kind}" "${tune_n}" "${mode}" "${w}" tune; done
+    for w in $(values_of "${mode}"); do biased "$1" "$2" "${tune_kind}" "${tune_n}" "${mode}" "${w}" tune; done
   done
 }
 
@@ -133,7 +137,8 @@ each_model_and_set() {  # <models> <sets> <function>: the function for every (mo
 }
 
 if run_stage 2; then
-  log "stage 2: tuning decodes of ${tune_models} on ${tune_sets} (modes ${modes}, weights ${weights})"
+  log "stage 2: tuning decodes of ${tune_models} on ${tune_sets} (modes ${modes}, weights ${weights}, rescore" \
+    "bonuses ${rescore_bonuses})"
   each_model_and_set "${tune_models}" "${tune_sets}" tune
 fi
 

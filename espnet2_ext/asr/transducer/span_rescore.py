@@ -1,0 +1,187 @@
+"""List rescoring of entity spans: each ``[NE] … [/NE]`` span of a decoded hypothesis is re-decided among the
+biasing list's phrases by the transducer's own likelihood.
+
+Why: a token bonus in the search (``context_graph.py``) only re-ranks spellings the beam already holds, and a
+small model hears a name it never saw in training as one it did (``katrin`` -> ``claudia``): the right spelling
+never enters the beam, and spelling distance to the list (``text/entity_snap.py``) cannot undo a different name.
+The acoustics can: with the span's frames known (the search's emission frames), each list phrase is scored as the
+span's words with ``log P(phrase [/NE] | frames, prefix)`` (the prediction network continued from the hypothesis
+up to ``[NE]``; every alignment summed, ``rnnt_lattice.rnnt_lattice_loglik``), and the heard words the same way.
+A phrase replaces the heard words when its score plus ``bonus`` beats theirs. Words outside entity spans never
+change; a hypothesis without spans, or an empty list, is returned as it is.
+
+The window of a span runs from the frame where ``[NE]`` was emitted up to the frame of the token after the span
+(the utterance's end when there is none): the prefix and the rest of the hypothesis are the same for every
+candidate, so their scores cancel. Spans are decided left to right; a later span's prefix holds the earlier
+choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
+from espnet2_ext.asr.transducer.search_common import Hypothesis, JointScorer, PredictionNet, masked_log_softmax
+
+CHUNK = 64  # candidates scored per joint call: [CHUNK, W, U+1, V] floats stay within a few hundred MB
+
+
+@dataclass(frozen=True)
+class SpanChoice:
+    """One re-decided span: token index range [start, end) of its words in the input hypothesis, the heard ids,
+    the chosen ids, the chosen phrase (None = the heard words kept) and the log-likelihood gain over the heard."""
+
+    start: int
+    end: int
+    heard: Tuple[int, ...]
+    chosen: Tuple[int, ...]
+    phrase: Optional[str]
+    gain: float
+
+
+def entity_spans(yseq: Sequence[int], open_id: int, tag_ids: frozenset) -> List[Tuple[int, int]]:
+    """[start, end) index ranges of the span words: the tokens after each ``[NE]`` up to the next tag token."""
+    spans, i = [], 0
+    while i < len(yseq):
+        if yseq[i] == open_id:
+            j = i + 1
+            while j < len(yseq) and yseq[j] not in tag_ids:
+                j += 1
+            if j > i + 1:
+                spans.append((i + 1, j))
+            i = j
+        else:
+            i += 1
+    return spans
+
+
+class SpanRescorer:
+    """Scores candidate spellings of entity spans with a transducer (ESPnet ``TransducerDecoder`` + joint network).
+
+    ``open_id``/``close_id``: the ``[NE]``/``[/NE]`` ids; ``tag_ids``: every task-tag id (a span ends at the first);
+    ``blank_penalty``: the search's, so candidates are scored as the search scored the hypothesis."""
+
+    def __init__(
+        self,
+        decoder: torch.nn.Module,
+        joint_network: torch.nn.Module,
+        blank_id: int,
+        open_id: int,
+        close_id: int,
+        tag_ids: Sequence[int],
+        blank_penalty: float = 0.0,
+        device: torch.device = torch.device("cpu"),
+    ):
+        self.pred = PredictionNet(decoder, device)
+        self.joint = JointScorer(joint_network, blank_id, blank_penalty)
+        self.blank_id, self.open_id, self.close_id = int(blank_id), int(open_id), int(close_id)
+        self.tag_ids = frozenset(int(t) for t in tag_ids) | {self.open_id, self.close_id}
+        self.device = device
+
+    @torch.no_grad()
+    def prefix(self, tokens: Sequence[int]) -> Tuple[torch.Tensor, tuple]:
+        """Prediction-network output and state after the start symbol and ``tokens``: [1, D_dec], state."""
+        out, state = self.pred.start(1)
+        for tok in tokens:
+            out, state = self.pred.step(torch.tensor([int(tok)], device=self.device), state)
+        return out, state
+
+    @torch.no_grad()
+    def score(
+        self,
+        enc_window: torch.Tensor,
+        prefix: Tuple[torch.Tensor, tuple],
+        labels: Sequence[Sequence[int]],
+        suppress: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """log P(labels[i] | enc_window, prefix), all alignments summed, ending with a blank on the last frame.
+
+        ``enc_window``: [W, D_enc] (W >= 1); ``labels``: N non-empty id sequences; ``suppress``: [V] bool or None.
+        Returns [N] float."""
+        scores = []
+        enc = self.joint.enc(enc_window)  # enc: [W, D_joint]
+        for lo in range(0, len(labels), CHUNK):
+            scores.append(self._score_chunk(enc, prefix, labels[lo : lo + CHUNK], suppress))
+        return torch.cat(scores) if scores else torch.zeros(0)
+
+    def _score_chunk(self, enc, prefix, labels, suppress) -> torch.Tensor:
+        n, u_max = len(labels), max(len(lab) for lab in labels)
+        lab = torch.full((n, u_max + 1), self.blank_id, dtype=torch.long, device=self.device)  # lab: [N, U+1]
+        for i, seq in enumerate(labels):
+            lab[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        out0, (h, c) = prefix
+        out = out0.expand(n, -1)  # out: [N, D_dec]
+        state = (h.expand(-1, n, -1).contiguous(), None if c is None else c.expand(-1, n, -1).contiguous())
+        outs = [out]
+        for u in range(u_max):  # padded rows step on blank ids; the lattice never reads them
+            out, state = self.pred.step(lab[:, u], state)
+            outs.append(out)
+        dec = self.joint.dec(torch.stack(outs, dim=1))  # dec: [N, U+1, D_joint]
+        logits = self.joint.logits(enc[None, :, None, :], dec[:, None, :, :])  # logits: [N, W, U+1, V]
+        mask = None if suppress is None else suppress.view(1, 1, 1, -1)
+        logp = masked_log_softmax(logits, mask)  # logp: [N, W, U+1, V]
+        W = enc.size(0)
+        px = logp.gather(-1, lab[:, None, :, None].expand(n, W, u_max + 1, 1)).squeeze(-1)  # px: [N, W, U+1]
+        py = logp[..., self.blank_id]  # py: [N, W, U+1]
+        t_lens = torch.full((n,), W, dtype=torch.long)
+        u_lens = torch.tensor([len(seq) for seq in labels], dtype=torch.long)
+        return rnnt_lattice_loglik(px, py, t_lens, u_lens)  # [N]
+
+    @torch.no_grad()
+    def rescore(
+        self,
+        enc: torch.Tensor,
+        hyp: Hypothesis,
+        candidates: Sequence[Tuple[str, Sequence[int]]],
+        bonus: float = 0.0,
+        suppress: Optional[torch.Tensor] = None,
+    ) -> Tuple[Hypothesis, List[SpanChoice]]:
+        """``hyp`` with each entity span re-decided among ``candidates`` ((phrase, ids) of the list) and the heard
+        words; ``enc``: [T, D_enc] of this utterance. Returns the new hypothesis and the spans' choices."""
+        spans = entity_spans(hyp.yseq, self.open_id, self.tag_ids)
+        if not spans or not candidates:
+            return hyp, []
+        yseq, frames = list(hyp.yseq), list(hyp.frames)
+        score, choices, shift = float(hyp.score), [], 0
+        T = enc.size(0)
+        for start, end in spans:
+            s, e = start + shift, end + shift  # indices in the hypothesis as rewritten so far
+            closed = e < len(yseq) and yseq[e] == self.close_id
+            after = e + 1 if closed else e  # the first token after the span
+            a = frames[s - 1]  # [NE] was emitted on frame a: the candidate's labels may start there
+            b = frames[after] if after < len(yseq) else T
+            b = min(max(b, a + 1), T)
+            tail = [self.close_id] if closed else []
+            heard = tuple(yseq[s:e])
+            labels = [list(heard) + tail] + [list(ids) + tail for _, ids in candidates]
+            ll = self.score(enc[a:b], self.prefix(yseq[:s]), labels, suppress)  # ll: [1 + N]
+            total = ll.clone()
+            total[1:] += bonus
+            best = int(total.argmax())
+            if best == 0 or tuple(candidates[best - 1][1]) == heard:
+                choices.append(SpanChoice(start, end, heard, heard, None, 0.0))
+                continue
+            phrase, ids = candidates[best - 1]
+            gain = float(ll[best] - ll[0])
+            new_frames = torch.linspace(a, b - 1, len(ids)).round().long().tolist() if len(ids) > 1 else [a]
+            yseq[s:e], frames[s:e] = list(ids), new_frames
+            shift += len(ids) - len(heard)
+            score += gain
+            choices.append(SpanChoice(start, end, heard, tuple(ids), phrase, gain))
+        return Hypothesis(yseq=yseq, score=score, frames=frames), choices
+
+
+def list_candidates(phrases: Sequence[str], encode, unk_id: Optional[int] = None) -> List[Tuple[str, List[int]]]:
+    """(phrase, token ids) of each phrase the tokenizer can spell (``encode``: text -> ids; a phrase holding
+    ``unk_id`` cannot be spelled), without repeated spellings, in list order."""
+    out: List[Tuple[str, List[int]]] = []
+    seen: Dict[Tuple[int, ...], bool] = {}
+    for p in phrases:
+        ids = [int(i) for i in encode(p)]
+        if ids and unk_id not in ids and tuple(ids) not in seen:
+            seen[tuple(ids)] = True
+            out.append((p, ids))
+    return out
