@@ -29,21 +29,30 @@ from espnet2_ext.text.biasing_list import BiasingList, phrases_list
 DEFAULT_BIASING_WEIGHT = 2.0  # bonus per matched token (icefall's LibriSpeech biasing recipes use 2; tune on dev)
 # log-likelihood bonus of a list phrase over the heard words in mode rescore: chosen on dev (docs/experiments.md 10c)
 DEFAULT_RESCORE_BONUS = 10.0
+# phrases of a span the transducer scores after the CTC prefilter (0: all); docs/experiments.md 10c
+DEFAULT_RESCORE_TOP_K = 16
 RESCORE = "rescore"
 BIASING_MODES = MODES + (RESCORE,)
-CONF_KEYS = ("biasing_weight", "biasing_mode", "biasing_close_bonus", "biasing_rescore_bonus")  # transducer_conf too
+CONF_KEYS = (  # also accepted in transducer_conf
+    "biasing_weight",
+    "biasing_mode",
+    "biasing_close_bonus",
+    "biasing_rescore_bonus",
+    "biasing_rescore_top_k",
+)
 
 
-def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None, rescore_bonus=None) -> Dict:
-    """Validated {weight, mode, close_bonus, rescore_bonus}: arguments first, then ``transducer_conf``'s keys
-    ``biasing_weight``, ``biasing_mode``, ``biasing_close_bonus``, ``biasing_rescore_bonus`` (popped from ``conf``),
-    then the defaults (2.0, ungated, 0, ``DEFAULT_RESCORE_BONUS``)."""
+def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None, rescore_bonus=None, rescore_top_k=None) -> Dict:
+    """Validated {weight, mode, close_bonus, rescore_bonus, rescore_top_k}: arguments first, then
+    ``transducer_conf``'s ``biasing_<key>`` (popped from ``conf``), then the defaults (2.0, ungated, 0,
+    ``DEFAULT_RESCORE_BONUS``, ``DEFAULT_RESCORE_TOP_K``)."""
     picked = {}
     for key, arg, default in (
         ("weight", weight, DEFAULT_BIASING_WEIGHT),
         ("mode", mode, "ungated"),
         ("close_bonus", close_bonus, 0.0),
         ("rescore_bonus", rescore_bonus, DEFAULT_RESCORE_BONUS),
+        ("rescore_top_k", rescore_top_k, DEFAULT_RESCORE_TOP_K),
     ):
         value = conf.pop(f"biasing_{key}", None)
         picked[key] = arg if arg is not None else (value if value is not None else default)
@@ -56,6 +65,9 @@ def biasing_conf(conf: Dict, weight=None, mode=None, close_bonus=None, rescore_b
             raise ValueError(f"biasing_{key} must be a number, got {picked[key]!r}") from None
         if not math.isfinite(picked[key]):
             raise ValueError(f"biasing_{key} must be a finite number, got {picked[key]!r}")
+    k = picked["rescore_top_k"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"biasing_rescore_top_k must be a whole number >= 0 (0: every phrase), got {k!r}")
     return picked
 
 

@@ -53,7 +53,15 @@ def build_rescorer(s2t) -> SpanRescorer:
     tags = [i for t, i in ids.items() if len(t) > 2 and t[0] == "[" and t[-1] == "]"]
     m = s2t.asr_model
     return SpanRescorer(
-        m.decoder, m.joint_network, m.blank_id, ids[NE_OPEN], ids[NE_CLOSE], tags, s2t.blank_penalty, s2t.device
+        m.decoder,
+        m.joint_network,
+        m.blank_id,
+        ids[NE_OPEN],
+        ids[NE_CLOSE],
+        tags,
+        s2t.blank_penalty,
+        s2t.device,
+        ctc=getattr(m, "ctc", None),  # the auxiliary CTC head, when trained with one: the long-list prefilter
     )
 
 
@@ -90,8 +98,8 @@ def rescore_nbest(s2t, enc: torch.Tensor, nbest: List[Hypothesis], lst, suppress
     if not lst:
         return nbest
     cands = s2t.biasing.candidates(lst)
-    bonus = s2t.biasing.conf["rescore_bonus"]
-    new = [s2t.rescorer.rescore(enc, h, cands, bonus, suppress)[0] for h in nbest]
+    bonus, top_k = s2t.biasing.conf["rescore_bonus"], s2t.biasing.conf["rescore_top_k"]
+    new = [s2t.rescorer.rescore(enc, h, cands, bonus, suppress, top_k)[0] for h in nbest]
     return sorted(new, key=lambda h: -h.score) if len(new) > 1 else new
 
 

@@ -82,12 +82,15 @@ class TokenVerseSpeech2Text(Speech2Text):
         biasing_mode: Optional[str] = None,
         biasing_close_bonus: Optional[float] = None,
         biasing_rescore_bonus: Optional[float] = None,
+        biasing_rescore_top_k: Optional[int] = None,
         **kwargs,
     ):
         if audio_mismatch not in AUDIO_MISMATCH:
             raise ValueError(f"audio_mismatch '{audio_mismatch}' is unknown: choose {' or '.join(AUDIO_MISMATCH)}")
         self.search_type, self.blank_penalty, self.span_grammar, conf = _search_conf(transducer_conf)
-        bias_conf = biasing_conf(conf, biasing_weight, biasing_mode, biasing_close_bonus, biasing_rescore_bonus)
+        bias_conf = biasing_conf(
+            conf, biasing_weight, biasing_mode, biasing_close_bonus, biasing_rescore_bonus, biasing_rescore_top_k
+        )
         espnet_conf = {"search_type": self.search_type if self.search_type in ESPNET_SEARCHES else "default", **conf}
         super().__init__(
             asr_train_config=asr_train_config,

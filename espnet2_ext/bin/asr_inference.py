@@ -177,11 +177,17 @@ def build_speech2text(args) -> TokenVerseSpeech2Text:
         biasing_mode=args.biasing_mode,
         biasing_close_bonus=args.biasing_close_bonus,
         biasing_rescore_bonus=args.biasing_rescore_bonus,
+        biasing_rescore_top_k=args.biasing_rescore_top_k,
     )
 
 
 def add_biasing_arguments(parser) -> None:
-    from espnet2_ext.asr.biasing import BIASING_MODES, DEFAULT_BIASING_WEIGHT, DEFAULT_RESCORE_BONUS
+    from espnet2_ext.asr.biasing import (
+        BIASING_MODES,
+        DEFAULT_BIASING_WEIGHT,
+        DEFAULT_RESCORE_BONUS,
+        DEFAULT_RESCORE_TOP_K,
+    )
 
     group = parser.add_argument_group("Contextual biasing (our searches)")
     group.add_argument(
@@ -225,6 +231,13 @@ def add_biasing_arguments(parser) -> None:
         default=None,
         help=f"mode rescore: log-likelihood bonus of a list phrase over the heard words of a span (default "
         f"{DEFAULT_RESCORE_BONUS}, chosen on dev; higher replaces more spans)",
+    )
+    group.add_argument(
+        "--biasing_rescore_top_k",
+        type=int,
+        default=None,
+        help=f"mode rescore: phrases per span the transducer scores, the best of a CTC prefilter (default "
+        f"{DEFAULT_RESCORE_TOP_K}; 0 or a model without CTC head: all)",
     )
 
 

@@ -165,6 +165,8 @@ def test_decoder_rescore_mode(tiny):
     with pytest.raises(ValueError, match="streaming search never has") as e:  # the streaming decoder's call
         s2t.biasing.graphs(lst, 1, True, "modified_beam_search")
     assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="biasing_rescore_top_k must be a whole number >= 0"):
+        make(biasing_mode="rescore", biasing_rescore_top_k=-1)
     cautious = make(biasing_mode="rescore", biasing_rescore_bonus=-1e4)
     assert [r[0][0] for r in cautious.decode_batch(speech, lens, biasing=lst)] == texts
 
@@ -185,3 +187,47 @@ def test_cli_rescore_mode(tiny, tmp_path):
     p, g = lines(plain["text"]), lines(got["text"])
     assert "[NE] maria [/NE]" in p["spk1-u1"] and g["spk1-u1"] == p["spk1-u1"].replace("maria", "berlin")
     assert {k: v for k, v in g.items() if k != "spk1-u1"} == {k: v for k, v in p.items() if k != "spk1-u1"}
+
+
+def _ctc(seed, vocab=9):
+    from espnet2.asr.ctc import CTC
+    from search_reference import D_ENC
+
+    torch.manual_seed(seed)
+    return CTC(odim=vocab, encoder_output_size=D_ENC).eval()
+
+
+def test_ctc_prefilter_keeps_the_k_best_by_ctc():
+    _, _, resc = _rescorer(9)
+    ctc = _ctc(10)
+    enc, _ = make_enc(11, [8])
+    logp = ctc.log_softmax(enc)[0].detach()  # [T, V]
+    labels = [[4, CLOSE], [5, 6, CLOSE], [7], [8, 8, 8, 8, 8, 8, 8, 8, 8, CLOSE], [6, 4, 5]]
+    want = []
+    for lab in labels:  # one utterance at a time, tags left out; a phrase longer than the window cannot fit
+        core = [t for t in lab if t not in (OPEN, CLOSE, SCD)]
+        nll = torch.nn.functional.ctc_loss(
+            logp[:, None], torch.tensor([core]), torch.tensor([8]), torch.tensor([len(core)]), reduction="sum"
+        )
+        want.append(-float(nll))
+    order = sorted(range(len(labels)), key=lambda i: -want[i])
+    assert order[-1] == 3 and want[3] == float("-inf")
+    assert resc.ctc_best(logp, labels, 2) == order[:2]
+    assert resc.ctc_best(logp, labels, 0) == list(range(5)) == resc.ctc_best(logp, labels, 5)
+
+
+def test_top_k_limits_the_transducer_to_the_prefilter():
+    dec, joint = make_model(5, vocab=9, sharpen=1.5)
+    ctc = _ctc(12)
+    resc = SpanRescorer(dec, joint, BLANK, OPEN, CLOSE, [SCD], ctc=ctc)
+    enc, _ = make_enc(6, [12])
+    cands = [("a", [8, 8]), ("b", [6]), ("c", [5, 7, 4]), ("d", [4])]
+    hyp = _hyp()
+    every, _ = SpanRescorer(dec, joint, BLANK, OPEN, CLOSE, [SCD]).rescore(enc[0], hyp, cands, bonus=1e4)
+    assert resc.rescore(enc[0], hyp, cands, bonus=1e4, top_k=0)[0] == every  # 0: every phrase
+    assert resc.rescore(enc[0], hyp, cands, bonus=1e4, top_k=4)[0] == every  # k >= list: no prefilter
+    one, choices = resc.rescore(enc[0], hyp, cands, bonus=1e4, top_k=1)
+    logp = ctc.log_softmax(enc)[0]
+    # the first span's window [1, 5) widened by CTC_MARGIN: its one candidate is CTC's best there
+    first = resc.ctc_best(logp[0:7], [ids for _, ids in cands], 1)[0]
+    assert choices[0].phrase == cands[first][0]

@@ -14,6 +14,12 @@ The window of a span runs from the frame where ``[NE]`` was emitted up to the fr
 (the utterance's end when there is none): the prefix and the rest of the hypothesis are the same for every
 candidate, so their scores cancel. Spans are decided left to right; a later span's prefix holds the earlier
 choices.
+
+Long lists: the transducer's joint over [phrases, frames, tokens, vocabulary] is the cost (4.6x the decoding time at
+100 phrases, 29x at 1000 on the mini model). When the model has a CTC head (ESPnet's auxiliary CTC), every phrase is
+first scored by CTC over the window (widened by ``CTC_MARGIN`` frames; one ``ctc_loss`` call for all), and only the
+``top_k`` best go to the transducer: on the mini recipe's dev lists the transducer's own best phrase is among CTC's
+16 best in 89 % of spans, 32 best in 95 %.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
 from espnet2_ext.asr.transducer.search_common import Hypothesis, JointScorer, PredictionNet, masked_log_softmax
 
 CHUNK = 64  # candidates scored per joint call: [CHUNK, W, U+1, V] floats stay within a few hundred MB
+CTC_MARGIN = 2  # frames added on each side of a span's window for the CTC prefilter (CTC has no blank to end on)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,9 @@ class SpanRescorer:
         tag_ids: Sequence[int],
         blank_penalty: float = 0.0,
         device: torch.device = torch.device("cpu"),
+        ctc: Optional[torch.nn.Module] = None,
     ):
+        self.ctc = ctc  # ESPnet's CTC module (log_softmax over encoder frames), for the prefilter; None: none
         self.pred = PredictionNet(decoder, device)
         self.joint = JointScorer(joint_network, blank_id, blank_penalty)
         self.blank_id, self.open_id, self.close_id = int(blank_id), int(open_id), int(close_id)
@@ -131,6 +140,27 @@ class SpanRescorer:
         return rnnt_lattice_loglik(px, py, t_lens, u_lens)  # [N]
 
     @torch.no_grad()
+    def ctc_best(self, ctc_logp: torch.Tensor, labels: Sequence[Sequence[int]], k: int) -> List[int]:
+        """Indices of the ``k`` labels CTC scores best over ``ctc_logp`` [W, V] (task tags left out: they are
+        not part of a phrase), best first."""
+        if k <= 0 or k >= len(labels):
+            return list(range(len(labels)))
+        cores = [[t for t in lab if t not in self.tag_ids] or [self.close_id] for lab in labels]
+        W, n = ctc_logp.size(0), len(cores)
+        targets = torch.full((n, max(len(c) for c in cores)), self.blank_id, dtype=torch.long)
+        for i, c in enumerate(cores):
+            targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        nll = torch.nn.functional.ctc_loss(
+            ctc_logp[:, None, :].expand(W, n, -1),  # [W, N, V]
+            targets,
+            torch.full((n,), W, dtype=torch.long),
+            torch.tensor([len(c) for c in cores], dtype=torch.long),
+            blank=self.blank_id,
+            reduction="none",
+        )  # nll: [N], inf where a phrase cannot fit the window
+        return torch.topk(-nll, k).indices.tolist()
+
+    @torch.no_grad()
     def rescore(
         self,
         enc: torch.Tensor,
@@ -138,12 +168,17 @@ class SpanRescorer:
         candidates: Sequence[Tuple[str, Sequence[int]]],
         bonus: float = 0.0,
         suppress: Optional[torch.Tensor] = None,
+        top_k: int = 0,
     ) -> Tuple[Hypothesis, List[SpanChoice]]:
         """``hyp`` with each entity span re-decided among ``candidates`` ((phrase, ids) of the list) and the heard
-        words; ``enc``: [T, D_enc] of this utterance. Returns the new hypothesis and the spans' choices."""
+        words; ``enc``: [T, D_enc] of this utterance. ``top_k`` > 0 (and a CTC head): only the CTC prefilter's
+        ``top_k`` best phrases of each span are scored by the transducer. Returns the new hypothesis and the
+        spans' choices."""
         spans = entity_spans(hyp.yseq, self.open_id, self.tag_ids)
         if not spans or not candidates:
             return hyp, []
+        use_ctc = self.ctc is not None and 0 < top_k < len(candidates)
+        ctc_logp = self.ctc.log_softmax(enc[None])[0].float() if use_ctc else None  # ctc_logp: [T, V]
         yseq, frames = list(hyp.yseq), list(hyp.frames)
         score, choices, shift = float(hyp.score), [], 0
         T = enc.size(0)
@@ -156,15 +191,19 @@ class SpanRescorer:
             b = min(max(b, a + 1), T)
             tail = [self.close_id] if closed else []
             heard = tuple(yseq[s:e])
-            labels = [list(heard) + tail] + [list(ids) + tail for _, ids in candidates]
+            cands = candidates
+            if use_ctc:
+                window = ctc_logp[max(a - CTC_MARGIN, 0) : min(b + CTC_MARGIN, T)]  # [W', V]
+                cands = [candidates[i] for i in self.ctc_best(window, [ids for _, ids in candidates], top_k)]
+            labels = [list(heard) + tail] + [list(ids) + tail for _, ids in cands]
             ll = self.score(enc[a:b], self.prefix(yseq[:s]), labels, suppress)  # ll: [1 + N]
             total = ll.clone()
             total[1:] += bonus
             best = int(total.argmax())
-            if best == 0 or tuple(candidates[best - 1][1]) == heard:
+            if best == 0 or tuple(cands[best - 1][1]) == heard:
                 choices.append(SpanChoice(start, end, heard, heard, None, 0.0))
                 continue
-            phrase, ids = candidates[best - 1]
+            phrase, ids = cands[best - 1]
             gain = float(ll[best] - ll[0])
             new_frames = torch.linspace(a, b - 1, len(ids)).round().long().tolist() if len(ids) > 1 else [a]
             yseq[s:e], frames[s:e] = list(ids), new_frames
