@@ -108,6 +108,16 @@ def test_bonus_decides_and_words_outside_spans_never_change():
     assert choices[0].gain == pytest.approx(float(ll[1:].max() - ll[0]), abs=1e-6)
 
 
+def test_heard_words_that_spell_a_list_phrase_are_kept():
+    _, _, resc = _rescorer(5)
+    enc, _ = make_enc(6, [12])
+    hyp = _hyp()
+    cands = [("a", [8, 8]), ("heard", [5, 6]), ("c", [5, 7, 4])]
+    got, choices = resc.rescore(enc[0], hyp, cands, bonus=1e4)
+    assert choices[0].phrase is None and got.yseq[2:4] == [5, 6]  # the first span spells "heard"
+    assert choices[1].phrase is not None  # the second ([8]) is no phrase: re-decided
+
+
 def test_no_candidates_or_no_spans_leave_the_hypothesis_alone():
     _, _, resc = _rescorer(7)
     enc, _ = make_enc(8, [12])

@@ -7,8 +7,9 @@ never enters the beam, and spelling distance to the list (``text/entity_snap.py`
 The acoustics can: with the span's frames known (the search's emission frames), each list phrase is scored as the
 span's words with ``log P(phrase [/NE] | frames, prefix)`` (the prediction network continued from the hypothesis
 up to ``[NE]``; every alignment summed, ``rnnt_lattice.rnnt_lattice_loglik``), and the heard words the same way.
-A phrase replaces the heard words when its score plus ``bonus`` beats theirs. Words outside entity spans never
-change; a hypothesis without spans, or an empty list, is returned as it is.
+A phrase replaces the heard words when its score plus ``bonus`` beats theirs; heard words that already spell a
+phrase of the list are kept as they are. Words outside entity spans never change; a hypothesis without spans, or
+an empty list, is returned as it is.
 
 The window of a span runs from the frame where ``[NE]`` was emitted up to the frame of the token after the span
 (the utterance's end when there is none): the prefix and the rest of the hypothesis are the same for every
@@ -93,7 +94,15 @@ class SpanRescorer:
     @torch.no_grad()
     def prefix(self, tokens: Sequence[int]) -> Tuple[torch.Tensor, tuple]:
         """Prediction-network output and state after the start symbol and ``tokens``: [1, D_dec], state."""
-        out, state = self.pred.start(1)
+        return self._advance(self.pred.start(1), tokens)
+
+    def _advance(self, prefix: Tuple[torch.Tensor, tuple], tokens: Sequence[int]) -> Tuple[torch.Tensor, tuple]:
+        out, state = prefix
+        if len(tokens) > 1 and hasattr(self.pred.decoder, "rnn_forward"):  # one recurrent call for the sequence
+            dec = self.pred.decoder
+            emb = dec.embed(torch.tensor([list(tokens)], dtype=torch.long, device=self.device))  # [1, L, D_emb]
+            outs, state = dec.rnn_forward(emb, state)  # outs: [1, L, D_dec]
+            return outs[:, -1], state
         for tok in tokens:
             out, state = self.pred.step(torch.tensor([int(tok)], device=self.device), state)
         return out, state
@@ -140,21 +149,19 @@ class SpanRescorer:
         return rnnt_lattice_loglik(px, py, t_lens, u_lens)  # [N]
 
     @torch.no_grad()
-    def ctc_best(self, ctc_logp: torch.Tensor, labels: Sequence[Sequence[int]], k: int) -> List[int]:
-        """Indices of the ``k`` labels CTC scores best over ``ctc_logp`` [W, V] (task tags left out: they are
-        not part of a phrase), best first."""
+    def ctc_best(self, ctc_logp: torch.Tensor, labels, k: int) -> List[int]:
+        """Indices of the ``k`` labels CTC scores best over ``ctc_logp`` [W, V], best first. ``labels``: a
+        ``Candidates`` table or id sequences (task tags are left out: they are not part of a phrase)."""
         if k <= 0 or k >= len(labels):
             return list(range(len(labels)))
-        cores = [[t for t in lab if t not in self.tag_ids] or [self.close_id] for lab in labels]
-        W, n = ctc_logp.size(0), len(cores)
-        targets = torch.full((n, max(len(c) for c in cores)), self.blank_id, dtype=torch.long)
-        for i, c in enumerate(cores):
-            targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        if not isinstance(labels, Candidates):
+            labels = Candidates(("", [t for t in lab if t not in self.tag_ids] or [self.close_id]) for lab in labels)
+        W, n = ctc_logp.size(0), len(labels)
         nll = torch.nn.functional.ctc_loss(
             ctc_logp[:, None, :].expand(W, n, -1),  # [W, N, V]
-            targets,
+            labels.targets,
             torch.full((n,), W, dtype=torch.long),
-            torch.tensor([len(c) for c in cores], dtype=torch.long),
+            labels.lengths,
             blank=self.blank_id,
             reduction="none",
         )  # nll: [N], inf where a phrase cannot fit the window
@@ -179,6 +186,10 @@ class SpanRescorer:
             return hyp, []
         use_ctc = self.ctc is not None and 0 < top_k < len(candidates)
         ctc_logp = self.ctc.log_softmax(enc[None])[0].float() if use_ctc else None  # ctc_logp: [T, V]
+        if use_ctc and not isinstance(candidates, Candidates):
+            candidates = Candidates(candidates)  # the padded id table, once for every span
+        pos, state = 0, self.pred.start(1)  # the prediction network after yseq[:pos], carried span to span
+        spellings = candidates.spellings if isinstance(candidates, Candidates) else {tuple(i) for _, i in candidates}
         yseq, frames = list(hyp.yseq), list(hyp.frames)
         score, choices, shift = float(hyp.score), [], 0
         T = enc.size(0)
@@ -191,12 +202,18 @@ class SpanRescorer:
             b = min(max(b, a + 1), T)
             tail = [self.close_id] if closed else []
             heard = tuple(yseq[s:e])
+            if heard in spellings:  # the model already wrote a phrase of the list: trusted as it is
+                choices.append(SpanChoice(start, end, heard, heard, None, 0.0))
+                continue
             cands = candidates
             if use_ctc:
                 window = ctc_logp[max(a - CTC_MARGIN, 0) : min(b + CTC_MARGIN, T)]  # [W', V]
-                cands = [candidates[i] for i in self.ctc_best(window, [ids for _, ids in candidates], top_k)]
+                cands = [candidates[i] for i in self.ctc_best(window, candidates, top_k)]
             labels = [list(heard) + tail] + [list(ids) + tail for _, ids in cands]
-            ll = self.score(enc[a:b], self.prefix(yseq[:s]), labels, suppress)  # ll: [1 + N]
+            # the tokens before s never change from here on: step the prediction network only over the new ones
+            state = self._advance(state, yseq[pos:s])
+            pos = s
+            ll = self.score(enc[a:b], state, labels, suppress)  # ll: [1 + N]
             total = ll.clone()
             total[1:] += bonus
             best = int(total.argmax())
@@ -213,7 +230,21 @@ class SpanRescorer:
         return Hypothesis(yseq=yseq, score=score, frames=frames), choices
 
 
-def list_candidates(phrases: Sequence[str], encode, unk_id: Optional[int] = None) -> List[Tuple[str, List[int]]]:
+class Candidates(list):
+    """A list's (phrase, token ids) pairs, with their ids padded into one table for the CTC prefilter:
+    ``targets`` [N, S], ``lengths`` [N]. Made once per list (``DecoderBiasing.candidates`` caches it)."""
+
+    def __init__(self, pairs=()):
+        super().__init__(pairs)
+        width = max((len(ids) for _, ids in self), default=1)
+        self.targets = torch.zeros((len(self), width), dtype=torch.long)  # targets: [N, S]
+        for row, (_, ids) in enumerate(self):
+            self.targets[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        self.lengths = torch.tensor([len(ids) for _, ids in self], dtype=torch.long)  # lengths: [N]
+        self.spellings = {tuple(ids) for _, ids in self}
+
+
+def list_candidates(phrases: Sequence[str], encode, unk_id: Optional[int] = None) -> Candidates:
     """(phrase, token ids) of each phrase the tokenizer can spell (``encode``: text -> ids; a phrase holding
     ``unk_id`` cannot be spelled), without repeated spellings, in list order."""
     out: List[Tuple[str, List[int]]] = []
@@ -223,4 +254,4 @@ def list_candidates(phrases: Sequence[str], encode, unk_id: Optional[int] = None
         if ids and unk_id not in ids and tuple(ids) not in seen:
             seen[tuple(ids)] = True
             out.append((p, ids))
-    return out
+    return Candidates(out)
