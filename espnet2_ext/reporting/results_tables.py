@@ -135,8 +135,9 @@ def results_md(recipe: Path, records: Sequence[Record], others: Sequence[str] = 
     if not runs:
         raise DataError(f"{recipe / RESULTS_DIR}: no record of kind 'run'; run ./run.sh (stage 7 writes one)")
     ents = entries(runs)
+    where = Path(recipe).resolve()  # tokenverse.sh's stage 7 passes "." (the recipe dir it runs in)
     parts = [
-        f"# RESULTS: {recipe.parent.name}/{recipe.name}\n\n{GENERATED} How each setting was chosen, and the trials "
+        f"# RESULTS: {where.parent.name}/{where.name}\n\n{GENERATED} How each setting was chosen, and the trials "
         f"that were not kept: {STORY}. Other tables: {_others(others)}.",
         "## Environment\n\n" + environment_block(runs),
         "## Models\n\nConfigs are paths in this recipe; the sha256 is of the file at the record's commit.\n\n"
