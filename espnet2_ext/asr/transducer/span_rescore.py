@@ -156,12 +156,12 @@ class SpanRescorer:
             return list(range(len(labels)))
         if not isinstance(labels, Candidates):
             labels = Candidates(("", [t for t in lab if t not in self.tag_ids] or [self.close_id]) for lab in labels)
-        W, n = ctc_logp.size(0), len(labels)
+        W, n, dev = ctc_logp.size(0), len(labels), ctc_logp.device
         nll = torch.nn.functional.ctc_loss(
             ctc_logp[:, None, :].expand(W, n, -1),  # [W, N, V]
-            labels.targets,
-            torch.full((n,), W, dtype=torch.long),
-            labels.lengths,
+            labels.targets.to(dev),
+            torch.full((n,), W, dtype=torch.long, device=dev),
+            labels.lengths.to(dev),
             blank=self.blank_id,
             reduction="none",
         )  # nll: [N], inf where a phrase cannot fit the window
