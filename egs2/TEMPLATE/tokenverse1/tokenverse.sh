@@ -158,6 +158,7 @@ if run_stage 7; then
   done
 fi
 
+# the report part of stage 7; --results_md "": scores only (a caller that writes its own report)
 if run_stage 7 && [ -n "${results_md}" ]; then
   ${python} -m espnet2_ext.bin.task_vector_analysis --model_file "${asr_exp}/${inference_model}" \
     --config "${asr_exp}/config.yaml" --out_dir "${asr_exp}/task_vectors" \
@@ -169,17 +170,15 @@ if run_stage 7 && [ -n "${results_md}" ]; then
     ${python} -m espnet2_ext.bin.plot_conversation --data_dir "${dumpdir}/raw/${first_set}" --decode_dir "${d}" \
       --out "$(dirname "${results_md}")/images/conversation_${asr_tag}.png" || log "  (no conversation figure)"
   fi
-  if [ -n "${results_md}" ]; then  # --results_md "": scores only (a caller that writes its own report)
-    # results/<asr_tag>.json = this model's record (the recipe's test sets only: a dev decode made to choose a setting
-    # stays out); then every RESULTS*.md beside ${results_md} is regenerated from all records (results_tables)
-    ${python} -m espnet2_ext.bin.results_tables --recipe "$(dirname "${results_md}")" --results_md "${results_md}" \
-      --record "${asr_exp}" --decode_root "${decode_root}" --model "${asr_tag}" --kind run \
-      --model_file "${inference_model}" --test_sets "${test_sets}" --corpus_stats data/corpus_stats.md \
-      --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" --date "$(date '+%Y-%m-%d')" \
-      --train_command "tokenverse.sh --stage 5 --stop_stage 5 --train_set ${train_set} --asr_config ${asr_config} --asr_tag ${asr_tag}${asr_args:+ --asr_args '${asr_args}'}" \
-      --decode_command "tokenverse.sh --stage 6 --stop_stage 7 --asr_tag ${asr_tag} --inference_config ${inference_config} --inference_model ${inference_model}${inference_args:+ --inference_args '${inference_args}'}"
-    log "wrote ${results_md}"
-  fi
+  # results/<asr_tag>.json = this model's record (the recipe's test sets only: a dev decode made to choose a setting
+  # stays out); then every RESULTS*.md beside ${results_md} is regenerated from all records (results_tables)
+  ${python} -m espnet2_ext.bin.results_tables --recipe "$(dirname "${results_md}")" --results_md "${results_md}" \
+    --record "${asr_exp}" --decode_root "${decode_root}" --model "${asr_tag}" --kind run \
+    --model_file "${inference_model}" --test_sets "${test_sets}" --corpus_stats data/corpus_stats.md \
+    --commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" --date "$(date '+%Y-%m-%d')" \
+    --train_command "tokenverse.sh --stage 5 --stop_stage 5 --train_set ${train_set} --asr_config ${asr_config} --asr_tag ${asr_tag}${asr_args:+ --asr_args '${asr_args}'}" \
+    --decode_command "tokenverse.sh --stage 6 --stop_stage 7 --asr_tag ${asr_tag} --inference_config ${inference_config} --inference_model ${inference_model}${inference_args:+ --inference_args '${inference_args}'}"
+  log "wrote ${results_md}"
 fi
 
 if run_stage 8; then
