@@ -272,10 +272,14 @@ def targets_cells(records: Sequence[dict], mode: str, n: int = 100, n_large: int
             f"decoding time, {n_large}-phrase lists / none (RTF ratio)",
             "<= 1.3",
             ratio,
-            verdict(ratio, 1.3, False) + "; separate decodes: benchmark/bench_biasing.py's one-run ratio decides",
+            verdict(ratio, 1.3, False) + f"; separate decodes: benchmark/{_BENCH.get(mode, 'bench_biasing')}.py's "
+            "one-run ratio decides",
         ),
     ]
     return ["measure", "target", "per seed", "mean ± std", "verdict"], rows
+
+
+_BENCH = {"rescore": "bench_rescore"}  # the benchmark that times a mode in one run (graph modes: bench_biasing)
 
 
 def no_list_table(records: Sequence[dict]) -> str:
