@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from espnet2_ext.asr.transducer.context_graph import BiasingSlots
+from espnet2_ext.asr.transducer.decoder_memory import DecoderMemory
 from espnet2_ext.asr.transducer.search_common import (
-    DecoderMemory,
     Hypothesis,
     JointScorer,
     PredictionNet,

@@ -1,0 +1,126 @@
+"""Per-hypothesis prediction-network memory of the batched transducer searches (``DecoderMemory``): each
+hypothesis's joint-projected decoder output and RNN state, gathered and stepped as a batch every frame.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Optional
+
+import torch
+
+from espnet2_ext.asr.transducer.search_common import JointScorer, PredictionNet, assign_state, index_state
+
+# Per-hypothesis decoder memory of a batch (``DecoderMemory``): a [N, W] tensor (fused layout) or
+# (dec [N, D_joint], (h, c) [L, N, H]) (generic layout).
+Memory = object
+
+
+class DecoderMemory:
+    """What the searches keep per hypothesis of the prediction network: its joint-projected output (read by the
+    joint every frame) and its RNN state, for a batch of hypotheses; ``step`` advances any subset by one label.
+
+    Fused layout, for a single-layer LSTM in eval mode and ESPnet's ``JointNetwork``: one [N, D_joint + 4H + H]
+    tensor holding per hypothesis ``lin_dec(h)``, ``W_hh @ h`` (the recurrent half of its next step's gates) and
+    the cell ``c``. Both halves that read ``h`` come from one matrix product when ``h`` is made, so a step is one
+    gather of the parents' rows, the gate arithmetic and one matrix product, and ``h`` itself is never stored
+    (a parent with two symbol children is multiplied once, not twice). Otherwise (GRU,
+    several layers, another joint) the generic layout uses ``PredictionNet.step`` and ``JointScorer.dec``.
+    """
+
+    def __init__(self, pred: PredictionNet, joint: "JointScorer"):
+        self.pred, self.joint = pred, joint
+        self.fused = _fused_weights(pred, joint)  # (W [D_joint + 4H, H], b [D_joint + 4H]) or None
+        if self.fused is not None:
+            self.d_joint = joint.joint.lin_dec.weight.size(0)
+            self.hidden = pred.layers[0].hidden_size
+            self.parts = (self.d_joint, 4 * self.hidden, self.hidden)  # the columns of a memory row
+
+    def start(self, n: int) -> Memory:
+        """Memory after the start symbol (blank) for ``n`` hypotheses."""
+        out, state = self.pred.start(1)  # out: [1, D_dec]; state: [L, 1, H] each
+        if self.fused is None:
+            dec = self.joint.dec(out).expand(n, -1).contiguous()  # [n, D_joint]
+            h, c = state
+            return dec, (h.expand(-1, n, -1).contiguous(), None if c is None else c.expand(-1, n, -1).contiguous())
+        row = torch.cat([self._project(out), state[1][0]], dim=1)  # [1, W]
+        return row.expand(n, -1).contiguous()  # [n, W]
+
+    def dec(self, mem: Memory) -> torch.Tensor:
+        """[N, D_joint] joint-projected decoder outputs (a view in the fused layout)."""
+        return mem[0] if self.fused is None else mem[:, : self.d_joint]
+
+    def head(self, mem: Memory, m: int) -> Memory:
+        """The first ``m`` hypotheses."""
+        if self.fused is None:
+            dec, (h, c) = mem
+            return dec[:m], (h[:, :m], None if c is None else c[:, :m])
+        return mem[:m]
+
+    def step(self, mem: Memory, parents: torch.Tensor, tokens: torch.Tensor) -> Memory:
+        """Memory of the hypotheses ``parents`` ([E] rows of ``mem``) each extended by ``tokens`` ([E])."""
+        if self.fused is None:
+            dec, state = mem
+            out, new_state = self.pred.step(tokens, index_state(state, parents))  # out: [E, D_dec]
+            return self.joint.dec(out), new_state
+        _, hw, c_prev = mem.index_select(0, parents).split_with_sizes(
+            self.parts, dim=1
+        )  # [E, D_joint], [E, 4H], [E, H]
+        g4 = self.pred.input_gates.index_select(0, tokens).add_(hw).view(-1, 4, self.hidden)  # [E, 4, H]: i, f, g, o
+        i, f, _, o = torch.sigmoid(g4).unbind(1)  # [E, H] each (the cell slot is unused)
+        c = torch.addcmul(f * c_prev, i, torch.tanh(g4.select(1, 2)))  # [E, H]
+        return torch.cat([self._project(o * torch.tanh(c)), c], dim=1)  # [E, W]
+
+    def _project(self, h: torch.Tensor) -> torch.Tensor:
+        """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
+        return torch.nn.functional.linear(h, *self.fused)
+
+    def gather(self, mem: Memory, new: Memory, idx: torch.Tensor) -> Memory:
+        """Rows ``idx`` of ``mem`` followed by ``new`` (index len(mem) + j = new row j): the next frame's memory."""
+        if self.fused is None:
+            (dec, (h, c)), (n_dec, (n_h, n_c)) = mem, new
+            return torch.cat([dec, n_dec]).index_select(0, idx), (
+                torch.cat([h, n_h], dim=1).index_select(1, idx),
+                None if c is None else torch.cat([c, n_c], dim=1).index_select(1, idx),
+            )
+        return torch.cat([mem, new]).index_select(0, idx)  # [len(idx), W]
+
+    def select(self, mem: Memory, idx: torch.Tensor) -> Memory:
+        """Rows ``idx`` of ``mem`` (a copy)."""
+        if self.fused is None:
+            dec, state = mem
+            return dec.index_select(0, idx), index_state(state, idx)
+        return mem.index_select(0, idx)
+
+    def assign(self, mem: Memory, rows: torch.Tensor, new: Memory) -> None:
+        """Write ``new`` into the rows ``rows`` of ``mem`` in place."""
+        if self.fused is None:
+            mem[0].index_copy_(0, rows, new[0])
+            assign_state(mem[1], rows, new[1])
+        else:
+            mem.index_copy_(0, rows, new)
+
+
+_FUSED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _fused_weights(pred: PredictionNet, joint: "JointScorer") -> Optional[tuple]:
+    """([lin_dec.weight; W_hh] [D_joint + 4H, H], [lin_dec.bias; 0]) for the fused ``DecoderMemory`` layout, or None
+    when it does not apply (not one plain LSTM layer, or not ESPnet's JointNetwork); cached per joint network until
+    the weights change."""
+    if len(pred.layers) != 1 or not joint.plain:
+        return None
+    lin, lstm = joint.joint.lin_dec, pred.layers[0]
+    tensors = (lin.weight, lstm.weight_hh_l0) + (() if lin.bias is None else (lin.bias,))
+    key = (lstm, tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors))
+    hit = _FUSED.get(joint.joint)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.inference_mode(False), torch.no_grad():  # cached across calls: plain tensors, usable anywhere
+        weight = torch.cat([lin.weight, lstm.weight_hh_l0])  # [D_joint + 4H, H]
+        bias = torch.zeros(weight.size(0), dtype=weight.dtype, device=weight.device)
+        if lin.bias is not None:
+            bias[: lin.weight.size(0)] = lin.bias
+        fused = (weight, bias)
+    _FUSED[joint.joint] = (key, fused)
+    return fused
