@@ -75,15 +75,12 @@ class DecoderMemory:
         """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
         return torch.nn.functional.linear(h, *self.fused)
 
-    def gather(self, mem: Memory, new: Memory, idx: torch.Tensor) -> Memory:
-        """Rows ``idx`` of ``mem`` followed by ``new`` (index len(mem) + j = new row j): the next frame's memory."""
-        if self.fused is None:
-            (dec, (h, c)), (n_dec, (n_h, n_c)) = mem, new
-            return torch.cat([dec, n_dec]).index_select(0, idx), (
-                torch.cat([h, n_h], dim=1).index_select(1, idx),
-                None if c is None else torch.cat([c, n_c], dim=1).index_select(1, idx),
-            )
-        return torch.cat([mem, new]).index_select(0, idx)  # [len(idx), W]
+    def gather(self, mem: Memory, src: torch.Tensor, rows: torch.Tensor, new: Memory) -> Memory:
+        """The next frame's memory: rows ``src`` of ``mem``, then ``new`` written over the rows ``rows`` (one copy of
+        the kept rows, not a concatenation of old and new first)."""
+        out = self.select(mem, src)
+        self.assign(out, rows, new)
+        return out
 
     def select(self, mem: Memory, idx: torch.Tensor) -> Memory:
         """Rows ``idx`` of ``mem`` (a copy)."""

@@ -11,7 +11,7 @@ frame is a fixed number of array operations over the whole batch, with no Python
 one joint call on the [N, K] hypotheses, one log-softmax, one top-k over each utterance's K * V candidates, the
 gathers of decoder outputs/states and one prediction-network step for the hypotheses extended by a symbol; in
 numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields.
-Token sequences are not stored per hypothesis: each frame appends (parent slot, token) per slot to ``history``;
+Token sequences are not stored per hypothesis: each frame appends parent slot * V + token per slot to ``history``;
 the n-best lists are traced back from it at the end.
 
 Merging: each slot carries two polynomial hashes of its token sequence (mod two primes near 2**31, extended by
@@ -62,16 +62,14 @@ NEG_INF = float("-inf")
 # contextual-biasing graph state (0 without a list)
 LEN, INSIDE, HASH1, HASH2, BIAS = range(5)
 _PRIMES, _BASES = (2147483647, 2147483629), (1000003, 998244353)
-# further columns of the per-candidate table ``_select`` reorders each frame
-_SLOT, _TOKEN, _SRC, _STEP = range(5, 9)
 
 
-def trace_back(history: Sequence[list], row: int, slot: int, blank: int) -> Tuple[List[int], List[int]]:
+def trace_back(history: Sequence[list], row: int, slot: int, blank: int, vocab: int) -> Tuple[List[int], List[int]]:
     """Tokens and their emission frames of the hypothesis in ``slot`` of utterance ``row`` after the last frame of
-    ``history`` (per frame, [rows][K][(parent slot, token)] lists)."""
+    ``history`` (per frame, [rows][K] lists of parent slot * vocab + token)."""
     toks, frames = [], []
     for i in range(len(history) - 1, -1, -1):
-        parent, tok = history[i][row][slot]
+        parent, tok = divmod(history[i][row][slot], vocab)
         if tok != blank:
             toks.append(tok)
             frames.append(i)
@@ -116,7 +114,7 @@ class BeamSearch:
         self.bias = bias
         if bias is not None:  # [biasing] every slot starts in its graph's start state
             self.hyp[..., BIAS] = bias.start(beam)
-        self.history: List[np.ndarray] = []  # per frame [N_t, K, 2]: (parent slot, token), blank = blank id
+        self.history: List[np.ndarray] = []  # per frame [N_t, K]: parent slot * V + token (blank = blank id)
         self.k_idx = np.arange(beam)  # [K]
         self.k_last = beam - 1
         self.lone = -1 - self.k_idx  # [K] keys of invalid candidates (no sequence key is negative)
@@ -180,37 +178,32 @@ class BeamSearch:
         r = self.row_idx[: slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
         valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
         blank = tok == self.blank
-        par = self.hyp[r, slot]  # parents' fields: [N, K, F]
+        sym = ~blank
+        new = self.hyp[r, slot]  # the parents' fields [N, K, F], a copy: made the candidates' fields in place
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
-        p_hash = par[..., HASH1 : HASH2 + 1]  # [N, K, 2]
-        h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
+        h = new[..., HASH1 : HASH2 + 1]  # [N, K, 2] (a view)
+        np.copyto(h, (h * self.bases + (tok + 1)[..., None]) % self.primes, where=sym[..., None])
         # one key per sequence (< 2**62); an invalid candidate gets a negative key of its own: it merges with nothing
         key = np.where(valid, h[..., 0] * _PRIMES[1] + h[..., 1], self.lone)  # [N, K]
         same = key[:, :, None] == key[:, None, :]  # [N, K, K], True on the diagonal
         leader = (same.argmax(2) == self.k_idx) & valid  # first (best) candidate of each sequence
-        all_lead = leader.all()  # nothing merged and every candidate valid (most frames): no partners
-        merged, src, new_seq = (val, slot, ~blank) if all_lead else self._merge(val, slot, blank, same, leader, r)
-        inside = par[..., INSIDE]
+        new[..., LEN] += sym
         if self.grammar is not None:
             g = self.grammar
-            inside = (tok == g.open_id) | ((inside > 0) & (tok != g.close_id))
-        state = par[..., BIAS]  # [N, K]
+            new[..., INSIDE] = (tok == g.open_id) | ((new[..., INSIDE] > 0) & (tok != g.close_id))
         if self.bias is not None:  # [biasing] the graph state after the candidate's token
-            state = self.bias.advance(state, tok)  # blank (tok == blank id) keeps the state
-        new = np.empty(par.shape[:2] + (_STEP + 1,), dtype=np.int64)  # [N, K, 9]: the fields, then the step's
-        new[..., LEN] = par[..., LEN] + ~blank
-        new[..., INSIDE], new[..., HASH1 : HASH2 + 1], new[..., BIAS] = inside, h, state
-        new[..., _SLOT], new[..., _TOKEN], new[..., _SRC] = slot, tok, src
-        new[..., _STEP] = new_seq  # a leader with a new sequence
-        if all_lead:  # the order stays
-            self.scores = merged
-        else:
-            perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
-            new = new[r, perm]
-            self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
-        self.hyp = new[..., :_SLOT]
-        self.history.append(new[..., _SLOT:_SRC])
-        self._advance_decoder(new)
+            new[..., BIAS] = self.bias.advance(new[..., BIAS], tok)  # blank (tok == blank id) keeps the state
+        if leader.all():  # nothing merged and every candidate valid: the candidates are the beams, in order
+            self.scores, self.hyp = val, new
+            self.history.append(idx)
+            self._advance_decoder(slot, tok, sym)
+            return
+        merged, src, step = self._merge(val, slot, blank, same, leader, r)
+        perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
+        self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
+        self.hyp = new[r, perm]
+        self.history.append(idx[r, perm])
+        self._advance_decoder(src[r, perm], tok[r, perm], step[r, perm])
 
     def _merge(self, val, slot, blank, same, leader, r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Merged scores, source slots of the decoder memory and 'needs a prediction-network step' per candidate
@@ -225,20 +218,22 @@ class BeamSearch:
         src = np.where(partner_blank, slot[r, partner], slot)
         return merged, src, leader > (blank | partner_blank)
 
-    def _advance_decoder(self, new: np.ndarray) -> None:
-        """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
-        n = new.shape[0]
-        src = (self.row_base[:n] + new[..., _SRC]).reshape(-1)  # [N*K] flat source slot of each new slot
-        rows = new[..., _STEP].ravel().nonzero()[0]  # [E] hyps extended by a symbol (flat)
+    def _advance_decoder(self, src: np.ndarray, tok: np.ndarray, step: np.ndarray) -> None:
+        """Decoder outputs/states of the new slots ([N, K] each: the slot whose memory a new slot starts from, its
+        token, whether it runs one prediction-network step): copied from their source slot, one batched step where
+        needed."""
+        flat = (self.row_base[: src.shape[0]] + src).ravel()  # [N*K] flat source slot of each new slot
+        rows = step.ravel().nonzero()[0]  # [E] new slots extended by a symbol (flat)
         if not rows.size:
-            self.mem = self.memory.select(self.mem, torch.from_numpy(src).to(self.device))
+            self.mem = self.memory.select(self.mem, torch.from_numpy(flat).to(self.device))
             return
-        # one host-to-device copy: [parents (E), tokens (E), where each new slot's memory is (N*K)]
-        where = src.copy()
-        where[rows] = len(src) + np.arange(rows.size)  # the stepped ones: row j of the step's output
-        idx = torch.from_numpy(np.concatenate([src[rows], new[..., _TOKEN].reshape(-1)[rows], where])).to(self.device)
-        parents, tokens, where = idx.split_with_sizes([rows.size, rows.size, len(src)])
-        self.mem = self.memory.gather(self.mem, self.memory.step(self.mem, parents, tokens), where)
+        parts = (flat, flat[rows], tok.ravel()[rows], rows)  # sources, parents, tokens, stepped slots
+        if self.device.type == "cpu":
+            flat, parents, tokens, rows = map(torch.from_numpy, parts)
+        else:  # one host-to-device copy
+            idx = torch.from_numpy(np.concatenate(parts)).to(self.device)
+            flat, parents, tokens, rows = idx.split_with_sizes([len(p) for p in parts])
+        self.mem = self.memory.gather(self.mem, flat, rows, self.memory.step(self.mem, parents, tokens))
 
     def final(
         self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int, length_norm: bool
@@ -254,7 +249,7 @@ class BeamSearch:
             keyed.sort(key=lambda x: x[0], reverse=True)  # stable: equal keys keep slot order
             hyps = []
             for _, s in keyed[:nbest]:
-                toks, frames = trace_back(history, row0 + r, s, self.blank)
+                toks, frames = trace_back(history, row0 + r, s, self.blank, self.vocab)
                 hyps.append(Hypothesis(yseq=toks, score=sc[s], frames=frames))
             out.append(hyps)
         return out
