@@ -7,9 +7,13 @@ from __future__ import annotations
 import weakref
 from typing import Optional
 
+import numpy as np
 import torch
 
-from espnet2_ext.asr.transducer.search_common import JointScorer, PredictionNet, assign_state, index_state
+from espnet2_ext.asr.transducer.search_common import JointScorer, PredictionNet, assign_state, index_state, on_host
+
+# numpy for the fused layout's per-step arithmetic on the CPU (``DecoderMemory._host_step``); off: torch throughout
+HOST = True
 
 # Per-hypothesis decoder memory of a batch (``DecoderMemory``): a [N, W] tensor (fused layout) or
 # (dec [N, D_joint], (h, c) [L, N, H]) (generic layout).
@@ -31,10 +35,13 @@ class DecoderMemory:
     def __init__(self, pred: PredictionNet, joint: "JointScorer"):
         self.pred, self.joint = pred, joint
         self.fused = _fused_weights(pred, joint)  # (W [D_joint + 4H, H], b [D_joint + 4H]) or None
+        self.host = None
         if self.fused is not None:
             self.d_joint = joint.joint.lin_dec.weight.size(0)
             self.hidden = pred.layers[0].hidden_size
             self.parts = (self.d_joint, 4 * self.hidden, self.hidden)  # the columns of a memory row
+            # float32 on the CPU: the gate arithmetic and the row copies in numpy (``_host_step``)
+            self.host = _host_tables(pred, joint, self.fused) if HOST and on_host(self.fused[0]) else None
 
     def start(self, n: int) -> Memory:
         """Memory after the start symbol (blank) for ``n`` hypotheses."""
@@ -63,6 +70,8 @@ class DecoderMemory:
             dec, state = mem
             out, new_state = self.pred.step(tokens, index_state(state, parents))  # out: [E, D_dec]
             return self.joint.dec(out), new_state
+        if self.host is not None:
+            return self._host_step(mem, parents, tokens)
         _, hw, c_prev = mem.index_select(0, parents).split_with_sizes(
             self.parts, dim=1
         )  # [E, D_joint], [E, 4H], [E, H]
@@ -71,6 +80,26 @@ class DecoderMemory:
         c = torch.addcmul(f * c_prev, i, torch.tanh(g4.select(1, 2)))  # [E, H]
         return torch.cat([self._project(o * torch.tanh(c)), c], dim=1)  # [E, W]
 
+    def _host_step(self, mem: torch.Tensor, parents: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """``step`` of the fused layout in numpy, for float32 on the CPU: the same equations, where a numpy call on
+        these small arrays costs about a third of a torch call (dispatch); the product stays torch's (MKL, under
+        torch's thread setting)."""
+        d, g, hid = self.parts
+        weight_t, bias, gates = self.host  # [H, D_joint + 4H], [D_joint + 4H], [V, 4H]
+        rows = mem.numpy()[parents.numpy()]  # [E, W]: the parents' lin_dec(h), W_hh @ h, c
+        pre = gates[tokens.numpy()]  # [E, 4H]: input gates of the tokens (a copy)
+        pre += rows[:, d : d + g]
+        act = np.exp(np.negative(pre))
+        act += 1.0
+        np.reciprocal(act, out=act)  # sigmoid of the four gate blocks i, f, g, o (the cell block is unused)
+        c = act[:, hid : 2 * hid] * rows[:, d + g :]  # f * c_prev
+        c += act[:, :hid] * np.tanh(pre[:, 2 * hid : 3 * hid])  # + i * tanh(g)
+        h = act[:, 3 * hid :] * np.tanh(c)  # [E, H]
+        out = torch.empty(len(h), d + g + hid)  # [E, W]
+        torch.addmm(bias, torch.from_numpy(h), weight_t, out=out[:, : d + g])  # [lin_dec(h), W_hh @ h]
+        out.numpy()[:, d + g :] = c
+        return out
+
     def _project(self, h: torch.Tensor) -> torch.Tensor:
         """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
         return torch.nn.functional.linear(h, *self.fused)
@@ -78,6 +107,10 @@ class DecoderMemory:
     def gather(self, mem: Memory, src: torch.Tensor, rows: torch.Tensor, new: Memory) -> Memory:
         """The next frame's memory: rows ``src`` of ``mem``, then ``new`` written over the rows ``rows`` (one copy of
         the kept rows, not a concatenation of old and new first)."""
+        if self.host is not None:  # numpy: a third of torch's per-call cost
+            out = mem.numpy()[src.numpy()]
+            out[rows.numpy()] = new.numpy()
+            return torch.from_numpy(out)
         out = self.select(mem, src)
         self.assign(out, rows, new)
         return out
@@ -87,6 +120,8 @@ class DecoderMemory:
         if self.fused is None:
             dec, state = mem
             return dec.index_select(0, idx), index_state(state, idx)
+        if self.host is not None:
+            return torch.from_numpy(mem.numpy()[idx.numpy()])
         return mem.index_select(0, idx)
 
     def assign(self, mem: Memory, rows: torch.Tensor, new: Memory) -> None:
@@ -121,3 +156,18 @@ def _fused_weights(pred: PredictionNet, joint: "JointScorer") -> Optional[tuple]
         fused = (weight, bias)
     _FUSED[joint.joint] = (key, fused)
     return fused
+
+
+_HOST: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _host_tables(pred: PredictionNet, joint: "JointScorer", fused: tuple) -> tuple:
+    """(W^T [H, D_joint + 4H] contiguous (torch), bias (torch), input gates [V, 4H] (numpy)) for
+    ``DecoderMemory._host_step``; cached per joint network with the fused weights and gate table they are made from."""
+    weight, bias = fused
+    hit = _HOST.get(joint.joint)
+    if hit is None or hit[0] is not weight or hit[1] is not pred.input_gates:
+        with torch.inference_mode(False), torch.no_grad():
+            hit = (weight, pred.input_gates, weight.t().contiguous())
+        _HOST[joint.joint] = hit
+    return hit[2], bias, pred.input_gates.numpy()

@@ -196,8 +196,8 @@ def on_host(*tensors: torch.Tensor) -> bool:
 def tanh_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """tanh(a + b) (broadcast), a fresh tensor. On the CPU through numpy: torch 2.9's float32 tanh takes ~2.6 ns per
     element on this AMD CPU, numpy's SIMD tanh ~0.4 ns (benchmark/README.md, third pass); both are within an ulp or
-    two of the exact value."""
-    if on_host(a, b):
+    two of the exact value. Below ~4k elements torch's fewer calls win."""
+    if b.numel() >= 4096 and on_host(a, b):
         out = np.add(a.numpy(), b.numpy())
         np.tanh(out, out=out)
         return torch.from_numpy(out)
