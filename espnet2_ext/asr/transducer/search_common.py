@@ -156,8 +156,12 @@ class JointScorer:
         )
         act = getattr(joint_network, "joint_activation", None)
         self.act = torch.tanh if isinstance(act, torch.nn.Tanh) else act
+        self.out_host = None
         if self.plain:  # looked up once, not through nn.Module.__getattr__ every frame
             self.out = (joint_network.lin_out.weight, joint_network.lin_out.bias)
+            w, b = (None if t is None else t.detach() for t in self.out)
+            if self.act is torch.tanh and b is not None and on_host(w, b):  # float32 on the CPU: see ``_host_logits``
+                self.out_host = (w.t().contiguous().numpy(), b.numpy())  # [D_joint, V], [V]
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
@@ -170,6 +174,8 @@ class JointScorer:
         return self.joint.lin_dec(dec_out) if self.split else dec_out  # [N, D_dec] -> [N, D_joint] if split
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        if self.out_host is not None and dec.numel() * self.out_host[1].size <= ONE_THREAD_GEMM and on_host(enc, dec):
+            return self._host_logits(enc, dec)
         if self.plain:
             hidden = tanh_sum(enc, dec) if self.act is torch.tanh else self.act(enc + dec)  # [..., D_joint]
             out = torch.nn.functional.linear(hidden, *self.out)  # [..., V]
@@ -187,6 +193,18 @@ class JointScorer:
             out[..., self.blank_id] -= self.blank_penalty
         return out
 
+    def _host_logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        """``logits`` of a few rows (a stream's beam) in numpy: MKL's small-row sgemm through torch costs about twice
+        numpy's OpenBLAS on this AMD CPU, torch's tanh ~6x numpy's (benchmark/README.md, third pass)."""
+        w, b = self.out_host
+        hidden = np.add(enc.numpy(), dec.numpy())  # [..., D_joint]
+        np.tanh(hidden, out=hidden)
+        out = hidden.reshape(-1, hidden.shape[-1]) @ w  # [rows, V]
+        out += b
+        if self.blank_penalty:
+            out[:, self.blank_id] -= self.blank_penalty
+        return torch.from_numpy(out.reshape(hidden.shape[:-1] + (-1,)))
+
 
 def on_host(*tensors: torch.Tensor) -> bool:
     """Whether numpy may compute on these tensors in place of torch: float32 on the CPU, outside autograd."""
@@ -202,6 +220,12 @@ def tanh_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         np.tanh(out, out=out)
         return torch.from_numpy(out)
     return (a + b).tanh_()
+
+
+# OpenBLAS runs a product of m * n * k <= 65536 * 4 multiply-adds on one thread whatever its thread setting
+# (interface/gemm.c: SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD); numpy takes the products below it only, so
+# numpy's BLAS threads never compete with torch's
+ONE_THREAD_GEMM = 65536 * 4
 
 
 @dataclass(frozen=True)
