@@ -154,7 +154,10 @@ class BeamSearch:
     def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
         """Score of every (hypothesis, token) candidate: [N, K, V] float64 (``logp`` float32 or float64); with
         biasing, + every next token's bonus."""
-        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64
+        if logp.is_cpu:  # the same float64 sums, without torch's mixed-type addition
+            cand = torch.from_numpy(logp.numpy() + self.scores[:, :, None])  # [N, K, V] float64
+        else:
+            cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64
         if self.bias is not None:  # [biasing] before the top-k: a boosted token can enter the beam
             cand = cand + self.bias.bonus(self.hyp[: cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
         return cand

@@ -208,7 +208,10 @@ class JointScorer:
 
 def on_host(*tensors: torch.Tensor) -> bool:
     """Whether numpy may compute on these tensors in place of torch: float32 on the CPU, outside autograd."""
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 and not t.requires_grad for t in tensors)
+    for t in tensors:
+        if not t.is_cpu or t.dtype != torch.float32 or t.requires_grad:
+            return False
+    return True
 
 
 def tanh_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
