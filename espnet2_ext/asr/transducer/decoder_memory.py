@@ -12,9 +12,6 @@ import torch
 
 from espnet2_ext.asr.transducer.search_common import JointScorer, PredictionNet, assign_state, index_state, on_host
 
-# numpy for the fused layout's per-step arithmetic on the CPU (``DecoderMemory._host_step``); off: torch throughout
-HOST = True
-
 # Per-hypothesis decoder memory of a batch (``DecoderMemory``): a [N, W] tensor (fused layout) or
 # (dec [N, D_joint], (h, c) [L, N, H]) (generic layout).
 Memory = object
@@ -41,7 +38,7 @@ class DecoderMemory:
             self.hidden = pred.layers[0].hidden_size
             self.parts = (self.d_joint, 4 * self.hidden, self.hidden)  # the columns of a memory row
             # float32 on the CPU: the gate arithmetic and the row copies in numpy (``_host_step``)
-            self.host = _host_tables(pred, joint, self.fused) if HOST and on_host(self.fused[0]) else None
+            self.host = _host_tables(pred, joint, self.fused) if on_host(self.fused[0]) else None
 
     def start(self, n: int) -> Memory:
         """Memory after the start symbol (blank) for ``n`` hypotheses."""

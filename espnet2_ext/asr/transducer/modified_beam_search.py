@@ -54,6 +54,7 @@ from espnet2_ext.asr.transducer.search_common import (
     check_inputs,
     frame_masks,
     masked_log_softmax,
+    on_host,
 )
 
 NEG_INF = float("-inf")
@@ -154,7 +155,7 @@ class BeamSearch:
     def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
         """Score of every (hypothesis, token) candidate: [N, K, V] float64 (``logp`` float32 or float64); with
         biasing, + every next token's bonus."""
-        if logp.is_cpu:  # the same float64 sums, without torch's mixed-type addition
+        if on_host(logp):  # the same float64 sums, without torch's mixed-type addition
             cand = torch.from_numpy(logp.numpy() + self.scores[:, :, None])  # [N, K, V] float64
         else:
             cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64

@@ -206,8 +206,17 @@ class JointScorer:
         return torch.from_numpy(out.reshape(hidden.shape[:-1] + (-1,)))
 
 
+# Whether the searches may compute on small CPU arrays with numpy instead of torch (``on_host``); False: torch
+# throughout, as on a GPU (the tests run both)
+HOST_NUMPY = True
+
+
 def on_host(*tensors: torch.Tensor) -> bool:
-    """Whether numpy may compute on these tensors in place of torch: float32 on the CPU, outside autograd."""
+    """Whether numpy may compute on these tensors in place of torch: float32 on the CPU, outside autograd. A numpy
+    call on the searches' small arrays costs about a third of a torch call (torch's dispatch), and some of numpy's
+    kernels are faster on this CPU (benchmark/README.md, third pass)."""
+    if not HOST_NUMPY:
+        return False
     for t in tensors:
         if not t.is_cpu or t.dtype != torch.float32 or t.requires_grad:
             return False
