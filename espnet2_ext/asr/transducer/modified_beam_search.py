@@ -101,7 +101,7 @@ class BeamSearch:
         device: torch.device,
         bias: Optional[BiasingSlots] = None,
     ):
-        self.pred, self.joint, self.K, self.device = pred, joint, beam, device
+        self.pred, self.joint, self.K, self.device = pred, joint, beam, torch.device(device)  # a name or a device
         self.blank, self.grammar = pred.blank_id, span_grammar
         self.suppress_in = suppress_mask  # [N, V] bool or None, validated once the vocabulary is known
         self.suppress: Optional[torch.Tensor] = None
