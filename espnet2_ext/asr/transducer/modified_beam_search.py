@@ -10,7 +10,9 @@ Layout (``BeamSearch``): the beams of N utterances are [N, K] slots, K = beam, e
 frame is a fixed number of array operations over the whole batch, with no Python per hypothesis: on the device
 one joint call on the [N, K] hypotheses, one log-softmax, one top-k over each utterance's K * V candidates, the
 gathers of decoder outputs/states and one prediction-network step for the hypotheses extended by a symbol; in
-numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields.
+numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields. On the
+CPU (float32) the small arrays of the joint, the candidate scores and the decoder memory go through numpy as well
+(``search_common.on_host``: a numpy call costs about a third of a torch call on arrays this small).
 Token sequences are not stored per hypothesis: each frame appends parent slot * V + token per slot to ``history``;
 the n-best lists are traced back from it at the end.
 
@@ -22,8 +24,8 @@ candidates of a frame at L = 500 (icefall compares the sequences as strings, whi
 Hooks for per-hypothesis extensions (contextual biasing): ``BeamSearch.candidate_scores`` is the one place per
 frame where the [N, K, V] candidate scores are formed; a per-candidate bonus is added there. Per-hypothesis
 state (e.g. a graph state) is one more int64 column of ``BeamSearch.hyp`` [N, K, F]: ``_select`` computes its
-value per top-k candidate from the parent's value (``par``) and the token (``tok``) next to LEN/INSIDE, and it is
-reordered with the other columns.
+value per top-k candidate from the parent's value (a copy of the parents' fields, ``new``) and the token (``tok``)
+next to LEN/INSIDE, and it is reordered with the other columns.
 
 Contextual biasing (``context_graph.py``) uses both hooks (lines marked ``[biasing]``): ``candidate_scores`` adds
 each next token's bonus before the top-k, column BIAS holds each slot's graph state, and ``fields`` gives back
@@ -115,7 +117,7 @@ class BeamSearch:
         self.bias = bias
         if bias is not None:  # [biasing] every slot starts in its graph's start state
             self.hyp[..., BIAS] = bias.start(beam)
-        self.history: List[np.ndarray] = []  # per frame [N_t, K]: parent slot * V + token (blank = blank id)
+        self.history: List[np.ndarray] = []  # per frame [N_t, K]: parent slot * V + token (the top-k index)
         self.k_idx = np.arange(beam)  # [K]
         self.k_last = beam - 1
         self.lone = -1 - self.k_idx  # [K] keys of invalid candidates (no sequence key is negative)
