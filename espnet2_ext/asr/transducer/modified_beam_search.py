@@ -180,6 +180,8 @@ class BeamSearch:
 
     def _select(self, val: np.ndarray, idx: np.ndarray) -> None:
         """Keep the top-k candidates (val, idx: [N, K], best first) as the next beams, equal sequences merged."""
+        if val.shape[0] == 1 and self.grammar is None and self.bias is None:
+            return self._select_one(val, idx)
         slot, tok = np.divmod(idx, self.vocab)  # [N, K] each
         r = self.row_idx[: slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
         valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
@@ -210,6 +212,44 @@ class BeamSearch:
         self.hyp = new[r, perm]
         self.history.append(idx[r, perm])
         self._advance_decoder(src[r, perm], tok[r, perm], step[r, perm])
+
+    def _select_one(self, val: np.ndarray, idx: np.ndarray) -> None:
+        """``_select`` for one utterance (a stream, or a batch's last one) without span grammar or biasing, in plain
+        Python over its K candidates: the same rules, hashes and merged scores (``np.logaddexp``), and the same order
+        of the new slots (leaders, then the rest at -inf), where numpy's per-call cost on [1, K] arrays was a fifth
+        of a stream's step (benchmark/README.md, third pass)."""
+        vocab, blank = self.vocab, self.blank
+        parents = self.hyp[0].tolist()  # K x F fields
+        cands = []  # per candidate: [score, fields, index, slot, token, source slot, steps]
+        first, last = {}, {}  # sequence key -> its first (leader) and last candidate
+        for v, i in zip(val[0].tolist(), idx[0].tolist()):
+            slot, tok = divmod(i, vocab)
+            fields = list(parents[slot])
+            if tok != blank:
+                fields[LEN] += 1
+                fields[HASH1] = (fields[HASH1] * _BASES[0] + tok + 1) % _PRIMES[0]
+                fields[HASH2] = (fields[HASH2] * _BASES[1] + tok + 1) % _PRIMES[1]
+            if v > NEG_INF:  # an invalid candidate merges with nothing and is no leader
+                key = fields[HASH1] * _PRIMES[1] + fields[HASH2]
+                first.setdefault(key, len(cands))
+                last[key] = len(cands)
+            cands.append([v, fields, i, slot, tok, slot, tok != blank])
+        for key, lead in first.items():
+            part = last[key]
+            if part != lead:  # merged: the score of both; a blank member's decoder memory, else one step
+                c, p = cands[lead], cands[part]
+                c[0] = float(np.logaddexp(c[0], p[0]))
+                if p[4] == blank:
+                    c[5], c[6] = p[3], False
+        leaders = sorted(first.values())
+        rest = sorted(set(range(len(cands))) - set(leaders))
+        for j in rest:  # not a beam: -inf, no step
+            cands[j][0], cands[j][6] = NEG_INF, False
+        new = [cands[j] for j in leaders + rest]
+        self.scores = np.array([[c[0] for c in new]])  # [1, K] float64
+        self.hyp = np.array([[c[1] for c in new]], dtype=np.int64)  # [1, K, F]
+        self.history.append(np.array([[c[2] for c in new]], dtype=np.int64))
+        self._advance_decoder(*(np.array([[c[j] for c in new]]) for j in (5, 4, 6)))
 
     def _merge(self, val, slot, blank, same, leader, r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Merged scores, source slots of the decoder memory and 'needs a prediction-network step' per candidate
