@@ -161,7 +161,7 @@ class JointScorer:
             self.out = (joint_network.lin_out.weight, joint_network.lin_out.bias)
             w, b = (None if t is None else t.detach() for t in self.out)
             if self.act is torch.tanh and b is not None and on_host(w, b):  # float32 on the CPU: see ``_host_logits``
-                self.out_host = (w.t().contiguous().numpy(), b.numpy())  # [D_joint, V], [V]
+                self.out_host = (w.t().contiguous().numpy(), b.numpy(), w, b)  # [D_joint, V], [V]; as torch
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
@@ -174,10 +174,10 @@ class JointScorer:
         return self.joint.lin_dec(dec_out) if self.split else dec_out  # [N, D_dec] -> [N, D_joint] if split
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
-        if self.out_host is not None and dec.numel() * self.out_host[1].size <= ONE_THREAD_GEMM and on_host(enc, dec):
+        if self.out_host is not None and on_host(enc, dec):
             return self._host_logits(enc, dec)
         if self.plain:
-            hidden = tanh_sum(enc, dec) if self.act is torch.tanh else self.act(enc + dec)  # [..., D_joint]
+            hidden = (enc + dec).tanh_() if self.act is torch.tanh else self.act(enc + dec)  # [..., D_joint]
             out = torch.nn.functional.linear(hidden, *self.out)  # [..., V]
             if self.blank_penalty:
                 out[..., self.blank_id] -= self.blank_penalty  # a fresh tensor: in place is safe
@@ -194,13 +194,19 @@ class JointScorer:
         return out
 
     def _host_logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
-        """``logits`` of a few rows (a stream's beam) in numpy: MKL's small-row sgemm through torch costs about twice
-        numpy's OpenBLAS on this AMD CPU, torch's tanh ~6x numpy's (benchmark/README.md, third pass)."""
-        w, b = self.out_host
+        """``logits`` of ESPnet's tanh joint on the CPU: tanh(enc + dec) in numpy (torch 2.9's float32 tanh takes ~2.6
+        ns per element on this AMD CPU, numpy's ~0.4 ns); the output product too for a few rows (a stream's beam),
+        where MKL's small-row sgemm through torch costs about twice numpy's OpenBLAS (benchmark/README.md, third
+        pass). Both kernels are within an ulp or two of each other."""
+        w, b, w_t, b_t = self.out_host
         hidden = np.add(enc.numpy(), dec.numpy())  # [..., D_joint]
         np.tanh(hidden, out=hidden)
-        out = hidden.reshape(-1, hidden.shape[-1]) @ w  # [rows, V]
-        out += b
+        rows = hidden.reshape(-1, hidden.shape[-1])  # [rows, D_joint]
+        if rows.size * b.size <= ONE_THREAD_GEMM:
+            out = rows @ w  # [rows, V]
+            out += b
+        else:  # torch's product, under torch's thread setting
+            out = torch.nn.functional.linear(torch.from_numpy(rows), w_t, b_t).numpy()  # [rows, V]
         if self.blank_penalty:
             out[:, self.blank_id] -= self.blank_penalty
         return torch.from_numpy(out.reshape(hidden.shape[:-1] + (-1,)))
@@ -221,17 +227,6 @@ def on_host(*tensors: torch.Tensor) -> bool:
         if not t.is_cpu or t.dtype != torch.float32 or t.requires_grad:
             return False
     return True
-
-
-def tanh_sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """tanh(a + b) (broadcast), a fresh tensor. On the CPU through numpy: torch 2.9's float32 tanh takes ~2.6 ns per
-    element on this AMD CPU, numpy's SIMD tanh ~0.4 ns (benchmark/README.md, third pass); both are within an ulp or
-    two of the exact value. Below ~4k elements torch's fewer calls win."""
-    if b.numel() >= 4096 and on_host(a, b):
-        out = np.add(a.numpy(), b.numpy())
-        np.tanh(out, out=out)
-        return torch.from_numpy(out)
-    return (a + b).tanh_()
 
 
 # OpenBLAS runs a product of m * n * k <= 65536 * 4 multiply-adds on one thread whatever its thread setting
