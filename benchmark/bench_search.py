@@ -239,7 +239,7 @@ def run_ours(decoder, joint, batches, beam: int, length_norm: bool, device: str,
 
 
 SEARCH_MODULES = ("search_common", "greedy_search", "modified_beam_search", "streaming_search", "search")
-OPTIONAL_MODULES = ("context_graph",)  # imported by the searches of later revisions only
+OPTIONAL_MODULES = ("context_graph", "decoder_memory")  # imported by the searches of later revisions only
 
 
 def load_baseline(rev: str):

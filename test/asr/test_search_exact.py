@@ -15,6 +15,7 @@ hypotheses (and the sequences and frames, which decide the output, are compared 
 import json
 
 import pytest
+import torch
 from search_exact_cases import CASES, FIXTURE, compute_case
 
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
@@ -42,8 +43,13 @@ def _same(got, want, where: str) -> None:
             assert g["score"] == pytest.approx(w["score"], abs=SCORE_TOL, rel=0), f"{where}[{i}] score"
 
 
+@pytest.mark.parametrize("host", [True, False], ids=["numpy_on_cpu", "torch_only"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_searches_reproduce_pinned_outputs(name, pinned):
+def test_searches_reproduce_pinned_outputs(name, host, pinned, monkeypatch):
+    """Both arithmetic paths: numpy for the small CPU arrays (the CPU default) and torch throughout (a GPU's)."""
+    from espnet2_ext.asr.transducer import search_common
+
+    monkeypatch.setattr(search_common, "HOST_NUMPY", host)
     got = compute_case(CASES[name])
     want = pinned[name]
     assert set(got) == set(want)
@@ -67,3 +73,22 @@ def test_fixture_exercises_merges_and_suppression(pinned):
         for u, toks in (case["mask"] or {}).items():
             for hyps in pinned[name]["beam"].values():
                 assert not set(toks) & {t for h in hyps[u] for t in h["yseq"]}
+
+
+@pytest.mark.parametrize("host", [True, False])
+def test_host_switch_selects_the_arithmetic(host, monkeypatch):
+    """``HOST_NUMPY`` decides which path the fused decoder memory and the joint take, so the parametrised test above
+    covers both: numpy tables exist only with it on (float32 CPU model), torch's path otherwise."""
+    from search_exact_cases import build
+
+    from espnet2_ext.asr.transducer import search_common
+    from espnet2_ext.asr.transducer.decoder_memory import DecoderMemory
+
+    monkeypatch.setattr(search_common, "HOST_NUMPY", host)
+    dec, joint, *_ = build(CASES["v12_lstm"])
+    pred = search_common.PredictionNet(dec, torch.device("cpu"))
+    scorer = search_common.JointScorer(joint, pred.blank_id)
+    memory = DecoderMemory(pred, scorer)
+    assert memory.fused is not None  # one LSTM layer and ESPnet's JointNetwork: the fused layout
+    assert (memory.host is not None) is host
+    assert (scorer.out_host is not None) is host

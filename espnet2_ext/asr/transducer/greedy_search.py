@@ -26,8 +26,8 @@ from typing import List, Optional, Tuple, Union
 import torch
 
 from espnet2_ext.asr.transducer.context_graph import BiasingSlots
+from espnet2_ext.asr.transducer.decoder_memory import DecoderMemory
 from espnet2_ext.asr.transducer.search_common import (
-    DecoderMemory,
     JointScorer,
     PredictionNet,
     SpanGrammar,

@@ -10,8 +10,10 @@ Layout (``BeamSearch``): the beams of N utterances are [N, K] slots, K = beam, e
 frame is a fixed number of array operations over the whole batch, with no Python per hypothesis: on the device
 one joint call on the [N, K] hypotheses, one log-softmax, one top-k over each utterance's K * V candidates, the
 gathers of decoder outputs/states and one prediction-network step for the hypotheses extended by a symbol; in
-numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields.
-Token sequences are not stored per hypothesis: each frame appends (parent slot, token) per slot to ``history``;
+numpy (the top-k's [N, K] values and indices: one host copy per frame) the merging and the per-slot fields. On the
+CPU (float32) the small arrays of the joint, the candidate scores and the decoder memory go through numpy as well
+(``search_common.on_host``: a numpy call costs about a third of a torch call on arrays this small).
+Token sequences are not stored per hypothesis: each frame appends parent slot * V + token per slot to ``history``;
 the n-best lists are traced back from it at the end.
 
 Merging: each slot carries two polynomial hashes of its token sequence (mod two primes near 2**31, extended by
@@ -22,8 +24,8 @@ candidates of a frame at L = 500 (icefall compares the sequences as strings, whi
 Hooks for per-hypothesis extensions (contextual biasing): ``BeamSearch.candidate_scores`` is the one place per
 frame where the [N, K, V] candidate scores are formed; a per-candidate bonus is added there. Per-hypothesis
 state (e.g. a graph state) is one more int64 column of ``BeamSearch.hyp`` [N, K, F]: ``_select`` computes its
-value per top-k candidate from the parent's value (``par``) and the token (``tok``) next to LEN/INSIDE, and it is
-reordered with the other columns.
+value per top-k candidate from the parent's value (a copy of the parents' fields, ``new``) and the token (``tok``)
+next to LEN/INSIDE, and it is reordered with the other columns.
 
 Contextual biasing (``context_graph.py``) uses both hooks (lines marked ``[biasing]``): ``candidate_scores`` adds
 each next token's bonus before the top-k, column BIAS holds each slot's graph state, and ``fields`` gives back
@@ -45,8 +47,8 @@ import numpy as np
 import torch
 
 from espnet2_ext.asr.transducer.context_graph import BiasingSlots
+from espnet2_ext.asr.transducer.decoder_memory import DecoderMemory
 from espnet2_ext.asr.transducer.search_common import (
-    DecoderMemory,
     Hypothesis,
     JointScorer,
     PredictionNet,
@@ -54,6 +56,7 @@ from espnet2_ext.asr.transducer.search_common import (
     check_inputs,
     frame_masks,
     masked_log_softmax,
+    on_host,
 )
 
 NEG_INF = float("-inf")
@@ -62,16 +65,14 @@ NEG_INF = float("-inf")
 # contextual-biasing graph state (0 without a list)
 LEN, INSIDE, HASH1, HASH2, BIAS = range(5)
 _PRIMES, _BASES = (2147483647, 2147483629), (1000003, 998244353)
-# further columns of the per-candidate table ``_select`` reorders each frame
-_SLOT, _TOKEN, _SRC, _STEP = range(5, 9)
 
 
-def trace_back(history: Sequence[list], row: int, slot: int, blank: int) -> Tuple[List[int], List[int]]:
+def trace_back(history: Sequence[list], row: int, slot: int, blank: int, vocab: int) -> Tuple[List[int], List[int]]:
     """Tokens and their emission frames of the hypothesis in ``slot`` of utterance ``row`` after the last frame of
-    ``history`` (per frame, [rows][K][(parent slot, token)] lists)."""
+    ``history`` (per frame, [rows][K] lists of parent slot * vocab + token)."""
     toks, frames = [], []
     for i in range(len(history) - 1, -1, -1):
-        parent, tok = history[i][row][slot]
+        parent, tok = divmod(history[i][row][slot], vocab)
         if tok != blank:
             toks.append(tok)
             frames.append(i)
@@ -102,7 +103,7 @@ class BeamSearch:
         device: torch.device,
         bias: Optional[BiasingSlots] = None,
     ):
-        self.pred, self.joint, self.K, self.device = pred, joint, beam, device
+        self.pred, self.joint, self.K, self.device = pred, joint, beam, torch.device(device)  # a name or a device
         self.blank, self.grammar = pred.blank_id, span_grammar
         self.suppress_in = suppress_mask  # [N, V] bool or None, validated once the vocabulary is known
         self.suppress: Optional[torch.Tensor] = None
@@ -116,7 +117,7 @@ class BeamSearch:
         self.bias = bias
         if bias is not None:  # [biasing] every slot starts in its graph's start state
             self.hyp[..., BIAS] = bias.start(beam)
-        self.history: List[np.ndarray] = []  # per frame [N_t, K, 2]: (parent slot, token), blank = blank id
+        self.history: List[np.ndarray] = []  # per frame [N_t, K]: parent slot * V + token (the top-k index)
         self.k_idx = np.arange(beam)  # [K]
         self.k_last = beam - 1
         self.lone = -1 - self.k_idx  # [K] keys of invalid candidates (no sequence key is negative)
@@ -156,7 +157,10 @@ class BeamSearch:
     def candidate_scores(self, logp: torch.Tensor) -> torch.Tensor:
         """Score of every (hypothesis, token) candidate: [N, K, V] float64 (``logp`` float32 or float64); with
         biasing, + every next token's bonus."""
-        cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64
+        if on_host(logp):  # the same float64 sums, without torch's mixed-type addition
+            cand = torch.from_numpy(logp.numpy() + self.scores[:, :, None])  # [N, K, V] float64
+        else:
+            cand = logp + torch.from_numpy(self.scores).to(logp.device).unsqueeze(2)  # [N, K, V] float64
         if self.bias is not None:  # [biasing] before the top-k: a boosted token can enter the beam
             cand = cand + self.bias.bonus(self.hyp[: cand.size(0), :, BIAS], cand.size(2), cand.device)  # [N, K, V]
         return cand
@@ -176,41 +180,76 @@ class BeamSearch:
 
     def _select(self, val: np.ndarray, idx: np.ndarray) -> None:
         """Keep the top-k candidates (val, idx: [N, K], best first) as the next beams, equal sequences merged."""
+        if val.shape[0] == 1 and self.grammar is None and self.bias is None:
+            return self._select_one(val, idx)
         slot, tok = np.divmod(idx, self.vocab)  # [N, K] each
         r = self.row_idx[: slot.shape[0]]  # [N, 1]: fancy indexing a[r, j] picks a[n, j[n, k]]
         valid = val > NEG_INF  # fewer allowed candidates than the beam (suppression, tiny vocab)
         blank = tok == self.blank
-        par = self.hyp[r, slot]  # parents' fields: [N, K, F]
+        sym = ~blank
+        new = self.hyp[r, slot]  # the parents' fields [N, K, F], a copy: made the candidates' fields in place
         # the candidate sequence's hashes: the parent's for blank, extended by the token otherwise
-        p_hash = par[..., HASH1 : HASH2 + 1]  # [N, K, 2]
-        h = np.where(blank[..., None], p_hash, (p_hash * self.bases + (tok + 1)[..., None]) % self.primes)
+        h = new[..., HASH1 : HASH2 + 1]  # [N, K, 2] (a view)
+        np.copyto(h, (h * self.bases + (tok + 1)[..., None]) % self.primes, where=sym[..., None])
         # one key per sequence (< 2**62); an invalid candidate gets a negative key of its own: it merges with nothing
         key = np.where(valid, h[..., 0] * _PRIMES[1] + h[..., 1], self.lone)  # [N, K]
         same = key[:, :, None] == key[:, None, :]  # [N, K, K], True on the diagonal
         leader = (same.argmax(2) == self.k_idx) & valid  # first (best) candidate of each sequence
-        all_lead = leader.all()  # nothing merged and every candidate valid (most frames): no partners
-        merged, src, new_seq = (val, slot, ~blank) if all_lead else self._merge(val, slot, blank, same, leader, r)
-        inside = par[..., INSIDE]
+        new[..., LEN] += sym
         if self.grammar is not None:
             g = self.grammar
-            inside = (tok == g.open_id) | ((inside > 0) & (tok != g.close_id))
-        state = par[..., BIAS]  # [N, K]
+            new[..., INSIDE] = (tok == g.open_id) | ((new[..., INSIDE] > 0) & (tok != g.close_id))
         if self.bias is not None:  # [biasing] the graph state after the candidate's token
-            state = self.bias.advance(state, tok)  # blank (tok == blank id) keeps the state
-        new = np.empty(par.shape[:2] + (_STEP + 1,), dtype=np.int64)  # [N, K, 9]: the fields, then the step's
-        new[..., LEN] = par[..., LEN] + ~blank
-        new[..., INSIDE], new[..., HASH1 : HASH2 + 1], new[..., BIAS] = inside, h, state
-        new[..., _SLOT], new[..., _TOKEN], new[..., _SRC] = slot, tok, src
-        new[..., _STEP] = new_seq  # a leader with a new sequence
-        if all_lead:  # the order stays
-            self.scores = merged
-        else:
-            perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
-            new = new[r, perm]
-            self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
-        self.hyp = new[..., :_SLOT]
-        self.history.append(new[..., _SLOT:_SRC])
-        self._advance_decoder(new)
+            new[..., BIAS] = self.bias.advance(new[..., BIAS], tok)  # blank (tok == blank id) keeps the state
+        if leader.all():  # nothing merged and every candidate valid: the candidates are the beams, in order
+            self.scores, self.hyp = val, new
+            self.history.append(idx)
+            self._advance_decoder(slot, tok, sym)
+            return
+        merged, src, step = self._merge(val, slot, blank, same, leader, r)
+        perm = np.argsort(~leader, axis=1, kind="stable")  # leaders first, in order: [N, K]
+        self.scores = np.where(leader, merged, NEG_INF)[r, perm]  # [N, K]
+        self.hyp = new[r, perm]
+        self.history.append(idx[r, perm])
+        self._advance_decoder(src[r, perm], tok[r, perm], step[r, perm])
+
+    def _select_one(self, val: np.ndarray, idx: np.ndarray) -> None:
+        """``_select`` for one utterance (a stream, or a batch's last one) without span grammar or biasing, in plain
+        Python over its K candidates: the same rules, hashes and merged scores (``np.logaddexp``), and the same order
+        of the new slots (leaders, then the rest at -inf), where numpy's per-call cost on [1, K] arrays was a fifth
+        of a stream's step (benchmark/README.md, third pass)."""
+        vocab, blank = self.vocab, self.blank
+        parents = self.hyp[0].tolist()  # K x F fields
+        cands = []  # per candidate: [score, fields, index, slot, token, source slot, steps]
+        first, last = {}, {}  # sequence key -> its first (leader) and last candidate
+        for v, i in zip(val[0].tolist(), idx[0].tolist()):
+            slot, tok = divmod(i, vocab)
+            fields = list(parents[slot])
+            if tok != blank:
+                fields[LEN] += 1
+                fields[HASH1] = (fields[HASH1] * _BASES[0] + tok + 1) % _PRIMES[0]
+                fields[HASH2] = (fields[HASH2] * _BASES[1] + tok + 1) % _PRIMES[1]
+            if v > NEG_INF:  # an invalid candidate merges with nothing and is no leader
+                key = fields[HASH1] * _PRIMES[1] + fields[HASH2]
+                first.setdefault(key, len(cands))
+                last[key] = len(cands)
+            cands.append([v, fields, i, slot, tok, slot, tok != blank])
+        for key, lead in first.items():
+            part = last[key]
+            if part != lead:  # merged: the score of both; a blank member's decoder memory, else one step
+                c, p = cands[lead], cands[part]
+                c[0] = float(np.logaddexp(c[0], p[0]))
+                if p[4] == blank:
+                    c[5], c[6] = p[3], False
+        leaders = sorted(first.values())
+        rest = sorted(set(range(len(cands))) - set(leaders))
+        for j in rest:  # not a beam: -inf, no step
+            cands[j][0], cands[j][6] = NEG_INF, False
+        new = [cands[j] for j in leaders + rest]
+        self.scores = np.array([[c[0] for c in new]])  # [1, K] float64
+        self.hyp = np.array([[c[1] for c in new]], dtype=np.int64)  # [1, K, F]
+        self.history.append(np.array([[c[2] for c in new]], dtype=np.int64))
+        self._advance_decoder(*(np.array([[c[j] for c in new]]) for j in (5, 4, 6)))
 
     def _merge(self, val, slot, blank, same, leader, r) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Merged scores, source slots of the decoder memory and 'needs a prediction-network step' per candidate
@@ -225,20 +264,22 @@ class BeamSearch:
         src = np.where(partner_blank, slot[r, partner], slot)
         return merged, src, leader > (blank | partner_blank)
 
-    def _advance_decoder(self, new: np.ndarray) -> None:
-        """Decoder outputs/states of the new slots: copied from their source slot, one batched step where needed."""
-        n = new.shape[0]
-        src = (self.row_base[:n] + new[..., _SRC]).reshape(-1)  # [N*K] flat source slot of each new slot
-        rows = new[..., _STEP].ravel().nonzero()[0]  # [E] hyps extended by a symbol (flat)
+    def _advance_decoder(self, src: np.ndarray, tok: np.ndarray, step: np.ndarray) -> None:
+        """Decoder outputs/states of the new slots ([N, K] each: the slot whose memory a new slot starts from, its
+        token, whether it runs one prediction-network step): copied from their source slot, one batched step where
+        needed."""
+        flat = (self.row_base[: src.shape[0]] + src).ravel()  # [N*K] flat source slot of each new slot
+        rows = step.ravel().nonzero()[0]  # [E] new slots extended by a symbol (flat)
         if not rows.size:
-            self.mem = self.memory.select(self.mem, torch.from_numpy(src).to(self.device))
+            self.mem = self.memory.select(self.mem, torch.from_numpy(flat).to(self.device))
             return
-        # one host-to-device copy: [parents (E), tokens (E), where each new slot's memory is (N*K)]
-        where = src.copy()
-        where[rows] = len(src) + np.arange(rows.size)  # the stepped ones: row j of the step's output
-        idx = torch.from_numpy(np.concatenate([src[rows], new[..., _TOKEN].reshape(-1)[rows], where])).to(self.device)
-        parents, tokens, where = idx.split_with_sizes([rows.size, rows.size, len(src)])
-        self.mem = self.memory.gather(self.mem, self.memory.step(self.mem, parents, tokens), where)
+        parts = (flat, flat[rows], tok.ravel()[rows], rows)  # sources, parents, tokens, stepped slots
+        if self.device.type == "cpu":
+            flat, parents, tokens, rows = map(torch.from_numpy, parts)
+        else:  # one host-to-device copy
+            idx = torch.from_numpy(np.concatenate(parts)).to(self.device)
+            flat, parents, tokens, rows = idx.split_with_sizes([len(p) for p in parts])
+        self.mem = self.memory.gather(self.mem, flat, rows, self.memory.step(self.mem, parents, tokens))
 
     def final(
         self, fields: Tuple[list, list, list], row0: int, history: Sequence[list], nbest: int, length_norm: bool
@@ -254,7 +295,7 @@ class BeamSearch:
             keyed.sort(key=lambda x: x[0], reverse=True)  # stable: equal keys keep slot order
             hyps = []
             for _, s in keyed[:nbest]:
-                toks, frames = trace_back(history, row0 + r, s, self.blank)
+                toks, frames = trace_back(history, row0 + r, s, self.blank, self.vocab)
                 hyps.append(Hypothesis(yseq=toks, score=sc[s], frames=frames))
             out.append(hyps)
         return out

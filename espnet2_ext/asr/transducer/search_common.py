@@ -12,6 +12,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 # ESPnet decoder state: (h, c) with shapes (num_layers, N, hidden); c is None for a GRU.
@@ -102,121 +103,6 @@ class PredictionNet:
         return x, (torch.stack(hs), torch.stack(cs))  # out: [N, H]; state: [L, N, H] each
 
 
-# Per-hypothesis decoder memory of a batch (``DecoderMemory``): a [N, W] tensor (fused layout) or
-# (dec [N, D_joint], (h, c) [L, N, H]) (generic layout).
-Memory = object
-
-
-class DecoderMemory:
-    """What the searches keep per hypothesis of the prediction network: its joint-projected output (read by the
-    joint every frame) and its RNN state, for a batch of hypotheses; ``step`` advances any subset by one label.
-
-    Fused layout, for a single-layer LSTM in eval mode and ESPnet's ``JointNetwork``: one [N, D_joint + 4H + H]
-    tensor holding per hypothesis ``lin_dec(h)``, ``W_hh @ h`` (the recurrent half of its next step's gates) and
-    the cell ``c``. Both halves that read ``h`` come from one matrix product when ``h`` is made, so a step is one
-    gather of the parents' rows, the gate arithmetic and one matrix product, and ``h`` itself is never stored
-    (a parent with two symbol children is multiplied once, not twice). Otherwise (GRU,
-    several layers, another joint) the generic layout uses ``PredictionNet.step`` and ``JointScorer.dec``.
-    """
-
-    def __init__(self, pred: PredictionNet, joint: "JointScorer"):
-        self.pred, self.joint = pred, joint
-        self.fused = _fused_weights(pred, joint)  # (W [D_joint + 4H, H], b [D_joint + 4H]) or None
-        if self.fused is not None:
-            self.d_joint = joint.joint.lin_dec.weight.size(0)
-            self.hidden = pred.layers[0].hidden_size
-            self.parts = (self.d_joint, 4 * self.hidden, self.hidden)  # the columns of a memory row
-
-    def start(self, n: int) -> Memory:
-        """Memory after the start symbol (blank) for ``n`` hypotheses."""
-        out, state = self.pred.start(1)  # out: [1, D_dec]; state: [L, 1, H] each
-        if self.fused is None:
-            dec = self.joint.dec(out).expand(n, -1).contiguous()  # [n, D_joint]
-            h, c = state
-            return dec, (h.expand(-1, n, -1).contiguous(), None if c is None else c.expand(-1, n, -1).contiguous())
-        row = torch.cat([self._project(out), state[1][0]], dim=1)  # [1, W]
-        return row.expand(n, -1).contiguous()  # [n, W]
-
-    def dec(self, mem: Memory) -> torch.Tensor:
-        """[N, D_joint] joint-projected decoder outputs (a view in the fused layout)."""
-        return mem[0] if self.fused is None else mem[:, : self.d_joint]
-
-    def head(self, mem: Memory, m: int) -> Memory:
-        """The first ``m`` hypotheses."""
-        if self.fused is None:
-            dec, (h, c) = mem
-            return dec[:m], (h[:, :m], None if c is None else c[:, :m])
-        return mem[:m]
-
-    def step(self, mem: Memory, parents: torch.Tensor, tokens: torch.Tensor) -> Memory:
-        """Memory of the hypotheses ``parents`` ([E] rows of ``mem``) each extended by ``tokens`` ([E])."""
-        if self.fused is None:
-            dec, state = mem
-            out, new_state = self.pred.step(tokens, index_state(state, parents))  # out: [E, D_dec]
-            return self.joint.dec(out), new_state
-        _, hw, c_prev = mem.index_select(0, parents).split_with_sizes(
-            self.parts, dim=1
-        )  # [E, D_joint], [E, 4H], [E, H]
-        g4 = self.pred.input_gates.index_select(0, tokens).add_(hw).view(-1, 4, self.hidden)  # [E, 4, H]: i, f, g, o
-        i, f, _, o = torch.sigmoid(g4).unbind(1)  # [E, H] each (the cell slot is unused)
-        c = torch.addcmul(f * c_prev, i, torch.tanh(g4.select(1, 2)))  # [E, H]
-        return torch.cat([self._project(o * torch.tanh(c)), c], dim=1)  # [E, W]
-
-    def _project(self, h: torch.Tensor) -> torch.Tensor:
-        """[lin_dec(h), W_hh @ h]: [E, H] -> [E, D_joint + 4H]."""
-        return torch.nn.functional.linear(h, *self.fused)
-
-    def gather(self, mem: Memory, new: Memory, idx: torch.Tensor) -> Memory:
-        """Rows ``idx`` of ``mem`` followed by ``new`` (index len(mem) + j = new row j): the next frame's memory."""
-        if self.fused is None:
-            (dec, (h, c)), (n_dec, (n_h, n_c)) = mem, new
-            return torch.cat([dec, n_dec]).index_select(0, idx), (
-                torch.cat([h, n_h], dim=1).index_select(1, idx),
-                None if c is None else torch.cat([c, n_c], dim=1).index_select(1, idx),
-            )
-        return torch.cat([mem, new]).index_select(0, idx)  # [len(idx), W]
-
-    def select(self, mem: Memory, idx: torch.Tensor) -> Memory:
-        """Rows ``idx`` of ``mem`` (a copy)."""
-        if self.fused is None:
-            dec, state = mem
-            return dec.index_select(0, idx), index_state(state, idx)
-        return mem.index_select(0, idx)
-
-    def assign(self, mem: Memory, rows: torch.Tensor, new: Memory) -> None:
-        """Write ``new`` into the rows ``rows`` of ``mem`` in place."""
-        if self.fused is None:
-            mem[0].index_copy_(0, rows, new[0])
-            assign_state(mem[1], rows, new[1])
-        else:
-            mem.index_copy_(0, rows, new)
-
-
-_FUSED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _fused_weights(pred: PredictionNet, joint: "JointScorer") -> Optional[tuple]:
-    """([lin_dec.weight; W_hh] [D_joint + 4H, H], [lin_dec.bias; 0]) for the fused ``DecoderMemory`` layout, or None
-    when it does not apply (not one plain LSTM layer, or not ESPnet's JointNetwork); cached per joint network until
-    the weights change."""
-    if len(pred.layers) != 1 or not joint.plain:
-        return None
-    lin, lstm = joint.joint.lin_dec, pred.layers[0]
-    tensors = (lin.weight, lstm.weight_hh_l0) + (() if lin.bias is None else (lin.bias,))
-    key = (lstm, tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in tensors))
-    hit = _FUSED.get(joint.joint)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    with torch.inference_mode(False), torch.no_grad():  # cached across calls: plain tensors, usable anywhere
-        weight = torch.cat([lin.weight, lstm.weight_hh_l0])  # [D_joint + 4H, H]
-        bias = torch.zeros(weight.size(0), dtype=weight.dtype, device=weight.device)
-        if lin.bias is not None:
-            bias[: lin.weight.size(0)] = lin.bias
-        fused = (weight, bias)
-    _FUSED[joint.joint] = (key, fused)
-    return fused
-
-
 def _plain_lstm_layers(decoder: torch.nn.Module) -> List[torch.nn.LSTM]:
     """The decoder's single-layer ``nn.LSTM`` modules when the fast step reproduces ``rnn_forward`` (LSTM, eval
     mode, no projection, biases present, batch_first); [] otherwise."""
@@ -270,8 +156,12 @@ class JointScorer:
         )
         act = getattr(joint_network, "joint_activation", None)
         self.act = torch.tanh if isinstance(act, torch.nn.Tanh) else act
+        self.out_host = None
         if self.plain:  # looked up once, not through nn.Module.__getattr__ every frame
             self.out = (joint_network.lin_out.weight, joint_network.lin_out.bias)
+            w, b = (None if t is None else t.detach() for t in self.out)
+            if self.act is torch.tanh and b is not None and on_host(w, b):  # float32 on the CPU: see ``_host_logits``
+                self.out_host = (w.t().contiguous().numpy(), b.numpy(), w, b)  # [D_joint, V], [V]; as torch
         self.blank_id, self.blank_penalty = int(blank_id), check_blank_penalty(blank_penalty)
 
     def enc(self, enc_out: torch.Tensor) -> torch.Tensor:
@@ -284,6 +174,8 @@ class JointScorer:
         return self.joint.lin_dec(dec_out) if self.split else dec_out  # [N, D_dec] -> [N, D_joint] if split
 
     def logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        if self.out_host is not None and on_host(enc, dec):
+            return self._host_logits(enc, dec)
         if self.plain:
             hidden = (enc + dec).tanh_() if self.act is torch.tanh else self.act(enc + dec)  # [..., D_joint]
             out = torch.nn.functional.linear(hidden, *self.out)  # [..., V]
@@ -300,6 +192,47 @@ class JointScorer:
             out = out.clone()
             out[..., self.blank_id] -= self.blank_penalty
         return out
+
+    def _host_logits(self, enc: torch.Tensor, dec: torch.Tensor) -> torch.Tensor:
+        """``logits`` of ESPnet's tanh joint on the CPU: tanh(enc + dec) in numpy (torch 2.9's float32 tanh takes ~2.6
+        ns per element on this AMD CPU, numpy's ~0.4 ns); the output product too for a few rows (a stream's beam),
+        where MKL's small-row sgemm through torch costs about twice numpy's OpenBLAS (benchmark/README.md, third
+        pass). Both kernels are within an ulp or two of each other."""
+        w, b, w_t, b_t = self.out_host
+        hidden = np.add(enc.numpy(), dec.numpy())  # [..., D_joint]
+        np.tanh(hidden, out=hidden)
+        rows = hidden.reshape(-1, hidden.shape[-1])  # [rows, D_joint]
+        if rows.size * b.size <= ONE_THREAD_GEMM:
+            out = rows @ w  # [rows, V]
+            out += b
+        else:  # torch's product, under torch's thread setting
+            out = torch.nn.functional.linear(torch.from_numpy(rows), w_t, b_t).numpy()  # [rows, V]
+        if self.blank_penalty:
+            out[:, self.blank_id] -= self.blank_penalty
+        return torch.from_numpy(out.reshape(hidden.shape[:-1] + (-1,)))
+
+
+# Whether the searches may compute on small CPU arrays with numpy instead of torch (``on_host``); False: torch
+# throughout, as on a GPU (the tests run both)
+HOST_NUMPY = True
+
+
+def on_host(*tensors: torch.Tensor) -> bool:
+    """Whether numpy may compute on these tensors in place of torch: float32 on the CPU, outside autograd. A numpy
+    call on the searches' small arrays costs about a third of a torch call (torch's dispatch), and some of numpy's
+    kernels are faster on this CPU (benchmark/README.md, third pass)."""
+    if not HOST_NUMPY:
+        return False
+    for t in tensors:
+        if not t.is_cpu or t.dtype != torch.float32 or t.requires_grad:
+            return False
+    return True
+
+
+# OpenBLAS runs a product of m * n * k <= 65536 * 4 multiply-adds on one thread whatever its thread setting
+# (interface/gemm.c: SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD); numpy takes the products below it only, so
+# numpy's BLAS threads never compete with torch's
+ONE_THREAD_GEMM = 65536 * 4
 
 
 @dataclass(frozen=True)
