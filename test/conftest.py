@@ -63,6 +63,22 @@ def tiny_trained(tmp_path_factory):
     return root, data, out
 
 
+@pytest.fixture(scope="session")
+def tiny(tiny_trained):
+    """(make, data, out): ``make(**kw)`` builds a ``TokenVerseSpeech2Text`` of the tiny trained model with options
+    ``kw``; ``data`` its data dir (``tiny_setup.padded_batch`` reads it), ``out`` its exp dir."""
+    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
+
+    _, data, out = tiny_trained
+
+    def make(**kw):
+        return TokenVerseSpeech2Text(
+            asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
+        )
+
+    return make, data, out
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny matrices: intra-op threads only add contention (10x slower on a busy 2-core machine)."""

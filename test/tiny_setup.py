@@ -175,3 +175,11 @@ def build_tiny_model(
         wav, _ = sf.read(data / "wav" / f"{utt}.wav", dtype="float32")
         items.append((utt, {"speech": wav, "text": text, "tasks": tasks}))
     return model, preprocess, collate, items
+
+
+def padded_batch(data: Path):
+    """The data dir's utterances (``UTTS`` order) as a padded batch: speech [B, S] float32, lengths [B]."""
+    import torch
+
+    xs = [torch.from_numpy(sf.read(data / "wav" / f"{u}.wav", dtype="float32")[0]) for u, _, _ in UTTS]
+    return torch.nn.utils.rnn.pad_sequence(xs, batch_first=True), torch.tensor([len(x) for x in xs])

@@ -46,14 +46,16 @@ def check_max_distance(max_distance: float) -> float:
     return max_distance
 
 
-def entity_spans(tokens: Sequence[str]) -> List[Tuple[int, int]]:
-    """[start, end) word index ranges of the entity spans: the words after each ``[NE]`` up to the next tag."""
+def entity_spans(tokens: Sequence, open_tag=NE_OPEN, is_tag=_is_tag) -> List[Tuple[int, int]]:
+    """[start, end) index ranges of the entity spans: the items after each ``open_tag`` up to the next tag
+    (``is_tag``). Words by default; token ids with ``open_tag`` = the ``[NE]`` id and a tag-id test
+    (``transducer/span_rescore.py``)."""
     spans = []
     i = 0
     while i < len(tokens):
-        if tokens[i] == NE_OPEN:
+        if tokens[i] == open_tag:
             j = i + 1
-            while j < len(tokens) and not _is_tag(tokens[j]):
+            while j < len(tokens) and not is_tag(tokens[j]):
                 j += 1
             if j > i + 1:
                 spans.append((i + 1, j))

@@ -4,6 +4,7 @@ graphs, streaming == offline; then the decoder API and the asr_inference CLI on 
 import pytest
 import torch
 from search_reference import exact_sequence_scores, make_enc, make_model
+from tiny_setup import padded_batch
 
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 from espnet2_ext.asr.transducer.context_graph import ContextGraph
@@ -136,28 +137,6 @@ def test_streamed_equals_offline_with_a_list(search):
 
 
 # ---- the decoder API and the CLI on the tiny trained model ------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny(tiny_trained):
-    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
-
-    _, data, out = tiny_trained
-
-    def make(**kw):
-        return TokenVerseSpeech2Text(
-            asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
-        )
-
-    return make, data, out
-
-
-def _batch(data):
-    import soundfile as sf
-    from tiny_setup import UTTS
-
-    xs = [torch.from_numpy(sf.read(data / "wav" / f"{u}.wav", dtype="float32")[0]) for u, _, _ in UTTS]
-    return torch.nn.utils.rnn.pad_sequence(xs, batch_first=True), torch.tensor([len(x) for x in xs])
-
-
 @pytest.mark.parametrize("search", ["modified_beam_search", "greedy"])
 def test_decoder_empty_list_is_identical_and_a_list_is_used(tiny, search):
     from espnet2_ext.text.biasing_list import phrases_list
@@ -165,7 +144,7 @@ def test_decoder_empty_list_is_identical_and_a_list_is_used(tiny, search):
     make, data, _ = tiny
     s2t = make(transducer_conf={"search_type": search, "biasing_weight": 8.0})
     assert s2t.biasing.conf["weight"] == 8.0
-    speech, lens = _batch(data)
+    speech, lens = padded_batch(data)
     plain = s2t.decode_batch(speech, lens)
     for empty in ([], phrases_list([]), [[], None, phrases_list(["", "  "]), None]):
         assert repr(s2t.decode_batch(speech, lens, biasing=empty)) == repr(plain)
@@ -182,7 +161,7 @@ def test_decoder_empty_list_is_identical_and_a_list_is_used(tiny, search):
 def test_espnet_searches_refuse_a_list(tiny):
     make, data, _ = tiny
     s2t = make(transducer_conf={"search_type": "default"})
-    speech, lens = _batch(data)
+    speech, lens = padded_batch(data)
     with pytest.raises(ValueError, match="not ESPnet's 'default'") as e:
         s2t(speech[0, : int(lens[0])], biasing=["berlin"])
     assert "\n" not in str(e.value)
@@ -265,7 +244,7 @@ def test_gated_cli_option_reaches_the_graph(tiny):
 def test_gated_mode_composes_with_the_span_grammar(tiny):
     make, data, _ = tiny
     s2t = make(biasing_mode="gated", biasing_weight=8.0, transducer_conf={"span_grammar": True})
-    speech, lens = _batch(data)
+    speech, lens = padded_batch(data)
     out = s2t.decode_batch(speech, lens, biasing=["berlin", "maria"])
     for r in out:  # the grammar's rules hold on every prefix (a span still open at the end is closed here)
         tags = [t for t in r[0][0].split() if t in ("[NE]", "[/NE]")]

@@ -5,6 +5,7 @@ the asr_inference CLI on the tiny trained model."""
 import pytest
 import torch
 from search_reference import make_enc, make_model
+from tiny_setup import padded_batch
 
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 from espnet2_ext.asr.transducer.search_common import Hypothesis
@@ -133,35 +134,13 @@ def test_list_candidates_skip_unspellable_and_repeated():
 
 
 # ---- the decoder API and the CLI on the tiny trained model ------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny(tiny_trained):
-    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
-
-    _, data, out = tiny_trained
-
-    def make(**kw):
-        return TokenVerseSpeech2Text(
-            asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
-        )
-
-    return make, data, out
-
-
-def _batch(data):
-    import soundfile as sf
-    from tiny_setup import UTTS
-
-    xs = [torch.from_numpy(sf.read(data / "wav" / f"{u}.wav", dtype="float32")[0]) for u, _, _ in UTTS]
-    return torch.nn.utils.rnn.pad_sequence(xs, batch_first=True), torch.tensor([len(x) for x in xs])
-
-
 def test_decoder_rescore_mode(tiny):
     from espnet2_ext.text.biasing_list import phrases_list
 
     make, data, _ = tiny
     s2t = make(biasing_mode="rescore", biasing_rescore_bonus=1e4)
     assert s2t.biasing.conf["rescore_bonus"] == 1e4
-    speech, lens = _batch(data)
+    speech, lens = padded_batch(data)
     plain = s2t.decode_batch(speech, lens)
     assert repr(s2t.decode_batch(speech, lens, biasing=[])) == repr(plain)  # an empty list is no list
     texts = [r[0][0] for r in plain]

@@ -32,6 +32,7 @@ import torch
 
 from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
 from espnet2_ext.asr.transducer.search_common import Hypothesis, JointScorer, PredictionNet, masked_log_softmax
+from espnet2_ext.text.entity_snap import entity_spans as text_entity_spans
 
 CHUNK = 64  # candidates scored per joint call: [CHUNK, W, U+1, V] floats stay within a few hundred MB
 CTC_MARGIN = 2  # frames added on each side of a span's window for the CTC prefilter (CTC has no blank to end on)
@@ -52,18 +53,7 @@ class SpanChoice:
 
 def entity_spans(yseq: Sequence[int], open_id: int, tag_ids: frozenset) -> List[Tuple[int, int]]:
     """[start, end) index ranges of the span words: the tokens after each ``[NE]`` up to the next tag token."""
-    spans, i = [], 0
-    while i < len(yseq):
-        if yseq[i] == open_id:
-            j = i + 1
-            while j < len(yseq) and yseq[j] not in tag_ids:
-                j += 1
-            if j > i + 1:
-                spans.append((i + 1, j))
-            i = j
-        else:
-            i += 1
-    return spans
+    return text_entity_spans(yseq, open_id, tag_ids.__contains__)
 
 
 class SpanRescorer:
