@@ -20,6 +20,7 @@ from espnet2_ext.asr.transducer.search import (
 from espnet2_ext.asr.transducer.search_common import Hypothesis, SpanGrammar
 from espnet2_ext.asr.transducer.span_rescore import SpanRescorer
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN
+from espnet2_ext.text.annotation import is_tag_token
 
 OUR_SEARCHES = ("modified_beam_search", "greedy")
 
@@ -50,7 +51,7 @@ def build_rescorer(s2t) -> SpanRescorer:
             "biasing_mode rescore re-decides [NE] ... [/NE] spans, and this model has no entity tokens: use "
             "--biasing_mode ungated"
         )
-    tags = [i for t, i in ids.items() if len(t) > 2 and t[0] == "[" and t[-1] == "]"]
+    tags = [i for t, i in ids.items() if is_tag_token(t)]
     m = s2t.asr_model
     return SpanRescorer(
         m.decoder,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from espnet2_ext.common import WORD_BOUNDARY
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN, TaskSpec
@@ -105,3 +105,26 @@ def transcript_error(
     if lang_pos and lang is not None and words[0] != f"[{lang.upper()}]":
         return f"language token {words[0]} disagrees with {lang_where} '{lang}'"
     return None
+
+
+def is_tag_token(tok: str) -> bool:
+    return len(tok) > 2 and tok[0] == "[" and tok[-1] == "]"
+
+
+def entity_spans(tokens: Sequence, open_tag=NE_OPEN, is_tag=is_tag_token) -> List[Tuple[int, int]]:
+    """[start, end) index ranges of the entity spans: the items after each ``open_tag`` up to the next tag
+    (``is_tag``). Words by default; token ids with ``open_tag`` = the ``[NE]`` id and a tag-id test
+    (``transducer/span_rescore.py``)."""
+    spans = []
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == open_tag:
+            j = i + 1
+            while j < len(tokens) and not is_tag(tokens[j]):
+                j += 1
+            if j > i + 1:
+                spans.append((i + 1, j))
+            i = j
+        else:
+            i += 1
+    return spans

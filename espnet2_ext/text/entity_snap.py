@@ -20,7 +20,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from espnet2_ext.common import DataError
-from espnet2_ext.task_spec import NE_OPEN
+from espnet2_ext.text.annotation import entity_spans
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,6 @@ class Snap:
     distance: float
 
 
-def _is_tag(tok: str) -> bool:
-    return len(tok) > 2 and tok[0] == "[" and tok[-1] == "]"
-
-
 def _squeeze(text: str) -> str:
     return text.replace(" ", "")
 
@@ -44,25 +40,6 @@ def check_max_distance(max_distance: float) -> float:
     if not 0.0 <= max_distance <= 1.0:
         raise DataError(f"entity snapping: max distance {max_distance} is outside [0, 1]; give e.g. 0.3")
     return max_distance
-
-
-def entity_spans(tokens: Sequence, open_tag=NE_OPEN, is_tag=_is_tag) -> List[Tuple[int, int]]:
-    """[start, end) index ranges of the entity spans: the items after each ``open_tag`` up to the next tag
-    (``is_tag``). Words by default; token ids with ``open_tag`` = the ``[NE]`` id and a tag-id test
-    (``transducer/span_rescore.py``)."""
-    spans = []
-    i = 0
-    while i < len(tokens):
-        if tokens[i] == open_tag:
-            j = i + 1
-            while j < len(tokens) and not is_tag(tokens[j]):
-                j += 1
-            if j > i + 1:
-                spans.append((i + 1, j))
-            i = j
-        else:
-            i += 1
-    return spans
 
 
 def snap_entities(tokens: Sequence[str], phrases: Sequence[str], max_distance: float) -> Tuple[List[str], List[Snap]]:

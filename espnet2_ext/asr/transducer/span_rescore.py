@@ -32,7 +32,7 @@ import torch
 
 from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
 from espnet2_ext.asr.transducer.search_common import Hypothesis, JointScorer, PredictionNet, masked_log_softmax
-from espnet2_ext.text.entity_snap import entity_spans as text_entity_spans
+from espnet2_ext.text.annotation import entity_spans as text_entity_spans
 
 CHUNK = 64  # candidates scored per joint call: [CHUNK, W, U+1, V] floats stay within a few hundred MB
 CTC_MARGIN = 2  # frames added on each side of a span's window for the CTC prefilter (CTC has no blank to end on)
