@@ -4,6 +4,8 @@ the asr_inference CLI on the tiny trained model."""
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from search_reference import make_enc, make_model
 from tiny_setup import padded_batch
 
@@ -220,3 +222,22 @@ def test_top_k_limits_the_transducer_to_the_prefilter():
     # the first span's window [1, 5) widened by CTC_MARGIN: its one candidate is CTC's best there
     first = resc.ctc_best(logp[0:7], [ids for _, ids in cands], 1)[0]
     assert choices[0].phrase == cands[first][0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(min_value=4, max_value=8), min_size=1, max_size=5), min_size=1, max_size=6),
+    st.integers(min_value=1, max_value=9),
+)
+def test_ctc_scores_equal_ctc_loss_over_the_whole_vocabulary(labels, frames):
+    """The prefilter's per-phrase columns (repeated pieces sharing one) give torch's CTC loss over every token."""
+    _, _, resc = _rescorer(9)
+    enc, _ = make_enc(13, [frames])
+    logp = _ctc(14).log_softmax(enc)[0].detach()  # [T, V]
+    got = resc.ctc_scores(logp, labels)
+    for i, lab in enumerate(labels):
+        nll = torch.nn.functional.ctc_loss(
+            logp[:, None], torch.tensor([lab]), torch.tensor([frames]), torch.tensor([len(lab)]), reduction="sum"
+        )
+        want = -float(nll)
+        assert (got[i] == want) if want == float("-inf") else abs(float(got[i]) - want) < 1e-4

@@ -116,24 +116,47 @@ class SpanRescorer:
         return torch.cat(scores) if scores else torch.zeros(0)
 
     def _score_chunk(self, enc, prefix, labels, suppress) -> torch.Tensor:
+        # Candidates share label prefixes (every one the empty prefix, most their first pieces): the prediction
+        # network and the joint run once per distinct prefix (a node of the candidates' trie), not per (candidate,
+        # position), and padding costs nothing. node_of[i, u] is the node of labels[i][:u].
         n, u_max = len(labels), max(len(lab) for lab in labels)
-        lab = torch.full((n, u_max + 1), self.blank_id, dtype=torch.long, device=self.device)  # lab: [N, U+1]
+        lab = torch.full((n, u_max + 1), self.blank_id, dtype=torch.long)  # lab: [N, U+1]
+        node_of = torch.zeros((n, u_max + 1), dtype=torch.long)  # node_of: [N, U+1]; padding -> node 0
+        child: Dict[Tuple[int, int], int] = {}
+        levels: List[List[int]] = [[0]]  # node ids by prefix length
+        parent, token = [0], [self.blank_id]
         for i, seq in enumerate(labels):
             lab[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        out0, (h, c) = prefix
-        out = out0.expand(n, -1)  # out: [N, D_dec]
-        state = (h.expand(-1, n, -1).contiguous(), None if c is None else c.expand(-1, n, -1).contiguous())
-        outs = [out]
-        for u in range(u_max):  # padded rows step on blank ids; the lattice never reads them
-            out, state = self.pred.step(lab[:, u], state)
-            outs.append(out)
-        dec = self.joint.dec(torch.stack(outs, dim=1))  # dec: [N, U+1, D_joint]
-        logits = self.joint.logits(enc[None, :, None, :], dec[:, None, :, :])  # logits: [N, W, U+1, V]
-        mask = None if suppress is None else suppress.view(1, 1, 1, -1)
-        logp = masked_log_softmax(logits, mask)  # logp: [N, W, U+1, V]
+            node = 0
+            for u, tok in enumerate(seq):
+                nxt = child.get((node, tok))
+                if nxt is None:
+                    nxt = child[(node, tok)] = len(parent)
+                    parent.append(node)
+                    token.append(int(tok))
+                    if len(levels) <= u + 1:
+                        levels.append([])
+                    levels[u + 1].append(nxt)
+                node_of[i, u + 1] = node = nxt
+        out0, (h, c) = prefix  # [1, D_dec], [L, 1, H]
+        outs = out0.new_empty((len(parent), out0.size(-1)))  # outs: [M, D_dec], M = the trie's nodes
+        outs[0] = out0[0]
+        row = {0: 0}  # node -> its row in the previous level's state
+        for ids in levels[1:]:  # one prediction-network step per prefix length, over that level's nodes
+            rows = torch.tensor([row[parent[k]] for k in ids], dtype=torch.long)
+            tokens = torch.tensor([token[k] for k in ids], dtype=torch.long, device=self.device)
+            out, (h, c) = self.pred.step(tokens, (h[:, rows], None if c is None else c[:, rows]))  # out: [n_l, D_dec]
+            outs[torch.tensor(ids)] = out
+            row = {k: j for j, k in enumerate(ids)}
+        dec = self.joint.dec(outs)  # dec: [M, D_joint]
+        logits = self.joint.logits(enc[None, :, :], dec[:, None, :])  # logits: [M, W, V]
+        mask = None if suppress is None else suppress.view(1, 1, -1)
+        logp = masked_log_softmax(logits, mask)  # logp: [M, W, V]
         W = enc.size(0)
-        px = logp.gather(-1, lab[:, None, :, None].expand(n, W, u_max + 1, 1)).squeeze(-1)  # px: [N, W, U+1]
-        py = logp[..., self.blank_id]  # py: [N, W, U+1]
+        nodes = node_of.to(logp.device)[:, None, :].expand(n, W, u_max + 1)  # [N, W, U+1]
+        frames = torch.arange(W, device=logp.device)[None, :, None]  # [1, W, 1]
+        px = logp[nodes, frames, lab.to(logp.device)[:, None, :]]  # px: [N, W, U+1]
+        py = logp[..., self.blank_id][nodes, frames]  # py: [N, W, U+1]
         t_lens = torch.full((n,), W, dtype=torch.long)
         u_lens = torch.tensor([len(seq) for seq in labels], dtype=torch.long)
         return rnnt_lattice_loglik(px, py, t_lens, u_lens)  # [N]
@@ -144,18 +167,29 @@ class SpanRescorer:
         ``Candidates`` table or id sequences (task tags are left out: they are not part of a phrase)."""
         if k <= 0 or k >= len(labels):
             return list(range(len(labels)))
+        return torch.topk(self.ctc_scores(ctc_logp, labels), k).indices.tolist()
+
+    @torch.no_grad()
+    def ctc_scores(self, ctc_logp: torch.Tensor, labels) -> torch.Tensor:
+        """log P_ctc(label | window) of each label over ``ctc_logp`` [W, V] (all alignments; -inf where a label
+        cannot fit the window): [N]. ``labels`` as in ``ctc_best``."""
         if not isinstance(labels, Candidates):
             labels = Candidates(("", [t for t in lab if t not in self.tag_ids] or [self.close_id]) for lab in labels)
         W, n, dev = ctc_logp.size(0), len(labels), ctc_logp.device
+        # Each phrase sees only its own pieces: column 0 is the blank, column j its j-th piece (a repeated piece
+        # reuses its column, so CTC still needs a blank between the two). The same loss as over the whole
+        # vocabulary, without handing ctc_loss a [W, N, V] copy (the prefilter's main cost at 1000 phrases).
+        cols = torch.cat([torch.full((n, 1), self.blank_id, dtype=torch.long), labels.targets], dim=1).to(dev)
+        small = ctc_logp[:, cols]  # small: [W, N, S+1]
         nll = torch.nn.functional.ctc_loss(
-            ctc_logp[:, None, :].expand(W, n, -1),  # [W, N, V]
-            labels.targets.to(dev),
+            small,
+            labels.columns.to(dev),
             torch.full((n,), W, dtype=torch.long, device=dev),
             labels.lengths.to(dev),
-            blank=self.blank_id,
+            blank=0,
             reduction="none",
         )  # nll: [N], inf where a phrase cannot fit the window
-        return torch.topk(-nll, k).indices.tolist()
+        return -nll
 
     @torch.no_grad()
     def rescore(
@@ -231,6 +265,12 @@ class Candidates(list):
         for row, (_, ids) in enumerate(self):
             self.targets[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         self.lengths = torch.tensor([len(ids) for _, ids in self], dtype=torch.long)  # lengths: [N]
+        # columns[i, j]: the column of piece j in the prefilter's per-phrase table (blank = 0): j + 1, or the
+        # previous piece's column when the piece repeats it
+        self.columns = torch.zeros_like(self.targets)  # columns: [N, S]
+        for row, (_, ids) in enumerate(self):
+            for j, tok in enumerate(ids):
+                self.columns[row, j] = self.columns[row, j - 1] if j and tok == ids[j - 1] else j + 1
         self.spellings = {tuple(ids) for _, ids in self}
 
 
