@@ -136,7 +136,7 @@ def test_list_candidates_skip_unspellable_and_repeated():
 
 
 # ---- the decoder API and the CLI on the tiny trained model ------------------------------------------------
-def test_decoder_rescore_mode(tiny):
+def test_decoder_rescore_mode(tiny, monkeypatch):
     from espnet2_ext.text.biasing_list import phrases_list
 
     make, data, _ = tiny
@@ -153,6 +153,13 @@ def test_decoder_rescore_mode(tiny):
     assert got[0] == texts[0].replace("[NE] maria [/NE]", "[NE] berlin [/NE]") and got[1] == texts[1]
     assert got[2:] == texts[2:]  # no spans: nothing to re-decide
     assert s2t.biasing.candidates(lst) is s2t.biasing.candidates(lst)  # once per list object
+    # a phrase is tokenised once per decoder, whichever list holds it; the memo never changes the ids
+    calls = []
+    tokenize = s2t.biasing.tokenizer.text2tokens
+    monkeypatch.setattr(s2t.biasing.tokenizer, "text2tokens", lambda t: calls.append(t) or tokenize(t))
+    other = s2t.biasing.candidates(phrases_list(["berlin", "maria"]))
+    assert calls == ["maria"] and other == [("berlin", list(s2t.biasing.encode("berlin"))), ("maria", other[1][1])]
+    assert other[1][1] == s2t.converter.tokens2ids(tokenize("maria"))
     with pytest.raises(ValueError, match="streaming search never has") as e:  # the streaming decoder's call
         s2t.biasing.graphs(lst, 1, True, "modified_beam_search")
     assert "\n" not in str(e.value)
