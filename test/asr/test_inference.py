@@ -117,7 +117,8 @@ def test_blank_penalty_reaches_every_search(tiny_trained, s2t_factory, search):
 
 
 def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
-    from espnet2_ext.bin.asr_inference import build_speech2text, get_parser
+    from espnet2_ext.bin.asr_inference import build_speech2text
+    from espnet2_ext.bin.asr_inference_args import get_parser
 
     _, _, out = tiny_trained
     with pytest.raises(ValueError, match="blank_penalty must be a finite number >= 0"):
@@ -141,7 +142,8 @@ def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
 
 
 def test_span_grammar_options(tiny_trained, s2t_factory, tmp_path):
-    from espnet2_ext.bin.asr_inference import build_speech2text, get_parser
+    from espnet2_ext.bin.asr_inference import build_speech2text
+    from espnet2_ext.bin.asr_inference_args import get_parser
 
     _, data, out = tiny_trained
     s2t = s2t_factory(transducer_conf={"search_type": "greedy", "span_grammar": True})
