@@ -12,7 +12,8 @@ First write the records the options name, then regenerate; every recipe script k
 * ``--biasing_out``: ``results/biasing/tables.json`` (run_biasing.sh stage 5; ``reporting/biasing_tables.py``).
 * ``--long_form``: ``results/<--long_form_name>/`` (run_long_form.sh stages 4-5; ``reporting/long_form.py``).
 
-Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py``.
+Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py`` (RESULTS.md:
+``reporting/results_md.py``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
     from pathlib import Path
 
     from espnet2_ext.reporting.records import dump_record, environment, record_from_exp
-    from espnet2_ext.reporting.results_tables import CORPUS_FILE, RESULTS_DIR, write_all
+    from espnet2_ext.reporting.results_md import CORPUS_FILE, RESULTS_DIR
+    from espnet2_ext.reporting.results_tables import write_all
 
     args = get_parser().parse_args(argv)
     recipe = Path(args.recipe)
