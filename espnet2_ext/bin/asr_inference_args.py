@@ -9,8 +9,7 @@ from espnet2.bin import asr_inference as espnet_inference
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool
 
-from espnet2_ext.asr.audio_input import AUDIO_MISMATCH
-from espnet2_ext.asr.speech2text import ESPNET_SEARCHES, OUR_SEARCHES
+from espnet2_ext.asr.speech2text import AUDIO_MISMATCH, ESPNET_SEARCHES, OUR_SEARCHES
 
 # the first line of bin/asr_inference.py's docstring: the parser's description, as before the split
 DESCRIPTION = (
