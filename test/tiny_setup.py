@@ -183,3 +183,32 @@ def padded_batch(data: Path):
 
     xs = [torch.from_numpy(sf.read(data / "wav" / f"{u}.wav", dtype="float32")[0]) for u, _, _ in UTTS]
     return torch.nn.utils.rnn.pad_sequence(xs, batch_first=True), torch.tensor([len(x) for x in xs])
+
+
+def pack_model(
+    root: Path, zip_path: Path, config: str = "exp/config.yaml", model_file: str = "exp/valid.loss.best.pth"
+) -> Path:
+    """ESPnet's packer (``python -m espnet2.bin.pack asr``) run from ``root``, as the recipe runs it (``config`` and
+    ``model_file`` relative to ``root``, so the zip holds relative paths), into ``zip_path``."""
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "espnet2.bin.pack",
+            "asr",
+            "--asr_train_config",
+            config,
+            "--asr_model_file",
+            model_file,
+            "--outpath",
+            str(zip_path),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return zip_path

@@ -6,7 +6,7 @@ becomes mono samples at the model's rate, and several of them one padded batch.
     speech, lengths = pad_batch([x, y])    # speech: [B, S], lengths: [B]
 
 ``AudioAtModelRate`` is the same conversion as a preprocess step of ESPnet's streaming data loader
-(``bin/asr_inference``).
+(``asr/decode_dir.py``).
 """
 
 from __future__ import annotations

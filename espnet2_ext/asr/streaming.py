@@ -206,7 +206,7 @@ def decode_streaming_to_dir(
     biasing_of=None,
 ) -> Dict:
     """Stream every utterance of ``loader`` (ESPnet streaming iterator; each batch holds its ``task_mask``
-    [B, 1+K], see ``bin/asr_inference.decode_to_dir``) in pieces of ``piece_samples`` (0: one chunk's samples)
+    [B, 1+K], see ``asr/decode_dir.decode_to_dir``) in pieces of ``piece_samples`` (0: one chunk's samples)
     into ESPnet's ``<output_dir>/1best_recog`` layout; writes ``<output_dir>/streaming_stats.json``
     (audio seconds, decoding wall seconds, real-time factor, latency) and returns it. A non-streaming ``s2t`` (full
     context) decodes each utterance whole, one at a time, timed the same way: the reference row of a latency table.

@@ -1,5 +1,6 @@
-"""The biasing evaluation's bookkeeping for ``run_biasing.sh`` (``reporting/biasing_report.py``), three commands
-(``$O`` = run_biasing.sh's ``--out``, e.g. exp_biasing/lists_seed0):
+"""The biasing evaluation's bookkeeping for ``run_biasing.sh`` (records and the dev choice:
+``reporting/biasing_choice.py``; the report: ``reporting/biasing_tables.py``), three commands (``$O`` =
+run_biasing.sh's ``--out``, e.g. exp_biasing/lists_seed0):
 
     python -m espnet2_ext.bin.biasing_report record --score d/score_utt_n100.json --decode_stats \
         d/decode_stats.json --config exp/asr_train/config.yaml --model train --set test --kind utt --n 100 \
@@ -19,7 +20,8 @@ from typing import Optional, Sequence
 
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.common import DataError, atomic_write_text, comma_list
-from espnet2_ext.reporting import biasing_report as R
+from espnet2_ext.reporting import biasing_choice as C
+from espnet2_ext.reporting import biasing_tables as T
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,9 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 def run(argv: Optional[Sequence[str]] = None) -> object:
     args = _parser().parse_args(argv)
     if args.command == "record":
-        if args.mode != R.NONE and args.weight is None:
+        if args.mode != C.NONE and args.weight is None:
             raise DataError(f"--mode {args.mode} needs the --weight the decode used")
-        record = R.make_record(
+        record = C.make_record(
             args.score,
             args.decode_stats,
             args.config,
@@ -80,15 +82,15 @@ def run(argv: Optional[Sequence[str]] = None) -> object:
         return record
     if args.command == "choose":
         sets = comma_list(args.tune_sets)
-        rows = R.tuning_rows(R.load_records(args.records), sets, args.kind, args.n, args.max_u_wer_rise)
-        chosen = R.choose(rows)
+        rows = C.tuning_rows(C.load_records(args.records), sets, args.kind, args.n, args.max_u_wer_rise)
+        chosen = C.choose(rows)
         out = {
             **chosen,
             "tune_sets": sets,
             "kind": args.kind,
             "n": args.n,
             "rows": rows,
-            "table": R.tuning_table(rows, sets, chosen),
+            "table": C.tuning_table(rows, sets, chosen),
         }
         atomic_write_text(args.out, json.dumps(out, indent=1) + "\n")
         print(f"{chosen['mode']} {chosen['weight']:g}")
@@ -96,11 +98,11 @@ def run(argv: Optional[Sequence[str]] = None) -> object:
             if mode != chosen["mode"]:
                 print(f"{mode} {weight:g}")
         return out
-    chosen = R.load_json(args.chosen, "biasing_report choose --out")
+    chosen = C.load_json(args.chosen, "biasing_report choose --out")
     notes = list(args.note)
     if args.lists:
-        notes.append("Lists per set:\n\n" + "\n".join(R.list_notes(args.lists)))
-    report = R.build_report(R.load_records(args.records), chosen, chosen.get("table", ""), notes)
+        notes.append("Lists per set:\n\n" + "\n".join(T.list_notes(args.lists)))
+    report = T.build_report(C.load_records(args.records), chosen, chosen.get("table", ""), notes)
     atomic_write_text(args.out, report)
     print(f"wrote {args.out}")
     return report

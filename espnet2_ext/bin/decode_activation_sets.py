@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet2_ext.activation import activation_tag
+from espnet2_ext.asr.decode_dir import decode_to_dir
 from espnet2_ext.bin._cli import cli_main
-from espnet2_ext.bin.asr_inference import build_speech2text, decode_to_dir, get_parser
+from espnet2_ext.bin.asr_inference import build_speech2text
+from espnet2_ext.bin.asr_inference_args import get_parser
 from espnet2_ext.common import DataError, atomic_dir
+from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 
 STATS_NAME = "decode_stats.json"
 
@@ -69,7 +72,7 @@ def run(cmd: Optional[List[str]] = None) -> None:
             args.data_path_and_name_and_type = [(f"{test_dir}/wav.scp", "speech", "sound")]
             with atomic_dir(out) as tmp:
                 start = time.perf_counter()
-                decode_to_dir(s2t, args, str(tmp), masks[act])
+                decode_to_dir(s2t, args, str(tmp), masks[act], TokenVerseASRTask)
                 stats = decode_stats(test_dir, time.perf_counter() - start)
                 (tmp / STATS_NAME).write_text(json.dumps(stats) + "\n", encoding="utf-8")
 

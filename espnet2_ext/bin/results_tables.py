@@ -9,10 +9,11 @@ First write the records the options name, then regenerate; every recipe script k
 * ``--record`` (repeatable): ``results/<tag>.json`` from each exp dir (tokenverse.sh stage 7, kind run;
   run_extend.sh stage 7, kind extend with ``--group``/``--label``); ``--grid_dir``: one per scored cell (run_grid.sh).
 * ``--streaming_dirs``: ``results/streaming/<model>.json`` (run_streaming.sh; ``reporting/streaming_table.py``).
-* ``--biasing_out``: ``results/biasing/tables.json`` (run_biasing.sh stage 5; ``reporting/biasing_report.py``).
+* ``--biasing_out``: ``results/biasing/tables.json`` (run_biasing.sh stage 5; ``reporting/biasing_tables.py``).
 * ``--long_form``: ``results/<--long_form_name>/`` (run_long_form.sh stages 4-5; ``reporting/long_form.py``).
 
-Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py``.
+Record schema: ``espnet2_ext/reporting/records.py``; the tables: ``reporting/results_tables.py`` (RESULTS.md:
+``reporting/results_md.py``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
     from pathlib import Path
 
     from espnet2_ext.reporting.records import dump_record, environment, record_from_exp
-    from espnet2_ext.reporting.results_tables import CORPUS_FILE, RESULTS_DIR, write_all
+    from espnet2_ext.reporting.results_md import CORPUS_FILE, RESULTS_DIR
+    from espnet2_ext.reporting.results_tables import write_all
 
     args = get_parser().parse_args(argv)
     recipe = Path(args.recipe)
@@ -128,7 +130,7 @@ def run(argv: Optional[Sequence[str]] = None) -> List[str]:
         import json
 
         from espnet2_ext.common import atomic_write_text
-        from espnet2_ext.reporting.biasing_report import TABLES_RECORD, tables_record
+        from espnet2_ext.reporting.biasing_tables import TABLES_RECORD, tables_record
 
         data = tables_record(args.biasing_out, args.commit or None, args.date or None, args.biasing_command)
         atomic_write_text(recipe / RESULTS_DIR / TABLES_RECORD, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -1,7 +1,7 @@
 """Every RESULTS*.md of a recipe, generated from its records (``<recipe>/results/``; schema in ``records.py``).
 
 * ``RESULTS.md``: environment, then the ``run`` models (``./run.sh`` and its seeds): config, parameters, checkpoint,
-  commands, Tables II-V, the targets with mean ± std over seeds and a verdict each.
+  commands, Tables II-V, the targets with mean ± std over seeds and a verdict each (``results_md.py``).
 * ``RESULTS_grid.md``: the ``grid`` models (``run_grid.sh``), rendered by ``grid_report`` (verdicts per claim).
 * ``RESULTS_extend.md``: the ``extend`` models (``run_extend.sh``): settings on dev, old tasks before/after over
   seeds with verdicts (``seed_table``), the new task and language; what to compare: ``results/recipe/extend.json``.
@@ -16,165 +16,23 @@ regenerating unchanged records gives the same bytes (``test_results_tables`` che
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from espnet2_ext.common import DataError, atomic_write_text
 from espnet2_ext.reporting.markdown import fmt, md_table
 from espnet2_ext.reporting.records import PathLike, Record, load_records
-from espnet2_ext.reporting.report import (
-    ScoreEntry,
-    _entry_key,
-    table_activations,
-    table_main,
-    table_per_language,
-    table_time,
+from espnet2_ext.reporting.report import table_main
+from espnet2_ext.reporting.results_md import (
+    GENERATED,
+    RESULTS_DIR,
+    STORY,
+    config_cell,
+    entries,
+    models_block,
+    params_cell,
+    results_md,
 )
-
-RESULTS_DIR = "results"
-GENERATED = (
-    "Generated from `results/*.json` by `python -m espnet2_ext.bin.results_tables --recipe <this dir>`; do not edit."
-)
-STORY = "[docs/experiments.md](../../../docs/experiments.md)"
-TARGETS_FILE = "recipe/targets.json"  # [{"test_set", "metric", "goal", "lower_is_better"}]: the main command's goals
-CORPUS_FILE = "recipe/corpus_stats.md"  # the recipe's corpus table (stage 7 copies data/corpus_stats.md here)
-ALL_ACT = "asr+scd+endp+ner+lid"
-
-
-# ---- records -> score entries ---------------------------------------------------------------------------------
-def entries(records: Sequence[Record]) -> List[ScoreEntry]:
-    out = [
-        ScoreEntry(r.model, test_set, tuple(act.split("+")), values, r.path)
-        for r in records
-        for test_set, acts in r.scores.items()
-        for act, values in acts.items()
-    ]
-    return sorted(out, key=_entry_key)
-
-
-def _params(value: object) -> str:
-    if value is None:
-        return "unknown"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def _config_cell(conf: Mapping) -> str:
-    sha = f" (sha256 `{conf['sha256'][:12]}`)" if conf.get("sha256") else ""
-    where = f"[{conf['path']}]({conf['path']})" if not conf.get("inline") else f"`{conf['path']}` (inline in record)"
-    return where + sha
-
-
-# ---- RESULTS.md ---------------------------------------------------------------------------------------------
-def models_block(records: Sequence[Record]) -> str:
-    rows = [
-        [
-            f"`{r.model}`",
-            _config_cell(r.config),
-            str(r.train_set or "-"),
-            str(r.seed if r.seed is not None else "-"),
-            _params(r.parameters),
-            f"`{r.checkpoint['model_file']}`",
-            f"{r.commit or '-'}, {r.date or '-'}",
-        ]
-        for r in records
-    ]
-    table = md_table(["model", "config", "train set", "seed", "parameters", "checkpoint", "commit, date"], rows)
-    cmds = []
-    for r in records:
-        for stage in ("train", "decode"):
-            if r.commands.get(stage):
-                cmds.append(f"- `{r.model}` {stage}: `{r.commands[stage]}`")
-    return table + ("\n\n" + "\n".join(cmds) if cmds else "")
-
-
-def environment_block(records: Sequence[Record]) -> str:
-    lines = []
-    for r in records:
-        env = r.data.get("environment") or {}
-        versions = ", ".join(f"{k} {v}" for k, v in sorted(env.items())) or "versions not recorded"
-        lines.append(f"- `{r.model}`: {r.date or 'date unknown'}, espnet2_ext {r.commit or 'unknown'}; {versions}")
-    return "\n".join(lines)
-
-
-def _mean_std(xs: Sequence[float]) -> str:
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return f"{xs[0]:.2f}"
-    return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}"
-
-
-def targets_block(records: Sequence[Record], targets: Sequence[Mapping]) -> str:
-    """One row per goal: each seed's value (all tasks active), mean ± std, and the verdict (every seed / mean)."""
-    seeded = [r for r in records if r.seed is not None]
-    seeded.sort(key=lambda r: r.seed)
-    header = ["test set", "metric", "goal"] + [f"seed {r.seed}" for r in seeded] + ["mean ± std", "verdict"]
-    rows = []
-    for t in targets:
-        vals = [((r.scores.get(t["test_set"]) or {}).get(ALL_ACT) or {}).get(t["metric"]) for r in seeded]
-        got = [float(v) for v in vals if v is not None]
-        low = bool(t.get("lower_is_better"))
-        ok = [(v <= t["goal"]) if low else (v >= t["goal"]) for v in got]
-        mean_ok = got and ((statistics.mean(got) <= t["goal"]) if low else (statistics.mean(got) >= t["goal"]))
-        if not got:
-            verdict = "not scored"
-        elif all(ok):
-            verdict = "met (every seed)"
-        elif mean_ok:
-            verdict = f"met on the mean ({sum(ok)} of {len(ok)} seeds)"
-        else:
-            verdict = f"missed ({sum(ok)} of {len(ok)} seeds)"
-        goal = f"{'≤' if low else '≥'} {t['goal']:g}"
-        rows.append([t["test_set"], t["metric"], goal] + [fmt(v) for v in vals] + [_mean_std(got), verdict])
-    return md_table(header, rows)
-
-
-def results_md(recipe: Path, records: Sequence[Record], others: Sequence[str] = ()) -> str:
-    runs = [r for r in records if r.kind == "run"]
-    if not runs:
-        raise DataError(f"{recipe / RESULTS_DIR}: no record of kind 'run'; run ./run.sh (stage 7 writes one)")
-    ents = entries(runs)
-    where = Path(recipe).resolve()  # tokenverse.sh's stage 7 passes "." (the recipe dir it runs in)
-    parts = [
-        f"# RESULTS: {where.parent.name}/{where.name}\n\n{GENERATED} How each setting was chosen, and the trials "
-        f"that were not kept: {STORY}. Other tables: {_others(others)}.",
-        "## Environment\n\n" + environment_block(runs),
-        "## Models\n\nConfigs are paths in this recipe; the sha256 is of the file at the record's commit.\n\n"
-        + models_block(runs),
-    ]
-    targets = recipe / RESULTS_DIR / TARGETS_FILE
-    if targets.is_file():
-        goals = json.loads(targets.read_text(encoding="utf-8"))
-        parts.append("## Targets (all tasks active, one row per goal)\n\n" + targets_block(runs, goals))
-    corpus = recipe / RESULTS_DIR / CORPUS_FILE
-    if corpus.is_file():
-        parts.append("#" + corpus.read_text(encoding="utf-8").strip("\n").replace("\n#", "\n##"))
-    parts.append(
-        "## Table II: all tasks active\n\nWER, F1 and accuracy in %; '-' = not active or not annotated.\n\n"
-        + table_main(ents)
-    )
-    parts.append("## Table III: per language (all tasks active)\n\n" + table_per_language(ents))
-    per_model = [f"### {m}\n\n{table_activations(ents, m)}" for m in sorted({r.model for r in runs})]
-    parts.append(
-        "## Table IV: task activation at inference\n\nITT = tokens of inactive tasks in the hypotheses.\n\n"
-        + "\n\n".join(per_model)
-    )
-    timed = table_time(ents)
-    if timed:
-        parts.append("## Table V: time-based scores\n\nCollars in s, latencies in ms (`time_metrics`).\n\n" + timed)
-    figures = [f"![conversation_{r.model}](images/conversation_{r.model}.png)" for r in runs if _figure(recipe, r)]
-    if figures:
-        parts.append("## A decoded test conversation (`plot_conversation`)\n\n" + "\n\n".join(figures))
-    return "\n\n".join(parts) + "\n"
-
-
-def _figure(recipe: Path, r: Record) -> bool:
-    return (recipe / "images" / f"conversation_{r.model}.png").is_file()
-
-
-def _others(names: Sequence[str]) -> str:
-    return ", ".join(f"[{n}]({n})" for n in sorted(names)) or "none"
 
 
 # ---- RESULTS_grid.md ------------------------------------------------------------------------------------------
@@ -197,12 +55,12 @@ def grid_models_table(records: Sequence[Record]) -> str:
     rows = []
     for (config, train_set), rs in sorted(groups.items()):
         rs.sort(key=lambda r: r.seed)
-        params = sorted({_params(r.parameters) for r in rs})
+        params = sorted({params_cell(r.parameters) for r in rs})
         decoded = ", ".join(f"{r.seed}: {r.checkpoint.get('decoded') or '-'}" for r in rs)
         commits = ", ".join(sorted({r.commit or "-" for r in rs}))
         rows.append(
             [
-                _config_cell(rs[0].config),
+                config_cell(rs[0].config),
                 train_set,
                 ", ".join(params),
                 f"`{rs[0].checkpoint['model_file']}` ({decoded})",

@@ -9,7 +9,7 @@ Registered in ESPnet's ``ASRTask`` preprocessor choices as ``tokenverse``. Per u
 Without a ``tasks`` field (e.g. plain inference data) the utterance is taken as annotated for ``default_active``
 (``TaskSpec.active_tasks``: None = every task of the spec).
 
-At inference this mask is the one decoded with, not rebuilt elsewhere: ``bin/asr_inference`` builds the decode
+At inference this mask is the one decoded with, not rebuilt elsewhere: ``asr/decode_dir`` builds the decode
 loader's preprocessor with ``default_active`` = the decode's task selection (``--task_activation``), so an
 utterance's mask is its tasks-file entry when a tasks file is given, else that selection; the decode loop hands
 ``batch["task_mask"]`` to the model as it is.

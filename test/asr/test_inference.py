@@ -2,32 +2,16 @@
 of packed models (ours and ESPnet's own loader)."""
 
 import socket
-import subprocess
-import sys
 
 import jiwer
 import pytest
 import soundfile as sf
 import torch
-from tiny_setup import UTTS
+from tiny_setup import UTTS, pack_model, padded_batch
 
 from espnet2_ext.task_spec import TaskSpec
 
 SPEC = TaskSpec.default()
-
-
-@pytest.fixture(scope="module")
-def s2t_factory(tiny_trained):
-    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
-
-    _, _, out = tiny_trained
-
-    def make(**kw):
-        return TokenVerseSpeech2Text(
-            asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
-        )
-
-    return make
 
 
 def wav(data, utt):
@@ -35,23 +19,17 @@ def wav(data, utt):
     return torch.from_numpy(x)
 
 
-def batch_of(data):
-    xs = [wav(data, u) for u, _, _ in UTTS]
-    lens = torch.tensor([len(x) for x in xs])
-    return torch.nn.utils.rnn.pad_sequence(xs, batch_first=True), lens
-
-
 def texts(results):
     return [r[0][0] for r in results]
 
 
 @pytest.mark.parametrize("search", ["modified_beam_search", "greedy"])
-def test_batched_decoding_equals_one_by_one(tiny_trained, s2t_factory, search):
-    _, data, _ = tiny_trained
+def test_batched_decoding_equals_one_by_one(tiny, search):
     """Same waveforms (zero-extended to one length, so S3PRL's padding of the last CNN frame plays no part),
     different task masks per utterance: batching must change nothing."""
-    s2t = s2t_factory(transducer_conf={"search_type": search})
-    speech, _ = batch_of(data)
+    make, data, _ = tiny
+    s2t = make(transducer_conf={"search_type": search})
+    speech, _ = padded_batch(data)
     lens = torch.full((speech.size(0),), speech.size(1))
     masks = torch.tensor([SPEC.mask(t.split()) for _, _, t in UTTS])
     batched = s2t.decode_batch(speech, lens, masks)
@@ -60,24 +38,24 @@ def test_batched_decoding_equals_one_by_one(tiny_trained, s2t_factory, search):
     assert [r[0][3].score for r in batched] == pytest.approx([r[3].score for r in single], abs=1e-4)
 
 
-def test_the_model_learned_and_beam_is_not_worse_than_greedy(tiny_trained, s2t_factory):
-    _, data, _ = tiny_trained
+def test_the_model_learned_and_beam_is_not_worse_than_greedy(tiny):
+    make, data, _ = tiny
     refs = [txt for _, txt, _ in UTTS]
-    speech, lens = batch_of(data)
+    speech, lens = padded_batch(data)
     # partially annotated utterances were trained without scd/endp/ner: decode each with its own tasks
     masks = torch.tensor([SPEC.mask(t.split()) for _, _, t in UTTS])
     wer = {}
     for search in ("greedy", "modified_beam_search"):
-        hyps = texts(s2t_factory(transducer_conf={"search_type": search}).decode_batch(speech, lens, masks))
+        hyps = texts(make(transducer_conf={"search_type": search}).decode_batch(speech, lens, masks))
         wer[search] = jiwer.wer(refs, hyps)
     assert wer["greedy"] < 0.5
     assert wer["modified_beam_search"] <= wer["greedy"]
 
 
-def test_task_activation_and_constrained_decoding(tiny_trained, s2t_factory):
-    _, data, _ = tiny_trained
-    speech, lens = batch_of(data)
-    s2t = s2t_factory()
+def test_task_activation_and_constrained_decoding(tiny):
+    make, data, _ = tiny
+    speech, lens = padded_batch(data)
+    s2t = make()
     for act in (["asr"], ["asr", "lid"], ["asr", "scd", "endp"], ["asr", "ner"]):
         for text in texts(s2t.decode_batch(speech, lens, task_activation=act)):
             tasks = {SPEC.task_of(w) for w in text.split()} - {None}
@@ -88,24 +66,24 @@ def test_task_activation_and_constrained_decoding(tiny_trained, s2t_factory):
         s2t.parse_activation("")
 
 
-def test_espnet_search_types_still_work(tiny_trained, s2t_factory):
-    _, data, _ = tiny_trained
-    s2t = s2t_factory(transducer_conf={"search_type": "default"}, task_activation="asr")
+def test_espnet_search_types_still_work(tiny):
+    make, data, _ = tiny
+    s2t = make(transducer_conf={"search_type": "default"}, task_activation="asr")
     text = s2t(wav(data, UTTS[0][0]))[0][0]
     assert not any(SPEC.is_task_token(w) for w in text.split())  # constrained through the masked joint
 
 
 @pytest.mark.parametrize("search", ["greedy", "modified_beam_search", "default"])
-def test_blank_penalty_reaches_every_search(tiny_trained, s2t_factory, search):
+def test_blank_penalty_reaches_every_search(tiny, search):
     """transducer_conf.blank_penalty: a large one leaves blank rarely chosen, so every search (ours and ESPnet's,
     through the masked joint) emits more tokens; constrained decoding still holds."""
-    _, data, _ = tiny_trained
+    make, data, _ = tiny
     x = wav(data, UTTS[0][0])
     # ESPnet's "default" with beam 1 is ESPnet's greedy search (one symbol per frame, as ours): its beam search
     # expands symbols within a frame until a blank-ended hypothesis wins, which a huge penalty makes endless
     kw = {"beam_size": 1} if search == "default" else {}
-    plain = s2t_factory(transducer_conf={"search_type": search}, task_activation="asr", **kw)(x)[0][2]
-    pushed = s2t_factory(transducer_conf={"search_type": search, "blank_penalty": 50.0}, task_activation="asr", **kw)
+    plain = make(transducer_conf={"search_type": search}, task_activation="asr", **kw)(x)[0][2]
+    pushed = make(transducer_conf={"search_type": search, "blank_penalty": 50.0}, task_activation="asr", **kw)
     ids = pushed(x)[0][2]
     assert len(ids) > len(plain)
     assert not any(SPEC.is_task_token(pushed.token_list[i].lstrip("\u2581")) for i in ids)
@@ -116,12 +94,13 @@ def test_blank_penalty_reaches_every_search(tiny_trained, s2t_factory, search):
         assert len(ids) == int(lens[0])
 
 
-def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
-    from espnet2_ext.bin.asr_inference import build_speech2text, get_parser
+def test_blank_penalty_options(tiny, tmp_path):
+    from espnet2_ext.bin.asr_inference import build_speech2text
+    from espnet2_ext.bin.asr_inference_args import get_parser
 
-    _, _, out = tiny_trained
+    make, _, out = tiny
     with pytest.raises(ValueError, match="blank_penalty must be a finite number >= 0"):
-        s2t_factory(transducer_conf={"blank_penalty": -1})
+        make(transducer_conf={"blank_penalty": -1})
     common = [
         "--output_dir",
         "x",
@@ -140,24 +119,25 @@ def test_blank_penalty_options(tiny_trained, s2t_factory, tmp_path):
     assert s2t.blank_penalty == 2.0 and s2t.search_type == "greedy"
 
 
-def test_span_grammar_options(tiny_trained, s2t_factory, tmp_path):
-    from espnet2_ext.bin.asr_inference import build_speech2text, get_parser
+def test_span_grammar_options(tiny, tmp_path):
+    from espnet2_ext.bin.asr_inference import build_speech2text
+    from espnet2_ext.bin.asr_inference_args import get_parser
 
-    _, data, out = tiny_trained
-    s2t = s2t_factory(transducer_conf={"search_type": "greedy", "span_grammar": True})
+    make, data, out = tiny
+    s2t = make(transducer_conf={"search_type": "greedy", "span_grammar": True})
     g = s2t._span_grammar()
     ids = {t.lstrip("\u2581"): i for i, t in enumerate(s2t.token_list)}
     assert (g.open_id, g.close_id) == (ids["[NE]"], ids["[/NE]"])
     assert {ids["[ENDP]"], ids["[SCD]"], ids["[EN]"]} <= set(g.closing) and ids["[NE]"] not in g.closing
-    assert s2t_factory()._span_grammar() is None  # off unless asked for
+    assert make()._span_grammar() is None  # off unless asked for
     for text, *_ in s2t(wav(data, UTTS[0][0])):  # decodes through the rule
         assert isinstance(text, str)
     with pytest.raises(
         ValueError, match="span_grammar works with the searches modified_beam_search, greedy, not ESPnet's 'default'"
     ):
-        s2t_factory(transducer_conf={"search_type": "default", "span_grammar": True})
+        make(transducer_conf={"search_type": "default", "span_grammar": True})
     with pytest.raises(ValueError, match="span_grammar must be true or false"):
-        s2t_factory(transducer_conf={"span_grammar": "yes"})
+        make(transducer_conf={"span_grammar": "yes"})
     common = [
         "--output_dir",
         "x",
@@ -206,13 +186,13 @@ def test_cli_layout_and_per_utterance_activation(tiny_trained, tmp_path):
 
 
 @pytest.mark.parametrize("search", ["greedy", "default"])
-def test_the_selection_is_resolved_once_and_both_entries_share_one_core(tiny_trained, s2t_factory, search, monkeypatch):
+def test_the_selection_is_resolved_once_and_both_entries_share_one_core(tiny, search, monkeypatch):
     """Names -> mask in one function (``task_mask``); ``__call__`` and ``decode_batch`` never call each other: both
     hand the mask to ``decode_masked`` (ESPnet's searches too)."""
     from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
 
-    _, data, _ = tiny_trained
-    s2t = s2t_factory(transducer_conf={"search_type": search}, task_activation="asr,lid")
+    make, data, _ = tiny
+    s2t = make(transducer_conf={"search_type": search}, task_activation="asr,lid")
     assert s2t.task_mask().tolist() == [SPEC.mask(["asr", "lid"])]  # the constructor's selection
     assert s2t.task_mask("ner", 2).tolist() == [SPEC.mask(["asr", "ner"])] * 2  # asr always on
     seen = []
@@ -260,27 +240,8 @@ def test_cli_decodes_with_the_preprocessors_masks(tiny_trained, tmp_path, monkey
 
 @pytest.fixture(scope="module")
 def packed(tiny_trained):
-    root, _, out = tiny_trained
-    zip_path = root / "model.zip"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espnet2.bin.pack",
-            "asr",
-            "--asr_train_config",
-            "exp/config.yaml",
-            "--asr_model_file",
-            "exp/valid.loss.best.pth",
-            "--outpath",
-            str(zip_path),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    return zip_path
+    root, _, _ = tiny_trained
+    return pack_model(root, root / "model.zip")
 
 
 @pytest.fixture
@@ -301,11 +262,11 @@ def test_from_pretrained_offline(tiny_trained, packed, tmp_path, no_network):
     assert all(SPEC.task_of(w) in (None, "lid") for w in text.split())
 
 
-def test_espnet_own_loader_reads_the_packed_model(tiny_trained, packed, s2t_factory, no_network):
+def test_espnet_own_loader_reads_the_packed_model(tiny, packed, no_network):
     from espnet2.bin.asr_inference import Speech2Text
 
-    _, data, _ = tiny_trained
+    make, data, _ = tiny
     theirs = Speech2Text.from_pretrained(model_tag=str(packed), beam_size=1)  # espnet_model_zoo unpacking
-    ours = s2t_factory(transducer_conf={"search_type": "greedy"})
+    ours = make(transducer_conf={"search_type": "greedy"})
     x = wav(data, UTTS[1][0])
     assert theirs(x)[0][2] == ours(x)[0][2]  # ESPnet's beam-1 search == our greedy, all tasks active

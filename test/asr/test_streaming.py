@@ -7,12 +7,11 @@
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 import soundfile as sf
 import torch
+from tiny_setup import pack_model
 
 SETTINGS = [  # (chunk ms, left chunks, sink frames)
     (40, 0, 0),
@@ -221,25 +220,7 @@ def test_packing_and_offline_loading_keep_streaming_options(multichunk):
     from espnet2_ext.asr.streaming import TokenVerseStreamingSpeech2Text
 
     root, data, out = multichunk
-    zip_path = root / "model.zip"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espnet2.bin.pack",
-            "asr",
-            "--asr_train_config",
-            "exp/config.yaml",
-            "--asr_model_file",
-            "exp/valid.loss.best.pth",
-            "--outpath",
-            str(zip_path),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    zip_path = pack_model(root, root / "model.zip")
     s2t = TokenVerseStreamingSpeech2Text.from_pretrained(str(zip_path), transducer_conf={"search_type": "greedy"})
     fe = s2t.asr_model.frontend
     assert (fe.chunk_cfg.chunk_frames, fe.chunk_cfg.left_chunks, fe.chunk_cfg.sink_frames) == (8, 1, 2)

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 from search_reference import make_enc, make_model
-from tiny_setup import UTTS
+from tiny_setup import UTTS, padded_batch
 
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
 from espnet2_ext.asr.timing import force_align_frames
@@ -82,31 +82,20 @@ def test_forced_alignment_is_the_best_path():
 
 
 # ------------------------------------------------------------------------------------------------ trained model
-@pytest.fixture(scope="module")
-def s2t_factory(tiny_trained):
-    from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text
-
-    _, _, out = tiny_trained
-    return lambda **kw: TokenVerseSpeech2Text(
-        asr_train_config=out / "config.yaml", asr_model_file=out / "valid.loss.best.pth", **kw
-    )
-
-
-def test_frame_shift_comes_from_the_cnn_strides(s2t_factory):
+def test_frame_shift_comes_from_the_cnn_strides(tiny):
     from espnet2_ext.upstream.xlsr_standin import model_cfg_for
 
-    s2t = s2t_factory()
+    s2t = tiny[0]()
     hop = int(np.prod([stride for _, _, stride in eval(model_cfg_for("tiny")["conv_feature_layers"])]))
     assert s2t.frame_shift == pytest.approx(hop / 16000.0)
 
 
 @pytest.mark.parametrize("search", ["modified_beam_search", "greedy"])
-def test_batched_and_single_decoding_give_the_same_frames(tiny_trained, s2t_factory, search):
-    _, data, _ = tiny_trained
-    s2t = s2t_factory(transducer_conf={"search_type": search})
-    xs = [torch.from_numpy(sf.read(data / "wav" / f"{u}.wav", dtype="float32")[0]) for u, _, _ in UTTS]
+def test_batched_and_single_decoding_give_the_same_frames(tiny, search):
+    make, data, _ = tiny
+    s2t = make(transducer_conf={"search_type": search})
     # zero-extended to one length (as in test_inference), so S3PRL's padding of the last CNN frame plays no part
-    speech = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True)
+    speech, _ = padded_batch(data)  # speech: [B, S]
     xs = list(speech)
     batched = s2t.decode_batch(speech, torch.full((len(xs),), speech.size(1)))
     for x, res in zip(xs, batched):
@@ -138,10 +127,10 @@ def _decode(out_dir, tiny_trained, data_dir, *extra):
     return Path(out_dir) / "1best_recog"
 
 
-def test_cli_times_match_frames_times_shift(tiny_trained, s2t_factory, tmp_path):
+def test_cli_times_match_frames_times_shift(tiny_trained, tiny, tmp_path):
     _, data, _ = tiny_trained
     hyp = _decode(tmp_path / "dec", tiny_trained, data, "--search_type", "greedy")
-    s2t = s2t_factory(transducer_conf={"search_type": "greedy"})
+    s2t = tiny[0](transducer_conf={"search_type": "greedy"})
     shift = s2t.frame_shift
     records = {json.loads(line)["utt"]: json.loads(line) for line in (hyp / "events.jsonl").read_text().splitlines()}
     assert sorted(records) == sorted(u for u, _, _ in UTTS)

@@ -84,7 +84,7 @@ def test_decode_activation_sets_names_dirs_by_the_tag_and_writes_them_whole(tmp_
 
     decoded = []
 
-    def decode(s2t, args, out_dir, task_mask):
+    def decode(s2t, args, out_dir, task_mask, task):
         decoded.append(task_mask)
         (Path(out_dir) / "1best_recog").mkdir()
         (Path(out_dir) / "1best_recog" / "text").write_text("u1 hi\n")

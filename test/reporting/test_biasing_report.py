@@ -1,5 +1,5 @@
-"""Biasing evaluation bookkeeping (scoring/biasing_report, bin/biasing_report): records, the choice on dev, the
-report's targets; and the decode_stats.json (RTF) every decode dir now gets."""
+"""Biasing evaluation bookkeeping (reporting/biasing_choice, reporting/biasing_tables, bin/biasing_report): records,
+the choice on dev, the report's targets; and the decode_stats.json (RTF) every decode dir now gets."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 
 from espnet2_ext.bin.biasing_report import main as cli
 from espnet2_ext.common import DataError
-from espnet2_ext.reporting import biasing_report as R
+from espnet2_ext.reporting import biasing_choice as C
+from espnet2_ext.reporting import biasing_tables as T
 
 
 def _score(tmp_path, name, wer, ner=None, u=None, seen=(0, 0), unseen=(0, 0), biasing=True):
@@ -108,7 +109,7 @@ def test_choice_without_an_allowed_setting_is_flagged():
         {"mode": "gated", "weight": 2.0, "allowed": False, "objective": 40.0, "per_set": {}},
         {"mode": "gated", "weight": 1.0, "allowed": False, "objective": 40.0, "per_set": {}},
     ]
-    assert R.choose(rows) == {"mode": "gated", "weight": 1.0, "per_mode": {"gated": 1.0}, "guard_met": False}
+    assert C.choose(rows) == {"mode": "gated", "weight": 1.0, "per_mode": {"gated": 1.0}, "guard_met": False}
 
 
 def _test_records(tmp_path, rec):
@@ -166,7 +167,7 @@ def _test_records(tmp_path, rec):
 def test_targets_table_verdicts(tmp_path):
     rec = tmp_path / "records"
     _test_records(tmp_path, rec)
-    table = R.targets_table(R.load_records(rec), "gated").splitlines()
+    table = T.targets_table(C.load_records(rec), "gated").splitlines()
     row = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
     assert "61.00 ± 2.65" in row["NER F1"] and "met (2/3 seeds)" in row["NER F1"]
     assert (
@@ -243,9 +244,9 @@ def test_decode_stats_rtf_from_the_data_dir(tmp_path):
 
 def test_training_seed_default(tmp_path):
     (tmp_path / "c.yaml").write_text("batch_size: 2\n")
-    assert R.training_seed(tmp_path / "c.yaml") == 0
+    assert C.training_seed(tmp_path / "c.yaml") == 0
     with pytest.raises(DataError, match="config.yaml"):
-        R.training_seed(tmp_path / "nope.yaml")
+        C.training_seed(tmp_path / "nope.yaml")
 
 
 def test_two_models_with_one_training_seed_are_refused(tmp_path):
@@ -253,4 +254,4 @@ def test_two_models_with_one_training_seed_are_refused(tmp_path):
     _record(tmp_path, rec, seed=0, set="test", stage="test", wer=10.0)
     (rec / "copy.json").write_text(json.dumps({**json.loads(next(rec.glob("*.json")).read_text()), "model": "other"}))
     with pytest.raises(DataError, match="trained with seed 0"):
-        R.load_records(rec)
+        C.load_records(rec)
