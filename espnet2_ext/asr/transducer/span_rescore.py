@@ -79,7 +79,7 @@ class SpanRescorer:
         self.joint = JointScorer(joint_network, blank_id, blank_penalty)
         self.blank_id, self.open_id, self.close_id = int(blank_id), int(open_id), int(close_id)
         self.tag_ids = frozenset(int(t) for t in tag_ids) | {self.open_id, self.close_id}
-        self.device = device
+        self.device = torch.device(device)
 
     @torch.no_grad()
     def prefix(self, tokens: Sequence[int]) -> Tuple[torch.Tensor, tuple]:
@@ -88,7 +88,10 @@ class SpanRescorer:
 
     def _advance(self, prefix: Tuple[torch.Tensor, tuple], tokens: Sequence[int]) -> Tuple[torch.Tensor, tuple]:
         out, state = prefix
-        if len(tokens) > 1 and hasattr(self.pred.decoder, "rnn_forward"):  # one recurrent call for the sequence
+        # one recurrent call for the sequence, except for a plain LSTM on the CPU, whose cached single steps take
+        # ~40 us a token against ~1.6 ms for one nn.LSTM call (its per-call setup; benchmark/README.md)
+        stepwise = bool(self.pred.layers) and self.device.type == "cpu"
+        if len(tokens) > 1 and not stepwise and hasattr(self.pred.decoder, "rnn_forward"):
             dec = self.pred.decoder
             emb = dec.embed(torch.tensor([list(tokens)], dtype=torch.long, device=self.device))  # [1, L, D_emb]
             outs, state = dec.rnn_forward(emb, state)  # outs: [1, L, D_dec]
@@ -175,21 +178,28 @@ class SpanRescorer:
         cannot fit the window): [N]. ``labels`` as in ``ctc_best``."""
         if not isinstance(labels, Candidates):
             labels = Candidates(("", [t for t in lab if t not in self.tag_ids] or [self.close_id]) for lab in labels)
-        W, n, dev = ctc_logp.size(0), len(labels), ctc_logp.device
+        W, dev = ctc_logp.size(0), ctc_logp.device
         # Each phrase sees only its own pieces: column 0 is the blank, column j its j-th piece (a repeated piece
         # reuses its column, so CTC still needs a blank between the two). The same loss as over the whole
-        # vocabulary, without handing ctc_loss a [W, N, V] copy (the prefilter's main cost at 1000 phrases).
-        cols = torch.cat([torch.full((n, 1), self.blank_id, dtype=torch.long), labels.targets], dim=1).to(dev)
-        small = ctc_logp[:, cols]  # small: [W, N, S+1]
-        nll = torch.nn.functional.ctc_loss(
-            small,
-            labels.columns.to(dev),
-            torch.full((n,), W, dtype=torch.long, device=dev),
-            labels.lengths.to(dev),
-            blank=0,
-            reduction="none",
-        )  # nll: [N], inf where a phrase cannot fit the window
-        return -nll
+        # vocabulary, without handing ctc_loss a [W, N, V] copy; one call per phrase length, since ctc_loss's
+        # work grows with the longest target of a call, and none for lengths that cannot fit the window.
+        scores = torch.full((len(labels),), float("-inf"), device=dev)  # scores: [N]
+        blank = ctc_logp[:, None, self.blank_id : self.blank_id + 1]  # blank: [W, 1, 1]
+        for length, rows, pieces, columns in labels.by_length:
+            if length > W:
+                continue
+            n = rows.numel()
+            small = torch.cat([blank.expand(W, n, 1), ctc_logp[:, pieces.to(dev)]], dim=2)  # small: [W, n, length+1]
+            nll = torch.nn.functional.ctc_loss(
+                small,
+                columns.to(dev),
+                torch.full((n,), W, dtype=torch.long, device=dev),
+                torch.full((n,), length, dtype=torch.long, device=dev),
+                blank=0,
+                reduction="none",
+            )  # nll: [n], inf where a phrase cannot fit the window
+            scores[rows.to(dev)] = -nll
+        return scores
 
     @torch.no_grad()
     def rescore(
@@ -275,6 +285,12 @@ class Candidates(list):
         self.columns = torch.tensor(cols, dtype=torch.long).view(len(self), width)  # columns: [N, S]
         self.lengths = torch.tensor([len(ids) for _, ids in self], dtype=torch.long)  # lengths: [N]
         self.spellings = {tuple(ids) for _, ids in self}
+        # the prefilter's calls, one per phrase length L: (L, rows [n], their pieces [n, L], their targets in the
+        # per-phrase columns [n, L])
+        self.by_length = []
+        for length in sorted(set(self.lengths.tolist())):
+            rows = (self.lengths == length).nonzero().view(-1)  # rows: [n]
+            self.by_length.append((length, rows, self.targets[rows, :length], self.columns[rows, :length]))
 
 
 def list_candidates(phrases: Sequence[str], encode, unk_id: Optional[int] = None) -> Candidates:
