@@ -237,14 +237,24 @@ def test_top_k_limits_the_transducer_to_the_prefilter():
     st.integers(min_value=1, max_value=9),
 )
 def test_ctc_scores_equal_ctc_loss_over_the_whole_vocabulary(labels, frames):
-    """The prefilter's per-phrase columns (repeated pieces sharing one) give torch's CTC loss over every token."""
+    """Both prefilter paths give torch's CTC loss over every token: the CPU's numpy forward over the list's prefix
+    tree, and ctc_loss over per-phrase columns (repeated pieces sharing one) elsewhere."""
+    from espnet2_ext.asr.transducer import search_common
+
     _, _, resc = _rescorer(9)
     enc, _ = make_enc(13, [frames])
     logp = _ctc(14).log_softmax(enc)[0].detach()  # [T, V]
-    got = resc.ctc_scores(logp, labels)
-    for i, lab in enumerate(labels):
+    want = []
+    for lab in labels:
         nll = torch.nn.functional.ctc_loss(
             logp[:, None], torch.tensor([lab]), torch.tensor([frames]), torch.tensor([len(lab)]), reduction="sum"
         )
-        want = -float(nll)
-        assert (got[i] == want) if want == float("-inf") else abs(float(got[i]) - want) < 1e-4
+        want.append(-float(nll))
+    for host in (True, False):
+        search_common.HOST_NUMPY = host
+        try:
+            got = resc.ctc_scores(logp, labels)
+        finally:
+            search_common.HOST_NUMPY = True
+        for g, w in zip(got.tolist(), want):
+            assert (g == w) if w == float("-inf") else abs(g - w) < 1e-4, (host, labels, got, want)

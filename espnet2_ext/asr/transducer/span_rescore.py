@@ -25,13 +25,15 @@ first scored by CTC over the window (widened by ``CTC_MARGIN`` frames; one ``ctc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
-from espnet2_ext.asr.transducer.search_common import Hypothesis, JointScorer, PredictionNet, masked_log_softmax
+from espnet2_ext.asr.transducer.search_common import Hypothesis, JointScorer, PredictionNet, masked_log_softmax, on_host
 from espnet2_ext.text.annotation import entity_spans as text_entity_spans
 
 CHUNK = 64  # candidates scored per joint call: [CHUNK, W, U+1, V] floats stay within a few hundred MB
@@ -178,6 +180,8 @@ class SpanRescorer:
         cannot fit the window): [N]. ``labels`` as in ``ctc_best``."""
         if not isinstance(labels, Candidates):
             labels = Candidates(("", [t for t in lab if t not in self.tag_ids] or [self.close_id]) for lab in labels)
+        if on_host(ctc_logp):  # numpy over the list's prefix tree: ~4x faster than ctc_loss at 1000 phrases
+            return torch.from_numpy(labels.trie.ctc_logliks(ctc_logp.numpy(), self.blank_id)).float()
         W, dev = ctc_logp.size(0), ctc_logp.device
         # Each phrase sees only its own pieces: column 0 is the blank, column j its j-th piece (a repeated piece
         # reuses its column, so CTC still needs a blank between the two). The same loss as over the whole
@@ -265,32 +269,99 @@ class SpanRescorer:
 
 
 class Candidates(list):
-    """A list's (phrase, token ids) pairs, with their ids padded into one table for the CTC prefilter:
-    ``targets`` [N, S], ``lengths`` [N]. Made once per list (``DecoderBiasing.candidates`` caches it)."""
+    """A list's (phrase, token ids) pairs, with what the CTC prefilter needs made once per list
+    (``DecoderBiasing.candidates`` caches it): a prefix tree of the spellings for the CPU (``trie``), the phrases
+    grouped by length for ``ctc_loss`` elsewhere (``by_length``); each is built on first use."""
 
     def __init__(self, pairs=()):
         super().__init__(pairs)
-        width = max((len(ids) for _, ids in self), default=1)
-        rows, cols = [], []
-        for _, ids in self:  # built as Python lists, one tensor each: per-element tensor writes cost ~35 ms at 1000
-            pad = [0] * (width - len(ids))
-            rows.append(list(ids) + pad)
-            # the column of piece j in the prefilter's per-phrase table (blank = 0): j + 1, or the previous
-            # piece's column when the piece repeats it (CTC then needs a blank between the two)
-            col = []
-            for j, tok in enumerate(ids):
-                col.append(col[-1] if j and tok == ids[j - 1] else j + 1)
-            cols.append(col + pad)
-        self.targets = torch.tensor(rows, dtype=torch.long).view(len(self), width)  # targets: [N, S]
-        self.columns = torch.tensor(cols, dtype=torch.long).view(len(self), width)  # columns: [N, S]
-        self.lengths = torch.tensor([len(ids) for _, ids in self], dtype=torch.long)  # lengths: [N]
         self.spellings = {tuple(ids) for _, ids in self}
-        # the prefilter's calls, one per phrase length L: (L, rows [n], their pieces [n, L], their targets in the
-        # per-phrase columns [n, L])
-        self.by_length = []
-        for length in sorted(set(self.lengths.tolist())):
-            rows = (self.lengths == length).nonzero().view(-1)  # rows: [n]
-            self.by_length.append((length, rows, self.targets[rows, :length], self.columns[rows, :length]))
+        self._trie: Optional[PhraseTrie] = None
+        self._by_length: Optional[list] = None
+
+    @property
+    def trie(self) -> "PhraseTrie":
+        if self._trie is None:
+            self._trie = PhraseTrie([ids for _, ids in self])
+        return self._trie
+
+    @property
+    def by_length(self) -> list:
+        """One ``ctc_loss`` call per phrase length L: (L, rows [n], their pieces [n, L], their targets in the
+        per-phrase columns [n, L]: piece j is column j + 1, or the previous piece's column when it repeats it,
+        so CTC still needs a blank between the two)."""
+        if self._by_length is None:
+            groups: Dict[int, List[int]] = {}
+            for row, (_, ids) in enumerate(self):
+                groups.setdefault(len(ids), []).append(row)
+            self._by_length = []
+            for length in sorted(groups):
+                rows = groups[length]
+                pieces = [list(self[r][1]) for r in rows]
+                cols = []
+                for ids in pieces:
+                    col: List[int] = []
+                    for j, tok in enumerate(ids):
+                        col.append(col[-1] if j and tok == ids[j - 1] else j + 1)
+                    cols.append(col)
+                self._by_length.append(
+                    (
+                        length,
+                        torch.tensor(rows),
+                        torch.tensor(pieces).view(-1, length),
+                        torch.tensor(cols).view(-1, length),
+                    )
+                )
+        return self._by_length
+
+
+class PhraseTrie:
+    """The phrases' spellings as a prefix tree, for CTC over every phrase at once: a phrase's CTC forward variables
+    up to a piece depend only on the pieces so far, so phrases sharing a prefix share them (1000 names of the mini
+    lists: 3300 nodes for 5400 pieces). Node 0 is the root (the empty prefix); a parent is made before its
+    children, so one vectorised step per frame updates every node from the previous frame."""
+
+    def __init__(self, spellings: Sequence[Sequence[int]]):
+        child: Dict[Tuple[int, int], int] = {}
+        parent, token, ends = [0], [0], []
+        for ids in spellings:
+            node = 0
+            for tok in ids:
+                nxt = child.get((node, tok))
+                if nxt is None:
+                    nxt = child[(node, tok)] = len(parent)
+                    parent.append(node)
+                    token.append(int(tok))
+                node = nxt
+            ends.append(node)
+        self.parent = np.asarray(parent, dtype=np.int64)  # parent: [M]
+        self.token = np.asarray(token, dtype=np.int64)  # token: [M] (the root's is unused)
+        # a piece that repeats its parent's needs a blank between the two: no arc from the parent's piece state
+        self.fresh = (self.token != self.token[self.parent]).astype(np.float64)  # fresh: [M]
+        self.fresh[0] = 0.0
+        self.ends = np.asarray(ends, dtype=np.int64)  # ends: [N], each phrase's last node
+
+    def ctc_logliks(self, logp: np.ndarray, blank_id: int) -> np.ndarray:
+        """log P_ctc(phrase | frames) of every phrase, all alignments: ``logp`` [W, V] log-probabilities -> [N]
+        (-inf where a phrase cannot fit). Two states per node (its piece last emitted, or a blank after it), in
+        probabilities scaled by each frame's maximum (float64: a phrase 1e-300 below the best is what underflows)."""
+        probs = np.exp(logp.astype(np.float64))  # probs: [W, V]
+        blank = np.zeros(self.parent.size)  # blank: [M], P(prefix, then blanks) up to the frame, scaled
+        piece = np.zeros(self.parent.size)  # piece: [M], P(prefix with its last piece emitted on the frame), scaled
+        blank[0], log_scale = 1.0, 0.0  # before the first frame: the empty prefix
+        for t in range(probs.shape[0]):
+            enter = blank[self.parent] + piece[self.parent] * self.fresh  # enter: [M], arcs into a node's piece
+            blank = (blank + piece) * probs[t, blank_id]  # from the previous frame's two states
+            piece = (piece + enter) * probs[t, self.token]
+            piece[0] = 0.0
+            top = max(blank.max(), piece.max())
+            if top == 0.0:
+                return np.full(self.ends.size, -np.inf)
+            blank /= top
+            piece /= top
+            log_scale += math.log(top)
+        with np.errstate(divide="ignore"):
+            return np.log(blank[self.ends] + piece[self.ends]) + log_scale
 
 
 def list_candidates(phrases: Sequence[str], encode, unk_id: Optional[int] = None) -> Candidates:
