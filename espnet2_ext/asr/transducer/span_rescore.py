@@ -322,18 +322,24 @@ class PhraseTrie:
     children, so one vectorised step per frame updates every node from the previous frame."""
 
     def __init__(self, spellings: Sequence[Sequence[int]]):
-        child: Dict[Tuple[int, int], int] = {}
-        parent, token, ends = [0], [0], []
-        for ids in spellings:
-            node = 0
-            for tok in ids:
-                nxt = child.get((node, tok))
-                if nxt is None:
-                    nxt = child[(node, tok)] = len(parent)
-                    parent.append(node)
-                    token.append(int(tok))
-                node = nxt
-            ends.append(node)
+        # in sorted order a spelling shares with the tree exactly its common prefix with the previous spelling:
+        # only the pieces after it make nodes (no lookups)
+        order = sorted(range(len(spellings)), key=lambda i: spellings[i])
+        parent, token, ends = [0], [0], [0] * len(spellings)
+        prev: Sequence[int] = ()
+        path = [0]  # path[d]: the node of the previous spelling's first d pieces
+        for i in order:
+            ids = spellings[i]
+            d = 0
+            while d < len(ids) and d < len(prev) and ids[d] == prev[d]:
+                d += 1
+            del path[d + 1 :]
+            for tok in ids[d:]:
+                parent.append(path[-1])
+                token.append(tok)
+                path.append(len(parent) - 1)
+            ends[i] = path[len(ids)]
+            prev = ids
         self.parent = np.asarray(parent, dtype=np.int64)  # parent: [M]
         self.token = np.asarray(token, dtype=np.int64)  # token: [M] (the root's is unused)
         # a piece that repeats its parent's needs a blank between the two: no arc from the parent's piece state
