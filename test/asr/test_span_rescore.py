@@ -258,3 +258,25 @@ def test_ctc_scores_equal_ctc_loss_over_the_whole_vocabulary(labels, frames):
             search_common.HOST_NUMPY = True
         for g, w in zip(got.tolist(), want):
             assert (g == w) if w == float("-inf") else abs(g - w) < 1e-4, (host, labels, got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=6),
+    st.integers(min_value=1, max_value=9),
+    st.integers(min_value=1, max_value=6),
+    st.integers(min_value=0, max_value=2**16),
+)
+def test_host_lattice_equals_rnnt_lattice_loglik(n, frames, u1, seed):
+    """The numpy forward the CPU scores candidates with equals the torch lattice (itself checked against
+    torchaudio's RNN-T loss), for any label counts up to the padded width."""
+    from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
+    from espnet2_ext.asr.transducer.span_rescore import lattice_loglik_host
+
+    g = torch.Generator().manual_seed(seed)
+    lp = torch.randn(n, frames, u1, 3, generator=g).log_softmax(-1)  # [N, W, U+1, 3]
+    px, py = lp[..., 1].contiguous(), lp[..., 0].contiguous()
+    u_lens = torch.randint(0, u1, (n,), generator=g)
+    want = rnnt_lattice_loglik(px, py, torch.full((n,), frames), u_lens)
+    got = torch.from_numpy(lattice_loglik_host(px.numpy(), py.numpy(), u_lens.numpy()))
+    assert torch.allclose(got.float(), want, atol=1e-4), (got, want)
