@@ -90,10 +90,7 @@ class SpanRescorer:
 
     def _advance(self, prefix: Tuple[torch.Tensor, tuple], tokens: Sequence[int]) -> Tuple[torch.Tensor, tuple]:
         out, state = prefix
-        # one recurrent call for the sequence, except for a plain LSTM on the CPU, whose cached single steps take
-        # ~40 us a token against ~1.6 ms for one nn.LSTM call (its per-call setup; benchmark/README.md)
-        stepwise = bool(self.pred.layers) and self.device.type == "cpu"
-        if len(tokens) > 1 and not stepwise and hasattr(self.pred.decoder, "rnn_forward"):
+        if len(tokens) > 1 and hasattr(self.pred.decoder, "rnn_forward"):  # one recurrent call for the sequence
             dec = self.pred.decoder
             emb = dec.embed(torch.tensor([list(tokens)], dtype=torch.long, device=self.device))  # [1, L, D_emb]
             outs, state = dec.rnn_forward(emb, state)  # outs: [1, L, D_dec]
@@ -125,13 +122,14 @@ class SpanRescorer:
         # network and the joint run once per distinct prefix (a node of the candidates' trie), not per (candidate,
         # position), and padding costs nothing. node_of[i, u] is the node of labels[i][:u].
         n, u_max = len(labels), max(len(lab) for lab in labels)
-        lab = torch.full((n, u_max + 1), self.blank_id, dtype=torch.long)  # lab: [N, U+1]
-        node_of = torch.zeros((n, u_max + 1), dtype=torch.long)  # node_of: [N, U+1]; padding -> node 0
         child: Dict[Tuple[int, int], int] = {}
         levels: List[List[int]] = [[0]]  # node ids by prefix length
         parent, token = [0], [self.blank_id]
-        for i, seq in enumerate(labels):
-            lab[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        lab_rows, node_rows = [], []  # Python lists first: one tensor each (element writes cost ~2 us apiece)
+        for seq in labels:
+            lab_rows.append(list(seq) + [self.blank_id] * (u_max + 1 - len(seq)))
+            nodes = [0] * (u_max + 1)  # padding -> node 0
+            node_rows.append(nodes)
             node = 0
             for u, tok in enumerate(seq):
                 nxt = child.get((node, tok))
@@ -142,7 +140,9 @@ class SpanRescorer:
                     if len(levels) <= u + 1:
                         levels.append([])
                     levels[u + 1].append(nxt)
-                node_of[i, u + 1] = node = nxt
+                nodes[u + 1] = node = nxt
+        lab = torch.tensor(lab_rows, dtype=torch.long)  # lab: [N, U+1]
+        node_of = torch.tensor(node_rows, dtype=torch.long)  # node_of: [N, U+1]
         out0, (h, c) = prefix  # [1, D_dec], [L, 1, H]
         outs = out0.new_empty((len(parent), out0.size(-1)))  # outs: [M, D_dec], M = the trie's nodes
         outs[0] = out0[0]
