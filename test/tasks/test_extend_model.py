@@ -4,15 +4,13 @@ The extended, untrained model must decode exactly like the base model while the 
 decoding), its tables must grow by the documented mapping, it must train with the ordinary asr_train
 (--init_param) with only the new rows moving under freeze_old, and a packed copy must load offline."""
 
-import subprocess
-import sys
 
 import pytest
 import sentencepiece as spm
 import soundfile as sf
 import torch
 import yaml
-from tiny_setup import UTTS
+from tiny_setup import UTTS, pack_model
 
 from espnet2_ext.common import DataError
 from espnet2_ext.layers.task_vectors import grow_task_vectors, new_vector_rows
@@ -269,25 +267,9 @@ def test_packed_extended_model_loads_offline_with_espnet(tiny_trained, extended,
 
     _, data, _ = tiny_trained
     _, ext_dir = extended
-    zip_path = tmp_path / "ext.zip"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "espnet2.bin.pack",
-            "asr",
-            "--asr_train_config",
-            f"{ext_dir.name}/config.yaml",
-            "--asr_model_file",
-            f"{ext_dir.name}/extended.pth",
-            "--outpath",
-            str(zip_path),
-        ],
-        cwd=ext_dir.parent,
-        capture_output=True,
-        text=True,
+    zip_path = pack_model(
+        ext_dir.parent, tmp_path / "ext.zip", f"{ext_dir.name}/config.yaml", f"{ext_dir.name}/extended.pth"
     )
-    assert r.returncode == 0, r.stderr[-2000:]
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
