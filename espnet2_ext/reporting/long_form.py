@@ -100,11 +100,12 @@ def table(exp_dir: Path, sets: Sequence[str], sizes: Mapping[str, Mapping[str, f
     return f"## {title}\n\n" + md_table(HEAD, rows) + "\n"
 
 
-def _model_of(exp_dir: Path, s: str) -> str:
+def _option_of(exp_dir: Path, s: str, *flags: str) -> str:
+    """The value of the first of ``flags`` in the decode command recorded for set ``s`` ("?" when absent)."""
     run = _load(exp_dir / s / "run_long.json") or {}
     cmd = run.get("command") or []
-    for flag in ("--model_file", "--asr_model_file"):
-        if flag in cmd:
+    for flag in flags:
+        if flag in cmd[:-1]:
             return cmd[cmd.index(flag) + 1]
     return "?"
 
@@ -116,8 +117,9 @@ def _test_sets(exp_dir: Path) -> List[str]:
 
 def sets_table(exp_dir: Path) -> str:
     sets = _test_sets(exp_dir)
-    model = _model_of(exp_dir, sets[0])
-    return table(exp_dir, sets, set_sizes(exp_dir), f"Seed 0 ({model}, --long_form segment --cut_rule context)")
+    model = _option_of(exp_dir, sets[0], "--model_file", "--asr_model_file")
+    rule = _option_of(exp_dir, sets[0], "--cut_rule")  # the rule the decode ran with, not the script's default
+    return table(exp_dir, sets, set_sizes(exp_dir), f"Seed 0 ({model}, --long_form segment --cut_rule {rule})")
 
 
 def _delta(exp_dirs: Sequence[Path], s: str, key: str) -> List[float]:
@@ -143,11 +145,8 @@ def seeds_table(results: Path) -> str:
     sizes = set_sizes(results / "long_form")
     for d in dirs[1:]:
         sets = [s for s in sizes if (d / s / "score_long.json").is_file()]
-        parts.append(
-            table(
-                d, sets, sizes, f"{d.name.replace('long_form_', '').replace('seed', 'Seed ')} ({_model_of(d, sets[0])})"
-            )
-        )
+        model = _option_of(d, sets[0], "--model_file", "--asr_model_file")
+        parts.append(table(d, sets, sizes, f"{d.name.replace('long_form_', '').replace('seed', 'Seed ')} ({model})"))
     rows = []
     for s in _test_sets(results / "long_form"):
         cells = []

@@ -70,3 +70,17 @@ def test_a_set_without_scores_is_named(recipe, tmp_path):
     argv = ["--recipe", str(recipe), "--long_form", str(tmp_path / "exp"), "--data_root", str(tmp_path / "data")]
     with pytest.raises(DataError, match="lf_conv/score_long.json: missing"):
         results_tables.run(argv + ["--long_form_sets", "lf_conv"])
+
+
+def test_the_sets_table_names_the_cut_rule_the_decode_ran_with(tmp_path):
+    from espnet2_ext.reporting.long_form import sets_table
+
+    exp = tmp_path / "exp"
+    _as_exp(COMMITTED, exp, tmp_path / "data")
+    shutil.copy(COMMITTED / "sets.json", exp / "sets.json")  # the sizes, as write_records keeps them
+    assert "--cut_rule context)" in sets_table(exp)  # the committed decodes
+    for run_json in exp.glob("*/run_long.json"):
+        run = json.loads(run_json.read_text())
+        run["command"][run["command"].index("--cut_rule") + 1] = "scd"
+        run_json.write_text(json.dumps(run))
+    assert "--cut_rule scd)" in sets_table(exp)
