@@ -18,9 +18,11 @@ choices.
 
 Long lists: the transducer's joint over [phrases, frames, tokens, vocabulary] is the cost (4.6x the decoding time at
 100 phrases, 29x at 1000 on the mini model). When the model has a CTC head (ESPnet's auxiliary CTC), every phrase is
-first scored by CTC over the window (widened by ``CTC_MARGIN`` frames; one ``ctc_loss`` call for all), and only the
-``top_k`` best go to the transducer: on the mini recipe's dev lists the transducer's own best phrase is among CTC's
-16 best in 89 % of spans, 32 best in 95 %.
+first scored by CTC over the window (widened by ``CTC_MARGIN`` frames; on the CPU in numpy over the list's prefix
+tree, ``PhraseTrie``, elsewhere ``ctc_loss``), and only the ``top_k`` best go to the transducer: on the mini
+recipe's dev lists the transducer's own best phrase is among CTC's 16 best in 89 % of spans, 32 best in 95 %. The
+transducer scores the candidates' distinct prefixes once each (they share the empty one and most first pieces).
+benchmark/README.md ("Mode rescore") has the costs.
 """
 
 from __future__ import annotations
