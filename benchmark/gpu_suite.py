@@ -60,8 +60,20 @@ def largest_fitting(fits: Callable[[int], bool], start: int, limit: int) -> int:
     return lo
 
 
+def bf16_autocast_runs(device: torch.device) -> bool:
+    """Whether bf16 autocast can run the model here: on a GPU, yes. On a CPU it needs oneDNN's bf16 kernels (AVX-512
+    BF16 or AMX): without them oneDNN cannot create the LSTM primitive at all, so a CPU without them runs in float32."""
+    if device.type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class FineTune:
-    """The task-conditioned transducer on an XLSR stand-in, one AdamW step at a time in bf16 autocast."""
+    """The task-conditioned transducer on an XLSR stand-in, one AdamW step at a time in bf16 autocast (float32 on a
+    CPU without bf16 kernels: ``bf16_autocast_runs``)."""
 
     def __init__(self, preset: str, device: torch.device, vocab: int):
         from bench_conditioning_overhead import build
@@ -71,6 +83,7 @@ class FineTune:
         ckpt = save_checkpoint(str(Path(tempfile.mkdtemp(prefix="gpu_suite_")) / "standin.pt"), model_cfg_for(preset))
         self.model = build(ckpt, "per_task", vocab).to(device)
         self.device, self.vocab = device, vocab
+        self.bf16 = bf16_autocast_runs(device)
         self.ssl = self.model.frontend._wav2vec2  # the S3PRL wav2vec2 model under the frontend
         self.opt: Optional[torch.optim.Optimizer] = None
 
@@ -89,7 +102,7 @@ class FineTune:
         text = torch.randint(1, self.vocab - 1, (n_utts, n_tok), generator=g).to(self.device)
         tlens = torch.full((n_utts,), n_tok, dtype=torch.long, device=self.device)
         mask = torch.ones(n_utts, 5, dtype=torch.long, device=self.device)  # all tasks on
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             loss, _, _ = self.model(speech, lens, text, tlens, task_mask=mask)
         loss.backward()
         self.opt.step()
@@ -308,9 +321,10 @@ def main(argv=None) -> List[Row]:
     args.vocab = 20 if tiny else args.vocab
     device = torch.device("cpu" if tiny or not torch.cuda.is_available() else "cuda")
     card = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or 'x86'})"
+    precision = "bf16" if bf16_autocast_runs(device) else "float32"
     print(
         f"# GPU suite {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC | card: {card} | torch {torch.__version__} | "
-        f"{'tiny sizes' if tiny else 'full sizes'}"
+        f"{'tiny sizes' if tiny else 'full sizes'} | fine-tuning in {precision}"
     )
     rows: List[Row] = []
     single = None
