@@ -40,6 +40,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.recipe)
 
 
+TINY_TRAIN_THREADS = 1  # intra-op threads of the tiny model's training: the split the tests were written against
+
+
 @pytest.fixture(scope="session")
 def tiny_trained(tmp_path_factory):
     """A tiny TokenVerse model trained through the real CLI on 4 utterances (2 fully, 2 partially annotated).
@@ -47,10 +50,15 @@ def tiny_trained(tmp_path_factory):
     The XLSR stand-in checkpoint is deleted after training: everything afterwards (reloading, decoding, packing)
     must work from the experiment dir alone, as a packed model must offline.
     """
+    import torch
     from tiny_setup import train_args, write_config, write_data_dir, write_standin
 
     from espnet2_ext.bin.asr_train import main
 
+    # The same model whichever test asks first: a module's one_thread may be active then, and the thread split
+    # changes the float sums of training (on an AVX2-only CPU a 1-thread model misses test_inference's WER bound).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(TINY_TRAIN_THREADS)
     root = tmp_path_factory.mktemp("tiny_trained")
     standin = write_standin(root / "tiny.pt")
     data = write_data_dir(root)
@@ -58,7 +66,10 @@ def tiny_trained(tmp_path_factory):
         root, standin, max_epoch=30, num_iters_per_epoch=8, num_att_plot=0, tokenverse_conf={"policy": "label"}
     )
     out = root / "exp"
-    main(train_args(root, data, config, out))
+    try:
+        main(train_args(root, data, config, out))
+    finally:
+        torch.set_num_threads(threads)
     standin.unlink()
     return root, data, out
 

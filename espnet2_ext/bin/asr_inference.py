@@ -20,7 +20,7 @@ docs/data_formats.md; ``--write_times false`` skips them).
 Contextual biasing: ``--biasing_list FILE`` (one list for every utterance) or ``--utt2biasing FILE`` (per
 utterance or recording), ``--biasing_weight``, ``--biasing_mode``, ``--biasing_close_bonus`` (README, "Contextual
 biasing").
-The options: ``bin/asr_inference_args.py``; the decoding into the output dir: ``asr/decode_dir.py``.
+The options: ``bin/_asr_inference_args.py``; the decoding into the output dir: ``asr/decode_dir.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import List, Optional
 
 from espnet2_ext.asr.decode_dir import decode_to_dir
 from espnet2_ext.asr.speech2text import TokenVerseSpeech2Text, unpack_model
+from espnet2_ext.bin._asr_inference_args import get_parser
 from espnet2_ext.bin._cli import cli_main
-from espnet2_ext.bin.asr_inference_args import get_parser
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 
 

@@ -22,9 +22,9 @@ from typing import List, Optional
 
 from espnet2_ext.activation import activation_tag
 from espnet2_ext.asr.decode_dir import decode_to_dir
+from espnet2_ext.bin._asr_inference_args import get_parser
 from espnet2_ext.bin._cli import cli_main
 from espnet2_ext.bin.asr_inference import build_speech2text
-from espnet2_ext.bin.asr_inference_args import get_parser
 from espnet2_ext.common import DataError, atomic_dir
 from espnet2_ext.tasks.tokenverse_asr import TokenVerseASRTask
 

@@ -4,7 +4,6 @@ The extended, untrained model must decode exactly like the base model while the 
 decoding), its tables must grow by the documented mapping, it must train with the ordinary asr_train
 (--init_param) with only the new rows moving under freeze_old, and a packed copy must load offline."""
 
-
 import pytest
 import sentencepiece as spm
 import soundfile as sf
