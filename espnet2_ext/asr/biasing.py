@@ -22,7 +22,7 @@ import weakref
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_ext.asr.transducer.context_graph import MODES, ContextGraph, build_context_graph
-from espnet2_ext.asr.transducer.span_rescore import list_candidates
+from espnet2_ext.asr.transducer.phrase_candidates import list_candidates
 from espnet2_ext.task_spec import NE_CLOSE, NE_OPEN
 from espnet2_ext.text.biasing_list import BiasingList, phrases_list
 

@@ -10,8 +10,9 @@ from search_reference import make_enc, make_model
 from tiny_setup import padded_batch
 
 import espnet2_ext  # noqa: F401  (first: keeps ESPnet's import offline)
+from espnet2_ext.asr.transducer.phrase_candidates import list_candidates
 from espnet2_ext.asr.transducer.search_common import Hypothesis
-from espnet2_ext.asr.transducer.span_rescore import SpanRescorer, entity_spans, list_candidates
+from espnet2_ext.asr.transducer.span_rescore import SpanRescorer, entity_spans
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny matrices, one intra-op thread
 
@@ -270,8 +271,7 @@ def test_ctc_scores_equal_ctc_loss_over_the_whole_vocabulary(labels, frames):
 def test_host_lattice_equals_rnnt_lattice_loglik(n, frames, u1, seed):
     """The numpy forward the CPU scores candidates with equals the torch lattice (itself checked against
     torchaudio's RNN-T loss), for any label counts up to the padded width."""
-    from espnet2_ext.asr.transducer.rnnt_lattice import rnnt_lattice_loglik
-    from espnet2_ext.asr.transducer.span_rescore import lattice_loglik_host
+    from espnet2_ext.asr.transducer.rnnt_lattice import lattice_loglik_host, rnnt_lattice_loglik
 
     g = torch.Generator().manual_seed(seed)
     lp = torch.randn(n, frames, u1, 3, generator=g).log_softmax(-1)  # [N, W, U+1, 3]

@@ -22,6 +22,7 @@ probability.  Those occupation probabilities also give the pruning bounds
 
 from typing import Dict, List, Tuple
 
+import numpy as np
 import torch
 
 NEG_INF = float("-inf")
@@ -245,3 +246,36 @@ def prune_bounds(
     shifted = s - step  # [B, T]
     s = torch.flip(torch.cummax(torch.flip(shifted, [1]), dim=1).values, [1]) + step  # [B, T]
     return s
+
+
+def lattice_loglik_host(px: np.ndarray, py: np.ndarray, u_lens: np.ndarray) -> np.ndarray:
+    """``rnnt_lattice_loglik`` in numpy for rows that share their frames (a span's candidates): px, py [N, W, U+1]
+    log-probabilities of the label / blank arc out of node (t, u), u_lens [N] -> [N], every alignment ending with
+    the blank out of (W-1, U_n). One vectorised step per anti-diagonal d = t + u, as there, without torch's
+    per-call cost (~20 small calls a diagonal there, a handful here). Nodes past a row's U_n need no masking:
+    paths never return to a lower u, so they never reach (W-1, U_n)."""
+    N, W, U1 = px.shape
+    D = W + U1 - 1
+    u = np.arange(U1)
+    t_node = np.arange(D)[:, None] - u  # t_node: [D, U+1], the frame of node (d, u)
+    on_lattice = (t_node >= 0) & (t_node < W)
+    # into node (t, u): the blank out of (t-1, u), the label out of (t, u-1)
+    blank_in = py[:, np.clip(t_node - 1, 0, W - 1), u]  # blank_in: [N, D, U+1]
+    blank_in[:, ~(on_lattice & (t_node >= 1))] = -np.inf
+    label_in = np.full((N, D, U1), -np.inf, dtype=px.dtype)  # label_in: [N, D, U+1]
+    label_in[:, :, 1:] = px[:, np.clip(t_node[:, 1:], 0, W - 1), u[:-1]]
+    label_in[:, ~on_lattice] = -np.inf
+    alpha = np.full((N, U1), -np.inf)  # alpha: [N, U+1], the current diagonal
+    alpha[:, 0] = 0.0
+    end = W - 1 + u_lens  # end: [N], the diagonal of (W-1, U_n)
+    out = np.full(N, -np.inf)
+    rows = np.arange(N)
+    for d in range(D):
+        if d:
+            new = alpha + blank_in[:, d]
+            new[:, 1:] = np.logaddexp(new[:, 1:], alpha[:, :-1] + label_in[:, d, 1:])
+            alpha = new
+        done = rows[end == d]
+        if done.size:
+            out[done] = alpha[done, u_lens[done]] + py[done, W - 1, u_lens[done]]
+    return out
